@@ -1,0 +1,80 @@
+/** PostgreSQL helpers: one pool per service, transactions, and versioned SQL migrations. */
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+export type Queryable = Pick<pg.Pool, "query">;
+
+// bigint columns (revisions, offsets, seq) come back as JS numbers; values stay below 2^53.
+pg.types.setTypeParser(20, (v: string) => Number(v));
+
+export function createPool(databaseUrl: string, options: { max?: number; applicationName?: string } = {}): pg.Pool {
+  return new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.max ?? 5,
+    application_name: options.applicationName ?? "hashrelay",
+  });
+}
+
+/** Runs `work` in one transaction; rolls back on any error so no half-applied state remains. */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await work(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+export const SHARED_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
+
+/**
+ * Applies NNN_name.sql files from each directory once, in order, recording them under a
+ * namespace. A session advisory lock keeps several instances starting at once from racing.
+ */
+export async function migrate(pool: pg.Pool, sets: { namespace: string; dir: string }[]): Promise<string[]> {
+  const applied: string[] = [];
+  const client = await pool.connect();
+  try {
+    await client.query("SELECT pg_advisory_lock(7431001)");
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (
+         namespace text NOT NULL, version text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+         PRIMARY KEY (namespace, version))`,
+    );
+    for (const { namespace, dir } of sets) {
+      const done = new Set(
+        (await client.query<{ version: string }>("SELECT version FROM schema_migrations WHERE namespace = $1", [namespace])).rows.map(
+          (r) => r.version,
+        ),
+      );
+      const files = readdirSync(dir).filter((f) => /^\d{3}_.+\.sql$/.test(f)).sort();
+      for (const file of files) {
+        if (done.has(file)) continue;
+        await client.query("BEGIN");
+        try {
+          await client.query(readFileSync(join(dir, file), "utf8"));
+          await client.query("INSERT INTO schema_migrations (namespace, version) VALUES ($1, $2)", [namespace, file]);
+          await client.query("COMMIT");
+        } catch (err) {
+          await client.query("ROLLBACK");
+          throw new Error(`migration ${namespace}/${file} failed: ${(err as Error).message}`, { cause: err });
+        }
+        applied.push(`${namespace}/${file}`);
+      }
+    }
+  } finally {
+    await client.query("SELECT pg_advisory_unlock(7431001)").catch(() => undefined);
+    client.release();
+  }
+  return applied;
+}
