@@ -14,7 +14,7 @@ const SCHEMAS_DIR = fileURLToPath(new URL("./", import.meta.url));
 export const RECORDS_FILE = fileURLToPath(new URL("../services/shared/records.ts", import.meta.url));
 
 /** Kept in step with SCHEMA_FILES in services/shared/codec.ts (a test checks both agree). */
-const FILES: Record<string, string> = {
+export const FILES: Record<string, string> = {
   Submission: "submission.avsc",
   CanonicalRecord: "canonical-record.avsc",
   FeedRecord: "feed-record.avsc",

@@ -170,3 +170,19 @@ function describe(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 40 ? `${text.slice(0, 40)}...` : text;
 }
+
+/**
+ * Throws unless `reader` can read everything `writer` wrote (Avro schema resolution rules):
+ * the check that keeps a schema change from stranding records already in Kafka.
+ */
+export function assertBackwardCompatible(reader: SchemaVersion, writer: SchemaVersion): void {
+  try {
+    reader.type.createResolver(writer.type);
+  } catch (err) {
+    throw new CodecError(
+      "UNKNOWN_SCHEMA",
+      `${reader.name} (${reader.version}) cannot read ${writer.name} ${writer.version}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}

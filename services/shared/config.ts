@@ -1,0 +1,61 @@
+/**
+ * Start-up configuration from the environment, validated with zod. A service that cannot work
+ * with what it was given stops at once with every problem listed, instead of failing later.
+ */
+import { readFileSync, existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** Variables from .stack/env (written by `make up`), so local runs need no manual exports. */
+export function localStackEnv(path = `${REPO_ROOT}.stack/env`): Record<string, string> {
+  if (!existsSync(path)) return {};
+  const env: Record<string, string> = {};
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    const match = /^\s*(?:export\s+)?([A-Z0-9_]+)=(.*)$/.exec(line);
+    if (match) env[match[1] as string] = (match[2] as string).replace(/^["']|["']$/g, "");
+  }
+  return env;
+}
+
+/** The process environment over the local stack's defaults. */
+export function effectiveEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
+  return { ...localStackEnv(), ...env };
+}
+
+const brokers = z
+  .string()
+  .min(1)
+  .transform((s) => s.split(",").map((b) => b.trim()).filter(Boolean))
+  .refine((list) => list.every((b) => /^[^:\s]+:\d+$/.test(b)), "must be host:port[,host:port...]");
+
+/** Settings every service shares. */
+export const commonConfigShape = {
+  KAFKA_BROKERS: brokers,
+  KAFKA_CLIENT_ID: z.string().min(1).optional(),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+};
+
+export const s3ConfigShape = {
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().default("us-east-1"),
+  S3_ACCESS_KEY_ID: z.string().min(1),
+  S3_SECRET_ACCESS_KEY: z.string().min(1),
+  S3_BUCKET: z.string().min(3),
+};
+
+export function loadConfig<S extends z.ZodRawShape>(
+  service: string,
+  shape: S,
+  env: Record<string, string | undefined> = effectiveEnv(),
+): z.infer<z.ZodObject<S>> {
+  const parsed = z.object(shape).safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `  ${i.path.join(".") || "(env)"}: ${i.message}`);
+    throw new ConfigError(`${service} cannot start; fix these environment variables:\n${problems.join("\n")}`);
+  }
+  return parsed.data;
+}
