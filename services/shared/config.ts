@@ -36,6 +36,7 @@ export const commonConfigShape = {
   KAFKA_BROKERS: brokers,
   KAFKA_CLIENT_ID: z.string().min(1).optional(),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+  TOPIC_NAMESPACE: z.string().regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'").default(""),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 

@@ -1,11 +1,35 @@
 /** Topic names and their settings: provisioning as code, so every environment gets the same. */
 
-export const TOPICS = {
-  submitted: "hashes.submitted.v1",
-  rejected: "hashes.rejected.v1",
-  canonical: "hashes.canonical.v1",
-  audit: "audit.v1",
-} as const;
+export interface TopicNames {
+  readonly submitted: string;
+  readonly rejected: string;
+  readonly canonical: string;
+  readonly audit: string;
+  feed(partnerId: string): string;
+}
+
+const PARTNER_ID = /^[a-z0-9][a-z0-9-]{1,62}$/;
+
+/**
+ * The topic names, optionally under a namespace prefix ("<ns>.hashes.submitted.v1"): one broker
+ * can then host isolated pipelines, which the integration tests rely on.
+ */
+export function topicNames(namespace = ""): TopicNames {
+  if (namespace && !/^[a-z0-9][a-z0-9-]{0,40}$/.test(namespace)) throw new Error(`invalid topic namespace ${JSON.stringify(namespace)}`);
+  const p = namespace ? `${namespace}.` : "";
+  return {
+    submitted: `${p}hashes.submitted.v1`,
+    rejected: `${p}hashes.rejected.v1`,
+    canonical: `${p}hashes.canonical.v1`,
+    audit: `${p}audit.v1`,
+    feed(partnerId: string): string {
+      if (!PARTNER_ID.test(partnerId)) throw new Error(`invalid partner id ${JSON.stringify(partnerId)}`);
+      return `${p}feed.${partnerId}.v1`;
+    },
+  };
+}
+
+export const TOPICS: TopicNames = topicNames();
 
 export interface TopicSpec {
   readonly topic: string;
@@ -26,27 +50,27 @@ export interface TopicPlanOptions {
 
 export const LOCAL_TOPIC_PLAN: TopicPlanOptions = { partitions: 6, replicationFactor: 1, minInsyncReplicas: 1 };
 
-export function coreTopicSpecs(o: TopicPlanOptions): TopicSpec[] {
+export function coreTopicSpecs(o: TopicPlanOptions, names: TopicNames = TOPICS): TopicSpec[] {
   const base = { replicationFactor: o.replicationFactor };
   const durable = { "min.insync.replicas": String(o.minInsyncReplicas) };
   return [
     {
       ...base,
-      topic: TOPICS.submitted,
+      topic: names.submitted,
       numPartitions: o.partitions,
       // Long enough to re-drive dedup from scratch after an incident.
       configs: { ...durable, "cleanup.policy": "delete", "retention.ms": String(30 * DAY_MS) },
     },
     {
       ...base,
-      topic: TOPICS.rejected,
+      topic: names.rejected,
       numPartitions: 3,
       // Rejections wait for a human: keep them long.
       configs: { ...durable, "cleanup.policy": "delete", "retention.ms": String(90 * DAY_MS) },
     },
     {
       ...base,
-      topic: TOPICS.canonical,
+      topic: names.canonical,
       numPartitions: o.partitions,
       // Compacted by recordId. Tombstone-like records (deleted=true) stay as values, never null,
       // and delete.retention.ms keeps any null-key deletes long enough for the slowest consumer.
@@ -59,7 +83,7 @@ export function coreTopicSpecs(o: TopicPlanOptions): TopicSpec[] {
     },
     {
       ...base,
-      topic: TOPICS.audit,
+      topic: names.audit,
       numPartitions: 3,
       // DPA 2018 s.62 logs are kept for a long period; the audit archive keeps them beyond this.
       configs: { ...durable, "cleanup.policy": "delete", "retention.ms": String(365 * DAY_MS) },
@@ -67,14 +91,9 @@ export function coreTopicSpecs(o: TopicPlanOptions): TopicSpec[] {
   ];
 }
 
-export function feedTopic(partnerId: string): string {
-  if (!/^[a-z0-9][a-z0-9-]{1,62}$/.test(partnerId)) throw new Error(`invalid partner id ${JSON.stringify(partnerId)}`);
-  return `feed.${partnerId}.v1`;
-}
-
-export function feedTopicSpec(partnerId: string, o: TopicPlanOptions): TopicSpec {
+export function feedTopicSpec(partnerId: string, o: TopicPlanOptions, names: TopicNames = TOPICS): TopicSpec {
   return {
-    topic: feedTopic(partnerId),
+    topic: names.feed(partnerId),
     numPartitions: o.partitions,
     replicationFactor: o.replicationFactor,
     // A feed is a log, not a table: REMOVE tombstones must outlive the slowest partner's lag, so

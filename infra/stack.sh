@@ -1,0 +1,536 @@
+#!/usr/bin/env bash
+# hashrelay local stack: Kafka (KRaft, single node), PostgreSQL and an S3-compatible server (s3proxy),
+# run as plain local processes (no Docker). Data, logs, pids and the env file live in .stack/.
+#
+#   infra/stack.sh setup                 check java/mvn/postgres, fetch the jars (once)
+#   infra/stack.sh up [kafka|pg|s3]...   setup, start what is not running, wait healthy, write .stack/env
+#   infra/stack.sh down [kafka|pg|s3]... stop (TERM, then KILL after a grace period); data is kept
+#   infra/stack.sh stop-started          stop only what the last `up` started (see .stack/started-by-us)
+#   infra/stack.sh clean                 down, then delete .stack except the downloaded jars (.stack/lib)
+#   infra/stack.sh status                what runs and answers; exit 0 only if all three are healthy
+#   infra/stack.sh env                   print `export NAME=value` lines for a shell: eval "$(infra/stack.sh env)"
+#
+# Overrides (environment): HASHRELAY_KAFKA_PORT (19092), HASHRELAY_KAFKA_CONTROLLER_PORT (19093),
+# HASHRELAY_PG_PORT (15432), HASHRELAY_S3_PORT (19000), HASHRELAY_START_TIMEOUT (seconds, 120),
+# HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack). A DATABASE_URL that points anywhere else
+# than this stack's own PostgreSQL is used as is, and no PostgreSQL is started.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+INFRA="$ROOT/infra"
+STACK="${HASHRELAY_STACK_DIR:-$ROOT/.stack}"
+LIB="$STACK/lib"
+LOGS="$STACK/logs"
+
+KAFKA_PORT="${HASHRELAY_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${HASHRELAY_KAFKA_CONTROLLER_PORT:-19093}"
+PG_PORT="${HASHRELAY_PG_PORT:-15432}"
+S3_PORT="${HASHRELAY_S3_PORT:-19000}"
+START_TIMEOUT="${HASHRELAY_START_TIMEOUT:-120}"
+KAFKA_HEAP="${HASHRELAY_KAFKA_HEAP:-768m}"
+HOST=127.0.0.1
+
+S3_ACCESS_KEY_ID_VALUE="${HASHRELAY_S3_ACCESS_KEY_ID:-hashrelay-local}"
+S3_SECRET_VALUE="${HASHRELAY_S3_SECRET_ACCESS_KEY:-hashrelay-local-secret}"
+S3_BUCKET_VALUE="${HASHRELAY_S3_BUCKET:-hashrelay}"
+S3_REGION_VALUE=us-east-1
+PG_DB=hashrelay
+LOCAL_DATABASE_URL="postgres://postgres@$HOST:$PG_PORT/$PG_DB"
+
+KAFKA_MAIN=kafka.Kafka
+S3_MAIN=org.gaul.s3proxy.Main
+
+say() { printf 'stack: %s\n' "$*"; }
+warn() { printf 'stack: WARNING: %s\n' "$*" >&2; }
+die() { printf 'stack: ERROR: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+# A DATABASE_URL from the environment that is not this stack's own means "use that, start no PG".
+pg_external() { [ -n "${DATABASE_URL:-}" ] && [ "${DATABASE_URL}" != "$LOCAL_DATABASE_URL" ]; }
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# pid of a live process whose command line holds both $1 (main class / binary) and this stack's dir.
+# The pid file is tried first; a scan of /proc finds processes whose pid file was lost.
+find_pid() {
+  local marker="$1" pidfile="$2" pid cmd
+  if [ -f "$pidfile" ]; then
+    pid="$(head -n1 "$pidfile" 2>/dev/null || true)"
+    if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ]; then
+      cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+      if [[ "$cmd" == *"$marker"* && "$cmd" == *"$STACK/"* ]]; then echo "$pid"; return 0; fi
+    fi
+  fi
+  for d in /proc/[0-9]*; do
+    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null || true)"
+    [ -n "$cmd" ] || continue
+    case "$cmd" in *bash*stack.sh*|*grep*) continue ;; esac
+    if [[ "$cmd" == *"$marker"* && "$cmd" == *"$STACK/"* ]]; then echo "${d#/proc/}"; return 0; fi
+  done
+  return 1
+}
+
+have_node_helper() { command -v node >/dev/null && [ -d "$ROOT/node_modules/kafkajs" ] && [ -d "$ROOT/node_modules/@aws-sdk/client-s3" ]; }
+
+# Stop a process: SIGTERM, wait up to $2 seconds, then SIGKILL.
+stop_pid() {
+  local pid="$1" grace="$2" name="$3" i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < grace * 5; i++)); do
+    kill -0 "$pid" 2>/dev/null || { say "$name stopped"; return 0; }
+    sleep 0.2
+  done
+  warn "$name (pid $pid) did not stop within ${grace}s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 25; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  warn "$name (pid $pid) is still alive after SIGKILL"
+}
+
+log_tail() { [ -f "$1" ] && { echo "---- last lines of $1 ----" >&2; tail -n 25 "$1" >&2; echo "----" >&2; }; return 0; }
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+ensure_java_mvn() {
+  local missing=()
+  command -v java >/dev/null || missing+=(java)
+  command -v mvn >/dev/null || missing+=(mvn)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if is_root && command -v apt-get >/dev/null; then
+      say "missing ${missing[*]}: installing openjdk-17-jre-headless and maven with apt-get"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null ||
+        die "apt-get install openjdk-17-jre-headless maven failed"
+    else
+      die "${missing[*]} not found: install Java 17+ and Maven (Debian: sudo apt-get install openjdk-17-jre-headless maven)"
+    fi
+  fi
+  local v
+  v="$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+  [ -n "$v" ] && [ "$v" -ge 17 ] || die "Java 17 or newer is needed (found: $(java -version 2>&1 | head -n1))"
+}
+
+# Fetch one runtime classpath with Maven, into a temp folder moved into place when complete; refetch
+# when the pom changed since (a version bump), judged by the pom's checksum kept beside the jars.
+fetch_lib() {
+  local name="$1" pom="$INFRA/$1/pom.xml" dest="$LIB/$1" sum
+  sum="$(sha256sum "$pom" | cut -d' ' -f1)"
+  if [ -f "$dest/.pom.sha256" ] && [ "$(cat "$dest/.pom.sha256")" = "$sum" ]; then return 0; fi
+  say "fetching $name jars with Maven into ${dest#$ROOT/} (first time only)"
+  rm -rf "$dest.tmp"
+  mkdir -p "$LIB"
+  if ! mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dest.tmp" \
+    >"$LIB/$name-mvn.log" 2>&1; then
+    log_tail "$LIB/$name-mvn.log"
+    die "Maven could not fetch the $name jars (log: $LIB/$name-mvn.log)"
+  fi
+  echo "$sum" >"$dest.tmp/.pom.sha256"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+}
+
+PGBIN=""
+find_pgbin() {
+  local d
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+  if [ -z "$d" ] && command -v pg_ctl >/dev/null; then d="$(dirname "$(command -v pg_ctl)")"; fi
+  if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
+    if is_root && command -v apt-get >/dev/null; then
+      say "PostgreSQL server binaries not found: installing postgresql with apt-get"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null ||
+        die "apt-get install postgresql failed"
+      d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+    fi
+    [ -n "$d" ] && [ -x "$d/initdb" ] ||
+      die "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin: install postgresql with apt-get install postgresql (or set DATABASE_URL to an existing database)"
+  fi
+  PGBIN="$d"
+}
+
+cmd_setup() {
+  ensure_java_mvn
+  mkdir -p "$LIB" "$LOGS"
+  fetch_lib kafka
+  fetch_lib s3
+  pg_external || find_pgbin
+  say "setup ok (java $(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1), jars in ${LIB#$ROOT/})"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Kafka (KRaft combined broker+controller, node 1)
+
+KAFKA_DIR="$STACK/kafka"
+KAFKA_PIDFILE="$STACK/kafka.pid"
+KAFKA_LOG="$LOGS/kafka.log"      # log4j file appender
+KAFKA_OUT="$LOGS/kafka.out"      # stdout/stderr of the JVM
+
+kafka_jvm_opts() {
+  echo "-Xms256m -Xmx$KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent" \
+    "-Djava.awt.headless=true -Dkafka.logs.dir=$LOGS" \
+    "-Dlog4j2.configurationFile=$INFRA/kafka/log4j2.properties -Dlog4j.configuration=file:$INFRA/kafka/log4j.properties"
+}
+
+write_kafka_properties() {
+  mkdir -p "$KAFKA_DIR/data"
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# Generated by infra/stack.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+# one node: every internal topic has one replica
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+num.partitions=1
+log.retention.hours=168
+EOF
+}
+
+kafka_healthy() {
+  port_open "$HOST" "$KAFKA_PORT" || return 1
+  if have_node_helper; then
+    node "$INFRA/stack-check.mjs" kafka "$HOST:$KAFKA_PORT" >/dev/null 2>&1
+  else
+    # Without node_modules: the broker logs this line once it serves clients.
+    grep -q "Kafka Server started" "$KAFKA_LOG" 2>/dev/null
+  fi
+}
+
+start_kafka() {
+  if find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE" >/dev/null; then return 0; fi
+  port_open "$HOST" "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process (not this stack's Kafka); free it or set HASHRELAY_KAFKA_PORT"
+  port_open "$HOST" "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is taken by another process; free it or set HASHRELAY_KAFKA_CONTROLLER_PORT"
+  write_kafka_properties
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    local cid
+    if [ -f "$KAFKA_DIR/cluster.id" ]; then cid="$(cat "$KAFKA_DIR/cluster.id")"; else
+      # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding (not starting with '-').
+      cid=-
+      while [[ "$cid" == -* ]]; do cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; done
+      echo "$cid" >"$KAFKA_DIR/cluster.id"
+    fi
+    say "formatting Kafka storage (cluster id $cid)"
+    # shellcheck disable=SC2046
+    java $(kafka_jvm_opts) -cp "$LIB/kafka/*" kafka.tools.StorageTool format -t "$cid" \
+      -c "$KAFKA_DIR/server.properties" --ignore-formatted >"$LOGS/kafka-format.log" 2>&1 ||
+      { log_tail "$LOGS/kafka-format.log"; die "Kafka storage format failed (log: $LOGS/kafka-format.log)"; }
+  fi
+  say "starting Kafka on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+  echo "==== $(date -Is) start" >>"$KAFKA_OUT"
+  # setsid: own session, so the broker outlives this shell and its terminal; `down` kills it by pid.
+  # shellcheck disable=SC2046
+  setsid nohup java $(kafka_jvm_opts) -cp "$LIB/kafka/*" "$KAFKA_MAIN" "$KAFKA_DIR/server.properties" \
+    >>"$KAFKA_OUT" 2>&1 </dev/null &
+  echo $! >"$KAFKA_PIDFILE"
+  STARTED+=(kafka)
+}
+
+wait_kafka() {
+  local deadline=$((SECONDS + START_TIMEOUT))
+  while ! kafka_healthy; do
+    if ! find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE" >/dev/null; then
+      log_tail "$KAFKA_OUT"; log_tail "$KAFKA_LOG"
+      die "Kafka exited during start-up; see $KAFKA_LOG and $KAFKA_OUT"
+    fi
+    [ $SECONDS -lt $deadline ] || { log_tail "$KAFKA_LOG"; die "Kafka not ready after ${START_TIMEOUT}s; see $KAFKA_LOG and $KAFKA_OUT"; }
+    sleep 0.5
+  done
+  say "Kafka ready on $HOST:$KAFKA_PORT"
+}
+
+stop_kafka() {
+  local pid
+  if pid="$(find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE")"; then
+    say "stopping Kafka (pid $pid)"
+    stop_pid "$pid" 45 Kafka
+  fi
+  rm -f "$KAFKA_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# S3 (s3proxy over the local filesystem)
+
+S3_DIR="$STACK/s3"
+S3_PIDFILE="$STACK/s3.pid"
+S3_LOG="$LOGS/s3.log"
+
+s3_healthy() {
+  local code
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$HOST:$S3_PORT/" 2>/dev/null || true)"
+  [ -n "$code" ] && [ "$code" != 000 ]
+}
+
+start_s3() {
+  if find_pid "$S3_MAIN" "$S3_PIDFILE" >/dev/null; then return 0; fi
+  port_open "$HOST" "$S3_PORT" && die "port $S3_PORT is taken by another process (not this stack's s3proxy); free it or set HASHRELAY_S3_PORT"
+  mkdir -p "$S3_DIR/data"
+  cat >"$S3_DIR/s3proxy.properties" <<EOF
+# Generated by infra/stack.sh on every start.
+s3proxy.endpoint=http://$HOST:$S3_PORT
+s3proxy.authorization=aws-v2-or-v4
+s3proxy.identity=$S3_ACCESS_KEY_ID_VALUE
+s3proxy.credential=$S3_SECRET_VALUE
+jclouds.provider=filesystem-nio2
+jclouds.filesystem.basedir=$S3_DIR/data
+EOF
+  say "starting s3proxy on $HOST:$S3_PORT"
+  echo "==== $(date -Is) start" >>"$S3_LOG"
+  setsid nohup java -Xms64m -Xmx256m -Dlogback.configurationFile="$INFRA/s3/logback.xml" \
+    -cp "$LIB/s3/*" "$S3_MAIN" --properties "$S3_DIR/s3proxy.properties" >>"$S3_LOG" 2>&1 </dev/null &
+  echo $! >"$S3_PIDFILE"
+  STARTED+=(s3)
+}
+
+wait_s3() {
+  local deadline=$((SECONDS + START_TIMEOUT))
+  while ! s3_healthy; do
+    find_pid "$S3_MAIN" "$S3_PIDFILE" >/dev/null || { log_tail "$S3_LOG"; die "s3proxy exited during start-up; see $S3_LOG"; }
+    [ $SECONDS -lt $deadline ] || { log_tail "$S3_LOG"; die "s3proxy not answering after ${START_TIMEOUT}s; see $S3_LOG"; }
+    sleep 0.3
+  done
+  say "S3 ready on http://$HOST:$S3_PORT"
+}
+
+ensure_bucket() {
+  if have_node_helper; then
+    env S3_ENDPOINT="http://$HOST:$S3_PORT" S3_REGION="$S3_REGION_VALUE" S3_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID_VALUE" \
+      S3_SECRET_ACCESS_KEY="$S3_SECRET_VALUE" S3_BUCKET="$S3_BUCKET_VALUE" \
+      node "$INFRA/stack-check.mjs" s3-bucket >/dev/null || die "could not create S3 bucket $S3_BUCKET_VALUE (see $S3_LOG)"
+  else
+    # The filesystem backend keeps a bucket as a folder under its basedir.
+    warn "node_modules missing (run make setup): creating bucket $S3_BUCKET_VALUE as a folder"
+    mkdir -p "$S3_DIR/data/$S3_BUCKET_VALUE"
+  fi
+}
+
+stop_s3() {
+  local pid
+  if pid="$(find_pid "$S3_MAIN" "$S3_PIDFILE")"; then
+    say "stopping s3proxy (pid $pid)"
+    stop_pid "$pid" 15 s3proxy
+  fi
+  rm -f "$S3_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL (private cluster; run as the postgres user when we are root, since initdb refuses root)
+
+PG_DIR="$STACK/pg"
+PGDATA_DIR="$PG_DIR/data"
+PG_SOCK="$PG_DIR/run"
+PG_PIDFILE="$STACK/pg.pid"
+PG_LOG="$LOGS/postgres.log"
+
+as_pg() { if is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_healthy() { "$PGBIN/pg_isready" -q -h "$HOST" -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
+
+pg_running_pid() {
+  local pid
+  [ -f "$PGDATA_DIR/postmaster.pid" ] || return 1
+  pid="$(head -n1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$PGDATA_DIR"* ]] &&
+    echo "$pid"
+}
+
+start_pg() {
+  pg_external && return 0
+  [ -n "$PGBIN" ] || find_pgbin
+  if pg_running_pid >/dev/null; then return 0; fi
+  port_open "$HOST" "$PG_PORT" && die "port $PG_PORT is taken by another process (not this stack's PostgreSQL); free it or set HASHRELAY_PG_PORT"
+  mkdir -p "$PG_DIR" "$PG_SOCK" "$LOGS"
+  touch "$PG_LOG"
+  if is_root; then
+    # the postgres user must reach the data folder through every parent
+    chmod a+x "$STACK" "$PG_DIR"
+    chown postgres: "$PG_DIR" "$PG_SOCK" "$PG_LOG"
+    runuser -u postgres -- test -x "$PG_DIR" ||
+      die "user postgres cannot reach $PG_DIR: make its parent folders traversable (chmod a+x) or set DATABASE_URL"
+  fi
+  if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+    say "initdb ${PGDATA_DIR#$ROOT/} ($("$PGBIN/postgres" --version))"
+    rm -rf "$PGDATA_DIR"
+    as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+      >"$LOGS/pg-initdb.log" 2>&1 || { log_tail "$LOGS/pg-initdb.log"; die "initdb failed (log: $LOGS/pg-initdb.log)"; }
+  fi
+  say "starting PostgreSQL on $HOST:$PG_PORT"
+  # pg_ctl daemonizes the postmaster; setsid also detaches pg_ctl itself from this shell's session.
+  local as=()
+  is_root && as=(runuser -u postgres --)
+  setsid -w "${as[@]}" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$START_TIMEOUT" \
+    -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST" start </dev/null >/dev/null 2>&1 ||
+    { log_tail "$PG_LOG"; die "PostgreSQL did not start; see $PG_LOG"; }
+  STARTED+=(pg)
+}
+
+wait_pg() {
+  pg_external && return 0
+  local deadline=$((SECONDS + START_TIMEOUT)) pid
+  while ! pg_healthy; do
+    pg_running_pid >/dev/null || { log_tail "$PG_LOG"; die "PostgreSQL is not running; see $PG_LOG"; }
+    [ $SECONDS -lt $deadline ] || { log_tail "$PG_LOG"; die "PostgreSQL not ready after ${START_TIMEOUT}s; see $PG_LOG"; }
+    sleep 0.3
+  done
+  pid="$(pg_running_pid)" && echo "$pid" >"$PG_PIDFILE"
+  if [ -z "$("$PGBIN/psql" -h "$HOST" -p "$PG_PORT" -U postgres -d postgres -tAc "select 1 from pg_database where datname = '$PG_DB'")" ]; then
+    "$PGBIN/createdb" -h "$HOST" -p "$PG_PORT" -U postgres -O postgres "$PG_DB" || die "createdb $PG_DB failed"
+    say "created database $PG_DB"
+  fi
+  say "PostgreSQL ready on $HOST:$PG_PORT (database $PG_DB)"
+}
+
+stop_pg() {
+  pg_external && return 0
+  local pid
+  if pid="$(pg_running_pid)"; then
+    [ -n "$PGBIN" ] || find_pgbin
+    say "stopping PostgreSQL (pid $pid)"
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+      as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w -t 15 stop >/dev/null 2>&1 ||
+      stop_pid "$pid" 5 PostgreSQL
+    kill -0 "$pid" 2>/dev/null || say "PostgreSQL stopped"
+  fi
+  rm -f "$PG_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# env file and commands
+
+env_lines() {
+  local db="$LOCAL_DATABASE_URL"
+  pg_external && db="$DATABASE_URL"
+  cat <<EOF
+KAFKA_BROKERS=$HOST:$KAFKA_PORT
+DATABASE_URL=$db
+S3_ENDPOINT=http://$HOST:$S3_PORT
+S3_REGION=$S3_REGION_VALUE
+S3_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID_VALUE
+S3_SECRET_ACCESS_KEY=$S3_SECRET_VALUE
+S3_BUCKET=$S3_BUCKET_VALUE
+S3_FORCE_PATH_STYLE=true
+EOF
+}
+
+services_from_args() {
+  local s out=()
+  [ $# -eq 0 ] && set -- kafka pg s3
+  for s in "$@"; do
+    case "$s" in
+      kafka | pg | s3) out+=("$s") ;;
+      postgres | postgresql) out+=(pg) ;;
+      *) die "unknown service '$s' (kafka, pg, s3)" ;;
+    esac
+  done
+  echo "${out[*]}"
+}
+
+want() { [[ " $SERVICES " == *" $1 "* ]]; }
+
+STARTED=()
+cmd_up() {
+  SERVICES="$(services_from_args "$@")"
+  cmd_setup
+  mkdir -p "$STACK" "$LOGS"
+  # start everything first, then wait: the JVMs boot in parallel
+  want s3 && start_s3
+  want kafka && start_kafka
+  want pg && start_pg
+  want pg && wait_pg
+  want s3 && { wait_s3; ensure_bucket; }
+  want kafka && wait_kafka
+  env_lines >"$STACK/env.tmp" && mv "$STACK/env.tmp" "$STACK/env"
+  # started-by-us: which services this `up` started (a test run that started them can stop them
+  # again with `stop-started`); when everything was already running, the marker is removed.
+  if [ ${#STARTED[@]} -gt 0 ]; then
+    printf '%s\n' "${STARTED[@]}" >"$STACK/started-by-us"
+    say "started: ${STARTED[*]} (recorded in ${STACK#$ROOT/}/started-by-us)"
+  else
+    rm -f "$STACK/started-by-us"
+    say "already running: $SERVICES"
+  fi
+  say "env written to ${STACK#$ROOT/}/env"
+}
+
+cmd_down() {
+  SERVICES="$(services_from_args "$@")"
+  want kafka && stop_kafka
+  want s3 && stop_s3
+  want pg && stop_pg
+  rm -f "$STACK/started-by-us"
+  return 0
+}
+
+cmd_stop_started() {
+  if [ -f "$STACK/started-by-us" ]; then
+    # shellcheck disable=SC2046
+    cmd_down $(cat "$STACK/started-by-us")
+  else
+    say "nothing to stop: the stack was already running before the last 'up'"
+  fi
+}
+
+cmd_clean() {
+  cmd_down
+  [ -d "$STACK" ] || return 0
+  find "$STACK" -mindepth 1 -maxdepth 1 ! -name lib -exec rm -rf {} +
+  say "removed ${STACK#$ROOT/} data (kept ${LIB#$ROOT/})"
+}
+
+cmd_status() {
+  local ok=0 pid
+  if pid="$(find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE")"; then
+    if kafka_healthy; then say "kafka  running  pid $pid  $HOST:$KAFKA_PORT  healthy"
+    else say "kafka  running  pid $pid  $HOST:$KAFKA_PORT  NOT answering (log: $KAFKA_LOG)"; ok=1; fi
+  else say "kafka  stopped"; ok=1; fi
+  if pg_external; then
+    if command -v pg_isready >/dev/null && pg_isready -q -d "$DATABASE_URL" -t 2; then say "pg     external DATABASE_URL  healthy"
+    else say "pg     external DATABASE_URL (not checked or not answering)"; fi
+  elif pid="$(pg_running_pid)"; then
+    find_pgbin
+    if pg_healthy; then say "pg     running  pid $pid  $HOST:$PG_PORT  healthy"
+    else say "pg     running  pid $pid  $HOST:$PG_PORT  NOT answering (log: $PG_LOG)"; ok=1; fi
+  else say "pg     stopped"; ok=1; fi
+  if pid="$(find_pid "$S3_MAIN" "$S3_PIDFILE")"; then
+    if s3_healthy; then say "s3     running  pid $pid  http://$HOST:$S3_PORT  healthy"
+    else say "s3     running  pid $pid  http://$HOST:$S3_PORT  NOT answering (log: $S3_LOG)"; ok=1; fi
+  else say "s3     stopped"; ok=1; fi
+  [ -f "$STACK/started-by-us" ] && say "started by the last 'up': $(tr '\n' ' ' <"$STACK/started-by-us")"
+  return $ok
+}
+
+cmd_env() { env_lines | sed 's/^/export /'; }
+
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+main() {
+  local cmd="${1:-}"
+  [ $# -gt 0 ] && shift
+  case "$cmd" in
+    setup) cmd_setup ;;
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    stop-started) cmd_stop_started ;;
+    clean) cmd_clean ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    -h | --help | help) usage ;;
+    *) usage >&2; exit 2 ;;
+  esac
+}
+
+main "$@"

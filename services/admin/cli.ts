@@ -1,0 +1,177 @@
+/**
+ * Hub administration CLI: database migrations, topic provisioning, key generation, and the
+ * registration of agencies, partners and their keys. Run as `bin/hashrelay <command>`.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Command, Option } from "commander";
+import { commonConfigShape, loadConfig } from "../shared/config.ts";
+import { HashrelayError } from "../shared/errors.ts";
+import { createKafka, provisionTopics } from "../shared/kafka.ts";
+import { PgKeyRegistry } from "../shared/key-registry.ts";
+import type { KeyOwnerKind } from "../shared/key-registry.ts";
+import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
+import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
+import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec } from "../shared/topics.ts";
+import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
+import type { AgencyKind } from "./registry.ts";
+
+const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfigShape.DATABASE_URL });
+
+async function withDb<T>(work: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
+  const pool = createPool(dbConfig().DATABASE_URL, { max: 2, applicationName: "hashrelay-admin" });
+  try {
+    await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }]);
+    return await work(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+function parseDate(value: string): Date {
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new Error(`not a date: ${value}`);
+  return d;
+}
+
+function readPublicKey(value: string): Buffer {
+  // Accept the base64 printed by `keys generate`, or a path to a file holding it.
+  let text = value;
+  try {
+    text = readFileSync(value, "utf8").trim();
+  } catch {
+    /* not a file: treat as base64 */
+  }
+  const raw = Buffer.from(text, "base64");
+  if (raw.length !== 32) throw new Error("public key must be 32 bytes of Ed25519, base64 encoded");
+  return raw;
+}
+
+export function buildCli(): Command {
+  const program = new Command("hashrelay").description("hashrelay hub administration").showHelpAfterError();
+
+  program
+    .command("migrate")
+    .description("apply the hub database migrations")
+    .action(async () => {
+      const pool = createPool(dbConfig().DATABASE_URL, { max: 1, applicationName: "hashrelay-admin" });
+      const applied = await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }]).finally(() => pool.end());
+      console.log(applied.length ? `applied ${applied.join(", ")}` : "database is up to date");
+    });
+
+  program
+    .command("topics")
+    .description("create or update the core topics and the feed topic of each given partner")
+    .option("--partner <id...>", "partner ids whose feed topics to provision", [])
+    .option("--partitions <n>", "partitions of high-volume topics", String(LOCAL_TOPIC_PLAN.partitions))
+    .option("--replication <n>", "replication factor", String(LOCAL_TOPIC_PLAN.replicationFactor))
+    .option("--min-isr <n>", "min.insync.replicas", String(LOCAL_TOPIC_PLAN.minInsyncReplicas))
+    .action(async (o: { partner: string[]; partitions: string; replication: string; minIsr: string }) => {
+      const { KAFKA_BROKERS } = loadConfig("hashrelay-admin", { KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS });
+      const plan = { partitions: Number(o.partitions), replicationFactor: Number(o.replication), minInsyncReplicas: Number(o.minIsr) };
+      const admin = createKafka({ brokers: KAFKA_BROKERS, clientId: "hashrelay-admin" }).admin();
+      await admin.connect();
+      try {
+        const result = await provisionTopics(admin, [...coreTopicSpecs(plan), ...o.partner.map((p) => feedTopicSpec(p, plan))]);
+        console.log(`created: ${result.created.join(", ") || "none"}; updated: ${result.updated.join(", ") || "none"}`);
+      } finally {
+        await admin.disconnect();
+      }
+    });
+
+  const agencies = program.command("agencies").description("contributing agencies");
+  agencies
+    .command("register")
+    .requiredOption("--id <id>", "agency id, e.g. met-police")
+    .requiredOption("--name <name>")
+    .addOption(new Option("--kind <kind>").choices(["force", "nca", "other"]).default("force"))
+    .option("--grading-authority", "this agency's grade is authoritative", false)
+    .action(async (o: { id: string; name: string; kind: AgencyKind; gradingAuthority: boolean }) => {
+      await withDb((db) => registerAgency(db, { agencyId: o.id, name: o.name, kind: o.kind, gradingAuthority: o.gradingAuthority }));
+      console.log(`agency ${o.id} registered`);
+    });
+  agencies.command("list").action(async () => {
+    for (const a of await withDb(listAgencies)) {
+      console.log(`${a.agencyId}\t${a.kind}\t${a.gradingAuthority ? "authority" : ""}\t${a.name}`);
+    }
+  });
+
+  const partners = program.command("partners").description("feed partners");
+  partners
+    .command("register")
+    .requiredOption("--id <id>", "partner id, e.g. hotline-uk")
+    .requiredOption("--name <name>")
+    .action(async (o: { id: string; name: string }) => {
+      await withDb((db) => registerPartner(db, { partnerId: o.id, name: o.name }));
+      console.log(`partner ${o.id} registered`);
+    });
+  partners.command("list").action(async () => {
+    for (const p of await withDb(listPartners)) console.log(`${p.partnerId}\t${p.name}`);
+  });
+
+  const keys = program.command("keys").description("Ed25519 signing keys");
+  keys
+    .command("generate")
+    .description("make a key pair; writes the private key (mode 0600) and prints the key id and public key")
+    .requiredOption("--owner <id>", "agency id, or 'hub'")
+    .requiredOption("--out <dir>", "directory for the private key file")
+    .action((o: { owner: string; out: string }) => {
+      const pair = generateSigningKeyPair();
+      const keyId = deriveKeyId(o.owner, pair.publicKey);
+      mkdirSync(o.out, { recursive: true, mode: 0o700 });
+      const file = join(o.out, `${keyId.replace(/[^a-zA-Z0-9-]/g, "_")}.pem`);
+      writeFileSync(file, pair.privateKeyPem, { mode: 0o600 });
+      writeFileSync(`${file}.pub`, `${pair.publicKey.toString("base64")}\n`);
+      console.log(JSON.stringify({ keyId, publicKey: pair.publicKey.toString("base64"), privateKeyFile: file }));
+    });
+  keys
+    .command("register")
+    .requiredOption("--key-id <id>")
+    .addOption(new Option("--owner-kind <kind>").choices(["agency", "hub"]).default("agency"))
+    .requiredOption("--owner <id>")
+    .requiredOption("--public-key <base64|file>")
+    .option("--valid-from <iso>", "start of validity", new Date().toISOString())
+    .option("--valid-until <iso>", "end of validity (open-ended if omitted)")
+    .action(async (o: { keyId: string; ownerKind: KeyOwnerKind; owner: string; publicKey: string; validFrom: string; validUntil?: string }) => {
+      await withDb((db) =>
+        new PgKeyRegistry(db).registerKey({
+          keyId: o.keyId,
+          ownerKind: o.ownerKind,
+          ownerId: o.owner,
+          publicKey: readPublicKey(o.publicKey),
+          validFrom: parseDate(o.validFrom),
+          validUntil: o.validUntil ? parseDate(o.validUntil) : null,
+        }),
+      );
+      console.log(`key ${o.keyId} registered for ${o.ownerKind} ${o.owner}`);
+    });
+  keys
+    .command("revoke")
+    .requiredOption("--key-id <id>")
+    .requiredOption("--reason <text>")
+    .action(async (o: { keyId: string; reason: string }) => {
+      await withDb((db) => new PgKeyRegistry(db).revokeKey(o.keyId, o.reason));
+      console.log(`key ${o.keyId} revoked`);
+    });
+  keys
+    .command("list")
+    .option("--owner <id>")
+    .action(async (o: { owner?: string }) => {
+      for (const k of await withDb((db) => new PgKeyRegistry(db, 0).listKeys(undefined, o.owner))) {
+        const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : k.validUntil ? `until ${k.validUntil.toISOString()}` : "open";
+        console.log(`${k.keyId}\t${k.ownerKind}\t${k.ownerId}\tfrom ${k.validFrom.toISOString()}\t${state}`);
+      }
+    });
+
+  return program;
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  buildCli()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => {
+      const reason = err instanceof HashrelayError ? `[${err.reason}] ` : "";
+      console.error(`hashrelay: ${reason}${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = 1;
+    });
+}
