@@ -12,7 +12,8 @@
 #
 # Overrides (environment): HASHRELAY_KAFKA_PORT (19092), HASHRELAY_KAFKA_CONTROLLER_PORT (19093),
 # HASHRELAY_PG_PORT (15432), HASHRELAY_S3_PORT (19000), HASHRELAY_START_TIMEOUT (seconds, 120),
-# HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack). A DATABASE_URL that points anywhere else
+# HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack), HASHRELAY_KAFKA_MVN_ARGS (e.g. -Pkafka3
+# for the Kafka 3.9 line; run `clean` first when switching, as 4.x data cannot be read by 3.9). A DATABASE_URL that points anywhere else
 # than this stack's own PostgreSQL is used as is, and no PostgreSQL is started.
 set -euo pipefail
 
@@ -116,12 +117,13 @@ ensure_java_mvn() {
 # when the pom changed since (a version bump), judged by the pom's checksum kept beside the jars.
 fetch_lib() {
   local name="$1" pom="$INFRA/$1/pom.xml" dest="$LIB/$1" sum
-  sum="$(sha256sum "$pom" | cut -d' ' -f1)"
+  shift
+  sum="$( (cat "$pom"; echo "$*") | sha256sum | cut -d' ' -f1)"
   if [ -f "$dest/.pom.sha256" ] && [ "$(cat "$dest/.pom.sha256")" = "$sum" ]; then return 0; fi
   say "fetching $name jars with Maven into ${dest#$ROOT/} (first time only)"
   rm -rf "$dest.tmp"
   mkdir -p "$LIB"
-  if ! mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dest.tmp" \
+  if ! mvn -B -q -Dstyle.color=never -f "$pom" "$@" dependency:copy-dependencies -DoutputDirectory="$dest.tmp" \
     >"$LIB/$name-mvn.log" 2>&1; then
     log_tail "$LIB/$name-mvn.log"
     die "Maven could not fetch the $name jars (log: $LIB/$name-mvn.log)"
@@ -151,7 +153,8 @@ find_pgbin() {
 cmd_setup() {
   ensure_java_mvn
   mkdir -p "$LIB" "$LOGS"
-  fetch_lib kafka
+  # shellcheck disable=SC2086
+  fetch_lib kafka ${HASHRELAY_KAFKA_MVN_ARGS:-}
   fetch_lib s3
   pg_external || find_pgbin
   say "setup ok (java $(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1), jars in ${LIB#$ROOT/})"
@@ -204,10 +207,11 @@ EOF
 kafka_healthy() {
   port_open "$HOST" "$KAFKA_PORT" || return 1
   if have_node_helper; then
-    node "$INFRA/stack-check.mjs" kafka "$HOST:$KAFKA_PORT" >/dev/null 2>&1
+    NODE_NO_WARNINGS=1 node "$INFRA/stack-check.mjs" kafka "$HOST:$KAFKA_PORT" >/dev/null 2>&1
   else
-    # Without node_modules: the broker logs this line once it serves clients.
-    grep -q "Kafka Server started" "$KAFKA_LOG" 2>/dev/null
+    # Without node_modules: the broker logs this line once it serves clients (looked for only in
+    # what was logged since the last start).
+    tail -n +"$(cat "$KAFKA_DIR/log-offset" 2>/dev/null || echo 1)" "$KAFKA_LOG" 2>/dev/null | grep -q "Kafka Server started"
   fi
 }
 
@@ -232,12 +236,13 @@ start_kafka() {
   fi
   say "starting Kafka on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
   echo "==== $(date -Is) start" >>"$KAFKA_OUT"
+  echo $(($( (cat "$KAFKA_LOG" 2>/dev/null || true) | wc -l) + 1)) >"$KAFKA_DIR/log-offset"
   # setsid: own session, so the broker outlives this shell and its terminal; `down` kills it by pid.
   # shellcheck disable=SC2046
   setsid nohup java $(kafka_jvm_opts) -cp "$LIB/kafka/*" "$KAFKA_MAIN" "$KAFKA_DIR/server.properties" \
     >>"$KAFKA_OUT" 2>&1 </dev/null &
   echo $! >"$KAFKA_PIDFILE"
-  STARTED+=(kafka)
+  started kafka
 }
 
 wait_kafka() {
@@ -286,6 +291,9 @@ s3proxy.authorization=aws-v2-or-v4
 s3proxy.identity=$S3_ACCESS_KEY_ID_VALUE
 s3proxy.credential=$S3_SECRET_VALUE
 jclouds.provider=filesystem-nio2
+# the storage backend's own login: unused by a local folder, but s3proxy requires it
+jclouds.identity=local
+jclouds.credential=local
 jclouds.filesystem.basedir=$S3_DIR/data
 EOF
   say "starting s3proxy on $HOST:$S3_PORT"
@@ -293,7 +301,7 @@ EOF
   setsid nohup java -Xms64m -Xmx256m -Dlogback.configurationFile="$INFRA/s3/logback.xml" \
     -cp "$LIB/s3/*" "$S3_MAIN" --properties "$S3_DIR/s3proxy.properties" >>"$S3_LOG" 2>&1 </dev/null &
   echo $! >"$S3_PIDFILE"
-  STARTED+=(s3)
+  started s3
 }
 
 wait_s3() {
@@ -310,7 +318,7 @@ ensure_bucket() {
   if have_node_helper; then
     env S3_ENDPOINT="http://$HOST:$S3_PORT" S3_REGION="$S3_REGION_VALUE" S3_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID_VALUE" \
       S3_SECRET_ACCESS_KEY="$S3_SECRET_VALUE" S3_BUCKET="$S3_BUCKET_VALUE" \
-      node "$INFRA/stack-check.mjs" s3-bucket >/dev/null || die "could not create S3 bucket $S3_BUCKET_VALUE (see $S3_LOG)"
+      NODE_NO_WARNINGS=1 node "$INFRA/stack-check.mjs" s3-bucket >/dev/null || die "could not create S3 bucket $S3_BUCKET_VALUE (see $S3_LOG)"
   else
     # The filesystem backend keeps a bucket as a folder under its basedir.
     warn "node_modules missing (run make setup): creating bucket $S3_BUCKET_VALUE as a folder"
@@ -375,7 +383,7 @@ start_pg() {
   setsid -w "${as[@]}" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$START_TIMEOUT" \
     -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST" start </dev/null >/dev/null 2>&1 ||
     { log_tail "$PG_LOG"; die "PostgreSQL did not start; see $PG_LOG"; }
-  STARTED+=(pg)
+  started pg
 }
 
 wait_pg() {
@@ -441,11 +449,17 @@ services_from_args() {
 
 want() { [[ " $SERVICES " == *" $1 "* ]]; }
 
+# Each service `up` starts is added to the marker at once, so a failed `up` can be undone too.
 STARTED=()
+started() { STARTED+=("$1"); echo "$1" >>"$STACK/started-by-us"; }
+
 cmd_up() {
   SERVICES="$(services_from_args "$@")"
   cmd_setup
   mkdir -p "$STACK" "$LOGS"
+  # started-by-us lists the services this `up` started; a test run that found the stack down can
+  # stop them again with `stop-started`. If everything was already running, there is no marker.
+  rm -f "$STACK/started-by-us"
   # start everything first, then wait: the JVMs boot in parallel
   want s3 && start_s3
   want kafka && start_kafka
@@ -454,13 +468,9 @@ cmd_up() {
   want s3 && { wait_s3; ensure_bucket; }
   want kafka && wait_kafka
   env_lines >"$STACK/env.tmp" && mv "$STACK/env.tmp" "$STACK/env"
-  # started-by-us: which services this `up` started (a test run that started them can stop them
-  # again with `stop-started`); when everything was already running, the marker is removed.
   if [ ${#STARTED[@]} -gt 0 ]; then
-    printf '%s\n' "${STARTED[@]}" >"$STACK/started-by-us"
     say "started: ${STARTED[*]} (recorded in ${STACK#$ROOT/}/started-by-us)"
   else
-    rm -f "$STACK/started-by-us"
     say "already running: $SERVICES"
   fi
   say "env written to ${STACK#$ROOT/}/env"
@@ -471,7 +481,11 @@ cmd_down() {
   want kafka && stop_kafka
   want s3 && stop_s3
   want pg && stop_pg
-  rm -f "$STACK/started-by-us"
+  if [ -f "$STACK/started-by-us" ]; then
+    local s
+    for s in $SERVICES; do sed -i "/^$s\$/d" "$STACK/started-by-us"; done
+    [ -s "$STACK/started-by-us" ] || rm -f "$STACK/started-by-us"
+  fi
   return 0
 }
 

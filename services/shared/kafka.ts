@@ -1,5 +1,5 @@
 /** kafkajs wiring shared by the services: client, durable producers, and topic provisioning. */
-import { Kafka, logLevel } from "kafkajs";
+import { Kafka, Partitioners, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
 import type { Logger } from "./logging.ts";
 import type { TopicSpec } from "./topics.ts";
@@ -31,6 +31,8 @@ export function createDurableProducer(kafka: Kafka, transactionalId?: string): P
   return kafka.producer({
     idempotent: true,
     maxInFlightRequests: 1,
+    // Murmur2, as the Java client: the same key lands on the same partition whichever client wrote it.
+    createPartitioner: Partitioners.DefaultPartitioner,
     allowAutoTopicCreation: false,
     ...(transactionalId ? { transactionalId } : {}),
   });

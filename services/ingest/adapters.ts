@@ -1,0 +1,46 @@
+/** Network adapters of the ingest core: the Kafka sink and the PostgreSQL ledger. */
+import type { Producer } from "kafkajs";
+import type { AvroCodec } from "../shared/codec.ts";
+import type { Queryable } from "../shared/postgres.ts";
+import type { TopicNames } from "../shared/topics.ts";
+import type { IntakeSink, SubmissionLedger } from "./intake.ts";
+
+/** Publishes a batch with acks from all in-sync replicas; resolves once Kafka holds all of it. */
+export function kafkaIntakeSink(producer: Producer, codec: AvroCodec, topics: TopicNames): IntakeSink {
+  return {
+    async publish({ accepted, rejected, audit }) {
+      const topicMessages = [
+        { topic: topics.submitted, messages: accepted.map((a) => ({ key: a.key, value: a.bytes })) },
+        {
+          topic: topics.rejected,
+          messages: rejected.map((r) => ({ key: r.agencyId, value: codec.encode("Rejection", r) })),
+        },
+        { topic: topics.audit, messages: audit.map((e) => ({ key: e.subjectId, value: codec.encode("AuditEvent", e) })) },
+      ].filter((t) => t.messages.length > 0);
+      if (topicMessages.length === 0) return;
+      await producer.sendBatch({ acks: -1, topicMessages });
+    },
+  };
+}
+
+export function pgSubmissionLedger(db: Queryable): SubmissionLedger {
+  return {
+    async lookup(ids) {
+      if (ids.length === 0) return new Map();
+      const { rows } = await db.query<{ submission_id: string; digest: Buffer }>(
+        "SELECT submission_id, digest FROM ingest_submissions WHERE submission_id = ANY($1::text[])",
+        [ids],
+      );
+      return new Map(rows.map((r) => [r.submission_id, r.digest]));
+    },
+    async record(entries) {
+      if (entries.length === 0) return;
+      await db.query(
+        `INSERT INTO ingest_submissions (submission_id, agency_id, digest)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])
+         ON CONFLICT (submission_id) DO NOTHING`,
+        [entries.map((e) => e.submissionId), entries.map((e) => e.agencyId), entries.map((e) => e.digest)],
+      );
+    },
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * The ingest HTTP API (fastify). Thin: authenticate, parse, hand items to the intake core,
+ * answer with per-item outcomes. Bodies stay raw bytes so the request signature and the
+ * dead-letter copies are over exactly what the agency sent.
+ */
+import Fastify from "fastify";
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { HashrelayError, SignatureError } from "../shared/errors.ts";
+import type { ReasonCode } from "../shared/errors.ts";
+import type { KeyLookup } from "../shared/key-registry.ts";
+import type { Logger } from "../shared/logging.ts";
+import { parseSubmissionBatch } from "./formats/submission-json.ts";
+import type { ImportService } from "./imports.ts";
+import { addToReceipt, admitBatch, emptyReceipt } from "./intake.ts";
+import type { IntakeDeps, IntakeItem } from "./intake.ts";
+import type { IngestMetrics } from "./metrics.ts";
+import { OPENAPI_DOCUMENT } from "./openapi.ts";
+import { authenticateRequest } from "./request-auth.ts";
+import type { AuthenticatedAgency } from "./request-auth.ts";
+
+export interface IngestApiDeps {
+  readonly intake: IntakeDeps;
+  readonly keys: KeyLookup;
+  readonly imports: ImportService;
+  readonly metrics: IngestMetrics;
+  readonly logger: Logger;
+  readonly bodyLimitBytes: number;
+  readonly maxItemsPerRequest: number;
+  /** Resolves when Kafka and PostgreSQL are reachable; rejects with the reason otherwise. */
+  readonly ready: () => Promise<void>;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    agency?: AuthenticatedAgency;
+  }
+}
+
+function sendError(reply: FastifyReply, status: number, reason: ReasonCode, error: string): FastifyReply {
+  return reply.code(status).send({ reason, error });
+}
+
+const STATUS_BY_REASON: Partial<Record<ReasonCode, number>> = {
+  UNAUTHENTICATED: 401,
+  UNKNOWN_KEY: 401,
+  KEY_REVOKED: 401,
+  KEY_EXPIRED: 401,
+  KEY_NOT_YET_VALID: 401,
+  KEY_OWNER_MISMATCH: 401,
+  BAD_SIGNATURE: 401,
+  NOT_FOUND: 404,
+  BODY_TOO_LARGE: 413,
+  INVALID_FIELD: 400,
+  MALFORMED_JSON: 400,
+};
+
+export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
+  const app: FastifyInstance = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimitBytes, disableRequestLogging: true });
+
+  // Keep every body as the exact bytes received.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+
+  app.addHook("onResponse", async (req, reply) => {
+    deps.metrics.requestSeconds
+      .labels(req.routeOptions.url ?? "unknown", String(reply.statusCode))
+      .observe(reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, req, reply) => {
+    if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      return sendError(reply, 413, "BODY_TOO_LARGE", `body exceeds ${deps.bodyLimitBytes} bytes; split it or use POST /v1/imports`);
+    }
+    if (err instanceof HashrelayError) {
+      return sendError(reply, STATUS_BY_REASON[err.reason] ?? 422, err.reason, err.message);
+    }
+    if (err.statusCode && err.statusCode < 500) return sendError(reply, err.statusCode, "INVALID_FIELD", err.message);
+    req.log.error({ err }, "request failed");
+    return sendError(reply, 503, "INTERNAL", "the hub could not take this request now; nothing was accepted, retry later");
+  });
+
+  // Every /v1 route is an agency's: authenticate before the handler sees the body.
+  app.addHook("preHandler", async (req) => {
+    if (!req.url.startsWith("/v1/")) return;
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    try {
+      req.agency = await authenticateRequest({ method: req.method, path: req.url, body, headers: req.headers }, deps.keys);
+    } catch (err) {
+      if (err instanceof SignatureError) {
+        req.log.warn({ agencyId: req.headers["x-hashrelay-agency"], reason: err.reason }, "request refused");
+      }
+      throw err;
+    }
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/readyz", async (_req, reply) => {
+    try {
+      await deps.ready();
+      return { status: "ready" };
+    } catch (err) {
+      return reply.code(503).send({ status: "not ready", error: (err as Error).message });
+    }
+  });
+  app.get("/metrics", async (_req, reply) => {
+    reply.header("content-type", deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+  app.get("/openapi.json", async () => OPENAPI_DOCUMENT);
+
+  app.post("/v1/submissions", async (req: FastifyRequest, reply) => {
+    const agency = req.agency as AuthenticatedAgency;
+    const body = req.body as Buffer;
+    const items: IntakeItem[] = parseSubmissionBatch(body);
+    if (items.length > deps.maxItemsPerRequest) {
+      return sendError(reply, 413, "BODY_TOO_LARGE", `at most ${deps.maxItemsPerRequest} submissions per request; use POST /v1/imports`);
+    }
+    const outcomes = await admitBatch(deps.intake, agency, "http", items);
+    for (const o of outcomes) deps.metrics.items.labels("http", o.status, o.reason ?? "").inc();
+    const receipt = addToReceipt(emptyReceipt(), outcomes);
+    req.log.info({ agencyId: agency.agencyId, ...receipt }, "submissions admitted");
+    const status = receipt.rejected === 0 ? 202 : receipt.rejected === outcomes.length ? 422 : 207;
+    return reply.code(status).send({ receipt, items: outcomes });
+  });
+
+  app.post("/v1/imports", async (req, reply) => {
+    const agency = req.agency as AuthenticatedAgency;
+    let request: { bucket?: unknown; key?: unknown };
+    try {
+      request = JSON.parse((req.body as Buffer).toString("utf8")) as { bucket?: unknown; key?: unknown };
+    } catch {
+      return sendError(reply, 400, "MALFORMED_JSON", 'body must be JSON: {"key": "...", "bucket": "..."}');
+    }
+    if (typeof request.key !== "string" || !request.key || (request.bucket !== undefined && typeof request.bucket !== "string")) {
+      return sendError(reply, 400, "INVALID_FIELD", '"key" (string) is required; "bucket" is optional');
+    }
+    const job = await deps.imports.start(agency.agencyId, request.key, request.bucket as string | undefined);
+    return reply.code(202).send(job);
+  });
+
+  app.get("/v1/imports/:id", async (req, reply) => {
+    const agency = req.agency as AuthenticatedAgency;
+    const job = await deps.imports.get(agency.agencyId, (req.params as { id: string }).id);
+    if (!job) return sendError(reply, 404, "NOT_FOUND", "no such import for this agency");
+    return job;
+  });
+
+  return app;
+}

@@ -1,0 +1,221 @@
+/**
+ * S3 bulk import: a force uploads a JSON Lines file of signed submissions (the ingest CLI makes
+ * one from VICS, CSV or JSON) and asks the hub to import it. The file is streamed line by line
+ * in chunks through the same intake core as HTTP, so memory stays bounded whatever its size.
+ * A receipt (counts by reason and every rejected line) is written back to S3 beside the file.
+ *
+ * An import interrupted by a stop is re-queued and run again from the start: lines already
+ * accepted come back as duplicates, so nothing is lost and nothing is published twice.
+ */
+import { randomUUID } from "node:crypto";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { HashrelayError } from "../shared/errors.ts";
+import type { ReasonCode } from "../shared/errors.ts";
+import type { Logger } from "../shared/logging.ts";
+import type { Queryable } from "../shared/postgres.ts";
+import { parseSubmissionBatch } from "./formats/submission-json.ts";
+import { addToReceipt, admitBatch, emptyReceipt } from "./intake.ts";
+import type { IntakeDeps, IntakeItem, ItemOutcome, Receipt } from "./intake.ts";
+import type { IngestMetrics } from "./metrics.ts";
+
+export type ImportStatus = "queued" | "running" | "done" | "failed";
+
+export interface ImportJob {
+  readonly importId: string;
+  readonly agencyId: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly status: ImportStatus;
+  readonly receipt: Receipt;
+  readonly receiptKey: string | null;
+  readonly error: string | null;
+}
+
+export interface ImportServiceDeps {
+  readonly db: Queryable;
+  readonly s3: S3Client;
+  readonly defaultBucket: string;
+  readonly intake: IntakeDeps;
+  readonly logger: Logger;
+  readonly metrics?: IngestMetrics;
+  readonly chunkSize?: number;
+  /** Longest line accepted; longer ones are rejected (BODY_TOO_LARGE) without being buffered whole. */
+  readonly maxLineBytes?: number;
+}
+
+interface ImportRow {
+  import_id: string;
+  agency_id: string;
+  bucket: string;
+  object_key: string;
+  status: ImportStatus;
+  accepted: number;
+  duplicates: number;
+  rejected: number;
+  by_reason: Partial<Record<ReasonCode, number>>;
+  receipt_key: string | null;
+  error: string | null;
+}
+
+function toJob(r: ImportRow): ImportJob {
+  return {
+    importId: r.import_id,
+    agencyId: r.agency_id,
+    bucket: r.bucket,
+    key: r.object_key,
+    status: r.status,
+    receipt: { accepted: r.accepted, duplicates: r.duplicates, rejected: r.rejected, byReason: r.by_reason },
+    receiptKey: r.receipt_key,
+    error: r.error,
+  };
+}
+
+export interface RejectedLine {
+  readonly line: number;
+  readonly submissionId: string | null;
+  readonly reason: ReasonCode;
+  readonly detail: string;
+}
+
+const MAX_RECEIPT_DETAILS = 10_000;
+
+export class ImportService {
+  private readonly running = new Map<string, Promise<void>>();
+  private stopping = false;
+
+  constructor(private readonly deps: ImportServiceDeps) {}
+
+  async start(agencyId: string, key: string, bucket?: string): Promise<ImportJob> {
+    const importId = randomUUID();
+    const { rows } = await this.deps.db.query<ImportRow>(
+      `INSERT INTO ingest_imports (import_id, agency_id, bucket, object_key, status) VALUES ($1, $2, $3, $4, 'queued') RETURNING *`,
+      [importId, agencyId, bucket ?? this.deps.defaultBucket, key],
+    );
+    const job = toJob(rows[0] as ImportRow);
+    this.launch(job);
+    return job;
+  }
+
+  async get(agencyId: string, importId: string): Promise<ImportJob | undefined> {
+    const { rows } = await this.deps.db.query<ImportRow>(
+      "SELECT * FROM ingest_imports WHERE import_id = $1 AND agency_id = $2",
+      [importId, agencyId],
+    );
+    return rows[0] ? toJob(rows[0]) : undefined;
+  }
+
+  /** Picks up imports a previous process left queued or running. */
+  async resumePending(): Promise<number> {
+    const { rows } = await this.deps.db.query<ImportRow>(
+      "SELECT * FROM ingest_imports WHERE status IN ('queued', 'running') ORDER BY created_at",
+    );
+    for (const r of rows) this.launch(toJob(r));
+    return rows.length;
+  }
+
+  /** Stops taking chunks; running imports finish their chunk in hand and go back to queued. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.allSettled([...this.running.values()]);
+  }
+
+  private launch(job: ImportJob): void {
+    if (this.running.has(job.importId) || this.stopping) return;
+    const run = this.run(job).finally(() => this.running.delete(job.importId));
+    this.running.set(job.importId, run);
+  }
+
+  private async setStatus(importId: string, status: ImportStatus, receipt: Receipt, extra: { receiptKey?: string; error?: string } = {}) {
+    await this.deps.db.query(
+      `UPDATE ingest_imports SET status = $2, accepted = $3, duplicates = $4, rejected = $5, by_reason = $6,
+         receipt_key = COALESCE($7, receipt_key), error = $8, updated_at = now() WHERE import_id = $1`,
+      [importId, status, receipt.accepted, receipt.duplicates, receipt.rejected, JSON.stringify(receipt.byReason), extra.receiptKey ?? null, extra.error ?? null],
+    );
+  }
+
+  private async run(job: ImportJob): Promise<void> {
+    const log = this.deps.logger.child({ importId: job.importId, agencyId: job.agencyId });
+    const receipt = emptyReceipt();
+    const rejectedLines: RejectedLine[] = [];
+    try {
+      await this.setStatus(job.importId, "running", receipt);
+      const object = await this.deps.s3.send(new GetObjectCommand({ Bucket: job.bucket, Key: job.key }));
+      const completed = await this.importLines(object.Body as Readable, job.agencyId, receipt, rejectedLines);
+      if (!completed) {
+        await this.setStatus(job.importId, "queued", emptyReceipt());
+        log.info("import interrupted by shutdown; re-queued");
+        return;
+      }
+      const receiptKey = `${job.key}.receipt.json`;
+      await this.deps.s3.send(
+        new PutObjectCommand({
+          Bucket: job.bucket,
+          Key: receiptKey,
+          ContentType: "application/json",
+          Body: JSON.stringify(
+            { importId: job.importId, agencyId: job.agencyId, object: job.key, finishedAt: new Date().toISOString(), ...receipt, rejectedLines },
+            null,
+            2,
+          ),
+        }),
+      );
+      await this.setStatus(job.importId, "done", receipt, { receiptKey });
+      log.info({ ...receipt }, "import done");
+    } catch (err) {
+      const reason = err instanceof HashrelayError ? err.reason : "INTERNAL";
+      log.error({ err, reason }, "import failed");
+      await this.setStatus(job.importId, "failed", receipt, { error: `${reason}: ${(err as Error).message}` }).catch(() => undefined);
+    }
+  }
+
+  /** Returns false when stopped before the end of the file. */
+  private async importLines(body: Readable, agencyId: string, receipt: Receipt, rejectedLines: RejectedLine[]): Promise<boolean> {
+    const chunkSize = this.deps.chunkSize ?? 500;
+    const maxLine = this.deps.maxLineBytes ?? 1_000_000;
+    let chunk: IntakeItem[] = [];
+    let lineNo = 0;
+
+    const flush = async () => {
+      if (chunk.length === 0) return;
+      const outcomes = await admitBatch(this.deps.intake, { agencyId }, "s3-import", chunk);
+      addToReceipt(receipt, outcomes);
+      for (const o of outcomes) {
+        this.deps.metrics?.items.labels("s3-import", o.status, o.reason ?? "").inc();
+        if (o.status === "rejected" && rejectedLines.length < MAX_RECEIPT_DETAILS) {
+          rejectedLines.push(lineOf(o));
+        }
+      }
+      chunk = [];
+    };
+
+    const lines = createInterface({ input: body, crlfDelay: Infinity });
+    for await (const line of lines) {
+      lineNo++;
+      if (line.trim() === "") continue;
+      const original = Buffer.from(line, "utf8");
+      if (original.length > maxLine) {
+        chunk.push({ index: lineNo, ok: false, reason: "BODY_TOO_LARGE", detail: `line longer than ${maxLine} bytes`, original: original.subarray(0, 64 * 1024) });
+      } else {
+        const [item] = parseSubmissionBatch(original);
+        if (item) chunk.push({ ...item, index: lineNo } as IntakeItem);
+      }
+      if (chunk.length >= chunkSize) {
+        await flush();
+        if (this.stopping) {
+          lines.close();
+          body.destroy();
+          return false;
+        }
+      }
+    }
+    await flush();
+    return true;
+  }
+}
+
+function lineOf(o: ItemOutcome): RejectedLine {
+  return { line: o.index, submissionId: o.submissionId, reason: o.reason ?? "INTERNAL", detail: o.detail ?? "" };
+}

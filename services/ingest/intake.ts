@@ -1,0 +1,169 @@
+/**
+ * The ingest core: turns parsed items from any channel (HTTP, CLI, S3 import) into accepted
+ * submissions on hashes.submitted.v1 and rejections on hashes.rejected.v1. It needs no network
+ * itself: the key registry, the ledger of seen submission ids and the Kafka sink are injected.
+ *
+ * An item is accepted only when it is well formed, from the authenticated agency, signed with
+ * one of that agency's usable keys, and not a different submission reusing an id. A retry of an
+ * identical submission is answered as a duplicate and not published again.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import type { AvroCodec } from "../shared/codec.ts";
+import { buildRejection } from "../shared/dead-letter.ts";
+import { HashrelayError, reasonOf } from "../shared/errors.ts";
+import type { ReasonCode } from "../shared/errors.ts";
+import { verifySignedRecord } from "../shared/key-registry.ts";
+import type { KeyLookup } from "../shared/key-registry.ts";
+import type { AuditEvent, Rejection, Submission } from "../shared/records.ts";
+import { partitionKey } from "./partition-key.ts";
+import { validateSubmission } from "./validation.ts";
+
+export const SERVICE = "ingest";
+
+export type Channel = "http" | "cli" | "s3-import";
+
+export type IntakeItem =
+  | { readonly index: number; readonly ok: true; readonly submission: Submission; readonly original: Buffer }
+  | { readonly index: number; readonly ok: false; readonly reason: ReasonCode; readonly detail: string; readonly original: Buffer };
+
+export interface ItemOutcome {
+  readonly index: number;
+  readonly submissionId: string | null;
+  readonly status: "accepted" | "duplicate" | "rejected";
+  readonly reason?: ReasonCode;
+  readonly detail?: string;
+}
+
+export interface AcceptedSubmission {
+  readonly submission: Submission;
+  readonly bytes: Buffer;
+  readonly key: string;
+  readonly digest: Buffer;
+}
+
+/** Where intake's results go: Kafka in production. publish resolves only once durably written. */
+export interface IntakeSink {
+  publish(batch: { accepted: AcceptedSubmission[]; rejected: Rejection[]; audit: AuditEvent[] }): Promise<void>;
+}
+
+/** Submission ids already accepted and the digest of what was accepted under each. */
+export interface SubmissionLedger {
+  lookup(submissionIds: string[]): Promise<Map<string, Buffer>>;
+  record(entries: { submissionId: string; agencyId: string; digest: Buffer }[]): Promise<void>;
+}
+
+export interface IntakeDeps {
+  readonly codec: AvroCodec;
+  readonly keys: KeyLookup;
+  readonly ledger: SubmissionLedger;
+  readonly sink: IntakeSink;
+  readonly now?: () => Date;
+}
+
+export interface Receipt {
+  accepted: number;
+  duplicates: number;
+  rejected: number;
+  byReason: Partial<Record<ReasonCode, number>>;
+}
+
+export function emptyReceipt(): Receipt {
+  return { accepted: 0, duplicates: 0, rejected: 0, byReason: {} };
+}
+
+export function addToReceipt(receipt: Receipt, outcomes: readonly ItemOutcome[]): Receipt {
+  for (const o of outcomes) {
+    if (o.status === "accepted") receipt.accepted++;
+    else if (o.status === "duplicate") receipt.duplicates++;
+    else {
+      receipt.rejected++;
+      const reason = o.reason ?? "INTERNAL";
+      receipt.byReason[reason] = (receipt.byReason[reason] ?? 0) + 1;
+    }
+  }
+  return receipt;
+}
+
+/** Admits one batch for an authenticated agency; returns one outcome per item, in order. */
+export async function admitBatch(
+  deps: IntakeDeps,
+  principal: { agencyId: string },
+  channel: Channel,
+  items: readonly IntakeItem[],
+): Promise<ItemOutcome[]> {
+  const now = deps.now?.() ?? new Date();
+  const outcomes: ItemOutcome[] = [];
+  const rejected: Rejection[] = [];
+  const candidates: { index: number; accepted: AcceptedSubmission }[] = [];
+
+  const reject = (item: IntakeItem, submissionId: string | null, reason: ReasonCode, detail: string) => {
+    outcomes[item.index] = { index: item.index, submissionId, status: "rejected", reason, detail };
+    rejected.push(
+      buildRejection(item.original, reason, detail, { service: SERVICE, channel, agencyId: principal.agencyId, submissionId }),
+    );
+  };
+
+  for (const item of items) {
+    if (!item.ok) {
+      reject(item, null, item.reason, item.detail);
+      continue;
+    }
+    const sub = item.submission;
+    try {
+      validateSubmission(sub, now);
+      if (sub.agencyId !== principal.agencyId) {
+        throw new HashrelayError("AGENCY_MISMATCH", `authenticated as ${principal.agencyId} but the submission says ${sub.agencyId}`);
+      }
+      const bytes = deps.codec.encode("Submission", sub);
+      await verifySignedRecord("Submission", deps.codec.schema("Submission").type, sub, deps.keys, {
+        ownerKind: "agency",
+        ownerId: principal.agencyId,
+        at: now,
+      });
+      candidates.push({
+        index: item.index,
+        accepted: { submission: sub, bytes, key: partitionKey(sub.hashes), digest: createHash("sha256").update(bytes).digest() },
+      });
+    } catch (err) {
+      const detail = err instanceof HashrelayError ? err.detail : (err as Error).message;
+      reject(item, sub.submissionId, reasonOf(err), detail);
+    }
+  }
+
+  // Idempotency: the same id with the same bytes is a retry; with other bytes, a conflict.
+  const seen = await deps.ledger.lookup(candidates.map((c) => c.accepted.submission.submissionId));
+  const inBatch = new Map<string, Buffer>();
+  const accepted: AcceptedSubmission[] = [];
+  for (const { index, accepted: a } of candidates) {
+    const id = a.submission.submissionId;
+    const prior = seen.get(id) ?? inBatch.get(id);
+    if (prior && prior.equals(a.digest)) {
+      outcomes[index] = { index, submissionId: id, status: "duplicate" };
+    } else if (prior) {
+      const item = items.find((i) => i.index === index) as IntakeItem;
+      reject(item, id, "DUPLICATE_SUBMISSION", `submission id ${id} was already used for different content`);
+    } else {
+      inBatch.set(id, a.digest);
+      accepted.push(a);
+      outcomes[index] = { index, submissionId: id, status: "accepted" };
+    }
+  }
+
+  const audit: AuditEvent[] = accepted.map((a) => ({
+    eventId: randomUUID(),
+    at: now.getTime(),
+    service: SERVICE,
+    actor: principal.agencyId,
+    action: a.submission.op === "RETRACT" ? "submission.retract-received" : "submission.received",
+    subjectKind: "submission",
+    subjectId: a.submission.submissionId,
+    revision: null,
+    detail: { channel, keyId: a.submission.keyId },
+  }));
+  await deps.sink.publish({ accepted, rejected, audit });
+  // Only after Kafka has them: a crash in between means a retry re-publishes, which dedup absorbs.
+  await deps.ledger.record(
+    accepted.map((a) => ({ submissionId: a.submission.submissionId, agencyId: principal.agencyId, digest: a.digest })),
+  );
+  return items.map((i) => outcomes[i.index] as ItemOutcome);
+}

@@ -1,0 +1,100 @@
+/**
+ * ingest: the producer. Forces and the NCA submit signed hash records over HTTP (or S3 bulk
+ * import); accepted ones go to hashes.submitted.v1, rejected ones to hashes.rejected.v1.
+ */
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { AvroCodec } from "../shared/codec.ts";
+import { commonConfigShape, loadConfig, s3ConfigShape } from "../shared/config.ts";
+import { createDurableProducer, createKafka } from "../shared/kafka.ts";
+import { PgKeyRegistry } from "../shared/key-registry.ts";
+import { onShutdown, runMain } from "../shared/lifecycle.ts";
+import { createLogger } from "../shared/logging.ts";
+import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
+import { createS3Client } from "../shared/s3.ts";
+import { topicNames } from "../shared/topics.ts";
+import { kafkaIntakeSink, pgSubmissionLedger } from "./adapters.ts";
+import { buildIngestApi } from "./http.ts";
+import { ImportService } from "./imports.ts";
+import type { IntakeDeps } from "./intake.ts";
+import { createIngestMetrics } from "./metrics.ts";
+
+export const INGEST_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
+
+const configShape = {
+  ...commonConfigShape,
+  ...s3ConfigShape,
+  INGEST_HOST: z.string().default("127.0.0.1"),
+  INGEST_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  INGEST_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(8 * 1024 * 1024),
+  INGEST_MAX_ITEMS_PER_REQUEST: z.coerce.number().int().positive().default(5000),
+};
+
+export type IngestConfig = z.infer<z.ZodObject<typeof configShape>>;
+
+export interface RunningIngest {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export async function startIngest(config: IngestConfig): Promise<RunningIngest> {
+  const logger = createLogger("ingest", config.LOG_LEVEL);
+  const pool = createPool(config.DATABASE_URL, { max: 8, applicationName: "hashrelay-ingest" });
+  await migrate(pool, [
+    { namespace: "shared", dir: SHARED_MIGRATIONS },
+    { namespace: "ingest", dir: INGEST_MIGRATIONS },
+  ]);
+  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-ingest", logger });
+  const producer = createDurableProducer(kafka);
+  await producer.connect();
+  const codec = new AvroCodec();
+  const keys = new PgKeyRegistry(pool);
+  const topics = topicNames(config.TOPIC_NAMESPACE);
+  const metrics = createIngestMetrics();
+  const intake: IntakeDeps = { codec, keys, ledger: pgSubmissionLedger(pool), sink: kafkaIntakeSink(producer, codec, topics) };
+  const imports = new ImportService({
+    db: pool,
+    s3: createS3Client(config),
+    defaultBucket: config.S3_BUCKET,
+    intake,
+    logger,
+    metrics,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  const app = buildIngestApi({
+    intake,
+    keys,
+    imports,
+    metrics,
+    logger,
+    bodyLimitBytes: config.INGEST_BODY_LIMIT_BYTES,
+    maxItemsPerRequest: config.INGEST_MAX_ITEMS_PER_REQUEST,
+    ready: async () => {
+      await pool.query("SELECT 1");
+      await admin.fetchTopicMetadata({ topics: [topics.submitted, topics.rejected] });
+    },
+  });
+  const url = await app.listen({ host: config.INGEST_HOST, port: config.INGEST_PORT });
+  const resumed = await imports.resumePending();
+  logger.info({ url, resumedImports: resumed, topics: topics.submitted }, "ingest listening");
+
+  return {
+    url,
+    async stop() {
+      await app.close(); // stops accepting, lets requests in flight finish
+      await imports.stop();
+      await admin.disconnect();
+      await producer.disconnect();
+      await pool.end();
+    },
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  runMain("ingest", async () => {
+    const config = loadConfig("ingest", configShape);
+    const running = await startIngest(config);
+    onShutdown(createLogger("ingest", config.LOG_LEVEL), running.stop);
+  });
+}

@@ -1,0 +1,43 @@
+/** Start/stop plumbing shared by the services' main.ts files. */
+import type { Logger } from "./logging.ts";
+
+/**
+ * Calls `stop` once on SIGTERM or SIGINT, then exits. A second signal exits at once; a stop
+ * that hangs is cut off after `graceMs` so an orchestrator's kill is never needed.
+ */
+export function onShutdown(logger: Logger, stop: () => Promise<void>, graceMs = 20_000): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "stopping: finishing the batch in hand");
+    const timer = setTimeout(() => {
+      logger.error("stop took too long; exiting");
+      process.exit(1);
+    }, graceMs);
+    timer.unref();
+    stop()
+      .then(() => {
+        logger.info("stopped cleanly");
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, "error while stopping");
+        process.exit(1);
+      });
+  };
+  process.on("SIGTERM", handler);
+  process.on("SIGINT", handler);
+}
+
+/** Runs a service's main, printing a clear one-line reason (and code) when start-up fails. */
+export function runMain(service: string, main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    const e = err as Error & { reason?: string };
+    process.stderr.write(`${service}: failed to start${e.reason ? ` [${e.reason}]` : ""}: ${e.message}\n`);
+    process.exit(1);
+  });
+}
