@@ -1,0 +1,108 @@
+/**
+ * dedup: consumes hashes.submitted.v1, verifies every signature, and keeps the canonical store;
+ * changed records leave through the outbox to hashes.canonical.v1 (compacted, keyed by recordId).
+ */
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { AvroCodec } from "../shared/codec.ts";
+import { commonConfigShape, loadConfig } from "../shared/config.ts";
+import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
+import { createDurableProducer, createKafka } from "../shared/kafka.ts";
+import { PgKeyRegistry } from "../shared/key-registry.ts";
+import { onShutdown, runMain } from "../shared/lifecycle.ts";
+import { createLogger } from "../shared/logging.ts";
+import { OutboxRelay } from "../shared/outbox-relay.ts";
+import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
+import { topicNames } from "../shared/topics.ts";
+import { IndexedNearDuplicateLinker } from "./near-duplicate-linker.ts";
+import { SERVICE, processBatch } from "./processor.ts";
+import type { DedupDeps } from "./processor.ts";
+
+export const DEDUP_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
+const RELAY_LOCK = 7431003;
+
+const configShape = {
+  ...commonConfigShape,
+  DEDUP_CONSUMER_GROUP: z.string().min(1).default("hashrelay-dedup"),
+  /** Comma-separated agency ids whose grade is authoritative (besides those flagged in the registry). */
+  DEDUP_GRADING_AUTHORITIES: z.string().default(""),
+  DEDUP_CONFIRMATIONS: z.coerce.number().int().min(1).default(2),
+  DEDUP_PHOTODNA_THRESHOLD: z.coerce.number().int().positive().default(1800),
+  DEDUP_MAX_SUBMISSION_AGE_DAYS: z.coerce.number().positive().default(30),
+};
+
+export type DedupConfig = z.infer<z.ZodObject<typeof configShape>>;
+
+export interface RunningDedup {
+  readonly deps: DedupDeps;
+  stop(): Promise<void>;
+}
+
+export async function startDedup(config: DedupConfig): Promise<RunningDedup> {
+  const logger = createLogger(SERVICE, config.LOG_LEVEL);
+  const pool = createPool(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-dedup" });
+  await migrate(pool, [
+    { namespace: "shared", dir: SHARED_MIGRATIONS },
+    { namespace: "dedup", dir: DEDUP_MIGRATIONS },
+  ]);
+  const { rows } = await pool.query<{ agency_id: string }>("SELECT agency_id FROM agencies WHERE grading_authority");
+  const authorities = new Set([...rows.map((r) => r.agency_id), ...config.DEDUP_GRADING_AUTHORITIES.split(",").map((s) => s.trim()).filter(Boolean)]);
+  const topics = topicNames(config.TOPIC_NAMESPACE);
+  const nearDuplicates = new IndexedNearDuplicateLinker({ photodnaThreshold: config.DEDUP_PHOTODNA_THRESHOLD });
+  const client = await pool.connect();
+  try {
+    await nearDuplicates.catchUp(client); // rebuild the index from PostgreSQL before consuming
+  } finally {
+    client.release();
+  }
+  const deps: DedupDeps = {
+    pool,
+    codec: new AvroCodec(),
+    keys: new PgKeyRegistry(pool),
+    policy: { authorities, confirmations: config.DEDUP_CONFIRMATIONS },
+    topics,
+    consumerGroup: config.DEDUP_CONSUMER_GROUP,
+    nearDuplicates,
+    logger,
+    maxSubmissionAgeMs: config.DEDUP_MAX_SUBMISSION_AGE_DAYS * 86_400_000,
+  };
+  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-dedup", logger });
+  const producer = createDurableProducer(kafka);
+  await producer.connect();
+  const relay = new OutboxRelay({ pool, producer, logger, lockId: RELAY_LOCK });
+  relay.start();
+  const consumer = await startExactlyOnceConsumer({
+    kafka,
+    pool,
+    groupId: config.DEDUP_CONSUMER_GROUP,
+    topic: topics.submitted,
+    logger,
+    handle: async (batch) => {
+      const result = await processBatch(deps, batch.topic, batch.partition, batch.messages);
+      logger.info(
+        { partition: batch.partition, applied: result.applied, rejected: result.rejected, skipped: result.skipped, records: result.records.length },
+        "batch applied",
+      );
+      return result;
+    },
+    afterCommit: () => relay.notify(),
+  });
+  logger.info({ authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes }, "dedup running");
+  return {
+    deps,
+    async stop() {
+      await consumer.disconnect(); // waits for the batch in hand to commit or roll back
+      await relay.stop();
+      await producer.disconnect();
+      await pool.end();
+    },
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  runMain(SERVICE, async () => {
+    const config = loadConfig(SERVICE, configShape);
+    const running = await startDedup(config);
+    onShutdown(createLogger(SERVICE, config.LOG_LEVEL), running.stop);
+  });
+}

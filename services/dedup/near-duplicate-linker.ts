@@ -1,0 +1,100 @@
+/**
+ * Keeps the in-memory near-duplicate indexes in step with PostgreSQL and links each batch's
+ * records to their near duplicates. The indexes are derived state: rebuilt from record_hashes
+ * at start-up and caught up by hash_seq at the start of every batch (under the apply lock), so
+ * several dedup instances always see the same hashes.
+ */
+import type { PoolClient } from "../shared/postgres.ts";
+import type { Hash } from "../shared/records.ts";
+import { linkNearDuplicates } from "./engine.ts";
+import type { RecordState, WorkingSet } from "./engine.ts";
+import { PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY, PdqIndex, hammingDistanceHex } from "./near-duplicates/pdq-index.ts";
+import { PhotoDnaIndex } from "./near-duplicates/photodna-index.ts";
+import { loadRecords } from "./store.ts";
+
+export interface NearDuplicateLinker {
+  catchUp(client: PoolClient): Promise<void>;
+  link(client: PoolClient, ws: WorkingSet): Promise<void>;
+}
+
+const usablePdq = (h: Hash) => h.alg === "pdq" && (h.quality === null || h.quality >= PDQ_MIN_QUALITY);
+
+export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
+  private lastSeq = 0;
+  readonly pdq: PdqIndex;
+  readonly photodna = new PhotoDnaIndex();
+
+  constructor(private readonly options: { photodnaThreshold: number; expectedSize?: number }) {
+    this.pdq = new PdqIndex({ maxDistance: PDQ_MAX_DISTANCE, ...(options.expectedSize ? { expectedSize: options.expectedSize } : {}) });
+  }
+
+  get indexedHashes(): number {
+    return this.pdq.size;
+  }
+
+  async catchUp(client: PoolClient): Promise<void> {
+    for (;;) {
+      const { rows } = await client.query<{ hash_seq: number; alg: string; value: string; quality: number | null; record_no: number }>(
+        `SELECT h.hash_seq, h.alg, h.value, h.quality, r.record_no FROM record_hashes h JOIN canonical_records r USING (record_id)
+          WHERE h.alg IN ('pdq', 'photodna') AND h.hash_seq > $1 ORDER BY h.hash_seq LIMIT 50000`,
+        [this.lastSeq],
+      );
+      for (const r of rows) {
+        if (r.alg === "pdq" && (r.quality === null || r.quality >= PDQ_MIN_QUALITY)) this.pdq.add(r.record_no, r.value);
+        if (r.alg === "photodna") this.photodna.add(r.record_no, r.value);
+        this.lastSeq = r.hash_seq;
+      }
+      if (rows.length < 50000) return;
+    }
+  }
+
+  async link(client: PoolClient, ws: WorkingSet): Promise<void> {
+    const changed = [...ws.records.values()].filter((r) => r.changed && !r.deleted && !r.mergedInto);
+    const pairs: { rec: RecordState; otherNo?: number; otherId?: string }[] = [];
+    for (const rec of changed) {
+      for (const h of rec.hashes.values()) {
+        if (usablePdq(h)) for (const hit of this.pdq.query(h.value)) if (hit.id !== rec.recordNo) pairs.push({ rec, otherNo: hit.id });
+        if (h.alg === "photodna") {
+          for (const hit of this.photodna.query(h.value, this.options.photodnaThreshold)) {
+            if (hit.id !== rec.recordNo) pairs.push({ rec, otherNo: hit.id });
+          }
+        }
+      }
+    }
+    // Records first seen in this batch are not indexed yet: compare them with each other directly.
+    for (let i = 0; i < changed.length; i++) {
+      for (let j = i + 1; j < changed.length; j++) {
+        const a = changed[i] as RecordState;
+        const b = changed[j] as RecordState;
+        if ((a.isNew || b.isNew) && pdqNear(a, b)) pairs.push({ rec: a, otherId: b.recordId });
+      }
+    }
+    if (pairs.length === 0) return;
+    const nos = [...new Set(pairs.map((p) => p.otherNo).filter((n): n is number => n !== undefined))];
+    const { rows } = await client.query<{ record_no: number; record_id: string }>(
+      "SELECT record_no, record_id FROM canonical_records WHERE record_no = ANY($1::bigint[])",
+      [nos],
+    );
+    const idByNo = new Map(rows.map((r) => [r.record_no, r.record_id]));
+    await loadRecords(client, ws, rows.map((r) => r.record_id));
+    for (const p of pairs) {
+      const other = p.otherId ?? (p.otherNo !== undefined ? idByNo.get(p.otherNo) : undefined);
+      if (other && !ws.records.get(other)?.deleted) linkNearDuplicates(ws, p.rec.recordId, other);
+      else if (other) {
+        // The hit was merged away: link to whatever it was merged into.
+        const merged = ws.records.get(other)?.mergedInto;
+        if (merged) linkNearDuplicates(ws, p.rec.recordId, merged);
+      }
+    }
+  }
+}
+
+function pdqNear(a: RecordState, b: RecordState): boolean {
+  for (const ha of a.hashes.values()) {
+    if (!usablePdq(ha)) continue;
+    for (const hb of b.hashes.values()) {
+      if (usablePdq(hb) && hammingDistanceHex(ha.value, hb.value) <= PDQ_MAX_DISTANCE) return true;
+    }
+  }
+  return false;
+}

@@ -1,0 +1,79 @@
+/**
+ * A kafkajs consumer whose source of truth for "what was applied" is the service's PostgreSQL
+ * (consumer_offsets, written in the same transaction as the state change). On every partition
+ * assignment it seeks to the stored offset; Kafka's committed offset is kept in step afterwards
+ * only so that lag shows up in the usual tools.
+ */
+import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
+import type { Logger } from "./logging.ts";
+import type { Pool } from "./postgres.ts";
+
+export interface PartitionBatch {
+  readonly topic: string;
+  readonly partition: number;
+  readonly messages: readonly { offset: string; key: Buffer | null; value: Buffer | null }[];
+}
+
+export interface ExactlyOnceConsumerOptions {
+  readonly kafka: Kafka;
+  readonly pool: Pool;
+  readonly groupId: string;
+  readonly topic: string;
+  readonly logger: Logger;
+  /** Applies a batch in one transaction that also stores the next offset; returns it. */
+  readonly handle: (batch: PartitionBatch) => Promise<{ nextOffset: string | null }>;
+  readonly afterCommit?: () => void;
+  readonly maxBytesPerPartition?: number;
+}
+
+async function storedOffsets(pool: Pool, group: string, topic: string): Promise<Map<number, number>> {
+  const { rows } = await pool.query<{ partition: number; next_offset: number }>(
+    "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2",
+    [group, topic],
+  );
+  return new Map(rows.map((r) => [r.partition, r.next_offset]));
+}
+
+export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): Promise<Consumer> {
+  const consumer = o.kafka.consumer({
+    groupId: o.groupId,
+    sessionTimeout: 30_000,
+    heartbeatInterval: 3_000,
+    maxBytesPerPartition: o.maxBytesPerPartition ?? 1_048_576,
+    allowAutoTopicCreation: false,
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic: o.topic, fromBeginning: true });
+
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    const assigned = (event.payload.memberAssignment[o.topic] ?? []) as number[];
+    void storedOffsets(o.pool, o.groupId, o.topic)
+      .then((stored) => {
+        for (const partition of assigned) {
+          const next = stored.get(partition);
+          if (next !== undefined) consumer.seek({ topic: o.topic, partition, offset: String(next) });
+        }
+        o.logger.info({ partitions: assigned }, "partitions assigned; resuming from stored offsets");
+      })
+      .catch((err: unknown) => o.logger.error({ err }, "could not read stored offsets"));
+  });
+
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
+      if (!isRunning() || isStale() || batch.messages.length === 0) return;
+      const result = await o.handle({ topic: batch.topic, partition: batch.partition, messages: batch.messages });
+      const last = batch.messages[batch.messages.length - 1];
+      if (last) resolveOffset(last.offset);
+      if (result.nextOffset !== null) {
+        await consumer
+          .commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: result.nextOffset }])
+          .catch((err: unknown) => o.logger.warn({ err }, "Kafka offset commit failed (PostgreSQL holds the truth)"));
+      }
+      o.afterCommit?.();
+      await heartbeat();
+    },
+  });
+  return consumer;
+}
