@@ -1,0 +1,43 @@
+# hashrelay developer entry points. The local stack (Kafka, PostgreSQL, S3) runs as plain local
+# processes managed by infra/stack.sh; data, logs and .stack/env live in .stack/ (see infra/README.md).
+SHELL := /bin/bash
+STACK := infra/stack.sh
+# npm writes this file on every install: missing or older than package-lock.json means `npm ci`.
+NODE_DEPS := node_modules/.package-lock.json
+
+.PHONY: setup up down clean status
+
+$(NODE_DEPS): package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## setup: node packages, Java/Maven/PostgreSQL checks and the Kafka and s3proxy jars
+setup: $(NODE_DEPS)
+	$(STACK) setup
+
+## up: start Kafka, PostgreSQL and S3 if not running, wait until healthy, write .stack/env
+up: $(NODE_DEPS)
+	$(STACK) up
+
+## down: stop the stack, keeping its data
+down:
+	$(STACK) down
+
+## clean: stop the stack and delete its data (keeps the downloaded jars in .stack/lib)
+clean:
+	$(STACK) clean
+
+## status: what runs and answers (exit status 0 only when all three are healthy)
+status:
+	$(STACK) status
+
+.PHONY: test typecheck demo bench
+
+## test: install what is needed, start the stack if it is not running, run every test, stop what it started
+test: setup
+	$(STACK) up
+	@status=0; npx tsc --noEmit -p . && npx vitest run || status=$$?; \
+	  $(STACK) stop-started; exit $$status
+
+typecheck: $(NODE_DEPS)
+	npx tsc --noEmit -p .

@@ -1,0 +1,91 @@
+/**
+ * A force's client for the ingest API: signs each request with the agency key (request-auth.ts)
+ * and speaks JSON. Used by the force CLI, the demo and the tests.
+ */
+import type { KeyObject } from "node:crypto";
+import type { ReasonCode } from "../shared/errors.ts";
+import type { Submission } from "../shared/records.ts";
+import { submissionToJson } from "./formats/submission-json.ts";
+import type { ImportJob } from "./imports.ts";
+import type { ItemOutcome, Receipt } from "./intake.ts";
+import { signRequest } from "./request-auth.ts";
+
+export interface AgencySigner {
+  readonly agencyId: string;
+  readonly keyId: string;
+  readonly privateKey: KeyObject;
+}
+
+export interface SubmitResponse {
+  readonly status: number;
+  readonly receipt: Receipt;
+  readonly items: ItemOutcome[];
+}
+
+export class IngestApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: ReasonCode | string,
+    message: string,
+  ) {
+    super(`${status} ${reason}: ${message}`);
+  }
+}
+
+export class IngestClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly signer: AgencySigner,
+  ) {}
+
+  private async request(method: "GET" | "POST", path: string, body: Buffer = Buffer.alloc(0), contentType = "application/json") {
+    const headers: Record<string, string> = { ...signRequest({ method, path, body }, this.signer) };
+    if (method === "POST") headers["content-type"] = contentType;
+    const res = await fetch(new URL(path, this.baseUrl), { method, headers, ...(method === "POST" ? { body } : {}) });
+    const text = await res.text();
+    let json: unknown = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    return { status: res.status, json: json as Record<string, unknown> | null, text };
+  }
+
+  /** Posts raw bytes as they are (tests use this for malformed bodies). */
+  async submitRaw(body: Buffer, contentType = "application/json"): Promise<SubmitResponse> {
+    const res = await this.request("POST", "/v1/submissions", body, contentType);
+    if (res.json && "receipt" in res.json) {
+      return { status: res.status, receipt: res.json["receipt"] as Receipt, items: res.json["items"] as ItemOutcome[] };
+    }
+    throw new IngestApiError(res.status, String(res.json?.["reason"] ?? "INTERNAL"), String(res.json?.["error"] ?? res.text));
+  }
+
+  async submit(submissions: readonly Submission[]): Promise<SubmitResponse> {
+    return this.submitRaw(Buffer.from(JSON.stringify(submissions.map(submissionToJson))));
+  }
+
+  async startImport(key: string, bucket?: string): Promise<ImportJob> {
+    const res = await this.request("POST", "/v1/imports", Buffer.from(JSON.stringify({ key, ...(bucket ? { bucket } : {}) })));
+    if (res.status !== 202) throw new IngestApiError(res.status, String(res.json?.["reason"]), String(res.json?.["error"] ?? res.text));
+    return res.json as unknown as ImportJob;
+  }
+
+  async getImport(importId: string): Promise<ImportJob> {
+    const res = await this.request("GET", `/v1/imports/${encodeURIComponent(importId)}`);
+    if (res.status !== 200) throw new IngestApiError(res.status, String(res.json?.["reason"]), String(res.json?.["error"] ?? res.text));
+    return res.json as unknown as ImportJob;
+  }
+
+  /** Polls an import until it is done or failed. */
+  async waitForImport(importId: string, options: { timeoutMs?: number; onProgress?: (job: ImportJob) => void } = {}): Promise<ImportJob> {
+    const deadline = Date.now() + (options.timeoutMs ?? 10 * 60_000);
+    for (;;) {
+      const job = await this.getImport(importId);
+      options.onProgress?.(job);
+      if (job.status === "done" || job.status === "failed") return job;
+      if (Date.now() > deadline) throw new Error(`import ${importId} still ${job.status} after the timeout`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
