@@ -36,7 +36,8 @@ function signerOf(o: CommonOptions): AgencySigner {
 }
 
 function prefixOf(o: CommonOptions, file: string): string {
-  return o.prefix ?? `${o.agency}:${basename(file).replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 60)}:`;
+  // Unique per file and stable across re-runs (idempotency); kept inside the readers' 96-character limit.
+  return o.prefix ?? `${o.agency.slice(0, 30)}:${basename(file).replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 60)}:`;
 }
 
 function progressBar(file: string): { bar: SingleBar; tick: (original: Buffer) => void } {

@@ -79,33 +79,37 @@ export function normaliseHash(alg: string, value: string, quality?: number | nul
   return normaliseHashAt(alg, value, quality, "");
 }
 
+/** Path of a hash's field; none for a bare normaliseHash call, whose messages need no path. */
+function field(path: string, name: string): string {
+  return path ? `${path}.${name}` : "";
+}
+
 function normaliseHashAt(alg: unknown, value: unknown, quality: unknown, path: string): Hash {
-  const p = (field: string) => (path ? `${path}.${field}` : field);
-  if (typeof alg !== "string") fail("UNSUPPORTED_ALGORITHM", at(p("alg"), `must be a string, got ${describe(alg)}`));
+  if (typeof alg !== "string") fail("UNSUPPORTED_ALGORITHM", at(field(path, "alg"), `must be a string, got ${describe(alg)}`));
   const a = alg.trim().toLowerCase();
   if (!oneOf(HashAlgValues, a)) {
-    fail("UNSUPPORTED_ALGORITHM", at(p("alg"), `unsupported hash algorithm ${describe(alg)} (expected one of ${HashAlgValues.join(", ")})`));
+    fail("UNSUPPORTED_ALGORITHM", at(field(path, "alg"), `unsupported hash algorithm ${describe(alg)} (expected one of ${HashAlgValues.join(", ")})`));
   }
-  if (typeof value !== "string") fail("INVALID_HASH", at(p("value"), `${a} value must be a string, got ${describe(value)}`));
+  if (typeof value !== "string") fail("INVALID_HASH", at(field(path, "value"), `${a} value must be a string, got ${describe(value)}`));
   const v = value.trim();
 
   let q: number | null = null;
   if (quality !== undefined && quality !== null) {
-    if (a !== "pdq") fail("INVALID_HASH", at(p("quality"), `quality applies only to pdq, not ${a}`));
+    if (a !== "pdq") fail("INVALID_HASH", at(field(path, "quality"), `quality applies only to pdq, not ${a}`));
     if (typeof quality !== "number" || !Number.isInteger(quality) || quality < 0 || quality > 100) {
-      fail("INVALID_HASH", at(p("quality"), `pdq quality must be an integer from 0 to 100, got ${describe(quality)}`));
+      fail("INVALID_HASH", at(field(path, "quality"), `pdq quality must be an integer from 0 to 100, got ${describe(quality)}`));
     }
     q = quality;
   }
 
-  if (a === "photodna") return { alg: a, value: photoDnaBase64(v, p("value")), quality: null };
+  if (a === "photodna") return { alg: a, value: photoDnaBase64(v, field(path, "value")), quality: null };
 
   const want = HEX_LENGTH[a];
   const bad = /[^0-9a-fA-F]/.exec(v);
   if (bad) {
-    fail("INVALID_HASH", at(p("value"), `${a} must be hexadecimal; found ${JSON.stringify(bad[0])} at position ${bad.index}`));
+    fail("INVALID_HASH", at(field(path, "value"), `${a} must be hexadecimal; found ${JSON.stringify(bad[0])} at position ${bad.index}`));
   }
-  if (v.length !== want) fail("INVALID_HASH", at(p("value"), `${a} must be ${want} hex characters, got ${v.length}`));
+  if (v.length !== want) fail("INVALID_HASH", at(field(path, "value"), `${a} must be ${want} hex characters, got ${v.length}`));
   return { alg: a, value: v.toLowerCase(), quality: q };
 }
 
@@ -201,7 +205,8 @@ function checkHashes(v: unknown, mode: Mode): Hash[] {
   const out: Hash[] = [];
   const seen = new Map<string, number>();
   const exact = new Map<HashAlg, { value: string; index: number }>();
-  v.forEach((h: unknown, i) => {
+  for (let i = 0; i < v.length; i++) {
+    const h: unknown = v[i];
     const path = `hashes[${i}]`;
     if (!isRecord(h)) fail("INVALID_HASH", at(path, `must be an object, got ${describe(h)}`));
     const n = normaliseHashAt(h.alg, h.value, h.quality, path);
@@ -212,7 +217,7 @@ function checkHashes(v: unknown, mode: Mode): Hash[] {
     const first = seen.get(key);
     if (first !== undefined) {
       if (mode === "signed") fail("INVALID_HASH", at(path, `repeats hashes[${first}]`));
-      return; // a draft just drops the repeat
+      continue; // a draft just drops the repeat
     }
     if (EXACT_ALGS.has(n.alg)) {
       const prior = exact.get(n.alg);
@@ -223,7 +228,7 @@ function checkHashes(v: unknown, mode: Mode): Hash[] {
     }
     seen.set(key, i);
     out.push(n);
-  });
+  }
   return out;
 }
 

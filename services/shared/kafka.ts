@@ -14,7 +14,7 @@ export function createKafka(options: { brokers: string[]; clientId: string; logg
   if (options.logger) {
     const log = options.logger.child({ component: "kafkajs" });
     config.logCreator = () => ({ level, log: entry }) => {
-      const { message, ...rest } = entry.log;
+      const { message, ...rest } = entry;
       if (level <= logLevel.ERROR) log.error(rest, message);
       else if (level === logLevel.WARN) log.warn(rest, message);
       else log.debug(rest, message);

@@ -12,11 +12,15 @@ export type Queryable = Pick<pg.Pool, "query">;
 pg.types.setTypeParser(20, (v: string) => Number(v));
 
 export function createPool(databaseUrl: string, options: { max?: number; applicationName?: string } = {}): pg.Pool {
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.max ?? 5,
     application_name: options.applicationName ?? "hashrelay",
   });
+  // An idle connection dropped by the server (restart, failover) must not crash the process:
+  // the pool discards it and the next query opens a fresh one, or fails visibly there.
+  pool.on("error", () => undefined);
+  return pool;
 }
 
 /** Runs `work` in one transaction; rolls back on any error so no half-applied state remains. */

@@ -1,0 +1,626 @@
+/**
+ * Streaming reader for VICS (Project VIC) JSON exports, as forensic tools write them, producing
+ * one SubmissionDraft per media item. It never holds the file: a SAX-style tokenizer
+ * (stream-json) feeds a small state machine that assembles one media object at a time, so a
+ * multi-gigabyte export reads in bounded memory.
+ *
+ * Accepted shapes (property names are matched case-insensitively, ignoring "_", "-" and spaces):
+ * - VICS 1.x: `{"odata.metadata": ".../DataModels/1.3.xml#Media", "value": [media...]}`
+ * - VICS 2.0: `{"@odata.context": ".../DataModels/2.0.xml/...#Media", "value": [media...]}`
+ * - either version in the Cases form: `{"…": "…#Cases", "value": [{"CaseID": …, "CaseNumber": …,
+ *   "Media": [media...]}]}`. Case-level fields that come before "Media" apply to its media
+ *   (CaseNumber, else CaseID, becomes lawEnforcement.caseRef); ones after it are not seen.
+ * The metadata/context property must come before "value" (OData requires it first); it decides
+ * the vics profile kept on each grade: "vics-1.x" or "vics-2.0".
+ *
+ * Media fields read: MD5, SHA1, SHA256, PhotoDNA (base64 or hex), PDQ (+ PDQQuality), Category,
+ * UKCategory / Category_UK, IsDistributed, VictimIdentified, OffenderIdentified, Series,
+ * MediaID, Grader / GraderName. Everything else (file names, paths, EXIF...) is ignored: the hub
+ * takes hashes and metadata only. Every draft is an ASSERT of an "image" with gradingStatus
+ * "indicative".
+ *
+ * Category mapping (VICS has no severity scale, so nothing is guessed towards A/B/C):
+ *
+ * | VICS Category                          | grade.uk            | grade.vics            |
+ * |----------------------------------------|---------------------|-----------------------|
+ * | null / absent / ""                     | UNGRADED            | null                  |
+ * | 0 non-pertinent                        | NON_INDECENT        | {profile, code: 0}    |
+ * | 1 CSAM (child abuse material)          | UNGRADED            | {profile, code: 1}    |
+ * | 2 child exploitative / age difficult   | UNGRADED            | {profile, code: 2}    |
+ * | 3 CGI / animation                      | PROHIBITED_NONPHOTO | {profile, code: 3}    |
+ * | 4 comparison                           | NON_INDECENT        | {profile, code: 4}    |
+ * | anything else                          | item rejected: INVALID_CATEGORY              |
+ *
+ * 1 and 2 need a UK grader for a severity. 3 is the UK prohibited-image class, but a
+ * photo-realistic CGI image can be an indecent pseudo-photograph (A/B/C): the grade is only
+ * indicative and the VICS code is kept so a grader can raise it. When the media carries a UK
+ * category of its own (UKCategory, Category_UK...: A, B, C or an enum name) it wins for
+ * grade.uk, and the VICS code is still kept.
+ *
+ * submissionId: prefix + MediaID (in the Cases form, media of the 2nd and later cases get
+ * prefix + "c<case ordinal>." + MediaID, since MediaIDs may restart per case). A MediaID that
+ * would make an invalid id (characters outside A-Z a-z 0-9 . _ : -, or too long) gives
+ * prefix + "m-" + a digest of it; no MediaID gives prefix + "h-" + a digest of the item's
+ * hashes. MediaIDs are taken to be unique within a file, as VICS defines them.
+ *
+ * Results stream out in file order. A bad media item yields a failed item and reading goes on.
+ * A file that is not VICS JSON (bad syntax, truncation, wrong shape) yields one MALFORMED_VICS
+ * item and stops; items before the fault have already been yielded, so a caller that wants a
+ * file all-or-nothing must hold them until the end. The original of a media item is its JSON,
+ * re-serialised; that of a MALFORMED_VICS item is the last few KiB of the file before the fault.
+ */
+import { getManyValues, isMany, none } from "stream-chain/defs.js";
+import { jsonParser } from "stream-json/core/parser.js";
+import type { Token } from "stream-json/core/parser.js";
+import { ValidationError } from "../../shared/errors.ts";
+import type { Hash, HashAlg, UkCategory } from "../../shared/records.ts";
+import { normaliseHash, SUBMISSION_ID_PATTERN, validateDraft } from "../validation.ts";
+import type { SubmissionDraft } from "../validation.ts";
+import {
+  checkPrefix,
+  derivedSubmissionId,
+  failedItem,
+  hashesMaterial,
+  looseBoolean,
+  looseUkCategory,
+  textOf,
+} from "./common.ts";
+import type { ByteSource, DraftItem, FileReaderOptions } from "./common.ts";
+
+export type VicsProfile = "vics-1.x" | "vics-2.0";
+
+export interface VicsReaderOptions extends FileReaderOptions {
+  /** Largest media item (or case header), in characters of JSON; a bigger one is rejected. Default 1 MiB. */
+  readonly maxItemChars?: number;
+}
+
+/** VICS category code → UK category, when the media gives no UK category itself. */
+export const VICS_TO_UK: Readonly<Record<number, UkCategory>> = {
+  0: "NON_INDECENT",
+  1: "UNGRADED",
+  2: "UNGRADED",
+  3: "PROHIBITED_NONPHOTO",
+  4: "NON_INDECENT",
+};
+
+const DEFAULT_MAX_ITEM_CHARS = 1 << 20;
+const TAIL_BYTES = 4096;
+
+type Obj = Record<string, unknown>;
+
+function newObj(): Obj {
+  return {};
+}
+
+/** Sets an own property, "__proto__" included (as data, never as the prototype). */
+function setProp(obj: Obj, key: string, value: unknown): void {
+  if (key === "__proto__") Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
+}
+
+const normCache = new Map<string, string>();
+
+/** Property names as compared: lower case, without "_", "-" or spaces. */
+function norm(key: string): string {
+  let n = normCache.get(key);
+  if (n === undefined) {
+    n = key.toLowerCase().replace(/[\s_-]/g, "");
+    if (normCache.size < 4096) normCache.set(key, n);
+  }
+  return n;
+}
+
+function malformed(detail: string): ValidationError {
+  return new ValidationError("MALFORMED_VICS", detail);
+}
+
+function jsonNumber(raw: string): number | string {
+  const n = Number(raw);
+  // Integers past 2^53 would lose digits (a MediaID, say): keep their text.
+  return Number.isInteger(n) && !Number.isSafeInteger(n) ? raw : n;
+}
+
+const NOT_SCALAR = Symbol("not a scalar");
+
+function scalarOf(tok: Token): unknown {
+  switch (tok.name) {
+    case "stringValue":
+      return tok.value;
+    case "numberValue":
+      return jsonNumber(tok.value);
+    case "nullValue":
+    case "trueValue":
+    case "falseValue":
+      return tok.value;
+    default:
+      return NOT_SCALAR;
+  }
+}
+
+/** Builds one JSON value from tokens (or just skips it), counting its size. */
+class Assembler {
+  value: unknown = undefined;
+  size = 0;
+  oversize = false;
+  private readonly stack: (Obj | unknown[])[] = [];
+  private key = "";
+  private depth = 0;
+
+  constructor(
+    private readonly limit: number,
+    private discard: boolean,
+  ) {}
+
+  /** Feeds one token; true once the value is complete. */
+  push(tok: Token): boolean {
+    switch (tok.name) {
+      case "startObject":
+        return this.open(newObj());
+      case "startArray":
+        return this.open([]);
+      case "endObject":
+      case "endArray":
+        this.depth--;
+        if (!this.discard) this.stack.pop();
+        return this.depth === 0;
+      case "keyValue":
+        this.key = tok.value;
+        this.grow(tok.value.length + 4);
+        return false;
+      case "stringValue":
+        this.grow(tok.value.length + 3);
+        return this.scalar(tok.value);
+      case "numberValue":
+        this.grow(tok.value.length + 1);
+        return this.scalar(jsonNumber(tok.value));
+      case "nullValue":
+      case "trueValue":
+      case "falseValue":
+        this.grow(5);
+        return this.scalar(tok.value);
+      default:
+        return false; // chunk/whitespace tokens: not produced with packed, unstreamed values
+    }
+  }
+
+  private grow(n: number): void {
+    this.size += n;
+    if (!this.discard && this.size > this.limit) {
+      this.oversize = true;
+      this.discard = true;
+      this.stack.length = 0;
+      this.value = undefined;
+    }
+  }
+
+  private open(container: Obj | unknown[]): boolean {
+    this.grow(2);
+    if (!this.discard) {
+      this.add(container);
+      this.stack.push(container);
+    }
+    this.depth++;
+    return false;
+  }
+
+  private scalar(v: unknown): boolean {
+    if (!this.discard) this.add(v);
+    return this.depth === 0;
+  }
+
+  private add(v: unknown): void {
+    const parent = this.stack[this.stack.length - 1];
+    if (parent === undefined) this.value = v;
+    else if (Array.isArray(parent)) parent.push(v);
+    else setProp(parent, this.key, v);
+  }
+}
+
+interface CaseContext {
+  readonly caseRef: string | null;
+  /** 0 for the file's first case. */
+  readonly ordinal: number;
+}
+
+type Frame =
+  | { readonly t: "root" }
+  | { readonly t: "values" }
+  | { readonly t: "element"; fields: Obj; size: number; oversize: boolean; isCase: boolean }
+  | { readonly t: "media"; readonly ctx: CaseContext };
+
+type Pending =
+  | { readonly kind: "version"; readonly profile: VicsProfile }
+  | { readonly kind: "skip" }
+  | { readonly kind: "field"; readonly key: string }
+  | { readonly kind: "item"; readonly ctx: CaseContext | null; readonly where: string };
+
+const VERSION_KEYS: Readonly<Record<string, VicsProfile>> = {
+  "odata.metadata": "vics-1.x",
+  "@odata.metadata": "vics-1.x",
+  "@odata.context": "vics-2.0",
+  "odata.context": "vics-2.0",
+};
+
+/** The token-driven state machine: tokens in, DraftItems out (into `out`). */
+class VicsMachine {
+  out: DraftItem[] = [];
+  nextIndex = 0;
+  private readonly stack: Frame[] = [];
+  private profile: VicsProfile | null = null;
+  private sawValues = false;
+  private finished = false;
+  private key: string | null = null;
+  private asm: Assembler | null = null;
+  private pending: Pending | null = null;
+  private cases = 0;
+
+  constructor(
+    private readonly prefix: string,
+    private readonly limit: number,
+  ) {}
+
+  push(tok: Token): void {
+    if (this.asm) {
+      if (this.asm.push(tok)) this.deliver();
+      return;
+    }
+    const top = this.stack[this.stack.length - 1];
+    if (!top) {
+      if (this.finished) throw malformed("content after the top-level object");
+      if (tok.name !== "startObject") throw malformed("the top level must be a JSON object with a \"value\" array");
+      this.stack.push({ t: "root" });
+      return;
+    }
+    switch (top.t) {
+      case "root":
+        return this.inRoot(tok);
+      case "values":
+        return this.inValues(tok);
+      case "element":
+        return this.inElement(tok, top);
+      case "media":
+        return this.inMedia(tok, top);
+    }
+  }
+
+  end(): void {
+    if (!this.finished) throw malformed("unexpected end of file (truncated?)");
+  }
+
+  private assemble(tok: Token, pending: Pending, discard = false): void {
+    this.pending = pending;
+    this.asm = new Assembler(this.limit, discard);
+    if (this.asm.push(tok)) this.deliver();
+  }
+
+  private deliver(): void {
+    const asm = this.asm as Assembler;
+    const pending = this.pending as Pending;
+    this.asm = null;
+    this.pending = null;
+    switch (pending.kind) {
+      case "skip":
+        return;
+      case "version":
+        if (typeof asm.value !== "string") throw malformed("odata.metadata / @odata.context must be a string");
+        this.profile = pending.profile;
+        return;
+      case "field": {
+        const top = this.stack[this.stack.length - 1];
+        if (top?.t !== "element") return;
+        top.size += asm.size;
+        if (asm.oversize || top.size > this.limit) {
+          top.oversize = true;
+          top.fields = newObj();
+        } else if (!top.oversize) {
+          setProp(top.fields, pending.key, asm.value);
+        }
+        return;
+      }
+      case "item": {
+        const index = this.nextIndex++;
+        if (asm.oversize) {
+          this.out.push({
+            index,
+            ok: false,
+            reason: "MALFORMED_VICS",
+            detail: `${pending.where}: media item larger than ${this.limit} characters`,
+            original: Buffer.alloc(0),
+          });
+          return;
+        }
+        const value = asm.value;
+        const original = Buffer.from(JSON.stringify(value) ?? "null", "utf8");
+        if (typeof value !== "object" || value === null || Array.isArray(value)) {
+          this.out.push({ index, ok: false, reason: "MALFORMED_VICS", detail: `${pending.where}: a media item must be an object`, original });
+          return;
+        }
+        this.emitMedia(index, value as Obj, pending.ctx, original);
+        return;
+      }
+    }
+  }
+
+  private inRoot(tok: Token): void {
+    if (tok.name === "keyValue") {
+      this.key = tok.value;
+      return;
+    }
+    if (tok.name === "endObject") {
+      this.stack.pop();
+      this.finished = true;
+      if (!this.sawValues) throw malformed('no "value" array: not a VICS Media or Cases export');
+      return;
+    }
+    const key = this.key ?? "";
+    const k = norm(key);
+    const version = VERSION_KEYS[key.toLowerCase()];
+    if (version) return this.assemble(tok, { kind: "version", profile: version });
+    if (k === "value") {
+      if (tok.name !== "startArray") throw malformed('"value" must be an array');
+      if (this.sawValues) throw malformed('more than one "value" array');
+      if (!this.profile) throw malformed('no "odata.metadata" (VICS 1.x) or "@odata.context" (VICS 2.0) before "value"');
+      this.sawValues = true;
+      this.stack.push({ t: "values" });
+      return;
+    }
+    this.assemble(tok, { kind: "skip" }, true);
+  }
+
+  private inValues(tok: Token): void {
+    if (tok.name === "endArray") {
+      this.stack.pop();
+      return;
+    }
+    if (tok.name === "startObject") {
+      this.stack.push({ t: "element", fields: newObj(), size: 0, oversize: false, isCase: false });
+      return;
+    }
+    this.assemble(tok, { kind: "item", ctx: null, where: `value[${this.nextIndex}]` });
+  }
+
+  private inElement(tok: Token, top: Extract<Frame, { t: "element" }>): void {
+    if (tok.name === "keyValue") {
+      this.key = tok.value;
+      return;
+    }
+    if (tok.name === "endObject") {
+      this.stack.pop();
+      if (top.isCase) return;
+      const index = this.nextIndex++;
+      if (top.oversize) {
+        this.out.push({
+          index,
+          ok: false,
+          reason: "MALFORMED_VICS",
+          detail: `media item larger than ${this.limit} characters`,
+          original: Buffer.alloc(0),
+        });
+        return;
+      }
+      this.emitMedia(index, top.fields, null, Buffer.from(JSON.stringify(top.fields), "utf8"));
+      return;
+    }
+    const key = this.key ?? "";
+    if (tok.name === "startArray" && !top.isCase && norm(key) === "media") {
+      top.isCase = true;
+      const ctx: CaseContext = { caseRef: caseRefOf(top.fields), ordinal: this.cases++ };
+      this.stack.push({ t: "media", ctx });
+      return;
+    }
+    const scalar = scalarOf(tok);
+    if (scalar !== NOT_SCALAR) {
+      // Fast path for the common case: a plain property of a media item.
+      top.size += key.length + 8 + (typeof scalar === "string" ? scalar.length : 0);
+      if (top.size > this.limit) {
+        top.oversize = true;
+        top.fields = newObj();
+      } else if (!top.oversize) {
+        setProp(top.fields, key, scalar);
+      }
+      return;
+    }
+    this.assemble(tok, { kind: "field", key });
+  }
+
+  private inMedia(tok: Token, top: Extract<Frame, { t: "media" }>): void {
+    if (tok.name === "endArray") {
+      this.stack.pop();
+      return;
+    }
+    this.assemble(tok, { kind: "item", ctx: top.ctx, where: `case ${top.ctx.ordinal} Media item` });
+  }
+
+  private emitMedia(index: number, media: Obj, ctx: CaseContext | null, original: Buffer): void {
+    try {
+      const draft = mediaToDraft(media, ctx, this.profile as VicsProfile, this.prefix);
+      this.out.push({ index, ok: true, draft, original });
+    } catch (err) {
+      this.out.push(failedItem(index, err, original));
+    }
+  }
+}
+
+// ---- one media item -------------------------------------------------------------------------
+
+/** Case-insensitive view of an object's properties; a property given twice (in two spellings) is refused when read. */
+class Props {
+  private readonly map = new Map<string, { key: string; value: unknown }>();
+  private readonly twice = new Set<string>();
+
+  constructor(obj: Obj) {
+    for (const key of Object.keys(obj)) {
+      const k = norm(key);
+      if (this.map.has(k)) this.twice.add(k);
+      else this.map.set(k, { key, value: obj[key] });
+    }
+  }
+
+  /** The first of `names` present, with the key as spelt in the file. */
+  get(...names: string[]): { key: string; value: unknown } | undefined {
+    for (const n of names) {
+      if (this.twice.has(n)) throw new ValidationError("INVALID_FIELD", `${n}: property given more than once (in different spellings)`);
+      const hit = this.map.get(n);
+      if (hit !== undefined && hit.value !== null && hit.value !== "") return hit;
+    }
+    return undefined;
+  }
+}
+
+function textOrNumber(p: { key: string; value: unknown } | undefined): string | null {
+  if (!p) return null;
+  if (typeof p.value === "string") return p.value.trim() || null;
+  if (typeof p.value === "number") return String(p.value);
+  throw new ValidationError("INVALID_FIELD", `${p.key}: must be text or a number, got ${JSON.stringify(p.value)}`);
+}
+
+function caseRefOf(fields: Obj): string | null {
+  try {
+    const props = new Props(fields);
+    return textOrNumber(props.get("casenumber")) ?? textOrNumber(props.get("caseid"));
+  } catch {
+    return null;
+  }
+}
+
+const HASH_PROPS: readonly [string, HashAlg][] = [
+  ["md5", "md5"],
+  ["sha1", "sha1"],
+  ["sha256", "sha256"],
+  ["photodna", "photodna"],
+  ["pdq", "pdq"],
+];
+
+function vicsCategory(p: { key: string; value: unknown } | undefined): number | null {
+  if (!p) return null;
+  let code: number | null = null;
+  if (typeof p.value === "number") code = p.value;
+  else if (typeof p.value === "string" && /^\s*\d+\s*$/.test(p.value)) code = Number(p.value);
+  if (code === null || !Number.isInteger(code) || VICS_TO_UK[code] === undefined) {
+    throw new ValidationError("INVALID_CATEGORY", `${p.key}: ${JSON.stringify(p.value)} is not a VICS category (0-4 or null)`);
+  }
+  return code;
+}
+
+function pdqQuality(p: { key: string; value: unknown } | undefined): number | null {
+  if (!p) return null;
+  if (typeof p.value === "number") return p.value;
+  if (typeof p.value === "string" && /^\s*-?\d+\s*$/.test(p.value)) return Number(p.value);
+  throw new ValidationError("INVALID_HASH", `${p.key}: pdq quality must be an integer from 0 to 100, got ${JSON.stringify(p.value)}`);
+}
+
+/** The validated draft for one VICS media object; throws ValidationError. */
+function mediaToDraft(media: Obj, ctx: CaseContext | null, profile: VicsProfile, prefix: string): SubmissionDraft {
+  const props = new Props(media);
+
+  const hashes: Hash[] = [];
+  for (const [name, alg] of HASH_PROPS) {
+    const p = props.get(name);
+    if (!p) continue;
+    if (typeof p.value !== "string") throw new ValidationError("INVALID_HASH", `${p.key}: must be a string, got ${JSON.stringify(p.value)}`);
+    const quality = alg === "pdq" ? pdqQuality(props.get("pdqquality")) : null;
+    try {
+      hashes.push(normaliseHash(alg, p.value, quality));
+    } catch (err) {
+      if (err instanceof ValidationError) throw new ValidationError(err.reason, `${p.key}: ${err.detail}`);
+      throw err;
+    }
+  }
+  if (hashes.length === 0) throw new ValidationError("NO_HASHES", "media item has none of MD5, SHA1, SHA256, PhotoDNA, PDQ");
+
+  const code = vicsCategory(props.get("category"));
+  const ukProp = props.get("ukcategory", "categoryuk");
+  const ukOwn = ukProp ? looseUkCategory(ukProp.value, ukProp.key) : null;
+  const uk: UkCategory = ukOwn ?? (code === null ? "UNGRADED" : (VICS_TO_UK[code] as UkCategory));
+
+  const flag = (name: string): boolean | null => {
+    const p = props.get(name);
+    return p ? looseBoolean(p.value, p.key) : null;
+  };
+
+  const mediaId = textOrNumber(props.get("mediaid"));
+  const scope = ctx && ctx.ordinal > 0 ? `c${ctx.ordinal}.` : "";
+  let submissionId: string;
+  if (mediaId === null) submissionId = derivedSubmissionId(prefix + scope, "h", hashesMaterial(hashes));
+  else if (SUBMISSION_ID_PATTERN.test(prefix + scope + mediaId)) submissionId = prefix + scope + mediaId;
+  else submissionId = derivedSubmissionId(prefix + scope, "m", mediaId);
+
+  return validateDraft({
+    submissionId,
+    op: "ASSERT",
+    contentType: "image",
+    hashes,
+    grade: { uk, ics: null, vics: code === null ? null : { profile, code } },
+    gradingStatus: "indicative",
+    lawEnforcement: {
+      caseRef: ctx?.caseRef ?? null,
+      series: textOrNumber(props.get("series")),
+      victimIdentified: flag("victimidentified"),
+      offenderIdentified: flag("offenderidentified"),
+      isDistributed: flag("isdistributed"),
+      graderRef: textOrNumber(props.get("grader", "gradername")),
+    },
+  });
+}
+
+// ---- the reader -----------------------------------------------------------------------------
+
+/**
+ * Reads a VICS JSON export as a stream of per-media results (see the module comment).
+ * Throws at once (INVALID_FIELD) for a bad submissionIdPrefix; errors of the source itself
+ * (an I/O failure) propagate from the iteration; everything about the content is an item.
+ */
+export function readVicsDrafts(source: ByteSource, opts: VicsReaderOptions): AsyncGenerator<DraftItem, void, undefined> {
+  const prefix = checkPrefix(opts.submissionIdPrefix);
+  return read(source, prefix, opts.maxItemChars ?? DEFAULT_MAX_ITEM_CHARS);
+}
+
+async function* read(source: ByteSource, prefix: string, limit: number): AsyncGenerator<DraftItem, void, undefined> {
+  const tokenize = jsonParser({ packValues: true, streamValues: false });
+  const machine = new VicsMachine(prefix, limit);
+  let previous: Buffer = Buffer.alloc(0);
+  let latest: Buffer = Buffer.alloc(0);
+  let bytesRead = 0;
+
+  const feed = (input: string | typeof none): unknown => {
+    try {
+      const tokens = (tokenize as unknown as (v: string | typeof none) => unknown)(input);
+      if (isMany(tokens)) for (const tok of getManyValues(tokens) as Token[]) machine.push(tok);
+      if (input === none) machine.end();
+      return null;
+    } catch (err) {
+      return err;
+    }
+  };
+  const fault = (err: unknown): DraftItem => {
+    const tail = Buffer.concat([previous, latest]);
+    const message = err instanceof ValidationError ? err.detail : `not valid JSON: ${(err as Error).message}`;
+    return {
+      index: machine.nextIndex,
+      ok: false,
+      reason: "MALFORMED_VICS",
+      detail: `${message} (in the first ${bytesRead} bytes)`,
+      original: tail.subarray(Math.max(0, tail.length - TAIL_BYTES)),
+    };
+  };
+
+  for await (const { text, bytes } of textOf(source)) {
+    bytesRead += bytes.length;
+    if (bytes.length > 0) {
+      previous = latest.length >= TAIL_BYTES ? latest.subarray(latest.length - TAIL_BYTES) : latest;
+      latest = bytes;
+    }
+    const err = feed(text);
+    const ready = machine.out;
+    machine.out = [];
+    yield* ready;
+    if (err) {
+      yield fault(err);
+      return;
+    }
+  }
+  const err = feed(none);
+  yield* machine.out;
+  machine.out = [];
+  if (err) yield fault(err);
+}

@@ -1,0 +1,237 @@
+/**
+ * The ingest service against the real stack: HTTP submissions (good, bad, duplicate, unauthenticated,
+ * oversize), VICS and CSV files signed by the force CLI's signer, and an S3 bulk import with its
+ * receipt written back to S3. Every rejection must appear on the DLQ with its original bytes.
+ */
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import type { Kafka } from "kafkajs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IngestClient } from "../../services/ingest/client.ts";
+import type { AgencySigner } from "../../services/ingest/client.ts";
+import { submissionToJson } from "../../services/ingest/formats/submission-json.ts";
+import { startIngest } from "../../services/ingest/main.ts";
+import type { RunningIngest } from "../../services/ingest/main.ts";
+import { readDrafts, signDrafts } from "../../services/ingest/signer.ts";
+import { AvroCodec } from "../../services/shared/codec.ts";
+import { createKafka } from "../../services/shared/kafka.ts";
+import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
+import type { Rejection, Submission } from "../../services/shared/records.ts";
+import { createS3Client } from "../../services/shared/s3.ts";
+import type { TopicNames } from "../../services/shared/topics.ts";
+import { addTestKey, registerTestAgency, signedSubmission } from "../support/agencies.ts";
+import { randomHex } from "../support/fixtures.ts";
+import { readTopic } from "../support/kafka.ts";
+import { freshDatabase, freshTopics, stackEnv, uniqueName } from "../support/stack.ts";
+import type { TestDatabase } from "../support/stack.ts";
+
+const codec = new AvroCodec();
+let db: TestDatabase;
+let names: TopicNames;
+let namespace: string;
+let ingest: RunningIngest;
+let kafka: Kafka;
+let forceA: AgencySigner;
+let forceB: AgencySigner;
+let client: IngestClient;
+
+beforeAll(async () => {
+  const env = stackEnv();
+  db = await freshDatabase("ingest");
+  ({ names, namespace } = await freshTopics());
+  forceA = await registerTestAgency(db.pool, "force-a");
+  forceB = await registerTestAgency(db.pool, "force-b");
+  ingest = await startIngest({
+    KAFKA_BROKERS: env.brokers,
+    DATABASE_URL: db.url,
+    TOPIC_NAMESPACE: namespace,
+    LOG_LEVEL: "warn",
+    S3_ENDPOINT: env.s3.endpoint,
+    S3_REGION: env.s3.region,
+    S3_ACCESS_KEY_ID: env.s3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+    S3_BUCKET: env.s3.bucket,
+    INGEST_HOST: "127.0.0.1",
+    INGEST_PORT: 0,
+    INGEST_BODY_LIMIT_BYTES: 256 * 1024,
+    INGEST_MAX_ITEMS_PER_REQUEST: 1000,
+  });
+  kafka = createKafka({ brokers: env.brokers, clientId: "test-ingest" });
+  client = new IngestClient(ingest.url, forceA);
+});
+
+afterAll(async () => {
+  await ingest?.stop();
+  await db?.drop();
+});
+
+async function rejectionsFor(predicate: (r: Rejection) => boolean, count: number): Promise<Rejection[]> {
+  const messages = await readTopic(kafka, names.rejected, (ms) => ms.map((m) => codec.decode("Rejection", m.value).value).filter(predicate).length >= count);
+  return messages.map((m) => codec.decode("Rejection", m.value).value).filter(predicate);
+}
+
+async function submittedIds(ids: string[]): Promise<Submission[]> {
+  const messages = await readTopic(kafka, names.submitted, (ms) => {
+    const seen = new Set(ms.map((m) => codec.decode("Submission", m.value).value.submissionId));
+    return ids.every((id) => seen.has(id));
+  });
+  return messages.map((m) => codec.decode("Submission", m.value).value).filter((s) => ids.includes(s.submissionId));
+}
+
+describe("POST /v1/submissions", () => {
+  it("accepts good items and rejects each bad one with a reason, keeping the original bytes on the DLQ", async () => {
+    const good = signedSubmission(forceA);
+    const tampered = { ...signedSubmission(forceA), grade: { uk: "C" as const, ics: null, vics: null } };
+    const asOther = signedSubmission(forceB); // force A may not submit force B's records
+    const badHash = submissionToJson(signedSubmission(forceA)) as unknown as { hashes: { alg: string; value: string }[] };
+    badHash.hashes = [{ alg: "md5", value: "xyz" }];
+    const body = Buffer.from(JSON.stringify([submissionToJson(good), submissionToJson(tampered), submissionToJson(asOther), badHash]));
+
+    const res = await client.submitRaw(body);
+    expect(res.status).toBe(207);
+    expect(res.items.map((i) => i.status)).toEqual(["accepted", "rejected", "rejected", "rejected"]);
+    expect(res.items.map((i) => i.reason ?? null)).toEqual([null, "BAD_SIGNATURE", "AGENCY_MISMATCH", "INVALID_HASH"]);
+    expect(res.receipt).toMatchObject({ accepted: 1, rejected: 3 });
+
+    const [published] = await submittedIds([good.submissionId]);
+    expect(published).toEqual(good);
+    const dlq = await rejectionsFor((r) => [tampered.submissionId, asOther.submissionId].includes(r.submissionId ?? ""), 2);
+    const tamperedRejection = dlq.find((r) => r.submissionId === tampered.submissionId);
+    expect(tamperedRejection?.reason).toBe("BAD_SIGNATURE");
+    expect(JSON.parse(tamperedRejection?.originalBytes.toString("utf8") ?? "{}")).toEqual(JSON.parse(JSON.stringify(submissionToJson(tampered))));
+    const hashRejection = await rejectionsFor((r) => r.reason === "INVALID_HASH" && r.originalBytes.toString().includes('"xyz"'), 1);
+    expect(hashRejection[0]?.channel).toBe("http");
+  });
+
+  it("answers an identical retry as a duplicate and refuses a reused id with other content", async () => {
+    const sub = signedSubmission(forceA);
+    expect((await client.submit([sub])).items[0]?.status).toBe("accepted");
+    const retry = await client.submit([sub]);
+    expect(retry.status).toBe(202);
+    expect(retry.items[0]?.status).toBe("duplicate");
+    const reused = signedSubmission(forceA, { submissionId: sub.submissionId });
+    const conflict = await client.submit([reused]);
+    expect(conflict.status).toBe(422);
+    expect(conflict.items[0]?.reason).toBe("DUPLICATE_SUBMISSION");
+  });
+
+  it("rejects malformed JSON with MALFORMED_JSON and keeps the bytes", async () => {
+    const marker = randomHex(8);
+    const res = await client.submitRaw(Buffer.from(`{"submissionId": "${marker}", oops`));
+    expect(res.status).toBe(422);
+    expect(res.items[0]?.reason).toBe("MALFORMED_JSON");
+    const [dlq] = await rejectionsFor((r) => r.originalBytes.toString().includes(marker), 1);
+    expect(dlq?.reason).toBe("MALFORMED_JSON");
+  });
+
+  it("refuses bodies over the limit with 413 BODY_TOO_LARGE", async () => {
+    await expect(client.submitRaw(Buffer.alloc(300 * 1024, 0x20))).rejects.toMatchObject({ status: 413, reason: "BODY_TOO_LARGE" });
+  });
+});
+
+describe("agency authentication", () => {
+  const body = () => Buffer.from(JSON.stringify([submissionToJson(signedSubmission(forceA))]));
+
+  it("refuses a request without signature headers", async () => {
+    const res = await fetch(new URL("/v1/submissions", ingest.url), { method: "POST", body: body(), headers: { "content-type": "application/json" } });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { reason: string }).reason).toBe("UNAUTHENTICATED");
+  });
+
+  it("refuses force B's key presented as force A, an expired key and a revoked key", async () => {
+    const impostor = new IngestClient(ingest.url, { ...forceB, agencyId: "force-a" });
+    await expect(impostor.submitRaw(body())).rejects.toMatchObject({ status: 401, reason: "KEY_OWNER_MISMATCH" });
+
+    const expiredKey = await addTestKey(db.pool, "force-a", { validFrom: new Date(Date.now() - 7_200_000), validUntil: new Date(Date.now() - 3_600_000) });
+    await expect(new IngestClient(ingest.url, expiredKey).submitRaw(body())).rejects.toMatchObject({ status: 401, reason: "KEY_EXPIRED" });
+
+    const revokedKey = await addTestKey(db.pool, "force-a");
+    await new PgKeyRegistry(db.pool).revokeKey(revokedKey.keyId, "test", new Date(Date.now() - 1000));
+    await new Promise((r) => setTimeout(r, 2_100)); // the service caches keys for 2 s
+    await expect(new IngestClient(ingest.url, revokedKey).submitRaw(body())).rejects.toMatchObject({ status: 401, reason: "KEY_REVOKED" });
+  });
+
+  it("serves health, readiness, metrics and the OpenAPI description", async () => {
+    expect((await fetch(new URL("/healthz", ingest.url))).status).toBe(200);
+    expect((await fetch(new URL("/readyz", ingest.url))).status).toBe(200);
+    const metrics = await (await fetch(new URL("/metrics", ingest.url))).text();
+    expect(metrics).toMatch(/hashrelay_ingest_items_total\{channel="http",status="accepted"/);
+    const openapi = (await (await fetch(new URL("/openapi.json", ingest.url))).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(["/v1/submissions", "/v1/imports", "/v1/imports/{id}"]));
+  });
+});
+
+async function* bytes(text: string) {
+  yield Buffer.from(text);
+}
+
+async function signedFrom(format: "vics" | "csv", text: string) {
+  const out: Submission[] = [];
+  const bad: string[] = [];
+  for await (const item of signDrafts(readDrafts(format, bytes(text), `${uniqueName("file")}:`), forceA)) {
+    if (item.ok) out.push(item.submission);
+    else bad.push(item.reason);
+  }
+  return { out, bad };
+}
+
+describe("file formats through the force signer and the API", () => {
+  it("imports a VICS 2.0 Media file with upper-case MD5, string booleans and a null category", async () => {
+    const md5 = randomHex(16).toUpperCase();
+    const vics = JSON.stringify({
+      "@odata.context": "http://github.com/ICMEC/ProjectVic/DataModels/2.0.xml/US/$metadata#Media",
+      value: [
+        { MediaID: 1, MD5: md5, SHA1: randomHex(20), Category: 1, IsDistributed: "true", VictimIdentified: "false" },
+        { MediaID: 2, MD5: randomHex(16), Category: null },
+        { MediaID: 3, MD5: "not-a-hash", Category: 1 },
+      ],
+    });
+    const { out, bad } = await signedFrom("vics", vics);
+    expect(out).toHaveLength(2);
+    expect(bad).toEqual(["INVALID_HASH"]);
+    expect(out[0]?.hashes.find((h) => h.alg === "md5")?.value).toBe(md5.toLowerCase());
+    expect(out[0]?.lawEnforcement.isDistributed).toBe(true);
+    const res = await client.submit(out);
+    expect(res.receipt).toMatchObject({ accepted: 2, rejected: 0 });
+  });
+
+  it("imports a CSV with a bad row", async () => {
+    const csv = `md5,sha1,category\n${randomHex(16)},${randomHex(20)},A\n${randomHex(16)},,B\nzz,,C\n`;
+    const { out, bad } = await signedFrom("csv", csv);
+    expect(out).toHaveLength(2);
+    expect(bad).toHaveLength(1);
+    expect((await client.submit(out)).receipt.accepted).toBe(2);
+  });
+});
+
+describe("S3 bulk import", () => {
+  it("imports a JSON Lines object, counts by reason and writes the receipt back to S3", async () => {
+    const env = stackEnv();
+    const s3 = createS3Client({ S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey });
+    const good = Array.from({ length: 1200 }, () => signedSubmission(forceA));
+    const lines = [
+      ...good.map((s) => JSON.stringify(submissionToJson(s))),
+      "{ not json",
+      JSON.stringify(submissionToJson(signedSubmission(forceB))),
+    ];
+    const key = `imports/force-a/${uniqueName("test")}.jsonl`;
+    await s3.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: key, Body: `${lines.join("\n")}\n` }));
+
+    const job = await client.startImport(key);
+    const done = await client.waitForImport(job.importId, { timeoutMs: 60_000 });
+    expect(done.status).toBe("done");
+    expect(done.receipt).toMatchObject({ accepted: 1200, rejected: 2, byReason: { MALFORMED_JSON: 1, AGENCY_MISMATCH: 1 } });
+
+    const receipt = await s3.send(new GetObjectCommand({ Bucket: env.s3.bucket, Key: done.receiptKey ?? "" }));
+    const parsed = JSON.parse(await (receipt.Body as { transformToString(): Promise<string> }).transformToString()) as {
+      accepted: number;
+      rejectedLines: { line: number; reason: string }[];
+    };
+    expect(parsed.accepted).toBe(1200);
+    expect(parsed.rejectedLines.map((l) => [l.line, l.reason])).toEqual([[1201, "MALFORMED_JSON"], [1202, "AGENCY_MISMATCH"]]);
+
+    // Another agency cannot see this import.
+    await expect(new IngestClient(ingest.url, forceB).getImport(job.importId)).rejects.toMatchObject({ status: 404 });
+    await submittedIds(good.slice(0, 5).map((s) => s.submissionId));
+  });
+});
+

@@ -1,0 +1,50 @@
+/** Running services as real child processes, so tests can kill -9 them mid-stream. */
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { REPO_ROOT } from "../../services/shared/config.ts";
+
+export interface ServiceProcess {
+  readonly child: ChildProcess;
+  readonly output: string[];
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function startServiceProcess(service: string, env: Record<string, string>): ServiceProcess {
+  const child = spawn(`${REPO_ROOT}node_modules/.bin/tsx`, [`${REPO_ROOT}services/${service}/main.ts`], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output: string[] = [];
+  const keep = (chunk: Buffer) => {
+    output.push(chunk.toString());
+    if (output.length > 400) output.splice(0, output.length - 400);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  return {
+    child,
+    output,
+    kill(signal: NodeJS.Signals = "SIGKILL") {
+      return new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+        child.once("exit", (code) => resolve(code));
+        child.kill(signal);
+      });
+    },
+  };
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
