@@ -33,6 +33,7 @@ const topic = `probe.kafkajs.${run}`;
 const txnTopic = `probe.kafkajs.txn.${run}`;
 const groupId = `probe-group-${run}`;
 const txnGroupId = `probe-txn-group-${run}`;
+const eosGroupId = `probe-eos-group-${run}`;
 const PARTITIONS = 4;
 const started = Date.now();
 
@@ -228,15 +229,22 @@ async function main(): Promise<void> {
   await eos.connect();
   const t3 = await eos.transaction();
   await t3.send({ topic: compacted, acks: -1, messages: [{ key: "k", value: "v" }] });
-  await t3.sendOffsets({ consumerGroupId: txnGroupId, topics: [{ topic: txnTopic, partitions: [{ partition: 0, offset: "1" }] }] });
+  await t3.sendOffsets({ consumerGroupId: eosGroupId, topics: [{ topic: txnTopic, partitions: [{ partition: 0, offset: "1" }] }] });
   await t3.commit();
   await eos.disconnect();
-  const eosOffsets = await admin.fetchOffsets({ groupId: txnGroupId, topics: [txnTopic] });
-  if (eosOffsets[0]?.partitions[0]?.offset !== "1") fail(`sendOffsets: committed ${eosOffsets[0]?.partitions[0]?.offset}, want 1`);
+  // the transaction's offsets become visible once the broker has written the commit markers
+  let eosOffset: string | undefined;
+  const eosDeadline = Date.now() + 10000;
+  while (eosOffset !== "1" && Date.now() < eosDeadline) {
+    const o = await admin.fetchOffsets({ groupId: eosGroupId, topics: [txnTopic] });
+    eosOffset = o[0]?.partitions[0]?.offset;
+    if (eosOffset !== "1") await new Promise((r) => setTimeout(r, 200));
+  }
+  if (eosOffset !== "1") fail(`sendOffsets: group ${eosGroupId} has committed offset ${eosOffset}, want 1`);
   step("compacted topic, describeConfigs, alterConfigs, createPartitions, offsets by time, txn sendOffsets: ok");
 
   // 7. clean up
-  await admin.deleteGroups([groupId, txnGroupId]);
+  await admin.deleteGroups([groupId, txnGroupId, eosGroupId]);
   await admin.deleteTopics({ topics: [topic, txnTopic, compacted] });
   await admin.disconnect();
   // kafkajs logs rebalances and coordinator retries at ERROR level; they are expected here

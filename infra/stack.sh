@@ -12,9 +12,11 @@
 #
 # Overrides (environment): HASHRELAY_KAFKA_PORT (19092), HASHRELAY_KAFKA_CONTROLLER_PORT (19093),
 # HASHRELAY_PG_PORT (15432), HASHRELAY_S3_PORT (19000), HASHRELAY_START_TIMEOUT (seconds, 120),
-# HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack), HASHRELAY_KAFKA_MVN_ARGS (e.g. -Pkafka3
-# for the Kafka 3.9 line; run `clean` first when switching, as 4.x data cannot be read by 3.9). A DATABASE_URL that points anywhere else
-# than this stack's own PostgreSQL is used as is, and no PostgreSQL is started.
+# HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack), HASHRELAY_S3_ACCESS_KEY_ID,
+# HASHRELAY_S3_SECRET_ACCESS_KEY, HASHRELAY_S3_BUCKET, HASHRELAY_KAFKA_MVN_ARGS (e.g. -Pkafka3 for the
+# Kafka 3.9 line; run `clean` first when switching, as 4.x data cannot be read by 3.9).
+# A DATABASE_URL that points anywhere else than this stack's own PostgreSQL is used as is, and no
+# PostgreSQL is started.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -120,7 +122,7 @@ fetch_lib() {
   shift
   sum="$( (cat "$pom"; echo "$*") | sha256sum | cut -d' ' -f1)"
   if [ -f "$dest/.pom.sha256" ] && [ "$(cat "$dest/.pom.sha256")" = "$sum" ]; then return 0; fi
-  say "fetching $name jars with Maven into ${dest#$ROOT/} (first time only)"
+  say "fetching $name jars with Maven into ${dest#"$ROOT"/} (first run, or the pom changed)"
   rm -rf "$dest.tmp"
   mkdir -p "$LIB"
   if ! mvn -B -q -Dstyle.color=never -f "$pom" "$@" dependency:copy-dependencies -DoutputDirectory="$dest.tmp" \
@@ -157,7 +159,7 @@ cmd_setup() {
   fetch_lib kafka ${HASHRELAY_KAFKA_MVN_ARGS:-}
   fetch_lib s3
   pg_external || find_pgbin
-  say "setup ok (java $(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1), jars in ${LIB#$ROOT/})"
+  say "setup ok (java $(java -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1), jars in ${LIB#"$ROOT"/})"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -245,14 +247,25 @@ start_kafka() {
   started kafka
 }
 
+# What the broker printed since the last start (JVM output, then the end of its log file).
+kafka_log_tail() {
+  local from
+  from="$(cat "$KAFKA_DIR/log-offset" 2>/dev/null || echo 1)"
+  echo "---- $KAFKA_OUT (last start) ----" >&2
+  sed -n '/^==== /h;/^==== /!H;${x;p}' "$KAFKA_OUT" 2>/dev/null | tail -n 15 >&2
+  echo "---- $KAFKA_LOG (since the last start, last 20 lines) ----" >&2
+  tail -n +"$from" "$KAFKA_LOG" 2>/dev/null | tail -n 20 >&2
+  echo "----" >&2
+}
+
 wait_kafka() {
   local deadline=$((SECONDS + START_TIMEOUT))
   while ! kafka_healthy; do
     if ! find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE" >/dev/null; then
-      log_tail "$KAFKA_OUT"; log_tail "$KAFKA_LOG"
+      kafka_log_tail
       die "Kafka exited during start-up; see $KAFKA_LOG and $KAFKA_OUT"
     fi
-    [ $SECONDS -lt $deadline ] || { log_tail "$KAFKA_LOG"; die "Kafka not ready after ${START_TIMEOUT}s; see $KAFKA_LOG and $KAFKA_OUT"; }
+    [ $SECONDS -lt $deadline ] || { kafka_log_tail; die "Kafka not ready after ${START_TIMEOUT}s; see $KAFKA_LOG and $KAFKA_OUT"; }
     sleep 0.5
   done
   say "Kafka ready on $HOST:$KAFKA_PORT"
@@ -290,6 +303,9 @@ s3proxy.endpoint=http://$HOST:$S3_PORT
 s3proxy.authorization=aws-v2-or-v4
 s3proxy.identity=$S3_ACCESS_KEY_ID_VALUE
 s3proxy.credential=$S3_SECRET_VALUE
+# s3proxy answers 501 NotImplemented to any x-amz-* header it does not know; ignore those instead
+# (older s3proxy releases did so for the x-amz-checksum-crc32 that AWS SDK v3 sends by default).
+s3proxy.ignore-unknown-headers=true
 jclouds.provider=filesystem-nio2
 # the storage backend's own login: unused by a local folder, but s3proxy requires it
 jclouds.identity=local
@@ -298,7 +314,8 @@ jclouds.filesystem.basedir=$S3_DIR/data
 EOF
   say "starting s3proxy on $HOST:$S3_PORT"
   echo "==== $(date -Is) start" >>"$S3_LOG"
-  setsid nohup java -Xms64m -Xmx256m -Dlogback.configurationFile="$INFRA/s3/logback.xml" \
+  # C1-only JIT and the serial GC: quicker start on a small machine; plenty for a local S3
+  setsid nohup java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlogback.configurationFile="$INFRA/s3/logback.xml" \
     -cp "$LIB/s3/*" "$S3_MAIN" --properties "$S3_DIR/s3proxy.properties" >>"$S3_LOG" 2>&1 </dev/null &
   echo $! >"$S3_PIDFILE"
   started s3
@@ -339,10 +356,19 @@ stop_s3() {
 # PostgreSQL (private cluster; run as the postgres user when we are root, since initdb refuses root)
 
 PG_DIR="$STACK/pg"
+PG_LOG="$LOGS/postgres.log"
+PG_OUTSIDE=""
+# As root the server runs as the postgres user, which must be able to walk down to its data folder.
+# When a parent of .stack is closed to it (a checkout under /root, say), the cluster lives in
+# /var/tmp/hashrelay-pg-<hash of the stack path> instead, linked from .stack/pg.
+if is_root && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$(dirname "$STACK")" 2>/dev/null; then
+  PG_OUTSIDE="/var/tmp/hashrelay-pg-$(printf '%s' "$STACK" | sha256sum | cut -c1-12)"
+  PG_DIR="$PG_OUTSIDE"
+  PG_LOG="$PG_DIR/postgres.log"
+fi
 PGDATA_DIR="$PG_DIR/data"
 PG_SOCK="$PG_DIR/run"
 PG_PIDFILE="$STACK/pg.pid"
-PG_LOG="$LOGS/postgres.log"
 
 as_pg() { if is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
@@ -363,6 +389,10 @@ start_pg() {
   port_open "$HOST" "$PG_PORT" && die "port $PG_PORT is taken by another process (not this stack's PostgreSQL); free it or set HASHRELAY_PG_PORT"
   mkdir -p "$PG_DIR" "$PG_SOCK" "$LOGS"
   touch "$PG_LOG"
+  if [ -n "$PG_OUTSIDE" ]; then
+    ln -sfn "$PG_OUTSIDE" "$STACK/pg"
+    ln -sfn "$PG_LOG" "$LOGS/postgres.log"
+  fi
   if is_root; then
     # the postgres user must reach the data folder through every parent
     chmod a+x "$STACK" "$PG_DIR"
@@ -371,7 +401,7 @@ start_pg() {
       die "user postgres cannot reach $PG_DIR: make its parent folders traversable (chmod a+x) or set DATABASE_URL"
   fi
   if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
-    say "initdb ${PGDATA_DIR#$ROOT/} ($("$PGBIN/postgres" --version))"
+    say "initdb ${PGDATA_DIR#"$ROOT"/} ($("$PGBIN/postgres" --version))"
     rm -rf "$PGDATA_DIR"
     as_pg "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
       >"$LOGS/pg-initdb.log" 2>&1 || { log_tail "$LOGS/pg-initdb.log"; die "initdb failed (log: $LOGS/pg-initdb.log)"; }
@@ -411,7 +441,9 @@ stop_pg() {
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 30 stop >/dev/null 2>&1 ||
       as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w -t 15 stop >/dev/null 2>&1 ||
       stop_pid "$pid" 5 PostgreSQL
-    kill -0 "$pid" 2>/dev/null || say "PostgreSQL stopped"
+    local i
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then warn "PostgreSQL (pid $pid) is still running; see $PG_LOG"; else say "PostgreSQL stopped"; fi
   fi
   rm -f "$PG_PIDFILE"
 }
@@ -468,12 +500,13 @@ cmd_up() {
   want s3 && { wait_s3; ensure_bucket; }
   want kafka && wait_kafka
   env_lines >"$STACK/env.tmp" && mv "$STACK/env.tmp" "$STACK/env"
+  want pg && pg_external && say "PostgreSQL: using DATABASE_URL from the environment (none started)"
   if [ ${#STARTED[@]} -gt 0 ]; then
-    say "started: ${STARTED[*]} (recorded in ${STACK#$ROOT/}/started-by-us)"
+    say "started: ${STARTED[*]} (recorded in ${STACK#"$ROOT"/}/started-by-us)"
   else
-    say "already running: $SERVICES"
+    say "nothing to start: all running"
   fi
-  say "env written to ${STACK#$ROOT/}/env"
+  say "env written to ${STACK#"$ROOT"/}/env"
 }
 
 cmd_down() {
@@ -501,8 +534,9 @@ cmd_stop_started() {
 cmd_clean() {
   cmd_down
   [ -d "$STACK" ] || return 0
+  [ -n "$PG_OUTSIDE" ] && rm -rf "$PG_OUTSIDE"
   find "$STACK" -mindepth 1 -maxdepth 1 ! -name lib -exec rm -rf {} +
-  say "removed ${STACK#$ROOT/} data (kept ${LIB#$ROOT/})"
+  say "removed ${STACK#"$ROOT"/} data (kept ${LIB#"$ROOT"/})"
 }
 
 cmd_status() {
@@ -523,13 +557,13 @@ cmd_status() {
     if s3_healthy; then say "s3     running  pid $pid  http://$HOST:$S3_PORT  healthy"
     else say "s3     running  pid $pid  http://$HOST:$S3_PORT  NOT answering (log: $S3_LOG)"; ok=1; fi
   else say "s3     stopped"; ok=1; fi
-  [ -f "$STACK/started-by-us" ] && say "started by the last 'up': $(tr '\n' ' ' <"$STACK/started-by-us")"
+  [ -f "$STACK/started-by-us" ] && say "started by the last 'up': $(paste -sd' ' "$STACK/started-by-us")"
   return $ok
 }
 
 cmd_env() { env_lines | sed 's/^/export /'; }
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
 main() {
   local cmd="${1:-}"
