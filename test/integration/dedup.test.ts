@@ -123,7 +123,7 @@ describe("dedup service", () => {
       signedSubmission(forceB, { hashes: [md5(), { alg: "pdq", value: pdq, quality: 90 }], submittedAt: t }),
       signedSubmission(forceA, { hashes: [md5(), { alg: "pdq", value: nearPdq, quality: 80 }], submittedAt: t }),
     ]);
-    let latest = await canonicalLatest(names, (l) => !!byHash(l, x.value) && !!byHash(l, y.value) && !!byHash(l, nearPdq) && !!byHash(l, pdq) && (byHash(l, pdq)?.nearDuplicates.length ?? 0) > 0);
+    let latest = await canonicalLatest(names, (l) => !!byHash(l, x.value) && !!byHash(l, y.value) && !!byHash(l, nearPdq) && !!byHash(l, pdq) && (byHash(l, pdq)?.nearDuplicates.length ?? 0) > 0 && (byHash(l, nearPdq)?.nearDuplicates.length ?? 0) > 0);
     const joined = byHash(latest, x.value);
     expect(joined?.hashes.map((h) => h.value).sort()).toEqual([x.value, z.value].sort());
     expect(joined).toMatchObject({ gradingStatus: "confirmed", confirmations: 2, classification: { uk: "B", ics: "B1" } });
@@ -136,7 +136,10 @@ describe("dedup service", () => {
 
     // The NCA (authority) grades y as A and bridges it with x: merge, authority wins.
     await publish(names.submitted, [signedSubmission(nca, { hashes: [x, y], grade: { uk: "A", ics: "A1", vics: null }, submittedAt: t + 1 })]);
-    latest = await canonicalLatest(names, (l) => [...l.values()].some((r) => r.mergedInto !== null));
+    latest = await canonicalLatest(names, (l) => {
+      const merged = [...l.values()].find((r) => r.mergedInto !== null);
+      return !!merged && byHash(l, x.value)?.recordId === merged.mergedInto && byHash(l, y.value)?.recordId === merged.mergedInto;
+    });
     const absorbed = [...latest.values()].find((r) => r.mergedInto);
     const survivor = byHash(latest, x.value);
     expect(absorbed).toMatchObject({ deleted: true, hashes: [] });

@@ -488,8 +488,12 @@ function radixSortPairs(
 }
 
 /** Scratch for queries, grown on demand (queries are synchronous, so one set serves every index). */
+let scratchKeys = new Uint32Array(4096);
+let scratchWords = new Uint32Array(4096);
+let scratchDir = new Uint32Array(4096);
 let scratchFound = new Uint32Array(4096);
 let scratchCandidates = new Uint32Array(16_384);
+let scratchFirst = new Uint32Array(16_384);
 const scratchEnds = new Uint32Array(65);
 
 class Segment {
@@ -571,9 +575,10 @@ class Segment {
   }
 
   /**
-   * Appends (slot, distance) of every live entry within d of q. Works in passes (keys found in the
-   * bitmaps; their cells; overflow lists; verification) so that each pass is a loop of independent
-   * memory reads the CPU can overlap, rather than a chain of dependent cache misses.
+   * Appends (slot, distance) of every live entry within d of q. Most of the time goes in cache
+   * misses, so the work is split into passes that first gather (a loop of independent loads with no
+   * branch on the loaded values, which the CPU overlaps) and then compute on data now in cache:
+   * bitmap words, cells, overflow lists, and the candidates' hashes.
    */
   search(words: Uint32Array, alive: Uint8Array, q: Uint32Array, d: number, outSlots: number[], outDist: number[]): void {
     let scan = this.scanFor.get(d);
@@ -589,11 +594,19 @@ class Segment {
     const m = tables.length;
     let variants = 0;
     for (let c = 0; c < m; c++) variants += variantCount(tables[c]!.keyBits, chunkRadius(c, m, d));
-    if (scratchFound.length < variants) scratchFound = new Uint32Array(variants);
+    if (scratchKeys.length < variants) {
+      scratchKeys = new Uint32Array(variants);
+      scratchWords = new Uint32Array(variants);
+      scratchDir = new Uint32Array(variants);
+      scratchFound = new Uint32Array(variants);
+    }
+    const keys = scratchKeys;
+    const bitmapWords = scratchWords;
+    const dirWords = scratchDir;
     const found = scratchFound;
-    const ends = scratchEnds;
+    const foundEnds = scratchEnds;
 
-    // Pass 1: for every variant of every chunk, is the key present? Keep the rank of those that are.
+    // Pass 1: which variant keys are present, and their ranks (= index into cells).
     let nf = 0;
     for (let c = 0; c < m; c++) {
       const rc = chunkRadius(c, m, d);
@@ -603,52 +616,72 @@ class Segment {
         const masks = variantMasks(t.keyBits, rc);
         const bitmap = t.bitmap;
         const dir = t.dir;
-        for (let i = 0; i < masks.length; i++) {
+        const nv = masks.length;
+        for (let i = 0; i < nv; i++) {
           const key = qkey ^ masks[i]!;
-          const wi = key >>> 5;
-          const word = bitmap[wi]!;
+          keys[i] = key;
+          bitmapWords[i] = bitmap[key >>> 5]!;
+          dirWords[i] = dir[key >>> 8]!;
+        }
+        for (let i = 0; i < nv; i++) {
+          const key = keys[i]!;
+          const word = bitmapWords[i]!;
           const bit = key & 31;
           if (((word >>> bit) & 1) === 0) continue;
-          let rank = dir[wi >>> 3]! + popcount32(word & ((1 << bit) - 1));
+          const wi = key >>> 5;
+          let rank = dirWords[i]! + popcount32(word & ((1 << bit) - 1));
           for (let x = wi & ~7; x < wi; x++) rank += popcount32(bitmap[x]!);
           found[nf++] = rank;
         }
       }
-      ends[c] = nf;
+      foundEnds[c] = nf;
     }
 
-    // Pass 2: their cells.
+    // Pass 2: their cells: a slot, or MULTI | position of an overflow list.
     for (let c = 0, i = 0; c < m; c++) {
       const cells = tables[c]!.cells;
-      for (const e = ends[c]!; i < e; i++) found[i] = cells[found[i]!]!;
+      for (const e = foundEnds[c]!; i < e; i++) found[i] = cells[found[i]!]!;
     }
 
-    // Pass 3: candidate slots (a cell's slot, or the slots of its overflow list).
+    // Pass 3: candidate slots. Single slots go straight in; overflow lists are fetched after.
     if (scratchCandidates.length < nf) scratchCandidates = new Uint32Array(2 * nf);
     let cand = scratchCandidates;
     let nc = 0;
     for (let c = 0, i = 0; c < m; c++) {
-      const overflow = tables[c]!.overflow;
-      for (const e = ends[c]!; i < e; i++) {
+      let lists = 0;
+      for (const e = foundEnds[c]!; i < e; i++) {
         const cell = found[i]!;
-        if (cell < MULTI) {
-          cand[nc++] = cell;
-          continue;
-        }
-        const p = cell - MULTI;
-        const count = overflow[p]!;
-        if (nc + count + (e - i) > cand.length) {
-          const grown = new Uint32Array(2 * (nc + count + (e - i)));
-          grown.set(cand.subarray(0, nc));
-          scratchCandidates = cand = grown;
-        }
-        for (let k = p + 1; k <= p + count; k++) cand[nc++] = overflow[k]!;
+        if (cell < MULTI) cand[nc++] = cell;
+        else keys[lists++] = cell - MULTI;
+      }
+      if (lists === 0) continue;
+      const overflow = tables[c]!.overflow;
+      let more = 0;
+      for (let k = 0; k < lists; k++) {
+        const count = overflow[keys[k]!]!;
+        bitmapWords[k] = count;
+        more += count;
+      }
+      if (nc + more + (nf - i) > cand.length) {
+        const grown = new Uint32Array(2 * (nc + more + nf - i));
+        grown.set(cand.subarray(0, nc));
+        scratchCandidates = cand = grown;
+      }
+      for (let k = 0; k < lists; k++) {
+        const p = keys[k]!;
+        for (let x = p + 1, end = p + bitmapWords[k]!; x <= end; x++) cand[nc++] = overflow[x]!;
       }
     }
 
-    // Pass 4: verify with the full 256-bit distance. (A slot found through several chunks is
-    // reported more than once; collect() keeps one per id.)
+    // Pass 4: fetch each candidate's first word, then verify with the full 256-bit distance. (A slot
+    // found through several chunks is reported more than once; collect() keeps one per id.)
+    if (scratchFirst.length < nc) scratchFirst = new Uint32Array(Math.max(nc, 2 * scratchFirst.length));
+    const first = scratchFirst;
+    for (let j = 0; j < nc; j++) first[j] = words[cand[j]! * WORDS_PER_HASH]!;
+    const q0 = q[0]!;
     for (let j = 0; j < nc; j++) {
+      const x = popcount32(first[j]! ^ q0);
+      if (x > d) continue;
       const slot = cand[j]!;
       const dist = distanceAt(words, slot * WORDS_PER_HASH, q, d);
       if (dist <= d && alive[slot]) {
