@@ -16,6 +16,8 @@ export interface OutboxRelayOptions {
   readonly lockId: number;
   readonly table?: string;
   readonly batchSize?: number;
+  /** The table has a message_partition column (explicit partitions, e.g. feed chains). */
+  readonly partitioned?: boolean;
   readonly idleMs?: number;
 }
 
@@ -24,6 +26,7 @@ interface OutboxRow {
   topic: string;
   message_key: string | null;
   message_value: Buffer;
+  message_partition?: number | null;
 }
 
 export class OutboxRelay {
@@ -97,14 +100,18 @@ export class OutboxRelay {
   async relayOnce(client: PoolClient): Promise<number> {
     const table = this.o.table ?? "outbox";
     const { rows } = await client.query<OutboxRow>(
-      `SELECT id, topic, message_key, message_value FROM ${table} ORDER BY id LIMIT $1`,
+      `SELECT id, topic, message_key, message_value${this.o.partitioned ? ", message_partition" : ""} FROM ${table} ORDER BY id LIMIT $1`,
       [this.o.batchSize ?? 1000],
     );
     if (rows.length === 0) return 0;
-    const byTopic = new Map<string, { key: string | null; value: Buffer }[]>();
+    const byTopic = new Map<string, { key: string | null; value: Buffer; partition?: number }[]>();
     for (const r of rows) {
       const list = byTopic.get(r.topic) ?? [];
-      list.push({ key: r.message_key, value: r.message_value });
+      list.push({
+        key: r.message_key,
+        value: r.message_value,
+        ...(r.message_partition !== undefined && r.message_partition !== null ? { partition: r.message_partition } : {}),
+      });
       byTopic.set(r.topic, list);
     }
     await this.o.producer.sendBatch({

@@ -1,0 +1,140 @@
+/**
+ * Partner policies: which records a partner is entitled to, in which category scheme, with
+ * which hash algorithms and extra fields. Pure functions, so the minimisation rules are tested
+ * without a database. Anything not granted never leaves the hub (DESIGN guarantee 5).
+ */
+import type { CanonicalRecord, GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+
+export type CategoryScheme = "uk" | "ics" | "vics";
+export type Delivery = "kafka" | "s3" | "both";
+
+/** Fields a policy may grant beyond hash, category and content type. */
+export const EXTRA_FIELDS = [
+  "gradingStatus",
+  "confirmations",
+  "baseline",
+  "isDistributed",
+  "victimIdentified",
+  "offenderIdentified",
+  "series",
+  "caseRefs",
+  "graderRefs",
+  "agencies",
+] as const;
+export type ExtraField = (typeof EXTRA_FIELDS)[number];
+
+export interface PartnerPolicy {
+  readonly partnerId: string;
+  readonly categories: readonly UkCategory[];
+  readonly minGradingStatus: GradingStatus;
+  readonly algorithms: readonly HashAlg[];
+  readonly scheme: CategoryScheme;
+  readonly extraFields: readonly ExtraField[];
+  readonly delivery: Delivery;
+  readonly feedPartitions: number;
+  readonly version: number;
+}
+
+const STATUS_RANK: Record<GradingStatus, number> = { disputed: 0, indicative: 1, confirmed: 2 };
+
+/** VICS has no severity: UK indecent categories are all VICS 1 (CSAM); the rest as in the ingest mapping. */
+const UK_TO_VICS: Partial<Record<UkCategory, string>> = { A: "1", B: "1", C: "1", PROHIBITED_NONPHOTO: "3", NON_INDECENT: "0" };
+
+/** The record's category in the partner's scheme, or null when it cannot be mapped (never guessed). */
+export function categoryFor(record: CanonicalRecord, scheme: CategoryScheme): string | null {
+  switch (scheme) {
+    case "uk":
+      return record.classification.uk === "UNGRADED" ? null : record.classification.uk;
+    case "ics":
+      return record.classification.ics;
+    case "vics":
+      return UK_TO_VICS[record.classification.uk] ?? null;
+  }
+}
+
+export type Entitlement =
+  | { readonly entitled: true; readonly category: string }
+  | { readonly entitled: false; readonly unmappable: boolean };
+
+export function entitlement(record: CanonicalRecord, policy: PartnerPolicy): Entitlement {
+  if (record.deleted || record.mergedInto) return { entitled: false, unmappable: false };
+  if (!policy.categories.includes(record.classification.uk)) return { entitled: false, unmappable: false };
+  if (STATUS_RANK[record.gradingStatus] < STATUS_RANK[policy.minGradingStatus]) return { entitled: false, unmappable: false };
+  const category = categoryFor(record, policy.scheme);
+  return category === null ? { entitled: false, unmappable: true } : { entitled: true, category };
+}
+
+/** Only the granted extra fields, as strings. */
+export function extrasFor(record: CanonicalRecord, policy: PartnerPolicy): Record<string, string> {
+  const all: Record<ExtraField, string | null> = {
+    gradingStatus: record.gradingStatus,
+    confirmations: String(record.confirmations),
+    baseline: String(record.baseline),
+    isDistributed: record.restricted.isDistributed === null ? null : String(record.restricted.isDistributed),
+    victimIdentified: record.restricted.victimIdentified === null ? null : String(record.restricted.victimIdentified),
+    offenderIdentified: record.restricted.offenderIdentified === null ? null : String(record.restricted.offenderIdentified),
+    series: record.restricted.series.length ? record.restricted.series.join(",") : null,
+    caseRefs: record.restricted.caseRefs.length ? record.restricted.caseRefs.join(",") : null,
+    graderRefs: record.restricted.graderRefs.length ? record.restricted.graderRefs.join(",") : null,
+    agencies: record.provenance.agencies.join(","),
+  };
+  const out: Record<string, string> = {};
+  for (const f of policy.extraFields) {
+    const v = all[f];
+    if (v !== null) out[f] = v;
+  }
+  return out;
+}
+
+export interface FeedEntry {
+  readonly alg: HashAlg;
+  readonly value: string;
+  readonly recordId: string;
+  readonly revision: number;
+  readonly category: string;
+  readonly contentType: string;
+  readonly extra: Record<string, string>;
+}
+
+export type FeedChange =
+  | { readonly op: "UPSERT"; readonly entry: FeedEntry }
+  | { readonly op: "REMOVE"; readonly entry: FeedEntry; readonly revision: number };
+
+const sameExtra = (a: Record<string, string>, b: Record<string, string>) =>
+  JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+
+/**
+ * The changes that take a partner from what it holds for this record (`current`, the entries
+ * owned by the record) to what the policy entitles it to now.
+ */
+export function planChanges(record: CanonicalRecord, policy: PartnerPolicy, current: readonly FeedEntry[]): { changes: FeedChange[]; unmappable: boolean } {
+  const ent = entitlement(record, policy);
+  const desired = new Map<string, FeedEntry>();
+  if (ent.entitled) {
+    const extra = extrasFor(record, policy);
+    for (const h of record.hashes) {
+      if (!policy.algorithms.includes(h.alg)) continue;
+      desired.set(`${h.alg}:${h.value}`, {
+        alg: h.alg,
+        value: h.value,
+        recordId: record.recordId,
+        revision: record.revision,
+        category: ent.category,
+        contentType: record.contentType,
+        extra,
+      });
+    }
+  }
+  const changes: FeedChange[] = [];
+  const held = new Map(current.map((e) => [`${e.alg}:${e.value}`, e]));
+  for (const [k, want] of desired) {
+    const have = held.get(k);
+    if (!have || have.recordId !== want.recordId || have.category !== want.category || have.contentType !== want.contentType || !sameExtra(have.extra, want.extra)) {
+      changes.push({ op: "UPSERT", entry: want });
+    }
+  }
+  for (const [k, have] of held) {
+    if (!desired.has(k) && have.recordId === record.recordId) changes.push({ op: "REMOVE", entry: have, revision: record.revision });
+  }
+  return { changes, unmappable: !ent.entitled && ent.unmappable };
+}

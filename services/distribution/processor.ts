@@ -1,0 +1,159 @@
+/**
+ * Applies a batch of hashes.canonical.v1 to every partner feed in one PostgreSQL transaction,
+ * with the consumed offset. Idempotent on recordId + revision: a repeated or older revision
+ * changes nothing, so redelivery and outbox re-sends upstream are harmless.
+ */
+import type { AvroCodec } from "../shared/codec.ts";
+import { buildRejection } from "../shared/dead-letter.ts";
+import { reasonOf } from "../shared/errors.ts";
+import type { Logger } from "../shared/logging.ts";
+import { inTransaction } from "../shared/postgres.ts";
+import type { Pool, PoolClient } from "../shared/postgres.ts";
+import type { CanonicalRecord } from "../shared/records.ts";
+import type { TopicNames } from "../shared/topics.ts";
+import { FeedWriter } from "./feed-writer.ts";
+import type { HubSigner } from "./feed-writer.ts";
+import { planChanges } from "./policy.ts";
+import type { PartnerPolicy } from "./policy.ts";
+
+export const SERVICE = "distribution";
+const APPLY_LOCK = 7431004;
+
+export interface DistributionDeps {
+  readonly pool: Pool;
+  readonly codec: AvroCodec;
+  readonly topics: TopicNames;
+  readonly hub: HubSigner;
+  readonly consumerGroup: string;
+  readonly logger: Logger;
+  /** Current policies; refreshed by the caller. */
+  policies(): readonly PartnerPolicy[];
+  readonly now?: () => number;
+}
+
+export interface DistributionResult {
+  readonly records: number;
+  readonly skipped: number;
+  readonly feedRecords: number;
+  readonly nextOffset: string | null;
+}
+
+/** Plans and writes one record's changes for every partner. Returns feed records issued. */
+export async function distributeRecord(client: PoolClient, writer: FeedWriter, record: CanonicalRecord, policies: readonly PartnerPolicy[]): Promise<void> {
+  for (const policy of policies) {
+    const current = await writer.currentEntries(policy.partnerId, record.recordId);
+    const { changes, unmappable } = planChanges(record, policy, current);
+    for (const change of changes) await writer.apply(policy, change);
+    if (unmappable) {
+      await client.query(
+        `INSERT INTO unmappable_counts (partner_id, category, count) VALUES ($1, $2, 1)
+         ON CONFLICT (partner_id, category) DO UPDATE SET count = unmappable_counts.count + 1`,
+        [policy.partnerId, `${record.classification.uk}->${policy.scheme}`],
+      );
+    }
+  }
+}
+
+export async function processCanonicalBatch(
+  deps: DistributionDeps,
+  topic: string,
+  partition: number,
+  messages: readonly { offset: string; value: Buffer | null }[],
+): Promise<DistributionResult> {
+  const now = deps.now?.() ?? Date.now();
+  return inTransaction(deps.pool, async (client) => {
+    await client.query("SELECT pg_advisory_xact_lock($1)", [APPLY_LOCK]);
+    await client.query(
+      "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+      [deps.consumerGroup, topic, partition],
+    );
+    const { rows } = await client.query<{ next_offset: number }>(
+      "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+      [deps.consumerGroup, topic, partition],
+    );
+    const next = (rows[0] as { next_offset: number }).next_offset;
+    const writer = new FeedWriter(client, deps.codec, deps.topics, deps.hub, now);
+    const policies = deps.policies();
+    let applied = 0;
+    let skipped = 0;
+    let last = next - 1;
+    for (const m of messages) {
+      const offset = Number(m.offset);
+      last = Math.max(last, offset);
+      if (offset < next) {
+        skipped++;
+        continue;
+      }
+      let record: CanonicalRecord;
+      try {
+        record = deps.codec.decode("CanonicalRecord", m.value ?? Buffer.alloc(0)).value;
+      } catch (err) {
+        const rejection = buildRejection(m.value ?? Buffer.alloc(0), reasonOf(err), (err as Error).message, {
+          service: SERVICE,
+          channel: "kafka",
+          sourceTopic: topic,
+          sourcePartition: partition,
+          sourceOffset: m.offset,
+        });
+        await client.query("INSERT INTO feed_outbox (topic, message_key, message_value) VALUES ($1, NULL, $2)", [
+          deps.topics.rejected,
+          deps.codec.encode("Rejection", rejection),
+        ]);
+        continue;
+      }
+      const { rows: prior } = await client.query<{ revision: number }>("SELECT revision FROM distributed_records WHERE record_id = $1", [record.recordId]);
+      if (prior[0] && prior[0].revision >= record.revision) {
+        skipped++;
+        continue;
+      }
+      await client.query(
+        `INSERT INTO distributed_records (record_id, revision, body) VALUES ($1, $2, $3)
+         ON CONFLICT (record_id) DO UPDATE SET revision = EXCLUDED.revision, body = EXCLUDED.body`,
+        [record.recordId, record.revision, m.value],
+      );
+      await distributeRecord(client, writer, record, policies);
+      applied++;
+    }
+    await writer.flush();
+    await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [
+      deps.consumerGroup,
+      topic,
+      partition,
+      last + 1,
+    ]);
+    return { records: applied, skipped, feedRecords: writer.issued.length, nextOffset: String(last + 1) };
+  });
+}
+
+/**
+ * Brings one partner's feed in line with its current policy over every record distributed so
+ * far: used when a partner is added or its policy changes. Runs in slices, each one transaction.
+ */
+export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPolicy): Promise<number> {
+  let issued = 0;
+  let after = "00000000-0000-0000-0000-000000000000";
+  for (;;) {
+    const slice = await inTransaction(deps.pool, async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1)", [APPLY_LOCK]);
+      const { rows } = await client.query<{ record_id: string; body: Buffer }>(
+        "SELECT record_id, body FROM distributed_records WHERE record_id > $1 ORDER BY record_id LIMIT 500",
+        [after],
+      );
+      const writer = new FeedWriter(client, deps.codec, deps.topics, deps.hub, deps.now?.() ?? Date.now());
+      for (const r of rows) await distributeRecord(client, writer, deps.codec.decode("CanonicalRecord", r.body).value, [policy]);
+      // Hashes held under records no longer known as entitled (e.g. a narrowed policy) are covered
+      // above: planChanges removes what the record no longer grants.
+      await writer.flush();
+      if (rows.length === 500) after = (rows[rows.length - 1] as { record_id: string }).record_id;
+      else {
+        await client.query(
+          "INSERT INTO policy_applied (partner_id, version) VALUES ($1, $2) ON CONFLICT (partner_id) DO UPDATE SET version = EXCLUDED.version",
+          [policy.partnerId, policy.version],
+        );
+      }
+      return { n: writer.issued.length, done: rows.length < 500 };
+    });
+    issued += slice.n;
+    if (slice.done) return issued;
+  }
+}
