@@ -14,6 +14,10 @@ import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec } from "../shared/topics.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
+import { loadPolicies, setPolicy } from "../distribution/policy-store.ts";
+import type { CategoryScheme, Delivery, ExtraField } from "../distribution/policy.ts";
+import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+import { fileURLToPath } from "node:url";
 import type { AgencyKind } from "./registry.ts";
 
 const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfigShape.DATABASE_URL });
@@ -107,6 +111,45 @@ export function buildCli(): Command {
     });
   partners.command("list").action(async () => {
     for (const p of await withDb(listPartners)) console.log(`${p.partnerId}\t${p.name}`);
+  });
+
+  const policies = program.command("policies").description("partner feed policies");
+  const list = (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean);
+  policies
+    .command("set")
+    .description("create or replace a partner's policy (distribution re-evaluates its feed)")
+    .requiredOption("--partner <id>")
+    .option("--categories <list>", "UK categories the partner receives", "A,B,C")
+    .addOption(new Option("--min-status <status>", "minimum grading status").choices(["disputed", "indicative", "confirmed"]).default("confirmed"))
+    .option("--algorithms <list>", "hash algorithms (photodna is licensed)", "md5,sha1,sha256,pdq")
+    .addOption(new Option("--scheme <scheme>", "category scheme").choices(["uk", "ics", "vics"]).default("uk"))
+    .option("--extra <list>", "extra fields granted (law-enforcement-only ones need explicit approval)", "")
+    .addOption(new Option("--delivery <delivery>").choices(["kafka", "s3", "both"]).default("kafka"))
+    .option("--partitions <n>", "feed partitions (fixed once the feed exists)", "3")
+    .action(async (o: { partner: string; categories: string; minStatus: GradingStatus; algorithms: string; scheme: CategoryScheme; extra: string; delivery: Delivery; partitions: string }) => {
+      const version = await withDb(async (db) => {
+        await migrate(db, [{ namespace: "distribution", dir: fileURLToPath(new URL("../distribution/migrations/", import.meta.url)) }]);
+        return setPolicy(db, {
+          partnerId: o.partner,
+          categories: list(o.categories) as UkCategory[],
+          minGradingStatus: o.minStatus,
+          algorithms: list(o.algorithms) as HashAlg[],
+          scheme: o.scheme,
+          extraFields: list(o.extra) as ExtraField[],
+          delivery: o.delivery,
+          feedPartitions: Number(o.partitions),
+        });
+      });
+      console.log(`policy of ${o.partner} is now version ${version}`);
+    });
+  policies.command("list").action(async () => {
+    const all = await withDb(async (db) => {
+      await migrate(db, [{ namespace: "distribution", dir: fileURLToPath(new URL("../distribution/migrations/", import.meta.url)) }]);
+      return loadPolicies(db);
+    });
+    for (const p of all) {
+      console.log(`${p.partnerId}	v${p.version}	${p.scheme}	${p.categories.join(",")}	>=${p.minGradingStatus}	${p.algorithms.join(",")}	${p.delivery}	extra=${p.extraFields.join(",") || "-"}`);
+    }
   });
 
   const keys = program.command("keys").description("Ed25519 signing keys");

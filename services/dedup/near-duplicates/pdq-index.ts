@@ -85,12 +85,14 @@ export interface PdqIndexParameters {
   chunks: number;
   /** Width of each chunk in bits (they add up to 256). */
   chunkBits: number[];
-  /** Bits of each chunk used as the table key. */
+  /** Bits of each chunk used as the table key (all of it up to 24 bits). */
   keyBits: number[];
-  /** floor(maxDistance / chunks): the pigeonhole search radius. */
-  radius: number;
-  /** Bit flips enumerated in each chunk at maxDistance (radius, or radius - 1; see chunkRadius). */
+  /** At maxDistance: true when a linear scan is cheaper than the tables (small segments). */
+  scan: boolean;
+  /** At maxDistance: bit flips enumerated in each chunk (-1: chunk skipped). */
   radii: number[];
+  /** At maxDistance: credit a candidate needs before its hash is read (see Segment.search). */
+  minCredit: number;
 }
 
 export interface PdqIndexStats {
@@ -286,12 +288,23 @@ export function bruteForceQuery(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Layout and cost model
+// Layout, search plan and cost model
 
 interface Layout {
   starts: number[];
   widths: number[];
   keyBits: number[];
+}
+
+/**
+ * How a query at distance d probes a segment: radius per chunk (-1: skip the chunk) and the credit a
+ * candidate needs before its hash is read (see Segment.search), or a plain scan when that is cheaper.
+ */
+interface Plan {
+  scan: boolean;
+  radii: number[];
+  need: number;
+  cost: number;
 }
 
 /** Number of values within r bit flips of a b-bit value: sum_{k<=r} C(b, k) (0 when r < 0). */
@@ -306,26 +319,16 @@ function variantCount(bits: number, r: number): number {
 }
 
 /**
- * Search radius of chunk c (of m) for distance d. Plain pigeonhole gives floor(d/m) for every chunk;
- * the refined form (Norouzi et al.) needs it only for the first a + 1 chunks, a = d - m*floor(d/m),
- * and one less for the rest: if the first a + 1 chunks each differed in >= r + 1 bits and the others
- * in >= r, the total would be >= m*r + a + 1 = d + 1. A radius of -1 means "skip this chunk".
+ * Relative per-query costs, in units of one random memory access that misses every cache (50-150 ns
+ * on the benchmark machine, mostly TLB and DRAM latency: the number of such misses is what counts).
+ * Bitmap words are often in L2/L3; a key found costs a miss on its cell and, if it has several entries,
+ * one on its overflow list; a candidate costs a little hashing; verifying one misses on its hash; a
+ * linear scan streams 16-32 B per hash.
  */
-function chunkRadius(c: number, m: number, d: number): number {
-  const r = Math.floor(d / m);
-  return c <= d - m * r ? r : r - 1;
-}
-
-/**
- * Relative per-query costs, in units of one random memory access that misses every cache (~50-150 ns
- * on the benchmark machine: most of it is TLB and DRAM latency, so the number of misses is what
- * counts). Bitmap words are usually in L2/L3; a found bucket costs a miss on its cell, a bucket with
- * several entries one more on its overflow list; verifying a candidate misses on its hash; a linear
- * scan streams 16-32 B per hash.
- */
-const COST_BITMAP = 0.15;
+const COST_BITMAP = 0.3;
 const COST_CELL = 1;
 const COST_OVERFLOW = 1;
+const COST_CANDIDATE = 0.25;
 const COST_VERIFY = 1;
 const COST_LINEAR = 0.1;
 /** Above this many variants per chunk, scan instead (keeps the variant tables small). */
@@ -350,39 +353,65 @@ function layoutFor(chunks: number): Layout {
   return { starts, widths, keyBits };
 }
 
-/** Estimated cost of one MIH query at distance d over n entries, or Infinity when impractical. */
-function mihCost(n: number, layout: Layout, d: number): number {
-  const m = layout.widths.length;
+function binomial(n: number, k: number): number {
+  let c = 1;
+  for (let i = 0; i < k; i++) c = (c * (n - i)) / (i + 1);
+  return c;
+}
+
+/** Estimated cost of probing n entries with these radii and required credit. */
+function probeCost(n: number, layout: Layout, radii: number[], need: number): number {
   let cost = 0;
-  for (let c = 0; c < m; c++) {
-    const rc = chunkRadius(c, m, d);
-    if (rc < 0) continue;
-    const w = layout.widths[c]!;
+  for (let c = 0; c < radii.length; c++) {
+    const radius = radii[c]!;
+    if (radius < 0) continue;
     const b = layout.keyBits[c]!;
-    const lookups = variantCount(b, rc);
+    const lookups = variantCount(b, radius);
     if (lookups > MAX_VARIANTS) return Infinity;
     const lambda = n / 2 ** b;
     const occupied = 1 - Math.exp(-lambda);
     const multiple = 1 - Math.exp(-lambda) * (1 + lambda);
-    const candidates = b === w ? (variantCount(w, rc) * n) / 2 ** w : lookups * lambda;
-    cost += lookups * (COST_BITMAP + occupied * COST_CELL + multiple * COST_OVERFLOW) + candidates * COST_VERIFY;
+    cost += lookups * (COST_BITMAP + occupied * COST_CELL + multiple * COST_OVERFLOW);
+    cost += lookups * lambda * COST_CANDIDATE;
+    // Entries found at f flips in this chunk alone earn radius + 1 - f; those reaching `need` on their own
+    // are verified (entries found in several chunks are rare unless they are real matches).
+    for (let f = 0; f <= Math.min(radius, radius + 1 - need); f++) cost += binomial(b, f) * lambda * COST_VERIFY;
   }
   return cost;
 }
 
-/** The layout the index would choose for n entries and distance maxDistance (or with `chunks` chunks). */
-export function chooseLayout(n: number, maxDistance: number = PDQ_MAX_DISTANCE, chunks?: number): PdqIndexParameters {
-  return describeLayout(pickLayout(n, checkDistance(maxDistance), chunks), maxDistance);
+/**
+ * The cheapest exact plan for distance d. Any radii are exact when sum(radius + 1) > d: an entry
+ * missed in every chunk differs by at least radius + 1 in each. Two families:
+ *   - refined pigeonhole (Norouzi et al.): radius r = floor(d/m) for the first d - m*r + 1 chunks and
+ *     r - 1 for the rest, so sum(radius + 1) = d + 1: fewest lookups, every candidate verified;
+ *   - uniform radius R >= r: more lookups, but a candidate found in one chunk at f flips has distance
+ *     >= f + (m - 1)(R + 1) from what was not found, which for most of them already exceeds d.
+ */
+function planFor(n: number, layout: Layout, d: number): Plan {
+  const m = layout.widths.length;
+  const r = Math.floor(d / m);
+  const candidates: { radii: number[]; need: number }[] = [
+    { radii: layout.widths.map((_, c) => (c <= d - m * r ? r : r - 1)), need: 1 },
+    { radii: layout.widths.map(() => r), need: m * (r + 1) - d },
+    { radii: layout.widths.map(() => r + 1), need: m * (r + 2) - d },
+  ];
+  let best: Plan = { scan: true, radii: [], need: 0, cost: n * COST_LINEAR };
+  for (const { radii, need } of candidates) {
+    const cost = probeCost(n, layout, radii, need);
+    if (cost < best.cost) best = { scan: false, radii, need, cost };
+  }
+  return best;
 }
 
-/** Picks the number of chunks m (8..64, so chunks fit 32 bits) with the lowest estimated query cost. */
+/** Picks the number of chunks m (8..64, so chunks fit 32 bits) with the cheapest plan at distance d. */
 function pickLayout(n: number, maxDistance: number, chunks?: number): Layout {
   if (chunks !== undefined) return layoutFor(chunks);
   let best = layoutFor(8);
-  let bestCost = mihCost(n, best, maxDistance);
+  let bestCost = planFor(n, best, maxDistance).cost;
   for (let m = 9; m <= 64; m++) {
     const layout = layoutFor(m);
-    const cost = mihCost(n, layout, maxDistance);
+    const cost = planFor(n, layout, maxDistance).cost;
     if (cost < bestCost) {
       best = layout;
       bestCost = cost;
@@ -391,45 +420,60 @@ function pickLayout(n: number, maxDistance: number, chunks?: number): Layout {
   return best;
 }
 
-function describeLayout(layout: Layout, maxDistance: number): PdqIndexParameters {
-  const m = layout.widths.length;
+function describe(n: number, layout: Layout, d: number): PdqIndexParameters {
+  const plan = planFor(n, layout, d);
   return {
-    chunks: m,
+    chunks: layout.widths.length,
     chunkBits: [...layout.widths],
     keyBits: [...layout.keyBits],
-    radius: Math.floor(maxDistance / m),
-    radii: layout.widths.map((_, c) => chunkRadius(c, m, maxDistance)),
+    scan: plan.scan,
+    radii: plan.radii,
+    minCredit: plan.need,
   };
 }
 
-const variantCache = new Map<number, Uint32Array>();
+/** The layout and plan the index would choose for n entries at distance maxDistance (or with `chunks` chunks). */
+export function chooseLayout(n: number, maxDistance: number = PDQ_MAX_DISTANCE, chunks?: number): PdqIndexParameters {
+  const d = checkDistance(maxDistance);
+  return describe(n, pickLayout(n, d, chunks), d);
+}
 
-/** XOR masks of every value within r bit flips over b bits (b <= 24). Cached. */
-function variantMasks(b: number, r: number): Uint32Array {
+interface Variants {
+  masks: Uint32Array;
+  flips: Uint8Array;
+}
+
+const variantCache = new Map<number, Variants>();
+
+/** XOR masks of every value within r bit flips over b bits (b <= 24), with their flip counts. Cached. */
+function variantsOf(b: number, r: number): Variants {
   const key = b * 1024 + r;
-  let masks = variantCache.get(key);
-  if (masks) return masks;
-  const out = new Uint32Array(variantCount(b, r));
+  let v = variantCache.get(key);
+  if (v) return v;
+  const count = variantCount(b, r);
+  const masks = new Uint32Array(count);
+  const flips = new Uint8Array(count);
   let k = 0;
   const walk = (from: number, depth: number, mask: number): void => {
-    out[k++] = mask;
+    masks[k] = mask;
+    flips[k++] = depth;
     if (depth === r) return;
     for (let bit = from; bit < b; bit++) walk(bit + 1, depth + 1, mask | (1 << bit));
   };
   if (r >= 0) walk(0, 0, 0);
-  masks = out;
-  variantCache.set(key, masks);
-  return masks;
+  v = { masks, flips };
+  variantCache.set(key, v);
+  return v;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Static segment: one table per chunk over the live entries in slots [start, end) of the store.
 //
 // A table maps a key (the chunk's low keyBits bits) to the slots holding it, in a rank/select
-// layout that keeps the part touched for an empty key small enough to stay in cache:
+// layout that keeps the part touched for an absent key small enough to stay in cache:
 //   bitmap   1 bit per possible key: is any entry there? (2^keyBits / 8 bytes, <= 2 MiB)
 //   dir      set bits before each 8-word block of the bitmap, so rank(key) is dir + <= 8 popcounts
-//   cells    one Uint32 per occupied key, in key order: the slot itself when the key has one entry,
+//   cells    one Uint32 per present key, in key order: the slot itself when the key has one entry,
 //            else 0x80000000 | position in overflow
 //   overflow [count, slot, slot, ...] for keys with several entries
 
@@ -487,17 +531,50 @@ function radixSortPairs(
   return [srcK, srcV];
 }
 
-/** Scratch for queries, grown on demand (queries are synchronous, so one set serves every index). */
-let scratchKeys = new Uint32Array(4096);
-let scratchWords = new Uint32Array(4096);
-let scratchDir = new Uint32Array(4096);
-let scratchFound = new Uint32Array(4096);
-let scratchCandidates = new Uint32Array(16_384);
-let scratchFirst = new Uint32Array(16_384);
-const scratchEnds = new Uint32Array(65);
+/** Query scratch, grown on demand (queries are synchronous, so one set serves every index). */
+const scratch = {
+  keys: new Uint32Array(4096),
+  words: new Uint32Array(4096),
+  dir: new Uint32Array(4096),
+  found: new Uint32Array(4096),
+  credit: new Uint16Array(4096),
+  ends: new Uint32Array(65),
+  candidates: new Uint32Array(16_384),
+  candidateCredit: new Uint16Array(16_384),
+  verify: new Uint32Array(16_384),
+  first: new Uint32Array(16_384),
+  // Open-addressing map slot -> summed credit; entries are live when their stamp is the current one.
+  mapSlot: new Uint32Array(1024),
+  mapCredit: new Uint16Array(1024),
+  mapStamp: new Uint32Array(1024),
+  mapBits: 10,
+  stamp: 0,
+};
+
+function growQueryScratch(variants: number): void {
+  if (scratch.keys.length >= variants) return;
+  scratch.keys = new Uint32Array(variants);
+  scratch.words = new Uint32Array(variants);
+  scratch.dir = new Uint32Array(variants);
+  scratch.found = new Uint32Array(variants);
+  scratch.credit = new Uint16Array(variants);
+}
+
+function growCandidateScratch(size: number, keep: number): void {
+  if (scratch.candidates.length >= size) return;
+  const next = Math.max(size, 2 * scratch.candidates.length);
+  const candidates = new Uint32Array(next);
+  candidates.set(scratch.candidates.subarray(0, keep));
+  const credit = new Uint16Array(next);
+  credit.set(scratch.candidateCredit.subarray(0, keep));
+  scratch.candidates = candidates;
+  scratch.candidateCredit = credit;
+  scratch.verify = new Uint32Array(next);
+  scratch.first = new Uint32Array(next);
+}
 
 class Segment {
-  private readonly scanFor = new Map<number, boolean>();
+  private readonly plans = new Map<number, Plan>();
 
   private constructor(
     readonly start: number,
@@ -574,46 +651,49 @@ class Segment {
     return bytes;
   }
 
+  describe(d: number): PdqIndexParameters {
+    return describe(this.indexed, this.layout, d);
+  }
+
   /**
-   * Appends (slot, distance) of every live entry within d of q. Most of the time goes in cache
-   * misses, so the work is split into passes that first gather (a loop of independent loads with no
-   * branch on the loaded values, which the CPU overlaps) and then compute on data now in cache:
-   * bitmap words, cells, overflow lists, and the candidates' hashes.
+   * Appends (slot, distance) of every live entry within d of q (a slot may be appended more than once).
+   *
+   * Each variant key present in chunk c's table yields its entries as candidates with credit
+   * radius_c + 1 - f (f = bits flipped to reach it). Chunk distances add up, so a candidate's distance
+   * is at least sum(radius + 1) - (its summed credit): only candidates whose credit reaches
+   * need = sum(radius + 1) - d are verified. Exact: a true match is found in some chunk (pigeonhole)
+   * and its credit always reaches need.
+   *
+   * Most of the time goes in cache misses, so the work is split into passes that first gather (loops
+   * of independent loads with no branch on the loaded values, which the CPU overlaps) and then compute
+   * on data already in cache: bitmap words, cells, overflow lists, then the hashes of the survivors.
    */
   search(words: Uint32Array, alive: Uint8Array, q: Uint32Array, d: number, outSlots: number[], outDist: number[]): void {
-    let scan = this.scanFor.get(d);
-    if (scan === undefined) {
-      scan = mihCost(this.indexed, this.layout, d) > this.indexed * COST_LINEAR;
-      this.scanFor.set(d, scan);
+    let plan = this.plans.get(d);
+    if (plan === undefined) {
+      plan = planFor(this.indexed, this.layout, d);
+      this.plans.set(d, plan);
     }
-    if (scan) {
+    if (plan.scan) {
       scanRange(words, alive, this.start, this.end, q, d, outSlots, outDist);
       return;
     }
+    const { radii, need } = plan;
     const tables = this.tables;
     const m = tables.length;
     let variants = 0;
-    for (let c = 0; c < m; c++) variants += variantCount(tables[c]!.keyBits, chunkRadius(c, m, d));
-    if (scratchKeys.length < variants) {
-      scratchKeys = new Uint32Array(variants);
-      scratchWords = new Uint32Array(variants);
-      scratchDir = new Uint32Array(variants);
-      scratchFound = new Uint32Array(variants);
-    }
-    const keys = scratchKeys;
-    const bitmapWords = scratchWords;
-    const dirWords = scratchDir;
-    const found = scratchFound;
-    const foundEnds = scratchEnds;
+    for (let c = 0; c < m; c++) variants += variantCount(tables[c]!.keyBits, radii[c]!);
+    growQueryScratch(variants);
+    const { keys, words: bitmapWords, dir: dirWords, found, credit, ends } = scratch;
 
-    // Pass 1: which variant keys are present, and their ranks (= index into cells).
+    // Pass 1: which variant keys are present; keep their rank (index into cells) and credit.
     let nf = 0;
     for (let c = 0; c < m; c++) {
-      const rc = chunkRadius(c, m, d);
-      if (rc >= 0) {
+      const radius = radii[c]!;
+      if (radius >= 0) {
         const t = tables[c]!;
         const qkey = chunkAt(q, 0, t.start, t.width, t.chunkMask) & t.keyMask;
-        const masks = variantMasks(t.keyBits, rc);
+        const { masks, flips } = variantsOf(t.keyBits, radius);
         const bitmap = t.bitmap;
         const dir = t.dir;
         const nv = masks.length;
@@ -631,28 +711,35 @@ class Segment {
           const wi = key >>> 5;
           let rank = dirWords[i]! + popcount32(word & ((1 << bit) - 1));
           for (let x = wi & ~7; x < wi; x++) rank += popcount32(bitmap[x]!);
-          found[nf++] = rank;
+          found[nf] = rank;
+          credit[nf++] = radius + 1 - flips[i]!;
         }
       }
-      foundEnds[c] = nf;
+      ends[c] = nf;
     }
 
     // Pass 2: their cells: a slot, or MULTI | position of an overflow list.
     for (let c = 0, i = 0; c < m; c++) {
       const cells = tables[c]!.cells;
-      for (const e = foundEnds[c]!; i < e; i++) found[i] = cells[found[i]!]!;
+      for (const e = ends[c]!; i < e; i++) found[i] = cells[found[i]!]!;
     }
 
-    // Pass 3: candidate slots. Single slots go straight in; overflow lists are fetched after.
-    if (scratchCandidates.length < nf) scratchCandidates = new Uint32Array(2 * nf);
-    let cand = scratchCandidates;
+    // Pass 3: candidates. Single slots go straight in; overflow lists are fetched after.
+    growCandidateScratch(nf, 0);
     let nc = 0;
     for (let c = 0, i = 0; c < m; c++) {
+      let cand = scratch.candidates;
+      let candCredit = scratch.candidateCredit;
       let lists = 0;
-      for (const e = foundEnds[c]!; i < e; i++) {
+      for (const e = ends[c]!; i < e; i++) {
         const cell = found[i]!;
-        if (cell < MULTI) cand[nc++] = cell;
-        else keys[lists++] = cell - MULTI;
+        if (cell < MULTI) {
+          cand[nc] = cell;
+          candCredit[nc++] = credit[i]!;
+        } else {
+          keys[lists] = cell - MULTI;
+          dirWords[lists++] = credit[i]!;
+        }
       }
       if (lists === 0) continue;
       const overflow = tables[c]!.overflow;
@@ -662,27 +749,72 @@ class Segment {
         bitmapWords[k] = count;
         more += count;
       }
-      if (nc + more + (nf - i) > cand.length) {
-        const grown = new Uint32Array(2 * (nc + more + nf - i));
-        grown.set(cand.subarray(0, nc));
-        scratchCandidates = cand = grown;
-      }
+      growCandidateScratch(nc + more + (nf - i), nc);
+      cand = scratch.candidates;
+      candCredit = scratch.candidateCredit;
       for (let k = 0; k < lists; k++) {
         const p = keys[k]!;
-        for (let x = p + 1, end = p + bitmapWords[k]!; x <= end; x++) cand[nc++] = overflow[x]!;
+        const cr = dirWords[k]!;
+        for (let x = p + 1, end = p + bitmapWords[k]!; x <= end; x++) {
+          cand[nc] = overflow[x]!;
+          candCredit[nc++] = cr;
+        }
       }
     }
 
-    // Pass 4: fetch each candidate's first word, then verify with the full 256-bit distance. (A slot
-    // found through several chunks is reported more than once; collect() keeps one per id.)
-    if (scratchFirst.length < nc) scratchFirst = new Uint32Array(Math.max(nc, 2 * scratchFirst.length));
-    const first = scratchFirst;
-    for (let j = 0; j < nc; j++) first[j] = words[cand[j]! * WORDS_PER_HASH]!;
+    // Pass 4: keep the candidates whose summed credit reaches need (each slot once).
+    const cand = scratch.candidates;
+    const candCredit = scratch.candidateCredit;
+    let verify = cand;
+    let nv = nc;
+    if (need > 1) {
+      verify = scratch.verify;
+      nv = 0;
+      let bits = scratch.mapBits;
+      while (1 << bits < 2 * nc) bits++;
+      if (bits !== scratch.mapBits) {
+        scratch.mapSlot = new Uint32Array(1 << bits);
+        scratch.mapCredit = new Uint16Array(1 << bits);
+        scratch.mapStamp = new Uint32Array(1 << bits);
+        scratch.mapBits = bits;
+        scratch.stamp = 0;
+      }
+      if (scratch.stamp === 0xffff_ffff) {
+        scratch.mapStamp.fill(0);
+        scratch.stamp = 0;
+      }
+      const stamp = ++scratch.stamp;
+      const { mapSlot, mapCredit, mapStamp } = scratch;
+      const shift = 32 - bits;
+      const mask = (1 << bits) - 1;
+      const positions = scratch.first;
+      let distinct = 0;
+      for (let j = 0; j < nc; j++) {
+        const slot = cand[j]!;
+        let h = Math.imul(slot, 0x9e3779b1) >>> shift;
+        while (mapStamp[h] === stamp && mapSlot[h] !== slot) h = (h + 1) & mask;
+        if (mapStamp[h] !== stamp) {
+          mapStamp[h] = stamp;
+          mapSlot[h] = slot;
+          mapCredit[h] = candCredit[j]!;
+          positions[distinct++] = h;
+        } else {
+          mapCredit[h]! += candCredit[j]!;
+        }
+      }
+      for (let k = 0; k < distinct; k++) {
+        const h = positions[k]!;
+        if (mapCredit[h]! >= need) verify[nv++] = mapSlot[h]!;
+      }
+    }
+
+    // Pass 5: fetch each survivor's first word, then verify with the full 256-bit distance.
+    const first = scratch.first;
+    for (let j = 0; j < nv; j++) first[j] = words[verify[j]! * WORDS_PER_HASH]!;
     const q0 = q[0]!;
-    for (let j = 0; j < nc; j++) {
-      const x = popcount32(first[j]! ^ q0);
-      if (x > d) continue;
-      const slot = cand[j]!;
+    for (let j = 0; j < nv; j++) {
+      if (popcount32(first[j]! ^ q0) > d) continue;
+      const slot = verify[j]!;
       const dist = distanceAt(words, slot * WORDS_PER_HASH, q, d);
       if (dist <= d && alive[slot]) {
         outSlots.push(slot);
@@ -880,8 +1012,8 @@ export class PdqIndex {
       deltaEntries: this.deltaEnd - this.mainEnd,
       unindexedEntries: this.count - this.deltaEnd,
       tombstones: this.tombstones,
-      main: this.main ? describeLayout(this.main.layout, this.maxDistance) : null,
-      delta: this.delta ? describeLayout(this.delta.layout, this.maxDistance) : null,
+      main: this.main?.describe(this.maxDistance) ?? null,
+      delta: this.delta?.describe(this.maxDistance) ?? null,
       memoryBytes: this.memoryBytes(),
     };
   }

@@ -1,0 +1,69 @@
+/**
+ * A new partner starts from the hub's latest signed snapshot in S3: the manifest's signature
+ * and the object's SHA-256 are checked, the entries loaded, and each feed partition's chain head
+ * set from the manifest, so tailing the Kafka topic continues exactly after the snapshot (older
+ * records are recognised by seq and skipped).
+ */
+import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { SignatureError } from "../shared/errors.ts";
+import { inTransaction } from "../shared/postgres.ts";
+import type { Pool } from "../shared/postgres.ts";
+import { manifestSignatureValid } from "../distribution/exports.ts";
+import type { ExportManifest, SnapshotEntry } from "../distribution/exports.ts";
+import type { TrustedHubKey } from "./verifier.ts";
+
+async function getObject(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const res = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await (res.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+}
+
+export interface BootstrapResult {
+  readonly manifest: string;
+  readonly entries: number;
+}
+
+/** Loads the latest snapshot if this partner database is empty; returns null when nothing was needed. */
+export async function bootstrapFromSnapshot(
+  deps: { pool: Pool; s3: S3Client; bucket: string; prefix: string; partnerId: string; keys: readonly TrustedHubKey[] },
+): Promise<BootstrapResult | null> {
+  const { rows } = await deps.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM feed_state");
+  if ((rows[0]?.n ?? 0) > 0) return null;
+  let pointer: { manifest: string };
+  try {
+    pointer = JSON.parse((await getObject(deps.s3, deps.bucket, `${deps.prefix}/${deps.partnerId}/latest-snapshot.json`)).toString()) as { manifest: string };
+  } catch {
+    return null; // no snapshot yet: start from the beginning of the topic
+  }
+  const manifest = JSON.parse((await getObject(deps.s3, deps.bucket, pointer.manifest)).toString()) as ExportManifest;
+  const key = deps.keys.find((k) => k.keyId === manifest.keyId);
+  if (!key || !manifestSignatureValid(manifest, key.publicKey) || manifest.partnerId !== deps.partnerId) {
+    throw new SignatureError("BAD_SIGNATURE", `snapshot manifest ${pointer.manifest} is not signed by a trusted hub key for ${deps.partnerId}`);
+  }
+  const body = await getObject(deps.s3, deps.bucket, manifest.object);
+  if (createHash("sha256").update(body).digest("hex") !== manifest.sha256) {
+    throw new SignatureError("BAD_SIGNATURE", `snapshot ${manifest.object} does not match its manifest digest`);
+  }
+  const entries = gunzipSync(body)
+    .toString("utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as SnapshotEntry);
+  await inTransaction(deps.pool, async (client) => {
+    for (let i = 0; i < entries.length; i += 1000) {
+      const slice = entries.slice(i, i + 1000);
+      await client.query(
+        `INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, extra)
+         SELECT a, v, c, ct, r, rev, e::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]) AS t(a, v, c, ct, r, rev, e)
+         ON CONFLICT (alg, value) DO NOTHING`,
+        [slice.map((e) => e.alg), slice.map((e) => e.value), slice.map((e) => e.category), slice.map((e) => e.contentType), slice.map((e) => e.recordRef), slice.map((e) => e.revision), slice.map((e) => JSON.stringify(e.extra))],
+      );
+    }
+    for (const [partition, head] of Object.entries(manifest.heads)) {
+      await client.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, $2, $3)", [Number(partition), head.seq, Buffer.from(head.digest, "hex")]);
+    }
+  });
+  return { manifest: pointer.manifest, entries: entries.length };
+}

@@ -1,0 +1,26 @@
+/** The partner's lookup endpoint: is this hash in our list, and in which category. */
+import Fastify from "fastify";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
+import type { Logger } from "../shared/logging.ts";
+import type { Pool } from "../shared/postgres.ts";
+import { HashAlgValues } from "../shared/records.ts";
+
+export function buildLookupApi(pool: Pool, logger: Logger): FastifyInstance {
+  const app: FastifyInstance = Fastify({ loggerInstance: logger as FastifyBaseLogger });
+  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/v1/hashes/:alg/:value", async (req, reply) => {
+    const { alg, value } = req.params as { alg: string; value: string };
+    if (!(HashAlgValues as readonly string[]).includes(alg)) {
+      return reply.code(400).send({ reason: "UNSUPPORTED_ALGORITHM", error: `alg must be one of ${HashAlgValues.join(", ")}` });
+    }
+    const normalised = alg === "photodna" ? value : value.toLowerCase();
+    const { rows } = await pool.query<{ category: string; content_type: string; record_ref: string; revision: number; extra: Record<string, string> }>(
+      "SELECT category, content_type, record_ref, revision, extra FROM partner_hashes WHERE alg = $1 AND value = $2 AND NOT removed",
+      [alg, normalised],
+    );
+    const row = rows[0];
+    if (!row) return reply.code(404).send({ reason: "NOT_FOUND", error: "hash not in this partner's list" });
+    return { alg, value: normalised, category: row.category, contentType: row.content_type, recordRef: row.record_ref, revision: row.revision, extra: row.extra };
+  });
+  return app;
+}

@@ -1,0 +1,104 @@
+/**
+ * partner-sink: what a partner runs against its own PostgreSQL. Bootstraps from the hub's
+ * latest signed S3 snapshot, then tails feed.<partner>.v1, verifying the hub signature, seq and
+ * chain of every record before applying it, and serves lookups by algorithm and value.
+ */
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { AvroCodec } from "../shared/codec.ts";
+import { effectiveEnv, loadConfig, commonConfigShape } from "../shared/config.ts";
+import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
+import { createKafka } from "../shared/kafka.ts";
+import { onShutdown, runMain } from "../shared/lifecycle.ts";
+import { createLogger } from "../shared/logging.ts";
+import { createPool, migrate } from "../shared/postgres.ts";
+import { createS3Client } from "../shared/s3.ts";
+import { topicNames } from "../shared/topics.ts";
+import { applyFeedBatch } from "./applier.ts";
+import type { SinkDeps } from "./applier.ts";
+import { bootstrapFromSnapshot } from "./bootstrap.ts";
+import { buildLookupApi } from "./lookup-api.ts";
+import { parseTrustedHubKeys } from "./verifier.ts";
+
+export const SINK_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
+
+const configShape = {
+  KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS,
+  KAFKA_CLIENT_ID: commonConfigShape.KAFKA_CLIENT_ID,
+  TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
+  LOG_LEVEL: commonConfigShape.LOG_LEVEL,
+  PARTNER_ID: z.string().regex(/^[a-z0-9][a-z0-9-]{1,62}$/),
+  /** The partner's own database (not the hub's). */
+  PARTNER_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+  /** Trusted hub keys: "keyId=base64[@ISO-until],..." — list two during a hub key rotation. */
+  HUB_PUBLIC_KEYS: z.string().min(1),
+  PARTNER_HTTP_HOST: z.string().default("127.0.0.1"),
+  PARTNER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  PARTNER_BOOTSTRAP: z.enum(["s3", "none"]).default("s3"),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().default("us-east-1"),
+  S3_ACCESS_KEY_ID: z.string().default(""),
+  S3_SECRET_ACCESS_KEY: z.string().default(""),
+  S3_BUCKET: z.string().default("hashrelay"),
+};
+
+export type SinkConfig = z.infer<z.ZodObject<typeof configShape>>;
+
+export interface RunningSink {
+  readonly url: string;
+  readonly deps: SinkDeps;
+  stop(): Promise<void>;
+}
+
+export async function startPartnerSink(config: SinkConfig): Promise<RunningSink> {
+  const logger = createLogger("partner-sink", config.LOG_LEVEL).child({ partnerId: config.PARTNER_ID });
+  const pool = createPool(config.PARTNER_DATABASE_URL, { max: 4, applicationName: `hashrelay-sink-${config.PARTNER_ID}` });
+  await migrate(pool, [{ namespace: "partner-sink", dir: SINK_MIGRATIONS }]);
+  const keys = parseTrustedHubKeys(config.HUB_PUBLIC_KEYS);
+  const topics = topicNames(config.TOPIC_NAMESPACE);
+  if (config.PARTNER_BOOTSTRAP === "s3" && config.S3_ACCESS_KEY_ID) {
+    const boot = await bootstrapFromSnapshot({
+      pool,
+      s3: createS3Client(config),
+      bucket: config.S3_BUCKET,
+      prefix: config.TOPIC_NAMESPACE ? `${config.TOPIC_NAMESPACE}/feeds` : "feeds",
+      partnerId: config.PARTNER_ID,
+      keys,
+    });
+    if (boot) logger.info(boot, "bootstrapped from snapshot");
+  }
+  const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup: `partner-sink-${config.PARTNER_ID}`, keys: () => keys, logger };
+  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? `partner-sink-${config.PARTNER_ID}`, logger });
+  const consumer = await startExactlyOnceConsumer({
+    kafka,
+    pool,
+    groupId: deps.consumerGroup,
+    topic: topics.feed(config.PARTNER_ID),
+    logger,
+    handle: async (batch) => {
+      const r = await applyFeedBatch(deps, batch.topic, batch.partition, batch.messages);
+      if (r.applied || r.refused) logger.info({ partition: batch.partition, ...r }, "feed batch applied");
+      return r;
+    },
+  });
+  const api = buildLookupApi(pool, logger);
+  const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });
+  logger.info({ url, topic: topics.feed(config.PARTNER_ID) }, "partner sink running");
+  return {
+    url,
+    deps,
+    async stop() {
+      await api.close();
+      await consumer.disconnect();
+      await pool.end();
+    },
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  runMain("partner-sink", async () => {
+    const config = loadConfig("partner-sink", configShape, effectiveEnv());
+    const running = await startPartnerSink(config);
+    onShutdown(createLogger("partner-sink", config.LOG_LEVEL), running.stop);
+  });
+}
