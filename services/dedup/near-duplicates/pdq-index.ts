@@ -470,9 +470,10 @@ function variantsOf(b: number, r: number): Variants {
 // Static segment: one table per chunk over the live entries in slots [start, end) of the store.
 //
 // A table maps a key (the chunk's low keyBits bits) to the slots holding it, in a rank/select
-// layout that keeps the part touched for an absent key small enough to stay in cache:
-//   bitmap   1 bit per possible key: is any entry there? (2^keyBits / 8 bytes, <= 2 MiB)
-//   dir      set bits before each 8-word block of the bitmap, so rank(key) is dir + <= 8 popcounts
+// layout that keeps the part touched for an absent key small enough to mostly stay in cache:
+//   bitmap   1 bit per possible key (is any entry there?) in 64-byte blocks: word 0 counts the bits
+//            set in earlier blocks, words 1-15 hold 480 keys, so a key's rank (its index in cells)
+//            comes from one cache line. 2^keyBits / 480 x 64 bytes: 1.1 MiB for 23-bit keys.
 //   cells    one Uint32 per present key, in key order: the slot itself when the key has one entry,
 //            else 0x80000000 | position in overflow
 //   overflow [count, slot, slot, ...] for keys with several entries
@@ -484,12 +485,13 @@ interface ChunkTable {
   keyBits: number;
   keyMask: number;
   bitmap: Uint32Array;
-  dir: Uint32Array;
   cells: Uint32Array;
   overflow: Uint32Array;
 }
 
 const MULTI = 0x8000_0000;
+/** Keys per 16-word bitmap block (word 0 of each block is the rank of its first key). */
+const BLOCK_KEYS = 480;
 
 /** Bits per radix-sort pass: 2^11 destinations x 2 arrays of write streams stay within L2. */
 const RADIX_BITS = 11;
@@ -617,15 +619,17 @@ class Segment {
         if (j - i > 1) overflowLength += 1 + j - i;
         i = j;
       }
-      const bitmapWords = Math.ceil(2 ** keyBits / 32);
-      const bitmap = new Uint32Array(bitmapWords);
+      const blocks = Math.ceil(2 ** keyBits / BLOCK_KEYS);
+      const bitmap = new Uint32Array(blocks * 16);
       const cells = new Uint32Array(groups);
       const overflow = new Uint32Array(overflowLength);
       for (let i = 0, g = 0, o = 0; i < n; g++) {
         const key = keys[i]!;
         let j = i + 1;
         while (j < n && keys[j] === key) j++;
-        bitmap[key >>> 5]! |= 1 << (key & 31);
+        const blk = Math.floor(key / BLOCK_KEYS);
+        const off = key - blk * BLOCK_KEYS;
+        bitmap[blk * 16 + 1 + (off >>> 5)]! |= 1 << (off & 31);
         if (j - i === 1) {
           cells[g] = vals[i]!;
         } else {
@@ -635,19 +639,18 @@ class Segment {
         }
         i = j;
       }
-      const dir = new Uint32Array(Math.ceil(bitmapWords / 8));
-      for (let blk = 0, total = 0; blk < dir.length; blk++) {
-        dir[blk] = total;
-        for (let x = blk * 8; x < Math.min(bitmapWords, blk * 8 + 8); x++) total += popcount32(bitmap[x]!);
+      for (let blk = 0, total = 0; blk < blocks; blk++) {
+        bitmap[blk * 16] = total;
+        for (let x = blk * 16 + 1; x < blk * 16 + 16; x++) total += popcount32(bitmap[x]!);
       }
-      tables.push({ start: cStart, width, chunkMask, keyBits, keyMask, bitmap, dir, cells, overflow });
+      tables.push({ start: cStart, width, chunkMask, keyBits, keyMask, bitmap, cells, overflow });
     }
     return new Segment(start, end, n, layout, tables);
   }
 
   memoryBytes(): number {
     let bytes = 0;
-    for (const t of this.tables) bytes += t.bitmap.byteLength + t.dir.byteLength + t.cells.byteLength + t.overflow.byteLength;
+    for (const t of this.tables) bytes += t.bitmap.byteLength + t.cells.byteLength + t.overflow.byteLength;
     return bytes;
   }
 
@@ -684,7 +687,8 @@ class Segment {
     let variants = 0;
     for (let c = 0; c < m; c++) variants += variantCount(tables[c]!.keyBits, radii[c]!);
     growQueryScratch(variants);
-    const { keys, words: bitmapWords, dir: dirWords, found, credit, ends } = scratch;
+    // keys, bitmapWords and wordIndex are reused as temporaries in pass 3.
+    const { keys, words: bitmapWords, dir: wordIndex, found, credit, ends } = scratch;
 
     // Pass 1: which variant keys are present; keep their rank (index into cells) and credit.
     let nf = 0;
@@ -695,22 +699,24 @@ class Segment {
         const qkey = chunkAt(q, 0, t.start, t.width, t.chunkMask) & t.keyMask;
         const { masks, flips } = variantsOf(t.keyBits, radius);
         const bitmap = t.bitmap;
-        const dir = t.dir;
         const nv = masks.length;
         for (let i = 0; i < nv; i++) {
           const key = qkey ^ masks[i]!;
-          keys[i] = key;
-          bitmapWords[i] = bitmap[key >>> 5]!;
-          dirWords[i] = dir[key >>> 8]!;
+          const blk = (key / BLOCK_KEYS) | 0;
+          const off = key - blk * BLOCK_KEYS;
+          const wi = blk * 16 + 1 + (off >>> 5);
+          keys[i] = off & 31;
+          wordIndex[i] = wi;
+          bitmapWords[i] = bitmap[wi]!;
         }
         for (let i = 0; i < nv; i++) {
-          const key = keys[i]!;
           const word = bitmapWords[i]!;
-          const bit = key & 31;
+          const bit = keys[i]!;
           if (((word >>> bit) & 1) === 0) continue;
-          const wi = key >>> 5;
-          let rank = dirWords[i]! + popcount32(word & ((1 << bit) - 1));
-          for (let x = wi & ~7; x < wi; x++) rank += popcount32(bitmap[x]!);
+          const wi = wordIndex[i]!;
+          const base = wi & ~15;
+          let rank = bitmap[base]! + popcount32(word & ((1 << bit) - 1));
+          for (let x = base + 1; x < wi; x++) rank += popcount32(bitmap[x]!);
           found[nf] = rank;
           credit[nf++] = radius + 1 - flips[i]!;
         }
@@ -738,7 +744,7 @@ class Segment {
           candCredit[nc++] = credit[i]!;
         } else {
           keys[lists] = cell - MULTI;
-          dirWords[lists++] = credit[i]!;
+          wordIndex[lists++] = credit[i]!;
         }
       }
       if (lists === 0) continue;
@@ -754,7 +760,7 @@ class Segment {
       candCredit = scratch.candidateCredit;
       for (let k = 0; k < lists; k++) {
         const p = keys[k]!;
-        const cr = dirWords[k]!;
+        const cr = wordIndex[k]!;
         for (let x = p + 1, end = p + bitmapWords[k]!; x <= end; x++) {
           cand[nc] = overflow[x]!;
           candCredit[nc++] = cr;

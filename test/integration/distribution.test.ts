@@ -1,0 +1,216 @@
+/**
+ * Distribution and partner sinks end to end on the real stack: two Kafka partners with different
+ * policies and the UK-US taskforce on S3. Checks reconciliation against the canonical records,
+ * retraction as REMOVE, minimisation of every feed record, refusal of forged and out-of-chain
+ * records, and a new partner bootstrapping from the signed S3 snapshot.
+ */
+import { gunzipSync } from "node:zlib";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import type { Kafka, Producer } from "kafkajs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
+import type { PartnerPolicy } from "../../services/distribution/policy.ts";
+import { loadPolicies } from "../../services/distribution/policy-store.ts";
+import { AvroCodec } from "../../services/shared/codec.ts";
+import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../services/shared/records.ts";
+import { createS3Client } from "../../services/shared/s3.ts";
+import { signRecord } from "../../services/shared/signing.ts";
+import { signedSubmission } from "../support/agencies.ts";
+import { randomHex } from "../support/fixtures.ts";
+import { readTopic } from "../support/kafka.ts";
+import { pipelineSettled, startPipeline } from "../support/pipeline.ts";
+import type { Pipeline } from "../support/pipeline.ts";
+import { waitFor } from "../support/processes.ts";
+import { stackEnv } from "../support/stack.ts";
+
+const codec = new AvroCodec();
+let kafka: Kafka;
+let producer: Producer;
+let p: Pipeline;
+let policies: PartnerPolicy[];
+
+const LAW_ENFORCEMENT_ONLY = ["caseRefs", "series", "victimIdentified", "offenderIdentified", "graderRefs", "agencies", "caseRef", "graderRef"];
+
+beforeAll(async () => {
+  kafka = createKafka({ brokers: stackEnv().brokers, clientId: "test-distribution" });
+  producer = createDurableProducer(kafka);
+  await producer.connect();
+  p = await startPipeline({
+    agencies: [{ id: "force-a" }, { id: "force-b" }, { id: "nca", authority: true }],
+    policies: [
+      // A UK hotline: every indecent category, even indicative, UK scheme, exact hashes only.
+      { partnerId: "hotline-uk", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk", extraFields: [], delivery: "kafka", feedPartitions: 3 },
+      // An internet company: confirmed A and B only, ICS scheme, with PDQ and one granted extra.
+      { partnerId: "industry-x", categories: ["A", "B"], minGradingStatus: "confirmed", algorithms: ["md5", "pdq"], scheme: "ics", extraFields: ["gradingStatus"], delivery: "kafka", feedPartitions: 2 },
+      // The UK-US taskforce: S3 bundles in the ICS scheme.
+      { partnerId: "taskforce", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1", "sha256"], scheme: "ics", extraFields: [], delivery: "s3", feedPartitions: 1 },
+    ],
+  });
+  policies = await loadPolicies(p.hubDb.pool);
+});
+
+afterAll(async () => {
+  await p?.stop();
+  await producer?.disconnect();
+});
+
+async function publish(subs: Submission[]): Promise<void> {
+  await producer.send({ topic: p.names.submitted, acks: -1, messages: subs.map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })) });
+}
+
+async function canonicalRecords(): Promise<CanonicalRecord[]> {
+  const { rows } = await p.hubDb.pool.query<{ body: Buffer }>("SELECT body FROM distributed_records");
+  return rows.map((r) => codec.decode("CanonicalRecord", r.body).value);
+}
+
+/** Waits until every Kafka partner's database equals what its policy implies over the canonical records. */
+async function reconciled(only?: string[]): Promise<void> {
+  const partners = only ?? policies.filter((x) => x.delivery !== "s3").map((x) => x.partnerId);
+  await waitFor("pipeline settled", () => pipelineSettled(p, kafka, partners), 60_000, 300);
+  await waitFor("partners reconciled", async () => {
+    const records = await canonicalRecords();
+    for (const policy of policies.filter((x) => partners.includes(x.partnerId))) {
+      const sink = p.sinks[policy.partnerId];
+      if (!sink) return false;
+      const report = reconcile(expectedHoldings(policy, records), await partnerHoldings(sink.db.pool));
+      if (!report.ok) throw new Error(`${policy.partnerId}: ${JSON.stringify({ ...report, missing: report.missing.length, unexpected: report.unexpected.length })}`);
+    }
+    return true;
+  }, 10_000, 300);
+}
+
+const md5 = (): Hash => ({ alg: "md5", value: randomHex(16), quality: null });
+const sha1 = (): Hash => ({ alg: "sha1", value: randomHex(20), quality: null });
+
+describe("distribution to partners", () => {
+  const shared = md5();
+  const lonely = md5();
+  const graded = (uk: "A" | "B" | "C", ics: "A1" | "A2" | "B1" | "B2" | null) => ({ uk, ics, vics: null });
+
+  it("delivers each partner exactly what its policy implies, and only the fields it grants", async () => {
+    const a = p.agencies["force-a"];
+    const b = p.agencies["force-b"];
+    if (!a || !b) throw new Error("agencies missing");
+    const subs = [
+      // Confirmed by two forces: every partner gets it.
+      signedSubmission(a, { hashes: [shared, sha1()], grade: graded("B", "B1") }),
+      signedSubmission(b, { hashes: [shared], grade: graded("B", "B1") }),
+      // Indicative only: the hotline gets it, industry does not.
+      signedSubmission(a, { hashes: [lonely], grade: graded("A", "A1") }),
+      // Category C with no ICS: the taskforce cannot map it (counted, not guessed).
+      signedSubmission(b, { hashes: [md5()], grade: graded("C", null) }),
+      ...Array.from({ length: 40 }, (_, i) => signedSubmission(i % 2 ? a : b, { hashes: [md5(), sha1()], grade: graded(i % 3 ? "A" : "C", i % 3 ? "A2" : null) })),
+    ];
+    await publish(subs);
+    await reconciled();
+
+    const hotline = await partnerHoldings(p.sinks["hotline-uk"]?.db.pool ?? p.hubDb.pool);
+    const industry = await partnerHoldings(p.sinks["industry-x"]?.db.pool ?? p.hubDb.pool);
+    expect(hotline.get(`md5:${shared.value}`)).toBe("B");
+    expect(industry.get(`md5:${shared.value}`)).toBe("B1");
+    expect(hotline.get(`md5:${lonely.value}`)).toBe("A");
+    expect(industry.has(`md5:${lonely.value}`)).toBe(false);
+    expect([...hotline.keys()].some((k) => k.startsWith("sha1:"))).toBe(true);
+    expect([...industry.keys()].every((k) => k.startsWith("md5:") || k.startsWith("pdq:"))).toBe(true);
+
+    // Minimisation over every record on every feed topic.
+    for (const policy of policies.filter((x) => x.delivery !== "s3")) {
+      const messages = await readTopic(kafka, p.names.feed(policy.partnerId), (ms) => ms.length > 0, 10_000);
+      for (const m of messages) {
+        const r = codec.decode("FeedRecord", m.value).value;
+        expect(Object.keys(r.extra).every((k) => (policy.extraFields as string[]).includes(k))).toBe(true);
+        for (const field of LAW_ENFORCEMENT_ONLY) expect(r.extra[field]).toBeUndefined();
+        expect(JSON.stringify(submissionsText(subs))).not.toContain(r.recordRef);
+        expect(policy.algorithms).toContain(r.alg);
+        expect(r.partnerId).toBe(policy.partnerId);
+      }
+    }
+    const { rows } = await p.hubDb.pool.query<{ partner_id: string; count: number }>("SELECT partner_id, count FROM unmappable_counts");
+    expect(rows.find((r) => r.partner_id === "taskforce")?.count).toBeGreaterThan(0);
+  });
+
+  it("turns a retraction into a REMOVE in every partner that held the hash", async () => {
+    const a = p.agencies["force-a"];
+    const b = p.agencies["force-b"];
+    if (!a || !b) throw new Error("agencies missing");
+    await publish([signedSubmission(a, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 }), signedSubmission(b, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 })]);
+    await waitFor("removal reached the hotline", async () => {
+      const { rows } = await (p.sinks["hotline-uk"]?.db.pool ?? p.hubDb.pool).query<{ removed: boolean }>("SELECT removed FROM partner_hashes WHERE alg = 'md5' AND value = $1", [shared.value]);
+      return rows[0]?.removed === true;
+    });
+    await reconciled();
+    const res = await fetch(new URL(`/v1/hashes/md5/${shared.value}`, p.sinks["hotline-uk"]?.sink.url));
+    expect(res.status).toBe(404);
+    const feed = await readTopic(kafka, p.names.feed("industry-x"), (ms) => ms.some((m) => { const r = codec.decode("FeedRecord", m.value).value; return r.op === "REMOVE" && r.value === shared.value; }));
+    const removal = feed.map((m) => codec.decode("FeedRecord", m.value).value).find((r) => r.op === "REMOVE" && r.value === shared.value);
+    expect(removal).toMatchObject({ category: null, extra: {} });
+  });
+
+  it("refuses a forged record and halts a partition on a gap, leaving the partner database untouched", async () => {
+    const sink = p.sinks["hotline-uk"];
+    if (!sink) throw new Error("no hotline sink");
+    const before = await partnerHoldings(sink.db.pool);
+    const { rows: heads } = await sink.db.pool.query<{ partition: number; last_seq: number; last_digest: Buffer }>("SELECT * FROM feed_state ORDER BY partition LIMIT 1");
+    const head = heads[0];
+    if (!head) throw new Error("no feed state");
+    const forgedValue = randomHex(16);
+    const base: Omit<FeedRecord, "signature"> = {
+      partnerId: "hotline-uk", partition: head.partition, seq: head.last_seq + 1, prevDigest: head.last_digest, op: "UPSERT", alg: "md5", value: forgedValue,
+      category: "A", contentType: "image", revision: 1, recordRef: randomHex(16), extra: {}, issuedAt: Date.now(), keyId: p.hubKey.keyId,
+    };
+    // Forged: right chain position, wrong key.
+    const { generateSigningKeyPair, privateKeyFromPem } = await import("../../services/shared/signing.ts");
+    const forged = signRecord("FeedRecord", codec.schema("FeedRecord").type, base, privateKeyFromPem(generateSigningKeyPair().privateKeyPem));
+    // Out of chain: validly signed by the hub, but seq jumps ahead.
+    const gapped = signRecord("FeedRecord", codec.schema("FeedRecord").type, { ...base, seq: head.last_seq + 5, value: randomHex(16) }, p.hubKey.privateKey);
+    await producer.send({ topic: p.names.feed("hotline-uk"), acks: -1, messages: [forged, gapped].map((r) => ({ partition: head.partition, key: "x", value: codec.encode("FeedRecord", r) })) });
+
+    const alerts = await waitFor("alerts raised", async () => {
+      const { rows } = await sink.db.pool.query<{ reason: string }>("SELECT reason FROM sink_alerts ORDER BY id");
+      return rows.length >= 2 ? rows.map((r) => r.reason) : false;
+    });
+    expect(alerts).toEqual(["BAD_SIGNATURE", "SEQ_GAP"]);
+    const after = await partnerHoldings(sink.db.pool);
+    expect(after).toEqual(before);
+    const { rows: halted } = await sink.db.pool.query<{ halted_reason: string | null }>("SELECT halted_reason FROM feed_state WHERE partition = $1", [head.partition]);
+    expect(halted[0]?.halted_reason).toMatch(/^SEQ_GAP/);
+  });
+
+  it("writes signed S3 snapshots (the taskforce bundle in ICS) and a new partner bootstraps from one", async () => {
+    await p.distribution.exportNow({ snapshots: true });
+    const env = stackEnv();
+    const s3 = createS3Client({ S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey });
+    const get = async (key: string) => Buffer.from(await ((await s3.send(new GetObjectCommand({ Bucket: env.s3.bucket, Key: key }))).Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+    const pointer = JSON.parse((await get(`${p.namespace}/feeds/taskforce/latest-snapshot.json`)).toString()) as { manifest: string };
+    const manifest = JSON.parse((await get(pointer.manifest)).toString()) as { object: string; count: number; signature: string };
+    const lines = gunzipSync(await get(manifest.object)).toString().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { category: string; alg: string });
+    expect(lines.length).toBe(manifest.count);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.every((l) => ["A1", "A2", "B1", "B2"].includes(l.category))).toBe(true);
+    const taskforce = policies.find((x) => x.partnerId === "taskforce");
+    if (!taskforce) throw new Error("no taskforce policy");
+    expect(lines.length).toBe(expectedHoldings(taskforce, await canonicalRecords()).size);
+
+    // A new partner: policy added now, reconciled, snapshot written, sink bootstraps then tails.
+    const { registerPartner } = await import("../../services/admin/registry.ts");
+    const { setPolicy } = await import("../../services/distribution/policy-store.ts");
+    await registerPartner(p.hubDb.pool, { partnerId: "newcomer", name: "Synthetic newcomer" });
+    await setPolicy(p.hubDb.pool, { partnerId: "newcomer", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5"], scheme: "uk", extraFields: [], delivery: "both", feedPartitions: 2 });
+    await p.distribution.refreshPolicies();
+    policies = await loadPolicies(p.hubDb.pool);
+    await waitFor("feed outbox drained", async () => Number((await p.hubDb.pool.query("SELECT count(*) AS n FROM feed_outbox")).rows[0]?.n) === 0);
+    await p.distribution.exportNow({ snapshots: true });
+    await p.startSink("newcomer");
+    await publish([signedSubmission(p.agencies["force-a"] as NonNullable<typeof p.agencies["force-a"]>, { hashes: [md5()], grade: graded("C", null) })]);
+    await reconciled(["newcomer", "industry-x"]);
+    const { rows } = await (p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool).query<{ n: number }>("SELECT count(*)::int AS n FROM feed_applied");
+    const held = await partnerHoldings(p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool);
+    // Most rows came from the snapshot, not from replaying the topic.
+    expect(held.size).toBeGreaterThan(rows[0]?.n ?? 0);
+  });
+});
+
+function submissionsText(subs: Submission[]): string[] {
+  return subs.map((s) => s.submissionId);
+}

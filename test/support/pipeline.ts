@@ -1,0 +1,172 @@
+/**
+ * The whole hub in one process for cross-service tests: fresh hub database and topic namespace,
+ * a registered hub key, synthetic agencies, partners with policies, and running dedup,
+ * distribution and partner sinks (each sink with a database of its own).
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import type { Kafka } from "kafkajs";
+import type { Queryable } from "../../services/shared/postgres.ts";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { registerPartner } from "../../services/admin/registry.ts";
+import { startDedup } from "../../services/dedup/main.ts";
+import type { RunningDedup } from "../../services/dedup/main.ts";
+import { startDistribution } from "../../services/distribution/main.ts";
+import type { RunningDistribution } from "../../services/distribution/main.ts";
+import type { PartnerPolicy } from "../../services/distribution/policy.ts";
+import { setPolicy } from "../../services/distribution/policy-store.ts";
+import { DISTRIBUTION_MIGRATIONS } from "../../services/distribution/main.ts";
+import type { AgencySigner } from "../../services/ingest/client.ts";
+import { startPartnerSink } from "../../services/partner-sink/main.ts";
+import type { RunningSink } from "../../services/partner-sink/main.ts";
+import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
+import { migrate } from "../../services/shared/postgres.ts";
+import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/signing.ts";
+import type { KeyObject } from "node:crypto";
+import type { TopicNames } from "../../services/shared/topics.ts";
+import { registerTestAgency } from "./agencies.ts";
+import { freshDatabase, freshTopics, stackEnv } from "./stack.ts";
+import type { TestDatabase } from "./stack.ts";
+
+export interface HubKey {
+  readonly keyId: string;
+  readonly publicKey: Buffer;
+  readonly privateKey: KeyObject;
+  readonly file: string;
+}
+
+export interface Pipeline {
+  readonly hubDb: TestDatabase;
+  readonly names: TopicNames;
+  readonly namespace: string;
+  readonly hubKey: HubKey;
+  readonly agencies: Record<string, AgencySigner>;
+  readonly dedup: RunningDedup;
+  readonly distribution: RunningDistribution;
+  readonly sinks: Record<string, { sink: RunningSink; db: TestDatabase }>;
+  startSink(partnerId: string): Promise<RunningSink>;
+  stop(): Promise<void>;
+}
+
+export type PolicySpec = Omit<PartnerPolicy, "version">;
+
+export async function createHubKey(db: TestDatabase): Promise<HubKey> {
+  const pair = generateSigningKeyPair();
+  const keyId = deriveKeyId("hub", pair.publicKey);
+  await new PgKeyRegistry(db.pool).registerKey({ keyId, ownerKind: "hub", ownerId: "hub", publicKey: pair.publicKey, validFrom: new Date(Date.now() - 3_600_000), validUntil: null });
+  const file = join(mkdtempSync(join(tmpdir(), "hashrelay-hub-")), "hub.pem");
+  writeFileSync(file, pair.privateKeyPem, { mode: 0o600 });
+  return { keyId, publicKey: pair.publicKey, privateKey: privateKeyFromPem(pair.privateKeyPem), file };
+}
+
+export async function startPipeline(options: { agencies: { id: string; authority?: boolean }[]; policies: PolicySpec[] }): Promise<Pipeline> {
+  const env = stackEnv();
+  const hubDb = await freshDatabase("hub");
+  const kafkaPartners = options.policies.filter((p) => p.delivery !== "s3").map((p) => p.partnerId);
+  const { names, namespace } = await freshTopics(kafkaPartners);
+  const hubKey = await createHubKey(hubDb);
+  const agencies: Record<string, AgencySigner> = {};
+  for (const a of options.agencies) {
+    agencies[a.id] = await registerTestAgency(hubDb.pool, a.id, { kind: a.id === "nca" ? "nca" : "force", authority: a.authority ?? false });
+  }
+  await migrate(hubDb.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
+  for (const p of options.policies) {
+    await registerPartner(hubDb.pool, { partnerId: p.partnerId, name: `Synthetic ${p.partnerId}` });
+    await setPolicy(hubDb.pool, p);
+  }
+  const common = { KAFKA_BROKERS: env.brokers, DATABASE_URL: hubDb.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const };
+  const s3 = { S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey, S3_BUCKET: env.s3.bucket };
+  const dedup = await startDedup({
+    ...common,
+    DEDUP_CONSUMER_GROUP: `dedup-${namespace}`,
+    DEDUP_GRADING_AUTHORITIES: "",
+    DEDUP_CONFIRMATIONS: 2,
+    DEDUP_PHOTODNA_THRESHOLD: 1800,
+    DEDUP_MAX_SUBMISSION_AGE_DAYS: 30,
+    DEDUP_MAX_BATCH_BYTES: 1_048_576,
+  });
+  const distribution = await startDistribution({
+    ...common,
+    ...s3,
+    HUB_KEY_ID: hubKey.keyId,
+    HUB_SIGNING_KEY_FILE: hubKey.file,
+    DISTRIBUTION_PSEUDONYM_SECRET: "test-pseudonym-secret-0123456789",
+    DISTRIBUTION_CONSUMER_GROUP: `distribution-${namespace}`,
+    DISTRIBUTION_POLICY_REFRESH_MS: 500,
+    DISTRIBUTION_EXPORT_INTERVAL_MS: 0,
+    DISTRIBUTION_SNAPSHOT_EVERY: 1,
+    DISTRIBUTION_FEED_REPLICATION: 1,
+  });
+  const sinks: Pipeline["sinks"] = {};
+  const startSink = async (partnerId: string) => {
+    const db = sinks[partnerId]?.db ?? (await freshDatabase(`partner`));
+    const sink = await startPartnerSink({
+      ...common,
+      ...s3,
+      S3_ENDPOINT: env.s3.endpoint,
+      PARTNER_ID: partnerId,
+      PARTNER_DATABASE_URL: db.url,
+      HUB_PUBLIC_KEYS: `${hubKey.keyId}=${hubKey.publicKey.toString("base64")}`,
+      PARTNER_HTTP_HOST: "127.0.0.1",
+      PARTNER_HTTP_PORT: 0,
+      PARTNER_BOOTSTRAP: "s3",
+      KAFKA_BROKERS: env.brokers,
+    });
+    sinks[partnerId] = { sink, db };
+    return sink;
+  };
+  for (const p of kafkaPartners) await startSink(p);
+  return {
+    hubDb,
+    names,
+    namespace,
+    hubKey,
+    agencies,
+    dedup,
+    distribution,
+    sinks,
+    startSink,
+    async stop() {
+      for (const { sink, db } of Object.values(sinks)) {
+        await sink.stop().catch(() => undefined);
+        await db.drop().catch(() => undefined);
+      }
+      await distribution.stop().catch(() => undefined);
+      await dedup.stop().catch(() => undefined);
+      await hubDb.drop().catch(() => undefined);
+    },
+  };
+}
+
+
+async function caughtUp(kafka: Kafka, db: Queryable, group: string, topic: string): Promise<boolean> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ends = await admin.fetchTopicOffsets(topic);
+    const { rows } = await db.query<{ partition: number; next_offset: number }>(
+      "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2",
+      [group, topic],
+    );
+    const stored = new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
+    return ends.every((e) => Number(e.high) === 0 || (stored.get(e.partition) ?? 0) >= Number(e.high));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** True once every stage has consumed everything before it and no outbox holds anything. */
+export async function pipelineSettled(p: Pipeline, kafka: Kafka, partners: string[]): Promise<boolean> {
+  const hub = p.hubDb.pool;
+  const { rows } = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
+  if (Number(rows[0]?.n) > 0) return false;
+  if (!(await caughtUp(kafka, hub, `dedup-${p.namespace}`, p.names.submitted))) return false;
+  if (!(await caughtUp(kafka, hub, `distribution-${p.namespace}`, p.names.canonical))) return false;
+  const again = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
+  if (Number(again.rows[0]?.n) > 0) return false;
+  for (const partnerId of partners) {
+    const sink = p.sinks[partnerId];
+    if (!sink || !(await caughtUp(kafka, sink.db.pool, `partner-sink-${partnerId}`, p.names.feed(partnerId)))) return false;
+  }
+  return true;
+}
