@@ -41,3 +41,16 @@ test: setup
 
 typecheck: $(NODE_DEPS)
 	npx tsc --noEmit -p .
+
+## bench: start the stack if needed, run every bench/*.ts (bench/run.sh), stop what it started.
+##   BENCH="ingest" picks scripts; BENCH_ARGS="--count 50000" replaces their default arguments.
+bench: $(NODE_DEPS)
+	$(STACK) up
+	@status=0; BENCH='$(BENCH)' BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh || status=$$?; \
+	  $(STACK) stop-started; exit $$status
+
+## demo: install, start the stack, run every service on a synthetic workload, print what reached each partner
+demo: setup
+	$(STACK) up
+	@status=0; npx tsx demo/demo.ts || status=$$?; \
+	  $(STACK) stop-started; exit $$status
