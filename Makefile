@@ -2,6 +2,9 @@
 # processes managed by infra/stack.sh; data, logs and .stack/env live in .stack/ (see infra/README.md).
 SHELL := /bin/bash
 STACK := infra/stack.sh
+# The pinned AWS SDK supports Node 20; its notice about future releases is noise in service logs.
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
+export KAFKAJS_NO_PARTITIONER_WARNING := 1
 # npm writes this file on every install: missing or older than package-lock.json means `npm ci`.
 NODE_DEPS := node_modules/.package-lock.json
 
