@@ -29,8 +29,6 @@ const configShape = {
   DEDUP_CONFIRMATIONS: z.coerce.number().int().min(1).default(2),
   DEDUP_PHOTODNA_THRESHOLD: z.coerce.number().int().positive().default(1800),
   DEDUP_MAX_SUBMISSION_AGE_DAYS: z.coerce.number().positive().default(30),
-  /** Largest fetch per partition: bounds the size of one batch (one transaction). */
-  DEDUP_MAX_BATCH_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
 };
 
 export type DedupConfig = z.infer<z.ZodObject<typeof configShape>>;
@@ -88,7 +86,7 @@ export async function startDedup(config: DedupConfig): Promise<RunningDedup> {
       return result;
     },
     afterCommit: () => relay.notify(),
-    maxBytesPerPartition: config.DEDUP_MAX_BATCH_BYTES,
+    maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
   });
   logger.info({ authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes }, "dedup running");
   return {

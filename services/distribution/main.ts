@@ -124,6 +124,7 @@ export async function startDistribution(config: DistributionConfig): Promise<Run
       return r;
     },
     afterCommit: () => relay.notify(),
+    maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
   });
   const policyTimer = setInterval(() => {
     refreshPolicies().catch((err: unknown) => logger.error({ err }, "policy refresh failed"));

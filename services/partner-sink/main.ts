@@ -27,6 +27,7 @@ const configShape = {
   KAFKA_CLIENT_ID: commonConfigShape.KAFKA_CLIENT_ID,
   TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
   LOG_LEVEL: commonConfigShape.LOG_LEVEL,
+  CONSUMER_MAX_BATCH_BYTES: commonConfigShape.CONSUMER_MAX_BATCH_BYTES,
   PARTNER_ID: z.string().regex(/^[a-z0-9][a-z0-9-]{1,62}$/),
   /** The partner's own database (not the hub's). */
   PARTNER_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
@@ -80,6 +81,7 @@ export async function startPartnerSink(config: SinkConfig): Promise<RunningSink>
       if (r.applied || r.refused) logger.info({ partition: batch.partition, ...r }, "feed batch applied");
       return r;
     },
+    maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
   });
   const api = buildLookupApi(pool, logger);
   const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });

@@ -37,6 +37,8 @@ export const commonConfigShape = {
   KAFKA_CLIENT_ID: z.string().min(1).optional(),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   TOPIC_NAMESPACE: z.string().regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'").default(""),
+  /** Largest fetch per partition: bounds one consumer batch, i.e. one transaction. */
+  CONSUMER_MAX_BATCH_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 

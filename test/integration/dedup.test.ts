@@ -70,12 +70,12 @@ function dedupConfig(hub: Hub) {
     DATABASE_URL: hub.db.url,
     TOPIC_NAMESPACE: hub.namespace,
     LOG_LEVEL: "warn" as const,
+    CONSUMER_MAX_BATCH_BYTES: 1_048_576,
     DEDUP_CONSUMER_GROUP: `dedup-${hub.namespace}`,
     DEDUP_GRADING_AUTHORITIES: "",
     DEDUP_CONFIRMATIONS: 2,
     DEDUP_PHOTODNA_THRESHOLD: 1800,
     DEDUP_MAX_SUBMISSION_AGE_DAYS: 30,
-    DEDUP_MAX_BATCH_BYTES: 1_048_576,
   };
 }
 
@@ -207,7 +207,7 @@ describe("exactly once under kill -9", () => {
         LOG_LEVEL: "warn",
         DEDUP_CONSUMER_GROUP: `dedup-${hub.namespace}`,
         // Small fetches make many batches, so kills land between and inside transactions.
-        DEDUP_MAX_BATCH_BYTES: "65536",
+        CONSUMER_MAX_BATCH_BYTES: "65536",
       };
       for (let i = 0; i < total; i += 500) await publish(hub.names.submitted, subs.slice(i, i + 500));
 

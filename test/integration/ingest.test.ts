@@ -45,6 +45,7 @@ beforeAll(async () => {
     DATABASE_URL: db.url,
     TOPIC_NAMESPACE: namespace,
     LOG_LEVEL: "warn",
+    CONSUMER_MAX_BATCH_BYTES: 1_048_576,
     S3_ENDPOINT: env.s3.endpoint,
     S3_REGION: env.s3.region,
     S3_ACCESS_KEY_ID: env.s3.accessKeyId,

@@ -333,10 +333,19 @@ const COST_VERIFY = 1;
 const COST_LINEAR = 0.1;
 /** Above this many variants per chunk, scan instead (keeps the variant tables small). */
 const MAX_VARIANTS = 1 << 20;
-/** Table keys are at most this many bits of the chunk: bitmaps of <= 2 MiB. */
+/** Table keys are at most this many bits of the chunk: bitmaps of <= 2.4 MB. */
 const MAX_KEY_BITS = 24;
 
-function layoutFor(chunks: number): Layout {
+/**
+ * Key bits for a chunk of `width` bits over n entries: the whole chunk up to 24 bits, but no more than
+ * log2(n) + 4, so a small segment does not carry megabytes of nearly empty bitmaps. (A shorter key
+ * only adds candidates: flips counted on the key bits never exceed those on the whole chunk.)
+ */
+function keyBitsFor(width: number, n: number): number {
+  return Math.min(width, MAX_KEY_BITS, Math.max(10, Math.ceil(Math.log2(Math.max(2, n))) + 4));
+}
+
+function layoutFor(chunks: number, n: number): Layout {
   const base = Math.floor(256 / chunks);
   const extra = 256 % chunks;
   const starts: number[] = [];
@@ -347,7 +356,7 @@ function layoutFor(chunks: number): Layout {
     const w = base + (i < extra ? 1 : 0);
     starts.push(start);
     widths.push(w);
-    keyBits.push(Math.min(w, MAX_KEY_BITS));
+    keyBits.push(keyBitsFor(w, n));
     start += w;
   }
   return { starts, widths, keyBits };
@@ -406,11 +415,11 @@ function planFor(n: number, layout: Layout, d: number): Plan {
 
 /** Picks the number of chunks m (8..64, so chunks fit 32 bits) with the cheapest plan at distance d. */
 function pickLayout(n: number, maxDistance: number, chunks?: number): Layout {
-  if (chunks !== undefined) return layoutFor(chunks);
-  let best = layoutFor(8);
+  if (chunks !== undefined) return layoutFor(chunks, n);
+  let best = layoutFor(8, n);
   let bestCost = planFor(n, best, maxDistance).cost;
   for (let m = 9; m <= 64; m++) {
-    const layout = layoutFor(m);
+    const layout = layoutFor(m, n);
     const cost = planFor(n, layout, maxDistance).cost;
     if (cost < bestCost) {
       best = layout;
@@ -471,9 +480,9 @@ function variantsOf(b: number, r: number): Variants {
 //
 // A table maps a key (the chunk's low keyBits bits) to the slots holding it, in a rank/select
 // layout that keeps the part touched for an absent key small enough to mostly stay in cache:
-//   bitmap   1 bit per possible key (is any entry there?) in 64-byte blocks: word 0 counts the bits
-//            set in earlier blocks, words 1-15 hold 480 keys, so a key's rank (its index in cells)
-//            comes from one cache line. 2^keyBits / 480 x 64 bytes: 1.1 MiB for 23-bit keys.
+//   bitmap   1 bit per possible key (is any entry there?) in 32-byte blocks: word 0 counts the bits
+//            set in earlier blocks, words 1-7 hold 224 keys, so a key's rank (its index in cells)
+//            comes from one cache line. 2^keyBits / 224 x 32 bytes: 1.2 MB for 23-bit keys.
 //   cells    one Uint32 per present key, in key order: the slot itself when the key has one entry,
 //            else 0x80000000 | position in overflow
 //   overflow [count, slot, slot, ...] for keys with several entries
@@ -490,8 +499,8 @@ interface ChunkTable {
 }
 
 const MULTI = 0x8000_0000;
-/** Keys per 16-word bitmap block (word 0 of each block is the rank of its first key). */
-const BLOCK_KEYS = 480;
+/** Keys per 8-word bitmap block (word 0 of each block is the rank of its first key). */
+const BLOCK_KEYS = 224;
 
 /** Bits per radix-sort pass: 2^11 destinations x 2 arrays of write streams stay within L2. */
 const RADIX_BITS = 11;
@@ -620,7 +629,7 @@ class Segment {
         i = j;
       }
       const blocks = Math.ceil(2 ** keyBits / BLOCK_KEYS);
-      const bitmap = new Uint32Array(blocks * 16);
+      const bitmap = new Uint32Array(blocks * 8);
       const cells = new Uint32Array(groups);
       const overflow = new Uint32Array(overflowLength);
       for (let i = 0, g = 0, o = 0; i < n; g++) {
@@ -629,7 +638,7 @@ class Segment {
         while (j < n && keys[j] === key) j++;
         const blk = Math.floor(key / BLOCK_KEYS);
         const off = key - blk * BLOCK_KEYS;
-        bitmap[blk * 16 + 1 + (off >>> 5)]! |= 1 << (off & 31);
+        bitmap[blk * 8 + 1 + (off >>> 5)]! |= 1 << (off & 31);
         if (j - i === 1) {
           cells[g] = vals[i]!;
         } else {
@@ -640,8 +649,8 @@ class Segment {
         i = j;
       }
       for (let blk = 0, total = 0; blk < blocks; blk++) {
-        bitmap[blk * 16] = total;
-        for (let x = blk * 16 + 1; x < blk * 16 + 16; x++) total += popcount32(bitmap[x]!);
+        bitmap[blk * 8] = total;
+        for (let x = blk * 8 + 1; x < blk * 8 + 8; x++) total += popcount32(bitmap[x]!);
       }
       tables.push({ start: cStart, width, chunkMask, keyBits, keyMask, bitmap, cells, overflow });
     }
@@ -704,7 +713,7 @@ class Segment {
           const key = qkey ^ masks[i]!;
           const blk = (key / BLOCK_KEYS) | 0;
           const off = key - blk * BLOCK_KEYS;
-          const wi = blk * 16 + 1 + (off >>> 5);
+          const wi = blk * 8 + 1 + (off >>> 5);
           keys[i] = off & 31;
           wordIndex[i] = wi;
           bitmapWords[i] = bitmap[wi]!;
@@ -714,7 +723,7 @@ class Segment {
           const bit = keys[i]!;
           if (((word >>> bit) & 1) === 0) continue;
           const wi = wordIndex[i]!;
-          const base = wi & ~15;
+          const base = wi & ~7;
           let rank = bitmap[base]! + popcount32(word & ((1 << bit) - 1));
           for (let x = base + 1; x < wi; x++) rank += popcount32(bitmap[x]!);
           found[nf] = rank;

@@ -41,22 +41,26 @@ export interface PhotoDnaIndexOptions {
 const MAX_ID = 0xffff_ffff;
 const BASE64_CHAR = /^[A-Za-z0-9+/]$/;
 
+const BASE64_SHAPE = /^[A-Za-z0-9+/]*={0,2}$/;
+
 /** Decodes and validates a base64 PhotoDNA hash; throws an Error that says what is wrong. */
 export function decodePhotoDnaBase64(base64Hash: string, what = "PhotoDNA hash"): Uint8Array {
   if (typeof base64Hash !== "string") {
     throw new TypeError(`${what} must be a base64 string, got ${base64Hash === null ? "null" : typeof base64Hash}`);
   }
-  if (base64Hash.length !== BASE64_LENGTH) {
-    const bytes = Math.floor((base64Hash.replace(/=+$/, "").length * 3) / 4);
-    throw new Error(
-      `${what} must be ${PHOTODNA_HASH_BYTES} bytes (${BASE64_LENGTH} base64 characters), got ${base64Hash.length} characters (about ${bytes} bytes)`,
-    );
+  if (!BASE64_SHAPE.test(base64Hash)) {
+    const body = base64Hash.replace(/={1,2}$/, "");
+    let i = 0;
+    while (i < body.length && BASE64_CHAR.test(body.charAt(i))) i++;
+    throw new Error(`${what} must be base64: character ${JSON.stringify(base64Hash.charAt(i))} at position ${i} is not in the base64 alphabet`);
   }
-  for (let i = 0; i < BASE64_LENGTH; i++) {
-    const ch = base64Hash.charAt(i);
-    if (!BASE64_CHAR.test(ch)) {
-      throw new Error(`${what} must be base64: character ${JSON.stringify(ch)} at position ${i} is not in the base64 alphabet`);
-    }
+  if (base64Hash.length % 4 !== 0) {
+    throw new Error(`${what} must be base64: length ${base64Hash.length} is not a multiple of 4`);
+  }
+  const padding = base64Hash.endsWith("==") ? 2 : base64Hash.endsWith("=") ? 1 : 0;
+  const bytes = (base64Hash.length / 4) * 3 - padding;
+  if (bytes !== PHOTODNA_HASH_BYTES || base64Hash.length !== BASE64_LENGTH) {
+    throw new Error(`${what} must be ${PHOTODNA_HASH_BYTES} bytes (${BASE64_LENGTH} base64 characters), got ${bytes} bytes`);
   }
   const buf = Buffer.from(base64Hash, "base64");
   if (buf.length !== PHOTODNA_HASH_BYTES) {
