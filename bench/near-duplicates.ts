@@ -18,7 +18,7 @@ import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PDQ_MAX_DISTANCE, PdqIndex, bruteForceQuery } from "../services/dedup/near-duplicates/pdq-index.ts";
-import type { PdqEntry, PdqMatch } from "../services/dedup/near-duplicates/pdq-index.ts";
+import type { PdqEntry, PdqIndexParameters, PdqMatch } from "../services/dedup/near-duplicates/pdq-index.ts";
 import { createRng, pdqNeighbour, pdqWordsToHex, randomInt, randomPdqHex, randomPdqWords } from "../services/dedup/near-duplicates/synthetic.ts";
 
 interface Args {
@@ -68,7 +68,7 @@ const sameMatches = (a: PdqMatch[], b: PdqMatch[]): boolean =>
 
 interface SizeResult {
   size: number;
-  layout: { chunks: number; chunkBits: number[]; keyBits: number[]; radius: number } | null;
+  layout: PdqIndexParameters | null;
   buildMs: number;
   hexFormattingMs: number;
   rebuildMs: number;
@@ -79,12 +79,14 @@ interface SizeResult {
   p50Us: number;
   p99Us: number;
   meanUs: number;
+  cpuUsPerQuery: number;
   maxUs: number;
   plantedFound: string;
   meanMatches: number;
   bruteQueries: number;
   bruteQueriesPerSecond: number;
   bruteMeanMs: number;
+  bruteCpuMsPerQuery: number;
   bruteAgrees: boolean;
   speedup: number;
 }
@@ -112,7 +114,7 @@ function runSize(n: number, args: Args): SizeResult {
   index.compact();
   const rebuildMs = ms(t0);
   const stats = index.stats();
-  log(`   built in ${(buildMs / 1000).toFixed(2)} s (of which ~${(hexFormattingMs / 1000).toFixed(2)} s formatting hex); rebuild ${(rebuildMs / 1000).toFixed(2)} s; layout m=${stats.main?.chunks} r=${stats.main?.radius}`);
+  log(`   built in ${(buildMs / 1000).toFixed(2)} s (of which ~${(hexFormattingMs / 1000).toFixed(2)} s formatting hex); rebuild ${(rebuildMs / 1000).toFixed(2)} s; layout ${layoutText(stats.main)}`);
 
   // Queries: even ones near a known entry (0..31 bits flipped), odd ones fresh random hashes.
   const queries: string[] = [];
@@ -133,6 +135,7 @@ function runSize(n: number, args: Args): SizeResult {
   const times = new Float64Array(queries.length);
   const answers: PdqMatch[][] = [];
   let matches = 0;
+  const cpu0 = process.cpuUsage();
   const loop0 = process.hrtime.bigint();
   for (let i = 0; i < queries.length; i++) {
     const q0 = process.hrtime.bigint();
@@ -142,6 +145,7 @@ function runSize(n: number, args: Args): SizeResult {
     matches += res.length;
   }
   const loopMs = ms(loop0);
+  const cpu = process.cpuUsage(cpu0);
   let found = 0;
   let plantedCount = 0;
   for (let i = 0; i < queries.length; i++) {
@@ -157,12 +161,14 @@ function runSize(n: number, args: Args): SizeResult {
   const packed = { ids, words };
   const bruteN = Math.min(args.bruteQueries, queries.length);
   let agrees = true;
+  const bruteCpu0 = process.cpuUsage();
   const b0 = process.hrtime.bigint();
   for (let i = 0; i < bruteN; i++) {
     const res = bruteForceQuery(packed, queries[i]!, PDQ_MAX_DISTANCE);
     if (!sameMatches(res, answers[i]!)) agrees = false;
   }
   const bruteMs = ms(b0);
+  const bruteCpu = process.cpuUsage(bruteCpu0);
   if (!agrees) throw new Error("index and brute force disagree");
 
   const qps = queries.length / (loopMs / 1000);
@@ -180,15 +186,25 @@ function runSize(n: number, args: Args): SizeResult {
     p50Us: percentile(sorted, 50),
     p99Us: percentile(sorted, 99),
     meanUs,
+    cpuUsPerQuery: (cpu.user + cpu.system) / queries.length,
     maxUs: sorted[sorted.length - 1]!,
     plantedFound: `${found}/${plantedCount}`,
     meanMatches: matches / queries.length,
     bruteQueries: bruteN,
     bruteQueriesPerSecond: bruteQps,
     bruteMeanMs: bruteMs / bruteN,
+    bruteCpuMsPerQuery: (bruteCpu.user + bruteCpu.system) / 1000 / bruteN,
     bruteAgrees: agrees,
     speedup: qps / bruteQps,
   };
+}
+
+const distinct = (xs: number[]): string => [...new Set(xs)].join("/");
+
+function layoutText(p: PdqIndexParameters | null): string {
+  if (p === null) return "-";
+  if (p.scan) return "scan";
+  return `m=${p.chunks} bits ${distinct(p.chunkBits)} r=${distinct(p.radii)} credit>=${p.minCredit}`;
 }
 
 function log(s: string): void {
@@ -198,7 +214,7 @@ function log(s: string): void {
 function table(rows: SizeResult[]): string {
   const cols: [string, (r: SizeResult) => string][] = [
     ["entries", (r) => r.size.toLocaleString("en-GB")],
-    ["layout", (r) => (r.layout ? `m=${r.layout.chunks} r=${r.layout.radius} key ${[...new Set(r.layout.keyBits)].join("/")}b` : "-")],
+    ["layout", (r) => layoutText(r.layout)],
     ["build s", (r) => (r.buildMs / 1000).toFixed(2)],
     ["rebuild s", (r) => (r.rebuildMs / 1000).toFixed(2)],
     ["memory MB", (r) => (r.memoryBytes / 1e6).toFixed(0)],
@@ -206,6 +222,7 @@ function table(rows: SizeResult[]): string {
     ["q/s", (r) => r.queriesPerSecond.toFixed(0)],
     ["p50 us", (r) => r.p50Us.toFixed(0)],
     ["p99 us", (r) => r.p99Us.toFixed(0)],
+    ["cpu us/q", (r) => r.cpuUsPerQuery.toFixed(0)],
     ["planted", (r) => r.plantedFound],
     ["brute q/s", (r) => r.bruteQueriesPerSecond.toFixed(1)],
     ["brute ms/q", (r) => r.bruteMeanMs.toFixed(1)],
@@ -223,7 +240,10 @@ function main(): void {
   for (const n of args.sizes) results.push(runSize(n, args));
   const out = table(results);
   process.stdout.write(`\nPDQ near-duplicate index (distance <= ${PDQ_MAX_DISTANCE}), ${args.queries} queries per size, brute force on ${args.bruteQueries}\n${out}\n`);
-  process.stdout.write("build = addBulk from hex strings, including the benchmark's own hex formatting (see JSON hexFormattingMs); rebuild = compact() alone\n");
+  process.stdout.write(
+    "build = addBulk from hex strings, including the benchmark's own hex formatting (JSON: hexFormattingMs); rebuild = compact() alone.\n" +
+      "q/s, p50, p99 and brute q/s are wall-clock; cpu us/q is process CPU time per query (steadier on a shared machine).\n",
+  );
   const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
   const file = join(repo, "bench-results", "near-duplicates.json");
   mkdirSync(dirname(file), { recursive: true });

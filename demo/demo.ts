@@ -59,7 +59,9 @@ const children: { name: string; child: ChildProcess }[] = [];
 
 function startService(name: string, service: string, extra: Record<string, string>): void {
   const log = createWriteStream(join(workDir, `${name}.log`));
-  const child = spawn(`${REPO_ROOT}node_modules/.bin/tsx`, [`${REPO_ROOT}services/${service}/main.ts`], {
+  const child = spawn(process.execPath, ["--import", "tsx", `${REPO_ROOT}services/${service}/main.ts`], {
+    // One process per service (no tsx wrapper), so kill -9 reaches the service itself.
+    cwd: REPO_ROOT,
     env: { ...process.env, ...serviceEnv, ...extra },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -24,6 +24,21 @@ export function recordRef(secret: string, partnerId: string, recordId: string): 
   return createHmac("sha256", secret).update(`${partnerId}\n${recordId}`).digest("hex").slice(0, 32);
 }
 
+interface EntryRow {
+  partner_id: string;
+  alg: FeedEntry["alg"];
+  value: string;
+  record_id: string;
+  revision: number;
+  category: string;
+  content_type: string;
+  extra: Record<string, string>;
+}
+
+function toEntry(r: EntryRow): FeedEntry {
+  return { alg: r.alg, value: r.value, recordId: r.record_id, revision: r.revision, category: r.category, contentType: r.content_type, extra: r.extra };
+}
+
 interface ChainHead {
   seq: number;
   digest: Buffer;
@@ -45,12 +60,42 @@ export class FeedWriter {
     private readonly now: number,
   ) {}
 
-  async currentEntries(partnerId: string, recordId: string): Promise<FeedEntry[]> {
-    const { rows } = await this.client.query<{ alg: FeedEntry["alg"]; value: string; record_id: string; revision: number; category: string; content_type: string; extra: Record<string, string> }>(
-      "SELECT alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 AND record_id = $2",
-      [partnerId, recordId],
+  /** Entries as loaded from the database, per partner|record. */
+  private readonly loaded = new Map<string, FeedEntry[]>();
+  /** This transaction's changes per partner|alg:value (null = removed); they win over `loaded`. */
+  private readonly overlay = new Map<string, FeedEntry | null>();
+
+  /** Loads what partners hold for these records in one query (optional: currentEntries loads lazily). */
+  async prefetch(partnerIds: readonly string[], recordIds: readonly string[]): Promise<void> {
+    const wanted = recordIds.filter((r) => partnerIds.some((p) => !this.loaded.has(`${p}|${r}`)));
+    if (!wanted.length || !partnerIds.length) return;
+    const { rows } = await this.client.query<EntryRow>(
+      "SELECT partner_id, alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = ANY($1::text[]) AND record_id = ANY($2::uuid[])",
+      [partnerIds, wanted],
     );
-    return rows.map((r) => ({ alg: r.alg, value: r.value, recordId: r.record_id, revision: r.revision, category: r.category, contentType: r.content_type, extra: r.extra }));
+    for (const p of partnerIds) for (const r of wanted) if (!this.loaded.has(`${p}|${r}`)) this.loaded.set(`${p}|${r}`, []);
+    for (const row of rows) this.loaded.get(`${row.partner_id}|${row.record_id}`)?.push(toEntry(row));
+  }
+
+  async currentEntries(partnerId: string, recordId: string): Promise<FeedEntry[]> {
+    const k = `${partnerId}|${recordId}`;
+    if (!this.loaded.has(k)) {
+      const { rows } = await this.client.query<EntryRow>(
+        "SELECT partner_id, alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 AND record_id = $2",
+        [partnerId, recordId],
+      );
+      this.loaded.set(k, rows.map(toEntry));
+    }
+    const out = new Map<string, FeedEntry>();
+    for (const e of this.loaded.get(k) ?? []) {
+      const key = `${partnerId}|${e.alg}:${e.value}`;
+      if (!this.overlay.has(key)) out.set(key, e);
+    }
+    // Hashes this batch gave to, or took from, the record (merges move hashes between records).
+    for (const [key, e] of this.overlay) {
+      if (key.startsWith(`${partnerId}|`) && e && e.recordId === recordId) out.set(key, e);
+    }
+    return [...out.values()];
   }
 
   private async head(partnerId: string, partition: number): Promise<ChainHead> {
@@ -69,17 +114,7 @@ export class FeedWriter {
 
   async apply(policy: PartnerPolicy, change: FeedChange): Promise<void> {
     const e = change.entry;
-    if (change.op === "UPSERT") {
-      await this.client.query(
-        `INSERT INTO feed_entries (partner_id, alg, value, record_id, revision, category, content_type, extra)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (partner_id, alg, value) DO UPDATE SET record_id = EXCLUDED.record_id, revision = EXCLUDED.revision,
-           category = EXCLUDED.category, content_type = EXCLUDED.content_type, extra = EXCLUDED.extra`,
-        [policy.partnerId, e.alg, e.value, e.recordId, e.revision, e.category, e.contentType, JSON.stringify(e.extra)],
-      );
-    } else {
-      await this.client.query("DELETE FROM feed_entries WHERE partner_id = $1 AND alg = $2 AND value = $3", [policy.partnerId, e.alg, e.value]);
-    }
+    this.overlay.set(`${policy.partnerId}|${e.alg}:${e.value}`, change.op === "UPSERT" ? e : null);
     const partition = feedPartitionOf(e.alg, e.value, policy.feedPartitions);
     const head = await this.head(policy.partnerId, partition);
     const writer = this.codec.schema("FeedRecord").type;
@@ -116,6 +151,42 @@ export class FeedWriter {
   }
 
   async flush(): Promise<void> {
+    const upserts: { partnerId: string; e: FeedEntry }[] = [];
+    const removes: { partnerId: string; alg: string; value: string }[] = [];
+    for (const [key, e] of this.overlay) {
+      const bar = key.indexOf("|");
+      const partnerId = key.slice(0, bar);
+      const hash = key.slice(bar + 1);
+      const colon = hash.indexOf(":");
+      if (e) upserts.push({ partnerId, e });
+      else removes.push({ partnerId, alg: hash.slice(0, colon), value: hash.slice(colon + 1) });
+    }
+    if (upserts.length) {
+      await this.client.query(
+        `INSERT INTO feed_entries (partner_id, alg, value, record_id, revision, category, content_type, extra)
+         SELECT p, a, v, r, rev, c, ct, x::jsonb
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[]) AS t(p, a, v, r, rev, c, ct, x)
+         ON CONFLICT (partner_id, alg, value) DO UPDATE SET record_id = EXCLUDED.record_id, revision = EXCLUDED.revision,
+           category = EXCLUDED.category, content_type = EXCLUDED.content_type, extra = EXCLUDED.extra`,
+        [
+          upserts.map((u) => u.partnerId),
+          upserts.map((u) => u.e.alg),
+          upserts.map((u) => u.e.value),
+          upserts.map((u) => u.e.recordId),
+          upserts.map((u) => u.e.revision),
+          upserts.map((u) => u.e.category),
+          upserts.map((u) => u.e.contentType),
+          upserts.map((u) => JSON.stringify(u.e.extra)),
+        ],
+      );
+    }
+    if (removes.length) {
+      await this.client.query(
+        `DELETE FROM feed_entries f USING unnest($1::text[], $2::text[], $3::text[]) AS t(p, a, v)
+          WHERE f.partner_id = t.p AND f.alg = t.a AND f.value = t.v`,
+        [removes.map((r) => r.partnerId), removes.map((r) => r.alg), removes.map((r) => r.value)],
+      );
+    }
     const dirty = [...this.heads].filter(([, h]) => h.dirty);
     if (dirty.length) {
       await this.client.query(

@@ -77,6 +77,8 @@ export async function processCanonicalBatch(
     let applied = 0;
     let skipped = 0;
     let last = next - 1;
+    // Decode the batch, then fetch prior revisions and partner holdings in one query each.
+    const batch: { offset: number; record: CanonicalRecord; bytes: Buffer }[] = [];
     for (const m of messages) {
       const offset = Number(m.offset);
       last = Math.max(last, offset);
@@ -84,9 +86,8 @@ export async function processCanonicalBatch(
         skipped++;
         continue;
       }
-      let record: CanonicalRecord;
       try {
-        record = deps.codec.decode("CanonicalRecord", m.value ?? Buffer.alloc(0)).value;
+        batch.push({ offset, record: deps.codec.decode("CanonicalRecord", m.value ?? Buffer.alloc(0)).value, bytes: m.value ?? Buffer.alloc(0) });
       } catch (err) {
         const rejection = buildRejection(m.value ?? Buffer.alloc(0), reasonOf(err), (err as Error).message, {
           service: SERVICE,
@@ -99,20 +100,32 @@ export async function processCanonicalBatch(
           deps.topics.rejected,
           deps.codec.encode("Rejection", rejection),
         ]);
-        continue;
       }
-      const { rows: prior } = await client.query<{ revision: number }>("SELECT revision FROM distributed_records WHERE record_id = $1", [record.recordId]);
-      if (prior[0] && prior[0].revision >= record.revision) {
+    }
+    const ids = [...new Set(batch.map((b) => b.record.recordId))];
+    const { rows: priorRows } = await client.query<{ record_id: string; revision: number }>(
+      "SELECT record_id, revision FROM distributed_records WHERE record_id = ANY($1::uuid[])",
+      [ids],
+    );
+    const revisions = new Map(priorRows.map((r) => [r.record_id, Number(r.revision)]));
+    await writer.prefetch(policies.map((p) => p.partnerId), ids);
+    const latest = new Map<string, { revision: number; bytes: Buffer }>();
+    for (const { record, bytes } of batch) {
+      if ((revisions.get(record.recordId) ?? 0) >= record.revision) {
         skipped++;
         continue;
       }
-      await client.query(
-        `INSERT INTO distributed_records (record_id, revision, body) VALUES ($1, $2, $3)
-         ON CONFLICT (record_id) DO UPDATE SET revision = EXCLUDED.revision, body = EXCLUDED.body`,
-        [record.recordId, record.revision, m.value],
-      );
+      revisions.set(record.recordId, record.revision);
+      latest.set(record.recordId, { revision: record.revision, bytes });
       await distributeRecord(client, writer, record, policies);
       applied++;
+    }
+    if (latest.size) {
+      await client.query(
+        `INSERT INTO distributed_records (record_id, revision, body) SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])
+         ON CONFLICT (record_id) DO UPDATE SET revision = EXCLUDED.revision, body = EXCLUDED.body`,
+        [[...latest.keys()], [...latest.values()].map((l) => l.revision), [...latest.values()].map((l) => l.bytes)],
+      );
     }
     await writer.flush();
     await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [
@@ -140,6 +153,7 @@ export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPo
         [after],
       );
       const writer = new FeedWriter(client, deps.codec, deps.topics, deps.hub, deps.now?.() ?? Date.now());
+      await writer.prefetch([policy.partnerId], rows.map((r) => r.record_id));
       for (const r of rows) await distributeRecord(client, writer, deps.codec.decode("CanonicalRecord", r.body).value, [policy]);
       // Hashes held under records no longer known as entitled (e.g. a narrowed policy) are covered
       // above: planChanges removes what the record no longer grants.

@@ -41,21 +41,34 @@ async function alert(client: PoolClient, a: { partition: number; seq: number | n
   ]);
 }
 
-async function applyRecord(client: PoolClient, r: FeedRecord): Promise<void> {
-  if (r.op === "UPSERT") {
+/** Writes the final state of each hash: UPSERT rows, and REMOVE as a tombstone row. */
+async function applyRecords(client: PoolClient, records: readonly FeedRecord[]): Promise<void> {
+  const upserts = records.filter((r) => r.op === "UPSERT");
+  const removes = records.filter((r) => r.op === "REMOVE");
+  if (upserts.length) {
     await client.query(
       `INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, extra, removed, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, false, now())
+       SELECT a, v, c, ct, r, rev, e::jsonb, false, now()
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]) AS t(a, v, c, ct, r, rev, e)
        ON CONFLICT (alg, value) DO UPDATE SET category = EXCLUDED.category, content_type = EXCLUDED.content_type,
          record_ref = EXCLUDED.record_ref, revision = EXCLUDED.revision, extra = EXCLUDED.extra, removed = false, updated_at = now()`,
-      [r.alg, r.value, r.category, r.contentType, r.recordRef, r.revision, JSON.stringify(r.extra)],
+      [
+        upserts.map((r) => r.alg),
+        upserts.map((r) => r.value),
+        upserts.map((r) => r.category),
+        upserts.map((r) => r.contentType),
+        upserts.map((r) => r.recordRef),
+        upserts.map((r) => r.revision),
+        upserts.map((r) => JSON.stringify(r.extra)),
+      ],
     );
-  } else {
+  }
+  if (removes.length) {
     await client.query(
       `INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, removed, updated_at)
-       VALUES ($1, $2, NULL, NULL, $3, $4, true, now())
+       SELECT a, v, NULL, NULL, r, rev, true, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS t(a, v, r, rev)
        ON CONFLICT (alg, value) DO UPDATE SET removed = true, category = NULL, extra = '{}'::jsonb, revision = EXCLUDED.revision, updated_at = now()`,
-      [r.alg, r.value, r.recordRef, r.revision],
+      [removes.map((r) => r.alg), removes.map((r) => r.value), removes.map((r) => r.recordRef), removes.map((r) => r.revision)],
     );
   }
 }
@@ -91,53 +104,76 @@ export async function applyFeedBatch(
     let refused = 0;
     let halted = false;
     const writer = deps.codec.schema("FeedRecord");
-    for (const m of messages) {
-      const offset = Number(m.offset);
-      if (offset < next) continue;
-      let record: FeedRecord;
-      let writerType = writer.type;
-      try {
-        const decoded = deps.codec.decode("FeedRecord", m.value ?? Buffer.alloc(0));
-        record = decoded.value;
-        writerType = decoded.writer.type;
-      } catch (err) {
+
+    // Decode first, then look up every seq already applied in one query.
+    const decoded = messages
+      .filter((m) => Number(m.offset) >= next)
+      .map((m) => {
+        try {
+          const d = deps.codec.decode("FeedRecord", m.value ?? Buffer.alloc(0));
+          return { offset: Number(m.offset), record: d.value, writerType: d.writer.type, error: null };
+        } catch (err) {
+          return { offset: Number(m.offset), record: null, writerType: writer.type, error: err };
+        }
+      });
+    const seqs = decoded.flatMap((d) => (d.record ? [d.record.seq] : []));
+    const { rows: priorRows } = await client.query<{ seq: number; digest: Buffer }>(
+      "SELECT seq, digest FROM feed_applied WHERE partition = $1 AND seq = ANY($2::bigint[])",
+      [partition, seqs],
+    );
+    const appliedDigests = new Map(priorRows.map((r) => [Number(r.seq), r.digest]));
+    // Final state per hash in this batch (the chain orders changes to the same hash).
+    const finalState = new Map<string, FeedRecord>();
+    const newlyApplied: { seq: number; digest: Buffer }[] = [];
+
+    for (const d of decoded) {
+      if (!d.record) {
         refused++;
-        await alert(client, { partition, seq: null, offset, reason: reasonOf(err), detail: (err as Error).message });
-        next = offset + 1;
+        await alert(client, { partition, seq: null, offset: d.offset, reason: reasonOf(d.error), detail: (d.error as Error).message });
+        next = d.offset + 1;
         continue;
       }
-      const { rows: prior } = await client.query<{ digest: Buffer }>("SELECT digest FROM feed_applied WHERE partition = $1 AND seq = $2", [partition, record.seq]);
-      const verdict = verifyFeedRecord(record, writerType, {
+      const record = d.record;
+      const prior = appliedDigests.get(record.seq);
+      const verdict = verifyFeedRecord(record, d.writerType, {
         partnerId: deps.partnerId,
         partition,
         keys: deps.keys(),
         state: { lastSeq, lastDigest },
-        ...(prior[0] ? { appliedDigest: prior[0].digest } : {}),
+        ...(prior ? { appliedDigest: prior } : {}),
         now,
       });
       if (verdict.kind === "duplicate") {
         duplicates++;
-        next = offset + 1;
+        next = d.offset + 1;
         continue;
       }
       if (verdict.kind === "refuse") {
         refused++;
-        await alert(client, { partition, seq: record.seq, offset, reason: verdict.reason, detail: verdict.detail });
+        await alert(client, { partition, seq: record.seq, offset: d.offset, reason: verdict.reason, detail: verdict.detail });
         deps.logger.error({ partnerId: deps.partnerId, partition, seq: record.seq, reason: verdict.reason }, "feed record refused");
         if (verdict.halt) {
           await client.query("UPDATE feed_state SET halted_reason = $2 WHERE partition = $1", [partition, `${verdict.reason}: ${verdict.detail}`]);
           halted = true;
           break; // the offset stays at this record: nothing after a gap is applied
         }
-        next = offset + 1;
+        next = d.offset + 1;
         continue;
       }
-      await applyRecord(client, record);
-      await client.query("INSERT INTO feed_applied (partition, seq, digest) VALUES ($1, $2, $3)", [partition, record.seq, verdict.digest]);
+      finalState.set(`${record.alg}:${record.value}`, record);
+      appliedDigests.set(record.seq, verdict.digest);
+      newlyApplied.push({ seq: record.seq, digest: verdict.digest });
       lastSeq = record.seq;
       lastDigest = verdict.digest;
       applied++;
-      next = offset + 1;
+      next = d.offset + 1;
+    }
+    await applyRecords(client, [...finalState.values()]);
+    if (newlyApplied.length) {
+      await client.query(
+        "INSERT INTO feed_applied (partition, seq, digest) SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])",
+        [partition, newlyApplied.map((a) => a.seq), newlyApplied.map((a) => a.digest)],
+      );
     }
     await client.query("UPDATE feed_state SET last_seq = $2, last_digest = $3 WHERE partition = $1", [partition, lastSeq, lastDigest]);
     await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [

@@ -10,7 +10,9 @@ export interface ServiceProcess {
 }
 
 export function startServiceProcess(service: string, env: Record<string, string>): ServiceProcess {
-  const child = spawn(`${REPO_ROOT}node_modules/.bin/tsx`, [`${REPO_ROOT}services/${service}/main.ts`], {
+  const child = spawn(process.execPath, ["--import", "tsx", `${REPO_ROOT}services/${service}/main.ts`], {
+    // One process per service (no tsx wrapper), so kill -9 reaches the service itself.
+    cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

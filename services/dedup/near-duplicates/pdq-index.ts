@@ -996,14 +996,19 @@ export class PdqIndex {
     this.count = k;
     this.live = k;
     this.tombstones = 0;
+    // Until the new tables exist everything counts as unindexed (scanned), so a failed build (out of
+    // memory, say) leaves a slow index rather than one that misses entries.
     this.main = null;
     this.delta = null;
     this.idOrder = null;
-    if (k > 0) {
-      const planFor = Math.max(k, Math.min(this.expectedSize, 8 * k));
-      this.main = Segment.build(words, alive, 0, k, pickLayout(planFor, this.maxDistance, this.chunks));
-      this.idOrder = orderById(ids, k);
-    }
+    this.mainEnd = 0;
+    this.deltaEnd = 0;
+    if (k === 0) return;
+    // Plan for the expected size once a useful share of it is here (tables never more than 8x ahead).
+    const planFor = Math.max(k, Math.min(this.expectedSize, 8 * k));
+    const main = Segment.build(words, alive, 0, k, pickLayout(planFor, this.maxDistance, this.chunks));
+    this.idOrder = orderById(ids, k);
+    this.main = main;
     this.mainEnd = k;
     this.deltaEnd = k;
   }
@@ -1065,6 +1070,8 @@ export class PdqIndex {
   private reserve(slots: number): void {
     const capacity = this.ids.length;
     if (slots <= capacity) return;
+    // Cells keep slots below 2^31 (the top bit marks an overflow list).
+    if (slots > MULTI - 1) throw new Error(`PdqIndex is full: at most ${MULTI - 1} hashes`);
     const next = Math.max(slots, Math.ceil(capacity * 1.5));
     const words = new Uint32Array(next * WORDS_PER_HASH);
     words.set(this.words.subarray(0, this.count * WORDS_PER_HASH));
