@@ -182,7 +182,7 @@ async function main(): Promise<void> {
       KAFKA_BROKERS: env.brokers,
       DATABASE_URL: db.url,
       TOPIC_NAMESPACE: hub.namespace,
-      CONSUMER_MAX_BATCH_BYTES: 1_048_576,
+      CONSUMER_MAX_BATCH_BYTES: 1_048_576, CONSUMER_SESSION_TIMEOUT_MS: 10_000,
       LOG_LEVEL: "error",
       S3_ENDPOINT: env.s3.endpoint,
       S3_REGION: env.s3.region,

@@ -14,7 +14,7 @@
  * needs about 1.3 GB for the index plus 360 MB for the benchmark's own copy of the data.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PDQ_MAX_DISTANCE, PdqIndex, bruteForceQuery } from "../services/dedup/near-duplicates/pdq-index.ts";
@@ -80,6 +80,8 @@ interface SizeResult {
   p99Us: number;
   meanUs: number;
   cpuUsPerQuery: number;
+  /** Machine load (1-minute average) while the queries ran: above the core count, timings are inflated. */
+  loadAverage1m: number;
   maxUs: number;
   plantedFound: string;
   meanMatches: number;
@@ -129,8 +131,13 @@ function runSize(n: number, args: Args): SizeResult {
       planted.push(-1);
     }
   }
-  // Warm up the JIT on other queries.
-  for (let i = 0; i < Math.min(500, args.queries); i++) index.query(randomPdqHex(rng));
+  // Warm up the JIT on other queries (near and random, so every code path is compiled).
+  for (let i = 0; i < 1000; i++) {
+    const hex = randomPdqHex(rng);
+    index.query(i % 2 === 0 ? hex : pdqNeighbour(rng, pdqWordsToHex(words, randomInt(rng, n) * 8), randomInt(rng, 32)));
+  }
+  (globalThis as { gc?: () => void }).gc?.();
+  const loadBefore = loadavg()[0]!;
 
   const times = new Float64Array(queries.length);
   const answers: PdqMatch[][] = [];
@@ -146,6 +153,7 @@ function runSize(n: number, args: Args): SizeResult {
   }
   const loopMs = ms(loop0);
   const cpu = process.cpuUsage(cpu0);
+  const loadAverage1m = Math.max(loadBefore, loadavg()[0]!);
   let found = 0;
   let plantedCount = 0;
   for (let i = 0; i < queries.length; i++) {
@@ -187,6 +195,7 @@ function runSize(n: number, args: Args): SizeResult {
     p99Us: percentile(sorted, 99),
     meanUs,
     cpuUsPerQuery: (cpu.user + cpu.system) / queries.length,
+    loadAverage1m,
     maxUs: sorted[sorted.length - 1]!,
     plantedFound: `${found}/${plantedCount}`,
     meanMatches: matches / queries.length,
@@ -224,6 +233,7 @@ function table(rows: SizeResult[]): string {
     ["p99 us", (r) => r.p99Us.toFixed(0)],
     ["cpu us/q", (r) => r.cpuUsPerQuery.toFixed(0)],
     ["planted", (r) => r.plantedFound],
+    ["load", (r) => r.loadAverage1m.toFixed(1)],
     ["brute q/s", (r) => r.bruteQueriesPerSecond.toFixed(1)],
     ["brute ms/q", (r) => r.bruteMeanMs.toFixed(1)],
     ["speed-up", (r) => `${r.speedup.toFixed(0)}x`],
@@ -242,7 +252,7 @@ function main(): void {
   process.stdout.write(`\nPDQ near-duplicate index (distance <= ${PDQ_MAX_DISTANCE}), ${args.queries} queries per size, brute force on ${args.bruteQueries}\n${out}\n`);
   process.stdout.write(
     "build = addBulk from hex strings, including the benchmark's own hex formatting (JSON: hexFormattingMs); rebuild = compact() alone.\n" +
-      "q/s, p50, p99 and brute q/s are wall-clock; cpu us/q is process CPU time per query (steadier on a shared machine).\n",
+      `q/s, p50, p99 and brute q/s are wall-clock; cpu us/q is process CPU time per query (steadier on a shared machine); load = 1-minute load average on ${cpus().length} CPUs.\n`,
   );
   const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
   const file = join(repo, "bench-results", "near-duplicates.json");

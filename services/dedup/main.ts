@@ -87,6 +87,7 @@ export async function startDedup(config: DedupConfig): Promise<RunningDedup> {
     },
     afterCommit: () => relay.notify(),
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
+    sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
   });
   logger.info({ authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes }, "dedup running");
   return {

@@ -125,6 +125,7 @@ export async function startDistribution(config: DistributionConfig): Promise<Run
     },
     afterCommit: () => relay.notify(),
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
+    sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
   });
   const policyTimer = setInterval(() => {
     refreshPolicies().catch((err: unknown) => logger.error({ err }, "policy refresh failed"));

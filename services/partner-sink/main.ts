@@ -28,6 +28,7 @@ const configShape = {
   TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
   LOG_LEVEL: commonConfigShape.LOG_LEVEL,
   CONSUMER_MAX_BATCH_BYTES: commonConfigShape.CONSUMER_MAX_BATCH_BYTES,
+  CONSUMER_SESSION_TIMEOUT_MS: commonConfigShape.CONSUMER_SESSION_TIMEOUT_MS,
   PARTNER_ID: z.string().regex(/^[a-z0-9][a-z0-9-]{1,62}$/),
   /** The partner's own database (not the hub's). */
   PARTNER_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
@@ -82,6 +83,7 @@ export async function startPartnerSink(config: SinkConfig): Promise<RunningSink>
       return r;
     },
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
+    sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
   });
   const api = buildLookupApi(pool, logger);
   const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });

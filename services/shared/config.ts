@@ -39,6 +39,8 @@ export const commonConfigShape = {
   TOPIC_NAMESPACE: z.string().regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'").default(""),
   /** Largest fetch per partition: bounds one consumer batch, i.e. one transaction. */
   CONSUMER_MAX_BATCH_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  /** How long a silent consumer keeps its partitions; after a crash they move after this long. */
+  CONSUMER_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(30_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 

@@ -24,6 +24,7 @@ export interface ExactlyOnceConsumerOptions {
   readonly handle: (batch: PartitionBatch) => Promise<{ nextOffset: string | null }>;
   readonly afterCommit?: () => void;
   readonly maxBytesPerPartition?: number;
+  readonly sessionTimeoutMs?: number;
 }
 
 async function storedOffsets(pool: Pool, group: string, topic: string): Promise<Map<number, number>> {
@@ -37,8 +38,10 @@ async function storedOffsets(pool: Pool, group: string, topic: string): Promise<
 export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): Promise<Consumer> {
   const consumer = o.kafka.consumer({
     groupId: o.groupId,
-    sessionTimeout: 30_000,
-    heartbeatInterval: 3_000,
+    sessionTimeout: o.sessionTimeoutMs ?? 30_000,
+    heartbeatInterval: Math.min(3_000, Math.floor((o.sessionTimeoutMs ?? 30_000) / 3)),
+    // Short fetch waits keep rebalances quick: kafkajs heartbeats only between fetches.
+    maxWaitTimeInMs: 500,
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1_048_576,
     allowAutoTopicCreation: false,
   });

@@ -130,6 +130,7 @@ beforeAll(async () => {
     TOPIC_NAMESPACE: namespace,
     LOG_LEVEL: "warn",
     CONSUMER_MAX_BATCH_BYTES: "16384", // many small transactions, so faults land inside them
+    CONSUMER_SESSION_TIMEOUT_MS: "6000", // a killed member's partitions move on quickly
     S3_ENDPOINT: env.s3.endpoint,
     S3_REGION: env.s3.region,
     S3_ACCESS_KEY_ID: env.s3.accessKeyId,

@@ -62,7 +62,7 @@ async function run(instances: number, subs: Submission[], agencies: string[], ke
   const config = {
     KAFKA_BROKERS: stackEnv().brokers, DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const,
     DEDUP_CONSUMER_GROUP: `dedup-${namespace}`, DEDUP_GRADING_AUTHORITIES: "", DEDUP_CONFIRMATIONS: 2,
-    DEDUP_PHOTODNA_THRESHOLD: 1800, DEDUP_MAX_SUBMISSION_AGE_DAYS: 30, CONSUMER_MAX_BATCH_BYTES: 32_768,
+    DEDUP_PHOTODNA_THRESHOLD: 1800, DEDUP_MAX_SUBMISSION_AGE_DAYS: 30, CONSUMER_MAX_BATCH_BYTES: 32_768, CONSUMER_SESSION_TIMEOUT_MS: 10_000,
   };
   const running: RunningDedup[] = [];
   for (let i = 0; i < instances; i++) running.push(await startDedup(config));

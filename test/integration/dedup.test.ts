@@ -71,6 +71,7 @@ function dedupConfig(hub: Hub) {
     TOPIC_NAMESPACE: hub.namespace,
     LOG_LEVEL: "warn" as const,
     CONSUMER_MAX_BATCH_BYTES: 1_048_576,
+    CONSUMER_SESSION_TIMEOUT_MS: 10_000,
     DEDUP_CONSUMER_GROUP: `dedup-${hub.namespace}`,
     DEDUP_GRADING_AUTHORITIES: "",
     DEDUP_CONFIRMATIONS: 2,
@@ -208,13 +209,14 @@ describe("exactly once under kill -9", () => {
         DEDUP_CONSUMER_GROUP: `dedup-${hub.namespace}`,
         // Small fetches make many batches, so kills land between and inside transactions.
         CONSUMER_MAX_BATCH_BYTES: "65536",
+        CONSUMER_SESSION_TIMEOUT_MS: "6000",
       };
       for (let i = 0; i < total; i += 500) await publish(hub.names.submitted, subs.slice(i, i + 500));
 
       const applied = async () => Number((await hub.db.pool.query("SELECT count(*) AS n FROM applied_submissions").catch(() => ({ rows: [{ n: 0 }] }))).rows[0]?.n ?? 0);
       let kills = 0;
       let last = -1;
-      while (kills < 4) {
+      while (kills < 3) {
         const proc = startServiceProcess("dedup", env);
         // Let it get some way in, then kill it without warning.
         const target = Math.min(total, Math.max(last, 0) + 400);

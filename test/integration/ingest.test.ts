@@ -46,6 +46,7 @@ beforeAll(async () => {
     TOPIC_NAMESPACE: namespace,
     LOG_LEVEL: "warn",
     CONSUMER_MAX_BATCH_BYTES: 1_048_576,
+    CONSUMER_SESSION_TIMEOUT_MS: 10_000,
     S3_ENDPOINT: env.s3.endpoint,
     S3_REGION: env.s3.region,
     S3_ACCESS_KEY_ID: env.s3.accessKeyId,

@@ -74,7 +74,7 @@ export async function startPipeline(options: { agencies: { id: string; authority
     await registerPartner(hubDb.pool, { partnerId: p.partnerId, name: `Synthetic ${p.partnerId}` });
     await setPolicy(hubDb.pool, p);
   }
-  const common = { KAFKA_BROKERS: env.brokers, DATABASE_URL: hubDb.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const, CONSUMER_MAX_BATCH_BYTES: 1_048_576 };
+  const common = { KAFKA_BROKERS: env.brokers, DATABASE_URL: hubDb.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const, CONSUMER_MAX_BATCH_BYTES: 1_048_576, CONSUMER_SESSION_TIMEOUT_MS: 10_000 };
   const s3 = { S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey, S3_BUCKET: env.s3.bucket };
   const dedup = await startDedup({
     ...common,
