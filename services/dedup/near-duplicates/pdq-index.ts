@@ -42,11 +42,12 @@
  *   Measured (memoryBytes()): 10M entries 1,055 MB (370 MB store, 685 MB tables, ~105 B per entry);
  *   1M entries 102 MB (37 MB store, 65 MB tables).
  *
- * Measured with bench/near-duplicates.ts on a shared 2-core VM (AMD EPYC, 4 KiB pages, other services
- * running): 10M entries: p50 315 us, p99 840 us, ~2,800 queries/s, 290x a brute-force scan; build from
- * hex 17 s. 1M entries: p50 146 us, ~4,000 queries/s, 73x brute force. Time goes almost entirely on
- * cache and TLB misses, so the search gathers each level (bitmap words, cells, overflow lists, hashes)
- * in its own loop of independent loads that the CPU can overlap.
+ * Measured with bench/near-duplicates.ts on a shared 2-core VM (AMD EPYC, 4 KiB pages, load average
+ * around 3 from other services), over three runs: 10M entries: p50 270-330 us, p99 0.45-1.2 ms (the
+ * high p99 when the CPUs were oversubscribed), 2,600-3,400 queries/s, about 300x a brute-force scan;
+ * build from hex 17-29 s, rebuild 9-11 s. 1M entries: p50 80-150 us, 4,000-8,900 queries/s, 70-135x.
+ * Time goes almost entirely on cache and TLB misses, so the search gathers each level (bitmap words,
+ * cells, overflow lists, hashes) in its own loop of independent loads that the CPU can overlap.
  *
  * Updates. Entries live in one append-only store, covered by a static "main" segment, a static
  * "delta" segment over entries added since, and an unindexed tail that is scanned. When a query finds
@@ -54,7 +55,7 @@
  * is small), and when the delta would pass max(DELTA_MIN, main / 8), capped at DELTA_MAX (262,144),
  * it runs compact(): drop tombstones, rebuild the main tables over everything. The check runs at
  * query time, so a burst of add() calls (a start-up catch-up, say) costs one build, not thousands;
- * that first query then waits for it (about 10-15 s at 10M here) unless the caller calls compact()
+ * that first query then waits for it (about 10 s at 10M here) unless the caller calls compact()
  * first. addBulk() builds straight away. remove() sets tombstones; they are compacted away once more
  * than a quarter of the entries.
  *
