@@ -103,6 +103,26 @@ async function settled(): Promise<boolean> {
   return Number(again.rows[0]?.n) === 0;
 }
 
+/** Where each stage stands, and the tail of each service's output: printed when the pipeline does not settle. */
+async function diagnose(): Promise<string> {
+  const lines: string[] = [];
+  const admin = kafka.admin();
+  await admin.connect();
+  const stage = async (label: string, db: pg.Pool, group: string, topic: string) => {
+    const ends = await admin.fetchTopicOffsets(topic);
+    const { rows } = await db.query<{ partition: number; next_offset: string }>("SELECT partition, next_offset::text FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2", [group, topic]);
+    lines.push(`${label}: high ${ends.map((e) => `${e.partition}:${e.high}`).join(" ")} | stored ${rows.map((r) => `${r.partition}:${r.next_offset}`).join(" ")}`);
+  };
+  await stage("dedup", hubDb.pool, `dedup-${namespace}`, names.submitted);
+  await stage("distribution", hubDb.pool, `distribution-${namespace}`, names.canonical);
+  for (const p of PARTNERS) await stage(p, (partnerDbs[p] as TestDatabase).pool, `partner-sink-${p}`, names.feed(p));
+  await admin.disconnect();
+  const { rows } = await hubDb.pool.query<{ o: string; f: string }>("SELECT (SELECT count(*) FROM outbox)::text AS o, (SELECT count(*) FROM feed_outbox)::text AS f");
+  lines.push(`outbox ${rows[0]?.o} feed_outbox ${rows[0]?.f}`);
+  for (const [name, proc] of Object.entries(procs)) lines.push(`--- ${name} (exit ${proc.child.exitCode ?? proc.child.signalCode ?? "running"})`, proc.output.join("").split("\n").slice(-15).join("\n"));
+  return lines.join("\n");
+}
+
 const applied = async () => Number((await hubDb.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM applied_submissions")).rows[0]?.n ?? 0);
 
 beforeAll(async () => {
@@ -212,7 +232,12 @@ describe("pipeline under faults", () => {
     const feed = await readTopic(kafka, names.feed("hotline-uk"), (ms) => ms.length >= 100, 60_000);
     await producer.send({ topic: names.feed("hotline-uk"), acks: -1, messages: feed.slice(0, 100).reverse().map((m) => ({ partition: m.partition, key: m.key, value: m.value })) });
 
-    await waitFor("pipeline settled", settled, 240_000, 500);
+    try {
+      await waitFor("pipeline settled", settled, 150_000, 500);
+    } catch (err) {
+      console.error(await diagnose());
+      throw err;
+    }
 
     // Nothing lost, nothing duplicated.
     const unique = new Set(published.map((s) => s.submissionId)).size;

@@ -1,4 +1,8 @@
-/** Running services as real child processes, so tests can kill -9 them mid-stream. */
+/**
+ * Running services as real child processes, so tests can kill -9 them mid-stream. Like a
+ * process manager in production (systemd Restart=on-failure, Kubernetes), a service that exits
+ * on its own with an error is started again; one the test kills stays down until restarted.
+ */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { REPO_ROOT } from "../../services/shared/config.ts";
@@ -6,34 +10,55 @@ import { REPO_ROOT } from "../../services/shared/config.ts";
 export interface ServiceProcess {
   readonly child: ChildProcess;
   readonly output: string[];
+  /** How many times the supervisor restarted it after a failure. */
+  readonly restarts: number;
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 export function startServiceProcess(service: string, env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", `${REPO_ROOT}services/${service}/main.ts`], {
-    // One process per service (no tsx wrapper), so kill -9 reaches the service itself.
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
   const output: string[] = [];
   const keep = (chunk: Buffer) => {
     output.push(chunk.toString());
     if (output.length > 400) output.splice(0, output.length - 400);
   };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  return {
-    child,
+  let stopped = false;
+  let restarts = 0;
+  const launch = (): ChildProcess => {
+    const c = spawn(process.execPath, ["--import", "tsx", `${REPO_ROOT}services/${service}/main.ts`], {
+      // One process per service (no tsx wrapper), so kill -9 reaches the service itself.
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    c.stdout?.on("data", keep);
+    c.stderr?.on("data", keep);
+    c.on("exit", (code) => {
+      if (stopped || code === 0) return;
+      output.push(`[supervisor] ${service} exited with ${code}; restarting\n`);
+      restarts++;
+      setTimeout(() => {
+        if (!stopped) handle.child = launch();
+      }, 1_000);
+    });
+    return c;
+  };
+  const handle = {
+    child: launch(),
     output,
+    get restarts() {
+      return restarts;
+    },
     kill(signal: NodeJS.Signals = "SIGKILL") {
-      return new Promise((resolve) => {
+      stopped = true;
+      const child = handle.child;
+      return new Promise<number | null>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
         child.once("exit", (code) => resolve(code));
         child.kill(signal);
       });
     },
   };
+  return handle;
 }
 
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 250): Promise<T> {
