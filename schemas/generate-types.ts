@@ -1,6 +1,6 @@
 /**
  * Generates services/shared/records.ts from schemas/*.avsc so the TypeScript types cannot drift
- * from the schemas: `npm run gen:types` writes it, and test/unit/schemas.test.ts fails when the
+ * from the schemas: `npm run gen:types` writes it, and schemas/schemas.test.ts fails when the
  * committed file differs from what this produces.
  */
 import { readFileSync, writeFileSync } from "node:fs";

@@ -12,7 +12,7 @@ import { PgKeyRegistry } from "../shared/key-registry.ts";
 import type { KeyOwnerKind } from "../shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
-import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec } from "../shared/topics.ts";
+import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
 import { loadPolicies, setPolicy } from "../distribution/policy-store.ts";
 import type { CategoryScheme, Delivery, ExtraField } from "../distribution/policy.ts";
@@ -70,13 +70,15 @@ export function buildCli(): Command {
     .option("--partitions <n>", "partitions of high-volume topics", String(LOCAL_TOPIC_PLAN.partitions))
     .option("--replication <n>", "replication factor", String(LOCAL_TOPIC_PLAN.replicationFactor))
     .option("--min-isr <n>", "min.insync.replicas", String(LOCAL_TOPIC_PLAN.minInsyncReplicas))
-    .action(async (o: { partner: string[]; partitions: string; replication: string; minIsr: string }) => {
+    .option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE)", process.env["TOPIC_NAMESPACE"] ?? "")
+    .action(async (o: { partner: string[]; partitions: string; replication: string; minIsr: string; namespace: string }) => {
       const { KAFKA_BROKERS } = loadConfig("hashrelay-admin", { KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS });
       const plan = { partitions: Number(o.partitions), replicationFactor: Number(o.replication), minInsyncReplicas: Number(o.minIsr) };
       const admin = createKafka({ brokers: KAFKA_BROKERS, clientId: "hashrelay-admin" }).admin();
       await admin.connect();
       try {
-        const result = await provisionTopics(admin, [...coreTopicSpecs(plan), ...o.partner.map((p) => feedTopicSpec(p, plan))]);
+        const names = topicNames(o.namespace);
+        const result = await provisionTopics(admin, [...coreTopicSpecs(plan, names), ...o.partner.map((p) => feedTopicSpec(p, plan, names))]);
         console.log(`created: ${result.created.join(", ") || "none"}; updated: ${result.updated.join(", ") || "none"}`);
       } finally {
         await admin.disconnect();

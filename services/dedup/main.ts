@@ -21,6 +21,8 @@ import type { DedupDeps } from "./processor.ts";
 export const DEDUP_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 const RELAY_LOCK = 7431003;
 
+const SERVICE_NAME = "dedup";
+
 const configShape = {
   ...commonConfigShape,
   DEDUP_CONSUMER_GROUP: z.string().min(1).default("hashrelay-dedup"),
@@ -32,13 +34,16 @@ const configShape = {
 };
 
 export type DedupConfig = z.infer<z.ZodObject<typeof configShape>>;
+/** What callers pass: defaults may be left out; validated on start. */
+export type DedupConfigInput = z.input<z.ZodObject<typeof configShape>>;
 
 export interface RunningDedup {
   readonly deps: DedupDeps;
   stop(): Promise<void>;
 }
 
-export async function startDedup(config: DedupConfig): Promise<RunningDedup> {
+export async function startDedup(input: DedupConfigInput): Promise<RunningDedup> {
+  const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger(SERVICE, config.LOG_LEVEL);
   const pool = createPool(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-dedup" });
   await migrate(pool, [

@@ -28,6 +28,8 @@ import type { DistributionDeps } from "./processor.ts";
 export const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 const RELAY_LOCK = 7431005;
 
+const SERVICE_NAME = "distribution";
+
 const configShape = {
   ...commonConfigShape,
   ...s3ConfigShape,
@@ -44,6 +46,8 @@ const configShape = {
 };
 
 export type DistributionConfig = z.infer<z.ZodObject<typeof configShape>>;
+/** What callers pass: defaults may be left out; validated on start. */
+export type DistributionConfigInput = z.input<z.ZodObject<typeof configShape>>;
 
 export interface RunningDistribution {
   readonly deps: DistributionDeps;
@@ -54,7 +58,8 @@ export interface RunningDistribution {
   stop(): Promise<void>;
 }
 
-export async function startDistribution(config: DistributionConfig): Promise<RunningDistribution> {
+export async function startDistribution(input: DistributionConfigInput): Promise<RunningDistribution> {
+  const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger(SERVICE, config.LOG_LEVEL);
   const pool = createPool(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-distribution" });
   await migrate(pool, [

@@ -134,7 +134,14 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
     if (typeof request.key !== "string" || !request.key || (request.bucket !== undefined && typeof request.bucket !== "string")) {
       return sendError(reply, 400, "INVALID_FIELD", '"key" (string) is required; "bucket" is optional');
     }
-    const job = await deps.imports.start(agency.agencyId, request.key, request.bucket as string | undefined);
+    // An agency imports only from the hub's import bucket, and only under its own prefix.
+    if (request.bucket !== undefined && request.bucket !== deps.imports.bucket) {
+      return sendError(reply, 403, "AGENCY_MISMATCH", `imports are read from bucket ${deps.imports.bucket} only`);
+    }
+    if (!request.key.startsWith(`imports/${agency.agencyId}/`) || request.key.includes("..")) {
+      return sendError(reply, 403, "AGENCY_MISMATCH", `object key must start with imports/${agency.agencyId}/`);
+    }
+    const job = await deps.imports.start(agency.agencyId, request.key);
     return reply.code(202).send(job);
   });
 

@@ -88,11 +88,16 @@ export class ImportService {
 
   constructor(private readonly deps: ImportServiceDeps) {}
 
-  async start(agencyId: string, key: string, bucket?: string): Promise<ImportJob> {
+  /** The bucket imports are read from (and receipts written to). */
+  get bucket(): string {
+    return this.deps.defaultBucket;
+  }
+
+  async start(agencyId: string, key: string): Promise<ImportJob> {
     const importId = randomUUID();
     const { rows } = await this.deps.db.query<ImportRow>(
       `INSERT INTO ingest_imports (import_id, agency_id, bucket, object_key, status) VALUES ($1, $2, $3, $4, 'queued') RETURNING *`,
-      [importId, agencyId, bucket ?? this.deps.defaultBucket, key],
+      [importId, agencyId, this.deps.defaultBucket, key],
     );
     const job = toJob(rows[0] as ImportRow);
     this.launch(job);

@@ -46,7 +46,19 @@ export interface IntakeSink {
   publish(batch: { accepted: AcceptedSubmission[]; rejected: Rejection[]; audit: AuditEvent[] }): Promise<void>;
 }
 
-/** Submission ids already accepted and the digest of what was accepted under each. */
+/**
+ * The digest that decides "same submission" for idempotency: what the submission says, not when
+ * or with which key it was signed. Re-running the force CLI on the same file (new submittedAt,
+ * perhaps a rotated key) is then a duplicate, while reusing an id for other content is a conflict.
+ */
+export function contentDigest(sub: Submission): Buffer {
+  const { submissionId, agencyId, op, contentType, hashes, grade, gradingStatus, lawEnforcement } = sub;
+  return createHash("sha256")
+    .update(JSON.stringify({ submissionId, agencyId, op, contentType, hashes, grade, gradingStatus, lawEnforcement }))
+    .digest();
+}
+
+/** Submission ids already accepted and the content digest of what was accepted under each. */
 export interface SubmissionLedger {
   lookup(submissionIds: string[]): Promise<Map<string, Buffer>>;
   record(entries: { submissionId: string; agencyId: string; digest: Buffer }[]): Promise<void>;
@@ -58,6 +70,8 @@ export interface IntakeDeps {
   readonly ledger: SubmissionLedger;
   readonly sink: IntakeSink;
   readonly now?: () => Date;
+  /** Older submissions are refused here (dedup refuses them too, as replays). */
+  readonly maxSubmissionAgeMs?: number;
 }
 
 export interface Receipt {
@@ -111,6 +125,9 @@ export async function admitBatch(
     const sub = item.submission;
     try {
       validateSubmission(sub, now);
+      if (deps.maxSubmissionAgeMs !== undefined && now.getTime() - sub.submittedAt > deps.maxSubmissionAgeMs) {
+        throw new HashrelayError("STALE_SUBMISSION", `submittedAt ${new Date(sub.submittedAt).toISOString()} is older than the hub accepts; re-sign it`);
+      }
       if (sub.agencyId !== principal.agencyId) {
         throw new HashrelayError("AGENCY_MISMATCH", `authenticated as ${principal.agencyId} but the submission says ${sub.agencyId}`);
       }
@@ -122,7 +139,7 @@ export async function admitBatch(
       });
       candidates.push({
         index: item.index,
-        accepted: { submission: sub, bytes, key: partitionKey(sub.hashes), digest: createHash("sha256").update(bytes).digest() },
+        accepted: { submission: sub, bytes, key: partitionKey(sub.hashes), digest: contentDigest(sub) },
       });
     } catch (err) {
       const detail = err instanceof HashrelayError ? err.detail : (err as Error).message;

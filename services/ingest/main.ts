@@ -21,6 +21,8 @@ import { createIngestMetrics } from "./metrics.ts";
 
 export const INGEST_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 
+const SERVICE_NAME = "ingest";
+
 const configShape = {
   ...commonConfigShape,
   ...s3ConfigShape,
@@ -28,16 +30,21 @@ const configShape = {
   INGEST_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   INGEST_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(8 * 1024 * 1024),
   INGEST_MAX_ITEMS_PER_REQUEST: z.coerce.number().int().positive().default(5000),
+  /** Keep equal to dedup's DEDUP_MAX_SUBMISSION_AGE_DAYS, so nothing accepted here is refused there. */
+  INGEST_MAX_SUBMISSION_AGE_DAYS: z.coerce.number().positive().default(30),
 };
 
 export type IngestConfig = z.infer<z.ZodObject<typeof configShape>>;
+/** What callers pass: defaults may be left out; validated on start. */
+export type IngestConfigInput = z.input<z.ZodObject<typeof configShape>>;
 
 export interface RunningIngest {
   readonly url: string;
   stop(): Promise<void>;
 }
 
-export async function startIngest(config: IngestConfig): Promise<RunningIngest> {
+export async function startIngest(input: IngestConfigInput): Promise<RunningIngest> {
+  const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger("ingest", config.LOG_LEVEL);
   const pool = createPool(config.DATABASE_URL, { max: 8, applicationName: "hashrelay-ingest" });
   await migrate(pool, [
@@ -51,7 +58,13 @@ export async function startIngest(config: IngestConfig): Promise<RunningIngest> 
   const keys = new PgKeyRegistry(pool);
   const topics = topicNames(config.TOPIC_NAMESPACE);
   const metrics = createIngestMetrics();
-  const intake: IntakeDeps = { codec, keys, ledger: pgSubmissionLedger(pool), sink: kafkaIntakeSink(producer, codec, topics) };
+  const intake: IntakeDeps = {
+    codec,
+    keys,
+    ledger: pgSubmissionLedger(pool),
+    sink: kafkaIntakeSink(producer, codec, topics),
+    maxSubmissionAgeMs: config.INGEST_MAX_SUBMISSION_AGE_DAYS * 86_400_000,
+  };
   const imports = new ImportService({
     db: pool,
     s3: createS3Client(config),

@@ -113,9 +113,20 @@ function normaliseHashAt(alg: unknown, value: unknown, quality: unknown, path: s
   return { alg: a, value: v.toLowerCase(), quality: q };
 }
 
+/**
+ * `s` without its trailing "=" padding. Not `s.replace(/=+$/, "")`: V8 retries that regex from
+ * every "=" of a run that is not at the end, so 50,000 "=" then one other character took 3 s
+ * (quadratic; issue 7, hostile input).
+ */
+function stripBase64Padding(s: string): string {
+  let end = s.length;
+  while (end > 0 && s.charCodeAt(end - 1) === 0x3d) end--;
+  return end === s.length ? s : s.slice(0, end);
+}
+
 function photoDnaBase64(v: string, path: string): string {
   if (v.length === PHOTODNA_HEX_CHARS && /^[0-9a-fA-F]+$/.test(v)) return Buffer.from(v, "hex").toString("base64");
-  const unpadded = v.replace(/=+$/, "");
+  const unpadded = stripBase64Padding(v);
   if (/^[A-Za-z0-9+/_-]+$/.test(unpadded) && unpadded.length === PHOTODNA_BASE64_CHARS) {
     // Node decodes both alphabets; re-encoding gives standard base64 (no padding is ever needed for 144 bytes).
     return Buffer.from(unpadded, "base64").toString("base64");
@@ -170,7 +181,9 @@ function checkSubmittedAt(v: unknown, now: number): void {
     fail("INVALID_FIELD", at("submittedAt", `${v} is before ${new Date(MIN_SUBMITTED_AT).toISOString()}${hint}`));
   }
   if (v > now + MAX_FUTURE_SKEW_MS) {
-    fail("INVALID_FIELD", at("submittedAt", `${new Date(v).toISOString()} is more than ${MAX_FUTURE_SKEW_MS / 60000} minutes in the future`));
+    // Past Date's range (8.64e15 ms) toISOString throws a RangeError (issue 7): show the number.
+    const when = Math.abs(v) <= 8.64e15 ? new Date(v).toISOString() : String(v);
+    fail("INVALID_FIELD", at("submittedAt", `${when} is more than ${MAX_FUTURE_SKEW_MS / 60000} minutes in the future`));
   }
 }
 

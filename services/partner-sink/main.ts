@@ -22,6 +22,8 @@ import { parseTrustedHubKeys } from "./verifier.ts";
 
 export const SINK_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 
+const SERVICE_NAME = "partner-sink";
+
 const configShape = {
   KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS,
   KAFKA_CLIENT_ID: commonConfigShape.KAFKA_CLIENT_ID,
@@ -45,6 +47,8 @@ const configShape = {
 };
 
 export type SinkConfig = z.infer<z.ZodObject<typeof configShape>>;
+/** What callers pass: defaults may be left out; validated on start. */
+export type SinkConfigInput = z.input<z.ZodObject<typeof configShape>>;
 
 export interface RunningSink {
   readonly url: string;
@@ -52,7 +56,8 @@ export interface RunningSink {
   stop(): Promise<void>;
 }
 
-export async function startPartnerSink(config: SinkConfig): Promise<RunningSink> {
+export async function startPartnerSink(input: SinkConfigInput): Promise<RunningSink> {
+  const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger("partner-sink", config.LOG_LEVEL).child({ partnerId: config.PARTNER_ID });
   const pool = createPool(config.PARTNER_DATABASE_URL, { max: 4, applicationName: `hashrelay-sink-${config.PARTNER_ID}` });
   await migrate(pool, [{ namespace: "partner-sink", dir: SINK_MIGRATIONS }]);

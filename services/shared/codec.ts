@@ -122,6 +122,8 @@ export class AvroCodec {
       throw new CodecError("UNKNOWN_SCHEMA", `expected ${name}, got a ${writer.name} record`);
     }
     const reader = this.schema(name);
+    // Hostile-input guard (issue 7): avsc trusts block counts, so check the body's shape first.
+    checkBounds(writer.type, buf, HEADER_LENGTH, name);
     let result: { value: unknown; offset: number };
     try {
       result =
@@ -148,6 +150,178 @@ export class AvroCodec {
       this.resolvers.set(key, resolver);
     }
     return resolver;
+  }
+}
+
+// ---- bounds check before decoding (issue 7, hostile input) -----------------------------------
+//
+// avsc trusts the item count of each array or map block: a body of a few bytes claiming 2^31
+// hashes made it run new Array(2^31) and loop two billion times, and the process died out of
+// memory after a minute; a claim of 2e7 took 5 s and 1 GB before failing as truncated. So
+// decode first walks the body over the writer schema without building anything, and refuses
+// (MALFORMED_AVRO) a block count the bytes left cannot hold (every item takes at least
+// minEncodedSize bytes), a string or bytes length past the end, a bad union branch, and a
+// varint longer than the 10 bytes of a 64-bit long. Everything it refuses avsc would also fail
+// on (later, at great cost), except over-long varints, which no Avro encoder writes.
+
+const MAX_VARINT_BYTES = 10;
+/** Items of a type that encodes in zero bytes (null, an empty record) cannot be bounded by length; none in our schemas. */
+const MAX_ZERO_BYTE_ITEMS = 1 << 16;
+
+/** Where the check is in a body. */
+class Cursor {
+  zeroByteItems = 0;
+
+  constructor(
+    readonly buf: Buffer,
+    public pos: number,
+  ) {}
+
+  fail(message: string): never {
+    throw new CodecError("MALFORMED_AVRO", `${message} (at byte ${this.pos})`);
+  }
+
+  /** A zig-zag varint (as a float: exact to 2^53, which is all a count or length needs). */
+  long(): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < MAX_VARINT_BYTES; i++) {
+      const b = this.buf[this.pos++];
+      if (b === undefined) this.fail("truncated varint");
+      value += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) return value % 2 === 1 ? -(value + 1) / 2 : value / 2;
+      scale *= 128;
+    }
+    return this.fail(`varint longer than ${MAX_VARINT_BYTES} bytes`);
+  }
+
+  take(n: number): void {
+    if (n > this.buf.length - this.pos) this.fail(`truncated: ${n} bytes claimed, ${this.buf.length - this.pos} left`);
+    this.pos += n;
+  }
+
+  /** Array or map blocks, each count checked against the bytes left before any item is walked. */
+  blocks(min: number, item: Step): void {
+    for (;;) {
+      let n = this.long();
+      if (n === 0) return;
+      if (n < 0) {
+        n = -n;
+        this.long(); // the block's size in bytes, which avsc ignores too
+      }
+      const room = this.buf.length - this.pos;
+      const fits = min > 0 ? n <= room / min : (this.zeroByteItems += n) <= MAX_ZERO_BYTE_ITEMS;
+      if (!fits) this.fail(`a block claims ${n} items, more than the ${room} bytes left can hold`);
+      for (let i = 0; i < n; i++) item(this);
+    }
+  }
+}
+
+type Step = (c: Cursor) => void;
+
+const steps = new WeakMap<avro.Type, Step>();
+const minSizes = new WeakMap<avro.Type, number>();
+
+/** Fewest bytes any value of `type` encodes to. */
+function minEncodedSize(type: avro.Type): number {
+  const known = minSizes.get(type);
+  if (known !== undefined) return known;
+  minSizes.set(type, 0); // a recursive reference counts as 0 while its own size is worked out
+  let size: number;
+  if (type instanceof avro.types.LogicalType) size = minEncodedSize(type.underlyingType);
+  else if (type instanceof avro.types.RecordType) size = type.fields.reduce((sum, f) => sum + minEncodedSize(f.type), 0);
+  else if (type instanceof avro.types.FixedType) size = type.size;
+  else if (type.typeName === "null") size = 0;
+  else if (type.typeName === "float") size = 4;
+  else if (type.typeName === "double") size = 8;
+  else size = 1; // boolean, int, long, enum, string, bytes, array, map, union: at least one byte
+  minSizes.set(type, size);
+  return size;
+}
+
+const skipLong: Step = (c) => void c.long();
+const skipString: Step = (c) => {
+  const length = c.long();
+  if (length < 0) c.fail(`negative length ${length}`);
+  c.take(length);
+};
+
+/** The check for one type, built once per type (like avsc's own readers) so it costs little per decode. */
+function stepFor(type: avro.Type): Step {
+  const known = steps.get(type);
+  if (known) return known;
+  // A recursive schema meets itself while being built: defer to the finished step.
+  steps.set(type, (c) => (steps.get(type) as Step)(c));
+  let step: Step;
+  if (type instanceof avro.types.LogicalType) step = stepFor(type.underlyingType);
+  else if (type instanceof avro.types.RecordType) {
+    const fields = type.fields.map((f) => stepFor(f.type));
+    step = (c) => {
+      for (let i = 0; i < fields.length; i++) (fields[i] as Step)(c);
+    };
+  } else if (type instanceof avro.types.ArrayType) {
+    const item = stepFor(type.itemsType);
+    const min = minEncodedSize(type.itemsType);
+    step = (c) => c.blocks(min, item);
+  } else if (type instanceof avro.types.MapType) {
+    const values = type.valuesType as avro.Type;
+    const value = stepFor(values);
+    const min = 1 + minEncodedSize(values);
+    const entry: Step = (c) => {
+      skipString(c);
+      value(c);
+    };
+    step = (c) => c.blocks(min, entry);
+  } else if (type instanceof avro.types.UnwrappedUnionType || type instanceof avro.types.WrappedUnionType) {
+    const branches = type.types.map((t) => stepFor(t));
+    step = (c) => {
+      const index = c.long();
+      const branch = branches[index];
+      if (branch === undefined) return c.fail(`union branch ${index} out of range`);
+      branch(c);
+    };
+  } else if (type instanceof avro.types.FixedType) {
+    const size = type.size;
+    step = (c) => c.take(size);
+  } else {
+    switch (type.typeName) {
+      case "null":
+        step = () => {};
+        break;
+      case "boolean":
+        step = (c) => c.take(1);
+        break;
+      case "int":
+      case "long":
+      case "enum":
+        step = skipLong;
+        break;
+      case "float":
+        step = (c) => c.take(4);
+        break;
+      case "double":
+        step = (c) => c.take(8);
+        break;
+      case "string":
+      case "bytes":
+        step = skipString;
+        break;
+      default:
+        // A type this check does not know would let its bytes through unchecked: refuse loudly.
+        step = (c) => c.fail(`no bounds check for Avro type ${type.typeName}`);
+    }
+  }
+  steps.set(type, step);
+  return step;
+}
+
+/** Throws CodecError (MALFORMED_AVRO) unless the body from `pos` has a plausible shape for `type`. */
+function checkBounds(type: avro.Type, buf: Buffer, pos: number, name: string): void {
+  try {
+    stepFor(type)(new Cursor(buf, pos));
+  } catch (err) {
+    // Ours, or a stack overflow on a deeply nested body of a recursive schema (none of ours is).
+    throw new CodecError("MALFORMED_AVRO", `cannot decode ${name}: ${err instanceof CodecError ? err.detail : (err as Error).message}`, { cause: err });
   }
 }
 

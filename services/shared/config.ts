@@ -26,9 +26,8 @@ export function effectiveEnv(env: NodeJS.ProcessEnv = process.env): Record<strin
 }
 
 const brokers = z
-  .string()
-  .min(1)
-  .transform((s) => s.split(",").map((b) => b.trim()).filter(Boolean))
+  .union([z.string().min(1), z.array(z.string())])
+  .transform((v) => (Array.isArray(v) ? v : v.split(",")).map((b) => b.trim()).filter(Boolean))
   .refine((list) => list.every((b) => /^[^:\s]+:\d+$/.test(b)), "must be host:port[,host:port...]");
 
 /** Settings every service shares. */
@@ -55,7 +54,7 @@ export const s3ConfigShape = {
 export function loadConfig<S extends z.ZodRawShape>(
   service: string,
   shape: S,
-  env: Record<string, string | undefined> = effectiveEnv(),
+  env: Record<string, unknown> = effectiveEnv(),
 ): z.infer<z.ZodObject<S>> {
   const parsed = z.object(shape).safeParse(env);
   if (!parsed.success) {

@@ -85,9 +85,19 @@ export function rawPublicKey(key: KeyObject): Buffer {
   return Buffer.from(jwk.x, "base64url");
 }
 
+const publicKeyCache = new Map<string, KeyObject>();
+
+/** Key objects are cached: building one costs more than an Ed25519 verify. */
 export function publicKeyFromRaw(raw: Buffer): KeyObject {
   if (raw.length !== 32) throw new SignatureError("UNKNOWN_KEY", `Ed25519 public key must be 32 bytes, got ${raw.length}`);
-  return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: raw.toString("base64url") }, format: "jwk" });
+  const x = raw.toString("base64url");
+  let key = publicKeyCache.get(x);
+  if (!key) {
+    key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x }, format: "jwk" });
+    if (publicKeyCache.size > 10_000) publicKeyCache.clear();
+    publicKeyCache.set(x, key);
+  }
+  return key;
 }
 
 export function privateKeyFromPem(pem: string): KeyObject {

@@ -116,6 +116,15 @@ describe("POST /v1/submissions", () => {
     expect(conflict.items[0]?.reason).toBe("DUPLICATE_SUBMISSION");
   });
 
+  it("treats a re-signed identical submission as a duplicate (CLI re-run) and refuses stale ones", async () => {
+    const first = signedSubmission(forceA, { submittedAt: Date.now() - 5000 });
+    expect((await client.submit([first])).items[0]?.status).toBe("accepted");
+    const resigned = signedSubmission(forceA, { ...first, submittedAt: Date.now() });
+    expect((await client.submit([resigned])).items[0]?.status).toBe("duplicate");
+    const stale = signedSubmission(forceA, { submittedAt: Date.now() - 40 * 86_400_000 });
+    expect((await client.submit([stale])).items[0]?.reason).toBe("STALE_SUBMISSION");
+  });
+
   it("rejects malformed JSON with MALFORMED_JSON and keeps the bytes", async () => {
     const marker = randomHex(8);
     const res = await client.submitRaw(Buffer.from(`{"submissionId": "${marker}", oops`));
@@ -231,6 +240,9 @@ describe("S3 bulk import", () => {
     expect(parsed.accepted).toBe(1200);
     expect(parsed.rejectedLines.map((l) => [l.line, l.reason])).toEqual([[1201, "MALFORMED_JSON"], [1202, "AGENCY_MISMATCH"]]);
 
+    // Imports only from the hub bucket and the agency's own prefix.
+    await expect(client.startImport(key.replace("imports/force-a/", "imports/force-b/"))).rejects.toMatchObject({ status: 403, reason: "AGENCY_MISMATCH" });
+    await expect(client.startImport(key, "some-other-bucket")).rejects.toMatchObject({ status: 403 });
     // Another agency cannot see this import.
     await expect(new IngestClient(ingest.url, forceB).getImport(job.importId)).rejects.toMatchObject({ status: 404 });
     await submittedIds(good.slice(0, 5).map((s) => s.submissionId));

@@ -44,9 +44,11 @@
  * hashes. MediaIDs are taken to be unique within a file, as VICS defines them.
  *
  * Results stream out in file order. A bad media item yields a failed item and reading goes on.
- * A file that is not VICS JSON (bad syntax, truncation, wrong shape) yields one MALFORMED_VICS
- * item and stops; items before the fault have already been yielded, so a caller that wants a
- * file all-or-nothing must hold them until the end. The original of a media item is its JSON,
+ * A file that is not VICS JSON (bad syntax, truncation, wrong shape, nesting deeper than 10,000
+ * levels) yields one MALFORMED_VICS item and stops; items before the fault have already been
+ * yielded, so a caller that wants a file all-or-nothing must hold them until the end. A media item
+ * larger than maxItemChars or nested deeper than 64 levels is one failed item (MALFORMED_VICS,
+ * empty original) and reading goes on. The original of a media item is its JSON,
  * re-serialised; that of a MALFORMED_VICS item is the last few KiB of the file before the fault.
  */
 import { getManyValues, isMany, none } from "stream-chain/defs.js";
@@ -85,6 +87,24 @@ export const VICS_TO_UK: Readonly<Record<number, UkCategory>> = {
 
 const DEFAULT_MAX_ITEM_CHARS = 1 << 20;
 const TAIL_BYTES = 4096;
+/**
+ * Deepest nesting inside one media item (or case header field); a deeper item is refused like an
+ * oversize one and reading goes on. Real exports nest a few levels. Before this limit an item
+ * nested a few thousand levels deep overflowed the stack when re-serialised for its original,
+ * which stopped the whole file as "not valid JSON" (issue 7, hostile input).
+ */
+const MAX_ITEM_DEPTH = 64;
+/**
+ * Deepest nesting anywhere in the file: past it the whole file is refused (MALFORMED_VICS), since
+ * the tokenizer keeps a frame per open level, so 1 GB of "[" would take gigabytes (issue 7).
+ */
+const MAX_FILE_DEPTH = 10_000;
+/**
+ * Most characters handed to the tokenizer at once, so the items one source chunk makes are
+ * yielded in batches: a source giving 8 MB of "1," as one chunk made 4 million failed items
+ * before the first was yielded (1.4 GB of heap; issue 7).
+ */
+const FEED_CHARS = 64 * 1024;
 
 type Obj = Record<string, unknown>;
 
@@ -105,7 +125,8 @@ function norm(key: string): string {
   let n = normCache.get(key);
   if (n === undefined) {
     n = key.toLowerCase().replace(/[\s_-]/g, "");
-    if (normCache.size < 4096) normCache.set(key, n);
+    // Short keys only (issue 7): 4096 distinct keys of 1 MiB each would have pinned 8 GB.
+    if (normCache.size < 4096 && key.length <= 64) normCache.set(key, n);
   }
   return n;
 }
@@ -137,11 +158,59 @@ function scalarOf(tok: Token): unknown {
   }
 }
 
+/**
+ * Packs the tokenizer's streamed keys, strings and numbers into keyValue, stringValue and
+ * numberValue tokens, keeping at most `cap` characters of each (issue 7, hostile input).
+ * stream-json's own packing holds a whole token however long: one 200 MB string in a media item
+ * took 270 MB of heap, and a 200 MB number 1 GB, whatever maxItemChars said. With
+ * cap = maxItemChars + 1, a cut token always makes what holds it oversize, so its cut text is
+ * never taken as data: the media item is refused, a root key matches nothing, a version string
+ * is refused as not a string.
+ */
+class Packer {
+  private text = "";
+
+  constructor(private readonly cap: number) {}
+
+  /** The token to pass on, or null while a key, string or number is still arriving. */
+  pack(tok: Token): Token | null {
+    switch (tok.name) {
+      case "startKey":
+      case "startString":
+      case "startNumber":
+        this.text = "";
+        return null;
+      case "stringChunk":
+      case "numberChunk": {
+        const room = this.cap - this.text.length;
+        if (room > 0) this.text += tok.value.length > room ? tok.value.slice(0, room) : tok.value;
+        return null;
+      }
+      case "endKey":
+        return { name: "keyValue", value: this.take() };
+      case "endString":
+        return { name: "stringValue", value: this.take() };
+      case "endNumber":
+        return { name: "numberValue", value: this.take() };
+      default:
+        return tok;
+    }
+  }
+
+  private take(): string {
+    const text = this.text;
+    this.text = "";
+    return text;
+  }
+}
+
 /** Builds one JSON value from tokens (or just skips it), counting its size. */
 class Assembler {
   value: unknown = undefined;
   size = 0;
   oversize = false;
+  /** Nested deeper than MAX_ITEM_DEPTH: refused like an oversize value. */
+  tooDeep = false;
   private readonly stack: (Obj | unknown[])[] = [];
   private key = "";
   private depth = 0;
@@ -194,7 +263,14 @@ class Assembler {
   }
 
   private open(container: Obj | unknown[]): boolean {
+    if (this.depth >= MAX_FILE_DEPTH) throw malformed(`nested deeper than ${MAX_FILE_DEPTH} levels`);
     this.grow(2);
+    if (!this.discard && this.depth >= MAX_ITEM_DEPTH) {
+      this.tooDeep = true;
+      this.discard = true;
+      this.stack.length = 0;
+      this.value = undefined;
+    }
     if (!this.discard) {
       this.add(container);
       this.stack.push(container);
@@ -225,7 +301,7 @@ interface CaseContext {
 type Frame =
   | { readonly t: "root" }
   | { readonly t: "values" }
-  | { readonly t: "element"; fields: Obj; size: number; oversize: boolean; isCase: boolean }
+  | { readonly t: "element"; fields: Obj; size: number; oversize: boolean; tooDeep: boolean; isCase: boolean }
   | { readonly t: "media"; readonly ctx: CaseContext };
 
 type Pending =
@@ -308,8 +384,10 @@ class VicsMachine {
       case "field": {
         const top = this.stack[this.stack.length - 1];
         if (top?.t !== "element") return;
-        top.size += asm.size;
-        if (asm.oversize || top.size > this.limit) {
+        // The key counts too (issue 7): 100 keys of 1 MiB each with [] values were held whole.
+        top.size += asm.size + pending.key.length + 4;
+        if (asm.tooDeep) top.tooDeep = true;
+        if (asm.oversize || asm.tooDeep || top.size > this.limit) {
           top.oversize = true;
           top.fields = newObj();
         } else if (!top.oversize) {
@@ -319,12 +397,14 @@ class VicsMachine {
       }
       case "item": {
         const index = this.nextIndex++;
-        if (asm.oversize) {
+        if (asm.oversize || asm.tooDeep) {
           this.out.push({
             index,
             ok: false,
             reason: "MALFORMED_VICS",
-            detail: `${pending.where}: media item larger than ${this.limit} characters`,
+            detail: asm.oversize
+              ? `${pending.where}: media item larger than ${this.limit} characters`
+              : `${pending.where}: media item nested deeper than ${MAX_ITEM_DEPTH} levels`,
             original: Buffer.alloc(0),
           });
           return;
@@ -354,7 +434,10 @@ class VicsMachine {
     }
     const key = this.key ?? "";
     const k = norm(key);
-    const version = VERSION_KEYS[key.toLowerCase()];
+    // Own properties only (issue 7): a root key "constructor", "toString" or "__proto__" found
+    // Object.prototype's and passed for the metadata, and made the profile a function.
+    const lower = key.toLowerCase();
+    const version = Object.hasOwn(VERSION_KEYS, lower) ? VERSION_KEYS[lower] : undefined;
     if (version) return this.assemble(tok, { kind: "version", profile: version });
     if (k === "value") {
       if (tok.name !== "startArray") throw malformed('"value" must be an array');
@@ -373,7 +456,7 @@ class VicsMachine {
       return;
     }
     if (tok.name === "startObject") {
-      this.stack.push({ t: "element", fields: newObj(), size: 0, oversize: false, isCase: false });
+      this.stack.push({ t: "element", fields: newObj(), size: 0, oversize: false, tooDeep: false, isCase: false });
       return;
     }
     this.assemble(tok, { kind: "item", ctx: null, where: `value[${this.nextIndex}]` });
@@ -393,7 +476,7 @@ class VicsMachine {
           index,
           ok: false,
           reason: "MALFORMED_VICS",
-          detail: `media item larger than ${this.limit} characters`,
+          detail: top.tooDeep ? `media item nested deeper than ${MAX_ITEM_DEPTH} levels` : `media item larger than ${this.limit} characters`,
           original: Buffer.alloc(0),
         });
         return;
@@ -411,7 +494,8 @@ class VicsMachine {
     const scalar = scalarOf(tok);
     if (scalar !== NOT_SCALAR) {
       // Fast path for the common case: a plain property of a media item.
-      top.size += key.length + 8 + (typeof scalar === "string" ? scalar.length : 0);
+      // Numbers count by their text (issue 7: a 50 MB number was not counted and was accepted).
+      top.size += key.length + 8 + (tok.name === "stringValue" || tok.name === "numberValue" ? tok.value.length : 0);
       if (top.size > this.limit) {
         top.oversize = true;
         top.fields = newObj();
@@ -576,7 +660,9 @@ export function readVicsDrafts(source: ByteSource, opts: VicsReaderOptions): Asy
 }
 
 async function* read(source: ByteSource, prefix: string, limit: number): AsyncGenerator<DraftItem, void, undefined> {
-  const tokenize = jsonParser({ packValues: true, streamValues: false });
+  // Streamed, not packed, so Packer can bound every key, string and number (see Packer).
+  const tokenize = jsonParser({ packValues: false, streamValues: true });
+  const packer = new Packer(Number.isNaN(limit) ? Infinity : Math.max(0, limit) + 1); // NaN: no limit, as before
   const machine = new VicsMachine(prefix, limit);
   let previous: Buffer = Buffer.alloc(0);
   let latest: Buffer = Buffer.alloc(0);
@@ -585,7 +671,12 @@ async function* read(source: ByteSource, prefix: string, limit: number): AsyncGe
   const feed = (input: string | typeof none): unknown => {
     try {
       const tokens = (tokenize as unknown as (v: string | typeof none) => unknown)(input);
-      if (isMany(tokens)) for (const tok of getManyValues(tokens) as Token[]) machine.push(tok);
+      if (isMany(tokens)) {
+        for (const tok of getManyValues(tokens) as Token[]) {
+          const packed = packer.pack(tok);
+          if (packed) machine.push(packed);
+        }
+      }
       if (input === none) machine.end();
       return null;
     } catch (err) {
@@ -610,13 +701,16 @@ async function* read(source: ByteSource, prefix: string, limit: number): AsyncGe
       previous = latest.length >= TAIL_BYTES ? latest.subarray(latest.length - TAIL_BYTES) : latest;
       latest = bytes;
     }
-    const err = feed(text);
-    const ready = machine.out;
-    machine.out = [];
-    yield* ready;
-    if (err) {
-      yield fault(err);
-      return;
+    // In slices of FEED_CHARS, yielding between them (issue 7; see FEED_CHARS).
+    for (let at = 0; at < text.length; at += FEED_CHARS) {
+      const err = feed(text.length <= FEED_CHARS ? text : text.slice(at, at + FEED_CHARS));
+      const ready = machine.out;
+      machine.out = [];
+      yield* ready;
+      if (err) {
+        yield fault(err);
+        return;
+      }
     }
   }
   const err = feed(none);
