@@ -13,12 +13,19 @@ import type { KeyOwnerKind } from "../shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
+import { recordsAssertedOnlyByKey } from "../dedup/key-report.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
 import { loadPolicies, setPolicy } from "../distribution/policy-store.ts";
 import type { CategoryScheme, Delivery, ExtraField } from "../distribution/policy.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
 import { fileURLToPath } from "node:url";
 import type { AgencyKind } from "./registry.ts";
+
+async function dependentRecords(db: ReturnType<typeof createPool>, keyId: string) {
+  // The dedup tables may not exist yet on a hub that has not run dedup.
+  const { rows } = await db.query<{ t: string | null }>("SELECT to_regclass('sightings')::text AS t");
+  return rows[0]?.t ? recordsAssertedOnlyByKey(db, keyId) : [];
+}
 
 const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfigShape.DATABASE_URL });
 
@@ -195,8 +202,21 @@ export function buildCli(): Command {
     .requiredOption("--key-id <id>")
     .requiredOption("--reason <text>")
     .action(async (o: { keyId: string; reason: string }) => {
-      await withDb((db) => new PgKeyRegistry(db).revokeKey(o.keyId, o.reason));
-      console.log(`key ${o.keyId} revoked`);
+      const dependent = await withDb(async (db) => {
+        await new PgKeyRegistry(db).revokeKey(o.keyId, o.reason);
+        return dependentRecords(db, o.keyId);
+      });
+      console.log(`key ${o.keyId} revoked; later submissions signed with it are rejected (KEY_REVOKED)`);
+      console.log(`${dependent.length} live records were asserted only with this key (see \`keys report --key-id ${o.keyId}\`)`);
+    });
+  keys
+    .command("report")
+    .description("live records asserted only by submissions signed with this key")
+    .requiredOption("--key-id <id>")
+    .action(async (o: { keyId: string }) => {
+      const dependent = await withDb((db) => dependentRecords(db, o.keyId));
+      for (const r of dependent) console.log(`${r.recordId}\t${r.hashes} hashes\t${r.agencies.join(",")}`);
+      console.log(`${dependent.length} records`);
     });
   keys
     .command("list")
