@@ -49,7 +49,13 @@ export async function provisionTopics(admin: Admin, specs: TopicSpec[]): Promise
       replicationFactor: s.replicationFactor,
       configEntries: Object.entries(s.configs).map(([name, value]) => ({ name, value })),
     }));
-    await admin.createTopics({ topics, waitForLeaders: true });
+    try {
+      await admin.createTopics({ topics, waitForLeaders: true });
+    } catch (err) {
+      // A busy KRaft broker can be slow to show new topics' metadata; the topics exist, so wait below.
+      if (!/does not host this topic-partition|already exists|leader/i.test((err as Error).message)) throw err;
+    }
+    await waitForTopics(admin, missing.map((s) => s.topic));
   }
   const present = specs.filter((s) => existing.has(s.topic));
   if (present.length) {
@@ -63,4 +69,19 @@ export async function provisionTopics(admin: Admin, specs: TopicSpec[]): Promise
     });
   }
   return { created: missing.map((s) => s.topic), updated: present.map((s) => s.topic) };
+}
+
+/** Resolves once every topic answers metadata with a leader for each partition (up to `timeoutMs`). */
+export async function waitForTopics(admin: Admin, topics: string[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const { topics: meta } = await admin.fetchTopicMetadata({ topics });
+      if (meta.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    if (Date.now() > deadline) throw new Error(`topics not ready after ${timeoutMs} ms: ${topics.join(", ")}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
