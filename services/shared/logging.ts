@@ -26,11 +26,12 @@ export const REDACTED_PATHS = [
   "authorization",
 ].flatMap((p) => [p, `*.${p}`, `*.*.${p}`]);
 
-export function createLogger(service: string, level: string = process.env["LOG_LEVEL"] ?? "info"): Logger {
-  return pino({
+export function createLogger(service: string, level: string = process.env["LOG_LEVEL"] ?? "info", destination?: pino.DestinationStream): Logger {
+  const options = {
     level,
     base: { service },
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

@@ -1,5 +1,5 @@
 /**
- * Big hostile cases, each run by runIsolated (support.ts) in a worker thread with a hard heap
+ * Big hostile cases, each run by runIsolated (support.ts) in a child process with a hard heap
  * limit and a deadline, so a regression to unbounded allocation fails fast and cleanly instead
  * of taking the test process down. No vitest here: each scenario returns a plain summary that
  * the test asserts on, and calls `sample()` often so synchronous work reports its peak heap.
@@ -13,6 +13,7 @@ import { readCsvDrafts } from "../../services/ingest/formats/csv.ts";
 import { normaliseHash } from "../../services/ingest/validation.ts";
 import type { DraftItem } from "../../services/ingest/formats/common.ts";
 import { sampleAuditEvent, sampleCanonicalRecord, sampleFeedRecord, sampleRejection, unsignedSubmission } from "../support/fixtures.ts";
+import { bitFlips, byteSets, havoc, int, pick, prng, randomBuffer, show, sourceOf, splices, truncations } from "./fuzz.ts";
 
 type Sample = () => void;
 
@@ -47,6 +48,21 @@ export function sampleValues(): { [N in RecordName]: unknown } {
   };
 }
 
+function headerOf(fingerprint: string): Buffer {
+  return Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.from(fingerprint, "hex")]);
+}
+
+/** Valid encodings to mutate: the fixtures, plus avsc's random values of every version (current and history), each in its writer's encoding. */
+export function validEncodings(codec: AvroCodec, perVersion: number): { name: RecordName; bytes: Buffer }[] {
+  const versions = loadSchemaVersions();
+  const values = sampleValues();
+  const out = [...versions.current.keys()].map((name) => ({ name, bytes: codec.encode(name, values[name] as never) }));
+  for (const v of [...versions.current.values(), ...versions.history]) {
+    for (let i = 0; i < perVersion; i++) out.push({ name: v.name, bytes: Buffer.concat([headerOf(v.fingerprint), v.type.toBuffer(v.type.random())]) });
+  }
+  return out;
+}
+
 interface Summary {
   cases: number;
   outcomes: Record<string, number>;
@@ -65,7 +81,7 @@ function decodeOutcome(codec: AvroCodec, name: RecordName, bytes: Buffer, s: Sum
     tally(s, "decoded");
   } catch (err) {
     if (err instanceof CodecError && ["BAD_MAGIC", "UNKNOWN_SCHEMA", "MALFORMED_AVRO"].includes(err.reason)) tally(s, err.reason);
-    else tally(s, "BAD", `${(err as Error).name}: ${(err as Error).message} for ${bytes.toString("hex").slice(0, 200)}`);
+    else tally(s, "BAD", `${name}: ${(err as Error).name}: ${(err as Error).message} — input ${show(bytes)}`);
   }
 }
 
@@ -81,6 +97,39 @@ async function drain(items: AsyncIterable<DraftItem>, sample: Sample): Promise<{
 }
 
 export const scenarios: Record<string, (sample: Sample) => unknown> = {
+  /** A few thousand random bodies: bare, behind the magic only, behind a known fingerprint of any record and version. */
+  avroRandomBytes(sample) {
+    const codec = new AvroCodec();
+    const versions = loadSchemaVersions();
+    const all = [...versions.current.values(), ...versions.history];
+    const names = [...versions.current.keys()];
+    const rng = prng();
+    const s: Summary = { cases: 0, outcomes: {}, bad: [] };
+    for (let i = 0; i < 6000; i++) {
+      if ((i & 255) === 0) sample();
+      const body = randomBuffer(rng, int(rng, 300));
+      const head = i % 4 === 0 ? Buffer.alloc(0) : i % 4 === 1 ? Buffer.from([0xc3, 0x01]) : headerOf(pick(rng, all).fingerprint);
+      decodeOutcome(codec, pick(rng, names), Buffer.concat([head, body]), s);
+    }
+    return s;
+  },
+
+  /** Every truncation, every bit flip, boundary bytes at every position, random havoc, trailing bytes: of valid encodings of every version. */
+  avroMutations(sample) {
+    const codec = new AvroCodec();
+    const rng = prng();
+    const s: Summary = { cases: 0, outcomes: {}, bad: [] };
+    for (const { name, bytes } of validEncodings(codec, 2)) {
+      sample();
+      for (const t of truncations(bytes)) decodeOutcome(codec, name, t, s);
+      for (const f of bitFlips(bytes)) decodeOutcome(codec, name, f, s);
+      for (const b of byteSets(bytes, [0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff])) decodeOutcome(codec, name, b, s);
+      for (let i = 0; i < 100; i++) decodeOutcome(codec, name, havoc(rng, bytes), s);
+      decodeOutcome(codec, name, Buffer.concat([bytes, Buffer.from([0])]), s);
+    }
+    return s;
+  },
+
   /**
    * Every huge count written over (and spliced in at) every byte position of a valid encoding of
    * every record, current and historical schemas: wherever it lands on an array or map block
@@ -88,26 +137,21 @@ export const scenarios: Record<string, (sample: Sample) => unknown> = {
    */
   avroHugeCountsEverywhere(sample) {
     const codec = new AvroCodec();
-    const versions = loadSchemaVersions();
     const s: Summary = { cases: 0, outcomes: {}, bad: [] };
-    const values = sampleValues();
-    const encodings: { name: RecordName; bytes: Buffer }[] = [];
-    for (const [name, v] of versions.current) encodings.push({ name, bytes: codec.encode(name, values[name] as never) });
-    for (const h of versions.history) {
-      // History versions: avsc's random value of that schema, in the writer's own encoding.
-      const body = h.type.toBuffer(h.type.random());
-      encodings.push({ name: h.name, bytes: Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.from(h.fingerprint, "hex"), body]) });
-    }
-    for (const { name, bytes } of encodings) {
-      for (const count of HUGE_COUNTS) {
-        const claim = varint(count);
-        for (let i = 10; i <= bytes.length; i++) {
-          sample();
-          // Overwrite from i, keeping the length; then insert at i.
-          const over = Buffer.from(bytes);
+    const claims = [
+      ...[...HUGE_COUNTS, -1, -(2 ** 62)].map((n) => varint(n)),
+      Buffer.alloc(200, 0xff), // a varint that never ends
+      Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]), // 11 bytes
+    ];
+    for (const { name, bytes } of validEncodings(codec, 1)) {
+      for (const claim of claims) {
+        sample();
+        const body = bytes.subarray(10);
+        for (const spliced of splices(body, claim)) decodeOutcome(codec, name, Buffer.concat([bytes.subarray(0, 10), spliced]), s);
+        for (let i = 0; i < body.length; i++) {
+          const over = Buffer.from(body);
           claim.copy(over, i);
-          decodeOutcome(codec, name, i < bytes.length ? over : Buffer.concat([bytes, claim]), s);
-          decodeOutcome(codec, name, Buffer.concat([bytes.subarray(0, i), claim, bytes.subarray(i)]), s);
+          decodeOutcome(codec, name, Buffer.concat([bytes.subarray(0, 10), over]), s);
         }
       }
     }
@@ -135,15 +179,25 @@ export const scenarios: Record<string, (sample: Sample) => unknown> = {
       // Rejection: rejectionId, then originalBytes claiming 2^31+ bytes
       ["Rejection", str("r")],
     ];
+    const details: string[] = [];
     for (const [name, prefix] of prefixes) {
       for (const count of HUGE_COUNTS) {
-        sample();
-        decodeOutcome(codec, name, Buffer.concat([header(name), prefix, varint(count)]), s);
-        decodeOutcome(codec, name, Buffer.concat([header(name), prefix, varint(count), Buffer.alloc(64, 0x02)]), s);
+        for (const tail of [Buffer.alloc(0), Buffer.alloc(64, 0x02)]) {
+          sample();
+          const bytes = Buffer.concat([header(name), prefix, varint(count), tail]);
+          const start = performance.now();
+          decodeOutcome(codec, name, bytes, s);
+          if (performance.now() - start > 100) tally(s, "SLOW", `${name}: ${Math.round(performance.now() - start)} ms — input ${show(bytes)}`);
+          try {
+            codec.decode(name, bytes);
+          } catch (err) {
+            if (details.length < 4 && tail.length === 0) details.push((err as Error).message);
+          }
+        }
       }
     }
     sample();
-    return s;
+    return { ...s, details };
   },
 
   /** One media item with a 50 MiB string value: must be refused at maxItemChars without holding 50 MiB. */
@@ -257,10 +311,3 @@ export const scenarios: Record<string, (sample: Sample) => unknown> = {
     return { json: item && !item.ok ? item.reason : "accepted", photoDna };
   },
 };
-
-async function* sourceOf(parts: Iterable<Buffer | string>, sample: Sample): AsyncGenerator<Buffer> {
-  for (const p of parts) {
-    sample();
-    yield typeof p === "string" ? Buffer.from(p, "utf8") : p;
-  }
-}

@@ -1,122 +1,19 @@
 /**
- * Helpers of the hostile-input suite (issue 7): a seeded PRNG, byte mutators, time budgets (hang
- * detectors, not benchmarks), heap measurement, and the checks every parser result must pass.
- *
- * The seed is HOSTILE_SEED (a number) when set, else a fixed one, so a failure reproduces; every
+ * Test-side helpers of the hostile-input suite (issue 7): time budgets (hang detectors, not
+ * benchmarks), heap measurement, isolated runs in a worker with a hard heap limit, and the checks
+ * every parser result must pass. Input generators are in fuzz.ts (re-exported here). Every
  * failure message carries the input (hex or a prefix of it) that triggered it.
  */
 import v8 from "node:v8";
 import vm from "node:vm";
-import { Worker } from "node:worker_threads";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { REASON_CODES } from "../../services/shared/errors.ts";
 import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import { show } from "./fuzz.ts";
 
-export const SEED = Number(process.env["HOSTILE_SEED"] ?? 0x5eed_0007);
-
-/** mulberry32: small, fast, seeded; good enough to pick mutations. */
-export function prng(seed: number = SEED): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export type Rng = () => number;
-
-export function int(rng: Rng, n: number): number {
-  return Math.floor(rng() * n);
-}
-
-export function pick<T>(rng: Rng, xs: readonly T[]): T {
-  return xs[int(rng, xs.length)] as T;
-}
-
-export function randomBuffer(rng: Rng, length: number): Buffer {
-  const b = Buffer.alloc(length);
-  for (let i = 0; i < length; i++) b[i] = int(rng, 256);
-  return b;
-}
-
-/** Bytes from a small alphabet, so random input gets past the first byte of a parser now and then. */
-export function randomFrom(rng: Rng, alphabet: string | Buffer, length: number): Buffer {
-  const a = typeof alphabet === "string" ? Buffer.from(alphabet, "latin1") : alphabet;
-  const b = Buffer.alloc(length);
-  for (let i = 0; i < length; i++) b[i] = a[int(rng, a.length)] as number;
-  return b;
-}
-
-/** Every prefix of `buf` (truncation at every position). */
-export function* truncations(buf: Buffer): Generator<Buffer> {
-  for (let i = 0; i < buf.length; i++) yield buf.subarray(0, i);
-}
-
-/** `buf` with one bit flipped, for every bit (or, with `rng`, one random bit per byte). */
-export function* bitFlips(buf: Buffer, rng?: Rng): Generator<Buffer> {
-  for (let i = 0; i < buf.length; i++) {
-    const bits = rng ? [int(rng, 8)] : [0, 1, 2, 3, 4, 5, 6, 7];
-    for (const bit of bits) {
-      const copy = Buffer.from(buf);
-      copy[i] = (copy[i] as number) ^ (1 << bit);
-      yield copy;
-    }
-  }
-}
-
-/** `buf` with each byte in turn set to each of `values` (boundary bytes: 0x00, 0x7f, 0x80, 0xff...). */
-export function* byteSets(buf: Buffer, values: readonly number[]): Generator<Buffer> {
-  for (let i = 0; i < buf.length; i++) {
-    for (const v of values) {
-      if (buf[i] === v) continue;
-      const copy = Buffer.from(buf);
-      copy[i] = v;
-      yield copy;
-    }
-  }
-}
-
-/** `buf` with `insert` spliced in at every position. */
-export function* splices(buf: Buffer, insert: Buffer): Generator<Buffer> {
-  for (let i = 0; i <= buf.length; i++) yield Buffer.concat([buf.subarray(0, i), insert, buf.subarray(i)]);
-}
-
-/** A few random edits (flip, set, delete, duplicate a span) of `buf`. */
-export function havoc(rng: Rng, buf: Buffer, edits = 1 + int(rng, 4)): Buffer {
-  let b = Buffer.from(buf);
-  for (let e = 0; e < edits && b.length > 0; e++) {
-    const at = int(rng, b.length);
-    switch (int(rng, 5)) {
-      case 0:
-        b[at] = (b[at] as number) ^ (1 << int(rng, 8));
-        break;
-      case 1:
-        b[at] = pick(rng, [0x00, 0x7f, 0x80, 0xff, 0x22, 0x5b, 0x7b, 0x2c, 0x0a, 0x0d]);
-        break;
-      case 2:
-        b = Buffer.concat([b.subarray(0, at), b.subarray(Math.min(b.length, at + 1 + int(rng, 8)))]);
-        break;
-      case 3: {
-        const len = 1 + int(rng, 16);
-        b = Buffer.concat([b.subarray(0, at), b.subarray(at, at + len), b.subarray(at)]);
-        break;
-      }
-      default:
-        b = b.subarray(0, at);
-    }
-  }
-  return b;
-}
-
-/** Short printable description of a hostile input, for failure messages. */
-export function show(input: Buffer | string): string {
-  const b = typeof input === "string" ? Buffer.from(input, "utf8") : input;
-  const head = b.subarray(0, 160);
-  return `${b.length} bytes: hex ${head.toString("hex")}${b.length > head.length ? "…" : ""} | text ${JSON.stringify(head.toString("latin1"))}`;
-}
+export * from "./fuzz.ts";
 
 /**
  * Runs a family of cases and fails if it takes longer than `budgetMs`: a hang detector with a
@@ -188,34 +85,7 @@ export function expectDraftItems(items: readonly DraftItem[], input: Buffer | st
   });
 }
 
-/** Chunks of `buf` cut at random places (1 to `max` bytes), so tokens and UTF-8 sequences straddle them. */
-export function randomChunks(rng: Rng, buf: Buffer, max = 64): Buffer[] {
-  const parts: Buffer[] = [];
-  for (let i = 0; i < buf.length; ) {
-    const n = 1 + int(rng, max);
-    parts.push(buf.subarray(i, i + n));
-    i += n;
-  }
-  return parts;
-}
-
-export async function* sourceOf(parts: Iterable<Buffer | string>, onChunk?: () => void): AsyncGenerator<Buffer> {
-  for (const p of parts) {
-    onChunk?.();
-    yield typeof p === "string" ? Buffer.from(p, "utf8") : p;
-  }
-}
-
-export async function collect<T>(it: AsyncIterable<T>, each?: (item: T) => void): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) {
-    each?.(x);
-    out.push(x);
-  }
-  return out;
-}
-
-// ---- isolation: a worker with a hard heap limit and a deadline ---------------------------------
+// ---- isolation: a child process with a hard heap limit and a deadline -------------------------
 
 export interface IsolatedResult {
   readonly result: unknown;
@@ -224,46 +94,40 @@ export interface IsolatedResult {
 }
 
 /**
- * Runs `scenarios[name]()` from test/hostile/scenarios.ts in a worker thread whose old generation
- * is capped at `maxOldMb`, and kills it after `timeoutMs`. A regression that allocates without
- * bound then fails this test as ERR_WORKER_OUT_OF_MEMORY within seconds, instead of taking the
- * test process down after minutes of swapping; a hang fails as a timeout.
+ * Runs `scenarios[name]` (scenarios.ts) in a child process (isolated-runner.ts) started with
+ * --max-old-space-size=`maxOldMb`, and kills it after `timeoutMs`. A regression that allocates
+ * without bound then fails this test within seconds ("exited with code 134"), instead of taking
+ * the test worker down after minutes; a hang fails as a timeout. (A worker thread's
+ * resourceLimits is not enough: V8 can still abort the whole process on a huge allocation.)
  */
 export function runIsolated(name: string, opts: { maxOldMb: number; timeoutMs: number }): Promise<IsolatedResult> {
-  const scenarios = new URL("./scenarios.ts", import.meta.url).href;
-  const code = `
-    const { parentPort, workerData } = require("node:worker_threads");
-    (async () => {
-      (await import("tsx/esm/api")).register();
-      const { scenarios } = await import(workerData.scenarios);
-      let peak = 0;
-      const base = process.memoryUsage().heapUsed;
-      const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().heapUsed - base); }, 5);
-      const start = performance.now();
-      const result = await scenarios[workerData.name]((n) => { peak = Math.max(peak, process.memoryUsage().heapUsed - base); });
-      clearInterval(timer);
-      parentPort.postMessage({ result, ms: performance.now() - start, peakHeapBytes: peak });
-    })().catch((err) => parentPort.postMessage({ error: String(err && err.stack || err) }));
-  `;
+  const runner = fileURLToPath(new URL("./isolated-runner.ts", import.meta.url));
   return new Promise((resolve, reject) => {
-    const worker = new Worker(code, {
-      eval: true,
-      workerData: { scenarios, name },
-      resourceLimits: { maxOldGenerationSizeMb: opts.maxOldMb },
+    const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldMb}`, "--import", "tsx", runner, name], {
+      stdio: ["ignore", "pipe", "pipe"],
     });
-    const timer = setTimeout(() => {
-      void worker.terminate();
-      reject(new Error(`scenario ${name}: no answer within ${opts.timeoutMs} ms (a hang?)`));
-    }, opts.timeoutMs);
-    worker.once("message", (msg: { error?: string } & IsolatedResult) => {
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-4000)));
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs);
+    child.on("error", (err) => {
       clearTimeout(timer);
-      void worker.terminate();
-      if (msg.error) reject(new Error(`scenario ${name} threw: ${msg.error}`));
+      reject(err);
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const last = stdout.trimEnd().split("\n").pop() ?? "";
+      let msg: ({ error?: string } & IsolatedResult) | undefined;
+      try {
+        msg = JSON.parse(last) as { error?: string } & IsolatedResult;
+      } catch {
+        msg = undefined;
+      }
+      if (signal === "SIGKILL") reject(new Error(`scenario ${name}: no answer within ${opts.timeoutMs} ms (a hang?)`));
+      else if (!msg) reject(new Error(`scenario ${name} exited with code ${code} (out of its ${opts.maxOldMb} MB heap?): ${stderr.slice(-1500)}`));
+      else if (msg.error) reject(new Error(`scenario ${name} threw: ${msg.error}`));
       else resolve(msg);
-    });
-    worker.once("error", (err) => {
-      clearTimeout(timer);
-      reject(new Error(`scenario ${name} died (${(err as NodeJS.ErrnoException).code ?? ""}): ${err.message}`));
     });
   });
 }

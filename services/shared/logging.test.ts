@@ -1,0 +1,24 @@
+import { describe, expect, it } from "vitest";
+import { unsignedSubmission } from "../../test/support/fixtures.ts";
+import { createLogger } from "./logging.ts";
+import { generateSigningKeyPair } from "./signing.ts";
+
+function capture(): { lines: string[]; stream: { write(s: string): void } } {
+  const lines: string[] = [];
+  return { lines, stream: { write: (s: string) => void lines.push(s) } };
+}
+
+describe("logs", () => {
+  it("never carry secrets or law-enforcement-only fields, even when code passes them by mistake", () => {
+    const { lines, stream } = capture();
+    const log = createLogger("test", "info", stream);
+    const sub = unsignedSubmission({ lawEnforcement: { caseRef: "SYN-SECRET-CASE", series: "SYN-SERIES", victimIdentified: true, offenderIdentified: true, isDistributed: true, graderRef: "SYN-GRADER" } });
+    const keys = generateSigningKeyPair();
+    log.info({ submission: sub, privateKeyPem: keys.privateKeyPem, agencyId: sub.agencyId }, "oops");
+    log.info({ record: { restricted: { caseRefs: ["SYN-SECRET-CASE"] } }, caseRef: "SYN-SECRET-CASE" }, "oops again");
+    const text = lines.join("");
+    expect(text).toContain('"agencyId":"force-a"');
+    for (const secret of ["SYN-SECRET-CASE", "SYN-SERIES", "SYN-GRADER", "PRIVATE KEY"]) expect(text).not.toContain(secret);
+    expect(text).toContain("[redacted]");
+  });
+});
