@@ -40,9 +40,22 @@ export interface SnapshotEntry {
   readonly extra: Record<string, string>;
 }
 
+/** JSON with object keys sorted at every depth: the same manifest always gives the same bytes. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The bytes a manifest signature covers: every field, nested ones included, except the signature. */
 function manifestBytes(m: ExportManifest): Buffer {
   const { signature: _signature, ...body } = m;
-  return Buffer.from(`hashrelay/manifest/v1\n${JSON.stringify(body, Object.keys(body).sort())}`);
+  return Buffer.from(`hashrelay/manifest/v1\n${canonicalJson(body)}`);
 }
 
 export function signManifest(m: ExportManifest, key: KeyObject): ExportManifest {

@@ -107,7 +107,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     exportRound++;
     for (const p of policies.filter((x) => x.delivery !== "kafka")) {
       const delta = await exportDelta(exportDeps, p.partnerId);
-      const snapshot = options.snapshots || exportRound % config.DISTRIBUTION_SNAPSHOT_EVERY === 1 ? await exportSnapshot(exportDeps, p.partnerId) : null;
+      const snapshot = options.snapshots || (exportRound - 1) % config.DISTRIBUTION_SNAPSHOT_EVERY === 0 ? await exportSnapshot(exportDeps, p.partnerId) : null;
       logger.info({ partnerId: p.partnerId, delta: delta?.object ?? null, snapshot: snapshot?.object ?? null }, "S3 feed exported");
     }
   };

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { sampleCanonicalRecord } from "../../test/support/fixtures.ts";
+import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw } from "../shared/signing.ts";
+import { manifestSignatureValid, signManifest } from "./exports.ts";
+import type { ExportManifest } from "./exports.ts";
 import { entitlement, extrasFor, planChanges } from "./policy.ts";
 import type { FeedEntry, PartnerPolicy } from "./policy.ts";
 
@@ -35,5 +38,21 @@ describe("partner policy", () => {
     expect(withdrawn.changes.map((c) => c.op)).toEqual(["REMOVE", "REMOVE"]);
     const regraded = planChanges({ ...r, revision: 5, classification: { uk: "C", ics: null } }, policy, held);
     expect(regraded.changes.every((c) => c.op === "REMOVE")).toBe(true);
+  });
+});
+
+
+describe("export manifests", () => {
+  it("sign every field, nested chain heads included", () => {
+    const pair = generateSigningKeyPair();
+    const m: ExportManifest = {
+      partnerId: "p1", kind: "snapshot", object: "feeds/p1/s.jsonl.gz", sha256: "ab", count: 2,
+      heads: { "0": { seq: 5, digest: "00" } }, createdAt: "2026-01-01T00:00:00Z", keyId: "hub:1",
+    };
+    const signed = signManifest(m, privateKeyFromPem(pair.privateKeyPem));
+    const pub = publicKeyFromRaw(pair.publicKey);
+    expect(manifestSignatureValid(signed, pub)).toBe(true);
+    expect(manifestSignatureValid({ ...signed, heads: { "0": { seq: 6, digest: "00" } } }, pub)).toBe(false);
+    expect(manifestSignatureValid({ ...signed, count: 3 }, pub)).toBe(false);
   });
 });

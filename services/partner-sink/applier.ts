@@ -91,11 +91,12 @@ export async function applyFeedBatch(
     );
     let next = (off[0] as { next_offset: number }).next_offset;
     await client.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", [partition, GENESIS_DIGEST]);
-    const { rows: st } = await client.query<{ last_seq: number; last_digest: Buffer; halted_reason: string | null }>(
-      "SELECT last_seq, last_digest, halted_reason FROM feed_state WHERE partition = $1 FOR UPDATE",
+    const { rows: st } = await client.query<{ last_seq: number; last_digest: Buffer; halted_reason: string | null; bootstrap_seq: number }>(
+      "SELECT last_seq, last_digest, halted_reason, bootstrap_seq FROM feed_state WHERE partition = $1 FOR UPDATE",
       [partition],
     );
-    const state = st[0] as { last_seq: number; last_digest: Buffer; halted_reason: string | null };
+    const state = st[0] as { last_seq: number; last_digest: Buffer; halted_reason: string | null; bootstrap_seq: number };
+    const bootstrapSeq = Number(state.bootstrap_seq);
     if (state.halted_reason) return { applied: 0, duplicates: 0, refused: 0, halted: true, nextOffset: null };
     let lastSeq = state.last_seq;
     let lastDigest = state.last_digest;
@@ -139,7 +140,7 @@ export async function applyFeedBatch(
         partnerId: deps.partnerId,
         partition,
         keys: deps.keys(),
-        state: { lastSeq, lastDigest },
+        state: { lastSeq, lastDigest, bootstrapSeq },
         ...(prior ? { appliedDigest: prior } : {}),
         now,
       });

@@ -62,7 +62,11 @@ export async function bootstrapFromSnapshot(
       );
     }
     for (const [partition, head] of Object.entries(manifest.heads)) {
-      await client.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, $2, $3)", [Number(partition), head.seq, Buffer.from(head.digest, "hex")]);
+      await client.query("INSERT INTO feed_state (partition, last_seq, last_digest, bootstrap_seq) VALUES ($1, $2, $3, $2)", [
+        Number(partition),
+        head.seq,
+        Buffer.from(head.digest, "hex"),
+      ]);
     }
   });
   return { manifest: pointer.manifest, entries: entries.length };

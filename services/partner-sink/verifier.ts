@@ -34,6 +34,8 @@ export function parseTrustedHubKeys(spec: string): TrustedHubKey[] {
 export interface ChainState {
   readonly lastSeq: number;
   readonly lastDigest: Buffer;
+  /** Seq up to which the partition came from a signed snapshot (0 when it did not). */
+  readonly bootstrapSeq?: number;
 }
 
 export type Verdict =
@@ -60,6 +62,8 @@ export function verifyFeedRecord(
   const digest = feedRecordDigest(writerType, record);
   if (record.seq <= context.state.lastSeq) {
     if (context.appliedDigest && context.appliedDigest.equals(digest)) return { kind: "duplicate" };
+    // Hub-signed and already covered by the snapshot this partner started from.
+    if (!context.appliedDigest && record.seq <= (context.state.bootstrapSeq ?? 0)) return { kind: "duplicate" };
     return { kind: "refuse", reason: "SEQ_REORDER", detail: `seq ${record.seq} arrived after ${context.state.lastSeq} with different content`, halt: false };
   }
   if (record.seq > context.state.lastSeq + 1) {

@@ -123,7 +123,7 @@ export class AvroCodec {
     }
     const reader = this.schema(name);
     // Hostile-input guard (issue 7): avsc trusts block counts, so check the body's shape first.
-    //checkBounds(writer.type, buf, HEADER_LENGTH, name);
+    checkBounds(writer.type, buf, HEADER_LENGTH, name);
     let result: { value: unknown; offset: number };
     try {
       result =

@@ -100,11 +100,14 @@ const MAX_ITEM_DEPTH = 64;
  */
 const MAX_FILE_DEPTH = 10_000;
 /**
- * Most characters handed to the tokenizer at once, so the items one source chunk makes are
- * yielded in batches: a source giving 8 MB of "1," as one chunk made 4 million failed items
- * before the first was yielded (1.4 GB of heap; issue 7).
+ * Most characters handed to the tokenizer at once (issue 7), so that:
+ * - the items one source chunk makes are yielded in batches: a source giving 8 MB of "1," as one
+ *   chunk made 4 million failed items before the first was yielded (1.4 GB of heap);
+ * - a syntax error loses at most the items completed within its own slice: the tokenizer throws
+ *   away the tokens of the call that fails, so a fault used to drop every item of the source
+ *   chunk before it (a whole 64 KiB S3 chunk), which were then neither yielded nor rejected.
  */
-const FEED_CHARS = 64 * 1024;
+const FEED_CHARS = 4096;
 
 type Obj = Record<string, unknown>;
 
