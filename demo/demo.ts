@@ -1,7 +1,8 @@
 /**
  * `make demo`: the main job end to end on the local stack. Registers synthetic agencies and
  * partners, starts every service as its own process, pushes a synthetic workload through HTTP
- * and an S3 bulk import (VICS file via the force CLI), waits for it to propagate, and prints
+ * and an S3 bulk import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
+import (VICS file via the force CLI), waits for it to propagate, and prints
  * what reached each partner, the rejections by reason, and end-to-end latency.
  */
 import { spawn } from "node:child_process";
@@ -107,18 +108,6 @@ async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs 
   info(`${what} (${((Date.now() - start) / 1000).toFixed(1)} s)`);
 }
 
-async function caughtUp(kafka: Kafka, db: Pool, group: string, topic: string): Promise<boolean> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const ends = await admin.fetchTopicOffsets(topic);
-    const { rows } = await db.query<{ partition: number; next_offset: number }>("SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2", [group, topic]);
-    const stored = new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
-    return ends.every((e) => Number(e.high) === 0 || (stored.get(e.partition) ?? 0) >= Number(e.high));
-  } finally {
-    await admin.disconnect();
-  }
-}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -289,9 +278,9 @@ async function main(): Promise<void> {
   await waitUntil("dedup, distribution and both sinks have consumed everything", async () => {
     const { rows } = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
     if (Number(rows[0]?.n) > 0) return false;
-    if (!(await caughtUp(kafka, hub, `dedup-${namespace}`, names.submitted))) return false;
-    if (!(await caughtUp(kafka, hub, `distribution-${namespace}`, names.canonical))) return false;
-    for (const [id, pool] of Object.entries(partnerPools)) if (!(await caughtUp(kafka, pool, `partner-sink-${id}`, names.feed(id)))) return false;
+    if (!(await consumerCaughtUp(kafka, hub, `dedup-${namespace}`, names.submitted))) return false;
+    if (!(await consumerCaughtUp(kafka, hub, `distribution-${namespace}`, names.canonical))) return false;
+    for (const [id, pool] of Object.entries(partnerPools)) if (!(await consumerCaughtUp(kafka, pool, `partner-sink-${id}`, names.feed(id)))) return false;
     const again = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
     return Number(again.rows[0]?.n) === 0;
   }, 180_000);

@@ -13,8 +13,9 @@ import type { ReasonCode } from "../shared/errors.ts";
 import { verifySignedRecord } from "../shared/key-registry.ts";
 import type { KeyLookup } from "../shared/key-registry.ts";
 import type { Logger } from "../shared/logging.ts";
+import { lockStoredOffset, storeNextOffset } from "../shared/exactly-once-consumer.ts";
 import { inTransaction } from "../shared/postgres.ts";
-import type { Pool, PoolClient } from "../shared/postgres.ts";
+import type { Pool } from "../shared/postgres.ts";
 import type { AuditEvent, CanonicalRecord, Rejection, Submission } from "../shared/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { ConsensusPolicy } from "./consensus.ts";
@@ -90,19 +91,6 @@ async function verify(deps: DedupDeps, msg: InboundMessage, now: number): Promis
   }
 }
 
-async function storedNextOffset(client: PoolClient, group: string, topic: string, partition: number): Promise<number> {
-  await client.query(
-    `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-     ON CONFLICT DO NOTHING`,
-    [group, topic, partition],
-  );
-  const { rows } = await client.query<{ next_offset: number }>(
-    "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-    [group, topic, partition],
-  );
-  return (rows[0] as { next_offset: number }).next_offset;
-}
-
 export async function processBatch(deps: DedupDeps, topic: string, partition: number, messages: readonly InboundMessage[]): Promise<BatchResult> {
   const now = deps.now?.() ?? Date.now();
   const verified = await Promise.all(messages.map((m) => verify(deps, m, now)));
@@ -110,7 +98,7 @@ export async function processBatch(deps: DedupDeps, topic: string, partition: nu
 
   return inTransaction(deps.pool, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock($1)", [APPLY_LOCK]);
-    const next = await storedNextOffset(client, deps.consumerGroup, topic, partition);
+    const next = await lockStoredOffset(client, deps.consumerGroup, topic, partition);
     const fresh = verified.filter((v) => v.offset >= next);
     const skipped = verified.length - fresh.length;
     const lastOffset = Math.max(next - 1, ...verified.map((v) => v.offset));
@@ -198,10 +186,7 @@ export async function processBatch(deps: DedupDeps, topic: string, partition: nu
       ...audit.map((e) => ({ topic: deps.topics.audit, key: e.subjectId, value: deps.codec.encode("AuditEvent", e) })),
     ];
     await enqueueOutbox(client, outbox);
-    await client.query(
-      "UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
-      [deps.consumerGroup, topic, partition, lastOffset + 1],
-    );
+    await storeNextOffset(client, deps.consumerGroup, topic, partition, lastOffset + 1);
     await deps.beforeCommit?.();
     return { applied: applied.length, rejected: rejections.length, skipped, records, nextOffset: String(lastOffset + 1) };
   });

@@ -7,6 +7,7 @@ import type { AvroCodec } from "../shared/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { reasonOf } from "../shared/errors.ts";
 import type { Logger } from "../shared/logging.ts";
+import { lockStoredOffset, storeNextOffset } from "../shared/exactly-once-consumer.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { CanonicalRecord } from "../shared/records.ts";
@@ -63,15 +64,7 @@ export async function processCanonicalBatch(
   const now = deps.now?.() ?? Date.now();
   return inTransaction(deps.pool, async (client) => {
     await client.query("SELECT pg_advisory_xact_lock($1)", [APPLY_LOCK]);
-    await client.query(
-      "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-      [deps.consumerGroup, topic, partition],
-    );
-    const { rows } = await client.query<{ next_offset: number }>(
-      "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-      [deps.consumerGroup, topic, partition],
-    );
-    const next = (rows[0] as { next_offset: number }).next_offset;
+    const next = await lockStoredOffset(client, deps.consumerGroup, topic, partition);
     const writer = new FeedWriter(client, deps.codec, deps.topics, deps.hub, now);
     const policies = deps.policies();
     let applied = 0;
@@ -128,12 +121,7 @@ export async function processCanonicalBatch(
       );
     }
     await writer.flush();
-    await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [
-      deps.consumerGroup,
-      topic,
-      partition,
-      last + 1,
-    ]);
+    await storeNextOffset(client, deps.consumerGroup, topic, partition, last + 1);
     return { records: applied, skipped, feedRecords: writer.issued.length, nextOffset: String(last + 1) };
   });
 }

@@ -8,6 +8,7 @@ import type { AvroCodec } from "../shared/codec.ts";
 import { GENESIS_DIGEST } from "../shared/feed-chain.ts";
 import { reasonOf } from "../shared/errors.ts";
 import type { Logger } from "../shared/logging.ts";
+import { lockStoredOffset, storeNextOffset } from "../shared/exactly-once-consumer.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { FeedRecord } from "../shared/records.ts";
@@ -81,15 +82,7 @@ export async function applyFeedBatch(
   now = new Date(),
 ): Promise<SinkResult> {
   return inTransaction(deps.pool, async (client) => {
-    await client.query(
-      "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-      [deps.consumerGroup, topic, partition],
-    );
-    const { rows: off } = await client.query<{ next_offset: number }>(
-      "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-      [deps.consumerGroup, topic, partition],
-    );
-    let next = (off[0] as { next_offset: number }).next_offset;
+    let next = await lockStoredOffset(client, deps.consumerGroup, topic, partition);
     await client.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", [partition, GENESIS_DIGEST]);
     const { rows: st } = await client.query<{ last_seq: number; last_digest: Buffer; halted_reason: string | null; bootstrap_seq: number }>(
       "SELECT last_seq, last_digest, halted_reason, bootstrap_seq FROM feed_state WHERE partition = $1 FOR UPDATE",
@@ -177,12 +170,7 @@ export async function applyFeedBatch(
       );
     }
     await client.query("UPDATE feed_state SET last_seq = $2, last_digest = $3 WHERE partition = $1", [partition, lastSeq, lastDigest]);
-    await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [
-      deps.consumerGroup,
-      topic,
-      partition,
-      next,
-    ]);
+    await storeNextOffset(client, deps.consumerGroup, topic, partition, next);
     return { applied, duplicates, refused, halted, nextOffset: String(next) };
   });
 }

@@ -6,7 +6,7 @@
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import type { Logger } from "./logging.ts";
-import type { Pool } from "./postgres.ts";
+import type { Pool, PoolClient, Queryable } from "./postgres.ts";
 
 export interface PartitionBatch {
   readonly topic: string;
@@ -79,4 +79,42 @@ export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): P
     },
   });
   return consumer;
+}
+
+/**
+ * Inside the caller's transaction: the stored next offset of a partition, row-locked so a
+ * second instance that still believes it owns the partition waits instead of applying twice.
+ */
+export async function lockStoredOffset(client: PoolClient, group: string, topic: string, partition: number): Promise<number> {
+  await client.query(
+    "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+    [group, topic, partition],
+  );
+  const { rows } = await client.query<{ next_offset: number }>(
+    "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+    [group, topic, partition],
+  );
+  return Number((rows[0] as { next_offset: number }).next_offset);
+}
+
+/** Inside the same transaction: where the next batch starts. */
+export async function storeNextOffset(client: PoolClient, group: string, topic: string, partition: number, next: number): Promise<void> {
+  await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [group, topic, partition, next]);
+}
+
+/** True once the group's stored offsets reach the end of every partition of the topic (no lag). */
+export async function consumerCaughtUp(kafka: Kafka, db: Queryable, group: string, topic: string): Promise<boolean> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ends = await admin.fetchTopicOffsets(topic);
+    const { rows } = await db.query<{ partition: number; next_offset: number }>(
+      "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2",
+      [group, topic],
+    );
+    const stored = new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
+    return ends.every((e) => Number(e.high) === 0 || (stored.get(e.partition) ?? 0) >= Number(e.high));
+  } finally {
+    await admin.disconnect();
+  }
 }

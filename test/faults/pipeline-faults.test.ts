@@ -8,6 +8,7 @@
  * Runs on its own (`HASHRELAY_FAULTS=1 npx vitest run`, part of `make test`) because it restarts
  * the shared Kafka broker.
  */
+import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import type { Kafka, Producer } from "kafkajs";
@@ -80,25 +81,13 @@ function wave(n: number): Submission[] {
   return out;
 }
 
-async function storedOffsetsCaughtUp(db: pg.Pool, group: string, topic: string): Promise<boolean> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const ends = await admin.fetchTopicOffsets(topic);
-    const { rows } = await db.query<{ partition: number; next_offset: number }>("SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2", [group, topic]);
-    const stored = new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
-    return ends.every((e) => Number(e.high) === 0 || (stored.get(e.partition) ?? 0) >= Number(e.high));
-  } finally {
-    await admin.disconnect();
-  }
-}
 
 async function settled(): Promise<boolean> {
   const { rows } = await hubDb.pool.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   if (Number(rows[0]?.n) > 0) return false;
-  if (!(await storedOffsetsCaughtUp(hubDb.pool, `dedup-${namespace}`, names.submitted))) return false;
-  if (!(await storedOffsetsCaughtUp(hubDb.pool, `distribution-${namespace}`, names.canonical))) return false;
-  for (const p of PARTNERS) if (!(await storedOffsetsCaughtUp((partnerDbs[p] as TestDatabase).pool, `partner-sink-${p}`, names.feed(p)))) return false;
+  if (!(await consumerCaughtUp(kafka, hubDb.pool, `dedup-${namespace}`, names.submitted))) return false;
+  if (!(await consumerCaughtUp(kafka, hubDb.pool, `distribution-${namespace}`, names.canonical))) return false;
+  for (const p of PARTNERS) if (!(await consumerCaughtUp(kafka, (partnerDbs[p] as TestDatabase).pool, `partner-sink-${p}`, names.feed(p)))) return false;
   const again = await hubDb.pool.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   return Number(again.rows[0]?.n) === 0;
 }

@@ -3,6 +3,7 @@
  * a registered hub key, synthetic agencies, partners with policies, and running dedup,
  * distribution and partner sinks (each sink with a database of its own).
  */
+import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import type { Kafka } from "kafkajs";
 import type { Queryable } from "../../services/shared/postgres.ts";
@@ -138,34 +139,19 @@ export async function startPipeline(options: { agencies: { id: string; authority
 }
 
 
-async function caughtUp(kafka: Kafka, db: Queryable, group: string, topic: string): Promise<boolean> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const ends = await admin.fetchTopicOffsets(topic);
-    const { rows } = await db.query<{ partition: number; next_offset: number }>(
-      "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2",
-      [group, topic],
-    );
-    const stored = new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
-    return ends.every((e) => Number(e.high) === 0 || (stored.get(e.partition) ?? 0) >= Number(e.high));
-  } finally {
-    await admin.disconnect();
-  }
-}
 
 /** True once every stage has consumed everything before it and no outbox holds anything. */
 export async function pipelineSettled(p: Pipeline, kafka: Kafka, partners: string[]): Promise<boolean> {
   const hub = p.hubDb.pool;
   const { rows } = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   if (Number(rows[0]?.n) > 0) return false;
-  if (!(await caughtUp(kafka, hub, `dedup-${p.namespace}`, p.names.submitted))) return false;
-  if (!(await caughtUp(kafka, hub, `distribution-${p.namespace}`, p.names.canonical))) return false;
+  if (!(await consumerCaughtUp(kafka, hub, `dedup-${p.namespace}`, p.names.submitted))) return false;
+  if (!(await consumerCaughtUp(kafka, hub, `distribution-${p.namespace}`, p.names.canonical))) return false;
   const again = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   if (Number(again.rows[0]?.n) > 0) return false;
   for (const partnerId of partners) {
     const sink = p.sinks[partnerId];
-    if (!sink || !(await caughtUp(kafka, sink.db.pool, `partner-sink-${partnerId}`, p.names.feed(partnerId)))) return false;
+    if (!sink || !(await consumerCaughtUp(kafka, sink.db.pool, `partner-sink-${partnerId}`, p.names.feed(partnerId)))) return false;
   }
   return true;
 }
