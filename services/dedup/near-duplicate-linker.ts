@@ -33,6 +33,7 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
   }
 
   async catchUp(client: PoolClient): Promise<void> {
+    const before = this.pdq.size;
     for (;;) {
       const { rows } = await client.query<{ hash_seq: number; alg: string; value: string; quality: number | null; record_no: number }>(
         `SELECT h.hash_seq, h.alg, h.value, h.quality, r.record_no FROM record_hashes h JOIN canonical_records r USING (record_id)
@@ -44,8 +45,10 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
         if (r.alg === "photodna") this.photodna.add(r.record_no, r.value);
         this.lastSeq = r.hash_seq;
       }
-      if (rows.length < 50000) return;
+      if (rows.length < 50000) break;
     }
+    // After a large load (start-up rebuild), build the static tables now rather than on the first query.
+    if (this.pdq.size - before > 10_000) this.pdq.compact();
   }
 
   async link(client: PoolClient, ws: WorkingSet): Promise<void> {
