@@ -170,6 +170,24 @@ export function validateSubmission(sub: Submission, now: Date | number = Date.no
 function checkIdentifier(v: unknown, path: string): void {
   if (typeof v !== "string" || v.trim() === "") fail("INVALID_FIELD", at(path, `must be a non-empty string, got ${describe(v)}`));
   if (v.length > MAX_TEXT_LENGTH) fail("INVALID_FIELD", at(path, `longer than ${MAX_TEXT_LENGTH} characters`));
+  checkStorable(v, path);
+}
+
+/** U+0000, or a UTF-16 surrogate without its pair. */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Free text must be storable (issue 7, hostile input): PostgreSQL refuses U+0000 in text and
+ * jsonb, and an unpaired surrogate in jsonb, so a caseRef of "\u0000" passed here and then
+ * failed dedup's INSERT of the sighting on every redelivery (a poison message); in a plain text
+ * column an unpaired surrogate would silently become U+FFFD.
+ */
+function checkStorable(v: string, path: string, reason: ReasonCode = "INVALID_FIELD"): void {
+  const bad = UNSTORABLE.exec(v);
+  if (bad) {
+    const what = bad[0] === "\u0000" ? "U+0000" : `an unpaired surrogate U+${bad[0].charCodeAt(0).toString(16).toUpperCase()}`;
+    fail(reason, at(path, `contains ${what} at position ${bad.index}`));
+  }
 }
 
 function checkSubmittedAt(v: unknown, now: number): void {
@@ -262,6 +280,7 @@ function checkGrade(v: unknown, mode: Mode): Grade {
   if (typeof profile !== "string" || profile.length === 0 || profile.length > 64) {
     fail("INVALID_CATEGORY", at("grade.vics.profile", `must be a string of 1-64 characters, got ${describe(profile)}`));
   }
+  checkStorable(profile, "grade.vics.profile", "INVALID_CATEGORY");
   if (typeof code !== "number" || !Number.isInteger(code) || code < 0 || code > 0x7fffffff) {
     fail("INVALID_CATEGORY", at("grade.vics.code", `must be a non-negative integer, got ${describe(code)}`));
   }
@@ -291,6 +310,7 @@ function checkLawEnforcement(v: unknown, mode: Mode): LawEnforcementMetadata {
     }
     if (typeof x !== "string") fail("INVALID_FIELD", at(`lawEnforcement.${f}`, `must be null or a string, got ${describe(x)}`));
     if (x.length > MAX_TEXT_LENGTH) fail("INVALID_FIELD", at(`lawEnforcement.${f}`, `longer than ${MAX_TEXT_LENGTH} characters`));
+    checkStorable(x, `lawEnforcement.${f}`);
     const t = mode === "draft" ? x.trim() : x;
     out[f] = t === "" && mode === "draft" ? null : t;
   }

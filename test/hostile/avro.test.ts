@@ -9,8 +9,9 @@ import { AvroCodec, loadSchemaVersions } from "../../services/shared/codec.ts";
 import type { SchemaVersion } from "../../services/shared/codec.ts";
 import { CodecError } from "../../services/shared/errors.ts";
 import type { RecordName } from "../../services/shared/records.ts";
-import { sampleValues, validEncodings, varint } from "./scenarios.ts";
-import { HeapWatch, MB, runIsolated, show } from "./support.ts";
+import { sampleValues, varint } from "./scenarios.ts";
+import { MB, runIsolated, show } from "./support.ts";
+import type { IsolatedResult } from "./support.ts";
 
 const codec = new AvroCodec();
 const versions = loadSchemaVersions();
@@ -45,8 +46,11 @@ interface Summary {
  * The hostile families run in a child process with a 96 MB heap and a deadline (runIsolated): before the
  * bounds check, one of these bodies claimed 2^31 hashes and took the process down after a minute.
  */
+let families: Record<string, Promise<IsolatedResult>> | undefined;
+
 async function family(name: string, budgetMs: number): Promise<Summary & { details?: string[] }> {
-  const run = await runIsolated(name, { maxOldMb: 96, timeoutMs: 45_000 });
+  families ??= runIsolated(["avroRandomBytes", "avroMutations", "avroHugeCountsEverywhere", "avroHugeCountsAtBlockStarts"], { maxOldMb: 96, timeoutMs: 50_000 });
+  const run = await (families[name] as Promise<IsolatedResult>);
   const s = run.result as Summary & { details?: string[] };
   expect(s.bad, `inputs that broke the rules:\n${s.bad.join("\n")}`).toEqual([]);
   expect(run.ms, `${name} took ${Math.round(run.ms)} ms (a hang?)`).toBeLessThan(budgetMs);
@@ -80,18 +84,6 @@ describe("AvroCodec.decode: hostile bytes (in a child process with a 96 MB heap)
 });
 
 describe("AvroCodec.decode: hostile bytes (in process)", () => {
-  it("a few claims, timed and heap-watched in this process too", () => {
-    const sub = Buffer.concat([headerOf(codec.schema("Submission")), ...["s", "a", "k"].map((t) => Buffer.concat([varint(1), Buffer.from(t)])), varint(0), varint(0)]);
-    const heap = new HeapWatch();
-    for (const bytes of [Buffer.concat([sub, varint(2 ** 31)]), Buffer.concat([sub, varint(-1e9), varint(9)]), Buffer.concat([headerOf(codec.schema("Submission")), varint(2 ** 31)])]) {
-      const start = performance.now();
-      expect(attempt("Submission", bytes)).toBe("MALFORMED_AVRO");
-      expect(performance.now() - start).toBeLessThan(1000);
-      heap.sample();
-    }
-    expect(heap.peak).toBeLessThan(16 * MB);
-  });
-
   it("refuses varints longer than a 64-bit long's 10 bytes", () => {
     const bytes = Buffer.concat([headerOf(codec.schema("Rejection")), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00])]);
     expect(attempt("Rejection", bytes)).toBe("MALFORMED_AVRO");

@@ -59,10 +59,13 @@ export function* bitFlips(buf: Buffer, rng?: Rng): Generator<Buffer> {
   }
 }
 
-/** `buf` with each byte in turn set to each of `values` (boundary bytes: 0x00, 0x7f, 0x80, 0xff...). */
-export function* byteSets(buf: Buffer, values: readonly number[]): Generator<Buffer> {
+/**
+ * `buf` with each byte in turn set to each of `values` (boundary bytes: 0x00, 0x7f, 0x80, 0xff...),
+ * or, with `rng`, to one of them picked at random per position.
+ */
+export function* byteSets(buf: Buffer, values: readonly number[], rng?: Rng): Generator<Buffer> {
   for (let i = 0; i < buf.length; i++) {
-    for (const v of values) {
+    for (const v of rng ? [pick(rng, values)] : values) {
       if (buf[i] === v) continue;
       const copy = Buffer.from(buf);
       copy[i] = v;

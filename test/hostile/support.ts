@@ -63,25 +63,30 @@ export const MB = 1024 * 1024;
 
 const REASONS: ReadonlySet<string> = new Set(REASON_CODES);
 
+/** Fails with the input that caused it; the message is only built on failure (these run per item, thousands of times). */
+export function fail(message: string, input: Buffer | string): never {
+  throw new Error(`${message} — input ${show(input)}`);
+}
+
 /**
  * A rejection's reason must be one of REASON_CODES and not INTERNAL (which the readers give an
  * error they did not expect: a bug), with a detail and its original bytes.
  */
 export function expectRejection(item: { reason: string; detail: string; original: unknown }, input: Buffer | string, allowed?: readonly string[]): void {
-  const where = `${item.reason}: ${item.detail.slice(0, 200)} — input ${show(input)}`;
-  expect(REASONS.has(item.reason), `reason not in REASON_CODES: ${where}`).toBe(true);
-  expect(item.reason, `INTERNAL means an unexpected error: ${where}`).not.toBe("INTERNAL");
-  if (allowed) expect(allowed, `unexpected reason: ${where}`).toContain(item.reason);
-  expect(typeof item.detail === "string" && item.detail.length > 0, `no detail: ${where}`).toBe(true);
-  expect(Buffer.isBuffer(item.original), `original is not a Buffer: ${where}`).toBe(true);
+  const what = (): string => `${item.reason}: ${String(item.detail).slice(0, 200)}`;
+  if (!REASONS.has(item.reason)) fail(`reason not in REASON_CODES: ${what()}`, input);
+  if (item.reason === "INTERNAL") fail(`INTERNAL means an unexpected error: ${what()}`, input);
+  if (allowed && !allowed.includes(item.reason)) fail(`unexpected reason (allowed: ${allowed.join(", ")}): ${what()}`, input);
+  if (typeof item.detail !== "string" || item.detail.length === 0) fail(`no detail: ${what()}`, input);
+  if (!Buffer.isBuffer(item.original)) fail(`original is not a Buffer: ${what()}`, input);
 }
 
 /** What every stream of DraftItems must satisfy: indexes 0, 1, 2... and reasoned rejections. */
 export function expectDraftItems(items: readonly DraftItem[], input: Buffer | string, allowed?: readonly string[]): void {
   items.forEach((item, i) => {
-    expect(item.index, `index ${item.index} at position ${i} — input ${show(input)}`).toBe(i);
+    if (item.index !== i) fail(`index ${item.index} at position ${i}`, input);
     if (!item.ok) expectRejection(item, input, allowed);
-    else expect(Buffer.isBuffer(item.original)).toBe(true);
+    else if (!Buffer.isBuffer(item.original)) fail("original of an ok item is not a Buffer", input);
   });
 }
 
@@ -94,40 +99,60 @@ export interface IsolatedResult {
 }
 
 /**
- * Runs `scenarios[name]` (scenarios.ts) in a child process (isolated-runner.ts) started with
- * --max-old-space-size=`maxOldMb`, and kills it after `timeoutMs`. A regression that allocates
- * without bound then fails this test within seconds ("exited with code 134"), instead of taking
- * the test worker down after minutes; a hang fails as a timeout. (A worker thread's
- * resourceLimits is not enough: V8 can still abort the whole process on a huge allocation.)
+ * Runs scenarios of scenarios.ts, one after another, in one child process (isolated-runner.ts)
+ * started with --max-old-space-size=`maxOldMb`, killed after `timeoutMs`. A regression that
+ * allocates without bound then fails within seconds ("exited (SIGABRT) … out of its heap"),
+ * naming the scenario it was in, instead of taking the test worker down after minutes; a hang
+ * fails as a timeout. (A worker thread's resourceLimits is not enough: V8 can still abort the
+ * whole process on a huge allocation.) Each scenario's promise settles on its own, so one test
+ * per scenario reports it. The heap baseline of each scenario is taken after a full GC.
  */
-export function runIsolated(name: string, opts: { maxOldMb: number; timeoutMs: number }): Promise<IsolatedResult> {
+export function runIsolated(names: readonly string[], opts: { maxOldMb: number; timeoutMs: number }): Record<string, Promise<IsolatedResult>> {
   const runner = fileURLToPath(new URL("./isolated-runner.ts", import.meta.url));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldMb}`, "--import", "tsx", runner, name], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-4000)));
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs);
-    child.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      const last = stdout.trimEnd().split("\n").pop() ?? "";
-      let msg: ({ error?: string } & IsolatedResult) | undefined;
-      try {
-        msg = JSON.parse(last) as { error?: string } & IsolatedResult;
-      } catch {
-        msg = undefined;
-      }
-      if (signal === "SIGKILL") reject(new Error(`scenario ${name}: no answer within ${opts.timeoutMs} ms (a hang?)`));
-      else if (!msg) reject(new Error(`scenario ${name} exited with code ${code} (out of its ${opts.maxOldMb} MB heap?): ${stderr.slice(-1500)}`));
-      else if (msg.error) reject(new Error(`scenario ${name} threw: ${msg.error}`));
-      else resolve(msg);
-    });
+  const settle = new Map<string, { resolve: (r: IsolatedResult) => void; reject: (e: Error) => void }>();
+  const out: Record<string, Promise<IsolatedResult>> = {};
+  for (const name of names) {
+    out[name] = new Promise<IsolatedResult>((resolve, reject) => settle.set(name, { resolve, reject }));
+    out[name].catch(() => {}); // a test that never awaits it must not leave an unhandled rejection
+  }
+  const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldMb}`, "--expose-gc", "--import", "tsx", runner, ...names], {
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  let pending = "";
+  let running = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => {
+    pending += d;
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) {
+      if (line.startsWith("@@start ")) running = line.slice(8);
+      else if (line.startsWith("{")) {
+        const msg = JSON.parse(line) as { name: string; error?: string } & IsolatedResult;
+        const s = settle.get(msg.name);
+        settle.delete(msg.name);
+        if (msg.error) s?.reject(new Error(`scenario ${msg.name} threw: ${msg.error}`));
+        else s?.resolve(msg);
+      }
+    }
+  });
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-4000)));
+  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs);
+  const failRest = (why: (name: string) => string): void => {
+    for (const [name, s] of settle) s.reject(new Error(why(name)));
+    settle.clear();
+  };
+  child.on("error", (err) => {
+    clearTimeout(timer);
+    failRest(() => `could not start the scenario runner: ${err.message}`);
+  });
+  child.on("close", (code, signal) => {
+    clearTimeout(timer);
+    failRest((name) =>
+      signal === "SIGKILL"
+        ? `scenario ${running}: no answer within ${opts.timeoutMs} ms (a hang?)${name === running ? "" : `; ${name} did not run`}`
+        : `scenario ${running} exited (${signal ?? `code ${code}`}; out of its ${opts.maxOldMb} MB heap?)${name === running ? "" : `; ${name} did not run`}: ${stderr.slice(-1500)}`,
+    );
+  });
+  return out;
 }

@@ -407,6 +407,8 @@ function parsesAsSubmissionObject(line: Buffer): boolean {
  * non-blank lines and at least one of them is on its own a submission-like object; so a
  * truncated array or pretty-printed object stays one MALFORMED_JSON item, while a JSON Lines body
  * with a broken line still yields its good lines. `index` counts items (non-blank lines) from 0.
+ * At most 50,000 items are read (MAX_BATCH_ITEMS); the rest of a bigger body is one more item,
+ * BODY_TOO_LARGE, whose original is the bytes from the first item not read.
  */
 export function parseSubmissionBatch(body: Buffer): SubmissionItem[] {
   const start = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;

@@ -46,7 +46,9 @@
  * Results stream out in file order. A bad media item yields a failed item and reading goes on.
  * A file that is not VICS JSON (bad syntax, truncation, wrong shape, nesting deeper than 10,000
  * levels) yields one MALFORMED_VICS item and stops; items before the fault have already been
- * yielded, so a caller that wants a file all-or-nothing must hold them until the end. A media item
+ * yielded (except those completed within the fault's own 4 KiB slice of text, whose tokens the
+ * tokenizer drops when it throws: see FEED_CHARS), so a caller that wants a file all-or-nothing
+ * must hold them until the end. A media item
  * larger than maxItemChars or nested deeper than 64 levels is one failed item (MALFORMED_VICS,
  * empty original) and reading goes on. The original of a media item is its JSON,
  * re-serialised; that of a MALFORMED_VICS item is the last few KiB of the file before the fault.
