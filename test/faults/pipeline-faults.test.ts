@@ -1,6 +1,7 @@
 /**
- * Fault injection over the whole pipeline, every service a real process: kill -9 dedup,
- * distribution and a partner sink mid-stream and restart them; restart the Kafka broker; take a
+ * Fault injection over the whole pipeline, every service a real process: kill -9 ingest (while a
+ * force submits over HTTP and retries), dedup, distribution and a partner sink mid-stream and
+ * restart them; restart the Kafka broker; take a
  * partner's database away for a while; duplicate and reorder deliveries. Afterwards every partner
  * database must equal what its policy implies over the canonical records: nothing lost, nothing
  * duplicated, every feed chain contiguous.
@@ -19,6 +20,7 @@ import { DISTRIBUTION_MIGRATIONS } from "../../services/distribution/main.ts";
 import { loadPolicies, setPolicy } from "../../services/distribution/policy-store.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
+import { IngestClient } from "../../services/ingest/client.ts";
 import type { AgencySigner } from "../../services/ingest/client.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
@@ -47,6 +49,20 @@ const procs: Record<string, ServiceProcess> = {};
 const procEnv: Record<string, Record<string, string>> = {};
 let forces: AgencySigner[] = [];
 const published: Submission[] = [];
+const ingestPort = 20_000 + Math.floor(Math.random() * 10_000);
+
+/** A force's client that retries until every submission is accepted or known (as a real one would). */
+async function submitWithRetries(subs: Submission[]): Promise<void> {
+  const client = new IngestClient(`http://127.0.0.1:${ingestPort}`, forces[0] as AgencySigner);
+  for (let i = 0; i < subs.length; i += 50) {
+    const batch = subs.slice(i, i + 50);
+    await waitFor("batch accepted by ingest", async () => {
+      const res = await client.submit(batch);
+      return res.items.every((it) => it.status === "accepted" || it.status === "duplicate");
+    }, 90_000, 300);
+    published.push(...batch);
+  }
+}
 
 function start(name: string, service: string): void {
   procs[name] = startServiceProcess(service, procEnv[name] as Record<string, string>);
@@ -164,6 +180,8 @@ beforeAll(async () => {
       PARTNER_BOOTSTRAP: "none",
     };
   }
+  procEnv["ingest"] = { ...common, INGEST_PORT: String(ingestPort) };
+  start("ingest", "ingest");
   start("dedup", "dedup");
   start("distribution", "distribution");
   for (const p of PARTNERS) start(`sink-${p}`, "partner-sink");
@@ -178,6 +196,13 @@ afterAll(async () => {
 
 describe("pipeline under faults", () => {
   it("recovers from kills, a broker restart, a partner database outage and duplicate/reordered deliveries", async () => {
+    // 0. kill -9 ingest while a force is submitting over HTTP; the force retries.
+    const overHttp = wave(300).filter((sub) => sub.agencyId === "force-a");
+    const sending = submitWithRetries(overHttp);
+    await waitFor("ingest under way", async () => published.length >= 50, 90_000, 20);
+    await restart("ingest", "ingest");
+    await sending;
+
     // 1. kill -9 dedup mid-stream.
     await publish(wave(300));
     await waitFor("dedup under way", async () => (await applied()) > 50, 90_000, 20);
