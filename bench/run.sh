@@ -9,13 +9,16 @@
 #
 # BENCH_ARGS replaces the default arguments of every script run, so pair it with BENCH when the
 # scripts take different flags. Defaults: near-duplicates gets --sizes 1000000 (a few minutes; its
-# own default, 1M and 10M, takes much longer and ~2 GB); the others get none.
+# own default, 1M and 10M, takes much longer and ~2 GB); pipeline gets its own defaults spelled out
+# (10,000 submissions for throughput, then 200/s for 30 s for latency: about 2 minutes on 2 cores);
+# the others get none.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 default_args() {
   case "$1" in
     near-duplicates) echo "--sizes 1000000" ;;
+    pipeline) echo "--count 10000 --rate 200 --seconds 30" ;;
     *) echo "" ;;
   esac
 }

@@ -1,7 +1,8 @@
 /**
  * `make demo`: the main job end to end on the local stack. Registers synthetic agencies and
  * partners, starts every service as its own process, pushes a synthetic workload through HTTP
- * and an S3 bulk import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
+ * and an S3 bulk import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
+import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
 import (VICS file via the force CLI), waits for it to propagate, and prints
  * what reached each partner, the rejections by reason, and end-to-end latency.
  */
@@ -280,7 +281,7 @@ async function main(): Promise<void> {
     if (Number(rows[0]?.n) > 0) return false;
     if (!(await consumerCaughtUp(kafka, hub, `dedup-${namespace}`, names.submitted))) return false;
     if (!(await consumerCaughtUp(kafka, hub, `distribution-${namespace}`, names.canonical))) return false;
-    for (const [id, pool] of Object.entries(partnerPools)) if (!(await consumerCaughtUp(kafka, pool, `partner-sink-${id}`, names.feed(id)))) return false;
+    for (const [id, pool] of Object.entries(partnerPools)) if (!(await consumerCaughtUp(kafka, pool, sinkConsumerGroup(id, namespace), names.feed(id)))) return false;
     const again = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
     return Number(again.rows[0]?.n) === 0;
   }, 180_000);

@@ -46,6 +46,14 @@ const configShape = {
   S3_BUCKET: z.string().default("hashrelay"),
 };
 
+/**
+ * The sink's consumer group: per partner and per topic namespace, so two pipelines on one broker
+ * (or one partner's staging and production feeds) never share a group.
+ */
+export function sinkConsumerGroup(partnerId: string, namespace = ""): string {
+  return namespace ? `partner-sink-${namespace}-${partnerId}` : `partner-sink-${partnerId}`;
+}
+
 export type SinkConfig = z.infer<z.ZodObject<typeof configShape>>;
 /** What callers pass: defaults may be left out; validated on start. */
 export type SinkConfigInput = z.input<z.ZodObject<typeof configShape>>;
@@ -74,7 +82,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     });
     if (boot) logger.info(boot, "bootstrapped from snapshot");
   }
-  const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup: `partner-sink-${config.PARTNER_ID}`, keys: () => keys, logger };
+  const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup: sinkConsumerGroup(config.PARTNER_ID, config.TOPIC_NAMESPACE), keys: () => keys, logger };
   const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? `partner-sink-${config.PARTNER_ID}`, logger });
   const consumer = await startExactlyOnceConsumer({
     kafka,

@@ -9,6 +9,7 @@
  * Runs on its own (`HASHRELAY_FAULTS=1 npx vitest run`, part of `make test`) because it restarts
  * the shared Kafka broker.
  */
+import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -103,7 +104,7 @@ async function settled(): Promise<boolean> {
   if (Number(rows[0]?.n) > 0) return false;
   if (!(await consumerCaughtUp(kafka, hubDb.pool, `dedup-${namespace}`, names.submitted))) return false;
   if (!(await consumerCaughtUp(kafka, hubDb.pool, `distribution-${namespace}`, names.canonical))) return false;
-  for (const p of PARTNERS) if (!(await consumerCaughtUp(kafka, (partnerDbs[p] as TestDatabase).pool, `partner-sink-${p}`, names.feed(p)))) return false;
+  for (const p of PARTNERS) if (!(await consumerCaughtUp(kafka, (partnerDbs[p] as TestDatabase).pool, sinkConsumerGroup(p, namespace), names.feed(p)))) return false;
   const again = await hubDb.pool.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   return Number(again.rows[0]?.n) === 0;
 }
@@ -120,7 +121,7 @@ async function diagnose(): Promise<string> {
   };
   await stage("dedup", hubDb.pool, `dedup-${namespace}`, names.submitted);
   await stage("distribution", hubDb.pool, `distribution-${namespace}`, names.canonical);
-  for (const p of PARTNERS) await stage(p, (partnerDbs[p] as TestDatabase).pool, `partner-sink-${p}`, names.feed(p));
+  for (const p of PARTNERS) await stage(p, (partnerDbs[p] as TestDatabase).pool, sinkConsumerGroup(p, namespace), names.feed(p));
   await admin.disconnect();
   const { rows } = await hubDb.pool.query<{ o: string; f: string }>("SELECT (SELECT count(*) FROM outbox)::text AS o, (SELECT count(*) FROM feed_outbox)::text AS f");
   lines.push(`outbox ${rows[0]?.o} feed_outbox ${rows[0]?.f}`);

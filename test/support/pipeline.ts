@@ -3,6 +3,7 @@
  * a registered hub key, synthetic agencies, partners with policies, and running dedup,
  * distribution and partner sinks (each sink with a database of its own).
  */
+import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import type { Kafka } from "kafkajs";
@@ -151,7 +152,7 @@ export async function pipelineSettled(p: Pipeline, kafka: Kafka, partners: strin
   if (Number(again.rows[0]?.n) > 0) return false;
   for (const partnerId of partners) {
     const sink = p.sinks[partnerId];
-    if (!sink || !(await consumerCaughtUp(kafka, sink.db.pool, `partner-sink-${partnerId}`, p.names.feed(partnerId)))) return false;
+    if (!sink || !(await consumerCaughtUp(kafka, sink.db.pool, sinkConsumerGroup(partnerId, p.namespace), p.names.feed(partnerId)))) return false;
   }
   return true;
 }
