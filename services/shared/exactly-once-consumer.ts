@@ -35,7 +35,50 @@ async function storedOffsets(pool: Pool, group: string, topic: string): Promise<
   return new Map(rows.map((r) => [r.partition, r.next_offset]));
 }
 
-export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): Promise<Consumer> {
+/** A running consumer; `disconnect` waits for the batch in hand to commit or roll back. */
+export interface RunningConsumer {
+  disconnect(): Promise<void>;
+}
+
+/**
+ * Starts the consumer and keeps it running: kafkajs gives up for good on some errors (a broker
+ * restart can end in "Failed to find group coordinator"), which would leave a live process that
+ * consumes nothing. Such a crash is logged and a fresh consumer starts after a pause; it resumes
+ * from the stored offsets like any other.
+ */
+export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): Promise<RunningConsumer> {
+  let current: Consumer | null = null;
+  let stopped = false;
+  let restartTimer: NodeJS.Timeout | null = null;
+  const launch = async (): Promise<void> => {
+    const consumer = await runConsumer(o);
+    current = consumer;
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (event.payload.restart || stopped) return; // kafkajs restarts it itself
+      o.logger.error({ err: event.payload.error }, "consumer stopped for good; starting a new one");
+      restartTimer = setTimeout(() => {
+        void consumer
+          .disconnect()
+          .catch(() => undefined)
+          .then(() => (stopped ? undefined : launch()))
+          .catch((err: unknown) => {
+            o.logger.error({ err }, "consumer restart failed; retrying");
+            restartTimer = setTimeout(() => void launch().catch(() => undefined), 5_000);
+          });
+      }, 2_000);
+    });
+  };
+  await launch();
+  return {
+    async disconnect() {
+      stopped = true;
+      if (restartTimer) clearTimeout(restartTimer);
+      await current?.disconnect();
+    },
+  };
+}
+
+async function runConsumer(o: ExactlyOnceConsumerOptions): Promise<Consumer> {
   const consumer = o.kafka.consumer({
     groupId: o.groupId,
     sessionTimeout: o.sessionTimeoutMs ?? 30_000,
