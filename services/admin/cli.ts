@@ -14,6 +14,11 @@ import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { recordsAssertedOnlyByKey } from "../dedup/key-report.ts";
+import { kafkaIntakeSink, pgSubmissionLedger } from "../ingest/adapters.ts";
+import { AvroCodec } from "../shared/codec.ts";
+import { createDurableProducer } from "../shared/kafka.ts";
+import { matches, readRejections, redrive } from "./redrive.ts";
+import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
 import { loadPolicies, setPolicy } from "../distribution/policy-store.ts";
 import type { CategoryScheme, Delivery, ExtraField } from "../distribution/policy.ts";
@@ -227,6 +232,53 @@ export function buildCli(): Command {
         console.log(`${k.keyId}\t${k.ownerKind}\t${k.ownerId}\tfrom ${k.validFrom.toISOString()}\t${state}`);
       }
     });
+
+  const dlq = program.command("dlq").description("the dead-letter topic (hashes.rejected.v1)");
+  const dlqFilter = (cmd: Command) =>
+    cmd
+      .option("--reason <code>", "only this reason code")
+      .option("--service <name>", "only rejections made by this service (ingest, dedup, distribution)")
+      .option("--agency <id>", "only this agency's rejections")
+      .option("--since <iso>", "only rejections at or after this time")
+      .option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE)", process.env["TOPIC_NAMESPACE"] ?? "");
+  type DlqOptions = { reason?: string; service?: string; agency?: string; since?: string; namespace: string };
+  const filterOf = (o: DlqOptions): RedriveFilter => ({
+    ...(o.reason ? { reason: o.reason } : {}),
+    ...(o.service ? { service: o.service } : {}),
+    ...(o.agency ? { agencyId: o.agency } : {}),
+    ...(o.since ? { since: parseDate(o.since).getTime() } : {}),
+  });
+  const kafkaOf = () =>
+    createKafka({ brokers: loadConfig("hashrelay-admin", { KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS }).KAFKA_BROKERS, clientId: "hashrelay-admin" });
+  dlqFilter(dlq.command("list").description("rejections with their reason, source and time")).action(async (o: DlqOptions) => {
+    const codec = new AvroCodec();
+    const all = (await readRejections(kafkaOf(), codec, topicNames(o.namespace).rejected)).filter((r) => matches(r, filterOf(o)));
+    for (const r of all) {
+      console.log(`${new Date(r.rejectedAt).toISOString()}\t${r.service}\t${r.reason}\t${r.agencyId ?? "-"}\t${r.submissionId ?? "-"}\t${r.detail.slice(0, 120)}`);
+    }
+    console.log(`${all.length} rejections`);
+  });
+  dlqFilter(dlq.command("redrive").description("send matching rejections round again, once their cause is fixed")).action(async (o: DlqOptions) => {
+    const codec = new AvroCodec();
+    const kafka = kafkaOf();
+    const topics = topicNames(o.namespace);
+    const report = await withDb(async (db) => {
+      await migrate(db, [{ namespace: "ingest", dir: fileURLToPath(new URL("../ingest/migrations/", import.meta.url)) }]);
+      const producer = createDurableProducer(kafka);
+      await producer.connect();
+      try {
+        return await redrive(
+          { kafka, codec, topics, intake: { codec, keys: new PgKeyRegistry(db, 0), ledger: pgSubmissionLedger(db), sink: kafkaIntakeSink(producer, codec, topics) } },
+          filterOf(o),
+        );
+      } finally {
+        await producer.disconnect();
+      }
+    });
+    console.log(
+      `matched ${report.matched}: ${report.republished} sent back to dedup; ${report.readmitted.accepted} re-admitted by ingest (${report.readmitted.duplicates} duplicates, ${report.readmitted.rejected} refused again); ${report.skipped} not re-drivable`,
+    );
+  });
 
   return program;
 }

@@ -20,7 +20,7 @@ import { validateSubmission } from "./validation.ts";
 
 export const SERVICE = "ingest";
 
-export type Channel = "http" | "cli" | "s3-import";
+export type Channel = "http" | "cli" | "s3-import" | "redrive";
 
 export type IntakeItem =
   | { readonly index: number; readonly ok: true; readonly submission: Submission; readonly original: Buffer }
