@@ -1,11 +1,11 @@
 /**
  * `make demo`: the main job end to end on the local stack. Registers synthetic agencies and
  * partners, starts every service as its own process, pushes a synthetic workload through HTTP
- * and an S3 bulk import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
-import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
-import (VICS file via the force CLI), waits for it to propagate, and prints
+ * and an S3 bulk import (VICS file via the force CLI), waits for it to propagate, and prints
  * what reached each partner, the rejections by reason, and end-to-end latency.
  */
+import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
+import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";

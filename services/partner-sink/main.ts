@@ -8,7 +8,7 @@ import { z } from "zod";
 import { AvroCodec } from "../shared/codec.ts";
 import { effectiveEnv, loadConfig, commonConfigShape } from "../shared/config.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import { createKafka } from "../shared/kafka.ts";
+import { createKafka, waitForTopics } from "../shared/kafka.ts";
 import { onShutdown, runMain } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { createPool, migrate } from "../shared/postgres.ts";
@@ -84,6 +84,16 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
   }
   const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup: sinkConsumerGroup(config.PARTNER_ID, config.TOPIC_NAMESPACE), keys: () => keys, logger };
   const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? `partner-sink-${config.PARTNER_ID}`, logger });
+  // The hub creates the feed topic when the partner's policy is first applied; wait for it.
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const exists = (await admin.listTopics()).includes(topics.feed(config.PARTNER_ID));
+    if (!exists) logger.info({ topic: topics.feed(config.PARTNER_ID) }, "waiting for the hub to create this partner's feed topic");
+    await waitForTopics(admin, [topics.feed(config.PARTNER_ID)], 300_000);
+  } finally {
+    await admin.disconnect();
+  }
   const consumer = await startExactlyOnceConsumer({
     kafka,
     pool,
