@@ -23,6 +23,11 @@ export interface ExportManifest {
   readonly count: number;
   /** Per feed partition: the last seq included and the chain digest after it (hex). */
   readonly heads: Record<string, { seq: number; digest: string }>;
+  /**
+   * Snapshots of Kafka-delivered feeds: per partition, the Kafka offset just after the snapshot's
+   * last record, where a partner that bootstrapped from it starts tailing the topic.
+   */
+  readonly kafkaOffsets?: Record<string, string>;
   /** Deltas: the first seq per partition they start at. */
   readonly from?: Record<string, number>;
   readonly createdAt: string;
@@ -73,10 +78,31 @@ export function manifestSignatureValid(m: ExportManifest, publicKey: KeyObject):
 
 export interface ExportDeps {
   readonly pool: Pool;
+  /** Where Kafka-delivered feeds are, to name the offsets a snapshot covers (omit for S3-only partners). */
+  readonly feedOffsets?: { topic: (partnerId: string) => string; highWatermarks: (topic: string) => Promise<Record<string, string>> };
   readonly s3: S3Client;
   readonly bucket: string;
   readonly hub: HubSigner;
   readonly prefix?: string;
+}
+
+/** Same lock as distribution's apply step (processor.ts): held while reading a snapshot. */
+const DISTRIBUTION_APPLY_LOCK = 7431004;
+
+interface SnapshotRow {
+  alg: string;
+  value: string;
+  record_id: string;
+  revision: number;
+  category: string;
+  content_type: string;
+  extra: Record<string, string>;
+}
+
+interface HeadRow {
+  partition: number;
+  last_seq: number;
+  last_digest: Buffer;
 }
 
 const stamp = (d: Date) => d.toISOString().replace(/[:.]/g, "-");
@@ -87,19 +113,35 @@ async function put(deps: ExportDeps, key: string, body: Buffer, contentType: str
 
 export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = new Date()): Promise<ExportManifest> {
   const base = `${deps.prefix ?? "feeds"}/${partnerId}`;
-  // One consistent read of entries and chain heads.
-  const { entries, heads } = await inTransaction(deps.pool, async (client) => {
-    await client.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-    const e = await client.query<{ alg: string; value: string; record_id: string; revision: number; category: string; content_type: string; extra: Record<string, string> }>(
-      "SELECT alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 ORDER BY alg, value",
-      [partnerId],
-    );
-    const h = await client.query<{ partition: number; last_seq: number; last_digest: Buffer }>(
-      "SELECT partition, last_seq, last_digest FROM feed_partitions WHERE partner_id = $1",
-      [partnerId],
-    );
-    return { entries: e.rows, heads: h.rows };
-  });
+  // One consistent read of entries, chain heads and (for Kafka feeds) topic offsets: under the
+  // distribution apply lock no feed record is issued meanwhile, and once the partner's outbox is
+  // empty every issued record is on Kafka, so the high watermarks sit just after the heads.
+  let attempt = 0;
+  let snapshot: { entries: SnapshotRow[]; heads: HeadRow[]; kafkaOffsets: Record<string, string> | undefined } | null = null;
+  while (!snapshot) {
+    snapshot = await inTransaction(deps.pool, async (client) => {
+      await client.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+      await client.query("SELECT pg_advisory_xact_lock($1)", [DISTRIBUTION_APPLY_LOCK]);
+      let kafkaOffsets: Record<string, string> | undefined;
+      if (deps.feedOffsets) {
+        const topic = deps.feedOffsets.topic(partnerId);
+        const { rows: pending } = await client.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox WHERE topic = $1", [topic]);
+        if (Number(pending[0]?.n) > 0) return null;
+        kafkaOffsets = await deps.feedOffsets.highWatermarks(topic);
+      }
+      const e = await client.query<SnapshotRow>(
+        "SELECT alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 ORDER BY alg, value",
+        [partnerId],
+      );
+      const h = await client.query<HeadRow>("SELECT partition, last_seq, last_digest FROM feed_partitions WHERE partner_id = $1", [partnerId]);
+      return { entries: e.rows, heads: h.rows, kafkaOffsets };
+    });
+    if (!snapshot) {
+      if (++attempt > 300) throw new Error(`feed outbox of ${partnerId} did not drain; snapshot not taken`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const { entries, heads, kafkaOffsets } = snapshot;
   const lines = entries.map((r) =>
     JSON.stringify({
       alg: r.alg,
@@ -122,6 +164,7 @@ export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = 
       sha256: createHash("sha256").update(body).digest("hex"),
       count: lines.length,
       heads: Object.fromEntries(heads.map((h) => [String(h.partition), { seq: h.last_seq, digest: h.last_digest.toString("hex") }])),
+      ...(kafkaOffsets ? { kafkaOffsets } : {}),
       createdAt: now.toISOString(),
       keyId: deps.hub.keyId,
     },

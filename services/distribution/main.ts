@@ -82,7 +82,18 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   let policies: PartnerPolicy[] = [];
   const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup: config.DISTRIBUTION_CONSUMER_GROUP, logger, policies: () => policies };
   const s3 = createS3Client(config);
-  const exportDeps = { pool, s3, bucket: config.S3_BUCKET, hub, prefix: config.TOPIC_NAMESPACE ? `${config.TOPIC_NAMESPACE}/feeds` : "feeds" };
+  const exportDeps = {
+    pool,
+    s3,
+    bucket: config.S3_BUCKET,
+    hub,
+    prefix: config.TOPIC_NAMESPACE ? `${config.TOPIC_NAMESPACE}/feeds` : "feeds",
+    feedOffsets: {
+      topic: (partnerId: string) => topics.feed(partnerId),
+      highWatermarks: async (topic: string) =>
+        Object.fromEntries((await admin.fetchTopicOffsets(topic)).map((o) => [String(o.partition), o.high])),
+    },
+  };
 
   const refreshPolicies = async () => {
     const loaded = await loadPolicies(pool);
@@ -107,7 +118,8 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     exportRound++;
     for (const p of policies.filter((x) => x.delivery !== "kafka")) {
       const delta = await exportDelta(exportDeps, p.partnerId);
-      const snapshot = options.snapshots || (exportRound - 1) % config.DISTRIBUTION_SNAPSHOT_EVERY === 0 ? await exportSnapshot(exportDeps, p.partnerId) : null;
+      const snapshotDeps = p.delivery === "s3" ? { ...exportDeps, feedOffsets: undefined } : exportDeps;
+      const snapshot = options.snapshots || (exportRound - 1) % config.DISTRIBUTION_SNAPSHOT_EVERY === 0 ? await exportSnapshot(snapshotDeps, p.partnerId) : null;
       logger.info({ partnerId: p.partnerId, delta: delta?.object ?? null, snapshot: snapshot?.object ?? null }, "S3 feed exported");
     }
   };

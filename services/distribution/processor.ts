@@ -18,6 +18,7 @@ import { planChanges } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
 export const SERVICE = "distribution";
+/** Serialises apply steps of distribution instances, and snapshots (exports.ts uses the same id). */
 const APPLY_LOCK = 7431004;
 
 export interface DistributionDeps {

@@ -27,7 +27,7 @@ export interface BootstrapResult {
 
 /** Loads the latest snapshot if this partner database is empty; returns null when nothing was needed. */
 export async function bootstrapFromSnapshot(
-  deps: { pool: Pool; s3: S3Client; bucket: string; prefix: string; partnerId: string; keys: readonly TrustedHubKey[] },
+  deps: { pool: Pool; s3: S3Client; bucket: string; prefix: string; partnerId: string; keys: readonly TrustedHubKey[]; consumerGroup: string; topic: string },
 ): Promise<BootstrapResult | null> {
   const { rows } = await deps.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM feed_state");
   if ((rows[0]?.n ?? 0) > 0) return null;
@@ -59,6 +59,14 @@ export async function bootstrapFromSnapshot(
          SELECT a, v, c, ct, r, rev, e::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]) AS t(a, v, c, ct, r, rev, e)
          ON CONFLICT (alg, value) DO NOTHING`,
         [slice.map((e) => e.alg), slice.map((e) => e.value), slice.map((e) => e.category), slice.map((e) => e.contentType), slice.map((e) => e.recordRef), slice.map((e) => e.revision), slice.map((e) => JSON.stringify(e.extra))],
+      );
+    }
+    // Start tailing where the snapshot ends: the consumer seeks to stored offsets on assignment.
+    for (const [partition, offset] of Object.entries(manifest.kafkaOffsets ?? {})) {
+      await client.query(
+        `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset`,
+        [deps.consumerGroup, deps.topic, Number(partition), Number(offset)],
       );
     }
     for (const [partition, head] of Object.entries(manifest.heads)) {

@@ -79,6 +79,8 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
       prefix: config.TOPIC_NAMESPACE ? `${config.TOPIC_NAMESPACE}/feeds` : "feeds",
       partnerId: config.PARTNER_ID,
       keys,
+      consumerGroup: sinkConsumerGroup(config.PARTNER_ID, config.TOPIC_NAMESPACE),
+      topic: topics.feed(config.PARTNER_ID),
     });
     if (boot) logger.info(boot, "bootstrapped from snapshot");
   }

@@ -207,7 +207,15 @@ describe("distribution to partners", () => {
     policies = await loadPolicies(p.hubDb.pool);
     await waitFor("feed outbox drained", async () => Number((await p.hubDb.pool.query("SELECT count(*) AS n FROM feed_outbox")).rows[0]?.n) === 0);
     await p.distribution.exportNow({ snapshots: true });
+    const newcomerPointer = JSON.parse((await get(`${p.namespace}/feeds/newcomer/latest-snapshot.json`)).toString()) as { manifest: string };
+    const newcomerManifest = JSON.parse((await get(newcomerPointer.manifest)).toString()) as { kafkaOffsets?: Record<string, string> };
+    expect(Object.keys(newcomerManifest.kafkaOffsets ?? {}).sort()).toEqual(["0", "1"]);
     await p.startSink("newcomer");
+    // The sink starts tailing where the snapshot ends, not at the beginning of the topic.
+    const { rows: seeded } = await (p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool).query<{ partition: number; next_offset: string }>(
+      "SELECT partition, next_offset::text FROM consumer_offsets",
+    );
+    for (const r of seeded) expect(Number(r.next_offset)).toBeGreaterThanOrEqual(Number(newcomerManifest.kafkaOffsets?.[String(r.partition)]));
     await publish([signedSubmission(p.agencies["force-a"] as NonNullable<typeof p.agencies["force-a"]>, { hashes: [md5()], grade: graded("C", null) })]);
     await reconciled(["newcomer", "industry-x"]);
     const { rows } = await (p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool).query<{ n: number }>("SELECT count(*)::int AS n FROM feed_applied");
