@@ -8,7 +8,7 @@ import type { PoolClient } from "../shared/postgres.ts";
 import type { Hash } from "../shared/records.ts";
 import { linkNearDuplicates } from "./engine.ts";
 import type { RecordState, WorkingSet } from "./engine.ts";
-import { PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY, PdqIndex, hammingDistanceHex } from "./near-duplicates/pdq-index.ts";
+import { PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY, PdqIndex } from "./near-duplicates/pdq-index.ts";
 import { PhotoDnaIndex } from "./near-duplicates/photodna-index.ts";
 import { loadRecords } from "./store.ts";
 
@@ -64,14 +64,22 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
         }
       }
     }
-    // Records first seen in this batch are not indexed yet: compare them with each other directly.
-    for (let i = 0; i < changed.length; i++) {
-      for (let j = i + 1; j < changed.length; j++) {
-        const a = changed[i] as RecordState;
-        const b = changed[j] as RecordState;
-        if ((a.isNew || b.isNew) && pdqNear(a, b)) pairs.push({ rec: a, otherId: b.recordId });
+    // Hashes that arrived in this batch are not in the main indexes yet (they are caught up from
+    // PostgreSQL at the next batch): index this batch's records on their own and query that too.
+    const batchPdq = new PdqIndex({ maxDistance: PDQ_MAX_DISTANCE, expectedSize: changed.length });
+    const batchPhotoDna = new PhotoDnaIndex();
+    changed.forEach((rec, i) => {
+      for (const h of rec.hashes.values()) {
+        if (usablePdq(h)) batchPdq.add(i, h.value);
+        if (h.alg === "photodna") batchPhotoDna.add(i, h.value);
       }
-    }
+    });
+    changed.forEach((rec, i) => {
+      for (const h of rec.hashes.values()) {
+        const hits = usablePdq(h) ? batchPdq.query(h.value) : h.alg === "photodna" ? batchPhotoDna.query(h.value, this.options.photodnaThreshold) : [];
+        for (const hit of hits) if (hit.id > i) pairs.push({ rec, otherId: (changed[hit.id] as RecordState).recordId });
+      }
+    });
     if (pairs.length === 0) return;
     const nos = [...new Set(pairs.map((p) => p.otherNo).filter((n): n is number => n !== undefined))];
     const { rows } = await client.query<{ record_no: number; record_id: string }>(
@@ -90,14 +98,4 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
       }
     }
   }
-}
-
-function pdqNear(a: RecordState, b: RecordState): boolean {
-  for (const ha of a.hashes.values()) {
-    if (!usablePdq(ha)) continue;
-    for (const hb of b.hashes.values()) {
-      if (usablePdq(hb) && hammingDistanceHex(ha.value, hb.value) <= PDQ_MAX_DISTANCE) return true;
-    }
-  }
-  return false;
 }

@@ -64,6 +64,8 @@ export class FeedWriter {
   private readonly loaded = new Map<string, FeedEntry[]>();
   /** This transaction's changes per partner|alg:value (null = removed); they win over `loaded`. */
   private readonly overlay = new Map<string, FeedEntry | null>();
+  /** Overlay keys whose entry this batch gave to each partner|record, so a lookup need not scan the overlay. */
+  private readonly overlayByRecord = new Map<string, Set<string>>();
 
   /** Loads what partners hold for these records in one query (optional: currentEntries loads lazily). */
   async prefetch(partnerIds: readonly string[], recordIds: readonly string[]): Promise<void> {
@@ -92,8 +94,9 @@ export class FeedWriter {
       if (!this.overlay.has(key)) out.set(key, e);
     }
     // Hashes this batch gave to, or took from, the record (merges move hashes between records).
-    for (const [key, e] of this.overlay) {
-      if (key.startsWith(`${partnerId}|`) && e && e.recordId === recordId) out.set(key, e);
+    for (const key of this.overlayByRecord.get(k) ?? []) {
+      const e = this.overlay.get(key);
+      if (e && e.recordId === recordId) out.set(key, e);
     }
     return [...out.values()];
   }
@@ -114,7 +117,14 @@ export class FeedWriter {
 
   async apply(policy: PartnerPolicy, change: FeedChange): Promise<void> {
     const e = change.entry;
-    this.overlay.set(`${policy.partnerId}|${e.alg}:${e.value}`, change.op === "UPSERT" ? e : null);
+    const key = `${policy.partnerId}|${e.alg}:${e.value}`;
+    this.overlay.set(key, change.op === "UPSERT" ? e : null);
+    if (change.op === "UPSERT") {
+      const byRecord = `${policy.partnerId}|${e.recordId}`;
+      const keys = this.overlayByRecord.get(byRecord) ?? new Set<string>();
+      keys.add(key);
+      this.overlayByRecord.set(byRecord, keys);
+    }
     const partition = feedPartitionOf(e.alg, e.value, policy.feedPartitions);
     const head = await this.head(policy.partnerId, partition);
     const writer = this.codec.schema("FeedRecord").type;

@@ -34,10 +34,9 @@ afterAll(async () => {
 
 /** The canonical state with record ids replaced by their (sorted) hash sets. */
 async function canonicalState(db: TestDatabase): Promise<string[]> {
-  const { rows } = await db.pool.query<{ hashes: string; deleted: boolean; merged: boolean; agencies: string; statuses: string }>(
-    `SELECT string_agg(h.alg || ':' || h.value, ',' ORDER BY h.alg, h.value) AS hashes, r.deleted, r.merged_into IS NOT NULL AS merged,
-            (SELECT string_agg(s.agency_id || '=' || s.op || '/' || s.uk, ',' ORDER BY s.agency_id) FROM sightings s WHERE s.record_id = r.record_id) AS agencies,
-            '' AS statuses
+  const { rows } = await db.pool.query<{ hashes: string; deleted: boolean; agencies: string }>(
+    `SELECT string_agg(h.alg || ':' || h.value, ',' ORDER BY h.alg, h.value) AS hashes, r.deleted,
+            (SELECT string_agg(s.agency_id || '=' || s.op || '/' || s.uk, ',' ORDER BY s.agency_id) FROM sightings s WHERE s.record_id = r.record_id) AS agencies
        FROM canonical_records r LEFT JOIN record_hashes h ON h.record_id = r.record_id
       WHERE r.merged_into IS NULL
       GROUP BY r.record_id`,

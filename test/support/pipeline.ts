@@ -7,7 +7,6 @@ import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import type { Kafka } from "kafkajs";
-import type { Queryable } from "../../services/shared/postgres.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { registerPartner } from "../../services/admin/registry.ts";
