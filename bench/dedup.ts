@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     await producer.disconnect();
 
     const t0 = performance.now();
-    const dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", DEDUP_CONSUMER_GROUP: `dedup-${namespace}`, CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
+    const dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
     for (;;) {
       const { rows } = await db.pool.query<{ a: string; o: string }>("SELECT (SELECT count(*) FROM applied_submissions)::text AS a, (SELECT count(*) FROM outbox)::text AS o");
       if (Number(rows[0]?.a) >= N && Number(rows[0]?.o) === 0) break;

@@ -48,6 +48,7 @@
  * consumer groups and service processes it made are removed at the end, also on error or Ctrl-C;
  * a detached janitor (this script with --janitor) removes them if the run itself is killed.
  */
+import { consumerGroups } from "../services/shared/kafka-access.ts";
 import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -692,8 +693,8 @@ async function main(): Promise<void> {
     await provisionTopics(admin, specs);
     const feedTopics = [names.feed(PARTNERS.hotline), names.feed(PARTNERS.industry)];
     const groupOf = {
-      dedup: `dedup-${namespace}`,
-      distribution: `distribution-${namespace}`,
+      dedup: consumerGroups(namespace).dedup,
+      distribution: consumerGroups(namespace).distribution,
       hotline: sinkConsumerGroup(PARTNERS.hotline, namespace),
       industry: sinkConsumerGroup(PARTNERS.industry, namespace),
     };

@@ -4,6 +4,7 @@
  * and an S3 bulk import (VICS file via the force CLI), waits for it to propagate, and prints
  * what reached each partner, the rejections by reason, and end-to-end latency.
  */
+import { consumerGroups } from "../services/shared/kafka-access.ts";
 import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
 import { spawn } from "node:child_process";
@@ -193,12 +194,11 @@ async function main(): Promise<void> {
   };
   const ingestPort = process.env["DEMO_INGEST_PORT"] ?? "18080";
   startService("ingest", "ingest", { INGEST_PORT: ingestPort });
-  startService("dedup", "dedup", { DEDUP_CONSUMER_GROUP: `dedup-${namespace}` });
+  startService("dedup", "dedup", {});
   startService("distribution", "distribution", {
     HUB_KEY_ID: hubKeyId,
     HUB_SIGNING_KEY_FILE: hubKeyFile,
     DISTRIBUTION_PSEUDONYM_SECRET: `demo-${stamp}-pseudonym-secret`,
-    DISTRIBUTION_CONSUMER_GROUP: `distribution-${namespace}`,
     DISTRIBUTION_EXPORT_INTERVAL_MS: "0",
     DISTRIBUTION_POLICY_REFRESH_MS: "2000",
   });
@@ -279,8 +279,8 @@ async function main(): Promise<void> {
   await waitUntil("dedup, distribution and both sinks have consumed everything", async () => {
     const { rows } = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
     if (Number(rows[0]?.n) > 0) return false;
-    if (!(await consumerCaughtUp(kafka, hub, `dedup-${namespace}`, names.submitted))) return false;
-    if (!(await consumerCaughtUp(kafka, hub, `distribution-${namespace}`, names.canonical))) return false;
+    if (!(await consumerCaughtUp(kafka, hub, consumerGroups(namespace).dedup, names.submitted))) return false;
+    if (!(await consumerCaughtUp(kafka, hub, consumerGroups(namespace).distribution, names.canonical))) return false;
     for (const [id, pool] of Object.entries(partnerPools)) if (!(await consumerCaughtUp(kafka, pool, sinkConsumerGroup(id, namespace), names.feed(id)))) return false;
     const again = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
     return Number(again.rows[0]?.n) === 0;

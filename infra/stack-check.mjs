@@ -13,6 +13,9 @@ async function kafkaReady(brokers) {
     requestTimeout: 3000,
     retry: { retries: 0 },
     logLevel: logLevel.NOTHING,
+    ...(process.env.KAFKA_SASL_USERNAME
+      ? { sasl: { mechanism: "scram-sha-512", username: process.env.KAFKA_SASL_USERNAME, password: process.env.KAFKA_SASL_PASSWORD } }
+      : {}),
   });
   const admin = kafka.admin();
   try {

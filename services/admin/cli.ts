@@ -5,9 +5,10 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { commonConfigShape, loadConfig } from "../shared/config.ts";
+import { commonConfigShape, effectiveEnv, loadConfig } from "../shared/config.ts";
+import { ADMIN_PRINCIPAL, accessPlan, agencyPrincipal, applyAccessPlan, partnerPrincipal, revokePrincipalAccess } from "../shared/kafka-access.ts";
 import { HashrelayError } from "../shared/errors.ts";
-import { createKafka, provisionTopics } from "../shared/kafka.ts";
+import { createKafka, kafkaConnection, provisionTopics } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import type { KeyOwnerKind } from "../shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
@@ -30,6 +31,18 @@ async function dependentRecords(db: ReturnType<typeof createPool>, keyId: string
   // The dedup tables may not exist yet on a hub that has not run dedup.
   const { rows } = await db.query<{ t: string | null }>("SELECT to_regclass('sightings')::text AS t");
   return rows[0]?.t ? recordsAssertedOnlyByKey(db, keyId) : [];
+}
+
+/** The operator's Kafka client: the hub admin principal (KAFKA_SASL_*, or the local stack's hashrelay-admin). */
+function adminKafka() {
+  const shape = {
+    KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS,
+    KAFKA_SASL_MECHANISM: commonConfigShape.KAFKA_SASL_MECHANISM,
+    KAFKA_SASL_USERNAME: commonConfigShape.KAFKA_SASL_USERNAME,
+    KAFKA_SASL_PASSWORD: commonConfigShape.KAFKA_SASL_PASSWORD,
+    KAFKA_SSL: commonConfigShape.KAFKA_SSL,
+  };
+  return createKafka({ ...kafkaConnection(loadConfig("hashrelay-admin", shape, effectiveEnv(process.env, ADMIN_PRINCIPAL))), clientId: "hashrelay-admin" });
 }
 
 const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfigShape.DATABASE_URL });
@@ -84,9 +97,8 @@ export function buildCli(): Command {
     .option("--min-isr <n>", "min.insync.replicas", String(LOCAL_TOPIC_PLAN.minInsyncReplicas))
     .option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE)", process.env["TOPIC_NAMESPACE"] ?? "")
     .action(async (o: { partner: string[]; partitions: string; replication: string; minIsr: string; namespace: string }) => {
-      const { KAFKA_BROKERS } = loadConfig("hashrelay-admin", { KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS });
       const plan = { partitions: Number(o.partitions), replicationFactor: Number(o.replication), minInsyncReplicas: Number(o.minIsr) };
-      const admin = createKafka({ brokers: KAFKA_BROKERS, clientId: "hashrelay-admin" }).admin();
+      const admin = adminKafka().admin();
       await admin.connect();
       try {
         const names = topicNames(o.namespace);
@@ -126,6 +138,45 @@ export function buildCli(): Command {
   partners.command("list").action(async () => {
     for (const p of await withDb(listPartners)) console.log(`${p.partnerId}\t${p.name}`);
   });
+
+  const access = program.command("access").description("Kafka ACLs: which principal may read or write which topic");
+  access
+    .command("apply")
+    .description("grant the hub services, every registered partner (and any named) and the named direct-producing agencies their ACLs")
+    .option("--partner <id...>", "partners besides the registered ones", [])
+    .option("--agency <id...>", "agencies that produce submissions straight to Kafka", [])
+    .option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE)", process.env["TOPIC_NAMESPACE"] ?? "")
+    .option("--dry-run", "print the grants without applying them", false)
+    .action(async (o: { partner: string[]; agency: string[]; namespace: string; dryRun: boolean }) => {
+      const registered = await withDb(listPartners);
+      const partnerIds = [...new Set([...registered.map((p) => p.partnerId), ...o.partner])];
+      const grants = accessPlan({ names: topicNames(o.namespace), namespace: o.namespace, partners: partnerIds, agencies: o.agency });
+      for (const g of grants) console.log(`${g.principal}\t${g.operation}\t${g.resource} ${g.pattern === "prefixed" ? `${g.name}*` : g.name}`);
+      if (o.dryRun) return;
+      const admin = adminKafka().admin();
+      await admin.connect();
+      try {
+        console.log(`${await applyAccessPlan(admin, grants)} grants applied`);
+      } finally {
+        await admin.disconnect();
+      }
+    });
+  access
+    .command("revoke")
+    .description("withdraw every ACL of a partner or agency principal (offboarding, leaked credentials)")
+    .option("--partner <id>")
+    .option("--agency <id>")
+    .action(async (o: { partner?: string; agency?: string }) => {
+      if (Boolean(o.partner) === Boolean(o.agency)) throw new Error("give exactly one of --partner or --agency");
+      const principal = o.partner ? partnerPrincipal(o.partner) : agencyPrincipal(o.agency as string);
+      const admin = adminKafka().admin();
+      await admin.connect();
+      try {
+        console.log(`${await revokePrincipalAccess(admin, principal)} ACLs of ${principal} removed`);
+      } finally {
+        await admin.disconnect();
+      }
+    });
 
   const policies = program.command("policies").description("partner feed policies");
   const list = (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean);
@@ -248,8 +299,7 @@ export function buildCli(): Command {
     ...(o.agency ? { agencyId: o.agency } : {}),
     ...(o.since ? { since: parseDate(o.since).getTime() } : {}),
   });
-  const kafkaOf = () =>
-    createKafka({ brokers: loadConfig("hashrelay-admin", { KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS }).KAFKA_BROKERS, clientId: "hashrelay-admin" });
+  const kafkaOf = adminKafka;
   dlqFilter(dlq.command("list").description("rejections with their reason, source and time")).action(async (o: DlqOptions) => {
     const codec = new AvroCodec();
     const all = (await readRejections(kafkaOf(), codec, topicNames(o.namespace).rejected)).filter((r) => matches(r, filterOf(o)));

@@ -5,9 +5,10 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/codec.ts";
-import { commonConfigShape, loadConfig } from "../shared/config.ts";
+import { commonConfigShape, effectiveEnv, loadConfig } from "../shared/config.ts";
+import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import { createDurableProducer, createKafka } from "../shared/kafka.ts";
+import { createDurableProducer, createKafka, kafkaConnection } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import { onShutdown, runMain } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
@@ -25,7 +26,8 @@ const SERVICE_NAME = "dedup";
 
 const configShape = {
   ...commonConfigShape,
-  DEDUP_CONSUMER_GROUP: z.string().min(1).default("hashrelay-dedup"),
+  /** Defaults to the namespaced group the ACLs grant ("[<ns>.]hashrelay-dedup"). */
+  DEDUP_CONSUMER_GROUP: z.string().min(1).optional(),
   /** Comma-separated agency ids whose grade is authoritative (besides those flagged in the registry). */
   DEDUP_GRADING_AUTHORITIES: z.string().default(""),
   DEDUP_CONFIRMATIONS: z.coerce.number().int().min(1).default(2),
@@ -45,6 +47,7 @@ export interface RunningDedup {
 export async function startDedup(input: DedupConfigInput): Promise<RunningDedup> {
   const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger(SERVICE, config.LOG_LEVEL);
+  const consumerGroup = config.DEDUP_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).dedup;
   const pool = createPool(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-dedup" });
   await migrate(pool, [
     { namespace: "shared", dir: SHARED_MIGRATIONS },
@@ -66,12 +69,12 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     keys: new PgKeyRegistry(pool),
     policy: { authorities, confirmations: config.DEDUP_CONFIRMATIONS },
     topics,
-    consumerGroup: config.DEDUP_CONSUMER_GROUP,
+    consumerGroup,
     nearDuplicates,
     logger,
     maxSubmissionAgeMs: config.DEDUP_MAX_SUBMISSION_AGE_DAYS * 86_400_000,
   };
-  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-dedup", logger });
+  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-dedup", logger });
   const producer = createDurableProducer(kafka);
   await producer.connect();
   const relay = new OutboxRelay({ pool, producer, logger, lockId: RELAY_LOCK });
@@ -79,7 +82,7 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
   const consumer = await startExactlyOnceConsumer({
     kafka,
     pool,
-    groupId: config.DEDUP_CONSUMER_GROUP,
+    groupId: consumerGroup,
     topic: topics.submitted,
     logger,
     handle: async (batch) => {
@@ -108,7 +111,7 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   runMain(SERVICE, async () => {
-    const config = loadConfig(SERVICE, configShape);
+    const config = loadConfig(SERVICE, configShape, effectiveEnv(process.env, servicePrincipal("dedup")));
     const running = await startDedup(config);
     onShutdown(createLogger(SERVICE, config.LOG_LEVEL), running.stop);
   });

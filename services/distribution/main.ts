@@ -6,10 +6,11 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/codec.ts";
-import { commonConfigShape, loadConfig, s3ConfigShape } from "../shared/config.ts";
+import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
+import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import { createDurableProducer, createKafka, provisionTopics } from "../shared/kafka.ts";
+import { createDurableProducer, createKafka, kafkaConnection, provisionTopics } from "../shared/kafka.ts";
 import { PgKeyRegistry, assertKeyUsable } from "../shared/key-registry.ts";
 import { onShutdown, runMain } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
@@ -37,7 +38,8 @@ const configShape = {
   HUB_SIGNING_KEY_FILE: z.string().min(1),
   /** Secret behind per-partner record pseudonyms; rotating it changes every recordRef. */
   DISTRIBUTION_PSEUDONYM_SECRET: z.string().min(16, "must be at least 16 characters"),
-  DISTRIBUTION_CONSUMER_GROUP: z.string().min(1).default("hashrelay-distribution"),
+  /** Defaults to the namespaced group the ACLs grant ("[<ns>.]hashrelay-distribution"). */
+  DISTRIBUTION_CONSUMER_GROUP: z.string().min(1).optional(),
   DISTRIBUTION_POLICY_REFRESH_MS: z.coerce.number().int().positive().default(5_000),
   /** How often S3-delivery partners get a delta and (every Nth time) a snapshot; 0 turns the timer off. */
   DISTRIBUTION_EXPORT_INTERVAL_MS: z.coerce.number().int().min(0).default(60_000),
@@ -76,11 +78,12 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   assertKeyUsable(config.HUB_KEY_ID, await new PgKeyRegistry(pool, 0).findKey(config.HUB_KEY_ID), { ownerKind: "hub", ownerId: "hub", at: new Date() });
   const hub: HubSigner = { keyId: config.HUB_KEY_ID, privateKey: privateKeyFromPem(privateKeyPem), pseudonymSecret: config.DISTRIBUTION_PSEUDONYM_SECRET };
   const topics = topicNames(config.TOPIC_NAMESPACE);
-  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-distribution", logger });
+  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-distribution", logger });
   const admin = kafka.admin();
   await admin.connect();
   let policies: PartnerPolicy[] = [];
-  const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup: config.DISTRIBUTION_CONSUMER_GROUP, logger, policies: () => policies };
+  const consumerGroup = config.DISTRIBUTION_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).distribution;
+  const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup, logger, policies: () => policies };
   const s3 = createS3Client(config);
   const exportDeps = {
     pool,
@@ -132,7 +135,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   const consumer = await startExactlyOnceConsumer({
     kafka,
     pool,
-    groupId: config.DISTRIBUTION_CONSUMER_GROUP,
+    groupId: consumerGroup,
     topic: topics.canonical,
     logger,
     handle: async (batch) => {
@@ -173,7 +176,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   runMain(SERVICE, async () => {
-    const config = loadConfig(SERVICE, configShape);
+    const config = loadConfig(SERVICE, configShape, effectiveEnv(process.env, servicePrincipal("distribution")));
     const running = await startDistribution(config);
     onShutdown(createLogger(SERVICE, config.LOG_LEVEL), running.stop);
   });

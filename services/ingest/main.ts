@@ -5,8 +5,9 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/codec.ts";
-import { commonConfigShape, loadConfig, s3ConfigShape } from "../shared/config.ts";
-import { createDurableProducer, createKafka } from "../shared/kafka.ts";
+import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
+import { servicePrincipal } from "../shared/kafka-access.ts";
+import { createDurableProducer, createKafka, kafkaConnection } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import { onShutdown, runMain } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
@@ -51,7 +52,7 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
     { namespace: "shared", dir: SHARED_MIGRATIONS },
     { namespace: "ingest", dir: INGEST_MIGRATIONS },
   ]);
-  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-ingest", logger });
+  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-ingest", logger });
   const producer = createDurableProducer(kafka);
   await producer.connect();
   const codec = new AvroCodec();
@@ -106,7 +107,7 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   runMain("ingest", async () => {
-    const config = loadConfig("ingest", configShape);
+    const config = loadConfig("ingest", configShape, effectiveEnv(process.env, servicePrincipal("ingest")));
     const running = await startIngest(config);
     onShutdown(createLogger("ingest", config.LOG_LEVEL), running.stop);
   });

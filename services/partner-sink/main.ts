@@ -7,8 +7,9 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/codec.ts";
 import { effectiveEnv, loadConfig, commonConfigShape } from "../shared/config.ts";
+import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import { createKafka, waitForTopics } from "../shared/kafka.ts";
+import { createKafka, kafkaConnection, waitForTopics } from "../shared/kafka.ts";
 import { onShutdown, runMain } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { createPool, migrate } from "../shared/postgres.ts";
@@ -27,6 +28,11 @@ const SERVICE_NAME = "partner-sink";
 const configShape = {
   KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS,
   KAFKA_CLIENT_ID: commonConfigShape.KAFKA_CLIENT_ID,
+  /** The partner's own principal ("partner-<id>"): the broker lets it read its feed and nothing else. */
+  KAFKA_SASL_MECHANISM: commonConfigShape.KAFKA_SASL_MECHANISM,
+  KAFKA_SASL_USERNAME: commonConfigShape.KAFKA_SASL_USERNAME,
+  KAFKA_SASL_PASSWORD: commonConfigShape.KAFKA_SASL_PASSWORD,
+  KAFKA_SSL: commonConfigShape.KAFKA_SSL,
   TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
   LOG_LEVEL: commonConfigShape.LOG_LEVEL,
   CONSUMER_MAX_BATCH_BYTES: commonConfigShape.CONSUMER_MAX_BATCH_BYTES,
@@ -51,7 +57,7 @@ const configShape = {
  * (or one partner's staging and production feeds) never share a group.
  */
 export function sinkConsumerGroup(partnerId: string, namespace = ""): string {
-  return namespace ? `partner-sink-${namespace}-${partnerId}` : `partner-sink-${partnerId}`;
+  return consumerGroups(namespace).sink(partnerId);
 }
 
 export type SinkConfig = z.infer<z.ZodObject<typeof configShape>>;
@@ -85,7 +91,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     if (boot) logger.info(boot, "bootstrapped from snapshot");
   }
   const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup: sinkConsumerGroup(config.PARTNER_ID, config.TOPIC_NAMESPACE), keys: () => keys, logger };
-  const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: config.KAFKA_CLIENT_ID ?? `partner-sink-${config.PARTNER_ID}`, logger });
+  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? `partner-sink-${config.PARTNER_ID}`, logger });
   // The hub creates the feed topic when the partner's policy is first applied; wait for it.
   const admin = kafka.admin();
   await admin.connect();
@@ -126,7 +132,8 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   runMain("partner-sink", async () => {
-    const config = loadConfig("partner-sink", configShape, effectiveEnv());
+    const partnerId = effectiveEnv()["PARTNER_ID"] ?? "";
+    const config = loadConfig("partner-sink", configShape, effectiveEnv(process.env, /^[a-z0-9][a-z0-9-]{1,62}$/.test(partnerId) ? partnerPrincipal(partnerId) : undefined));
     const running = await startPartnerSink(config);
     onShutdown(createLogger("partner-sink", config.LOG_LEVEL), running.stop);
   });

@@ -20,9 +20,25 @@ export function localStackEnv(path = `${REPO_ROOT}.stack/env`): Record<string, s
   return env;
 }
 
-/** The process environment over the local stack's defaults. */
-export function effectiveEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
-  return { ...localStackEnv(), ...env };
+/**
+ * A principal's Kafka credentials on the local stack (`make up` writes one password file per
+ * principal under KAFKA_PRINCIPALS_DIR); empty when there is none.
+ */
+export function localPrincipalEnv(principal: string, stack: Record<string, string> = localStackEnv()): Record<string, string> {
+  const dir = stack["KAFKA_PRINCIPALS_DIR"];
+  if (!dir || !/^[a-z0-9][a-z0-9-]{1,80}$/.test(principal)) return {};
+  const file = `${dir}/${principal}`;
+  if (!existsSync(file)) return {};
+  return { KAFKA_SASL_USERNAME: principal, KAFKA_SASL_PASSWORD: readFileSync(file, "utf8").trim() };
+}
+
+/**
+ * The process environment over the local stack's defaults; with a principal, over that principal's
+ * local Kafka credentials too (the process environment still wins).
+ */
+export function effectiveEnv(env: NodeJS.ProcessEnv = process.env, principal?: string): Record<string, string | undefined> {
+  const stack = localStackEnv();
+  return { ...stack, ...(principal ? localPrincipalEnv(principal, stack) : {}), ...env };
 }
 
 const brokers = z
@@ -34,6 +50,12 @@ const brokers = z
 export const commonConfigShape = {
   KAFKA_BROKERS: brokers,
   KAFKA_CLIENT_ID: z.string().min(1).optional(),
+  /** SASL for the broker: every principal has its own credentials (services/shared/kafka-access.ts). */
+  KAFKA_SASL_MECHANISM: z.enum(["scram-sha-512", "scram-sha-256", "plain"]).optional(),
+  KAFKA_SASL_USERNAME: z.string().min(1).optional(),
+  KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
+  /** TLS to the broker (production); the local stack listens on SASL_PLAINTEXT. */
+  KAFKA_SSL: z.enum(["true", "false"]).default("false"),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   TOPIC_NAMESPACE: z.string().regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'").default(""),
   /** Largest fetch per partition: bounds one consumer batch, i.e. one transaction. */

@@ -1,15 +1,49 @@
 /** kafkajs wiring shared by the services: client, durable producers, and topic provisioning. */
 import { Kafka, Partitioners, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
+import { ConfigError } from "./errors.ts";
 import type { Logger } from "./logging.ts";
 import type { TopicSpec } from "./topics.ts";
 
-export function createKafka(options: { brokers: string[]; clientId: string; logger?: Logger }): Kafka {
+export interface KafkaCredentials {
+  readonly mechanism: "scram-sha-512" | "scram-sha-256" | "plain";
+  readonly username: string;
+  readonly password: string;
+}
+
+/** Where the brokers are and who this client is to them. */
+export interface KafkaConnection {
+  readonly brokers: string[];
+  readonly sasl?: KafkaCredentials;
+  readonly ssl?: boolean;
+}
+
+/** The connection a service's validated config names; half-given credentials stop it at start-up. */
+export function kafkaConnection(config: {
+  KAFKA_BROKERS: string[];
+  KAFKA_SASL_MECHANISM?: KafkaCredentials["mechanism"] | undefined;
+  KAFKA_SASL_USERNAME?: string | undefined;
+  KAFKA_SASL_PASSWORD?: string | undefined;
+  KAFKA_SSL?: "true" | "false" | undefined;
+}): KafkaConnection {
+  const { KAFKA_SASL_USERNAME: username, KAFKA_SASL_PASSWORD: password } = config;
+  if (Boolean(username) !== Boolean(password)) {
+    throw new ConfigError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD must be set together (the principal and its password)");
+  }
+  const ssl = config.KAFKA_SSL === "true";
+  if (!username || !password) return { brokers: config.KAFKA_BROKERS, ssl };
+  return { brokers: config.KAFKA_BROKERS, ssl, sasl: { mechanism: config.KAFKA_SASL_MECHANISM ?? "scram-sha-512", username, password } };
+}
+
+export function createKafka(options: KafkaConnection & { clientId: string; logger?: Logger }): Kafka {
   const config: KafkaConfig = {
     clientId: options.clientId,
     brokers: options.brokers,
     retry: { initialRetryTime: 200, retries: 8 },
     logLevel: logLevel.WARN,
+    ...(options.ssl ? { ssl: true } : {}),
+    // kafkajs's SASLOptions is a union keyed on the mechanism; each of ours is one of its members.
+    ...(options.sasl ? { sasl: { ...options.sasl } as KafkaConfig["sasl"] } : {}),
   };
   if (options.logger) {
     const log = options.logger.child({ component: "kafkajs" });

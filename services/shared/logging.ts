@@ -13,6 +13,8 @@ export const REDACTED_PATHS = [
   "privateKeyPem",
   "secret",
   "password",
+  "KAFKA_SASL_PASSWORD",
+  "S3_SECRET_ACCESS_KEY",
   "signature",
   "lawEnforcement",
   "restricted",

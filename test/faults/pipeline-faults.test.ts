@@ -9,6 +9,7 @@
  * Runs on its own (`HASHRELAY_FAULTS=1 npx vitest run`, part of `make test`) because it restarts
  * the shared Kafka broker.
  */
+import { consumerGroups } from "../../services/shared/kafka-access.ts";
 import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { execFileSync } from "node:child_process";
@@ -25,7 +26,7 @@ import { IngestClient } from "../../services/ingest/client.ts";
 import type { AgencySigner } from "../../services/ingest/client.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
-import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import { createDurableProducer } from "../../services/shared/kafka.ts";
 import { migrate } from "../../services/shared/postgres.ts";
 import type { Hash, Submission } from "../../services/shared/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
@@ -35,7 +36,7 @@ import { readTopic } from "../support/kafka.ts";
 import { createHubKey } from "../support/pipeline.ts";
 import { startServiceProcess, waitFor } from "../support/processes.ts";
 import type { ServiceProcess } from "../support/processes.ts";
-import { freshDatabase, freshTopics, stackEnv } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, stackEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
@@ -102,8 +103,8 @@ function wave(n: number): Submission[] {
 async function settled(): Promise<boolean> {
   const { rows } = await hubDb.pool.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   if (Number(rows[0]?.n) > 0) return false;
-  if (!(await consumerCaughtUp(kafka, hubDb.pool, `dedup-${namespace}`, names.submitted))) return false;
-  if (!(await consumerCaughtUp(kafka, hubDb.pool, `distribution-${namespace}`, names.canonical))) return false;
+  if (!(await consumerCaughtUp(kafka, hubDb.pool, consumerGroups(namespace).dedup, names.submitted))) return false;
+  if (!(await consumerCaughtUp(kafka, hubDb.pool, consumerGroups(namespace).distribution, names.canonical))) return false;
   for (const p of PARTNERS) if (!(await consumerCaughtUp(kafka, (partnerDbs[p] as TestDatabase).pool, sinkConsumerGroup(p, namespace), names.feed(p)))) return false;
   const again = await hubDb.pool.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   return Number(again.rows[0]?.n) === 0;
@@ -119,8 +120,8 @@ async function diagnose(): Promise<string> {
     const { rows } = await db.query<{ partition: number; next_offset: string }>("SELECT partition, next_offset::text FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2", [group, topic]);
     lines.push(`${label}: high ${ends.map((e) => `${e.partition}:${e.high}`).join(" ")} | stored ${rows.map((r) => `${r.partition}:${r.next_offset}`).join(" ")}`);
   };
-  await stage("dedup", hubDb.pool, `dedup-${namespace}`, names.submitted);
-  await stage("distribution", hubDb.pool, `distribution-${namespace}`, names.canonical);
+  await stage("dedup", hubDb.pool, consumerGroups(namespace).dedup, names.submitted);
+  await stage("distribution", hubDb.pool, consumerGroups(namespace).distribution, names.canonical);
   for (const p of PARTNERS) await stage(p, (partnerDbs[p] as TestDatabase).pool, sinkConsumerGroup(p, namespace), names.feed(p));
   await admin.disconnect();
   const { rows } = await hubDb.pool.query<{ o: string; f: string }>("SELECT (SELECT count(*) FROM outbox)::text AS o, (SELECT count(*) FROM feed_outbox)::text AS f");
@@ -133,7 +134,7 @@ const applied = async () => Number((await hubDb.pool.query<{ n: string }>("SELEC
 
 beforeAll(async () => {
   const env = stackEnv();
-  kafka = createKafka({ brokers: env.brokers, clientId: "test-faults" });
+  kafka = kafkaAs("test-faults");
   producer = createDurableProducer(kafka);
   await producer.connect();
   hubDb = await freshDatabase("faults");
@@ -163,13 +164,12 @@ beforeAll(async () => {
     S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
     S3_BUCKET: env.s3.bucket,
   };
-  procEnv["dedup"] = { ...common, DEDUP_CONSUMER_GROUP: `dedup-${namespace}` };
+  procEnv["dedup"] = { ...common };
   procEnv["distribution"] = {
     ...common,
     HUB_KEY_ID: hubKey.keyId,
     HUB_SIGNING_KEY_FILE: hubKey.file,
     DISTRIBUTION_PSEUDONYM_SECRET: "faults-pseudonym-secret-0123456789",
-    DISTRIBUTION_CONSUMER_GROUP: `distribution-${namespace}`,
     DISTRIBUTION_EXPORT_INTERVAL_MS: "0",
   };
   for (const p of PARTNERS) {

@@ -2,13 +2,14 @@
  * Horizontal scale: two dedup instances in one consumer group must reach the same canonical
  * state as one instance over the same submissions (record ids aside, which are random).
  */
+import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
 import type { AgencySigner } from "../../services/ingest/client.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
-import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { Hash, Submission } from "../../services/shared/records.ts";
 import { deriveKeyId } from "../../services/shared/signing.ts";
 import { registerAgency } from "../../services/admin/registry.ts";
@@ -16,7 +17,7 @@ import { createPublicKey } from "node:crypto";
 import { registerTestAgency, signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
 import { waitFor } from "../support/processes.ts";
-import { freshDatabase, freshTopics, stackEnv } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
@@ -24,7 +25,7 @@ let producer: Producer;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
-  producer = createDurableProducer(createKafka({ brokers: stackEnv().brokers, clientId: "test-scale-out" }));
+  producer = createDurableProducer(kafkaAs("test-scale-out"));
   await producer.connect();
 });
 afterAll(async () => {
@@ -59,8 +60,8 @@ async function run(instances: number, subs: Submission[], agencies: string[], ke
     ]);
   }
   const config = {
-    KAFKA_BROKERS: stackEnv().brokers, DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const,
-    DEDUP_CONSUMER_GROUP: `dedup-${namespace}`, DEDUP_GRADING_AUTHORITIES: "", DEDUP_CONFIRMATIONS: 2,
+    KAFKA_BROKERS: stackEnv().brokers, ...principalEnv(servicePrincipal("dedup")), DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const,
+    DEDUP_GRADING_AUTHORITIES: "", DEDUP_CONFIRMATIONS: 2,
     DEDUP_PHOTODNA_THRESHOLD: 1800, DEDUP_MAX_SUBMISSION_AGE_DAYS: 30, CONSUMER_MAX_BATCH_BYTES: 32_768, CONSUMER_SESSION_TIMEOUT_MS: 10_000,
   };
   const running: RunningDedup[] = [];

@@ -2,13 +2,14 @@
  * Dedup against the real stack: verification and rejection reasons, joining, merging, consensus,
  * retraction, near-duplicate linking, and exactly-once under kill -9 of a real dedup process.
  */
+import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgencySigner } from "../../services/ingest/client.ts";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
-import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import { createDurableProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { CanonicalRecord, Hash, Rejection, Submission } from "../../services/shared/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
@@ -16,7 +17,7 @@ import { addTestKey, registerTestAgency, signedSubmission } from "../support/age
 import { randomHex } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";
 import { startServiceProcess, waitFor } from "../support/processes.ts";
-import { freshDatabase, freshTopics, stackEnv } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
@@ -24,7 +25,7 @@ let kafka: Kafka;
 let producer: Producer;
 
 beforeAll(async () => {
-  kafka = createKafka({ brokers: stackEnv().brokers, clientId: "test-dedup" });
+  kafka = kafkaAs("test-dedup");
   producer = createDurableProducer(kafka);
   await producer.connect();
 });
@@ -67,12 +68,12 @@ async function freshHub(): Promise<Hub> {
 function dedupConfig(hub: Hub) {
   return {
     KAFKA_BROKERS: stackEnv().brokers,
+    ...principalEnv(servicePrincipal("dedup")),
     DATABASE_URL: hub.db.url,
     TOPIC_NAMESPACE: hub.namespace,
     LOG_LEVEL: "warn" as const,
     CONSUMER_MAX_BATCH_BYTES: 1_048_576,
     CONSUMER_SESSION_TIMEOUT_MS: 10_000,
-    DEDUP_CONSUMER_GROUP: `dedup-${hub.namespace}`,
     DEDUP_GRADING_AUTHORITIES: "",
     DEDUP_CONFIRMATIONS: 2,
     DEDUP_PHOTODNA_THRESHOLD: 1800,
@@ -206,7 +207,6 @@ describe("exactly once under kill -9", () => {
         DATABASE_URL: hub.db.url,
         TOPIC_NAMESPACE: hub.namespace,
         LOG_LEVEL: "warn",
-        DEDUP_CONSUMER_GROUP: `dedup-${hub.namespace}`,
         // Small fetches make many batches, so kills land between and inside transactions.
         CONSUMER_MAX_BATCH_BYTES: "65536",
         CONSUMER_SESSION_TIMEOUT_MS: "6000",

@@ -12,7 +12,7 @@ import { expectedHoldings, partnerHoldings, reconcile } from "../../services/dis
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { loadPolicies } from "../../services/distribution/policy-store.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
-import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../services/shared/records.ts";
 import { createS3Client } from "../../services/shared/s3.ts";
 import { signRecord } from "../../services/shared/signing.ts";
@@ -22,7 +22,7 @@ import { readTopic } from "../support/kafka.ts";
 import { pipelineSettled, startPipeline } from "../support/pipeline.ts";
 import type { Pipeline } from "../support/pipeline.ts";
 import { waitFor } from "../support/processes.ts";
-import { stackEnv } from "../support/stack.ts";
+import { kafkaAs, stackEnv } from "../support/stack.ts";
 
 const codec = new AvroCodec();
 let kafka: Kafka;
@@ -33,7 +33,7 @@ let policies: PartnerPolicy[];
 const LAW_ENFORCEMENT_ONLY = ["caseRefs", "series", "victimIdentified", "offenderIdentified", "graderRefs", "agencies", "caseRef", "graderRef"];
 
 beforeAll(async () => {
-  kafka = createKafka({ brokers: stackEnv().brokers, clientId: "test-distribution" });
+  kafka = kafkaAs("test-distribution");
   producer = createDurableProducer(kafka);
   await producer.connect();
   p = await startPipeline({

@@ -3,6 +3,7 @@
  * oversize), VICS and CSV files signed by the force CLI's signer, and an S3 bulk import with its
  * receipt written back to S3. Every rejection must appear on the DLQ with its original bytes.
  */
+import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,6 @@ import { startIngest } from "../../services/ingest/main.ts";
 import type { RunningIngest } from "../../services/ingest/main.ts";
 import { readDrafts, signDrafts } from "../../services/ingest/signer.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
-import { createKafka } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { Rejection, Submission } from "../../services/shared/records.ts";
 import { createS3Client } from "../../services/shared/s3.ts";
@@ -21,7 +21,7 @@ import type { TopicNames } from "../../services/shared/topics.ts";
 import { addTestKey, registerTestAgency, signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";
-import { freshDatabase, freshTopics, stackEnv, uniqueName } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
@@ -42,6 +42,7 @@ beforeAll(async () => {
   forceB = await registerTestAgency(db.pool, "force-b");
   ingest = await startIngest({
     KAFKA_BROKERS: env.brokers,
+    ...principalEnv(servicePrincipal("ingest")),
     DATABASE_URL: db.url,
     TOPIC_NAMESPACE: namespace,
     LOG_LEVEL: "warn",
@@ -57,7 +58,7 @@ beforeAll(async () => {
     INGEST_BODY_LIMIT_BYTES: 256 * 1024,
     INGEST_MAX_ITEMS_PER_REQUEST: 1000,
   });
-  kafka = createKafka({ brokers: env.brokers, clientId: "test-ingest" });
+  kafka = kafkaAs("test-ingest");
   client = new IngestClient(ingest.url, forceA);
 });
 

@@ -3,13 +3,14 @@
  * its window, the new key verifies, a revoked key's later submissions are rejected, and the
  * report lists the records that rested on the revoked key alone.
  */
+import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordsAssertedOnlyByKey } from "../../services/dedup/key-report.ts";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
-import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import { createDurableProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { Rejection, Submission } from "../../services/shared/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
@@ -17,7 +18,7 @@ import { addTestKey, registerTestAgency, signedSubmission } from "../support/age
 import { randomHex } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";
 import { waitFor } from "../support/processes.ts";
-import { freshDatabase, freshTopics, stackEnv } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
@@ -30,8 +31,8 @@ beforeAll(async () => {
   db = await freshDatabase("keys");
   let namespace: string;
   ({ names, namespace } = await freshTopics());
-  dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", DEDUP_CONSUMER_GROUP: `dedup-${namespace}`, CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
-  producer = createDurableProducer(createKafka({ brokers: stackEnv().brokers, clientId: "test-keys" }));
+  dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, ...principalEnv(servicePrincipal("dedup")), DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
+  producer = createDurableProducer(kafkaAs("test-keys"));
   await producer.connect();
 });
 afterAll(async () => {
@@ -69,7 +70,7 @@ describe("agency key lifecycle", () => {
     const stillFine = signedSubmission(newKey, { hashes: [md5()] });
     await publish([afterRevoke, stillFine]);
     await waitFor("new-key submission applied", async () => (await applied([stillFine.submissionId])) === 1);
-    const rejections = await readTopic(createKafka({ brokers: stackEnv().brokers, clientId: "test-keys-reader" }), names.rejected, (ms) =>
+    const rejections = await readTopic(kafkaAs("test-keys-reader"), names.rejected, (ms) =>
       ms.some((m) => codec.decode("Rejection", m.value).value.submissionId === afterRevoke.submissionId),
     );
     const rejection: Rejection | undefined = rejections.map((m) => codec.decode("Rejection", m.value).value).find((r) => r.submissionId === afterRevoke.submissionId);

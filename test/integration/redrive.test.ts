@@ -2,6 +2,7 @@
  * DLQ re-drive: rejections caused by a key that was not yet registered, one refused by dedup and
  * one by ingest, are sent round again once the key is registered, and both end up applied.
  */
+import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { redrive } from "../../services/admin/redrive.ts";
@@ -13,7 +14,7 @@ import { INGEST_MIGRATIONS } from "../../services/ingest/main.ts";
 import { admitBatch } from "../../services/ingest/intake.ts";
 import type { IntakeDeps } from "../../services/ingest/intake.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
-import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import { createDurableProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import { migrate } from "../../services/shared/postgres.ts";
 import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/signing.ts";
@@ -21,11 +22,11 @@ import type { TopicNames } from "../../services/shared/topics.ts";
 import { registerTestAgency, signedSubmission } from "../support/agencies.ts";
 import { readTopic } from "../support/kafka.ts";
 import { waitFor } from "../support/processes.ts";
-import { freshDatabase, freshTopics, stackEnv } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
-const kafka = createKafka({ brokers: stackEnv().brokers, clientId: "test-redrive" });
+const kafka = kafkaAs("test-redrive");
 let db: TestDatabase;
 let names: TopicNames;
 let dedup: RunningDedup;
@@ -36,7 +37,7 @@ beforeAll(async () => {
   let namespace: string;
   ({ names, namespace } = await freshTopics());
   await migrate(db.pool, [{ namespace: "ingest", dir: INGEST_MIGRATIONS }]);
-  dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", DEDUP_CONSUMER_GROUP: `dedup-${namespace}`, CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
+  dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, ...principalEnv(servicePrincipal("dedup")), DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
   producer = createDurableProducer(kafka);
   await producer.connect();
 });

@@ -8,13 +8,13 @@ import type { Kafka } from "kafkajs";
 import { registerAgency } from "../../services/admin/registry.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { SignatureError } from "../../services/shared/errors.ts";
-import { createDurableProducer, createKafka } from "../../services/shared/kafka.ts";
+import { createDurableProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry, verifySignedRecord } from "../../services/shared/key-registry.ts";
 import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem, signRecord } from "../../services/shared/signing.ts";
 import type { Submission } from "../../services/shared/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { unsignedSubmission } from "../support/fixtures.ts";
-import { freshDatabase, freshTopics, stackEnv, uniqueName } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, stackEnv, uniqueName } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
@@ -25,7 +25,7 @@ let kafka: Kafka;
 beforeAll(async () => {
   db = await freshDatabase("signed");
   ({ names } = await freshTopics());
-  kafka = createKafka({ brokers: stackEnv().brokers, clientId: "test-signed-submission" });
+  kafka = kafkaAs("test-signed-submission");
 });
 
 afterAll(async () => {

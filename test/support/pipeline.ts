@@ -3,6 +3,7 @@
  * a registered hub key, synthetic agencies, partners with policies, and running dedup,
  * distribution and partner sinks (each sink with a database of its own).
  */
+import { servicePrincipal, partnerPrincipal, consumerGroups } from "../../services/shared/kafka-access.ts";
 import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -26,7 +27,7 @@ import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../se
 import type { KeyObject } from "node:crypto";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { registerTestAgency } from "./agencies.ts";
-import { freshDatabase, freshTopics, stackEnv } from "./stack.ts";
+import { freshDatabase, freshTopics, LOCAL_PARTNERS, onboardPartner, principalEnv, stackEnv } from "./stack.ts";
 import type { TestDatabase } from "./stack.ts";
 
 export interface HubKey {
@@ -79,7 +80,7 @@ export async function startPipeline(options: { agencies: { id: string; authority
   const s3 = { S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey, S3_BUCKET: env.s3.bucket };
   const dedup = await startDedup({
     ...common,
-    DEDUP_CONSUMER_GROUP: `dedup-${namespace}`,
+    ...principalEnv(servicePrincipal("dedup")),
     DEDUP_GRADING_AUTHORITIES: "",
     DEDUP_CONFIRMATIONS: 2,
     DEDUP_PHOTODNA_THRESHOLD: 1800,
@@ -87,11 +88,11 @@ export async function startPipeline(options: { agencies: { id: string; authority
   });
   const distribution = await startDistribution({
     ...common,
+    ...principalEnv(servicePrincipal("distribution")),
     ...s3,
     HUB_KEY_ID: hubKey.keyId,
     HUB_SIGNING_KEY_FILE: hubKey.file,
     DISTRIBUTION_PSEUDONYM_SECRET: "test-pseudonym-secret-0123456789",
-    DISTRIBUTION_CONSUMER_GROUP: `distribution-${namespace}`,
     DISTRIBUTION_POLICY_REFRESH_MS: 500,
     DISTRIBUTION_EXPORT_INTERVAL_MS: 0,
     DISTRIBUTION_SNAPSHOT_EVERY: 1,
@@ -100,6 +101,7 @@ export async function startPipeline(options: { agencies: { id: string; authority
   const sinks: Pipeline["sinks"] = {};
   const startSink = async (partnerId: string) => {
     const db = sinks[partnerId]?.db ?? (await freshDatabase(`partner`));
+    if (!LOCAL_PARTNERS.includes(partnerId)) await onboardPartner(partnerId, namespace);
     const sink = await startPartnerSink({
       ...common,
       ...s3,
@@ -111,6 +113,7 @@ export async function startPipeline(options: { agencies: { id: string; authority
       PARTNER_HTTP_PORT: 0,
       PARTNER_BOOTSTRAP: "s3",
       KAFKA_BROKERS: env.brokers,
+      ...principalEnv(partnerPrincipal(partnerId)),
     });
     sinks[partnerId] = { sink, db };
     return sink;
@@ -145,8 +148,8 @@ export async function pipelineSettled(p: Pipeline, kafka: Kafka, partners: strin
   const hub = p.hubDb.pool;
   const { rows } = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   if (Number(rows[0]?.n) > 0) return false;
-  if (!(await consumerCaughtUp(kafka, hub, `dedup-${p.namespace}`, p.names.submitted))) return false;
-  if (!(await consumerCaughtUp(kafka, hub, `distribution-${p.namespace}`, p.names.canonical))) return false;
+  if (!(await consumerCaughtUp(kafka, hub, consumerGroups(p.namespace).dedup, p.names.submitted))) return false;
+  if (!(await consumerCaughtUp(kafka, hub, consumerGroups(p.namespace).distribution, p.names.canonical))) return false;
   const again = await hub.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
   if (Number(again.rows[0]?.n) > 0) return false;
   for (const partnerId of partners) {

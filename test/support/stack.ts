@@ -2,10 +2,14 @@
  * Access to the real local stack for tests that cross a service boundary: a fresh PostgreSQL
  * database per test file and a fresh topic namespace, so files can run side by side.
  */
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { promisify } from "node:util";
 import pg from "pg";
-import { effectiveEnv } from "../../services/shared/config.ts";
-import { createKafka, provisionTopics } from "../../services/shared/kafka.ts";
+import type { Kafka } from "kafkajs";
+import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../../services/shared/config.ts";
+import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, partnerGrants, partnerPrincipal } from "../../services/shared/kafka-access.ts";
+import { createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../../services/shared/postgres.ts";
 import type { Pool } from "../../services/shared/postgres.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../../services/shared/topics.ts";
@@ -37,6 +41,46 @@ export function stackEnv(): StackEnv {
     },
   };
 }
+
+/**
+ * A principal's Kafka credentials on the local stack, as service config (KAFKA_SASL_*). Services
+ * in tests run as their own principals, so the ACLs are exercised by every pipeline test.
+ */
+export function principalEnv(principal: string): { KAFKA_SASL_MECHANISM: "scram-sha-512"; KAFKA_SASL_USERNAME: string; KAFKA_SASL_PASSWORD: string } {
+  const creds = localPrincipalEnv(principal);
+  if (!creds["KAFKA_SASL_PASSWORD"]) {
+    throw new Error(`no local Kafka credentials for ${principal}: run \`make up\` (or infra/stack.sh principal ${principal})`);
+  }
+  return { KAFKA_SASL_MECHANISM: "scram-sha-512", KAFKA_SASL_USERNAME: principal, KAFKA_SASL_PASSWORD: creds["KAFKA_SASL_PASSWORD"] };
+}
+
+/** A Kafka client with the given principal's credentials (by default the hub admin, a super user). */
+export function kafkaAs(clientId: string, principal = ADMIN_PRINCIPAL): Kafka {
+  return createKafka({ ...kafkaConnection({ KAFKA_BROKERS: stackEnv().brokers, ...principalEnv(principal) }), clientId });
+}
+
+/**
+ * Onboards a partner the local stack has no principal for, as an operator would: SCRAM credentials
+ * (`infra/stack.sh principal`), then the partner's ACLs in this namespace.
+ */
+export async function onboardPartner(partnerId: string, namespace: string): Promise<void> {
+  const principal = partnerPrincipal(partnerId);
+  if (!localPrincipalEnv(principal)["KAFKA_SASL_PASSWORD"]) {
+    await promisify(execFile)(`${REPO_ROOT}infra/stack.sh`, ["principal", principal], { timeout: 120_000 });
+  }
+  const admin = kafkaAs("test-onboard").admin();
+  await admin.connect();
+  try {
+    await applyAccessPlan(admin, partnerGrants(partnerId, topicNames(namespace), namespace));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Partners whose principals the local stack creates (infra/stack.sh LOCAL_PRINCIPALS). */
+export const LOCAL_PARTNERS = ["hotline-uk", "industry-x", "taskforce", "partner-x"];
+/** Agencies with a local principal for producing straight to Kafka. */
+export const LOCAL_KAFKA_AGENCIES = ["met-police", "nca"];
 
 export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
@@ -73,15 +117,18 @@ export async function freshDatabase(prefix = "t"): Promise<TestDatabase> {
   };
 }
 
-/** Provisions the core topics (and given partner feeds) under a new namespace. */
+/** Provisions the core topics (and given partner feeds) under a new namespace, with its ACLs. */
 export async function freshTopics(partners: string[] = [], partitions = 3): Promise<{ namespace: string; names: TopicNames }> {
   const namespace = uniqueName("t");
   const names = topicNames(namespace);
   const plan = { ...LOCAL_TOPIC_PLAN, partitions };
-  const admin = createKafka({ brokers: stackEnv().brokers, clientId: "test-provision" }).admin();
+  const admin = kafkaAs("test-provision").admin();
   await admin.connect();
   try {
     await provisionTopics(admin, [...coreTopicSpecs(plan, names), ...partners.map((p) => feedTopicSpec(p, plan, names))]);
+    // The ACLs `bin/hashrelay access apply` would grant in this namespace.
+    const grantees = [...new Set([...LOCAL_PARTNERS, ...partners])];
+    await applyAccessPlan(admin, accessPlan({ names, namespace, partners: grantees, agencies: LOCAL_KAFKA_AGENCIES }));
   } finally {
     await admin.disconnect();
   }
