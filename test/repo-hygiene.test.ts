@@ -1,8 +1,8 @@
 /** Secrets never in the repository: no private keys or key files are tracked. */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { REPO_ROOT } from "../services/shared/config.ts";
+import { REPO_ROOT, localStackEnv } from "../services/shared/config.ts";
 
 describe("repository hygiene", () => {
   it("tracks no private keys", () => {
@@ -17,5 +17,24 @@ describe("repository hygiene", () => {
       }
     });
     expect(withKeys).toEqual([]);
+  });
+
+  it("keeps the local Kafka principals' passwords in ignored files, and in no tracked one", () => {
+    const dir = localStackEnv()["KAFKA_PRINCIPALS_DIR"];
+    if (!dir || !existsSync(dir)) throw new Error("no local stack: run `make up` first");
+    const passwords = readdirSync(dir).map((f) => readFileSync(`${dir}/${f}`, "utf8").trim());
+    expect(passwords.length).toBeGreaterThan(5);
+    // git check-ignore exits non-zero (and execFileSync throws) when the path is not ignored
+    execFileSync("git", ["check-ignore", "-q", `${dir}/hashrelay-admin`], { cwd: REPO_ROOT });
+    const files = execFileSync("git", ["ls-files"], { cwd: REPO_ROOT, encoding: "utf8" }).split("\n").filter(Boolean);
+    const leaking = files.filter((f) => {
+      try {
+        const text = readFileSync(`${REPO_ROOT}${f}`, "utf8");
+        return passwords.some((p) => text.includes(p));
+      } catch {
+        return false;
+      }
+    });
+    expect(leaking).toEqual([]);
   });
 });

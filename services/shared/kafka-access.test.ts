@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "./errors.ts";
+import { accessPlan, agencyGrants, consumerGroups, partnerGrants, serviceGrants, toAclEntry } from "./kafka-access.ts";
+import type { AccessGrant } from "./kafka-access.ts";
+import { kafkaConnection } from "./kafka.ts";
+import { topicNames } from "./topics.ts";
+
+/** Does a grant cover this topic name (exact, or by prefix)? */
+const covers = (g: AccessGrant, topic: string) => g.resource === "topic" && (g.pattern === "literal" ? g.name === topic : topic.startsWith(g.name));
+
+describe("access plan", () => {
+  const ns = "t-1";
+  const names = topicNames(ns);
+  const plan = accessPlan({ names, namespace: ns, partners: ["hotline-uk", "industry-x"], agencies: ["met-police"] });
+  const of = (principal: string) => plan.filter((g) => g.principal === principal);
+  const everyTopic = [names.submitted, names.rejected, names.canonical, names.audit, names.feed("hotline-uk"), names.feed("industry-x")];
+
+  it("gives a partner its own feed and consumer group, and nothing else", () => {
+    const grants = of("partner-hotline-uk");
+    expect(everyTopic.filter((t) => grants.some((g) => covers(g, t)))).toEqual([names.feed("hotline-uk")]);
+    expect(new Set(grants.map((g) => g.operation))).toEqual(new Set(["READ", "DESCRIBE"]));
+    expect(grants.filter((g) => g.resource === "group").map((g) => g.name)).toEqual([consumerGroups(ns).sink("hotline-uk")]);
+    expect(partnerGrants("hotline-uk", names, ns)).toEqual(grants);
+  });
+
+  it("lets an agency write submissions only", () => {
+    const grants = of("agency-met-police");
+    expect(grants).toEqual(agencyGrants("met-police", names));
+    expect(grants.every((g) => g.resource === "topic" && g.name === names.submitted && g.pattern === "literal")).toBe(true);
+    expect(grants.map((g) => g.operation).sort()).toEqual(["DESCRIBE", "WRITE"]);
+  });
+
+  it("keeps each hub service to its stage", () => {
+    const can = (service: "ingest" | "dedup" | "distribution", op: string, topic: string) =>
+      serviceGrants(service, names, ns).some((g) => g.operation === op && covers(g, topic));
+    expect(can("ingest", "WRITE", names.submitted)).toBe(true);
+    expect(can("ingest", "READ", names.submitted)).toBe(false);
+    expect(can("ingest", "WRITE", names.canonical)).toBe(false);
+    expect(can("dedup", "READ", names.submitted)).toBe(true);
+    expect(can("dedup", "WRITE", names.canonical)).toBe(true);
+    expect(can("dedup", "WRITE", names.feed("hotline-uk"))).toBe(false);
+    expect(can("distribution", "READ", names.canonical)).toBe(true);
+    expect(can("distribution", "WRITE", names.feed("a-partner-not-yet-known"))).toBe(true);
+    expect(can("distribution", "WRITE", names.submitted)).toBe(false);
+    expect(can("distribution", "WRITE", names.canonical)).toBe(false);
+  });
+
+  it("confines the distribution feed prefix to feed topics of its own namespace", () => {
+    const prefix = serviceGrants("distribution", names, ns).find((g) => g.pattern === "prefixed");
+    expect(prefix?.name).toBe("t-1.feed.");
+    expect(covers(prefix as AccessGrant, "t-10.feed.x.v1")).toBe(false);
+    expect(covers(prefix as AccessGrant, "feed.x.v1")).toBe(false);
+    expect(serviceGrants("distribution", topicNames(""), "").find((g) => g.pattern === "prefixed")?.name).toBe("feed.");
+  });
+
+  it("refuses ids that could widen a grant", () => {
+    expect(() => partnerGrants("*", names, ns)).toThrow(/invalid partner id/);
+    expect(() => agencyGrants("Met Police", names)).toThrow(/invalid agency id/);
+  });
+
+  it("maps grants to kafkajs ACL entries for the named user", () => {
+    const entry = toAclEntry({ principal: "partner-x1", resource: "group", name: "g", pattern: "literal", operation: "READ" });
+    expect(entry).toMatchObject({ principal: "User:partner-x1", host: "*", resourceName: "g" });
+  });
+});
+
+describe("kafka connection config", () => {
+  it("takes SASL credentials only as a pair", () => {
+    expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SASL_USERNAME: "u" })).toThrow(ConfigError);
+    expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SASL_PASSWORD: "p" })).toThrow(/must be set together/);
+    expect(kafkaConnection({ KAFKA_BROKERS: ["h:1"] })).toEqual({ brokers: ["h:1"], ssl: false });
+    expect(kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p", KAFKA_SSL: "true" })).toEqual({
+      brokers: ["h:1"],
+      ssl: true,
+      sasl: { mechanism: "scram-sha-512", username: "u", password: "p" },
+    });
+  });
+});
