@@ -69,14 +69,16 @@ async function verify(deps: DedupDeps, msg: InboundMessage, now: number): Promis
   try {
     const decoded = deps.codec.decode("Submission", original);
     submission = decoded.value;
+    // Staleness first: it bounds how far back a signing time may reach into a key's old window.
+    if (now - submission.submittedAt > deps.maxSubmissionAgeMs) {
+      throw new HashrelayError("STALE_SUBMISSION", `submitted ${new Date(submission.submittedAt).toISOString()}, older than the replay window`);
+    }
     await verifySignedRecord("Submission", decoded.writer.type, submission, deps.keys, {
       ownerKind: "agency",
       ownerId: submission.agencyId,
       at: new Date(now),
+      signedAt: new Date(submission.submittedAt),
     });
-    if (now - submission.submittedAt > deps.maxSubmissionAgeMs) {
-      throw new HashrelayError("STALE_SUBMISSION", `submitted ${new Date(submission.submittedAt).toISOString()}, older than the replay window`);
-    }
     return { offset, ok: true, submission, digest: createHash("sha256").update(original).digest(), original };
   } catch (err) {
     return {

@@ -136,6 +136,7 @@ export async function admitBatch(
         ownerKind: "agency",
         ownerId: principal.agencyId,
         at: now,
+        signedAt: new Date(sub.submittedAt),
       });
       candidates.push({
         index: item.index,

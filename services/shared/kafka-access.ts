@@ -3,8 +3,11 @@
  * the ACLs each one gets. The broker denies everything not granted here (no
  * allow.everyone.if.no.acl.found), so a partner's credentials reach its own feed and nothing else.
  */
-import { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes } from "kafkajs";
+import kafkajs from "kafkajs";
 import type { Admin, AclEntry } from "kafkajs";
+
+// kafkajs is CommonJS and Node's ESM loader cannot see these names as named exports.
+const { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes } = kafkajs;
 import type { TopicNames } from "./topics.ts";
 
 /** The principal the hub's operators use to provision topics and ACLs: a broker super user. */

@@ -29,8 +29,14 @@ export interface KeyLookup {
 export interface ExpectedSigner {
   readonly ownerKind: KeyOwnerKind;
   readonly ownerId: string;
-  /** The time the key must be valid at (normally now). */
+  /** Now: revocation is judged at this time, and so is the validity window without `signedAt`. */
   readonly at: Date;
+  /**
+   * When the signer says it signed (a submission's submittedAt). The validity window is judged at
+   * this time, so a key rotated out still verifies what it signed inside its window; revocation is
+   * not, as a stolen key could backdate. Callers bound how far back this may be (STALE_SUBMISSION).
+   */
+  readonly signedAt?: Date;
 }
 
 /** Throws a SignatureError with the precise reason when the key may not be used. */
@@ -46,10 +52,12 @@ export function assertKeyUsable(keyId: string, key: RegisteredKey | undefined, e
   if (key.revokedAt && key.revokedAt.getTime() <= at) {
     throw new SignatureError("KEY_REVOKED", `key ${keyId} was revoked at ${key.revokedAt.toISOString()}`);
   }
-  if (key.validFrom.getTime() > at) {
+  // A claimed signing time in the future gets no benefit: the window is then judged now.
+  const signed = Math.min(expected.signedAt?.getTime() ?? at, at);
+  if (key.validFrom.getTime() > signed) {
     throw new SignatureError("KEY_NOT_YET_VALID", `key ${keyId} is valid from ${key.validFrom.toISOString()}`);
   }
-  if (key.validUntil && key.validUntil.getTime() <= at) {
+  if (key.validUntil && key.validUntil.getTime() <= signed) {
     throw new SignatureError("KEY_EXPIRED", `key ${keyId} expired at ${key.validUntil.toISOString()}`);
   }
   return key;

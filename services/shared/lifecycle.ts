@@ -36,8 +36,19 @@ export function onShutdown(logger: Logger, stop: () => Promise<void>, graceMs = 
 /** Runs a service's main, printing a clear one-line reason (and code) when start-up fails. */
 export function runMain(service: string, main: () => Promise<void>): void {
   main().catch((err: unknown) => {
-    const e = err as Error & { reason?: string };
-    process.stderr.write(`${service}: failed to start${e.reason ? ` [${e.reason}]` : ""}: ${e.message}\n`);
+    const e = err as Error & { reason?: string; type?: string; name?: string };
+    process.stderr.write(`${service}: failed to start${e.reason ? ` [${e.reason}]` : ""}: ${e.message}${kafkaAccessHint(e)}\n`);
     process.exit(1);
   });
+}
+
+/** What to do about the two start-up failures a secured broker causes. */
+function kafkaAccessHint(e: { type?: string; name?: string }): string {
+  if (e.name === "KafkaJSSASLAuthenticationError") {
+    return " (the broker refused KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD; locally: infra/stack.sh principal <name>)";
+  }
+  if (e.type === "TOPIC_AUTHORIZATION_FAILED" || e.type === "GROUP_AUTHORIZATION_FAILED" || e.name === "KafkaJSGroupCoordinatorNotFound") {
+    return " (this principal lacks ACLs for these topics or its consumer group: bin/hashrelay access apply [--namespace <ns>])";
+  }
+  return "";
 }

@@ -103,6 +103,37 @@ describe("submission signatures", () => {
     expect(await reasonOf(signedBy(future), [future.key])).toBe("KEY_NOT_YET_VALID");
   });
 
+  it("judges the validity window at the signing time, revocation at processing time", async () => {
+    const rotatedOut = agencyKey("force-a", { validFrom: new Date(now.getTime() - 48 * HOUR), validUntil: new Date(now.getTime() - HOUR) });
+    const signedAt = (k: ReturnType<typeof agencyKey>, at: number) =>
+      signRecord("Submission", writer.type, unsignedSubmission({ agencyId: "force-a", keyId: k.key.keyId, submittedAt: at }), k.privateKey);
+    const check = async (record: Submission, key: RegisteredKey) => {
+      try {
+        await verifySignedRecord("Submission", writer.type, record, new StaticKeyLookup([key]), {
+          ownerKind: "agency",
+          ownerId: "force-a",
+          at: now,
+          signedAt: new Date(record.submittedAt),
+        });
+        return "OK";
+      } catch (err) {
+        if (err instanceof SignatureError) return err.reason;
+        throw err;
+      }
+    };
+    // Signed two hours ago, inside the window: still verifies an hour after the key expired.
+    expect(await check(signedAt(rotatedOut, now.getTime() - 2 * HOUR), rotatedOut.key)).toBe("OK");
+    // Signed after the window closed, or before it opened: refused.
+    expect(await check(signedAt(rotatedOut, now.getTime() - HOUR / 2), rotatedOut.key)).toBe("KEY_EXPIRED");
+    expect(await check(signedAt(rotatedOut, now.getTime() - 72 * HOUR), rotatedOut.key)).toBe("KEY_NOT_YET_VALID");
+    // A claimed signing time in the future is judged as now.
+    const notYet = agencyKey("force-a", { validFrom: new Date(now.getTime() + HOUR) });
+    expect(await check(signedAt(notYet, now.getTime() + 2 * HOUR), notYet.key)).toBe("KEY_NOT_YET_VALID");
+    // Backdating does not escape a revocation.
+    const revoked = agencyKey("force-a", { revokedAt: new Date(now.getTime() - HOUR) });
+    expect(await check(signedAt(revoked, now.getTime() - 2 * HOUR), revoked.key)).toBe("KEY_REVOKED");
+  });
+
   it("refuses one agency signing as another", async () => {
     const other = agencyKey("force-b");
     const record = signedBy(other, { agencyId: "force-a" });

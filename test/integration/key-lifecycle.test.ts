@@ -82,4 +82,20 @@ describe("agency key lifecycle", () => {
     expect(report.map((r) => r.recordId)).toEqual([rows[0]?.record_id]);
     expect(report[0]?.agencies).toEqual(["force-a"]);
   });
+
+  it("verifies what a rotated-out key signed inside its window, after the window has closed", async () => {
+    const hour = 3_600_000;
+    const rotatedOut = await addTestKey(db.pool, "force-a", { validFrom: new Date(Date.now() - 3 * hour), validUntil: new Date(Date.now() - hour) });
+    // Signed while the key was valid, reaching dedup after it expired (a lagging or re-driven submission).
+    const inWindow = signedSubmission(rotatedOut, { hashes: [md5()], submittedAt: Date.now() - 2 * hour });
+    const afterWindow = signedSubmission(rotatedOut, { hashes: [md5()], submittedAt: Date.now() - hour / 2 });
+    await publish([inWindow, afterWindow]);
+    await waitFor("the in-window submission applied", async () => (await applied([inWindow.submissionId])) === 1);
+    const rejections = await readTopic(kafkaAs("test-keys-window"), names.rejected, (ms) =>
+      ms.some((m) => codec.decode("Rejection", m.value).value.submissionId === afterWindow.submissionId),
+    );
+    const rejection = rejections.map((m) => codec.decode("Rejection", m.value).value).find((r) => r.submissionId === afterWindow.submissionId);
+    expect(rejection?.reason).toBe("KEY_EXPIRED");
+    expect(await applied([afterWindow.submissionId])).toBe(0);
+  });
 });
