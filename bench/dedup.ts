@@ -13,12 +13,13 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { startDedup } from "../services/dedup/main.ts";
 import { AvroCodec } from "../services/shared/codec.ts";
-import { createDurableProducer, createKafka } from "../services/shared/kafka.ts";
+import { createDurableProducer } from "../services/shared/kafka.ts";
+import { servicePrincipal } from "../services/shared/kafka-access.ts";
 import { PgKeyRegistry, verifySignedRecord } from "../services/shared/key-registry.ts";
 import type { Hash, Submission } from "../services/shared/records.ts";
 import { registerTestAgency, signedSubmission } from "../test/support/agencies.ts";
 import { randomHex } from "../test/support/fixtures.ts";
-import { freshDatabase, freshTopics, stackEnv } from "../test/support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv } from "../test/support/stack.ts";
 
 const countArg = process.argv.indexOf("--count");
 const N = countArg > 0 ? Number(process.argv[countArg + 1]) : 20_000;
@@ -47,14 +48,22 @@ async function main(): Promise<void> {
     }
     const verifySeconds = (performance.now() - v0) / 1000;
 
-    const kafka = createKafka({ brokers: stackEnv().brokers, clientId: "bench-dedup" });
+    // Pre-publishing is the operator's doing (the admin principal); dedup runs as its own principal.
+    const kafka = kafkaAs("bench-dedup");
     const producer = createDurableProducer(kafka);
     await producer.connect();
     for (let i = 0; i < encoded.length; i += 1000) await producer.send({ topic: names.submitted, acks: -1, messages: encoded.slice(i, i + 1000) });
     await producer.disconnect();
 
     const t0 = performance.now();
-    const dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
+    const dedup = await startDedup({
+      KAFKA_BROKERS: stackEnv().brokers,
+      ...principalEnv(servicePrincipal("dedup")),
+      DATABASE_URL: db.url,
+      TOPIC_NAMESPACE: namespace,
+      LOG_LEVEL: "warn",
+      CONSUMER_SESSION_TIMEOUT_MS: 10_000,
+    });
     for (;;) {
       const { rows } = await db.pool.query<{ a: string; o: string }>("SELECT (SELECT count(*) FROM applied_submissions)::text AS a, (SELECT count(*) FROM outbox)::text AS o");
       if (Number(rows[0]?.a) >= N && Number(rows[0]?.o) === 0) break;

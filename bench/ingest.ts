@@ -33,14 +33,15 @@ import { startIngest } from "../services/ingest/main.ts";
 import type { RunningIngest } from "../services/ingest/main.ts";
 import { partitionKey } from "../services/ingest/partition-key.ts";
 import { AvroCodec } from "../services/shared/codec.ts";
-import { createDurableProducer, createKafka } from "../services/shared/kafka.ts";
+import { createDurableProducer, createKafka, kafkaConnection } from "../services/shared/kafka.ts";
+import { ADMIN_PRINCIPAL, servicePrincipal } from "../services/shared/kafka-access.ts";
 import { createLogger } from "../services/shared/logging.ts";
 import type { Submission } from "../services/shared/records.ts";
 import { createS3Client } from "../services/shared/s3.ts";
 import { LOCAL_TOPIC_PLAN } from "../services/shared/topics.ts";
 import type { TopicNames } from "../services/shared/topics.ts";
 import { registerTestAgency, signedSubmission } from "../test/support/agencies.ts";
-import { freshDatabase, freshTopics, stackEnv, uniqueName } from "../test/support/stack.ts";
+import { freshDatabase, freshTopics, principalEnv, stackEnv, uniqueName } from "../test/support/stack.ts";
 import type { TestDatabase } from "../test/support/stack.ts";
 
 interface Args {
@@ -111,7 +112,12 @@ async function main(): Promise<void> {
   const env = stackEnv();
   const codec = new AvroCodec();
   // kafkajs warnings (e.g. "Limiting retries for the idempotent producer...") would clutter the table.
-  const kafka = createKafka({ brokers: env.brokers, clientId: "bench-ingest", logger: createLogger("bench", "error") });
+  // The raw produce and the inspection run as the admin principal; the ingest service as its own.
+  const kafka = createKafka({
+    ...kafkaConnection({ KAFKA_BROKERS: env.brokers, ...principalEnv(ADMIN_PRINCIPAL) }),
+    clientId: "bench-ingest",
+    logger: createLogger("bench", "error"),
+  });
   const admin = kafka.admin();
   const s3 = createS3Client({
     S3_ENDPOINT: env.s3.endpoint,
@@ -180,6 +186,7 @@ async function main(): Promise<void> {
     // ---- http: the ingest API in this process ----
     ingest = await startIngest({
       KAFKA_BROKERS: env.brokers,
+      ...principalEnv(servicePrincipal("ingest")),
       DATABASE_URL: db.url,
       TOPIC_NAMESPACE: hub.namespace,
       CONSUMER_MAX_BATCH_BYTES: 1_048_576, CONSUMER_SESSION_TIMEOUT_MS: 10_000,

@@ -5,10 +5,12 @@
  *   npx tsx bench/pipeline.ts [--count 10000] [--rate 200] [--seconds 30] [--tick-ms 50]
  *
  * Set-up: a fresh hub database, a fresh topic namespace (core topics with 6 partitions, two feed
- * topics with 3), a hub key, one synthetic force, and two partners, each with a database of its own:
- *   hotline-uk-<run>    UK categories A, B and C, indicative or better, md5 + sha1, via Kafka (wide);
- *   industry-ics-<run>  A and B only, md5 only, ICS scheme, via Kafka (narrower).
- * The partner ids carry a per-run suffix as well (the sink's consumer group also carries the namespace). Every submission has md5,
+ * topics with 3) with the ACLs the namespace needs, a hub key, one synthetic force, and two
+ * partners, each with a database of its own:
+ *   hotline-uk   UK categories A, B and C, indicative or better, md5 + sha1, via Kafka (wide);
+ *   industry-x   A and B only, md5 only, ICS scheme, via Kafka (narrower).
+ * Both are partners the local stack has Kafka principals for (test/support/stack.ts LOCAL_PARTNERS);
+ * their feed topics and sink consumer groups carry the run's namespace. Every submission has md5,
  * sha1 and pdq; grades cycle A/A1, B/B1, A/A2, C, so hotline-uk gets 2 rows per submission and the
  * industry partner 1 row for three submissions in four.
  *
@@ -33,6 +35,8 @@
  *               same machine) - send time. Also broken down by stage from timestamps the pipeline
  *               keeps anyway: ingest's answer, dedup's applied_at, the Kafka timestamps of the
  *               canonical and feed records, the feed record's issuedAt.
+ * Every service runs as its own Kafka principal (ingest, dedup, distribution, each partner); this
+ * script's own client (provisioning, the raw baseline, inspection, clean-up) is the hub admin.
  * Services run with their production defaults (LOG_LEVEL info, 1 MiB batches) except
  * CONSUMER_SESSION_TIMEOUT_MS=6000 and no S3 exports or bootstrap. Their logs go to
  * bench-results/pipeline-logs/, and batch sizes per stage are read back from them.
@@ -44,11 +48,11 @@
  * Afterwards the pipeline must be settled (consumer_offsets at the high watermarks, outboxes
  * empty), the partner databases must hold exactly the expected rows, every feed chain contiguous,
  * no sink alerts and nothing rejected. Prints a table, writes bench-results/pipeline.json and
- * bench-results/pipeline-latency.svg (latency over time, drawn by hand). Databases, topics,
+ * bench-results/pipeline-latency.svg (latency over time, drawn by hand). Databases, topics, ACLs,
  * consumer groups and service processes it made are removed at the end, also on error or Ctrl-C;
  * a detached janitor (this script with --janitor) removes them if the run itself is killed.
  */
-import { consumerGroups } from "../services/shared/kafka-access.ts";
+import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, consumerGroups, toAclEntry } from "../services/shared/kafka-access.ts";
 import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -58,7 +62,7 @@ import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Consumer, KafkaMessage, Message } from "kafkajs";
+import type { AclEntry, Consumer, KafkaMessage, Message } from "kafkajs";
 import pg from "pg";
 import { registerPartner } from "../services/admin/registry.ts";
 import { DISTRIBUTION_MIGRATIONS } from "../services/distribution/main.ts";
@@ -69,7 +73,7 @@ import type { AgencySigner } from "../services/ingest/client.ts";
 import { partitionKey } from "../services/ingest/partition-key.ts";
 import { AvroCodec } from "../services/shared/codec.ts";
 import { REPO_ROOT } from "../services/shared/config.ts";
-import { createDurableProducer, createKafka, provisionTopics } from "../services/shared/kafka.ts";
+import { createDurableProducer, createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
 import { createLogger } from "../services/shared/logging.ts";
 import { migrate } from "../services/shared/postgres.ts";
 import type { Pool } from "../services/shared/postgres.ts";
@@ -80,7 +84,7 @@ import { randomHashes } from "../test/support/fixtures.ts";
 import { createHubKey } from "../test/support/pipeline.ts";
 import { startServiceProcess } from "../test/support/processes.ts";
 import type { ServiceProcess } from "../test/support/processes.ts";
-import { freshDatabase, stackEnv, uniqueName } from "../test/support/stack.ts";
+import { LOCAL_PARTNERS, freshDatabase, principalEnv, stackEnv, uniqueName } from "../test/support/stack.ts";
 import type { TestDatabase } from "../test/support/stack.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +490,8 @@ interface JanitorState {
   databases: string[];
   topics: string[];
   groups: string[];
+  /** The ACLs granted for the run's namespace (every one names the namespace's topics or groups). */
+  acls: AclEntry[];
   childPids: number[];
   /** The run's topic namespace: a service process with it in its environment is ours (restarts get new pids). */
   namespace: string | null;
@@ -520,6 +526,11 @@ function alive(pid: number): boolean {
   }
 }
 
+/** A client as the hub admin (a super user): provisioning, the raw baseline, inspection and clean-up. */
+function adminKafka(brokers: string[], clientId: string, level: "error" | "silent") {
+  return createKafka({ ...kafkaConnection({ KAFKA_BROKERS: brokers, ...principalEnv(ADMIN_PRINCIPAL) }), clientId, logger: createLogger("bench", level) });
+}
+
 /** `bench/pipeline.ts --janitor <state file>`: started detached by every run; exits when the state file goes. */
 async function janitor(file: string): Promise<void> {
   for (;;) {
@@ -544,9 +555,10 @@ async function janitor(file: string): Promise<void> {
     await c.connect().catch(() => undefined);
     for (const db of st.databases) await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
     await c.end().catch(() => undefined);
-    const admin = createKafka({ brokers: st.brokers, clientId: "bench-pipeline-janitor", logger: createLogger("bench", "silent") }).admin();
+    const admin = adminKafka(st.brokers, "bench-pipeline-janitor", "silent").admin();
     await admin.connect().catch(() => undefined);
     if (st.topics.length) await admin.deleteTopics({ topics: st.topics }).catch(() => undefined);
+    if (st.acls?.length) await admin.deleteAcls({ filters: st.acls }).catch(() => undefined);
     // Killed members keep their groups until the session timeout (6 s) passes.
     for (let attempt = 0; attempt < 6 && st.groups.length; attempt++) {
       if (attempt) await sleep(3_000);
@@ -565,6 +577,10 @@ async function janitor(file: string): Promise<void> {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  // Service processes inherit this environment and find their own principals' credentials only
+  // when it names none (this script's client takes the admin's from the local stack, not from here).
+  delete process.env["KAFKA_SASL_USERNAME"];
+  delete process.env["KAFKA_SASL_PASSWORD"];
   const steadyCount = Math.round(args.rate * args.seconds);
   const WARMUP = 200;
   const env = stackEnv();
@@ -572,7 +588,9 @@ async function main(): Promise<void> {
   const started = new Date();
   const loadBefore = loadavg();
   const run = randomBytes(3).toString("hex");
-  const PARTNERS = { hotline: `hotline-uk-${run}`, industry: `industry-ics-${run}` } as const;
+  // Partners with local Kafka principals; the namespace keeps their feeds and groups apart from other runs.
+  const PARTNERS = { hotline: "hotline-uk", industry: "industry-x" } as const;
+  if (!Object.values(PARTNERS).every((p) => LOCAL_PARTNERS.includes(p))) throw new Error("bench partners need local Kafka principals");
   const namespace = uniqueName("bp");
   const resultsDir = join(REPO_ROOT, "bench-results");
   const logDir = join(resultsDir, "pipeline-logs");
@@ -580,7 +598,7 @@ async function main(): Promise<void> {
   for (const f of readdirSync(logDir)) if (f.endsWith(".log")) rmSync(join(logDir, f));
 
   // kafkajs warnings (e.g. "Limiting retries for the idempotent producer...") would clutter the table.
-  const kafka = createKafka({ brokers: env.brokers, clientId: `bench-pipeline-${run}`, logger: createLogger("bench", "error") });
+  const kafka = adminKafka(env.brokers, `bench-pipeline-${run}`, "error");
   const admin = kafka.admin();
   const producer = createDurableProducer(kafka);
 
@@ -588,6 +606,7 @@ async function main(): Promise<void> {
   const dbs: TestDatabase[] = [];
   const topics: string[] = [];
   const groups: string[] = [];
+  const acls: AclEntry[] = [];
   const procs: Record<string, ServiceProcess> = {};
   const logStreams: WriteStream[] = [];
   const consumers: Consumer[] = [];
@@ -601,6 +620,7 @@ async function main(): Promise<void> {
       databases: dbs.map((d) => new URL(d.url).pathname.slice(1)),
       topics,
       groups,
+      acls,
       childPids: Object.values(procs).flatMap((p) => (p.child.pid ? [p.child.pid] : [])),
       namespace,
       hubKeyDir: hubKeyDir ?? null,
@@ -632,6 +652,7 @@ async function main(): Promise<void> {
       await producer.disconnect().catch(() => undefined);
       for (const db of dbs) await db.drop().catch((err: unknown) => log(`cleanup: drop database: ${(err as Error).message}`));
       if (topics.length) await admin.deleteTopics({ topics }).catch((err: unknown) => log(`cleanup: delete topics: ${(err as Error).message}`));
+      if (acls.length) await admin.deleteAcls({ filters: acls }).catch((err: unknown) => log(`cleanup: delete ACLs: ${(err as Error).message}`));
       // A member killed without leaving (a second signal) keeps its group non-empty for up to the session timeout (6 s).
       let left = [...groups];
       for (let attempt = 0; left.length && attempt < 4; attempt++) {
@@ -691,6 +712,12 @@ async function main(): Promise<void> {
     topics.push(...specs.map((s) => s.topic));
     saveState();
     await provisionTopics(admin, specs);
+    // What `bin/hashrelay access apply` grants in the namespace: the hub services and both partners
+    // (the force submits over HTTP, or this script produces as the admin; the raw topic is admin-only).
+    const grants = accessPlan({ names, namespace, partners: Object.values(PARTNERS), agencies: [] });
+    acls.push(...grants.map(toAclEntry));
+    saveState();
+    await applyAccessPlan(admin, grants);
     const feedTopics = [names.feed(PARTNERS.hotline), names.feed(PARTNERS.industry)];
     const groupOf = {
       dedup: consumerGroups(namespace).dedup,
@@ -799,7 +826,9 @@ async function main(): Promise<void> {
     const hubPublicKeys = `${hubKey.keyId}=${hubKey.publicKey.toString("base64")}`;
     const procSpecs: { name: string; service: string; env: Record<string, string> }[] = [
       { name: "ingest", service: "ingest", env: { ...common, INGEST_HOST: "127.0.0.1", INGEST_PORT: String(ingestPort) } },
-      { name: "dedup", service: "dedup", env: { ...common, DEDUP_CONSUMER_GROUP: groupOf.dedup } },
+      // No KAFKA_SASL_* here: each service process picks its own principal's local credentials,
+      // and its consumer group defaults to consumerGroups(namespace), as groupOf names them.
+      { name: "dedup", service: "dedup", env: { ...common } },
       {
         name: "distribution",
         service: "distribution",
@@ -808,7 +837,6 @@ async function main(): Promise<void> {
           HUB_KEY_ID: hubKey.keyId,
           HUB_SIGNING_KEY_FILE: hubKey.file,
           DISTRIBUTION_PSEUDONYM_SECRET: `bench-${run}-pseudonym-secret`,
-          DISTRIBUTION_CONSUMER_GROUP: groupOf.distribution,
           DISTRIBUTION_EXPORT_INTERVAL_MS: "0",
         },
       },
@@ -1256,7 +1284,7 @@ async function main(): Promise<void> {
           ["distribution applied (distributed_records)", (finish.distributed ?? NaN).toFixed(1), fmt(args.count / (finish.distributed ?? NaN)), fmt(batches2["distribution"]?.batches ?? NaN), fmt(batches2["distribution"]?.perBatch ?? NaN, 1), fmt(batches2["distribution"]?.medianGapMs ?? NaN)],
           ["feed records on Kafka (distribution relay)", (finish.feedOnKafka ?? NaN).toFixed(1), fmt(expectBulkFeed / (finish.feedOnKafka ?? NaN)), "", "", ""],
           ["hotline-uk database complete", (finish.hotlineRows ?? NaN).toFixed(1), fmt(expectBulk.hotline / (finish.hotlineRows ?? NaN)), fmt(batches2["sink-hotline"]?.batches ?? NaN), fmt(batches2["sink-hotline"]?.perBatch ?? NaN, 1), fmt(batches2["sink-hotline"]?.medianGapMs ?? NaN)],
-          ["industry-ics database complete", (finish.industryRows ?? NaN).toFixed(1), fmt(expectBulk.industry / (finish.industryRows ?? NaN)), fmt(batches2["sink-industry"]?.batches ?? NaN), fmt(batches2["sink-industry"]?.perBatch ?? NaN, 1), fmt(batches2["sink-industry"]?.medianGapMs ?? NaN)],
+          ["industry-x database complete", (finish.industryRows ?? NaN).toFixed(1), fmt(expectBulk.industry / (finish.industryRows ?? NaN)), fmt(batches2["sink-industry"]?.batches ?? NaN), fmt(batches2["sink-industry"]?.perBatch ?? NaN, 1), fmt(batches2["sink-industry"]?.medianGapMs ?? NaN)],
         ],
       ),
     );
@@ -1377,7 +1405,7 @@ async function main(): Promise<void> {
     out.push(`wrote ${relative(REPO_ROOT, jsonFile)}, ${relative(REPO_ROOT, svgFile)}, service logs in ${relative(REPO_ROOT, logDir)}/`);
     process.stdout.write(`${out.join("\n")}\n`);
   } finally {
-    log("  cleaning up: stopping services, dropping databases, deleting topics and consumer groups...");
+    log("  cleaning up: stopping services, dropping databases, deleting topics, ACLs and consumer groups...");
     await cleanup();
   }
 }

@@ -1,12 +1,10 @@
 /**
  * `make demo`: the main job end to end on the local stack. Registers synthetic agencies and
- * partners, starts every service as its own process, pushes a synthetic workload through HTTP
- * and an S3 bulk import (VICS file via the force CLI), waits for it to propagate, and prints
- * what reached each partner, the rejections by reason, and end-to-end latency.
+ * partners, provisions the namespace's topics and ACLs, starts every service as its own process
+ * and its own Kafka principal, pushes a synthetic workload through HTTP and an S3 bulk import
+ * (VICS file via the force CLI), waits for it to propagate, and prints what reached each partner,
+ * the rejections by reason, and end-to-end latency.
  */
-import { consumerGroups } from "../services/shared/kafka-access.ts";
-import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
-import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
@@ -22,9 +20,13 @@ import { IngestClient } from "../services/ingest/client.ts";
 import type { AgencySigner } from "../services/ingest/client.ts";
 import { submissionToJson } from "../services/ingest/formats/submission-json.ts";
 import { addToReceipt, emptyReceipt } from "../services/ingest/intake.ts";
+import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
 import { AvroCodec } from "../services/shared/codec.ts";
-import { REPO_ROOT, effectiveEnv } from "../services/shared/config.ts";
-import { createKafka, provisionTopics } from "../services/shared/kafka.ts";
+import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../services/shared/config.ts";
+import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
+import { createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
+import type { KafkaCredentials } from "../services/shared/kafka.ts";
+import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, consumerGroups } from "../services/shared/kafka-access.ts";
 import { PgKeyRegistry } from "../services/shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../services/shared/postgres.ts";
 import type { Pool } from "../services/shared/postgres.ts";
@@ -58,6 +60,23 @@ async function createDatabase(name: string): Promise<string> {
   return base.toString();
 }
 
+/**
+ * The hub admin's Kafka credentials on the local stack (`make up` writes them). Only the demo's own
+ * client uses them; the services pick their own principals' credentials, so none are passed on.
+ */
+function adminCredentials(): { KAFKA_SASL_MECHANISM?: KafkaCredentials["mechanism"]; KAFKA_SASL_USERNAME: string; KAFKA_SASL_PASSWORD: string } {
+  const creds = localPrincipalEnv(ADMIN_PRINCIPAL);
+  const password = creds["KAFKA_SASL_PASSWORD"];
+  if (!password) throw new Error(`no Kafka credentials for ${ADMIN_PRINCIPAL}: run \`make up\` first (make demo does)`);
+  const mechanism = env["KAFKA_SASL_MECHANISM"] as KafkaCredentials["mechanism"] | undefined;
+  return { ...(mechanism ? { KAFKA_SASL_MECHANISM: mechanism } : {}), KAFKA_SASL_USERNAME: ADMIN_PRINCIPAL, KAFKA_SASL_PASSWORD: password };
+}
+
+function withoutKafkaCredentials(source: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { KAFKA_SASL_USERNAME: _user, KAFKA_SASL_PASSWORD: _password, ...rest } = source;
+  return rest;
+}
+
 const children: { name: string; child: ChildProcess }[] = [];
 
 function startService(name: string, service: string, extra: Record<string, string>): void {
@@ -65,7 +84,9 @@ function startService(name: string, service: string, extra: Record<string, strin
   const child = spawn(process.execPath, ["--import", "tsx", `${REPO_ROOT}services/${service}/main.ts`], {
     // One process per service (no tsx wrapper), so kill -9 reaches the service itself.
     cwd: REPO_ROOT,
-    env: { ...process.env, ...serviceEnv, ...extra },
+    // Each service finds its own principal's credentials (services/shared/config.ts effectiveEnv);
+    // credentials in the demo's own environment must not make them all run as one principal.
+    env: { ...withoutKafkaCredentials(process.env), ...serviceEnv, ...extra },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout?.pipe(log);
@@ -171,14 +192,21 @@ async function main(): Promise<void> {
     info(`${p.partnerId}: ${p.categories.join("/")} >= ${p.minGradingStatus}, ${p.scheme} scheme, ${p.algorithms.join("+")}, via ${p.delivery}`);
   }
 
-  step("Provisioning topics");
-  const kafka = createKafka({ brokers: need("KAFKA_BROKERS").split(","), clientId: "hashrelay-demo" });
+  step("Provisioning topics and their ACLs");
+  // The demo itself acts as the hub's operator (the admin principal, a super user): it provisions
+  // topics and ACLs and watches the consumers. Every service runs as its own principal.
+  const kafka = createKafka({ ...kafkaConnection({ KAFKA_BROKERS: need("KAFKA_BROKERS").split(","), ...adminCredentials() }), clientId: "hashrelay-demo" });
   const names = topicNames(namespace);
   const admin = kafka.admin();
   await admin.connect();
   await provisionTopics(admin, coreTopicSpecs(LOCAL_TOPIC_PLAN, names));
+  // What `bin/hashrelay access apply` grants in this namespace: the hub services, and the partners
+  // (their local principals come with `make up`); the agencies submit over HTTP, not to Kafka.
+  const kafkaPartners = policies.filter((p) => p.delivery === "kafka").map((p) => p.partnerId);
+  const grants = await applyAccessPlan(admin, accessPlan({ names, namespace, partners: kafkaPartners, agencies: [] }));
   await admin.disconnect();
   info(`${names.submitted}, ${names.rejected}, ${names.canonical} (compacted), ${names.audit}; feed topics come with distribution`);
+  info(`${grants} ACLs: ingest, dedup and distribution to their topics, ${kafkaPartners.join(" and ")} each to its own feed`);
 
   step("Starting services: ingest, dedup, distribution, two partner sinks");
   serviceEnv = {
