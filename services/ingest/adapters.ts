@@ -4,6 +4,7 @@ import type { AvroCodec } from "../shared/codec.ts";
 import type { Queryable } from "../shared/postgres.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { IntakeSink, SubmissionLedger } from "./intake.ts";
+import type { RequestReplayGuard } from "./request-auth.ts";
 
 /** Publishes a batch with acks from all in-sync replicas; resolves once Kafka holds all of it. */
 export function kafkaIntakeSink(producer: Producer, codec: AvroCodec, topics: TopicNames): IntakeSink {
@@ -41,6 +42,27 @@ export function pgSubmissionLedger(db: Queryable): SubmissionLedger {
          ON CONFLICT (submission_id) DO NOTHING`,
         [entries.map((e) => e.submissionId), entries.map((e) => e.agencyId), entries.map((e) => e.digest)],
       );
+    },
+  };
+}
+
+/**
+ * Request signatures seen, in PostgreSQL so that every ingest instance refuses a replay; rows are
+ * dropped once their timestamp can no longer pass the clock-skew check anyway.
+ */
+export function pgRequestReplayGuard(db: Queryable, purgeEveryMs = 60_000): RequestReplayGuard {
+  let lastPurge = 0;
+  return {
+    async firstUse(signatureDigest, forgetAfter) {
+      if (Date.now() - lastPurge > purgeEveryMs) {
+        lastPurge = Date.now();
+        await db.query("DELETE FROM ingest_request_signatures WHERE forget_after < now()");
+      }
+      const { rowCount } = await db.query(
+        "INSERT INTO ingest_request_signatures (signature_digest, forget_after) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        [signatureDigest, forgetAfter],
+      );
+      return rowCount === 1;
     },
   };
 }

@@ -16,11 +16,13 @@ import type { IntakeDeps, IntakeItem } from "./intake.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import { OPENAPI_DOCUMENT } from "./openapi.ts";
 import { authenticateRequest } from "./request-auth.ts";
-import type { AuthenticatedAgency } from "./request-auth.ts";
+import type { AuthenticatedAgency, RequestReplayGuard } from "./request-auth.ts";
 
 export interface IngestApiDeps {
   readonly intake: IntakeDeps;
   readonly keys: KeyLookup;
+  /** Refuses a signed request seen before (absent: no replay protection, e.g. in unit tests). */
+  readonly replay?: RequestReplayGuard;
   readonly imports: ImportService;
   readonly metrics: IngestMetrics;
   readonly logger: Logger;
@@ -48,6 +50,7 @@ const STATUS_BY_REASON: Partial<Record<ReasonCode, number>> = {
   KEY_NOT_YET_VALID: 401,
   KEY_OWNER_MISMATCH: 401,
   BAD_SIGNATURE: 401,
+  REQUEST_REPLAYED: 401,
   NOT_FOUND: 404,
   BODY_TOO_LARGE: 413,
   INVALID_FIELD: 400,
@@ -84,7 +87,7 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
     if (!req.url.startsWith("/v1/")) return;
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     try {
-      req.agency = await authenticateRequest({ method: req.method, path: req.url, body, headers: req.headers }, deps.keys);
+      req.agency = await authenticateRequest({ method: req.method, path: req.url, body, headers: req.headers }, deps.keys, new Date(), deps.replay);
     } catch (err) {
       if (err instanceof SignatureError) {
         req.log.warn({ agencyId: req.headers["x-hashrelay-agency"], reason: err.reason }, "request refused");

@@ -14,7 +14,7 @@ import { createLogger } from "../shared/logging.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
-import { kafkaIntakeSink, pgSubmissionLedger } from "./adapters.ts";
+import { kafkaIntakeSink, pgRequestReplayGuard, pgSubmissionLedger } from "./adapters.ts";
 import { buildIngestApi } from "./http.ts";
 import { ImportService } from "./imports.ts";
 import type { IntakeDeps } from "./intake.ts";
@@ -79,6 +79,7 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
   const app = buildIngestApi({
     intake,
     keys,
+    replay: pgRequestReplayGuard(pool),
     imports,
     metrics,
     logger,

@@ -33,6 +33,14 @@ export interface AuthenticatedAgency {
   readonly keyId: string;
 }
 
+/**
+ * Remembers the signatures of accepted requests while their timestamps are inside the window, so
+ * a captured request cannot be sent again. firstUse resolves false for a signature already seen.
+ */
+export interface RequestReplayGuard {
+  firstUse(signatureDigest: Buffer, forgetAfter: Date): Promise<boolean>;
+}
+
 function stringToSign(req: RequestToSign, timestamp: string): Buffer {
   const bodyDigest = createHash("sha256").update(req.body).digest("hex");
   return Buffer.from(`hashrelay-request-v1\n${req.method.toUpperCase()}\n${req.path}\n${timestamp}\n${bodyDigest}`);
@@ -44,13 +52,25 @@ export function signRequest(
   signer: { agencyId: string; keyId: string; privateKey: KeyObject },
   now: Date = new Date(),
 ): Record<string, string> {
-  const timestamp = String(now.getTime());
+  const timestamp = String(uniqueTimestamp(now.getTime()));
   return {
     [AUTH_HEADERS.agency]: signer.agencyId,
     [AUTH_HEADERS.keyId]: signer.keyId,
     [AUTH_HEADERS.timestamp]: timestamp,
     [AUTH_HEADERS.signature]: edSign(null, stringToSign(req, timestamp), signer.privateKey).toString("base64"),
   };
+}
+
+let lastTimestamp = 0;
+/**
+ * Ed25519 is deterministic: two identical requests signed in the same millisecond would carry the
+ * same signature, and the second would be refused as a replay. Timestamps from one process never repeat.
+ */
+function uniqueTimestamp(ms: number): number {
+  // Only bump near the last one: a caller signing with a deliberate older time keeps it.
+  const t = ms <= lastTimestamp && lastTimestamp - ms < 1000 ? lastTimestamp + 1 : ms;
+  lastTimestamp = Math.max(lastTimestamp, t);
+  return t;
 }
 
 type HeaderBag = Record<string, string | string[] | undefined>;
@@ -65,6 +85,7 @@ export async function authenticateRequest(
   req: RequestToSign & { headers: HeaderBag },
   keys: KeyLookup,
   now: Date = new Date(),
+  replay?: RequestReplayGuard,
 ): Promise<AuthenticatedAgency> {
   const agencyId = header(req.headers, AUTH_HEADERS.agency);
   const keyId = header(req.headers, AUTH_HEADERS.keyId);
@@ -89,5 +110,9 @@ export async function authenticateRequest(
     ok = false;
   }
   if (!ok) throw new SignatureError("UNAUTHENTICATED", `request signature does not verify with key ${keyId}`);
+  // Only a verified signature is remembered, so nobody can fill the memory with garbage.
+  if (replay && !(await replay.firstUse(createHash("sha256").update(sig).digest(), new Date(at + MAX_CLOCK_SKEW_MS)))) {
+    throw new SignatureError("REQUEST_REPLAYED", `this signed request (timestamp ${timestamp}) was already received; sign every request afresh`);
+  }
   return { agencyId, keyId };
 }

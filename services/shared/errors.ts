@@ -28,6 +28,7 @@ export const REASON_CODES = [
   "KEY_NOT_YET_VALID",
   "KEY_OWNER_MISMATCH",
   "BAD_SIGNATURE",
+  "REQUEST_REPLAYED",
   // feed verification (partner side)
   "SEQ_GAP",
   "SEQ_REORDER",

@@ -8,6 +8,7 @@ import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IngestClient } from "../../services/ingest/client.ts";
+import { signRequest } from "../../services/ingest/request-auth.ts";
 import type { AgencySigner } from "../../services/ingest/client.ts";
 import { submissionToJson } from "../../services/ingest/formats/submission-json.ts";
 import { startIngest } from "../../services/ingest/main.ts";
@@ -160,6 +161,24 @@ describe("agency authentication", () => {
     await new PgKeyRegistry(db.pool).revokeKey(revokedKey.keyId, "test", new Date(Date.now() - 1000));
     await new Promise((r) => setTimeout(r, 2_100)); // the service caches keys for 2 s
     await expect(new IngestClient(ingest.url, revokedKey).submitRaw(body())).rejects.toMatchObject({ status: 401, reason: "KEY_REVOKED" });
+  });
+
+  it("refuses a captured request sent again (REQUEST_REPLAYED); the same submissions signed afresh are duplicates", async () => {
+    const sub = signedSubmission(forceA);
+    const payload = Buffer.from(JSON.stringify([submissionToJson(sub)]));
+    const captured = { ...signRequest({ method: "POST", path: "/v1/submissions", body: payload }, forceA), "content-type": "application/json" };
+    const send = () => fetch(new URL("/v1/submissions", ingest.url), { method: "POST", body: payload, headers: captured });
+    const first = await send();
+    expect(first.status).toBe(202);
+    const replay = await send();
+    expect(replay.status).toBe(401);
+    expect(await replay.json()).toMatchObject({ reason: "REQUEST_REPLAYED" });
+    // A fresh signature on the same bytes is a new request: idempotency makes it a duplicate.
+    const again = await client.submitRaw(payload);
+    expect(again.items[0]).toMatchObject({ status: "duplicate" });
+    // Both accepted requests are remembered until their timestamps leave the window.
+    const { rows } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM ingest_request_signatures");
+    expect(Number(rows[0]?.n)).toBeGreaterThanOrEqual(2);
   });
 
   it("serves health, readiness, metrics and the OpenAPI description", async () => {
