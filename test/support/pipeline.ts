@@ -44,9 +44,13 @@ export interface Pipeline {
   readonly hubKey: HubKey;
   readonly agencies: Record<string, AgencySigner>;
   readonly dedup: RunningDedup;
+  /** The running distribution (replaced by rotateHubKey). */
   readonly distribution: RunningDistribution;
   readonly sinks: Record<string, { sink: RunningSink; db: TestDatabase }>;
-  startSink(partnerId: string): Promise<RunningSink>;
+  /** Starts (or restarts) a partner's sink; `trustedHubKeys` defaults to the pipeline's hub key. */
+  startSink(partnerId: string, trustedHubKeys?: HubKey[]): Promise<RunningSink>;
+  /** Hub key rotation: restarts distribution signing with `next` (registered beforehand). */
+  rotateHubKey(next: HubKey): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -86,20 +90,22 @@ export async function startPipeline(options: { agencies: { id: string; authority
     DEDUP_PHOTODNA_THRESHOLD: 1800,
     DEDUP_MAX_SUBMISSION_AGE_DAYS: 30,
   });
-  const distribution = await startDistribution({
+  const distributionConfig = (key: HubKey) => ({
     ...common,
     ...principalEnv(servicePrincipal("distribution")),
     ...s3,
-    HUB_KEY_ID: hubKey.keyId,
-    HUB_SIGNING_KEY_FILE: hubKey.file,
+    HUB_KEY_ID: key.keyId,
+    HUB_SIGNING_KEY_FILE: key.file,
     DISTRIBUTION_PSEUDONYM_SECRET: "test-pseudonym-secret-0123456789",
     DISTRIBUTION_POLICY_REFRESH_MS: 500,
     DISTRIBUTION_EXPORT_INTERVAL_MS: 0,
     DISTRIBUTION_SNAPSHOT_EVERY: 1,
     DISTRIBUTION_FEED_REPLICATION: 1,
   });
+  let distribution = await startDistribution(distributionConfig(hubKey));
   const sinks: Pipeline["sinks"] = {};
-  const startSink = async (partnerId: string) => {
+  const startSink = async (partnerId: string, trustedHubKeys: HubKey[] = [hubKey]) => {
+    await sinks[partnerId]?.sink.stop().catch(() => undefined);
     const db = sinks[partnerId]?.db ?? (await freshDatabase(`partner`));
     if (!LOCAL_PARTNERS.includes(partnerId)) await onboardPartner(partnerId, namespace);
     const sink = await startPartnerSink({
@@ -108,7 +114,7 @@ export async function startPipeline(options: { agencies: { id: string; authority
       S3_ENDPOINT: env.s3.endpoint,
       PARTNER_ID: partnerId,
       PARTNER_DATABASE_URL: db.url,
-      HUB_PUBLIC_KEYS: `${hubKey.keyId}=${hubKey.publicKey.toString("base64")}`,
+      HUB_PUBLIC_KEYS: trustedHubKeys.map((k) => `${k.keyId}=${k.publicKey.toString("base64")}`).join(","),
       PARTNER_HTTP_HOST: "127.0.0.1",
       PARTNER_HTTP_PORT: 0,
       PARTNER_BOOTSTRAP: "s3",
@@ -126,9 +132,15 @@ export async function startPipeline(options: { agencies: { id: string; authority
     hubKey,
     agencies,
     dedup,
-    distribution,
+    get distribution() {
+      return distribution;
+    },
     sinks,
     startSink,
+    async rotateHubKey(next: HubKey) {
+      await distribution.stop();
+      distribution = await startDistribution(distributionConfig(next));
+    },
     async stop() {
       for (const { sink, db } of Object.values(sinks)) {
         await sink.stop().catch(() => undefined);
