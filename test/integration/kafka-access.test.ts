@@ -7,13 +7,14 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
-import { Kafka, logLevel } from "kafkajs";
+import kafkajs, { Kafka, logLevel } from "kafkajs";
 import type { Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, effectiveEnv } from "../../services/shared/config.ts";
 import { agencyPrincipal, partnerPrincipal, revokePrincipalAccess, servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
-import { freshTopics, kafkaAs, onboardPartner, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, onboardPartner, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
+import { registerPartner } from "../../services/admin/registry.ts";
 
 type Attempt = { ok: true } | { ok: false; type: string };
 
@@ -229,4 +230,52 @@ describe("hub services", () => {
     const theirs = `${namespace}.hashrelay-distribution`;
     expectRefused(await tryRead(dedup, names.canonical, theirs), servicePrincipal("dedup"), theirs);
   }, 60_000);
+});
+
+describe("operator CLI", () => {
+  const run = promisify(execFile);
+  const cli = (args: string[], env: Record<string, string>) =>
+    run(`${REPO_ROOT}bin/hashrelay`, args, { env: { ...process.env, ...env }, timeout: 60_000 }).then((r) => r.stdout);
+
+  async function aclsOf(principal: string): Promise<string[]> {
+    const admin = kafkaAs("test-access-describe").admin();
+    await admin.connect();
+    try {
+      const { resources } = await admin.describeAcls({
+        principal: `User:${principal}`,
+        resourceType: kafkajs.AclResourceTypes.ANY,
+        resourcePatternType: kafkajs.ResourcePatternTypes.ANY,
+        operation: kafkajs.AclOperationTypes.ANY,
+        permissionType: kafkajs.AclPermissionTypes.ANY,
+      });
+      const opName = new Map(Object.entries(kafkajs.AclOperationTypes).map(([name, code]) => [code as number, name]));
+      return resources.flatMap((r) => r.acls.map((a) => `${r.resourceName} ${opName.get(a.operation) ?? a.operation}`)).sort();
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  it("access apply grants every registered partner; access revoke takes a partner's grants away", async () => {
+    const db = await freshDatabase("access");
+    try {
+      const partnerId = `cli-${randomBytes(3).toString("hex")}`;
+      await registerPartner(db.pool, { partnerId, name: "Synthetic CLI partner" });
+      const ns = uniqueName("acl");
+      const env = { DATABASE_URL: db.url };
+      const dry = await cli(["access", "apply", "--namespace", ns, "--dry-run"], env);
+      expect(dry).toContain(`partner-${partnerId}\tREAD\ttopic ${ns}.feed.${partnerId}.v1`);
+      expect(await aclsOf(partnerPrincipal(partnerId))).toEqual([]); // a dry run grants nothing
+
+      expect(await cli(["access", "apply", "--namespace", ns], env)).toMatch(/\d+ grants applied/);
+      expect(await aclsOf(partnerPrincipal(partnerId))).toEqual(
+        [`${ns}.feed.${partnerId}.v1 DESCRIBE`, `${ns}.feed.${partnerId}.v1 READ`, `${ns}.partner-sink.${partnerId} READ`].sort(),
+      );
+      expect(await aclsOf("hashrelay-dedup")).toContain(`${ns}.hashes.submitted.v1 READ`);
+
+      expect(await cli(["access", "revoke", "--partner", partnerId], env)).toContain(`3 ACLs of partner-${partnerId} removed`);
+      expect(await aclsOf(partnerPrincipal(partnerId))).toEqual([]);
+    } finally {
+      await db.drop();
+    }
+  }, 120_000);
 });
