@@ -113,6 +113,8 @@ export async function waitForTopics(admin: Admin, topics: string[], timeoutMs = 
       const { topics: meta } = await admin.fetchTopicMetadata({ topics });
       if (meta.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
     } catch (err) {
+      // Waiting does not grant an ACL: say so at once instead of after the timeout.
+      if ((err as { type?: string }).type === "TOPIC_AUTHORIZATION_FAILED") throw err;
       if (Date.now() > deadline) throw err;
     }
     if (Date.now() > deadline) throw new Error(`topics not ready after ${timeoutMs} ms: ${topics.join(", ")}`);
