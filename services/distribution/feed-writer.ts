@@ -1,16 +1,20 @@
 /**
  * Turns planned feed changes into signed, chained FeedRecords inside the caller's transaction:
- * updates feed_entries, extends each partition's chain (feed_partitions), and queues the records
- * for Kafka (feed_outbox) and S3 deltas (feed_log) according to the partner's delivery.
+ * extends each partition's chain (feed_partitions) and queues the records for Kafka (feed_outbox)
+ * and S3 deltas (feed_log) according to the partner's delivery. Also loads the planning state
+ * (planner.ts's FeedLedger: record bodies, hash claims, feed entries) for a set of records and
+ * writes back what planning changed (feed_entries, distributed_hashes) on flush.
  */
 import { createHmac } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import type { AvroCodec } from "../shared/codec.ts";
 import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../shared/feed-chain.ts";
 import type { PoolClient } from "../shared/postgres.ts";
-import type { FeedRecord } from "../shared/records.ts";
+import type { CanonicalRecord, FeedRecord } from "../shared/records.ts";
 import { signRecord } from "../shared/signing.ts";
 import type { TopicNames } from "../shared/topics.ts";
+import { FeedLedger, hashKeyOf, splitHashKey } from "./planner.ts";
+import type { HashKey } from "./planner.ts";
 import type { FeedChange, FeedEntry, PartnerPolicy } from "./policy.ts";
 
 export interface HubSigner {
@@ -60,45 +64,87 @@ export class FeedWriter {
     private readonly now: number,
   ) {}
 
-  /** Entries as loaded from the database, per partner|record. */
-  private readonly loaded = new Map<string, FeedEntry[]>();
-  /** This transaction's changes per partner|alg:value (null = removed); they win over `loaded`. */
-  private readonly overlay = new Map<string, FeedEntry | null>();
-  /** Overlay keys whose entry this batch gave to each partner|record, so a lookup need not scan the overlay. */
-  private readonly overlayByRecord = new Map<string, Set<string>>();
+  /** Planning state of this transaction: loaded by load(), changed by planner.ts, written by flush(). */
+  readonly ledger = new FeedLedger();
 
-  /** Loads what partners hold for these records in one query (optional: currentEntries loads lazily). */
-  async prefetch(partnerIds: readonly string[], recordIds: readonly string[]): Promise<void> {
-    const wanted = recordIds.filter((r) => partnerIds.some((p) => !this.loaded.has(`${p}|${r}`)));
-    if (!wanted.length || !partnerIds.length) return;
-    const { rows } = await this.client.query<EntryRow>(
-      "SELECT partner_id, alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = ANY($1::text[]) AND record_id = ANY($2::uuid[])",
-      [partnerIds, wanted],
-    );
-    for (const p of partnerIds) for (const r of wanted) if (!this.loaded.has(`${p}|${r}`)) this.loaded.set(`${p}|${r}`, []);
-    for (const row of rows) this.loaded.get(`${row.partner_id}|${row.record_id}`)?.push(toEntry(row));
+  /**
+   * Loads what planning these records' revisions needs for these partners, in a few queries: the
+   * stored bodies and claims of the records, the entries they own, then every hash they touch
+   * (listed, claimed or owned), with its claimants, their bodies and each partner's entry.
+   * Anything already loaded is not read again.
+   */
+  async load(partnerIds: readonly string[], records: readonly CanonicalRecord[]): Promise<void> {
+    const ledger = this.ledger;
+    const ids = [...new Set(records.map((r) => r.recordId))];
+    await this.loadBodies(ids);
+    const claimless = ids.filter((id) => !ledger.hasClaimsOf(id));
+    if (claimless.length) {
+      const { rows } = await this.client.query<{ record_id: string; alg: string; value: string }>(
+        "SELECT record_id, alg, value FROM distributed_hashes WHERE record_id = ANY($1::uuid[])",
+        [claimless],
+      );
+      const claims = new Map<string, HashKey[]>(claimless.map((id) => [id, []]));
+      for (const r of rows) claims.get(r.record_id)?.push(hashKeyOf(r));
+      for (const [id, hashes] of claims) ledger.addClaimsOf(id, hashes);
+    }
+    const ownerless = partnerIds.flatMap((p) => ids.filter((id) => !ledger.hasOwned(p, id)).map((id) => [p, id] as const));
+    if (ownerless.length) {
+      const { rows } = await this.client.query<EntryRow>(
+        `SELECT f.partner_id, f.alg, f.value, f.record_id, f.revision, f.category, f.content_type, f.extra
+           FROM feed_entries f JOIN unnest($1::text[], $2::uuid[]) AS t(p, r) ON f.partner_id = t.p AND f.record_id = t.r`,
+        [ownerless.map(([p]) => p), ownerless.map(([, id]) => id)],
+      );
+      const owned = new Map<string, HashKey[]>(ownerless.map(([p, id]) => [`${p}|${id}`, []]));
+      for (const row of rows) {
+        ledger.addEntry(row.partner_id, hashKeyOf(row), toEntry(row));
+        owned.get(`${row.partner_id}|${row.record_id}`)?.push(hashKeyOf(row));
+      }
+      for (const [k, hashes] of owned) {
+        const bar = k.indexOf("|");
+        ledger.addOwned(k.slice(0, bar), k.slice(bar + 1), hashes);
+      }
+    }
+    const touched = new Set<HashKey>();
+    for (const r of records) for (const h of r.hashes) touched.add(hashKeyOf(h));
+    for (const id of ids) {
+      for (const h of ledger.claimsOf(id)) touched.add(h);
+      for (const p of partnerIds) for (const h of ledger.ownedBy(p, id)) touched.add(h);
+    }
+    const unclaimed = [...touched].filter((h) => !ledger.hasClaimants(h));
+    if (unclaimed.length) {
+      const split = unclaimed.map(splitHashKey);
+      const { rows } = await this.client.query<{ record_id: string; alg: string; value: string }>(
+        `SELECT d.record_id, d.alg, d.value FROM distributed_hashes d
+           JOIN unnest($1::text[], $2::text[]) AS t(a, v) ON d.alg = t.a AND d.value = t.v`,
+        [split.map((h) => h.alg), split.map((h) => h.value)],
+      );
+      const claimants = new Map<HashKey, string[]>(unclaimed.map((h) => [h, []]));
+      for (const r of rows) claimants.get(hashKeyOf(r))?.push(r.record_id);
+      for (const [h, recordIds] of claimants) ledger.addClaimants(h, recordIds);
+    }
+    const unheld = partnerIds.flatMap((p) => [...touched].filter((h) => !ledger.hasEntry(p, h)).map((h) => [p, h] as const));
+    if (unheld.length) {
+      const split = unheld.map(([, h]) => splitHashKey(h));
+      const { rows } = await this.client.query<EntryRow>(
+        `SELECT f.partner_id, f.alg, f.value, f.record_id, f.revision, f.category, f.content_type, f.extra
+           FROM feed_entries f JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(p, a, v) ON f.partner_id = t.p AND f.alg = t.a AND f.value = t.v`,
+        [unheld.map(([p]) => p), split.map((h) => h.alg), split.map((h) => h.value)],
+      );
+      const found = new Set<string>();
+      for (const row of rows) {
+        ledger.addEntry(row.partner_id, hashKeyOf(row), toEntry(row));
+        found.add(`${row.partner_id}|${hashKeyOf(row)}`);
+      }
+      for (const [p, h] of unheld) if (!found.has(`${p}|${h}`)) ledger.addEntry(p, h, null);
+    }
+    await this.loadBodies([...new Set([...touched].flatMap((h) => ledger.claimants(h)))]);
   }
 
-  async currentEntries(partnerId: string, recordId: string): Promise<FeedEntry[]> {
-    const k = `${partnerId}|${recordId}`;
-    if (!this.loaded.has(k)) {
-      const { rows } = await this.client.query<EntryRow>(
-        "SELECT partner_id, alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 AND record_id = $2",
-        [partnerId, recordId],
-      );
-      this.loaded.set(k, rows.map(toEntry));
-    }
-    const out = new Map<string, FeedEntry>();
-    for (const e of this.loaded.get(k) ?? []) {
-      const key = `${partnerId}|${e.alg}:${e.value}`;
-      if (!this.overlay.has(key)) out.set(key, e);
-    }
-    // Hashes this batch gave to, or took from, the record (merges move hashes between records).
-    for (const key of this.overlayByRecord.get(k) ?? []) {
-      const e = this.overlay.get(key);
-      if (e && e.recordId === recordId) out.set(key, e);
-    }
-    return [...out.values()];
+  private async loadBodies(recordIds: readonly string[]): Promise<void> {
+    const missing = recordIds.filter((id) => !this.ledger.hasRecord(id));
+    if (!missing.length) return;
+    const { rows } = await this.client.query<{ body: Buffer }>("SELECT body FROM distributed_records WHERE record_id = ANY($1::uuid[])", [missing]);
+    for (const r of rows) this.ledger.addRecord(this.codec.decode("CanonicalRecord", r.body).value);
   }
 
   private async head(partnerId: string, partition: number): Promise<ChainHead> {
@@ -115,16 +161,9 @@ export class FeedWriter {
     return h;
   }
 
+  /** Signs and queues one planned change (planner.ts has already recorded it in the ledger). */
   async apply(policy: PartnerPolicy, change: FeedChange): Promise<void> {
     const e = change.entry;
-    const key = `${policy.partnerId}|${e.alg}:${e.value}`;
-    this.overlay.set(key, change.op === "UPSERT" ? e : null);
-    if (change.op === "UPSERT") {
-      const byRecord = `${policy.partnerId}|${e.recordId}`;
-      const keys = this.overlayByRecord.get(byRecord) ?? new Set<string>();
-      keys.add(key);
-      this.overlayByRecord.set(byRecord, keys);
-    }
     const partition = feedPartitionOf(e.alg, e.value, policy.feedPartitions);
     const head = await this.head(policy.partnerId, partition);
     const writer = this.codec.schema("FeedRecord").type;
@@ -163,13 +202,22 @@ export class FeedWriter {
   async flush(): Promise<void> {
     const upserts: { partnerId: string; e: FeedEntry }[] = [];
     const removes: { partnerId: string; alg: string; value: string }[] = [];
-    for (const [key, e] of this.overlay) {
+    for (const [key, e] of this.ledger.changedEntries) {
       const bar = key.indexOf("|");
       const partnerId = key.slice(0, bar);
-      const hash = key.slice(bar + 1);
-      const colon = hash.indexOf(":");
       if (e) upserts.push({ partnerId, e });
-      else removes.push({ partnerId, alg: hash.slice(0, colon), value: hash.slice(colon + 1) });
+      else removes.push({ partnerId, ...splitHashKey(key.slice(bar + 1)) });
+    }
+    const reclaimed = [...this.ledger.changedClaims];
+    if (reclaimed.length) {
+      await this.client.query("DELETE FROM distributed_hashes WHERE record_id = ANY($1::uuid[])", [reclaimed.map(([id]) => id)]);
+      const claims = reclaimed.flatMap(([id, hashes]) => [...hashes].map((h) => ({ id, ...splitHashKey(h) })));
+      if (claims.length) {
+        await this.client.query(
+          "INSERT INTO distributed_hashes (alg, value, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) ON CONFLICT DO NOTHING",
+          [claims.map((c) => c.alg), claims.map((c) => c.value), claims.map((c) => c.id)],
+        );
+      }
     }
     if (upserts.length) {
       await this.client.query(

@@ -23,7 +23,7 @@ import { exportDelta, exportSnapshot } from "./exports.ts";
 import type { HubSigner } from "./feed-writer.ts";
 import type { PartnerPolicy } from "./policy.ts";
 import { loadPolicies } from "./policy-store.ts";
-import { SERVICE, processCanonicalBatch, reconcilePartner } from "./processor.ts";
+import { SERVICE, backfillHashClaims, processCanonicalBatch, reconcilePartner } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
 
 export const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
@@ -84,6 +84,8 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   let policies: PartnerPolicy[] = [];
   const consumerGroup = config.DISTRIBUTION_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).distribution;
   const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup, logger, policies: () => policies };
+  // Before any planning: claims of records distributed before migration 002 (a no-op afterwards).
+  await backfillHashClaims(deps);
   const s3 = createS3Client(config);
   const exportDeps = {
     pool,

@@ -3,8 +3,8 @@ import { sampleCanonicalRecord } from "../../test/support/fixtures.ts";
 import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw } from "../shared/signing.ts";
 import { manifestSignatureValid, signManifest } from "./exports.ts";
 import type { ExportManifest } from "./exports.ts";
-import { entitlement, extrasFor, planChanges } from "./policy.ts";
-import type { FeedEntry, PartnerPolicy } from "./policy.ts";
+import { entitlement, extrasFor, feedEntryFor } from "./policy.ts";
+import type { PartnerPolicy } from "./policy.ts";
 
 const policy: PartnerPolicy = {
   partnerId: "p1", categories: ["A", "B"], minGradingStatus: "confirmed", algorithms: ["md5", "pdq"], scheme: "ics",
@@ -28,16 +28,16 @@ describe("partner policy", () => {
     expect(extrasFor(r, { ...policy, extraFields: ["caseRefs", "isDistributed"] })).toEqual({ caseRefs: "SYN-CASE-0001", isDistributed: "true" });
   });
 
-  it("plans upserts for granted algorithms and removes what the record no longer grants", () => {
+  it("a record gives an entry for a hash of a granted algorithm while it is entitled", () => {
     const r = sampleCanonicalRecord();
-    const first = planChanges(r, policy, []);
-    expect(first.changes.map((c) => `${c.op}:${c.entry.alg}`).sort()).toEqual(["UPSERT:md5", "UPSERT:pdq"]);
-    const held: FeedEntry[] = first.changes.map((c) => c.entry);
-    expect(planChanges(r, policy, held).changes).toEqual([]);
-    const withdrawn = planChanges({ ...r, revision: 4, deleted: true }, policy, held);
-    expect(withdrawn.changes.map((c) => c.op)).toEqual(["REMOVE", "REMOVE"]);
-    const regraded = planChanges({ ...r, revision: 5, classification: { uk: "C", ics: null } }, policy, held);
-    expect(regraded.changes.every((c) => c.op === "REMOVE")).toBe(true);
+    const key = (alg: string) => r.hashes.filter((h) => h.alg === alg).map((h) => `${h.alg}:${h.value}`)[0] as string;
+    expect(feedEntryFor(r, policy, key("md5"))).toMatchObject({ alg: "md5", recordId: r.recordId, revision: 3, category: "B1", extra: { gradingStatus: "confirmed" } });
+    expect(feedEntryFor(r, policy, key("pdq"))).toMatchObject({ alg: "pdq" });
+    expect(feedEntryFor(r, policy, key("sha1"))).toBeNull();
+    expect(feedEntryFor(r, policy, "md5:0123")).toBeNull();
+    expect(feedEntryFor({ ...r, deleted: true }, policy, key("md5"))).toBeNull();
+    expect(feedEntryFor({ ...r, mergedInto: "00000000-0000-0000-0000-000000000001" }, policy, key("md5"))).toBeNull();
+    expect(feedEntryFor({ ...r, classification: { uk: "C", ics: null } }, policy, key("md5"))).toBeNull();
   });
 });
 

@@ -103,38 +103,22 @@ export type FeedChange =
 const sameExtra = (a: Record<string, string>, b: Record<string, string>) =>
   JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
 
+/** Whether a partner holding `have` already has what `want` would send (a new revision alone changes nothing). */
+export const sameFeedEntry = (have: FeedEntry, want: FeedEntry): boolean =>
+  have.recordId === want.recordId && have.category === want.category && have.contentType === want.contentType && sameExtra(have.extra, want.extra);
+
+function entryOf(record: CanonicalRecord, category: string, extra: Record<string, string>, h: CanonicalRecord["hashes"][number]): FeedEntry {
+  return { alg: h.alg, value: h.value, recordId: record.recordId, revision: record.revision, category, contentType: record.contentType, extra };
+}
+
 /**
- * The changes that take a partner from what it holds for this record (`current`, the entries
- * owned by the record) to what the policy entitles it to now.
+ * The entry this record gives the partner for one of its hashes ("alg:value"): when the record is
+ * entitled and the algorithm granted, else null. Which record a hash goes to when several list it
+ * is planner.ts's job.
  */
-export function planChanges(record: CanonicalRecord, policy: PartnerPolicy, current: readonly FeedEntry[]): { changes: FeedChange[]; unmappable: boolean } {
+export function feedEntryFor(record: CanonicalRecord, policy: PartnerPolicy, hashKey: string): FeedEntry | null {
+  const h = record.hashes.find((x) => `${x.alg}:${x.value}` === hashKey);
+  if (!h || !policy.algorithms.includes(h.alg)) return null;
   const ent = entitlement(record, policy);
-  const desired = new Map<string, FeedEntry>();
-  if (ent.entitled) {
-    const extra = extrasFor(record, policy);
-    for (const h of record.hashes) {
-      if (!policy.algorithms.includes(h.alg)) continue;
-      desired.set(`${h.alg}:${h.value}`, {
-        alg: h.alg,
-        value: h.value,
-        recordId: record.recordId,
-        revision: record.revision,
-        category: ent.category,
-        contentType: record.contentType,
-        extra,
-      });
-    }
-  }
-  const changes: FeedChange[] = [];
-  const held = new Map(current.map((e) => [`${e.alg}:${e.value}`, e]));
-  for (const [k, want] of desired) {
-    const have = held.get(k);
-    if (!have || have.recordId !== want.recordId || have.category !== want.category || have.contentType !== want.contentType || !sameExtra(have.extra, want.extra)) {
-      changes.push({ op: "UPSERT", entry: want });
-    }
-  }
-  for (const [k, have] of held) {
-    if (!desired.has(k) && have.recordId === record.recordId) changes.push({ op: "REMOVE", entry: have, revision: record.revision });
-  }
-  return { changes, unmappable: !ent.entitled && ent.unmappable };
+  return ent.entitled ? entryOf(record, ent.category, extrasFor(record, policy), h) : null;
 }

@@ -1,7 +1,8 @@
 /**
  * Applies a batch of hashes.canonical.v1 to every partner feed in one PostgreSQL transaction,
  * with the consumed offset. Idempotent on recordId + revision: a repeated or older revision
- * changes nothing, so redelivery and outbox re-sends upstream are harmless.
+ * changes nothing, so redelivery and outbox re-sends upstream are harmless. Records with different
+ * recordIds may arrive in any order; planner.ts plans per hash so that the order does not matter.
  */
 import type { AvroCodec } from "../shared/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
@@ -14,7 +15,7 @@ import type { CanonicalRecord } from "../shared/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { FeedWriter } from "./feed-writer.ts";
 import type { HubSigner } from "./feed-writer.ts";
-import { planChanges } from "./policy.ts";
+import { claimsOfRevision, planRecord, splitHashKey } from "./planner.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
 export const SERVICE = "distribution";
@@ -40,11 +41,12 @@ export interface DistributionResult {
   readonly nextOffset: string | null;
 }
 
-/** Plans and writes one record's changes for every partner. Returns feed records issued. */
+/**
+ * Plans one record's revision for every partner (planner.ts) and signs and queues the changes.
+ * The writer's ledger must hold what the record touches (FeedWriter.load).
+ */
 export async function distributeRecord(client: PoolClient, writer: FeedWriter, record: CanonicalRecord, policies: readonly PartnerPolicy[]): Promise<void> {
-  for (const policy of policies) {
-    const current = await writer.currentEntries(policy.partnerId, record.recordId);
-    const { changes, unmappable } = planChanges(record, policy, current);
+  for (const { policy, changes, unmappable } of planRecord(writer.ledger, record, policies)) {
     for (const change of changes) await writer.apply(policy, change);
     if (unmappable) {
       await client.query(
@@ -96,20 +98,14 @@ export async function processCanonicalBatch(
         ]);
       }
     }
-    const ids = [...new Set(batch.map((b) => b.record.recordId))];
-    const { rows: priorRows } = await client.query<{ record_id: string; revision: number }>(
-      "SELECT record_id, revision FROM distributed_records WHERE record_id = ANY($1::uuid[])",
-      [ids],
-    );
-    const revisions = new Map(priorRows.map((r) => [r.record_id, Number(r.revision)]));
-    await writer.prefetch(policies.map((p) => p.partnerId), ids);
+    // Loads the stored revision of every record in the batch, and all that planning them touches.
+    await writer.load(policies.map((p) => p.partnerId), batch.map((b) => b.record));
     const latest = new Map<string, { revision: number; bytes: Buffer }>();
     for (const { record, bytes } of batch) {
-      if ((revisions.get(record.recordId) ?? 0) >= record.revision) {
+      if ((writer.ledger.knownRecord(record.recordId)?.revision ?? 0) >= record.revision) {
         skipped++;
         continue;
       }
-      revisions.set(record.recordId, record.revision);
       latest.set(record.recordId, { revision: record.revision, bytes });
       await distributeRecord(client, writer, record, policies);
       applied++;
@@ -142,10 +138,12 @@ export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPo
         [after],
       );
       const writer = new FeedWriter(client, deps.codec, deps.topics, deps.hub, deps.now?.() ?? Date.now());
-      await writer.prefetch([policy.partnerId], rows.map((r) => r.record_id));
-      for (const r of rows) await distributeRecord(client, writer, deps.codec.decode("CanonicalRecord", r.body).value, [policy]);
-      // Hashes held under records no longer known as entitled (e.g. a narrowed policy) are covered
-      // above: planChanges removes what the record no longer grants.
+      const records = rows.map((r) => deps.codec.decode("CanonicalRecord", r.body).value);
+      for (const r of records) writer.ledger.addRecord(r);
+      await writer.load([policy.partnerId], records);
+      // Every hash a record claims or owns in the feed is planned again: entries the policy no
+      // longer grants (e.g. a narrowed policy) are removed, newly granted ones upserted.
+      for (const r of records) await distributeRecord(client, writer, r, [policy]);
       await writer.flush();
       if (rows.length === 500) after = (rows[rows.length - 1] as { record_id: string }).record_id;
       else {
@@ -159,4 +157,39 @@ export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPo
     issued += slice.n;
     if (slice.done) return issued;
   }
+}
+
+/**
+ * Once, after migration 002 on a hub database that had already distributed records: fills
+ * distributed_hashes from the stored bodies, and forgets policy_applied so that the policy refresh
+ * that follows re-plans every partner's feed per hash (repairing entries planned before).
+ * Returns the claims written (0 when there was nothing to do).
+ */
+export async function backfillHashClaims(deps: Pick<DistributionDeps, "pool" | "codec" | "logger">): Promise<number> {
+  return inTransaction(deps.pool, async (client) => {
+    await client.query("SELECT pg_advisory_xact_lock($1)", [APPLY_LOCK]);
+    const { rows: pending } = await client.query("DELETE FROM distribution_backfills WHERE name = 'hash_claims' RETURNING name");
+    if (!pending.length) return 0;
+    let claimed = 0;
+    let after = "00000000-0000-0000-0000-000000000000";
+    for (;;) {
+      const { rows } = await client.query<{ record_id: string; body: Buffer }>(
+        "SELECT record_id, body FROM distributed_records WHERE record_id > $1 ORDER BY record_id LIMIT 1000",
+        [after],
+      );
+      const claims = rows.flatMap((r) => claimsOfRevision(deps.codec.decode("CanonicalRecord", r.body).value).map((h) => ({ id: r.record_id, ...splitHashKey(h) })));
+      if (claims.length) {
+        await client.query(
+          "INSERT INTO distributed_hashes (alg, value, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) ON CONFLICT DO NOTHING",
+          [claims.map((c) => c.alg), claims.map((c) => c.value), claims.map((c) => c.id)],
+        );
+      }
+      claimed += claims.length;
+      if (rows.length < 1000) break;
+      after = (rows[rows.length - 1] as { record_id: string }).record_id;
+    }
+    await client.query("DELETE FROM policy_applied");
+    deps.logger.info({ claimed }, "hash claims backfilled; every partner feed will be reconciled");
+    return claimed;
+  });
 }

@@ -4,10 +4,12 @@
  * retraction as REMOVE, minimisation of every feed record, refusal of forged and out-of-chain
  * records, and a new partner bootstrapping from the signed S3 snapshot.
  */
+import { randomUUID } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import type { Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { recordRef } from "../../services/distribution/feed-writer.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { loadPolicies } from "../../services/distribution/policy-store.ts";
@@ -17,7 +19,7 @@ import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../servic
 import { createS3Client } from "../../services/shared/s3.ts";
 import { signRecord } from "../../services/shared/signing.ts";
 import { signedSubmission } from "../support/agencies.ts";
-import { randomHex } from "../support/fixtures.ts";
+import { randomHex, sampleCanonicalRecord } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";
 import { pipelineSettled, startPipeline } from "../support/pipeline.ts";
 import type { Pipeline } from "../support/pipeline.ts";
@@ -151,6 +153,51 @@ describe("distribution to partners", () => {
     const hotlineRef = hotlineFeed.map((m) => codec.decode("FeedRecord", m.value).value).find((r) => r.value === shared.value)?.recordRef;
     expect(hotlineRef).toBeDefined();
     expect(hotlineRef).not.toBe(removal?.recordRef);
+  });
+
+  it("keeps a merged hash with the survivor whatever order the canonical partitions deliver the merge in", async () => {
+    // Dedup merged M into S: S rev 2 now owns X, M rev 2 points at S with no hashes. S and M live on
+    // different canonical partitions; each step waits until distribution has applied it, so the
+    // interleaving is exactly the one given (the demo's failure was S1 S2 M1 M2).
+    const orders = [["S1", "S2", "M1", "M2"], ["M1", "S1", "S2", "M2"], ["M1", "S1", "M2", "S2"]] as const;
+    const cases: { S: string; X: Hash }[] = [];
+    for (const order of orders) {
+      const S = randomUUID();
+      const M = randomUUID();
+      const X = md5();
+      const [s1, sSha, mSha] = [md5(), sha1(), sha1()];
+      const base = (recordId: string, revision: number, hashes: Hash[], updatedAt: number): CanonicalRecord => ({
+        ...sampleCanonicalRecord(), recordId, revision, hashes, updatedAt, classification: { uk: "A", ics: "A1" }, gradingStatus: "confirmed", confirmations: 2,
+      });
+      const t = Date.now();
+      const records = {
+        S1: base(S, 1, [s1, sSha], t),
+        M1: base(M, 1, [X, mSha], t + 1),
+        S2: base(S, 2, [s1, sSha, X, mSha], t + 2),
+        M2: { ...base(M, 2, [], t + 2), deleted: true, mergedInto: S },
+      };
+      for (const step of order) {
+        const r = records[step];
+        await producer.send({ topic: p.names.canonical, acks: -1, messages: [{ key: r.recordId, partition: step.startsWith("S") ? 0 : 1, value: codec.encode("CanonicalRecord", r) }] });
+        await waitFor(`${order.join(" ")}: ${step} distributed`, async () => {
+          const { rows } = await p.hubDb.pool.query<{ revision: string }>("SELECT revision::text FROM distributed_records WHERE record_id = $1", [r.recordId]);
+          return Number(rows[0]?.revision) >= r.revision;
+        });
+      }
+      cases.push({ S, X });
+    }
+    await reconciled();
+    for (const { S, X } of cases) {
+      for (const partnerId of ["hotline-uk", "industry-x"]) {
+        const { rows } = await (p.sinks[partnerId]?.db.pool ?? p.hubDb.pool).query<{ record_ref: string; removed: boolean }>(
+          "SELECT record_ref, removed FROM partner_hashes WHERE alg = 'md5' AND value = $1",
+          [X.value],
+        );
+        expect(rows[0]).toEqual({ record_ref: recordRef("test-pseudonym-secret-0123456789", partnerId, S), removed: false });
+        const { rows: hub } = await p.hubDb.pool.query<{ record_id: string }>("SELECT record_id FROM feed_entries WHERE partner_id = $1 AND alg = 'md5' AND value = $2", [partnerId, X.value]);
+        expect(hub[0]?.record_id).toBe(S);
+      }
+    }
   });
 
   it("refuses a forged record and halts a partition on a gap, leaving the partner database untouched", async () => {
