@@ -9,7 +9,7 @@
 #   infra/stack.sh clean                 down, then delete .stack except the downloaded jars (.stack/lib)
 #   infra/stack.sh status                what runs and answers; exit 0 only if all three are healthy
 #   infra/stack.sh env                   print `export NAME=value` lines for a shell: eval "$(infra/stack.sh env)"
-#   infra/stack.sh principal [--delete] NAME...  create (or delete) Kafka SASL/SCRAM principals
+#   infra/stack.sh principal [--retire] NAME...  create Kafka SASL/SCRAM principals (or retire them)
 #
 # Kafka requires SASL/SCRAM-SHA-512 and denies what no ACL grants. Each principal's password is a
 # file in .stack/kafka/principals/ (mode 600); hashrelay-admin is the super user; ACLs come from
@@ -284,9 +284,11 @@ start_kafka() {
   port_open "$HOST" "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process (not this stack's Kafka); free it or set HASHRELAY_KAFKA_PORT"
   port_open "$HOST" "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is taken by another process; free it or set HASHRELAY_KAFKA_CONTROLLER_PORT"
   write_kafka_properties
-  if [ -f "$KAFKA_DIR/data/meta.properties" ] && [ ! -f "$KAFKA_DIR/sasl-scram" ]; then
-    # Data from before the broker required SASL has no admin credentials: start it afresh.
-    say "Kafka data predates SASL/ACLs: removing local Kafka data (${KAFKA_DIR#"$ROOT"/}/data) to format it again"
+  if [ -f "$KAFKA_DIR/data/meta.properties" ] && [ ! -f "$KAFKA_DIR/sasl-scram.v2" ]; then
+    # Data from before the broker required SASL has no admin credentials, and data from before
+    # credentials were retired instead of deleted may hold the deletion that breaks SCRAM after a
+    # restart (infra/README.md): start it afresh.
+    say "Kafka data predates the current SASL/ACL setup: removing local Kafka data (${KAFKA_DIR#"$ROOT"/}/data) to format it again"
     rm -rf "$KAFKA_DIR/data" "$KAFKA_DIR/principals.created" && mkdir -p "$KAFKA_DIR/data"
   fi
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
@@ -305,7 +307,7 @@ start_kafka() {
       >"$LOGS/kafka-format.log" 2>&1 ||
       { log_tail "$LOGS/kafka-format.log"; die "Kafka storage format failed (log: $LOGS/kafka-format.log)"; }
     : >"$KAFKA_DIR/principals.created"
-    touch "$KAFKA_DIR/sasl-scram"
+    touch "$KAFKA_DIR/sasl-scram.v2"
   fi
   say "starting Kafka on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
   echo "==== $(date -Is) start" >>"$KAFKA_OUT"
@@ -638,17 +640,27 @@ cmd_status() {
 cmd_env() { env_lines | sed 's/^/export /'; }
 
 # principal NAME...          create SCRAM credentials (password in .stack/kafka/principals/NAME)
-# principal --delete NAME... delete them: the broker refuses the principal from then on
+# principal --retire NAME... replace them with a random password nobody holds: the principal can
+#                            no longer authenticate. Not a deletion: on Kafka 4.1.2 (and 4.4.0) a
+#                            broker restarted after a SCRAM credential was deleted authenticated no
+#                            SCRAM user at all (infra/README.md), so credentials are never deleted.
 cmd_principal() {
-  [ $# -gt 0 ] || die "usage: infra/stack.sh principal [--delete] NAME..."
+  [ $# -gt 0 ] || die "usage: infra/stack.sh principal [--retire] NAME..."
   kafka_healthy || die "Kafka is not running: run 'make up' first"
-  if [ "$1" = "--delete" ]; then
+  if [ "$1" = "--retire" ]; then
     shift
-    local name cmds=""
-    for name in "$@"; do cmds+="delete $name"$'\n'; done
-    printf '%s' "$cmds" | scram_tool || { log_tail "$LOGS/kafka-principals.log"; die "deleting Kafka principals failed"; }
-    for name in "$@"; do sed -i "/^$name\$/d" "$KAFKA_DIR/principals.created"; rm -f "$PRINCIPALS_DIR/$name"; done
-    say "deleted Kafka principals: $*"
+    local name cmds="" tmp
+    tmp="$(mktemp -d)"
+    for name in "$@"; do
+      [[ "$name" =~ ^[a-z0-9][a-z0-9-]{1,80}$ ]] || die "invalid principal name '$name'"
+      [ "$name" != "$KAFKA_ADMIN" ] || die "refusing to retire the admin principal"
+      (umask 077 && head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$tmp/$name")
+      cmds+="upsert $name $tmp/$name"$'\n'
+    done
+    printf '%s' "$cmds" | scram_tool || { rm -rf "$tmp"; log_tail "$LOGS/kafka-principals.log"; die "retiring Kafka principals failed"; }
+    rm -rf "$tmp"
+    for name in "$@"; do rm -f "$PRINCIPALS_DIR/$name"; sed -i "/^$name\$/d" "$KAFKA_DIR/principals.created"; done
+    say "retired Kafka principals (their passwords are gone): $*"
   else
     ensure_principals "$@"
     say "Kafka principals ready: $* (passwords in ${PRINCIPALS_DIR#"$ROOT"/}/)"

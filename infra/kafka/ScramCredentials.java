@@ -1,9 +1,11 @@
-// Creates, updates or deletes SCRAM-SHA-512 credentials on the local broker through the Kafka Admin
+// Creates or replaces SCRAM-SHA-512 credentials on the local broker through the Kafka Admin
 // API (AlterUserScramCredentials), which kafkajs lacks. Used by infra/stack.sh; run with the
 // broker's own jars on the class path:
 //   java -cp '.stack/lib/kafka/*' infra/kafka/ScramCredentials.java BOOTSTRAP ADMIN_USER ADMIN_PASSWORD_FILE
-// stdin, one per line:  upsert USER PASSWORD_FILE   |   delete USER
-// Passwords are read from files so that they never appear on a command line.
+// stdin, one per line:  upsert USER PASSWORD_FILE
+// Passwords are read from files so that they never appear on a command line. There is no delete:
+// on Kafka 4.1.2 a broker restarted after a SCRAM credential was deleted authenticated no SCRAM
+// user at all (infra/README.md); a principal is retired by replacing its password instead.
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.file.Files;
@@ -15,7 +17,6 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ScramCredentialInfo;
 import org.apache.kafka.clients.admin.ScramMechanism;
 import org.apache.kafka.clients.admin.UserScramCredentialAlteration;
-import org.apache.kafka.clients.admin.UserScramCredentialDeletion;
 import org.apache.kafka.clients.admin.UserScramCredentialUpsertion;
 
 public class ScramCredentials {
@@ -50,10 +51,8 @@ public class ScramCredentials {
       if (f[0].equals("upsert") && f.length == 3) {
         alterations.add(new UserScramCredentialUpsertion(
             f[1], new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, ITERATIONS), secret(f[2])));
-      } else if (f[0].equals("delete") && f.length == 2) {
-        alterations.add(new UserScramCredentialDeletion(f[1], ScramMechanism.SCRAM_SHA_512));
       } else {
-        throw new IllegalArgumentException("bad command line: " + f[0] + " (expected 'upsert USER FILE' or 'delete USER')");
+        throw new IllegalArgumentException("bad command line: " + f[0] + " (expected 'upsert USER FILE')");
       }
       done.add(f[0] + " " + f[1]);
     }

@@ -25,7 +25,7 @@ export function localStackEnv(path = `${REPO_ROOT}.stack/env`): Record<string, s
  * principal under KAFKA_PRINCIPALS_DIR); empty when there is none.
  */
 export function localPrincipalEnv(principal: string, stack: Record<string, string> = localStackEnv()): Record<string, string> {
-  const dir = stack["KAFKA_PRINCIPALS_DIR"];
+  const dir = process.env["KAFKA_PRINCIPALS_DIR"] ?? stack["KAFKA_PRINCIPALS_DIR"];
   if (!dir || !/^[a-z0-9][a-z0-9-]{1,80}$/.test(principal)) return {};
   const file = `${dir}/${principal}`;
   if (!existsSync(file)) return {};
