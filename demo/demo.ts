@@ -342,16 +342,23 @@ async function main(): Promise<void> {
   console.log(`dead-letter topic:        ${[...dlq].map(([k, n]) => `${k} ${n}`).join(", ") || "empty"} (original bytes kept)`);
   console.log(`VICS via S3 import:       accepted ${importAccepted}, rejected ${importRejected}`);
   console.log(`canonical records:        ${canonical} live (${[...statusCounts].map(([s, n]) => `${s} ${n}`).join(", ")}), ${merged} merged away, ${withdrawn} withdrawn`);
-  let allReconciled = true;
+  let allChecksPassed = true;
   for (const policy of allPolicies.filter((p) => p.delivery !== "s3")) {
     const pool = partnerPools[policy.partnerId] as Pool;
     const live = await stats("SELECT count(*)::text AS n FROM partner_hashes WHERE NOT removed", [], pool);
     const removed = await stats("SELECT count(*)::text AS n FROM partner_hashes WHERE removed", [], pool);
     const alerts = await stats("SELECT count(*)::text AS n FROM sink_alerts", [], pool);
     const report = reconcile(expectedHoldings(policy, records), await partnerHoldings(pool));
-    allReconciled &&= report.ok;
+    allChecksPassed &&= report.ok;
     console.log(`partner ${policy.partnerId.padEnd(12)} rows ${live}, removals ${removed}, alerts ${alerts}; reconciliation ${report.ok ? "OK" : `FAILED (missing ${report.missing.length}, unexpected ${report.unexpected.length}, wrong category ${report.wrongCategory.length})`}`);
   }
+  // The broker's side of minimisation: one partner's credentials reach its feed and nothing else.
+  const { probePartnerAccess } = await import("./access-check.ts");
+  const probes = await probePartnerAccess(need("KAFKA_BROKERS").split(","), "hotline-uk", [names.feed("hotline-uk"), names.feed("industry-x"), names.canonical]);
+  const own = probes[0]?.outcome === "readable";
+  const othersRefused = probes.slice(1).every((p) => p.outcome !== "readable");
+  allChecksPassed &&= own && othersRefused;
+  console.log(`Kafka access:             partner-hotline-uk ${probes.map((p) => `${p.topic.slice(namespace.length + 1)} ${p.outcome}`).join("; ")}`);
   const unmappable = await stats("SELECT coalesce(sum(count), 0)::text AS n FROM unmappable_counts WHERE partner_id = 'taskforce'");
   console.log(`taskforce bundle:         s3://${serviceEnv["S3_BUCKET"]}/${bundle.object} (${bundle.count} hashes, ICS; ${unmappable} records unmappable to ICS left out)`);
   console.log(`                          signed manifest s3://${serviceEnv["S3_BUCKET"]}/${bundle.object}.manifest.json`);
@@ -369,7 +376,7 @@ async function main(): Promise<void> {
   console.log("════════════════════════════════════════════════════════════════════════════");
   for (const pool of Object.values(partnerPools)) await pool.end();
   await hub.end();
-  if (!allReconciled) process.exitCode = 1;
+  if (!allChecksPassed) process.exitCode = 1;
 }
 
 main()
