@@ -255,6 +255,9 @@ scram_tool() {
 # Creates the SCRAM credentials of the given principals that this cluster does not have yet.
 ensure_principals() {
   local name cmds="" names=()
+  # One at a time: two test files onboarding the same partner must not race on its password file.
+  exec 9>"$KAFKA_DIR/principals.lock"
+  flock -w 120 9 || die "another infra/stack.sh is creating Kafka principals (lock $KAFKA_DIR/principals.lock)"
   touch "$KAFKA_DIR/principals.created"
   for name in "$@"; do
     grep -qx "$name" "$KAFKA_DIR/principals.created" && continue
