@@ -10,6 +10,7 @@
 #   infra/stack.sh status                what runs and answers; exit 0 only if all three are healthy
 #   infra/stack.sh env                   print `export NAME=value` lines for a shell: eval "$(infra/stack.sh env)"
 #   infra/stack.sh principal [--retire] NAME...  create Kafka SASL/SCRAM principals (or retire them)
+#   infra/stack.sh credentials           only write the principals' password files (for infra/compose.yml)
 #
 # Kafka requires SASL/SCRAM-SHA-512 and denies what no ACL grants. Each principal's password is a
 # file in .stack/kafka/principals/ (mode 600); hashrelay-admin is the super user; ACLs come from
@@ -642,6 +643,14 @@ cmd_status() {
 
 cmd_env() { env_lines | sed 's/^/export /'; }
 
+# Password files only, for a broker this script does not run (infra/compose.yml formats its storage
+# with every principal found there).
+cmd_credentials() {
+  local name
+  for name in "$KAFKA_ADMIN" controller "${LOCAL_PRINCIPALS[@]}"; do principal_password_file "$name" >/dev/null; done
+  say "password files of $KAFKA_ADMIN, controller and ${#LOCAL_PRINCIPALS[@]} local principals in ${PRINCIPALS_DIR#"$ROOT"/}/"
+}
+
 # principal NAME...          create SCRAM credentials (password in .stack/kafka/principals/NAME)
 # principal --retire NAME... replace them with a random password nobody holds: the principal can
 #                            no longer authenticate. Not a deletion: on Kafka 4.1.2 (and 4.4.0) a
@@ -684,6 +693,7 @@ main() {
     status) cmd_status ;;
     env) cmd_env ;;
     principal) cmd_principal "$@" ;;
+    credentials) cmd_credentials ;;
     -h | --help | help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

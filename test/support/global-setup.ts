@@ -6,11 +6,14 @@
  *   up through testcontainers on the same ports and credentials, and taken down afterwards.
  * Variables already set in the environment win, so CI or a developer can point tests elsewhere.
  */
+import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { localStackEnv } from "../../services/shared/config.ts";
 
 const COMPOSE_ENV: Record<string, string> = {
   KAFKA_BROKERS: "127.0.0.1:19092",
+  KAFKA_SASL_MECHANISM: "scram-sha-512",
+  KAFKA_PRINCIPALS_DIR: fileURLToPath(new URL("../../.stack/kafka/principals", import.meta.url)),
   DATABASE_URL: "postgres://postgres@127.0.0.1:15432/hashrelay",
   S3_ENDPOINT: "http://127.0.0.1:19000",
   S3_REGION: "us-east-1",
@@ -21,6 +24,8 @@ const COMPOSE_ENV: Record<string, string> = {
 
 export default async function setup(): Promise<(() => Promise<void>) | void> {
   if (process.env["HASHRELAY_STACK"] === "testcontainers") {
+    // The compose broker formats its storage with these principals (infra/kafka/compose-start.sh).
+    execFileSync(fileURLToPath(new URL("../../infra/stack.sh", import.meta.url)), ["credentials"], { stdio: "inherit" });
     const { DockerComposeEnvironment, Wait } = await import("testcontainers");
     const infra = fileURLToPath(new URL("../../infra/", import.meta.url));
     const environment = await new DockerComposeEnvironment(infra, "compose.yml")
