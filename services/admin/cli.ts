@@ -1,6 +1,8 @@
 /**
  * Hub administration CLI: database migrations, topic provisioning, key generation, and the
  * registration of agencies, partners and their keys. Run as `bin/hashrelay <command>`.
+ * Every command that changes the hub writes one AuditEvent to audit.v1 (audit.ts) as --actor;
+ * when that write fails the change stands, and the command says so and exits 3.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -22,10 +24,24 @@ import { matches, readRejections, redrive } from "./redrive.ts";
 import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
 import { loadPolicies, setPolicy } from "../distribution/policy-store.ts";
-import type { CategoryScheme, Delivery, ExtraField } from "../distribution/policy.ts";
+import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../distribution/policy.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
 import { fileURLToPath } from "node:url";
 import type { AgencyKind } from "./registry.ts";
+import type { AuditEvent } from "../shared/records.ts";
+import {
+  AuditNotWrittenError,
+  accessApplied,
+  accessRevoked,
+  agencyRegistered,
+  defaultActor,
+  dlqRedriven,
+  keyRegistered,
+  keyRevoked,
+  partnerRegistered,
+  policySet,
+  writeAuditEvent,
+} from "./audit.ts";
 
 async function dependentRecords(db: ReturnType<typeof createPool>, keyId: string) {
   // The dedup tables may not exist yet on a hub that has not run dedup.
@@ -34,7 +50,7 @@ async function dependentRecords(db: ReturnType<typeof createPool>, keyId: string
 }
 
 /** The operator's Kafka client: the hub admin principal (KAFKA_SASL_*, or the local stack's hashrelay-admin). */
-function adminKafka() {
+function adminKafka(retries?: number) {
   const shape = {
     KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS,
     KAFKA_SASL_MECHANISM: commonConfigShape.KAFKA_SASL_MECHANISM,
@@ -42,7 +58,36 @@ function adminKafka() {
     KAFKA_SASL_PASSWORD: commonConfigShape.KAFKA_SASL_PASSWORD,
     KAFKA_SSL: commonConfigShape.KAFKA_SSL,
   };
-  return createKafka({ ...kafkaConnection(loadConfig("hashrelay-admin", shape, effectiveEnv(process.env, ADMIN_PRINCIPAL))), clientId: "hashrelay-admin" });
+  return createKafka({
+    ...kafkaConnection(loadConfig("hashrelay-admin", shape, effectiveEnv(process.env, ADMIN_PRINCIPAL))),
+    clientId: "hashrelay-admin",
+    ...(retries !== undefined ? { retries } : {}),
+  });
+}
+
+/** Options of a command that changes the hub: who does it, and which namespace's audit.v1 records it. */
+interface AuditOptions {
+  actor: string;
+  namespace: string;
+}
+
+function audited(cmd: Command, options: { namespace?: boolean } = { namespace: true }): Command {
+  cmd.option("--actor <name>", "the operator recorded in audit.v1", defaultActor());
+  if (options.namespace) cmd.option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE); audit.v1 is written there", process.env["TOPIC_NAMESPACE"] ?? "");
+  return cmd;
+}
+
+/** Checks the audit options before anything changes, so a bad --namespace or --actor changes nothing. */
+function auditTarget(o: AuditOptions): { actor: string; topics: ReturnType<typeof topicNames> } {
+  if (!o.actor.trim()) throw new Error("--actor must not be empty");
+  return { actor: o.actor.trim(), topics: topicNames(o.namespace) };
+}
+
+/** Writes a command's audit event; throws AuditNotWrittenError (exit 3) when Kafka does not take it. */
+async function recordAudit(topics: ReturnType<typeof topicNames>, event: AuditEvent): Promise<void> {
+  // Fewer retries than a service: an unreachable broker is reported in seconds, not a minute.
+  await writeAuditEvent(adminKafka(3), new AvroCodec(), topics, event);
+  console.log(`audit: ${event.action} ${event.subjectId} by ${event.actor} written to ${topics.audit}`);
 }
 
 const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfigShape.DATABASE_URL });
@@ -110,16 +155,20 @@ export function buildCli(): Command {
     });
 
   const agencies = program.command("agencies").description("contributing agencies");
-  agencies
-    .command("register")
-    .requiredOption("--id <id>", "agency id, e.g. met-police")
-    .requiredOption("--name <name>")
-    .addOption(new Option("--kind <kind>").choices(["force", "nca", "other"]).default("force"))
-    .option("--grading-authority", "this agency's grade is authoritative", false)
-    .action(async (o: { id: string; name: string; kind: AgencyKind; gradingAuthority: boolean }) => {
-      await withDb((db) => registerAgency(db, { agencyId: o.id, name: o.name, kind: o.kind, gradingAuthority: o.gradingAuthority }));
-      console.log(`agency ${o.id} registered`);
-    });
+  audited(
+    agencies
+      .command("register")
+      .requiredOption("--id <id>", "agency id, e.g. met-police")
+      .requiredOption("--name <name>")
+      .addOption(new Option("--kind <kind>").choices(["force", "nca", "other"]).default("force"))
+      .option("--grading-authority", "this agency's grade is authoritative", false),
+  ).action(async (o: { id: string; name: string; kind: AgencyKind; gradingAuthority: boolean } & AuditOptions) => {
+    const { actor, topics } = auditTarget(o);
+    const agency = { agencyId: o.id, name: o.name, kind: o.kind, gradingAuthority: o.gradingAuthority };
+    await withDb((db) => registerAgency(db, agency));
+    console.log(`agency ${o.id} registered`);
+    await recordAudit(topics, agencyRegistered(actor, agency));
+  });
   agencies.command("list").action(async () => {
     for (const a of await withDb(listAgencies)) {
       console.log(`${a.agencyId}\t${a.kind}\t${a.gradingAuthority ? "authority" : ""}\t${a.name}`);
@@ -127,74 +176,92 @@ export function buildCli(): Command {
   });
 
   const partners = program.command("partners").description("feed partners");
-  partners
-    .command("register")
-    .requiredOption("--id <id>", "partner id, e.g. hotline-uk")
-    .requiredOption("--name <name>")
-    .action(async (o: { id: string; name: string }) => {
-      await withDb((db) => registerPartner(db, { partnerId: o.id, name: o.name }));
+  audited(partners.command("register").requiredOption("--id <id>", "partner id, e.g. hotline-uk").requiredOption("--name <name>")).action(
+    async (o: { id: string; name: string } & AuditOptions) => {
+      const { actor, topics } = auditTarget(o);
+      const partner = { partnerId: o.id, name: o.name };
+      await withDb((db) => registerPartner(db, partner));
       console.log(`partner ${o.id} registered`);
-    });
+      await recordAudit(topics, partnerRegistered(actor, partner));
+    },
+  );
   partners.command("list").action(async () => {
     for (const p of await withDb(listPartners)) console.log(`${p.partnerId}\t${p.name}`);
   });
 
   const access = program.command("access").description("Kafka ACLs: which principal may read or write which topic");
-  access
-    .command("apply")
-    .description("grant the hub services, every registered partner (and any named) and the named direct-producing agencies their ACLs")
-    .option("--partner <id...>", "partners besides the registered ones", [])
-    .option("--agency <id...>", "agencies that produce submissions straight to Kafka", [])
-    .option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE)", process.env["TOPIC_NAMESPACE"] ?? "")
-    .option("--dry-run", "print the grants without applying them", false)
-    .action(async (o: { partner: string[]; agency: string[]; namespace: string; dryRun: boolean }) => {
-      const registered = await withDb(listPartners);
-      const partnerIds = [...new Set([...registered.map((p) => p.partnerId), ...o.partner])];
-      const grants = accessPlan({ names: topicNames(o.namespace), namespace: o.namespace, partners: partnerIds, agencies: o.agency });
-      for (const g of grants) console.log(`${g.principal}\t${g.operation}\t${g.resource} ${g.pattern === "prefixed" ? `${g.name}*` : g.name}`);
-      if (o.dryRun) return;
-      const admin = adminKafka().admin();
-      await admin.connect();
-      try {
-        console.log(`${await applyAccessPlan(admin, grants)} grants applied`);
-      } finally {
-        await admin.disconnect();
-      }
-    });
-  access
-    .command("revoke")
-    .description("withdraw every ACL of a partner or agency principal (offboarding, leaked credentials)")
-    .option("--partner <id>")
-    .option("--agency <id>")
-    .action(async (o: { partner?: string; agency?: string }) => {
-      if (Boolean(o.partner) === Boolean(o.agency)) throw new Error("give exactly one of --partner or --agency");
-      const principal = o.partner ? partnerPrincipal(o.partner) : agencyPrincipal(o.agency as string);
-      const admin = adminKafka().admin();
-      await admin.connect();
-      try {
-        console.log(`${await revokePrincipalAccess(admin, principal)} ACLs of ${principal} removed`);
-      } finally {
-        await admin.disconnect();
-      }
-    });
+  audited(
+    access
+      .command("apply")
+      .description("grant the hub services, every registered partner (and any named) and the named direct-producing agencies their ACLs")
+      .option("--partner <id...>", "partners besides the registered ones", [])
+      .option("--agency <id...>", "agencies that produce submissions straight to Kafka", [])
+      .option("--dry-run", "print the grants without applying them (no audit event)", false),
+  ).action(async (o: { partner: string[]; agency: string[]; dryRun: boolean } & AuditOptions) => {
+    const { actor, topics } = auditTarget(o);
+    const registered = await withDb(listPartners);
+    const partnerIds = [...new Set([...registered.map((p) => p.partnerId), ...o.partner])];
+    const grants = accessPlan({ names: topicNames(o.namespace), namespace: o.namespace, partners: partnerIds, agencies: o.agency });
+    for (const g of grants) console.log(`${g.principal}\t${g.operation}\t${g.resource} ${g.pattern === "prefixed" ? `${g.name}*` : g.name}`);
+    if (o.dryRun) return;
+    const admin = adminKafka().admin();
+    await admin.connect();
+    let applied: number;
+    try {
+      applied = await applyAccessPlan(admin, grants);
+      console.log(`${applied} grants applied`);
+    } finally {
+      await admin.disconnect();
+    }
+    await recordAudit(
+      topics,
+      accessApplied(actor, { namespace: o.namespace, principals: grants.map((g) => g.principal), grants: applied, partners: partnerIds, agencies: o.agency }),
+    );
+  });
+  audited(
+    access
+      .command("revoke")
+      .description("withdraw every ACL of a partner or agency principal (offboarding, leaked credentials)")
+      .option("--partner <id>")
+      .option("--agency <id>"),
+  ).action(async (o: { partner?: string; agency?: string } & AuditOptions) => {
+    const { actor, topics } = auditTarget(o);
+    if (Boolean(o.partner) === Boolean(o.agency)) throw new Error("give exactly one of --partner or --agency");
+    const principal = o.partner ? partnerPrincipal(o.partner) : agencyPrincipal(o.agency as string);
+    const admin = adminKafka().admin();
+    await admin.connect();
+    let removed: number;
+    try {
+      removed = await revokePrincipalAccess(admin, principal);
+      console.log(`${removed} ACLs of ${principal} removed`);
+    } finally {
+      await admin.disconnect();
+    }
+    await recordAudit(topics, accessRevoked(actor, principal, removed));
+  });
 
   const policies = program.command("policies").description("partner feed policies");
   const list = (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean);
-  policies
-    .command("set")
-    .description("create or replace a partner's policy (distribution re-evaluates its feed)")
-    .requiredOption("--partner <id>")
-    .option("--categories <list>", "UK categories the partner receives", "A,B,C")
-    .addOption(new Option("--min-status <status>", "minimum grading status").choices(["disputed", "indicative", "confirmed"]).default("confirmed"))
-    .option("--algorithms <list>", "hash algorithms (photodna is licensed)", "md5,sha1,sha256,pdq")
-    .addOption(new Option("--scheme <scheme>", "category scheme").choices(["uk", "ics", "vics"]).default("uk"))
-    .option("--extra <list>", "extra fields granted (law-enforcement-only ones need explicit approval)", "")
-    .addOption(new Option("--delivery <delivery>").choices(["kafka", "s3", "both"]).default("kafka"))
-    .option("--partitions <n>", "feed partitions (fixed once the feed exists)", "3")
-    .action(async (o: { partner: string; categories: string; minStatus: GradingStatus; algorithms: string; scheme: CategoryScheme; extra: string; delivery: Delivery; partitions: string }) => {
-      const version = await withDb(async (db) => {
+  audited(
+    policies
+      .command("set")
+      .description("create or replace a partner's policy (distribution re-evaluates its feed)")
+      .requiredOption("--partner <id>")
+      .option("--categories <list>", "UK categories the partner receives", "A,B,C")
+      .addOption(new Option("--min-status <status>", "minimum grading status").choices(["disputed", "indicative", "confirmed"]).default("confirmed"))
+      .option("--algorithms <list>", "hash algorithms (photodna is licensed)", "md5,sha1,sha256,pdq")
+      .addOption(new Option("--scheme <scheme>", "category scheme").choices(["uk", "ics", "vics"]).default("uk"))
+      .option("--extra <list>", "extra fields granted (law-enforcement-only ones need explicit approval)", "")
+      .addOption(new Option("--delivery <delivery>").choices(["kafka", "s3", "both"]).default("kafka"))
+      .option("--partitions <n>", "feed partitions (fixed once the feed exists)", "3"),
+  ).action(
+    async (
+      o: { partner: string; categories: string; minStatus: GradingStatus; algorithms: string; scheme: CategoryScheme; extra: string; delivery: Delivery; partitions: string } & AuditOptions,
+    ) => {
+      const { actor, topics } = auditTarget(o);
+      const stored = await withDb(async (db) => {
         await migrate(db, [{ namespace: "distribution", dir: fileURLToPath(new URL("../distribution/migrations/", import.meta.url)) }]);
-        return setPolicy(db, {
+        await setPolicy(db, {
           partnerId: o.partner,
           categories: list(o.categories) as UkCategory[],
           minGradingStatus: o.minStatus,
@@ -204,9 +271,13 @@ export function buildCli(): Command {
           delivery: o.delivery,
           feedPartitions: Number(o.partitions),
         });
+        // As stored: a later `set` keeps the first feed partition count.
+        return (await loadPolicies(db)).find((p) => p.partnerId === o.partner) as PartnerPolicy;
       });
-      console.log(`policy of ${o.partner} is now version ${version}`);
-    });
+      console.log(`policy of ${o.partner} is now version ${stored.version}`);
+      await recordAudit(topics, policySet(actor, stored));
+    },
+  );
   policies.command("list").action(async () => {
     const all = await withDb(async (db) => {
       await migrate(db, [{ namespace: "distribution", dir: fileURLToPath(new URL("../distribution/migrations/", import.meta.url)) }]);
@@ -232,39 +303,42 @@ export function buildCli(): Command {
       writeFileSync(`${file}.pub`, `${pair.publicKey.toString("base64")}\n`);
       console.log(JSON.stringify({ keyId, publicKey: pair.publicKey.toString("base64"), privateKeyFile: file }));
     });
-  keys
-    .command("register")
-    .requiredOption("--key-id <id>")
-    .addOption(new Option("--owner-kind <kind>").choices(["agency", "hub"]).default("agency"))
-    .requiredOption("--owner <id>")
-    .requiredOption("--public-key <base64|file>")
-    .option("--valid-from <iso>", "start of validity", new Date().toISOString())
-    .option("--valid-until <iso>", "end of validity (open-ended if omitted)")
-    .action(async (o: { keyId: string; ownerKind: KeyOwnerKind; owner: string; publicKey: string; validFrom: string; validUntil?: string }) => {
-      await withDb((db) =>
-        new PgKeyRegistry(db).registerKey({
-          keyId: o.keyId,
-          ownerKind: o.ownerKind,
-          ownerId: o.owner,
-          publicKey: readPublicKey(o.publicKey),
-          validFrom: parseDate(o.validFrom),
-          validUntil: o.validUntil ? parseDate(o.validUntil) : null,
-        }),
-      );
-      console.log(`key ${o.keyId} registered for ${o.ownerKind} ${o.owner}`);
-    });
-  keys
-    .command("revoke")
-    .requiredOption("--key-id <id>")
-    .requiredOption("--reason <text>")
-    .action(async (o: { keyId: string; reason: string }) => {
-      const dependent = await withDb(async (db) => {
-        await new PgKeyRegistry(db).revokeKey(o.keyId, o.reason);
-        return dependentRecords(db, o.keyId);
+  audited(
+    keys
+      .command("register")
+      .requiredOption("--key-id <id>")
+      .addOption(new Option("--owner-kind <kind>").choices(["agency", "hub"]).default("agency"))
+      .requiredOption("--owner <id>")
+      .requiredOption("--public-key <base64|file>")
+      .option("--valid-from <iso>", "start of validity", new Date().toISOString())
+      .option("--valid-until <iso>", "end of validity (open-ended if omitted)"),
+  ).action(async (o: { keyId: string; ownerKind: KeyOwnerKind; owner: string; publicKey: string; validFrom: string; validUntil?: string } & AuditOptions) => {
+    const { actor, topics } = auditTarget(o);
+    const key = {
+      keyId: o.keyId,
+      ownerKind: o.ownerKind,
+      ownerId: o.owner,
+      publicKey: readPublicKey(o.publicKey),
+      validFrom: parseDate(o.validFrom),
+      validUntil: o.validUntil ? parseDate(o.validUntil) : null,
+    };
+    await withDb((db) => new PgKeyRegistry(db).registerKey(key));
+    console.log(`key ${o.keyId} registered for ${o.ownerKind} ${o.owner}`);
+    await recordAudit(topics, keyRegistered(actor, key));
+  });
+  audited(keys.command("revoke").requiredOption("--key-id <id>").requiredOption("--reason <text>")).action(
+    async (o: { keyId: string; reason: string } & AuditOptions) => {
+      const { actor, topics } = auditTarget(o);
+      const { dependent, key } = await withDb(async (db) => {
+        const registry = new PgKeyRegistry(db, 0);
+        await registry.revokeKey(o.keyId, o.reason);
+        return { dependent: await dependentRecords(db, o.keyId), key: await registry.findKey(o.keyId) };
       });
       console.log(`key ${o.keyId} revoked; later submissions signed with it are rejected (KEY_REVOKED)`);
       console.log(`${dependent.length} live records were asserted only with this key (see \`keys report --key-id ${o.keyId}\`)`);
-    });
+      await recordAudit(topics, keyRevoked(actor, o.keyId, o.reason, key, dependent.length));
+    },
+  );
   keys
     .command("report")
     .description("live records asserted only by submissions signed with this key")
@@ -308,7 +382,8 @@ export function buildCli(): Command {
     }
     console.log(`${all.length} rejections`);
   });
-  dlqFilter(dlq.command("redrive").description("send matching rejections round again, once their cause is fixed")).action(async (o: DlqOptions) => {
+  audited(dlqFilter(dlq.command("redrive").description("send matching rejections round again, once their cause is fixed")), { namespace: false }).action(async (o: DlqOptions & AuditOptions) => {
+    const { actor } = auditTarget(o);
     const codec = new AvroCodec();
     const kafka = kafkaOf();
     const topics = topicNames(o.namespace);
@@ -328,6 +403,7 @@ export function buildCli(): Command {
     console.log(
       `matched ${report.matched}: ${report.republished} sent back to dedup; ${report.readmitted.accepted} re-admitted by ingest (${report.readmitted.duplicates} duplicates, ${report.readmitted.rejected} refused again); ${report.skipped} not re-drivable`,
     );
+    await recordAudit(topics, dlqRedriven(actor, topics.rejected, filterOf(o), report));
   });
 
   return program;
@@ -339,6 +415,7 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     .catch((err: unknown) => {
       const reason = err instanceof HashrelayError ? `[${err.reason}] ` : "";
       console.error(`hashrelay: ${reason}${err instanceof Error ? err.message : String(err)}`);
-      process.exitCode = 1;
+      // 3: the change was made but its audit event is not in audit.v1; 1: the command failed.
+      process.exitCode = err instanceof AuditNotWrittenError ? 3 : 1;
     });
 }

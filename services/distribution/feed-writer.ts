@@ -13,6 +13,7 @@ import type { PoolClient } from "../shared/postgres.ts";
 import type { CanonicalRecord, FeedRecord } from "../shared/records.ts";
 import { signRecord } from "../shared/signing.ts";
 import type { TopicNames } from "../shared/topics.ts";
+import type { Disclosure } from "./audit.ts";
 import { FeedLedger, hashKeyOf, splitHashKey } from "./planner.ts";
 import type { HashKey } from "./planner.ts";
 import type { FeedChange, FeedEntry, PartnerPolicy } from "./policy.ts";
@@ -54,7 +55,8 @@ export class FeedWriter {
   private readonly heads = new Map<string, ChainHead>();
   private readonly outbox: { topic: string; key: string; value: Buffer; partition: number }[] = [];
   private readonly log: { partnerId: string; partition: number; seq: number; body: Buffer }[] = [];
-  readonly issued: FeedRecord[] = [];
+  /** Every record issued in this transaction, with the hub record it discloses (for audit.ts). */
+  readonly issued: Disclosure[] = [];
 
   constructor(
     private readonly client: PoolClient,
@@ -192,7 +194,7 @@ export class FeedWriter {
     head.digest = feedRecordDigest(writer, record);
     head.dirty = true;
     const bytes = this.codec.encode("FeedRecord", record);
-    this.issued.push(record);
+    this.issued.push({ record, recordId: e.recordId, delivery: policy.delivery });
     if (policy.delivery !== "s3") {
       this.outbox.push({ topic: this.topics.feed(policy.partnerId), key: `${e.alg}:${e.value}`, value: bytes, partition });
     }

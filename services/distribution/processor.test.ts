@@ -17,7 +17,7 @@ import { AvroCodec } from "../shared/codec.ts";
 import { GENESIS_DIGEST, feedRecordDigest } from "../shared/feed-chain.ts";
 import { createLogger } from "../shared/logging.ts";
 import { migrate } from "../shared/postgres.ts";
-import type { CanonicalRecord, FeedRecord, Hash, Submission, UkCategory } from "../shared/records.ts";
+import type { AuditEvent, CanonicalRecord, FeedRecord, Hash, Submission, UkCategory } from "../shared/records.ts";
 import { generateSigningKeyPair, privateKeyFromPem } from "../shared/signing.ts";
 import { topicNames } from "../shared/topics.ts";
 import { recordRef } from "./feed-writer.ts";
@@ -90,6 +90,42 @@ function harness(db: TestDatabase) {
       );
       return new Map(rows.map((r) => [`${r.alg}:${r.value}`, { category: r.category, recordId: r.record_id }]));
     },
+    /** The audit events queued in feed_outbox about this harness's partners (no explicit partition). */
+    async auditEvents(): Promise<AuditEvent[]> {
+      const { rows } = await db.pool.query<{ message_key: string; message_value: Buffer; message_partition: number | null }>(
+        "SELECT message_key, message_value, message_partition FROM feed_outbox WHERE topic = $1 ORDER BY id",
+        [topics.audit],
+      );
+      const ours = new Set(policies.map((p) => p.partnerId));
+      const events = rows.map((r) => {
+        const e = codec.decode("AuditEvent", r.message_value).value;
+        expect(r.message_key).toBe(e.subjectId);
+        expect(r.message_partition).toBeNull();
+        return e;
+      });
+      return events.filter((e) => ours.has(e.action === "policy.applied" ? e.subjectId : (e.detail["partnerId"] ?? "")));
+    },
+    /** One feed.upsert / feed.remove audit event per feed record issued, at the same position, naming the hub record behind the pseudonym. */
+    async assertAudited(label: string) {
+      const events = (await this.auditEvents()).filter((e) => e.action.startsWith("feed."));
+      const byPosition = new Map(events.map((e) => [`${e.detail["partnerId"]}/${e.detail["partition"]}/${e.detail["seq"]}`, e]));
+      expect(byPosition.size, `${label}: one event per position`).toBe(events.length);
+      let issued = 0;
+      for (const policy of policies) {
+        const { rows } = await db.pool.query<{ message_value: Buffer }>("SELECT message_value FROM feed_outbox WHERE topic = $1 ORDER BY id", [topics.feed(policy.partnerId)]);
+        for (const row of rows) {
+          const r = codec.decode("FeedRecord", row.message_value).value;
+          const e = byPosition.get(`${r.partnerId}/${r.partition}/${r.seq}`);
+          expect(e, `${label}: audit of ${r.partnerId}/${r.partition}/${r.seq}`).toBeDefined();
+          expect(e?.action).toBe(r.op === "UPSERT" ? "feed.upsert" : "feed.remove");
+          expect(e?.revision).toBe(r.revision);
+          expect(e?.detail["alg"]).toBe(r.alg);
+          expect(recordRef(hub.pseudonymSecret, r.partnerId, e?.subjectId ?? "")).toBe(r.recordRef);
+          issued++;
+        }
+      }
+      expect(events.length, `${label}: audit events vs feed records`).toBe(issued);
+    },
     /** Every partner's feed (as replayed) and feed_entries equal reconciliation over everything delivered. */
     async assertReconciled(label: string) {
       for (const policy of policies) {
@@ -152,6 +188,7 @@ describe("distribution planning across interleaved records", () => {
       await h.deliver(step.startsWith("S") ? 0 : 1, [records[step]]);
     }
     await h.assertReconciled(order);
+    await h.assertAudited(order);
     for (const policy of h.policies) {
       const held = await h.partnerState(policy);
       expect(held.get(`md5:${X.value}`)?.recordRef, `${order}: ${policy.partnerId} holds X for S`).toBe(recordRef(hub.pseudonymSecret, policy.partnerId, S));
@@ -215,6 +252,22 @@ describe("distribution planning across interleaved records", () => {
     expect(issued).toBe(0);
     expect(await h.feedEntries(h.policies[0] as PartnerPolicy)).toEqual(before);
     await h.assertReconciled("after reconcilePartner");
+    await h.assertAudited("after reconcilePartner");
+    const applied = (await h.auditEvents()).filter((e) => e.action === "policy.applied");
+    expect(applied.map((e) => [e.subjectId, e.revision, e.detail["previousVersion"], e.detail["upserts"], e.detail["removes"], e.detail["recordsEvaluated"]])).toEqual([
+      [(h.policies[0] as PartnerPolicy).partnerId, 1, "none", "0", "0", "2"],
+    ]);
+    // A narrowed policy (md5 only): its removals are audited with the policy as their cause.
+    const narrowed = { ...(h.policies[0] as PartnerPolicy), algorithms: ["md5" as const], version: 2 };
+    h.policies[0] = narrowed;
+    const removed = await reconcilePartner(h.deps, narrowed);
+    expect(removed).toBeGreaterThan(0);
+    await h.assertReconciled("after narrowing");
+    await h.assertAudited("after narrowing");
+    const events = await h.auditEvents();
+    const last = events.filter((e) => e.action === "policy.applied").at(-1);
+    expect(last?.detail).toMatchObject({ version: "2", previousVersion: "1", upserts: "0", removes: String(removed), algorithms: "md5" });
+    expect(events.filter((e) => e.detail["cause"] === "policy v2").every((e) => e.action === "feed.remove" && e.detail["alg"] === "sha1")).toBe(true);
   });
 
   it("backfills the claims of records distributed before migration 002, then reconciliation repairs the feeds", async () => {
@@ -307,6 +360,7 @@ describe("distribution planning against dedup histories", () => {
       await h.deliver(partition, queue.splice(0, 1 + Math.floor(random() * 12)));
     }
     await h.assertReconciled(`seed ${seed}`);
+    await h.assertAudited(`seed ${seed}`);
     // Redelivery under another consumer group (stored offsets lost): idempotent on recordId + revision.
     const { rows: before } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox");
     const again = await processCanonicalBatch({ ...h.deps, consumerGroup: `${h.deps.consumerGroup}-replay` }, topics.canonical, 0, history.map((r, i) => ({ offset: String(i), value: codec.encode("CanonicalRecord", r) })));

@@ -3,6 +3,7 @@
  * with the consumed offset. Idempotent on recordId + revision: a repeated or older revision
  * changes nothing, so redelivery and outbox re-sends upstream are harmless. Records with different
  * recordIds may arrive in any order; planner.ts plans per hash so that the order does not matter.
+ * Every feed record issued is audited (audit.ts) in the same transaction, through feed_outbox.
  */
 import type { AvroCodec } from "../shared/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
@@ -13,6 +14,7 @@ import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { CanonicalRecord } from "../shared/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
+import { disclosureEvent, enqueueAudit, policyAppliedEvent } from "./audit.ts";
 import { FeedWriter } from "./feed-writer.ts";
 import type { HubSigner } from "./feed-writer.ts";
 import { claimsOfRevision, planRecord, splitHashKey } from "./planner.ts";
@@ -118,6 +120,7 @@ export async function processCanonicalBatch(
       );
     }
     await writer.flush();
+    await enqueueAudit(client, deps.codec, deps.topics, writer.issued.map((d) => disclosureEvent(d, { kind: "canonical" }, now)));
     await storeNextOffset(client, deps.consumerGroup, topic, partition, last + 1);
     return { records: applied, skipped, feedRecords: writer.issued.length, nextOffset: String(last + 1) };
   });
@@ -125,10 +128,13 @@ export async function processCanonicalBatch(
 
 /**
  * Brings one partner's feed in line with its current policy over every record distributed so
- * far: used when a partner is added or its policy changes. Runs in slices, each one transaction.
+ * far: used when a partner is added or its policy changes. Runs in slices, each one transaction;
+ * the last slice records the applied version and its "policy.applied" audit event. Counts in that
+ * event cover this run: when a run is interrupted and started again, the slices committed before
+ * were audited record by record but are not counted again.
  */
 export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPolicy): Promise<number> {
-  let issued = 0;
+  const totals = { records: 0, upserts: 0, removes: 0 };
   let after = "00000000-0000-0000-0000-000000000000";
   for (;;) {
     const slice = await inTransaction(deps.pool, async (client) => {
@@ -137,7 +143,8 @@ export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPo
         "SELECT record_id, body FROM distributed_records WHERE record_id > $1 ORDER BY record_id LIMIT 500",
         [after],
       );
-      const writer = new FeedWriter(client, deps.codec, deps.topics, deps.hub, deps.now?.() ?? Date.now());
+      const now = deps.now?.() ?? Date.now();
+      const writer = new FeedWriter(client, deps.codec, deps.topics, deps.hub, now);
       const records = rows.map((r) => deps.codec.decode("CanonicalRecord", r.body).value);
       for (const r of records) writer.ledger.addRecord(r);
       await writer.load([policy.partnerId], records);
@@ -145,17 +152,40 @@ export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPo
       // longer grants (e.g. a narrowed policy) are removed, newly granted ones upserted.
       for (const r of records) await distributeRecord(client, writer, r, [policy]);
       await writer.flush();
-      if (rows.length === 500) after = (rows[rows.length - 1] as { record_id: string }).record_id;
+      const audit = writer.issued.map((d) => disclosureEvent(d, { kind: "policy", version: policy.version }, now));
+      const counts = {
+        records: records.length,
+        upserts: writer.issued.filter((d) => d.record.op === "UPSERT").length,
+        removes: writer.issued.filter((d) => d.record.op === "REMOVE").length,
+      };
+      const done = rows.length < 500;
+      if (!done) after = (rows[rows.length - 1] as { record_id: string }).record_id;
       else {
+        const { rows: prior } = await client.query<{ version: number }>("SELECT version FROM policy_applied WHERE partner_id = $1", [policy.partnerId]);
         await client.query(
           "INSERT INTO policy_applied (partner_id, version) VALUES ($1, $2) ON CONFLICT (partner_id) DO UPDATE SET version = EXCLUDED.version",
           [policy.partnerId, policy.version],
         );
+        audit.push(
+          policyAppliedEvent(
+            {
+              policy,
+              previousVersion: prior[0]?.version ?? null,
+              recordsEvaluated: totals.records + counts.records,
+              upserts: totals.upserts + counts.upserts,
+              removes: totals.removes + counts.removes,
+            },
+            now,
+          ),
+        );
       }
-      return { n: writer.issued.length, done: rows.length < 500 };
+      await enqueueAudit(client, deps.codec, deps.topics, audit);
+      return { counts, done };
     });
-    issued += slice.n;
-    if (slice.done) return issued;
+    totals.records += slice.counts.records;
+    totals.upserts += slice.counts.upserts;
+    totals.removes += slice.counts.removes;
+    if (slice.done) return totals.upserts + totals.removes;
   }
 }
 

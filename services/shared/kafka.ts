@@ -35,11 +35,12 @@ export function kafkaConnection(config: {
   return { brokers: config.KAFKA_BROKERS, ssl, sasl: { mechanism: config.KAFKA_SASL_MECHANISM ?? "scram-sha-512", username, password } };
 }
 
-export function createKafka(options: KafkaConnection & { clientId: string; logger?: Logger }): Kafka {
+export function createKafka(options: KafkaConnection & { clientId: string; logger?: Logger; retries?: number }): Kafka {
   const config: KafkaConfig = {
     clientId: options.clientId,
     brokers: options.brokers,
-    retry: { initialRetryTime: 200, retries: 8 },
+    // Services ride out a broker restart; a one-shot CLI call may prefer to give up sooner.
+    retry: { initialRetryTime: 200, retries: options.retries ?? 8 },
     logLevel: logLevel.WARN,
     ...(options.ssl ? { ssl: true } : {}),
     // kafkajs's SASLOptions is a union keyed on the mechanism; each of ours is one of its members.

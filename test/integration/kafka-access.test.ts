@@ -15,6 +15,9 @@ import { agencyPrincipal, partnerPrincipal, revokePrincipalAccess, servicePrinci
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { freshDatabase, freshTopics, kafkaAs, onboardPartner, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
 import { registerPartner } from "../../services/admin/registry.ts";
+import { AvroCodec } from "../../services/shared/codec.ts";
+import { topicNames } from "../../services/shared/topics.ts";
+import { readTopic } from "../support/kafka.ts";
 
 type Attempt = { ok: true } | { ok: false; type: string };
 
@@ -266,6 +269,8 @@ describe("operator CLI", () => {
       await registerPartner(db.pool, { partnerId, name: "Synthetic CLI partner" });
       const ns = uniqueName("acl");
       const env = { DATABASE_URL: db.url };
+      // The namespace's topics without any ACLs: access apply grants them, and writes its audit event to <ns>.audit.v1.
+      expect(await cli(["topics", "--namespace", ns, "--partitions", "1"], env)).toContain(`${ns}.audit.v1`);
       const dry = await cli(["access", "apply", "--namespace", ns, "--dry-run"], env);
       expect(dry).toContain(`partner-${partnerId}\tREAD\ttopic ${ns}.feed.${partnerId}.v1`);
       expect(await aclsOf(partnerPrincipal(partnerId))).toEqual([]); // a dry run grants nothing
@@ -276,8 +281,17 @@ describe("operator CLI", () => {
       );
       expect(await aclsOf("hashrelay-dedup")).toContain(`${ns}.hashes.submitted.v1 READ`);
 
-      expect(await cli(["access", "revoke", "--partner", partnerId], env)).toContain(`3 ACLs of partner-${partnerId} removed`);
+      expect(await cli(["access", "revoke", "--partner", partnerId, "--namespace", ns, "--actor", "alice"], env)).toContain(`3 ACLs of partner-${partnerId} removed`);
       expect(await aclsOf(partnerPrincipal(partnerId))).toEqual([]);
+
+      // Both changes are in the namespace's audit log (the dry run is not).
+      const codec = new AvroCodec();
+      const events = (await readTopic(kafkaAs("test-access-audit"), topicNames(ns).audit, (ms) => ms.length >= 2)).map((m) => codec.decode("AuditEvent", m.value).value);
+      expect(events.map((e) => e.action).sort()).toEqual(["access.applied", "access.revoked"]);
+      const applied = events.find((e) => e.action === "access.applied");
+      expect(applied?.subjectId.split(",")).toContain(partnerPrincipal(partnerId));
+      expect(applied?.detail).toMatchObject({ namespace: ns });
+      expect(events.find((e) => e.action === "access.revoked")).toMatchObject({ service: "admin", actor: "alice", subjectKind: "principal", subjectId: partnerPrincipal(partnerId), detail: { aclsRemoved: "3" } });
     } finally {
       await db.drop();
     }

@@ -1,0 +1,184 @@
+/**
+ * The admin CLI's audit trail: each command that changes the hub (a key, a policy, an agency, a
+ * partner, Kafka access, a DLQ re-drive) writes one AuditEvent to audit.v1, as the operator named
+ * by --actor, through the admin principal. The builders are pure; writeAuditEvent sends one event
+ * and says plainly when it could not.
+ *
+ * Details carry non-secret facts only: a key's public half and validity, never a private key; a
+ * policy's grants by field name, never any record's values.
+ */
+import type { Kafka } from "kafkajs";
+import { Partitioners } from "kafkajs";
+import { auditEvent, auditMessage } from "../shared/audit.ts";
+import type { AvroCodec } from "../shared/codec.ts";
+import type { RegisteredKey } from "../shared/key-registry.ts";
+import type { AuditEvent } from "../shared/records.ts";
+import type { TopicNames } from "../shared/topics.ts";
+import type { PartnerPolicy } from "../distribution/policy.ts";
+import type { Agency, Partner } from "./registry.ts";
+import type { RedriveFilter, RedriveReport } from "./redrive.ts";
+
+const SERVICE = "admin";
+
+/** Extra fields that carry law-enforcement-only data or contributing agencies: granting one is worth flagging. */
+const WITHHELD_BY_DEFAULT = ["isDistributed", "victimIdentified", "offenderIdentified", "series", "caseRefs", "graderRefs", "agencies"];
+
+/** The operator recorded as the actor: --actor, else $USER, else "operator". */
+export function defaultActor(env: NodeJS.ProcessEnv = process.env): string {
+  return env["USER"] || "operator";
+}
+
+const iso = (d: Date | null): string => (d ? d.toISOString() : "open");
+
+export function keyRegistered(actor: string, key: Omit<RegisteredKey, "revokedAt">): AuditEvent {
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "key.registered",
+    subjectKind: "key",
+    subjectId: key.keyId,
+    detail: {
+      ownerKind: key.ownerKind,
+      ownerId: key.ownerId,
+      publicKey: key.publicKey.toString("base64"),
+      validFrom: iso(key.validFrom),
+      validUntil: iso(key.validUntil),
+    },
+  });
+}
+
+export function keyRevoked(actor: string, keyId: string, reason: string, key: RegisteredKey | undefined, dependentRecords: number): AuditEvent {
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "key.revoked",
+    subjectKind: "key",
+    subjectId: keyId,
+    detail: {
+      reason,
+      ...(key ? { ownerKind: key.ownerKind, ownerId: key.ownerId, revokedAt: iso(key.revokedAt) } : {}),
+      dependentRecords: String(dependentRecords),
+    },
+  });
+}
+
+export function policySet(actor: string, policy: PartnerPolicy): AuditEvent {
+  const flagged = policy.extraFields.filter((f) => WITHHELD_BY_DEFAULT.includes(f));
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "policy.set",
+    subjectKind: "policy",
+    subjectId: policy.partnerId,
+    revision: policy.version,
+    detail: {
+      version: String(policy.version),
+      categories: policy.categories.join(","),
+      minGradingStatus: policy.minGradingStatus,
+      algorithms: policy.algorithms.join(","),
+      scheme: policy.scheme,
+      extraFields: policy.extraFields.join(","),
+      // Names only: which withheld-by-default fields this policy now lets leave the hub.
+      withheldFieldsGranted: flagged.join(","),
+      delivery: policy.delivery,
+      feedPartitions: String(policy.feedPartitions),
+    },
+  });
+}
+
+export function agencyRegistered(actor: string, agency: Agency): AuditEvent {
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "agency.registered",
+    subjectKind: "agency",
+    subjectId: agency.agencyId,
+    detail: { name: agency.name, kind: agency.kind, gradingAuthority: String(agency.gradingAuthority) },
+  });
+}
+
+export function partnerRegistered(actor: string, partner: Partner): AuditEvent {
+  return auditEvent({ service: SERVICE, actor, action: "partner.registered", subjectKind: "partner", subjectId: partner.partnerId, detail: { name: partner.name } });
+}
+
+export function accessApplied(actor: string, a: { namespace: string; principals: readonly string[]; grants: number; partners: readonly string[]; agencies: readonly string[] }): AuditEvent {
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "access.applied",
+    subjectKind: "principal",
+    subjectId: [...new Set(a.principals)].sort().join(","),
+    detail: {
+      namespace: a.namespace,
+      grants: String(a.grants),
+      partners: a.partners.join(","),
+      producingAgencies: a.agencies.join(","),
+    },
+  });
+}
+
+export function accessRevoked(actor: string, principal: string, removed: number): AuditEvent {
+  return auditEvent({ service: SERVICE, actor, action: "access.revoked", subjectKind: "principal", subjectId: principal, detail: { aclsRemoved: String(removed) } });
+}
+
+export function dlqRedriven(actor: string, rejectedTopic: string, filter: RedriveFilter, report: RedriveReport): AuditEvent {
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "dlq.redriven",
+    subjectKind: "dlq",
+    subjectId: rejectedTopic,
+    detail: {
+      ...(filter.reason ? { reason: filter.reason } : {}),
+      ...(filter.service ? { fromService: filter.service } : {}),
+      ...(filter.agencyId ? { agencyId: filter.agencyId } : {}),
+      ...(filter.since !== undefined ? { since: new Date(filter.since).toISOString() } : {}),
+      matched: String(report.matched),
+      republished: String(report.republished),
+      readmittedAccepted: String(report.readmitted.accepted),
+      readmittedDuplicates: String(report.readmitted.duplicates),
+      readmittedRejected: String(report.readmitted.rejected),
+      skipped: String(report.skipped),
+    },
+  });
+}
+
+/** The database change was made but its audit event could not be written: the CLI exits non-zero. */
+export class AuditNotWrittenError extends Error {
+  constructor(
+    readonly topic: string,
+    readonly event: AuditEvent,
+    readonly failure: unknown,
+  ) {
+    super(
+      `the change above WAS made, but its audit event was NOT written to ${topic}: ${failure instanceof Error ? failure.message : String(failure)}. ` +
+        `Check that Kafka is reachable and the topic exists (bin/hashrelay topics --namespace <ns>), then record this event: ${JSON.stringify(event)}`,
+    );
+  }
+}
+
+/**
+ * Sends one audit event (acks from every in-sync replica), giving up after `timeoutMs`.
+ * Throws AuditNotWrittenError when it cannot.
+ */
+export async function writeAuditEvent(kafka: Kafka, codec: AvroCodec, topics: Pick<TopicNames, "audit">, event: AuditEvent, timeoutMs = 30_000): Promise<void> {
+  const message = auditMessage(codec, topics, event);
+  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      (async () => {
+        await producer.connect();
+        await producer.send({ topic: message.topic, acks: -1, messages: [{ key: message.key, value: message.value }] });
+      })(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Kafka did not acknowledge within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    throw new AuditNotWrittenError(message.topic, event, err);
+  } finally {
+    clearTimeout(timer);
+    await Promise.race([producer.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000).unref())]);
+  }
+}

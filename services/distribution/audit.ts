@@ -1,0 +1,104 @@
+/**
+ * Distribution's audit trail (audit.v1): every disclosure to a partner, i.e. every FeedRecord
+ * issued (UPSERT or REMOVE), and every policy version applied to a partner's feed. The events are
+ * queued in feed_outbox in the transaction that issues the records, so they are written exactly
+ * when the records are, and relayed with them. Pure builders besides enqueueAudit; planner.ts
+ * stays unaware of auditing.
+ *
+ * A disclosure event names the hub's recordId (not the partner's pseudonym), the partner, the
+ * feed position (partition, seq) and the algorithm; never the hash value, the extra fields' values
+ * or anything law-enforcement-only: the feed record at that position holds what was sent.
+ */
+import { auditEvent, auditMessage } from "../shared/audit.ts";
+import type { AvroCodec } from "../shared/codec.ts";
+import { servicePrincipal } from "../shared/kafka-access.ts";
+import type { Queryable } from "../shared/postgres.ts";
+import type { AuditEvent, FeedRecord } from "../shared/records.ts";
+import type { TopicNames } from "../shared/topics.ts";
+import type { Delivery, PartnerPolicy } from "./policy.ts";
+
+const SERVICE = "distribution";
+/** Distribution acts as its Kafka principal. */
+export const DISTRIBUTION_ACTOR = servicePrincipal("distribution");
+
+/** One feed record issued to a partner, with the hub record it came from. */
+export interface Disclosure {
+  readonly record: FeedRecord;
+  /** The hub's canonical recordId (FeedRecord.recordRef is only the partner's pseudonym of it). */
+  readonly recordId: string;
+  readonly delivery: Delivery;
+}
+
+/** Why records were issued: a canonical revision arrived, or a partner's policy was (re)applied. */
+export type DisclosureCause = { readonly kind: "canonical" } | { readonly kind: "policy"; readonly version: number };
+
+export function disclosureEvent(d: Disclosure, cause: DisclosureCause, at: number): AuditEvent {
+  const r = d.record;
+  const extraFields = Object.keys(r.extra).sort();
+  return auditEvent({
+    service: SERVICE,
+    actor: DISTRIBUTION_ACTOR,
+    action: r.op === "UPSERT" ? "feed.upsert" : "feed.remove",
+    subjectKind: "record",
+    subjectId: d.recordId,
+    revision: r.revision,
+    at,
+    detail: {
+      partnerId: r.partnerId,
+      partition: String(r.partition),
+      seq: String(r.seq),
+      alg: r.alg,
+      delivery: d.delivery,
+      keyId: r.keyId,
+      cause: cause.kind === "canonical" ? "canonical" : `policy v${cause.version}`,
+      ...(r.category !== null ? { category: r.category } : {}),
+      // The names of the extra fields disclosed (their values stay out of the audit log).
+      ...(extraFields.length ? { extraFields: extraFields.join(",") } : {}),
+    },
+  });
+}
+
+export interface PolicyApplication {
+  readonly policy: PartnerPolicy;
+  /** The version reconciled before, or null when the partner's feed had none (new, or after a backfill). */
+  readonly previousVersion: number | null;
+  readonly recordsEvaluated: number;
+  readonly upserts: number;
+  readonly removes: number;
+}
+
+export function policyAppliedEvent(a: PolicyApplication, at: number): AuditEvent {
+  const p = a.policy;
+  return auditEvent({
+    service: SERVICE,
+    actor: DISTRIBUTION_ACTOR,
+    action: "policy.applied",
+    subjectKind: "policy",
+    subjectId: p.partnerId,
+    revision: p.version,
+    at,
+    detail: {
+      version: String(p.version),
+      previousVersion: a.previousVersion === null ? "none" : String(a.previousVersion),
+      recordsEvaluated: String(a.recordsEvaluated),
+      upserts: String(a.upserts),
+      removes: String(a.removes),
+      categories: p.categories.join(","),
+      minGradingStatus: p.minGradingStatus,
+      algorithms: p.algorithms.join(","),
+      scheme: p.scheme,
+      extraFields: p.extraFields.join(","),
+      delivery: p.delivery,
+    },
+  });
+}
+
+/** Queues audit events in feed_outbox (no explicit partition) inside the caller's transaction. */
+export async function enqueueAudit(client: Queryable, codec: AvroCodec, topics: TopicNames, events: readonly AuditEvent[]): Promise<void> {
+  if (!events.length) return;
+  const messages = events.map((e) => auditMessage(codec, topics, e));
+  await client.query(
+    `INSERT INTO feed_outbox (topic, message_key, message_value) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])`,
+    [messages.map((m) => m.topic), messages.map((m) => m.key), messages.map((m) => m.value)],
+  );
+}
