@@ -2,7 +2,8 @@
  * Applies a batch of one feed partition to the partner's database in one transaction with the
  * consumed offset: verified records are upserted or tombstoned; refused ones are recorded as
  * alerts. A gap or broken chain halts the partition at that record (nothing after it applies)
- * until an operator looks; a forged or reordered record is skipped and alerted.
+ * until an operator resumes it (`hashrelay-sink resume`, operator.ts); a forged or reordered
+ * record is skipped and alerted.
  */
 import type { AvroCodec } from "../shared/codec.ts";
 import { GENESIS_DIGEST } from "../shared/feed-chain.ts";
@@ -147,7 +148,12 @@ export async function applyFeedBatch(
         await alert(client, { partition, seq: record.seq, offset: d.offset, reason: verdict.reason, detail: verdict.detail });
         deps.logger.error({ partnerId: deps.partnerId, partition, seq: record.seq, reason: verdict.reason }, "feed record refused");
         if (verdict.halt) {
-          await client.query("UPDATE feed_state SET halted_reason = $2 WHERE partition = $1", [partition, `${verdict.reason}: ${verdict.detail}`]);
+          // The details let `hashrelay-sink resume` continue at exactly this record. It passed the
+          // signature checks (they come before seq and chain), so its prevDigest is the hub's.
+          await client.query(
+            "UPDATE feed_state SET halted_reason = $2, halted_seq = $3, halted_offset = $4, halted_prev_digest = $5, halted_at = now() WHERE partition = $1",
+            [partition, `${verdict.reason}: ${verdict.detail}`, record.seq, d.offset, record.prevDigest],
+          );
           halted = true;
           break; // the offset stays at this record: nothing after a gap is applied
         }

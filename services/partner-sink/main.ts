@@ -9,10 +9,13 @@ import { AvroCodec } from "../shared/codec.ts";
 import { effectiveEnv, loadConfig, commonConfigShape } from "../shared/config.ts";
 import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
+import type { RunningConsumer } from "../shared/exactly-once-consumer.ts";
 import { createKafka, kafkaConnection, waitForTopics } from "../shared/kafka.ts";
 import { onShutdown, runMain } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { createPool, migrate } from "../shared/postgres.ts";
+import type { Pool } from "../shared/postgres.ts";
+import type { Logger } from "../shared/logging.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
 import { applyFeedBatch } from "./applier.ts";
@@ -45,6 +48,8 @@ const configShape = {
   PARTNER_HTTP_HOST: z.string().default("127.0.0.1"),
   PARTNER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   PARTNER_BOOTSTRAP: z.enum(["s3", "none"]).default("s3"),
+  /** How often a halted (held) partition checks whether an operator resumed it (hashrelay-sink resume). */
+  PARTNER_RESUME_POLL_MS: z.coerce.number().int().min(100).max(300_000).default(2_000),
   S3_ENDPOINT: z.string().url().optional(),
   S3_REGION: z.string().default("us-east-1"),
   S3_ACCESS_KEY_ID: z.string().default(""),
@@ -68,6 +73,32 @@ export interface RunningSink {
   readonly url: string;
   readonly deps: SinkDeps;
   stop(): Promise<void>;
+}
+
+/**
+ * Every `everyMs`, the held (halted) partitions whose halt an operator has cleared in feed_state
+ * are fetched again from their stored offset: a resume needs no restart.
+ */
+function watchForResumes(pool: Pool, consumer: RunningConsumer, everyMs: number, logger: Logger): NodeJS.Timeout {
+  let busy = false;
+  const timer = setInterval(() => {
+    const held = consumer.pausedPartitions();
+    if (busy || held.length === 0) return;
+    busy = true;
+    void (async () => {
+      const { rows } = await pool.query<{ partition: number }>("SELECT partition FROM feed_state WHERE partition = ANY($1::int[]) AND halted_reason IS NULL", [held]);
+      for (const { partition } of rows) {
+        await consumer.resumePartition(partition);
+        logger.info({ partition }, "halt cleared by an operator: partition resumed");
+      }
+    })()
+      .catch((err: unknown) => logger.warn({ err }, "could not check halted partitions for a resume; trying again"))
+      .finally(() => {
+        busy = false;
+      });
+  }, everyMs);
+  timer.unref();
+  return timer;
 }
 
 export async function startPartnerSink(input: SinkConfigInput): Promise<RunningSink> {
@@ -111,11 +142,17 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     handle: async (batch) => {
       const r = await applyFeedBatch(deps, batch.topic, batch.partition, batch.messages);
       if (r.applied || r.refused) logger.info({ partition: batch.partition, ...r }, "feed batch applied");
-      return r;
+      // A halted partition is held at its stored offset (the halting record) and not fetched
+      // again until `hashrelay-sink resume` clears the halt; the poll below notices that.
+      if (r.halted && r.refused > 0) {
+        logger.warn({ partition: batch.partition }, "partition halted: held until an operator resumes it (hashrelay-sink status)");
+      }
+      return { ...r, pause: r.halted };
     },
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
     sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
   });
+  const resumePoll = watchForResumes(pool, consumer, config.PARTNER_RESUME_POLL_MS, logger);
   const api = buildLookupApi(pool, logger);
   const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });
   logger.info({ url, topic: topics.feed(config.PARTNER_ID) }, "partner sink running");
@@ -123,6 +160,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     url,
     deps,
     async stop() {
+      clearInterval(resumePoll);
       await api.close();
       await consumer.disconnect();
       await pool.end();

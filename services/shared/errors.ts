@@ -37,6 +37,8 @@ export const REASON_CODES = [
   "CONFIG_INVALID",
   "NOT_FOUND",
   "INTERNAL",
+  // operator actions recorded beside refusals (partner side: sink_alerts)
+  "RESUMED",
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];

@@ -20,8 +20,12 @@ export interface ExactlyOnceConsumerOptions {
   readonly groupId: string;
   readonly topic: string;
   readonly logger: Logger;
-  /** Applies a batch in one transaction that also stores the next offset; returns it. */
-  readonly handle: (batch: PartitionBatch) => Promise<{ nextOffset: string | null }>;
+  /**
+   * Applies a batch in one transaction that also stores the next offset; returns it. `pause: true`
+   * holds the partition: nothing of the batch counts as consumed in memory and the partition is not
+   * fetched again until `resumePartition`, which starts it from its stored offset.
+   */
+  readonly handle: (batch: PartitionBatch) => Promise<{ nextOffset: string | null; pause?: boolean }>;
   readonly afterCommit?: () => void;
   readonly maxBytesPerPartition?: number;
   readonly sessionTimeoutMs?: number;
@@ -38,6 +42,10 @@ async function storedOffsets(pool: Pool, group: string, topic: string): Promise<
 /** A running consumer; `disconnect` waits for the batch in hand to commit or roll back. */
 export interface RunningConsumer {
   disconnect(): Promise<void>;
+  /** Partitions held by a `pause` result of the handler (on the current kafkajs consumer). */
+  pausedPartitions(): number[];
+  /** Fetches a held partition again, from the offset stored in PostgreSQL. */
+  resumePartition(partition: number): Promise<void>;
 }
 
 /**
@@ -50,8 +58,13 @@ export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): P
   let current: Consumer | null = null;
   let stopped = false;
   let restartTimer: NodeJS.Timeout | null = null;
+  // Held partitions of the current consumer; a fresh consumer starts with none (its first batch of
+  // a partition that must stay held pauses it again).
+  let paused = new Set<number>();
   const launch = async (): Promise<void> => {
-    const consumer = await runConsumer(o);
+    const held = new Set<number>();
+    paused = held;
+    const consumer = await runConsumer(o, held);
     current = consumer;
     consumer.on(consumer.events.CRASH, (event) => {
       if (event.payload.restart || stopped) return; // kafkajs restarts it itself
@@ -75,10 +88,22 @@ export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): P
       if (restartTimer) clearTimeout(restartTimer);
       await current?.disconnect();
     },
+    pausedPartitions() {
+      return [...paused].sort((a, b) => a - b);
+    },
+    async resumePartition(partition: number) {
+      const consumer = current;
+      if (!consumer || !paused.has(partition)) return;
+      const next = (await storedOffsets(o.pool, o.groupId, o.topic)).get(partition);
+      if (next !== undefined) consumer.seek({ topic: o.topic, partition, offset: String(next) });
+      consumer.resume([{ topic: o.topic, partitions: [partition] }]);
+      paused.delete(partition);
+      o.logger.info({ partition, offset: next }, "partition resumed from its stored offset");
+    },
   };
 }
 
-async function runConsumer(o: ExactlyOnceConsumerOptions): Promise<Consumer> {
+async function runConsumer(o: ExactlyOnceConsumerOptions, held: Set<number>): Promise<Consumer> {
   const consumer = o.kafka.consumer({
     groupId: o.groupId,
     sessionTimeout: o.sessionTimeoutMs ?? 30_000,
@@ -110,8 +135,15 @@ async function runConsumer(o: ExactlyOnceConsumerOptions): Promise<Consumer> {
     eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
       if (!isRunning() || isStale() || batch.messages.length === 0) return;
       const result = await o.handle({ topic: batch.topic, partition: batch.partition, messages: batch.messages });
-      const last = batch.messages[batch.messages.length - 1];
-      if (last) resolveOffset(last.offset);
+      if (result.pause) {
+        // Held: leave the batch unresolved and stop fetching the partition, so that it is read
+        // again from its stored offset once resumed (not from wherever the fetch had got to).
+        consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+        held.add(batch.partition);
+      } else {
+        const last = batch.messages[batch.messages.length - 1];
+        if (last) resolveOffset(last.offset);
+      }
       if (result.nextOffset !== null) {
         await consumer
           .commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: result.nextOffset }])
