@@ -7,7 +7,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, Option } from "commander";
-import { commonConfigShape, effectiveEnv, loadConfig } from "../shared/config.ts";
+import { commonConfigShape, effectiveEnv, loadConfig, kafkaConfigShape } from "../shared/config.ts";
 import { ADMIN_PRINCIPAL, accessPlan, agencyPrincipal, applyAccessPlan, partnerPrincipal, revokePrincipalAccess } from "../shared/kafka-access.ts";
 import { HashrelayError } from "../shared/errors.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../shared/kafka.ts";
@@ -51,15 +51,8 @@ async function dependentRecords(db: ReturnType<typeof createPool>, keyId: string
 
 /** The operator's Kafka client: the hub admin principal (KAFKA_SASL_*, or the local stack's hashrelay-admin). */
 function adminKafka(retries?: number) {
-  const shape = {
-    KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS,
-    KAFKA_SASL_MECHANISM: commonConfigShape.KAFKA_SASL_MECHANISM,
-    KAFKA_SASL_USERNAME: commonConfigShape.KAFKA_SASL_USERNAME,
-    KAFKA_SASL_PASSWORD: commonConfigShape.KAFKA_SASL_PASSWORD,
-    KAFKA_SSL: commonConfigShape.KAFKA_SSL,
-  };
   return createKafka({
-    ...kafkaConnection(loadConfig("hashrelay-admin", shape, effectiveEnv(process.env, ADMIN_PRINCIPAL))),
+    ...kafkaConnection(loadConfig("hashrelay-admin", kafkaConfigShape, effectiveEnv(process.env, ADMIN_PRINCIPAL))),
     clientId: "hashrelay-admin",
     ...(retries !== undefined ? { retries } : {}),
   });

@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/codec.ts";
-import { effectiveEnv, loadConfig, commonConfigShape } from "../shared/config.ts";
+import { effectiveEnv, loadConfig, commonConfigShape, kafkaConfigShape } from "../shared/config.ts";
 import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import type { RunningConsumer } from "../shared/exactly-once-consumer.ts";
@@ -29,13 +29,8 @@ export const SINK_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.met
 const SERVICE_NAME = "partner-sink";
 
 const configShape = {
-  KAFKA_BROKERS: commonConfigShape.KAFKA_BROKERS,
-  KAFKA_CLIENT_ID: commonConfigShape.KAFKA_CLIENT_ID,
-  /** The partner's own principal ("partner-<id>"): the broker lets it read its feed and nothing else. */
-  KAFKA_SASL_MECHANISM: commonConfigShape.KAFKA_SASL_MECHANISM,
-  KAFKA_SASL_USERNAME: commonConfigShape.KAFKA_SASL_USERNAME,
-  KAFKA_SASL_PASSWORD: commonConfigShape.KAFKA_SASL_PASSWORD,
-  KAFKA_SSL: commonConfigShape.KAFKA_SSL,
+  // As the partner's own principal ("partner-<id>"): the broker lets it read its feed and nothing else.
+  ...kafkaConfigShape,
   TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
   LOG_LEVEL: commonConfigShape.LOG_LEVEL,
   CONSUMER_MAX_BATCH_BYTES: commonConfigShape.CONSUMER_MAX_BATCH_BYTES,

@@ -46,8 +46,8 @@ const brokers = z
   .transform((v) => (Array.isArray(v) ? v : v.split(",")).map((b) => b.trim()).filter(Boolean))
   .refine((list) => list.every((b) => /^[^:\s]+:\d+$/.test(b)), "must be host:port[,host:port...]");
 
-/** Settings every service shares. */
-export const commonConfigShape = {
+/** How to reach the brokers and as whom: what kafkaConnection (services/shared/kafka.ts) takes. */
+export const kafkaConfigShape = {
   KAFKA_BROKERS: brokers,
   KAFKA_CLIENT_ID: z.string().min(1).optional(),
   /** SASL for the broker: every principal has its own credentials (services/shared/kafka-access.ts). */
@@ -56,6 +56,11 @@ export const commonConfigShape = {
   KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
   /** TLS to the broker (production); the local stack listens on SASL_PLAINTEXT. */
   KAFKA_SSL: z.enum(["true", "false"]).default("false"),
+};
+
+/** Settings every service shares. */
+export const commonConfigShape = {
+  ...kafkaConfigShape,
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   TOPIC_NAMESPACE: z.string().regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'").default(""),
   /** Largest fetch per partition: bounds one consumer batch, i.e. one transaction. */

@@ -84,12 +84,11 @@ export function serviceGrants(service: HubService, names: TopicNames, namespace:
       ];
     case "distribution": {
       // Every feed topic, present and future: the prefix ends in "feed." so nothing else matches.
-      const feedPrefix = names.feed("x-").slice(0, -"x-.v1".length);
       return [
         ...topicAccess(principal, names.canonical, CONSUME),
         groupAccess(principal, groups.distribution),
         // distribution creates a partner's feed topic when the partner's policy is first applied
-        ...topicAccess(principal, feedPrefix, [...PRODUCE, "CREATE", "ALTER_CONFIGS", "DESCRIBE_CONFIGS"], "prefixed"),
+        ...topicAccess(principal, names.feedPrefix, [...PRODUCE, "CREATE", "ALTER_CONFIGS", "DESCRIBE_CONFIGS"], "prefixed"),
         ...deadLetterAndAudit,
       ];
     }

@@ -5,6 +5,8 @@ export interface TopicNames {
   readonly rejected: string;
   readonly canonical: string;
   readonly audit: string;
+  /** What every feed topic's name starts with ("<ns>.feed."): the distribution ACL's prefix. */
+  readonly feedPrefix: string;
   feed(partnerId: string): string;
 }
 
@@ -22,9 +24,10 @@ export function topicNames(namespace = ""): TopicNames {
     rejected: `${p}hashes.rejected.v1`,
     canonical: `${p}hashes.canonical.v1`,
     audit: `${p}audit.v1`,
+    feedPrefix: `${p}feed.`,
     feed(partnerId: string): string {
       if (!PARTNER_ID.test(partnerId)) throw new Error(`invalid partner id ${JSON.stringify(partnerId)}`);
-      return `${p}feed.${partnerId}.v1`;
+      return `${p}feed.${partnerId}.v1`; // starts with feedPrefix
     },
   };
 }

@@ -7,10 +7,12 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
-import kafkajs, { Kafka, logLevel } from "kafkajs";
-import type { Producer } from "kafkajs";
+import kafkajs from "kafkajs";
+import type { Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, effectiveEnv } from "../../services/shared/config.ts";
+import { createKafka } from "../../services/shared/kafka.ts";
+import { createLogger } from "../../services/shared/logging.ts";
 import { agencyPrincipal, partnerPrincipal, revokePrincipalAccess, servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { freshDatabase, freshTopics, kafkaAs, onboardPartner, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
@@ -38,14 +40,8 @@ function errorType(err: unknown): string {
  * freshly formatted broker the first group lookup creates __consumer_offsets).
  */
 function client(principal: string, password?: string): Kafka {
-  return new Kafka({
-    clientId: `test-access-${principal}`,
-    brokers: stackEnv().brokers,
-    sasl: { mechanism: "scram-sha-512", username: principal, password: password ?? principalEnv(principal).KAFKA_SASL_PASSWORD },
-    retry: { retries: 5, initialRetryTime: 300 },
-    connectionTimeout: 3000,
-    logLevel: logLevel.NOTHING,
-  });
+  const sasl = { mechanism: "scram-sha-512" as const, username: principal, password: password ?? principalEnv(principal).KAFKA_SASL_PASSWORD };
+  return createKafka({ brokers: stackEnv().brokers, sasl, clientId: `test-access-${principal}`, retries: 5, logger: createLogger("test", "silent") });
 }
 
 /** Tries to read one message of `topic` through consumer group `groupId`. */
