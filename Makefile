@@ -37,10 +37,16 @@ status:
 .PHONY: test typecheck demo bench
 
 ## test: install what is needed, start the stack if it is not running, run every test, stop what it started
+# Each vitest pass also writes a JSON report; on failure their failed tests are printed last,
+# after the stack's shutdown messages, so the end of a CI log says what failed.
+RESULTS := .stack/test-results
+VITEST_REPORT = --reporter=default --reporter=json --outputFile.json=$(RESULTS)/$(1).json
 test: setup
 	$(STACK) up
-	@status=0; npx tsc --noEmit -p . && npx vitest run && HASHRELAY_FAULTS=1 npx vitest run || status=$$?; \
-	  $(STACK) stop-started; exit $$status
+	@rm -rf $(RESULTS); status=0; npx tsc --noEmit -p . && npx vitest run $(call VITEST_REPORT,main) && \
+	  HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,faults) || status=$$?; \
+	  $(STACK) stop-started; \
+	  if [ $$status -ne 0 ]; then npx tsx test/support/failures.ts $(RESULTS)/main.json $(RESULTS)/faults.json; fi; exit $$status
 
 typecheck: $(NODE_DEPS)
 	npx tsc --noEmit -p .

@@ -8,6 +8,7 @@ import type { Admin, AclEntry } from "kafkajs";
 
 // kafkajs is CommonJS and Node's ESM loader cannot see these names as named exports.
 const { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes } = kafkajs;
+import { HashrelayError } from "./errors.ts";
 import type { TopicNames } from "./topics.ts";
 
 /** The principal the hub's operators use to provision topics and ACLs: a broker super user. */
@@ -134,25 +135,60 @@ export function toAclEntry(g: AccessGrant): AclEntry {
   };
 }
 
-/** Creates the grants on the broker (creating an ACL that exists is a no-op there). */
-export async function applyAccessPlan(admin: Admin, grants: readonly AccessGrant[]): Promise<number> {
-  if (grants.length) await admin.createAcls({ acl: grants.map(toAclEntry) });
-  return grants.length;
+function aclKey(e: AclEntry): string {
+  return [e.principal, e.host, e.resourceType, e.resourceName, e.resourcePatternType, e.operation, e.permissionType].join("|");
+}
+
+/**
+ * Creates the grants on the broker (creating an ACL that exists is a no-op there) and waits until
+ * the broker's authorizer enforces them: CreateAcls returns once the controller has committed them,
+ * but a broker applies metadata asynchronously, so a client started at once could still be refused.
+ */
+export async function applyAccessPlan(admin: Admin, grants: readonly AccessGrant[], options: { timeoutMs?: number } = {}): Promise<number> {
+  if (grants.length === 0) return 0;
+  const entries = grants.map(toAclEntry);
+  await admin.createAcls({ acl: entries });
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  for (;;) {
+    const missing = await missingAcls(admin, entries);
+    if (missing.length === 0) return grants.length;
+    if (Date.now() > deadline) {
+      throw new HashrelayError("INTERNAL", `the broker does not yet enforce ${missing.length} created ACL(s), e.g. ${missing[0]}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The entries the broker's authorizer does not hold (DescribeAcls answers from it). */
+async function missingAcls(admin: Admin, entries: readonly AclEntry[]): Promise<string[]> {
+  const { resources } = await admin.describeAcls({
+    resourceType: AclResourceTypes.ANY,
+    resourcePatternType: ResourcePatternTypes.ANY,
+    operation: AclOperationTypes.ANY,
+    permissionType: AclPermissionTypes.ANY,
+  });
+  const held = new Set<string>();
+  for (const r of resources) {
+    for (const a of r.acls) held.add(aclKey({ ...a, resourceType: r.resourceType, resourceName: r.resourceName, resourcePatternType: r.resourcePatternType }));
+  }
+  return entries.map(aclKey).filter((k) => !held.has(k));
 }
 
 /** Withdraws every ACL a principal holds, e.g. when a partner is offboarded or its credentials leak. */
-export async function revokePrincipalAccess(admin: Admin, principal: string): Promise<number> {
-  const { filterResponses } = await admin.deleteAcls({
-    filters: [
-      {
-        principal: `User:${principal}`,
-        resourceType: AclResourceTypes.ANY,
-        resourcePatternType: ResourcePatternTypes.ANY,
-        operation: AclOperationTypes.ANY,
-        permissionType: AclPermissionTypes.ANY,
-        host: "*",
-      },
-    ],
-  });
+export async function revokePrincipalAccess(admin: Admin, principal: string, options: { timeoutMs?: number } = {}): Promise<number> {
+  const filter = {
+    principal: `User:${principal}`,
+    resourceType: AclResourceTypes.ANY,
+    resourcePatternType: ResourcePatternTypes.ANY,
+    operation: AclOperationTypes.ANY,
+    permissionType: AclPermissionTypes.ANY,
+  };
+  const { filterResponses } = await admin.deleteAcls({ filters: [{ ...filter, host: "*" }] });
+  // As with grants, the broker drops them asynchronously: return once it no longer holds them.
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  while ((await admin.describeAcls(filter)).resources.length > 0) {
+    if (Date.now() > deadline) throw new HashrelayError("INTERNAL", `the broker still enforces ACLs of ${principal} after deleting them`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   return filterResponses.reduce((n, r) => n + r.matchingAcls.length, 0);
 }

@@ -20,6 +20,10 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
   // An idle connection dropped by the server (restart, failover) must not crash the process:
   // the pool discards it and the next query opens a fresh one, or fails visibly there.
   pool.on("error", () => undefined);
+  // A client checked out and idle between queries (the outbox relay holds one) gets the same
+  // error with no pool listener attached; unhandled, it would crash the process. The client's
+  // next query then fails with "not queryable", which its owner handles and retries.
+  pool.on("connect", (client) => client.on("error", () => undefined));
   return pool;
 }
 

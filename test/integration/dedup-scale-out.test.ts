@@ -64,11 +64,10 @@ async function run(instances: number, subs: Submission[], agencies: string[], ke
     DEDUP_GRADING_AUTHORITIES: "", DEDUP_CONFIRMATIONS: 2,
     DEDUP_PHOTODNA_THRESHOLD: 1800, DEDUP_MAX_SUBMISSION_AGE_DAYS: 30, CONSUMER_MAX_BATCH_BYTES: 32_768, CONSUMER_SESSION_TIMEOUT_MS: 10_000,
   };
-  const running: RunningDedup[] = [];
-  for (let i = 0; i < instances; i++) running.push(await startDedup(config));
-  cleanups.push(async () => {
-    for (const r of running) await r.stop();
-  });
+  for (let i = 0; i < instances; i++) {
+    const instance: RunningDedup = await startDedup(config);
+    cleanups.push(() => instance.stop()); // each at once: a later start that fails must not leave it running
+  }
   for (let i = 0; i < subs.length; i += 200) {
     await producer.send({
       topic: names.submitted,
