@@ -1,5 +1,6 @@
 /** What the broker lets one partner's principal see: its own feed, and nothing of anyone else's. */
 import { createKafka, kafkaConnection } from "../services/shared/kafka.ts";
+import type { KafkaConnectionSettings } from "../services/shared/kafka.ts";
 import { localPrincipalEnv } from "../services/shared/config.ts";
 import { partnerPrincipal } from "../services/shared/kafka-access.ts";
 import { createLogger } from "../services/shared/logging.ts";
@@ -11,10 +12,10 @@ export interface AccessProbe {
 }
 
 /** Asks for each topic's metadata as the partner: a topic it may not describe it may not read either. */
-export async function probePartnerAccess(brokers: string[], partnerId: string, topics: string[]): Promise<AccessProbe[]> {
+export async function probePartnerAccess(broker: KafkaConnectionSettings, partnerId: string, topics: string[]): Promise<AccessProbe[]> {
   const principal = partnerPrincipal(partnerId);
   const creds = localPrincipalEnv(principal);
-  const kafka = createKafka({ ...kafkaConnection({ KAFKA_BROKERS: brokers, ...creds }), clientId: `demo-access-${partnerId}`, logger: createLogger("demo", "silent") }); // refusals are the point: not logged as errors
+  const kafka = createKafka({ ...kafkaConnection({ ...broker, ...creds }), clientId: `demo-access-${partnerId}`, logger: createLogger("demo", "silent") }); // refusals are the point: not logged as errors
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -25,7 +25,7 @@ import { AvroCodec } from "../services/shared/codec.ts";
 import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../services/shared/config.ts";
 import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
-import type { KafkaCredentials } from "../services/shared/kafka.ts";
+import type { KafkaConnectionSettings, KafkaCredentials } from "../services/shared/kafka.ts";
 import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, consumerGroups } from "../services/shared/kafka-access.ts";
 import { PgKeyRegistry } from "../services/shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../services/shared/postgres.ts";
@@ -64,6 +64,12 @@ async function createDatabase(name: string): Promise<string> {
  * The hub admin's Kafka credentials on the local stack (`make up` writes them). Only the demo's own
  * client uses them; the services pick their own principals' credentials, so none are passed on.
  */
+/** Where the local broker is and how to reach it (TLS with the stack's own CA), without credentials. */
+function brokerSettings(): KafkaConnectionSettings {
+  const caFile = env["KAFKA_SSL_CA_FILE"];
+  return { KAFKA_BROKERS: need("KAFKA_BROKERS").split(","), KAFKA_SSL: env["KAFKA_SSL"] === "true" ? "true" : "false", ...(caFile ? { KAFKA_SSL_CA_FILE: caFile } : {}) };
+}
+
 function adminCredentials(): { KAFKA_SASL_MECHANISM?: KafkaCredentials["mechanism"]; KAFKA_SASL_USERNAME: string; KAFKA_SASL_PASSWORD: string } {
   const creds = localPrincipalEnv(ADMIN_PRINCIPAL);
   const password = creds["KAFKA_SASL_PASSWORD"];
@@ -195,7 +201,7 @@ async function main(): Promise<void> {
   step("Provisioning topics and their ACLs");
   // The demo itself acts as the hub's operator (the admin principal, a super user): it provisions
   // topics and ACLs and watches the consumers. Every service runs as its own principal.
-  const kafka = createKafka({ ...kafkaConnection({ KAFKA_BROKERS: need("KAFKA_BROKERS").split(","), ...adminCredentials() }), clientId: "hashrelay-demo" });
+  const kafka = createKafka({ ...kafkaConnection({ ...brokerSettings(), ...adminCredentials() }), clientId: "hashrelay-demo" });
   const names = topicNames(namespace);
   const admin = kafka.admin();
   await admin.connect();
@@ -354,7 +360,7 @@ async function main(): Promise<void> {
   }
   // The broker's side of minimisation: one partner's credentials reach its feed and nothing else.
   const { probePartnerAccess } = await import("./access-check.ts");
-  const probes = await probePartnerAccess(need("KAFKA_BROKERS").split(","), "hotline-uk", [names.feed("hotline-uk"), names.feed("industry-x"), names.canonical]);
+  const probes = await probePartnerAccess(brokerSettings(), "hotline-uk", [names.feed("hotline-uk"), names.feed("industry-x"), names.canonical]);
   const own = probes[0]?.outcome === "readable";
   const othersRefused = probes.slice(1).every((p) => p.outcome !== "readable");
   allChecksPassed &&= own && othersRefused;

@@ -1,6 +1,7 @@
 // Health checks and provisioning used by infra/stack.sh (plain ESM, so it runs with `node` alone).
 //   node infra/stack-check.mjs kafka HOST:PORT   -> exit 0 when the broker answers a metadata request
 //   node infra/stack-check.mjs s3-bucket         -> creates $S3_BUCKET if missing (uses the S3_* vars)
+import { readFileSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
 
 const [cmd, arg] = process.argv.slice(2);
@@ -13,6 +14,7 @@ async function kafkaReady(brokers) {
     requestTimeout: 3000,
     retry: { retries: 0 },
     logLevel: logLevel.NOTHING,
+    ...(process.env.KAFKA_SSL_CA_FILE ? { ssl: { ca: [readFileSync(process.env.KAFKA_SSL_CA_FILE, "utf8")] } } : {}),
     ...(process.env.KAFKA_SASL_USERNAME
       ? { sasl: { mechanism: "scram-sha-512", username: process.env.KAFKA_SASL_USERNAME, password: process.env.KAFKA_SASL_PASSWORD } }
       : {}),

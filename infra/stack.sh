@@ -9,10 +9,13 @@
 #   infra/stack.sh clean                 down, then delete .stack except the downloaded jars (.stack/lib)
 #   infra/stack.sh status                what runs and answers; exit 0 only if all three are healthy
 #   infra/stack.sh env                   print `export NAME=value` lines for a shell: eval "$(infra/stack.sh env)"
-#   infra/stack.sh principal [--retire] NAME...  create Kafka SASL/SCRAM principals (or retire them)
-#   infra/stack.sh credentials           only write the principals' password files (for infra/compose.yml)
+#   infra/stack.sh principal [--retire|--rotate] NAME...  create Kafka SASL/SCRAM principals (or
+#                                        retire them, or give them new passwords)
+#   infra/stack.sh credentials           only write the principals' password files and the TLS
+#                                        material (for infra/compose.yml)
 #
-# Kafka requires SASL/SCRAM-SHA-512 and denies what no ACL grants. Each principal's password is a
+# Kafka requires TLS and SASL/SCRAM-SHA-512 and denies what no ACL grants; clients trust the local
+# CA in .stack/kafka/tls/ca.pem (made at the first start). Each principal's password is a
 # file in .stack/kafka/principals/ (mode 600); hashrelay-admin is the super user; ACLs come from
 # `bin/hashrelay access apply` (services/shared/kafka-access.ts).
 #
@@ -202,21 +205,57 @@ principal_password_file() {
   echo "$file"
 }
 
+# TLS for the client listener: a local CA (ca.p12, its certificate ca.pem for the clients) and the
+# broker's key and certificate signed by it (broker.p12, valid for localhost, 127.0.0.1 and the
+# compose service name "kafka"). Made once with the JDK's keytool; the keystore password is a
+# random file like the principals' passwords.
+TLS_DIR="$KAFKA_DIR/tls"
+KAFKA_CA_FILE="$TLS_DIR/ca.pem"
+ensure_kafka_tls() {
+  [ -s "$TLS_DIR/broker.p12" ] && [ -s "$KAFKA_CA_FILE" ] && return 0
+  command -v keytool >/dev/null || die "keytool (from the JDK) is needed to make the local broker's TLS certificate"
+  local tmp pw
+  rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR" && chmod 700 "$TLS_DIR"
+  tmp="$(mktemp -d "$TLS_DIR/.new.XXXXXX")"
+  (umask 077 && head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$tmp/store-password")
+  pw="$(cat "$tmp/store-password")"
+  local kt=(keytool -J-Xmx64m -storetype PKCS12 -storepass "$pw")
+  {
+    "${kt[@]}" -genkeypair -keystore "$tmp/ca.p12" -alias ca -keyalg EC -groupname secp256r1 -validity 3650 \
+      -dname "CN=hashrelay local Kafka CA" -ext bc:c &&
+      "${kt[@]}" -exportcert -rfc -keystore "$tmp/ca.p12" -alias ca -file "$tmp/ca.pem" &&
+      "${kt[@]}" -genkeypair -keystore "$tmp/broker.p12" -alias broker -keyalg EC -groupname secp256r1 -validity 3650 \
+        -dname "CN=localhost" &&
+      "${kt[@]}" -certreq -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.csr" &&
+      "${kt[@]}" -gencert -keystore "$tmp/ca.p12" -alias ca -infile "$tmp/broker.csr" -outfile "$tmp/broker.pem" -rfc \
+        -validity 3650 -ext san=dns:localhost,ip:127.0.0.1,dns:kafka -ext eku=serverAuth -ext ku:c=digitalSignature,keyAgreement &&
+      "${kt[@]}" -importcert -noprompt -keystore "$tmp/broker.p12" -alias ca -file "$tmp/ca.pem" &&
+      "${kt[@]}" -importcert -noprompt -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.pem"
+  } >"$tmp/keytool.log" 2>&1 || { cat "$tmp/keytool.log" >&2; rm -rf "$tmp"; die "making the Kafka TLS certificate failed"; }
+  rm -f "$tmp/broker.csr" "$tmp/keytool.log"
+  chmod 600 "$tmp"/*.p12 && chmod 644 "$tmp/ca.pem" "$tmp/broker.pem"
+  mv "$tmp"/* "$TLS_DIR"/ && rmdir "$tmp"
+  say "made the local Kafka CA and broker certificate (${TLS_DIR#"$ROOT"/}/)"
+}
+
 write_kafka_properties() {
   mkdir -p "$KAFKA_DIR/data"
-  local admin_pw controller_pw
+  ensure_kafka_tls
+  local admin_pw controller_pw store_pw
   admin_pw="$(cat "$(principal_password_file "$KAFKA_ADMIN")")"
   controller_pw="$(cat "$(principal_password_file controller)")"
+  store_pw="$(cat "$TLS_DIR/store-password")"
   # Passwords are base64url and paths have no '|', so sed with '|' needs no escaping.
   (umask 077 && sed -e "s|@LISTEN_HOST@|$HOST|; s|@CLIENT_PORT@|$KAFKA_PORT|g; s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
     -e "s|@ADMIN_PASSWORD@|$admin_pw|; s|@CONTROLLER_PASSWORD@|$controller_pw|g; s|@LOG_DIRS@|$KAFKA_DIR/data|" \
+    -e "s|@TLS_DIR@|$TLS_DIR|g; s|@STORE_PASSWORD@|$store_pw|g" \
     "$INFRA/kafka/broker.properties.in" >"$KAFKA_DIR/server.properties")
 }
 
 # Runs infra/kafka/ScramCredentials.java (kafkajs cannot alter SCRAM credentials) with commands on stdin.
 scram_tool() {
   java -Xmx256m -cp "$LIB/kafka/*" "$INFRA/kafka/ScramCredentials.java" "$HOST:$KAFKA_PORT" "$KAFKA_ADMIN" \
-    "$(principal_password_file "$KAFKA_ADMIN")" >>"$LOGS/kafka-principals.log" 2>&1
+    "$(principal_password_file "$KAFKA_ADMIN")" "$KAFKA_CA_FILE" >>"$LOGS/kafka-principals.log" 2>&1
 }
 
 # Creates the SCRAM credentials of the given principals that this cluster does not have yet.
@@ -241,7 +280,7 @@ kafka_healthy() {
   port_open "$HOST" "$KAFKA_PORT" || return 1
   if have_node_helper; then
     KAFKA_SASL_USERNAME="$KAFKA_ADMIN" KAFKA_SASL_PASSWORD="$(cat "$(principal_password_file "$KAFKA_ADMIN")")" \
-      NODE_NO_WARNINGS=1 node "$INFRA/stack-check.mjs" kafka "$HOST:$KAFKA_PORT" >/dev/null 2>&1
+      KAFKA_SSL_CA_FILE="$KAFKA_CA_FILE" NODE_NO_WARNINGS=1 node "$INFRA/stack-check.mjs" kafka "$HOST:$KAFKA_PORT" >/dev/null 2>&1
   else
     # Without node_modules: the broker logs this line once it serves clients (looked for only in
     # what was logged since the last start).
@@ -500,6 +539,8 @@ env_lines() {
   cat <<EOF
 KAFKA_BROKERS=$HOST:$KAFKA_PORT
 KAFKA_SASL_MECHANISM=scram-sha-512
+KAFKA_SSL=true
+KAFKA_SSL_CA_FILE=$KAFKA_CA_FILE
 KAFKA_PRINCIPALS_DIR=$PRINCIPALS_DIR
 KAFKA_AUTHORIZER_LOG=$LOGS/kafka-authorizer.log
 DATABASE_URL=$db
@@ -614,31 +655,49 @@ cmd_env() { env_lines | sed 's/^/export /'; }
 cmd_credentials() {
   local name
   for name in "$KAFKA_ADMIN" controller "${LOCAL_PRINCIPALS[@]}"; do principal_password_file "$name" >/dev/null; done
-  say "password files of $KAFKA_ADMIN, controller and ${#LOCAL_PRINCIPALS[@]} local principals in ${PRINCIPALS_DIR#"$ROOT"/}/"
+  ensure_kafka_tls
+  say "password files of $KAFKA_ADMIN, controller and ${#LOCAL_PRINCIPALS[@]} local principals in ${PRINCIPALS_DIR#"$ROOT"/}/; TLS material in ${TLS_DIR#"$ROOT"/}/"
 }
 
 # principal NAME...          create SCRAM credentials (password in .stack/kafka/principals/NAME)
+# principal --rotate NAME... give them a new random password (the old one stops working at once;
+#                            the principal's services need a restart to read the new file)
 # principal --retire NAME... replace them with a random password nobody holds: the principal can
 #                            no longer authenticate. Not a deletion: on Kafka 4.1.2 (and 4.4.0) a
 #                            broker restarted after a SCRAM credential was deleted authenticated no
 #                            SCRAM user at all (infra/README.md), so credentials are never deleted.
 cmd_principal() {
-  [ $# -gt 0 ] || die "usage: infra/stack.sh principal [--retire] NAME..."
+  [ $# -gt 0 ] || die "usage: infra/stack.sh principal [--retire|--rotate] NAME..."
   kafka_healthy || die "Kafka is not running: run 'make up' first"
-  if [ "$1" = "--retire" ]; then
+  if [ "$1" = "--retire" ] || [ "$1" = "--rotate" ]; then
+    local mode="${1#--}"
     shift
+    [ $# -gt 0 ] || die "usage: infra/stack.sh principal --$mode NAME..."
     local name cmds="" tmp
-    tmp="$(mktemp -d)"
+    # the same lock as creation: a concurrent `principal NAME` must not read a half-replaced file
+    exec 9>"$KAFKA_DIR/principals.lock"
+    flock -w 120 9 || die "another infra/stack.sh is changing Kafka principals (lock $KAFKA_DIR/principals.lock)"
+    tmp="$(mktemp -d "$PRINCIPALS_DIR/.new.XXXXXX")"
     for name in "$@"; do
-      [[ "$name" =~ ^[a-z0-9][a-z0-9-]{1,80}$ ]] || die "invalid principal name '$name'"
-      [ "$name" != "$KAFKA_ADMIN" ] || die "refusing to retire the admin principal"
+      [[ "$name" =~ ^[a-z0-9][a-z0-9-]{1,80}$ ]] || { rm -rf "$tmp"; die "invalid principal name '$name'"; }
+      [ "$name" != "$KAFKA_ADMIN" ] || { rm -rf "$tmp"; die "refusing to $mode the admin principal (its password is in the broker config: make clean)"; }
+      if [ "$mode" = rotate ] && ! grep -qx "$name" "$KAFKA_DIR/principals.created"; then
+        rm -rf "$tmp"; die "no principal '$name' on this cluster to rotate (create it: infra/stack.sh principal $name)"
+      fi
       (umask 077 && head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$tmp/$name")
       cmds+="upsert $name $tmp/$name"$'\n'
     done
-    printf '%s' "$cmds" | scram_tool || { rm -rf "$tmp"; log_tail "$LOGS/kafka-principals.log"; die "retiring Kafka principals failed"; }
-    rm -rf "$tmp"
-    for name in "$@"; do rm -f "$PRINCIPALS_DIR/$name"; sed -i "/^$name\$/d" "$KAFKA_DIR/principals.created"; done
-    say "retired Kafka principals (their passwords are gone): $*"
+    printf '%s' "$cmds" | scram_tool || { rm -rf "$tmp"; log_tail "$LOGS/kafka-principals.log"; die "infra/stack.sh principal --$mode failed (log: $LOGS/kafka-principals.log)"; }
+    if [ "$mode" = rotate ]; then
+      # the broker holds the new passwords: only now replace the files the services read at start
+      for name in "$@"; do mv "$tmp/$name" "$PRINCIPALS_DIR/$name"; done
+      rm -rf "$tmp"
+      say "rotated Kafka principals (new passwords in ${PRINCIPALS_DIR#"$ROOT"/}/; restart their services): $*"
+    else
+      rm -rf "$tmp"
+      for name in "$@"; do rm -f "$PRINCIPALS_DIR/$name"; sed -i "/^$name\$/d" "$KAFKA_DIR/principals.created"; done
+      say "retired Kafka principals (their passwords are gone): $*"
+    fi
   else
     ensure_principals "$@"
     say "Kafka principals ready: $* (passwords in ${PRINCIPALS_DIR#"$ROOT"/}/)"

@@ -1,7 +1,7 @@
 // Creates or replaces SCRAM-SHA-512 credentials on the local broker through the Kafka Admin
 // API (AlterUserScramCredentials), which kafkajs lacks. Used by infra/stack.sh; run with the
 // broker's own jars on the class path:
-//   java -cp '.stack/lib/kafka/*' infra/kafka/ScramCredentials.java BOOTSTRAP ADMIN_USER ADMIN_PASSWORD_FILE
+//   java -cp '.stack/lib/kafka/*' infra/kafka/ScramCredentials.java BOOTSTRAP ADMIN_USER ADMIN_PASSWORD_FILE CA_PEM_FILE
 // stdin, one per line:  upsert USER PASSWORD_FILE
 // Passwords are read from files so that they never appear on a command line. There is no delete:
 // on Kafka 4.1.2 a broker restarted after a SCRAM credential was deleted authenticated no SCRAM
@@ -29,13 +29,15 @@ public class ScramCredentials {
   }
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 3) {
-      System.err.println("usage: ScramCredentials BOOTSTRAP ADMIN_USER ADMIN_PASSWORD_FILE < commands");
+    if (args.length != 4) {
+      System.err.println("usage: ScramCredentials BOOTSTRAP ADMIN_USER ADMIN_PASSWORD_FILE CA_PEM_FILE < commands");
       System.exit(2);
     }
     Properties props = new Properties();
     props.put("bootstrap.servers", args[0]);
-    props.put("security.protocol", "SASL_PLAINTEXT");
+    props.put("security.protocol", "SASL_SSL");
+    props.put("ssl.truststore.type", "PEM");
+    props.put("ssl.truststore.location", args[3]);
     props.put("sasl.mechanism", "SCRAM-SHA-512");
     props.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
         + args[1] + "\" password=\"" + secret(args[2]) + "\";");

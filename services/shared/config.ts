@@ -54,8 +54,10 @@ export const kafkaConfigShape = {
   KAFKA_SASL_MECHANISM: z.enum(["scram-sha-512", "scram-sha-256", "plain"]).optional(),
   KAFKA_SASL_USERNAME: z.string().min(1).optional(),
   KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
-  /** TLS to the broker (production); the local stack listens on SASL_PLAINTEXT. */
+  /** TLS to the broker; the local stack's broker takes only TLS (SASL_SSL). */
   KAFKA_SSL: z.enum(["true", "false"]).default("false"),
+  /** PEM file of the CA(s) that signed the broker's certificate, when not a public CA (the local stack's own). */
+  KAFKA_SSL_CA_FILE: z.string().min(1).optional(),
 };
 
 /** Settings every service shares. */

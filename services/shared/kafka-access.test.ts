@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "./errors.ts";
 import { accessPlan, agencyGrants, consumerGroups, partnerGrants, serviceGrants, toAclEntry } from "./kafka-access.ts";
@@ -74,5 +77,20 @@ describe("kafka connection config", () => {
       ssl: true,
       sasl: { mechanism: "scram-sha-512", username: "u", password: "p" },
     });
+  });
+
+  it("trusts a CA file only with TLS on, and only when it holds a PEM certificate", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hashrelay-ca-"));
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    writeFileSync(join(dir, "ca.pem"), pem);
+    writeFileSync(join(dir, "key.txt"), "not a certificate");
+    try {
+      expect(kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "ca.pem") }).ssl).toEqual({ ca: [pem] });
+      expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL_CA_FILE: join(dir, "ca.pem") })).toThrow(/KAFKA_SSL is not true/);
+      expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "missing.pem") })).toThrow(/cannot be read \(ENOENT\)/);
+      expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "key.txt") })).toThrow(ConfigError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,4 +1,5 @@
 /** kafkajs wiring shared by the services: client, durable producers, and topic provisioning. */
+import { readFileSync } from "node:fs";
 import { Kafka, Partitioners, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
 import { ConfigError } from "./errors.ts";
@@ -11,28 +12,51 @@ export interface KafkaCredentials {
   readonly password: string;
 }
 
+/** TLS to the brokers: `true` trusts the system's CAs; `ca` trusts only the given PEM certificates. */
+export type KafkaTls = boolean | { readonly ca: readonly string[] };
+
 /** Where the brokers are and who this client is to them. */
 export interface KafkaConnection {
   readonly brokers: string[];
   readonly sasl?: KafkaCredentials;
-  readonly ssl?: boolean;
+  readonly ssl?: KafkaTls;
 }
 
-/** The connection a service's validated config names; half-given credentials stop it at start-up. */
-export function kafkaConnection(config: {
+/** The connection settings of a service's config: brokers, TLS and the principal's credentials. */
+export interface KafkaConnectionSettings {
   KAFKA_BROKERS: string[];
   KAFKA_SASL_MECHANISM?: KafkaCredentials["mechanism"] | undefined;
   KAFKA_SASL_USERNAME?: string | undefined;
   KAFKA_SASL_PASSWORD?: string | undefined;
   KAFKA_SSL?: "true" | "false" | undefined;
-}): KafkaConnection {
+  KAFKA_SSL_CA_FILE?: string | undefined;
+}
+
+/** The connection a service's validated config names; half-given credentials or TLS settings stop it at start-up. */
+export function kafkaConnection(config: KafkaConnectionSettings): KafkaConnection {
   const { KAFKA_SASL_USERNAME: username, KAFKA_SASL_PASSWORD: password } = config;
   if (Boolean(username) !== Boolean(password)) {
     throw new ConfigError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD must be set together (the principal and its password)");
   }
-  const ssl = config.KAFKA_SSL === "true";
+  const ssl = brokerTls(config);
   if (!username || !password) return { brokers: config.KAFKA_BROKERS, ssl };
   return { brokers: config.KAFKA_BROKERS, ssl, sasl: { mechanism: config.KAFKA_SASL_MECHANISM ?? "scram-sha-512", username, password } };
+}
+
+function brokerTls(config: KafkaConnectionSettings): KafkaTls {
+  const tls = config.KAFKA_SSL === "true";
+  const file = config.KAFKA_SSL_CA_FILE;
+  if (!file) return tls;
+  // A CA file with TLS off would send the SASL exchange in the clear while the operator believes otherwise.
+  if (!tls) throw new ConfigError("KAFKA_SSL_CA_FILE is set but KAFKA_SSL is not true: set KAFKA_SSL=true, or drop the CA file");
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`KAFKA_SSL_CA_FILE ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new ConfigError(`KAFKA_SSL_CA_FILE ${file} holds no PEM certificate`);
+  return { ca: [pem] };
 }
 
 export function createKafka(options: KafkaConnection & { clientId: string; logger?: Logger; retries?: number }): Kafka {
@@ -42,7 +66,7 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
     // Services ride out a broker restart; a one-shot CLI call may prefer to give up sooner.
     retry: { initialRetryTime: 200, retries: options.retries ?? 8 },
     logLevel: logLevel.WARN,
-    ...(options.ssl ? { ssl: true } : {}),
+    ...(options.ssl ? { ssl: options.ssl === true ? true : { ca: [...options.ssl.ca] } } : {}),
     // kafkajs's SASLOptions is a union keyed on the mechanism; each of ours is one of its members.
     ...(options.sasl ? { sasl: { ...options.sasl } as KafkaConfig["sasl"] } : {}),
   };

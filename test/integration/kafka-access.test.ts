@@ -11,11 +11,12 @@ import kafkajs from "kafkajs";
 import type { Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT, effectiveEnv } from "../../services/shared/config.ts";
-import { createKafka } from "../../services/shared/kafka.ts";
+import { createKafka, kafkaConnection } from "../../services/shared/kafka.ts";
+import type { KafkaTls } from "../../services/shared/kafka.ts";
 import { createLogger } from "../../services/shared/logging.ts";
 import { agencyPrincipal, partnerPrincipal, revokePrincipalAccess, servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
-import { freshDatabase, freshTopics, kafkaAs, onboardPartner, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
+import { brokerTlsEnv, freshDatabase, freshTopics, kafkaAs, onboardPartner, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
 import { registerPartner } from "../../services/admin/registry.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { topicNames } from "../../services/shared/topics.ts";
@@ -39,9 +40,10 @@ function errorType(err: unknown): string {
  * authentication refusal, so the few retries only cover a coordinator still being set up (on a
  * freshly formatted broker the first group lookup creates __consumer_offsets).
  */
-function client(principal: string, password?: string): Kafka {
-  const sasl = { mechanism: "scram-sha-512" as const, username: principal, password: password ?? principalEnv(principal).KAFKA_SASL_PASSWORD };
-  return createKafka({ brokers: stackEnv().brokers, sasl, clientId: `test-access-${principal}`, retries: 5, logger: createLogger("test", "silent") });
+function client(principal: string, password?: string, tls?: KafkaTls): Kafka {
+  const credentials = password ? { KAFKA_SASL_USERNAME: principal, KAFKA_SASL_PASSWORD: password } : principalEnv(principal);
+  const connection = kafkaConnection({ KAFKA_BROKERS: stackEnv().brokers, ...brokerTlsEnv(), ...credentials });
+  return createKafka({ ...connection, ...(tls !== undefined ? { ssl: tls } : {}), clientId: `test-access-${principal}`, retries: tls !== undefined ? 0 : 5, logger: createLogger("test", "silent") });
 }
 
 /** Tries to read one message of `topic` through consumer group `groupId`. */
@@ -170,6 +172,36 @@ describe("partners", () => {
     const attempt = await tryRead(client(partnerPrincipal("hotline-uk"), "not-the-password"), names.feed("hotline-uk"), hotlineGroup());
     expect(attempt).toEqual({ ok: false, type: "SASL_AUTHENTICATION_FAILED" });
   });
+
+  it("the broker takes TLS only, with a certificate from the local CA", async () => {
+    // The right credentials, but in the clear: the broker expects a TLS handshake and drops the connection.
+    const clear = client(partnerPrincipal("hotline-uk"), undefined, false).admin();
+    await expect(clear.connect()).rejects.toThrow(/Closed connection/);
+    await clear.disconnect();
+    // A client that trusts only the public CAs refuses the broker's certificate before any password is sent.
+    const untrusted = client(partnerPrincipal("hotline-uk"), undefined, true).admin();
+    await expect(untrusted.connect()).rejects.toThrow(/certificate/i);
+    await untrusted.disconnect();
+    // With the local CA the same principal gets through: the first test of this block.
+  });
+
+  it("rotating a partner's password: the old one is refused at once, the new one works", async () => {
+    const partnerId = `rot-${randomBytes(3).toString("hex")}`;
+    const principal = partnerPrincipal(partnerId);
+    await onboardPartner(partnerId, namespace);
+    const before = principalEnv(principal).KAFKA_SASL_PASSWORD;
+    await promisify(execFile)(`${REPO_ROOT}infra/stack.sh`, ["principal", "--rotate", principal], { timeout: 120_000 });
+    const after = principalEnv(principal).KAFKA_SASL_PASSWORD;
+    expect(after).not.toBe(before);
+    const old = client(principal, before).admin();
+    await expect(old.connect()).rejects.toThrow(/SASL SCRAM SHA512 authentication failed/);
+    await old.disconnect();
+    const current = client(principal, after).admin();
+    await current.connect();
+    await current.disconnect();
+    // Rotating a principal the cluster does not have is refused, rather than creating it.
+    await expect(promisify(execFile)(`${REPO_ROOT}infra/stack.sh`, ["principal", "--rotate", `partner-none-${partnerId}`])).rejects.toThrow(/no principal/);
+  }, 120_000);
 
   it("offboarding: revoked ACLs cut a partner off, retired credentials no longer authenticate", async () => {
     const partnerId = `gone-${randomBytes(3).toString("hex")}`;

@@ -13,6 +13,8 @@ import { localStackEnv } from "../../services/shared/config.ts";
 const COMPOSE_ENV: Record<string, string> = {
   KAFKA_BROKERS: "127.0.0.1:19092",
   KAFKA_SASL_MECHANISM: "scram-sha-512",
+  KAFKA_SSL: "true",
+  KAFKA_SSL_CA_FILE: fileURLToPath(new URL("../../.stack/kafka/tls/ca.pem", import.meta.url)),
   KAFKA_PRINCIPALS_DIR: fileURLToPath(new URL("../../.stack/kafka/principals", import.meta.url)),
   DATABASE_URL: "postgres://postgres@127.0.0.1:15432/hashrelay",
   S3_ENDPOINT: "http://127.0.0.1:19000",

@@ -42,16 +42,28 @@ export function stackEnv(): StackEnv {
   };
 }
 
+/** How the local broker is reached over TLS, as service config (it takes nothing else). */
+export function brokerTlsEnv(): { KAFKA_SSL: "true" | "false"; KAFKA_SSL_CA_FILE?: string } {
+  const env = effectiveEnv();
+  const ca = env["KAFKA_SSL_CA_FILE"];
+  return { KAFKA_SSL: env["KAFKA_SSL"] === "true" ? "true" : "false", ...(ca ? { KAFKA_SSL_CA_FILE: ca } : {}) };
+}
+
 /**
- * A principal's Kafka credentials on the local stack, as service config (KAFKA_SASL_*). Services
- * in tests run as their own principals, so the ACLs are exercised by every pipeline test.
+ * How a principal connects to the local stack's broker, as service config: its credentials
+ * (KAFKA_SASL_*) and the broker's TLS settings. Services in tests run as their own principals, so
+ * the ACLs are exercised by every pipeline test.
  */
-export function principalEnv(principal: string): { KAFKA_SASL_MECHANISM: "scram-sha-512"; KAFKA_SASL_USERNAME: string; KAFKA_SASL_PASSWORD: string } {
+export function principalEnv(principal: string): ReturnType<typeof brokerTlsEnv> & {
+  KAFKA_SASL_MECHANISM: "scram-sha-512";
+  KAFKA_SASL_USERNAME: string;
+  KAFKA_SASL_PASSWORD: string;
+} {
   const creds = localPrincipalEnv(principal);
   if (!creds["KAFKA_SASL_PASSWORD"]) {
     throw new Error(`no local Kafka credentials for ${principal}: run \`make up\` (or infra/stack.sh principal ${principal})`);
   }
-  return { KAFKA_SASL_MECHANISM: "scram-sha-512", KAFKA_SASL_USERNAME: principal, KAFKA_SASL_PASSWORD: creds["KAFKA_SASL_PASSWORD"] };
+  return { ...brokerTlsEnv(), KAFKA_SASL_MECHANISM: "scram-sha-512", KAFKA_SASL_USERNAME: principal, KAFKA_SASL_PASSWORD: creds["KAFKA_SASL_PASSWORD"] };
 }
 
 /** A Kafka client with the given principal's credentials (by default the hub admin, a super user). */
