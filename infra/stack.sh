@@ -289,7 +289,12 @@ kafka_healthy() {
 }
 
 start_kafka() {
-  if find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE" >/dev/null; then return 0; fi
+  if find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE" >/dev/null; then
+    # A broker started before the client listener took TLS would never pass the TLS health check.
+    grep -q '^listeners=SASL_SSL:' "$KAFKA_DIR/server.properties" 2>/dev/null ||
+      die "the running Kafka was started with an older configuration (no TLS): restart it with 'make down && make up'"
+    return 0
+  fi
   port_open "$HOST" "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process (not this stack's Kafka); free it or set HASHRELAY_KAFKA_PORT"
   port_open "$HOST" "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is taken by another process; free it or set HASHRELAY_KAFKA_CONTROLLER_PORT"
   write_kafka_properties
