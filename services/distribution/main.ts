@@ -18,7 +18,7 @@ import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { privateKeyFromPem } from "../shared/signing.ts";
-import { LOCAL_TOPIC_PLAN, feedTopicSpec, topicNames } from "../shared/topics.ts";
+import { LOCAL_TOPIC_PLAN, defaultMinInsyncReplicas, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { exportDelta, exportSnapshot } from "./exports.ts";
 import type { HubSigner } from "./feed-writer.ts";
 import type { PartnerPolicy } from "./policy.ts";
@@ -45,6 +45,8 @@ const configShape = {
   DISTRIBUTION_EXPORT_INTERVAL_MS: z.coerce.number().int().min(0).default(60_000),
   DISTRIBUTION_SNAPSHOT_EVERY: z.coerce.number().int().positive().default(60),
   DISTRIBUTION_FEED_REPLICATION: z.coerce.number().int().positive().default(LOCAL_TOPIC_PLAN.replicationFactor),
+  /** Defaults to 2 from 3 replicas up, else 1 (defaultMinInsyncReplicas); at most the replication factor. */
+  DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS: z.coerce.number().int().positive().optional(),
 };
 
 export type DistributionConfig = z.infer<z.ZodObject<typeof configShape>>;
@@ -62,6 +64,11 @@ export interface RunningDistribution {
 
 export async function startDistribution(input: DistributionConfigInput): Promise<RunningDistribution> {
   const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
+  const feedMinInsync = config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS ?? defaultMinInsyncReplicas(config.DISTRIBUTION_FEED_REPLICATION);
+  if (feedMinInsync > config.DISTRIBUTION_FEED_REPLICATION) {
+    // the broker would refuse every write to such a topic
+    throw new ConfigError(`DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS ${feedMinInsync} exceeds DISTRIBUTION_FEED_REPLICATION ${config.DISTRIBUTION_FEED_REPLICATION}`);
+  }
   const logger = createLogger(SERVICE, config.LOG_LEVEL);
   const pool = createPool(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-distribution" });
   await migrate(pool, [
@@ -104,7 +111,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     const loaded = await loadPolicies(pool);
     const { rows } = await pool.query<{ partner_id: string; version: number }>("SELECT partner_id, version FROM policy_applied");
     const applied = new Map(rows.map((r) => [r.partner_id, r.version]));
-    const plan = { ...LOCAL_TOPIC_PLAN, replicationFactor: config.DISTRIBUTION_FEED_REPLICATION };
+    const plan = { ...LOCAL_TOPIC_PLAN, replicationFactor: config.DISTRIBUTION_FEED_REPLICATION, minInsyncReplicas: feedMinInsync };
     const kafkaPartners = loaded.filter((p) => p.delivery !== "s3");
     if (kafkaPartners.length) {
       await provisionTopics(admin, kafkaPartners.map((p) => feedTopicSpec(p.partnerId, { ...plan, partitions: p.feedPartitions }, topics)));

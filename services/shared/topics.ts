@@ -53,6 +53,15 @@ export interface TopicPlanOptions {
 
 export const LOCAL_TOPIC_PLAN: TopicPlanOptions = { partitions: 6, replicationFactor: 1, minInsyncReplicas: 1 };
 
+/**
+ * The usual durability for a replication factor: with 3 or more replicas an acknowledged write is
+ * on at least 2 brokers, so losing one loses nothing; with fewer, requiring every replica would stop
+ * all writes whenever one broker is down.
+ */
+export function defaultMinInsyncReplicas(replicationFactor: number): number {
+  return replicationFactor >= 3 ? 2 : 1;
+}
+
 export function coreTopicSpecs(o: TopicPlanOptions, names: TopicNames = TOPICS): TopicSpec[] {
   const base = { replicationFactor: o.replicationFactor };
   const durable = { "min.insync.replicas": String(o.minInsyncReplicas) };
