@@ -1,8 +1,8 @@
 /**
  * A kafkajs consumer whose source of truth for "what was applied" is the service's PostgreSQL
  * (consumer_offsets, written in the same transaction as the state change). On every partition
- * assignment it seeks to the stored offset; Kafka's committed offset is kept in step afterwards
- * only so that lag shows up in the usual tools.
+ * assignment it seeks to the stored offset (the start when there is none); Kafka's committed
+ * offset is kept in step afterwards only so that lag shows up in the usual tools.
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import type { Logger } from "./logging.ts";
@@ -94,8 +94,8 @@ export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): P
     async resumePartition(partition: number) {
       const consumer = current;
       if (!consumer || !paused.has(partition)) return;
-      const next = (await storedOffsets(o.pool, o.groupId, o.topic)).get(partition);
-      if (next !== undefined) consumer.seek({ topic: o.topic, partition, offset: String(next) });
+      const next = (await storedOffsets(o.pool, o.groupId, o.topic)).get(partition) ?? 0;
+      consumer.seek({ topic: o.topic, partition, offset: String(next) });
       consumer.resume([{ topic: o.topic, partitions: [partition] }]);
       paused.delete(partition);
       o.logger.info({ partition, offset: next }, "partition resumed from its stored offset");
@@ -116,24 +116,30 @@ async function runConsumer(o: ExactlyOnceConsumerOptions, held: Set<number>): Pr
   await consumer.connect();
   await consumer.subscribe({ topic: o.topic, fromBeginning: true });
 
+  // Every assignment positions each partition from PostgreSQL, never from Kafka's committed offset:
+  // a partition with no stored offset has had nothing applied to this database (a new or restored
+  // one, e.g. a partner re-bootstrapping), so it is read from the start whatever the group
+  // committed before. Offset 0 below the log start is reset to the earliest offset (fromBeginning).
+  let positioned: Promise<void> = Promise.resolve();
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
     const assigned = (event.payload.memberAssignment[o.topic] ?? []) as number[];
-    void storedOffsets(o.pool, o.groupId, o.topic)
-      .then((stored) => {
-        for (const partition of assigned) {
-          const next = stored.get(partition);
-          if (next !== undefined) consumer.seek({ topic: o.topic, partition, offset: String(next) });
-        }
-        o.logger.info({ partitions: assigned }, "partitions assigned; resuming from stored offsets");
-      })
-      .catch((err: unknown) => o.logger.error({ err }, "could not read stored offsets"));
+    positioned = storedOffsets(o.pool, o.groupId, o.topic).then((stored) => {
+      for (const partition of assigned) consumer.seek({ topic: o.topic, partition, offset: String(stored.get(partition) ?? 0) });
+      o.logger.info({ partitions: assigned }, "partitions assigned; resuming from stored offsets");
+    });
+    positioned.catch((err: unknown) => o.logger.error({ err }, "could not read stored offsets"));
   });
 
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
     eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
-      if (!isRunning() || isStale() || batch.messages.length === 0) return;
+      if (!isRunning() || batch.messages.length === 0) return;
+      // A batch fetched before the assignment's seek landed starts at the committed offset: drop it
+      // (stale once the seek is registered) and let kafkajs fetch again from the stored offset. If the
+      // stored offsets could not be read, throwing makes kafkajs restart the consumer and rejoin.
+      await positioned;
+      if (isStale()) return;
       const result = await o.handle({ topic: batch.topic, partition: batch.partition, messages: batch.messages });
       if (result.pause) {
         // Held: leave the batch unresolved and stop fetching the partition, so that it is read
