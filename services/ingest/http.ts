@@ -3,7 +3,7 @@
  * answer with per-item outcomes. Bodies stay raw bytes so the request signature and the
  * dead-letter copies are over exactly what the agency sent.
  */
-import Fastify from "fastify";
+import Fastify, { LogController } from "fastify";
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { HashrelayError, SignatureError } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
@@ -58,7 +58,13 @@ const STATUS_BY_REASON: Partial<Record<ReasonCode, number>> = {
 };
 
 export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimitBytes, disableRequestLogging: true });
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimitBytes,
+    // Each submission is logged once by the route, with its agency and record ids; fastify's own
+    // per-request lines would double the volume and carry no domain ids.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
 
   // Keep every body as the exact bytes received.
   app.removeAllContentTypeParsers();

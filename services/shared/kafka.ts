@@ -59,6 +59,8 @@ function brokerTls(config: KafkaConnectionSettings): KafkaTls {
   return { ca: [pem] };
 }
 
+const IDEMPOTENT_RETRIES_WARNING = "Limiting retries for the idempotent producer may invalidate EoS guarantees";
+
 export function createKafka(options: KafkaConnection & { clientId: string; logger?: Logger; retries?: number }): Kafka {
   const config: KafkaConfig = {
     clientId: options.clientId,
@@ -74,6 +76,10 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
     const log = options.logger.child({ component: "kafkajs" });
     config.logCreator = () => ({ level, log: entry }) => {
       const { message, ...rest } = entry;
+      // Deliberate: a send that runs out of retries fails back to the outbox relay, which sends the
+      // rows again, and every consumer is idempotent on key + revision/seq; unbounded retries would
+      // instead block shutdown while a broker is down.
+      if (message === IDEMPOTENT_RETRIES_WARNING) return;
       if (level <= logLevel.ERROR) log.error(rest, message);
       else if (level === logLevel.WARN) log.warn(rest, message);
       else log.debug(rest, message);
