@@ -86,6 +86,14 @@ export function policySet(actor: string, policy: PartnerPolicy): AuditEvent {
   });
 }
 
+export function policySuspended(actor: string, partnerId: string, version: number, reason: string): AuditEvent {
+  return auditEvent({ service: SERVICE, actor, action: "policy.suspended", subjectKind: "policy", subjectId: partnerId, revision: version, detail: { version: String(version), reason } });
+}
+
+export function policyResumed(actor: string, partnerId: string, version: number): AuditEvent {
+  return auditEvent({ service: SERVICE, actor, action: "policy.resumed", subjectKind: "policy", subjectId: partnerId, revision: version, detail: { version: String(version) } });
+}
+
 export function agencyRegistered(actor: string, agency: Agency): AuditEvent {
   return auditEvent({
     service: SERVICE,

@@ -23,7 +23,7 @@ import { createDurableProducer } from "../shared/kafka.ts";
 import { matches, readRejections, redrive } from "./redrive.ts";
 import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
-import { loadPolicies, setPolicy } from "../distribution/policy-store.ts";
+import { listPolicies, loadPolicies, resumePolicy, setPolicy, suspendPolicy } from "../distribution/policy-store.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../distribution/policy.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
 import { fileURLToPath } from "node:url";
@@ -39,7 +39,9 @@ import {
   keyRegistered,
   keyRevoked,
   partnerRegistered,
+  policyResumed,
   policySet,
+  policySuspended,
   writeAuditEvent,
 } from "./audit.ts";
 
@@ -83,6 +85,7 @@ async function recordAudit(topics: ReturnType<typeof topicNames>, event: AuditEv
   console.log(`audit: ${event.action} ${event.subjectId} by ${event.actor} written to ${topics.audit}`);
 }
 
+const DISTRIBUTION_MIGRATIONS_DIR = fileURLToPath(new URL("../distribution/migrations/", import.meta.url));
 const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfigShape.DATABASE_URL });
 
 async function withDb<T>(work: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
@@ -253,7 +256,7 @@ export function buildCli(): Command {
     ) => {
       const { actor, topics } = auditTarget(o);
       const stored = await withDb(async (db) => {
-        await migrate(db, [{ namespace: "distribution", dir: fileURLToPath(new URL("../distribution/migrations/", import.meta.url)) }]);
+        await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
         await setPolicy(db, {
           partnerId: o.partner,
           categories: list(o.categories) as UkCategory[],
@@ -271,13 +274,41 @@ export function buildCli(): Command {
       await recordAudit(topics, policySet(actor, stored));
     },
   );
+  audited(
+    policies
+      .command("suspend")
+      .description("stop a partner's feed (Kafka and S3) without forgetting what it holds; resume sends what changed meanwhile")
+      .requiredOption("--partner <id>")
+      .requiredOption("--reason <text>", "why, for the audit trail"),
+  ).action(async (o: { partner: string; reason: string } & AuditOptions) => {
+    const { actor, topics } = auditTarget(o);
+    const version = await withDb(async (db) => {
+      await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
+      return suspendPolicy(db, o.partner, o.reason);
+    });
+    console.log(`policy of ${o.partner} suspended (version ${version}); distribution stops its feed at its next policy refresh`);
+    console.log(`Kafka access is unchanged: for offboarding also run \`hashrelay access revoke --partner ${o.partner}\``);
+    await recordAudit(topics, policySuspended(actor, o.partner, version, o.reason));
+  });
+  audited(policies.command("resume").description("let a suspended partner's feed flow again").requiredOption("--partner <id>")).action(
+    async (o: { partner: string } & AuditOptions) => {
+      const { actor, topics } = auditTarget(o);
+      const version = await withDb(async (db) => {
+        await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
+        return resumePolicy(db, o.partner);
+      });
+      console.log(`policy of ${o.partner} resumed (version ${version}); distribution sends what changed while it was suspended`);
+      await recordAudit(topics, policyResumed(actor, o.partner, version));
+    },
+  );
   policies.command("list").action(async () => {
     const all = await withDb(async (db) => {
-      await migrate(db, [{ namespace: "distribution", dir: fileURLToPath(new URL("../distribution/migrations/", import.meta.url)) }]);
-      return loadPolicies(db);
+      await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
+      return listPolicies(db);
     });
-    for (const p of all) {
-      console.log(`${p.partnerId}	v${p.version}	${p.scheme}	${p.categories.join(",")}	>=${p.minGradingStatus}	${p.algorithms.join(",")}	${p.delivery}	extra=${p.extraFields.join(",") || "-"}`);
+    for (const { policy: p, suspension } of all) {
+      const state = suspension ? `SUSPENDED since ${suspension.at.toISOString()}: ${suspension.reason}` : "active";
+      console.log(`${p.partnerId}	v${p.version}	${p.scheme}	${p.categories.join(",")}	>=${p.minGradingStatus}	${p.algorithms.join(",")}	${p.delivery}	extra=${p.extraFields.join(",") || "-"}	${state}`);
     }
   });
 

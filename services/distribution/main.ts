@@ -116,6 +116,10 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     if (kafkaPartners.length) {
       await provisionTopics(admin, kafkaPartners.map((p) => feedTopicSpec(p.partnerId, { ...plan, partitions: p.feedPartitions }, topics)));
     }
+    // A suspended partner drops out here: nothing more is planned or exported for it.
+    for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
+      logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
+    }
     policies = loaded;
     for (const p of loaded) {
       if (applied.get(p.partnerId) === p.version) continue;

@@ -30,9 +30,55 @@ const toPolicy = (r: PolicyRow): PartnerPolicy => ({
   version: r.version,
 });
 
+/** The policies distribution acts on: every partner's but the suspended ones. */
 export async function loadPolicies(db: Queryable): Promise<PartnerPolicy[]> {
-  const { rows } = await db.query<PolicyRow>("SELECT * FROM partner_policies ORDER BY partner_id");
+  const { rows } = await db.query<PolicyRow>("SELECT * FROM partner_policies WHERE suspended_at IS NULL ORDER BY partner_id");
   return rows.map(toPolicy);
+}
+
+export interface PolicyListing {
+  readonly policy: PartnerPolicy;
+  /** Set while the partner is suspended. */
+  readonly suspension: { readonly at: Date; readonly reason: string } | null;
+}
+
+/** Every policy, suspended ones included, for operators. */
+export async function listPolicies(db: Queryable): Promise<PolicyListing[]> {
+  const { rows } = await db.query<PolicyRow & { suspended_at: Date | null; suspended_reason: string | null }>("SELECT * FROM partner_policies ORDER BY partner_id");
+  return rows.map((r) => ({ policy: toPolicy(r), suspension: r.suspended_at ? { at: r.suspended_at, reason: r.suspended_reason ?? "" } : null }));
+}
+
+/**
+ * Stops a partner's feed (offboarding, a suspected leak, a contract pause) without forgetting what it
+ * holds. Returns the new version; refuses a partner with no policy or one already suspended.
+ */
+export async function suspendPolicy(db: Queryable, partnerId: string, reason: string): Promise<number> {
+  if (!reason.trim()) throw new ValidationError("INVALID_FIELD", "a suspension needs a reason");
+  const { rows } = await db.query<{ version: number }>(
+    `UPDATE partner_policies SET suspended_at = now(), suspended_reason = $2, version = version + 1, updated_at = now()
+      WHERE partner_id = $1 AND suspended_at IS NULL RETURNING version`,
+    [partnerId, reason],
+  );
+  if (rows[0]) return rows[0].version;
+  throw await notChanged(db, partnerId, "already suspended");
+}
+
+/** Lets a suspended partner's feed flow again; distribution then sends what changed meanwhile. */
+export async function resumePolicy(db: Queryable, partnerId: string): Promise<number> {
+  const { rows } = await db.query<{ version: number }>(
+    `UPDATE partner_policies SET suspended_at = NULL, suspended_reason = NULL, version = version + 1, updated_at = now()
+      WHERE partner_id = $1 AND suspended_at IS NOT NULL RETURNING version`,
+    [partnerId],
+  );
+  if (rows[0]) return rows[0].version;
+  throw await notChanged(db, partnerId, "not suspended");
+}
+
+async function notChanged(db: Queryable, partnerId: string, state: string): Promise<ValidationError> {
+  const { rows } = await db.query("SELECT 1 FROM partner_policies WHERE partner_id = $1", [partnerId]);
+  return rows.length === 0
+    ? new ValidationError("NOT_FOUND", `partner ${partnerId} has no policy`)
+    : new ValidationError("INVALID_FIELD", `the policy of ${partnerId} is ${state}`);
 }
 
 function check<T extends string>(what: string, values: readonly string[], allowed: readonly T[]): T[] {
