@@ -14,14 +14,13 @@ import type { AvroCodec } from "../shared/codec.ts";
 import type { RegisteredKey } from "../shared/key-registry.ts";
 import type { AuditEvent } from "../shared/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
+import { WITHHELD_BY_DEFAULT } from "../distribution/policy.ts";
 import type { PartnerPolicy } from "../distribution/policy.ts";
 import type { Agency, Partner } from "./registry.ts";
 import type { RedriveFilter, RedriveReport } from "./redrive.ts";
 
 const SERVICE = "admin";
 
-/** Extra fields that carry law-enforcement-only data or contributing agencies: granting one is worth flagging. */
-const WITHHELD_BY_DEFAULT = ["isDistributed", "victimIdentified", "offenderIdentified", "series", "caseRefs", "graderRefs", "agencies"];
 
 /** The operator recorded as the actor: --actor, else $USER, else "operator". */
 export function defaultActor(env: NodeJS.ProcessEnv = process.env): string {
@@ -62,7 +61,8 @@ export function keyRevoked(actor: string, keyId: string, reason: string, key: Re
   });
 }
 
-export function policySet(actor: string, policy: PartnerPolicy): AuditEvent {
+/** `approvedBy`: the second person who approved newly granted withheld-by-default extras, if any were. */
+export function policySet(actor: string, policy: PartnerPolicy, approvedBy?: string): AuditEvent {
   const flagged = policy.extraFields.filter((f) => WITHHELD_BY_DEFAULT.includes(f));
   return auditEvent({
     service: SERVICE,
@@ -82,6 +82,7 @@ export function policySet(actor: string, policy: PartnerPolicy): AuditEvent {
       withheldFieldsGranted: flagged.join(","),
       delivery: policy.delivery,
       feedPartitions: String(policy.feedPartitions),
+      ...(approvedBy ? { approvedBy } : {}),
     },
   });
 }

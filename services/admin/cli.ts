@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Command, Option } from "commander";
 import { commonConfigShape, effectiveEnv, loadConfig, kafkaConfigShape } from "../shared/config.ts";
 import { ADMIN_PRINCIPAL, accessPlan, agencyPrincipal, applyAccessPlan, partnerPrincipal, revokePrincipalAccess } from "../shared/kafka-access.ts";
-import { HashrelayError } from "../shared/errors.ts";
+import { HashrelayError, ValidationError } from "../shared/errors.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import type { KeyOwnerKind } from "../shared/key-registry.ts";
@@ -24,6 +24,7 @@ import { matches, readRejections, redrive } from "./redrive.ts";
 import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
 import { listPolicies, loadPolicies, resumePolicy, setPolicy, suspendPolicy } from "../distribution/policy-store.ts";
+import { newlyGrantedWithheld } from "../distribution/policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../distribution/policy.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
 import { fileURLToPath } from "node:url";
@@ -247,16 +248,27 @@ export function buildCli(): Command {
       .addOption(new Option("--min-status <status>", "minimum grading status").choices(["disputed", "indicative", "confirmed"]).default("confirmed"))
       .option("--algorithms <list>", "hash algorithms (photodna is licensed)", "md5,sha1,sha256,pdq")
       .addOption(new Option("--scheme <scheme>", "category scheme").choices(["uk", "ics", "vics"]).default("uk"))
-      .option("--extra <list>", "extra fields granted (law-enforcement-only ones need explicit approval)", "")
+      .option("--extra <list>", "extra fields granted (newly granting a law-enforcement-only one, or agencies, needs --approved-by)", "")
+      .option("--approved-by <name>", "the second person approving newly granted law-enforcement-only extras (not the --actor)")
       .addOption(new Option("--delivery <delivery>").choices(["kafka", "s3", "both"]).default("kafka"))
       .option("--partitions <n>", "feed partitions (fixed once the feed exists)", "3"),
   ).action(
     async (
-      o: { partner: string; categories: string; minStatus: GradingStatus; algorithms: string; scheme: CategoryScheme; extra: string; delivery: Delivery; partitions: string } & AuditOptions,
+      o: { partner: string; categories: string; minStatus: GradingStatus; algorithms: string; scheme: CategoryScheme; extra: string; delivery: Delivery; partitions: string; approvedBy?: string } & AuditOptions,
     ) => {
       const { actor, topics } = auditTarget(o);
+      const approvedBy = o.approvedBy?.trim();
       const stored = await withDb(async (db) => {
         await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
+        const current = (await listPolicies(db)).find((l) => l.policy.partnerId === o.partner)?.policy;
+        const needApproval = newlyGrantedWithheld(current, list(o.extra) as ExtraField[]);
+        // Two people, both named in audit.v1: law-enforcement-only data leaving the hub is not one operator's call.
+        if (needApproval.length && (!approvedBy || approvedBy === actor)) {
+          throw new ValidationError(
+            "INVALID_FIELD",
+            `granting ${needApproval.join(", ")} to ${o.partner} needs --approved-by <a second person> other than the actor (${actor}); nothing was changed`,
+          );
+        }
         await setPolicy(db, {
           partnerId: o.partner,
           categories: list(o.categories) as UkCategory[],
@@ -271,7 +283,7 @@ export function buildCli(): Command {
         return (await loadPolicies(db)).find((p) => p.partnerId === o.partner) as PartnerPolicy;
       });
       console.log(`policy of ${o.partner} is now version ${stored.version}`);
-      await recordAudit(topics, policySet(actor, stored));
+      await recordAudit(topics, policySet(actor, stored, approvedBy));
     },
   );
   audited(

@@ -3,7 +3,7 @@ import { sampleCanonicalRecord } from "../../test/support/fixtures.ts";
 import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw } from "../shared/signing.ts";
 import { manifestSignatureValid, signManifest } from "./exports.ts";
 import type { ExportManifest } from "./exports.ts";
-import { entitlement, extrasFor, feedEntryFor } from "./policy.ts";
+import { entitlement, extrasFor, feedEntryFor, newlyGrantedWithheld } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
 const policy: PartnerPolicy = {
@@ -26,6 +26,13 @@ describe("partner policy", () => {
     const r = sampleCanonicalRecord();
     expect(extrasFor(r, policy)).toEqual({ gradingStatus: "confirmed" });
     expect(extrasFor(r, { ...policy, extraFields: ["caseRefs", "isDistributed"] })).toEqual({ caseRefs: "SYN-CASE-0001", isDistributed: "true" });
+  });
+
+  it("asks for a second person only for withheld-by-default extras the current policy does not grant", () => {
+    expect(newlyGrantedWithheld(undefined, ["gradingStatus", "caseRefs", "agencies"])).toEqual(["caseRefs", "agencies"]);
+    expect(newlyGrantedWithheld({ extraFields: ["caseRefs"] }, ["caseRefs", "series"])).toEqual(["series"]);
+    expect(newlyGrantedWithheld({ extraFields: ["caseRefs", "series"] }, ["caseRefs"])).toEqual([]); // narrowing
+    expect(newlyGrantedWithheld({ extraFields: [] }, ["gradingStatus", "confirmations", "baseline"])).toEqual([]);
   });
 
   it("a record gives an entry for a hash of a granted algorithm while it is entitled", () => {

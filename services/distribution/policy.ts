@@ -23,6 +23,19 @@ export const EXTRA_FIELDS = [
 ] as const;
 export type ExtraField = (typeof EXTRA_FIELDS)[number];
 
+/** Extras withheld by default: the record's law-enforcement-only part, and the contributing agencies. */
+export const WITHHELD_BY_DEFAULT: readonly ExtraField[] = ["isDistributed", "victimIdentified", "offenderIdentified", "series", "caseRefs", "graderRefs", "agencies"];
+
+/**
+ * The withheld-by-default extras a new policy grants that the current one does not: granting any of
+ * them needs a second person's approval (`policies set --approved-by`). Keeping one already
+ * granted, or narrowing, needs none.
+ */
+export function newlyGrantedWithheld(current: Pick<PartnerPolicy, "extraFields"> | undefined, next: readonly ExtraField[]): ExtraField[] {
+  const held = new Set(current?.extraFields ?? []);
+  return next.filter((f) => WITHHELD_BY_DEFAULT.includes(f) && !held.has(f));
+}
+
 export interface PartnerPolicy {
   readonly partnerId: string;
   readonly categories: readonly UkCategory[];

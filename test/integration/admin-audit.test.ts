@@ -60,7 +60,12 @@ describe("admin CLI audit events", () => {
     expect(registered).toContain(`audit: key.registered ${generated.keyId} by alice written to ${names.audit}`);
     await cli(["keys", "revoke", "--key-id", generated.keyId, "--reason", "synthetic rotation drill", "--actor", "bob"]);
     await cli(["partners", "register", "--id", "hotline-uk", "--name", "Synthetic hotline"]); // actor: $USER
-    const set = await cli(["policies", "set", "--partner", "hotline-uk", "--min-status", "indicative", "--algorithms", "md5,sha1", "--extra", "gradingStatus,caseRefs", "--actor", "alice"]);
+    // Granting a law-enforcement-only extra takes a second person; refused without one, changing nothing.
+    const grant = ["policies", "set", "--partner", "hotline-uk", "--min-status", "indicative", "--algorithms", "md5,sha1", "--extra", "gradingStatus,caseRefs", "--actor", "alice"];
+    await expect(cli(grant)).rejects.toThrow(/\[INVALID_FIELD\].*granting caseRefs to hotline-uk needs --approved-by <a second person> other than the actor \(alice\); nothing was changed/);
+    await expect(cli([...grant, "--approved-by", "alice"])).rejects.toThrow(/needs --approved-by/);
+    expect((await db.pool.query("SELECT 1 FROM partner_policies")).rows).toEqual([]);
+    const set = await cli([...grant, "--approved-by", "carol"]);
     expect(set).toContain("policy of hotline-uk is now version 1");
     // A re-drive of an empty dead-letter topic is still an operator action on it.
     expect(await cli(["dlq", "redrive", "--reason", "UNKNOWN_KEY", "--actor", "bob"])).toContain("matched 0");
@@ -81,7 +86,7 @@ describe("admin CLI audit events", () => {
     expect(Date.parse(keyRev.detail["revokedAt"] ?? "")).toBeGreaterThan(0);
     expect(policy.revision).toBe(1);
     expect(redrive.detail).toMatchObject({ reason: "UNKNOWN_KEY", matched: "0", republished: "0" });
-    expect(policy.detail).toMatchObject({ version: "1", minGradingStatus: "indicative", algorithms: "md5,sha1", extraFields: "gradingStatus,caseRefs", withheldFieldsGranted: "caseRefs" });
+    expect(policy.detail).toMatchObject({ version: "1", minGradingStatus: "indicative", algorithms: "md5,sha1", extraFields: "gradingStatus,caseRefs", withheldFieldsGranted: "caseRefs", approvedBy: "carol" });
 
     // No secret and nothing law-enforcement-only in any of them.
     const privateBody = readFileSync(generated.privateKeyFile, "utf8").replace(/-----[A-Z ]+-----/g, "").replace(/\s/g, "");
