@@ -24,7 +24,8 @@ const RELAY_LOCK = 7431003;
 
 const SERVICE_NAME = "dedup";
 
-const configShape = {
+/** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
+export const configShape = {
   ...commonConfigShape,
   /** Defaults to the namespaced group the ACLs grant ("[<ns>.]hashrelay-dedup"). */
   DEDUP_CONSUMER_GROUP: z.string().min(1).optional(),

@@ -31,7 +31,8 @@ const RELAY_LOCK = 7431005;
 
 const SERVICE_NAME = "distribution";
 
-const configShape = {
+/** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
+export const configShape = {
   ...commonConfigShape,
   ...s3ConfigShape,
   HUB_KEY_ID: z.string().min(1),

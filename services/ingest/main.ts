@@ -24,7 +24,8 @@ export const INGEST_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.m
 
 const SERVICE_NAME = "ingest";
 
-const configShape = {
+/** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
+export const configShape = {
   ...commonConfigShape,
   ...s3ConfigShape,
   INGEST_HOST: z.string().default("127.0.0.1"),

@@ -28,7 +28,8 @@ export const SINK_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.met
 
 const SERVICE_NAME = "partner-sink";
 
-const configShape = {
+/** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
+export const configShape = {
   // As the partner's own principal ("partner-<id>"): the broker lets it read its feed and nothing else.
   ...kafkaConfigShape,
   TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
