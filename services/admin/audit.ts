@@ -166,6 +166,21 @@ export class AuditNotWrittenError extends Error {
   }
 }
 
+/** The change and its audit event are committed together, but Kafka has not taken the event yet: exit 3. */
+export class AuditQueuedError extends Error {
+  constructor(
+    readonly topic: string,
+    readonly event: AuditEvent,
+    readonly failure: unknown,
+  ) {
+    super(
+      `the change above WAS made and its audit event (${event.action} ${event.subjectId}) is queued in the hub database, ` +
+        `but it is NOT yet written to ${topic}: ${failure instanceof Error ? failure.message : String(failure)}. ` +
+        `Once Kafka is reachable and the topic exists (bin/hashrelay topics --namespace <ns>), the next admin command or \`bin/hashrelay audit flush\` sends it.`,
+    );
+  }
+}
+
 /**
  * Sends one audit event (acks from every in-sync replica), giving up after `timeoutMs`.
  * Throws AuditNotWrittenError when it cannot.

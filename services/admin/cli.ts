@@ -13,7 +13,10 @@ import { HashrelayError, ValidationError } from "../shared/errors.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import type { KeyOwnerKind } from "../shared/key-registry.ts";
-import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
+import { SHARED_MIGRATIONS, createPool, inTransaction, migrate } from "../shared/postgres.ts";
+import type { PoolClient, Queryable } from "../shared/postgres.ts";
+import { auditMessage } from "../shared/audit.ts";
+import { flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit-outbox.ts";
 import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { recordsAssertedOnlyByKey } from "../dedup/key-report.ts";
@@ -32,6 +35,7 @@ import type { AgencyKind } from "./registry.ts";
 import type { AuditEvent } from "../shared/records.ts";
 import {
   AuditNotWrittenError,
+  AuditQueuedError,
   accessApplied,
   accessRevoked,
   agencyRegistered,
@@ -46,7 +50,7 @@ import {
   writeAuditEvent,
 } from "./audit.ts";
 
-async function dependentRecords(db: ReturnType<typeof createPool>, keyId: string) {
+async function dependentRecords(db: Queryable, keyId: string) {
   // The dedup tables may not exist yet on a hub that has not run dedup.
   const { rows } = await db.query<{ t: string | null }>("SELECT to_regclass('sightings')::text AS t");
   return rows[0]?.t ? recordsAssertedOnlyByKey(db, keyId) : [];
@@ -79,9 +83,49 @@ function auditTarget(o: AuditOptions): { actor: string; topics: ReturnType<typeo
   return { actor: o.actor.trim(), topics: topicNames(o.namespace) };
 }
 
-/** Writes a command's audit event; throws AuditNotWrittenError (exit 3) when Kafka does not take it. */
-async function recordAudit(topics: ReturnType<typeof topicNames>, event: AuditEvent): Promise<void> {
-  // Fewer retries than a service: an unreachable broker is reported in seconds, not a minute.
+type Topics = ReturnType<typeof topicNames>;
+
+/**
+ * Makes a hub change and queues its audit event in one transaction: either both are stored or
+ * neither. Call sendAudit afterwards to deliver it.
+ */
+async function commitAudited<T>(topics: Topics, change: (db: PoolClient) => Promise<T>, event: (result: T) => AuditEvent): Promise<{ result: T; event: AuditEvent }> {
+  return withDb((pool) =>
+    inTransaction(pool, async (client) => {
+      const result = await change(client);
+      const e = event(result);
+      await queueAuditMessage(client, { ...auditMessage(new AvroCodec(), topics, e), action: e.action });
+      return { result, event: e };
+    }),
+  );
+}
+
+/** Sends the queued audit events (this command's and any left by earlier ones); AuditQueuedError (exit 3) when Kafka does not take them. */
+async function sendAudit(topics: Topics, event: AuditEvent): Promise<void> {
+  try {
+    // Fewer retries than a service: an unreachable broker is reported in seconds, not a minute.
+    const sent = await withDb((pool) => flushAuditOutbox(pool, adminKafka(3)));
+    if (sent > 1) console.log(`audit: ${sent - 1} event(s) queued by earlier commands sent too`);
+  } catch (err) {
+    throw new AuditQueuedError(topics.audit, event, err);
+  }
+  console.log(`audit: ${event.action} ${event.subjectId} by ${event.actor} written to ${topics.audit}`);
+}
+
+/**
+ * The audit event of a change outside the hub database (Kafka ACLs, a DLQ re-drive), made already:
+ * queued and sent like the others; if the database cannot take it either, written straight to
+ * Kafka (AuditNotWrittenError, exit 3, printing the event, when that fails too).
+ */
+async function recordAudit(topics: Topics, event: AuditEvent): Promise<void> {
+  let queued = false;
+  try {
+    await withDb((pool) => queueAuditMessage(pool, { ...auditMessage(new AvroCodec(), topics, event), action: event.action }));
+    queued = true;
+  } catch {
+    /* no hub database reachable: fall back to writing the event directly */
+  }
+  if (queued) return sendAudit(topics, event);
   await writeAuditEvent(adminKafka(3), new AvroCodec(), topics, event);
   console.log(`audit: ${event.action} ${event.subjectId} by ${event.actor} written to ${topics.audit}`);
 }
@@ -162,9 +206,9 @@ export function buildCli(): Command {
   ).action(async (o: { id: string; name: string; kind: AgencyKind; gradingAuthority: boolean } & AuditOptions) => {
     const { actor, topics } = auditTarget(o);
     const agency = { agencyId: o.id, name: o.name, kind: o.kind, gradingAuthority: o.gradingAuthority };
-    await withDb((db) => registerAgency(db, agency));
+    const { event } = await commitAudited(topics, (db) => registerAgency(db, agency), () => agencyRegistered(actor, agency));
     console.log(`agency ${o.id} registered`);
-    await recordAudit(topics, agencyRegistered(actor, agency));
+    await sendAudit(topics, event);
   });
   agencies.command("list").action(async () => {
     for (const a of await withDb(listAgencies)) {
@@ -177,9 +221,9 @@ export function buildCli(): Command {
     async (o: { id: string; name: string } & AuditOptions) => {
       const { actor, topics } = auditTarget(o);
       const partner = { partnerId: o.id, name: o.name };
-      await withDb((db) => registerPartner(db, partner));
+      const { event } = await commitAudited(topics, (db) => registerPartner(db, partner), () => partnerRegistered(actor, partner));
       console.log(`partner ${o.id} registered`);
-      await recordAudit(topics, partnerRegistered(actor, partner));
+      await sendAudit(topics, event);
     },
   );
   partners.command("list").action(async () => {
@@ -258,32 +302,36 @@ export function buildCli(): Command {
     ) => {
       const { actor, topics } = auditTarget(o);
       const approvedBy = o.approvedBy?.trim();
-      const stored = await withDb(async (db) => {
-        await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
-        const current = (await listPolicies(db)).find((l) => l.policy.partnerId === o.partner)?.policy;
-        const needApproval = newlyGrantedWithheld(current, list(o.extra) as ExtraField[]);
-        // Two people, both named in audit.v1: law-enforcement-only data leaving the hub is not one operator's call.
-        if (needApproval.length && (!approvedBy || approvedBy === actor)) {
-          throw new ValidationError(
-            "INVALID_FIELD",
-            `granting ${needApproval.join(", ")} to ${o.partner} needs --approved-by <a second person> other than the actor (${actor}); nothing was changed`,
-          );
-        }
-        await setPolicy(db, {
-          partnerId: o.partner,
-          categories: list(o.categories) as UkCategory[],
-          minGradingStatus: o.minStatus,
-          algorithms: list(o.algorithms) as HashAlg[],
-          scheme: o.scheme,
-          extraFields: list(o.extra) as ExtraField[],
-          delivery: o.delivery,
-          feedPartitions: Number(o.partitions),
-        });
-        // As stored: a later `set` keeps the first feed partition count.
-        return (await loadPolicies(db)).find((p) => p.partnerId === o.partner) as PartnerPolicy;
-      });
+      await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
+      const { result: stored, event } = await commitAudited(
+        topics,
+        async (db) => {
+          const current = (await listPolicies(db)).find((l) => l.policy.partnerId === o.partner)?.policy;
+          const needApproval = newlyGrantedWithheld(current, list(o.extra) as ExtraField[]);
+          // Two people, both named in audit.v1: law-enforcement-only data leaving the hub is not one operator's call.
+          if (needApproval.length && (!approvedBy || approvedBy === actor)) {
+            throw new ValidationError(
+              "INVALID_FIELD",
+              `granting ${needApproval.join(", ")} to ${o.partner} needs --approved-by <a second person> other than the actor (${actor}); nothing was changed`,
+            );
+          }
+          await setPolicy(db, {
+            partnerId: o.partner,
+            categories: list(o.categories) as UkCategory[],
+            minGradingStatus: o.minStatus,
+            algorithms: list(o.algorithms) as HashAlg[],
+            scheme: o.scheme,
+            extraFields: list(o.extra) as ExtraField[],
+            delivery: o.delivery,
+            feedPartitions: Number(o.partitions),
+          });
+          // As stored: a later `set` keeps the first feed partition count.
+          return (await listPolicies(db)).find((l) => l.policy.partnerId === o.partner)?.policy as PartnerPolicy;
+        },
+        (policy) => policySet(actor, policy, approvedBy),
+      );
       console.log(`policy of ${o.partner} is now version ${stored.version}`);
-      await recordAudit(topics, policySet(actor, stored, approvedBy));
+      await sendAudit(topics, event);
     },
   );
   audited(
@@ -294,23 +342,27 @@ export function buildCli(): Command {
       .requiredOption("--reason <text>", "why, for the audit trail"),
   ).action(async (o: { partner: string; reason: string } & AuditOptions) => {
     const { actor, topics } = auditTarget(o);
-    const version = await withDb(async (db) => {
-      await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
-      return suspendPolicy(db, o.partner, o.reason);
-    });
+    await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
+    const { result: version, event } = await commitAudited(
+      topics,
+      (db) => suspendPolicy(db, o.partner, o.reason),
+      (v) => policySuspended(actor, o.partner, v, o.reason),
+    );
     console.log(`policy of ${o.partner} suspended (version ${version}); distribution stops its feed at its next policy refresh`);
     console.log(`Kafka access is unchanged: for offboarding also run \`hashrelay access revoke --partner ${o.partner}\``);
-    await recordAudit(topics, policySuspended(actor, o.partner, version, o.reason));
+    await sendAudit(topics, event);
   });
   audited(policies.command("resume").description("let a suspended partner's feed flow again").requiredOption("--partner <id>")).action(
     async (o: { partner: string } & AuditOptions) => {
       const { actor, topics } = auditTarget(o);
-      const version = await withDb(async (db) => {
-        await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
-        return resumePolicy(db, o.partner);
-      });
+      await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
+      const { result: version, event } = await commitAudited(
+        topics,
+        (db) => resumePolicy(db, o.partner),
+        (v) => policyResumed(actor, o.partner, v),
+      );
       console.log(`policy of ${o.partner} resumed (version ${version}); distribution sends what changed while it was suspended`);
-      await recordAudit(topics, policyResumed(actor, o.partner, version));
+      await sendAudit(topics, event);
     },
   );
   policies.command("list").action(async () => {
@@ -358,21 +410,25 @@ export function buildCli(): Command {
       validFrom: parseDate(o.validFrom),
       validUntil: o.validUntil ? parseDate(o.validUntil) : null,
     };
-    await withDb((db) => new PgKeyRegistry(db).registerKey(key));
+    const { event } = await commitAudited(topics, (db) => new PgKeyRegistry(db).registerKey(key), () => keyRegistered(actor, key));
     console.log(`key ${o.keyId} registered for ${o.ownerKind} ${o.owner}`);
-    await recordAudit(topics, keyRegistered(actor, key));
+    await sendAudit(topics, event);
   });
   audited(keys.command("revoke").requiredOption("--key-id <id>").requiredOption("--reason <text>")).action(
     async (o: { keyId: string; reason: string } & AuditOptions) => {
       const { actor, topics } = auditTarget(o);
-      const { dependent, key } = await withDb(async (db) => {
-        const registry = new PgKeyRegistry(db, 0);
-        await registry.revokeKey(o.keyId, o.reason);
-        return { dependent: await dependentRecords(db, o.keyId), key: await registry.findKey(o.keyId) };
-      });
+      const { result, event } = await commitAudited(
+        topics,
+        async (db) => {
+          const registry = new PgKeyRegistry(db, 0);
+          await registry.revokeKey(o.keyId, o.reason);
+          return { dependent: await dependentRecords(db, o.keyId), key: await registry.findKey(o.keyId) };
+        },
+        ({ dependent, key }) => keyRevoked(actor, o.keyId, o.reason, key, dependent.length),
+      );
       console.log(`key ${o.keyId} revoked; later submissions signed with it are rejected (KEY_REVOKED)`);
-      console.log(`${dependent.length} live records were asserted only with this key (see \`keys report --key-id ${o.keyId}\`)`);
-      await recordAudit(topics, keyRevoked(actor, o.keyId, o.reason, key, dependent.length));
+      console.log(`${result.dependent.length} live records were asserted only with this key (see \`keys report --key-id ${o.keyId}\`)`);
+      await sendAudit(topics, event);
     },
   );
   keys
@@ -442,6 +498,20 @@ export function buildCli(): Command {
     await recordAudit(topics, dlqRedriven(actor, topics.rejected, filterOf(o), report));
   });
 
+  const auditCommands = program.command("audit").description("the admin CLI's own audit events");
+  auditCommands
+    .command("flush")
+    .description("send the audit events queued in the hub database while Kafka was unreachable")
+    .action(async () => {
+      const pending = await withDb(pendingAuditEvents);
+      if (pending === 0) {
+        console.log("no audit events queued");
+        return;
+      }
+      const sent = await withDb((pool) => flushAuditOutbox(pool, adminKafka(3)));
+      console.log(`${sent} queued audit event(s) written`);
+    });
+
   return program;
 }
 
@@ -451,7 +521,7 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     .catch((err: unknown) => {
       const reason = err instanceof HashrelayError ? `[${err.reason}] ` : "";
       console.error(`hashrelay: ${reason}${err instanceof Error ? err.message : String(err)}`);
-      // 3: the change was made but its audit event is not in audit.v1; 1: the command failed.
-      process.exitCode = err instanceof AuditNotWrittenError ? 3 : 1;
+      // 3: the change was made but its audit event is not (yet) in audit.v1; 1: the command failed.
+      process.exitCode = err instanceof AuditNotWrittenError || err instanceof AuditQueuedError ? 3 : 1;
     });
 }

@@ -97,16 +97,29 @@ describe("admin CLI audit events", () => {
     }
   }, 120_000);
 
-  it("when Kafka is unreachable the change is made and reported, and the command exits 3 saying the audit event was not written", async () => {
-    const failed = await cli(["partners", "register", "--id", "partner-offline", "--name", "Synthetic offline"], { KAFKA_BROKERS: "127.0.0.1:1" }).then(
+  it("when Kafka is unreachable the change and its queued event are committed together, the command exits 3, and the event is sent later", async () => {
+    const failed = await cli(["partners", "register", "--id", "partner-offline", "--name", "Synthetic offline", "--actor", "dave"], { KAFKA_BROKERS: "127.0.0.1:1" }).then(
       () => null,
       (err: { code?: number; stdout?: string; stderr?: string }) => err,
     );
     expect(failed?.code).toBe(3);
     expect(failed?.stdout).toContain("partner partner-offline registered");
-    expect(failed?.stderr).toMatch(/audit event was NOT written to \S+audit\.v1/);
-    expect(failed?.stderr).toContain('"action":"partner.registered"');
+    expect(failed?.stderr).toMatch(/audit event \(partner\.registered partner-offline\) is queued in the hub database, but it is NOT yet written to \S+audit\.v1/);
     const { rows } = await db.pool.query("SELECT partner_id FROM partners WHERE partner_id = 'partner-offline'");
     expect(rows).toHaveLength(1);
+    const queued = await db.pool.query<{ action: string }>("SELECT action FROM admin_audit_outbox");
+    expect(queued.rows).toEqual([{ action: "partner.registered" }]);
+
+    // A change the database refuses queues nothing: a policy for a partner that is not registered.
+    await expect(cli(["policies", "set", "--partner", "ghost-partner"], { KAFKA_BROKERS: "127.0.0.1:1" })).rejects.toThrow(/partner_policies|foreign key/);
+    expect((await db.pool.query("SELECT action FROM admin_audit_outbox")).rows).toHaveLength(1);
+
+    // Kafka back: the operator (or any next admin command) sends it.
+    expect(await cli(["audit", "flush"])).toContain("1 queued audit event(s) written");
+    expect((await db.pool.query("SELECT 1 FROM admin_audit_outbox")).rows).toEqual([]);
+    expect(await cli(["audit", "flush"])).toContain("no audit events queued");
+    const events = await readTopic(kafkaAs("test-admin-audit-flush"), names.audit, (ms) => ms.some((m) => m.key === "partner-offline"), 30_000);
+    const offline = events.map((m) => codec.decode("AuditEvent", m.value).value).filter((e) => e.subjectId === "partner-offline");
+    expect(offline.map((e) => [e.actor, e.action])).toEqual([["dave", "partner.registered"]]);
   }, 60_000);
 });
