@@ -10,19 +10,20 @@ import { Command, Option } from "commander";
 import { commonConfigShape, effectiveEnv, loadConfig, kafkaConfigShape } from "../shared/config.ts";
 import { ADMIN_PRINCIPAL, accessPlan, agencyPrincipal, applyAccessPlan, partnerPrincipal, revokePrincipalAccess } from "../shared/kafka-access.ts";
 import { HashrelayError, ValidationError } from "../shared/errors.ts";
-import { createKafka, kafkaConnection, provisionTopics } from "../shared/kafka.ts";
+import { createDurableProducer, createKafka, kafkaConnection, provisionTopics, readTopicToEnd } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import type { KeyOwnerKind } from "../shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, inTransaction, migrate } from "../shared/postgres.ts";
 import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import { auditMessage } from "../shared/audit.ts";
 import { flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit-outbox.ts";
+import { formatAuditEvent, matchesAudit } from "./audit-query.ts";
+import type { AuditFilter } from "./audit-query.ts";
 import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { recordsAssertedOnlyByKey } from "../dedup/key-report.ts";
 import { kafkaIntakeSink, pgSubmissionLedger } from "../ingest/adapters.ts";
 import { AvroCodec } from "../shared/codec.ts";
-import { createDurableProducer } from "../shared/kafka.ts";
 import { matches, readRejections, redrive } from "./redrive.ts";
 import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
@@ -498,7 +499,35 @@ export function buildCli(): Command {
     await recordAudit(topics, dlqRedriven(actor, topics.rejected, filterOf(o), report));
   });
 
-  const auditCommands = program.command("audit").description("the admin CLI's own audit events");
+  const auditCommands = program.command("audit").description("audit.v1: read it back; send the admin CLI's queued events");
+  auditCommands
+    .command("list")
+    .description("events on audit.v1, oldest first, one per line (time, service, actor, action, subject, details)")
+    .option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE)", process.env["TOPIC_NAMESPACE"] ?? "")
+    .option("--subject <id>", "the event's subject: a record id, partner id, key id, ...")
+    .option("--action <action>", "an action, or a prefix ending in '.' (feed., key., policy.)")
+    .option("--partner <id>", "a partner's policy and access events and every feed record it was sent")
+    .option("--actor <name>", "events by this operator, agency or service principal")
+    .option("--service <name>", "ingest, dedup, distribution or admin")
+    .option("--since <iso>", "events at or after this time")
+    .option("--json", "one JSON object per line instead", false)
+    .action(async (o: { namespace: string; subject?: string; action?: string; partner?: string; actor?: string; service?: string; since?: string; json: boolean }) => {
+      const codec = new AvroCodec();
+      const filter: AuditFilter = {
+        ...(o.subject ? { subject: o.subject } : {}),
+        ...(o.action ? { action: o.action } : {}),
+        ...(o.partner ? { partner: o.partner } : {}),
+        ...(o.actor ? { actor: o.actor } : {}),
+        ...(o.service ? { service: o.service } : {}),
+        ...(o.since ? { since: parseDate(o.since).getTime() } : {}),
+      };
+      const events = (await readTopicToEnd(adminKafka(3), topicNames(o.namespace).audit, "audit-list"))
+        .map((value) => codec.decode("AuditEvent", value).value)
+        .filter((e) => matchesAudit(e, filter))
+        .sort((a, b) => a.at - b.at);
+      for (const e of events) console.log(o.json ? JSON.stringify(e) : formatAuditEvent(e));
+      console.error(`${events.length} event(s)`);
+    });
   auditCommands
     .command("flush")
     .description("send the audit events queued in the hub database while Kafka was unreachable")

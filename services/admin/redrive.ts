@@ -7,7 +7,7 @@
  */
 import type { Kafka } from "kafkajs";
 import type { AvroCodec } from "../shared/codec.ts";
-import { createDurableProducer } from "../shared/kafka.ts";
+import { createDurableProducer, readTopicToEnd } from "../shared/kafka.ts";
 import type { Rejection } from "../shared/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { parseSubmissionBatch } from "../ingest/formats/submission-json.ts";
@@ -32,31 +32,7 @@ export interface RedriveReport {
 
 /** Every rejection currently on the topic (up to its end when called). */
 export async function readRejections(kafka: Kafka, codec: AvroCodec, topic: string): Promise<Rejection[]> {
-  const admin = kafka.admin();
-  await admin.connect();
-  const ends = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
-  const remaining = new Map(ends.filter((e) => Number(e.high) > Number(e.low)).map((e) => [e.partition, Number(e.high)]));
-  const out: Rejection[] = [];
-  if (remaining.size === 0) return out;
-  const consumer = kafka.consumer({ groupId: `hashrelay-redrive-${Date.now()}-${process.pid}`, maxWaitTimeInMs: 200 });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`could not read ${topic} to its end within 60 s`)), 60_000);
-    void consumer.run({
-      eachMessage: async ({ partition, message }) => {
-        if (message.value) out.push(codec.decode("Rejection", message.value).value);
-        if (Number(message.offset) + 1 >= (remaining.get(partition) ?? 0)) remaining.delete(partition);
-        if (remaining.size === 0) {
-          clearTimeout(timer);
-          resolve();
-        }
-      },
-    });
-  });
-  await consumer.disconnect();
-  return out;
+  return (await readTopicToEnd(kafka, topic, "redrive")).map((value) => codec.decode("Rejection", value).value);
 }
 
 export function matches(r: Rejection, f: RedriveFilter): boolean {

@@ -152,3 +152,43 @@ export async function waitForTopics(admin: Admin, topics: string[], timeoutMs = 
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/**
+ * Every message value on `topic` from its start up to its end when called, through a throwaway
+ * consumer group that is deleted afterwards (operator tools reading the DLQ or the audit topic).
+ */
+export async function readTopicToEnd(kafka: Kafka, topic: string, purpose: string, timeoutMs = 60_000): Promise<Buffer[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ends = await admin.fetchTopicOffsets(topic);
+    const remaining = new Map(ends.filter((e) => Number(e.high) > Number(e.low)).map((e) => [e.partition, Number(e.high)]));
+    const out: Buffer[] = [];
+    if (remaining.size === 0) return out;
+    const groupId = `hashrelay-${purpose}-${Date.now()}-${process.pid}`;
+    const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200 });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`could not read ${topic} to its end within ${timeoutMs / 1000} s`)), timeoutMs);
+        void consumer.run({
+          eachMessage: async ({ partition, message }) => {
+            if (message.value) out.push(message.value);
+            if (Number(message.offset) + 1 >= (remaining.get(partition) ?? 0)) remaining.delete(partition);
+            if (remaining.size === 0) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        });
+      });
+    } finally {
+      await consumer.disconnect();
+    }
+    await admin.deleteGroups([groupId]).catch(() => undefined); // leftovers only clutter group listings
+    return out;
+  } finally {
+    await admin.disconnect();
+  }
+}

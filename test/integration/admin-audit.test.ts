@@ -88,6 +88,18 @@ describe("admin CLI audit events", () => {
     expect(redrive.detail).toMatchObject({ reason: "UNKNOWN_KEY", matched: "0", republished: "0" });
     expect(policy.detail).toMatchObject({ version: "1", minGradingStatus: "indicative", algorithms: "md5,sha1", extraFields: "gradingStatus,caseRefs", withheldFieldsGranted: "caseRefs", approvedBy: "carol" });
 
+    // Read back by an operator: one partner's events, and every key event, oldest first.
+    const forHotline = (await cli(["audit", "list", "--partner", "hotline-uk"])).trim().split("\n");
+    expect(forHotline.map((l) => l.split("\t").slice(2, 5))).toEqual([
+      ["ci-operator", "partner.registered", "partner:hotline-uk"],
+      ["alice", "policy.set", "policy:hotline-uk"],
+    ]);
+    const keyEvents = (await cli(["audit", "list", "--action", "key.", "--json"])).trim().split("\n").map((l) => JSON.parse(l) as AuditEvent);
+    expect(keyEvents.map((e) => [e.actor, e.action])).toEqual([
+      ["alice", "key.registered"],
+      ["bob", "key.revoked"],
+    ]);
+
     // No secret and nothing law-enforcement-only in any of them.
     const privateBody = readFileSync(generated.privateKeyFile, "utf8").replace(/-----[A-Z ]+-----/g, "").replace(/\s/g, "");
     for (const e of events) {
