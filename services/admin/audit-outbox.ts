@@ -4,9 +4,9 @@
  * LOCKED), so two operators' commands flushing at once do not both send the same event.
  */
 import type { Kafka } from "kafkajs";
-import { Partitioners } from "kafkajs";
 import type { Pool, Queryable } from "../shared/postgres.ts";
 import { inTransaction } from "../shared/postgres.ts";
+import { sendAcknowledged } from "./audit.ts";
 
 export interface QueuedAuditMessage {
   readonly topic: string;
@@ -34,22 +34,7 @@ export async function flushAuditOutbox(pool: Pool, kafka: Kafka, timeoutMs = 30_
       "SELECT id, topic, message_key, message_value FROM admin_audit_outbox ORDER BY id FOR UPDATE SKIP LOCKED",
     );
     if (rows.length === 0) return 0;
-    const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        (async () => {
-          await producer.connect();
-          for (const r of rows) await producer.send({ topic: r.topic, acks: -1, messages: [{ key: r.message_key, value: r.message_value }] });
-        })(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`Kafka did not acknowledge within ${timeoutMs} ms`)), timeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      await Promise.race([producer.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000).unref())]);
-    }
+    await sendAcknowledged(kafka, rows.map((r) => ({ topic: r.topic, key: r.message_key, value: r.message_value })), timeoutMs);
     await client.query("DELETE FROM admin_audit_outbox WHERE id = ANY($1::bigint[])", [rows.map((r) => r.id)]);
     return rows.length;
   });

@@ -182,27 +182,34 @@ export class AuditQueuedError extends Error {
 }
 
 /**
- * Sends one audit event (acks from every in-sync replica), giving up after `timeoutMs`.
- * Throws AuditNotWrittenError when it cannot.
+ * Sends messages in order, each acknowledged by every in-sync replica, giving up after `timeoutMs`
+ * in all: an operator's command reports an unreachable broker in seconds.
  */
-export async function writeAuditEvent(kafka: Kafka, codec: AvroCodec, topics: Pick<TopicNames, "audit">, event: AuditEvent, timeoutMs = 30_000): Promise<void> {
-  const message = auditMessage(codec, topics, event);
+export async function sendAcknowledged(kafka: Kafka, messages: readonly { topic: string; key: string; value: Buffer }[], timeoutMs = 30_000): Promise<void> {
   const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       (async () => {
         await producer.connect();
-        await producer.send({ topic: message.topic, acks: -1, messages: [{ key: message.key, value: message.value }] });
+        for (const m of messages) await producer.send({ topic: m.topic, acks: -1, messages: [{ key: m.key, value: m.value }] });
       })(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`Kafka did not acknowledge within ${timeoutMs} ms`)), timeoutMs);
       }),
     ]);
-  } catch (err) {
-    throw new AuditNotWrittenError(message.topic, event, err);
   } finally {
     clearTimeout(timer);
     await Promise.race([producer.disconnect().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000).unref())]);
+  }
+}
+
+/** Sends one audit event; throws AuditNotWrittenError when it cannot. */
+export async function writeAuditEvent(kafka: Kafka, codec: AvroCodec, topics: Pick<TopicNames, "audit">, event: AuditEvent, timeoutMs = 30_000): Promise<void> {
+  const message = auditMessage(codec, topics, event);
+  try {
+    await sendAcknowledged(kafka, [message], timeoutMs);
+  } catch (err) {
+    throw new AuditNotWrittenError(message.topic, event, err);
   }
 }
