@@ -364,7 +364,8 @@ async function main(): Promise<void> {
   const own = probes[0]?.outcome === "readable";
   const othersRefused = probes.slice(1).every((p) => p.outcome !== "readable");
   allChecksPassed &&= own && othersRefused;
-  console.log(`Kafka access:             partner-hotline-uk ${probes.map((p) => `${p.topic.slice(namespace.length + 1)} ${p.outcome}`).join("; ")}`);
+  const transport = brokerSettings().KAFKA_SSL === "true" ? "over TLS, " : "";
+  console.log(`Kafka access:             partner-hotline-uk (${transport}SCRAM) ${probes.map((p) => `${p.topic.slice(namespace.length + 1)} ${p.outcome}`).join("; ")}`);
   const unmappable = await stats("SELECT coalesce(sum(count), 0)::text AS n FROM unmappable_counts WHERE partner_id = 'taskforce'");
   console.log(`taskforce bundle:         s3://${serviceEnv["S3_BUCKET"]}/${bundle.object} (${bundle.count} hashes, ICS; ${unmappable} records unmappable to ICS left out)`);
   console.log(`                          signed manifest s3://${serviceEnv["S3_BUCKET"]}/${bundle.object}.manifest.json`);
