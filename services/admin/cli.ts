@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, Option } from "commander";
 import { commonConfigShape, effectiveEnv, loadConfig, kafkaConfigShape } from "../shared/config.ts";
-import { ADMIN_PRINCIPAL, accessPlan, agencyPrincipal, applyAccessPlan, partnerPrincipal, revokePrincipalAccess } from "../shared/kafka-access.ts";
+import { ADMIN_PRINCIPAL, accessPlan, agencyPrincipal, applyAccessPlan, consumerGroups, partnerPrincipal, revokePrincipalAccess } from "../shared/kafka-access.ts";
 import { HashrelayError, ValidationError } from "../shared/errors.ts";
 import { createDurableProducer, createKafka, kafkaConnection, provisionTopics, readTopicToEnd } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
@@ -18,6 +18,7 @@ import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import { auditMessage } from "../shared/audit.ts";
 import { flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit-outbox.ts";
 import { formatAuditEvent, matchesAudit } from "./audit-query.ts";
+import { feedLag } from "./feed-lag.ts";
 import type { AuditFilter } from "./audit-query.ts";
 import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
@@ -230,6 +231,36 @@ export function buildCli(): Command {
   partners.command("list").action(async () => {
     for (const p of await withDb(listPartners)) console.log(`${p.partnerId}\t${p.name}`);
   });
+  partners
+    .command("lag")
+    .description("how far each Kafka partner's sink is behind its feed; exit 2 if one lost records to retention")
+    .option("--namespace <ns>", "topic namespace prefix (TOPIC_NAMESPACE)", process.env["TOPIC_NAMESPACE"] ?? "")
+    .action(async (o: { namespace: string }) => {
+      await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
+      const kafkaPartners = (await withDb(listPolicies)).filter((l) => l.policy.delivery !== "s3");
+      const names = topicNames(o.namespace);
+      const admin = adminKafka(3).admin();
+      await admin.connect();
+      let lost = 0;
+      try {
+        for (const { policy, suspension } of kafkaPartners) {
+          const topic = names.feed(policy.partnerId);
+          const group = consumerGroups(o.namespace).sink(policy.partnerId);
+          const ends = await admin.fetchTopicOffsets(topic);
+          const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+          const report = feedLag(ends, new Map((offsets?.partitions ?? []).map((p) => [p.partition, p.offset])));
+          if (report.lost) lost++;
+          const parts = report.partitions.map((p) => `p${p.partition} ${p.state}${p.lag ? ` ${p.lag}` : ""}`).join(", ");
+          console.log(`${policy.partnerId}\t${report.lost ? "LOST" : report.lag ? "behind" : "ok"}\tlag ${report.lag}\t${parts}${suspension ? "\t(suspended)" : ""}`);
+        }
+      } finally {
+        await admin.disconnect();
+      }
+      if (lost) {
+        console.error(`${lost} partner(s) fell behind the feed's retention: records they never read, REMOVE tombstones included, are gone; re-bootstrap them from a snapshot`);
+        process.exitCode = 2;
+      }
+    });
 
   const access = program.command("access").description("Kafka ACLs: which principal may read or write which topic");
   audited(

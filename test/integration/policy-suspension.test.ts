@@ -1,7 +1,8 @@
 /**
  * Suspending a partner's policy (offboarding, a suspected leak): through `bin/hashrelay policies
  * suspend` distribution stops issuing that partner's feed while the others go on; `policies resume`
- * sends exactly what changed meanwhile, on the same unbroken chain. Both are audited.
+ * sends exactly what changed meanwhile, on the same unbroken chain. Both are audited. And
+ * `partners lag`: how far behind its feed each partner's sink is, and which lost records to retention.
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -134,4 +135,35 @@ describe("policy suspension", () => {
       ["bob", "policy.resumed", "industry-x", ""],
     ]);
   }, 180_000);
+});
+
+describe("partner feed lag", () => {
+  it("shows a stopped sink falling behind, and one whose unread records retention deleted (exit 2)", async () => {
+    await reconciled(PARTNERS);
+    // The sinks commit their Kafka offsets just after each applied batch.
+    await waitFor("both partners caught up", async () => /^hotline-uk\tok\tlag 0\t.*\nindustry-x\tok\tlag 0\t/.test(await cli(["partners", "lag"])), 30_000, 500);
+
+    await p.sinks["industry-x"]?.sink.stop();
+    await publish(6);
+    await reconciled(["hotline-uk"]);
+    const feed = p.names.feed("industry-x");
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await waitFor("industry-x's feed to grow", async () => (await cli(["partners", "lag"])).includes("industry-x\tbehind\tlag 6\t"), 30_000, 500);
+      // Retention passes the stopped partner: everything it has not read is deleted.
+      const ends = await admin.fetchTopicOffsets(feed);
+      await admin.deleteTopicRecords({ topic: feed, partitions: ends.map((e) => ({ partition: e.partition, offset: e.high })) });
+    } finally {
+      await admin.disconnect();
+    }
+    const lost = await cli(["partners", "lag"]).then(
+      () => null,
+      (err: { code?: number; stdout?: string; stderr?: string }) => err,
+    );
+    expect(lost?.code).toBe(2);
+    expect(lost?.stdout).toMatch(/hotline-uk\tok\tlag 0/);
+    expect(lost?.stdout).toMatch(/industry-x\tLOST\tlag 6\t.*lost/);
+    expect(lost?.stderr).toContain("1 partner(s) fell behind the feed's retention");
+  }, 120_000);
 });
