@@ -77,7 +77,17 @@ export class FeedWriter {
    */
   async load(partnerIds: readonly string[], records: readonly CanonicalRecord[]): Promise<void> {
     const ledger = this.ledger;
-    const ids = [...new Set(records.map((r) => r.recordId))];
+    const planned = [...new Set(records.map((r) => r.recordId))];
+    // Records merged into the planned ones: planning a survivor re-plans what they still hold.
+    const survivorsToLoad = planned.filter((id) => !ledger.hasMergesInto(id));
+    if (survivorsToLoad.length) {
+      const { rows } = await this.client.query<{ merged_id: string; survivor_id: string }>(
+        "SELECT merged_id, survivor_id FROM distributed_merges WHERE survivor_id = ANY($1::uuid[])",
+        [survivorsToLoad],
+      );
+      for (const id of survivorsToLoad) ledger.addMergesInto(id, rows.filter((r) => r.survivor_id === id).map((r) => r.merged_id));
+    }
+    const ids = [...new Set([...planned, ...planned.flatMap((id) => ledger.mergedInto(id))])];
     await this.loadBodies(ids);
     const claimless = ids.filter((id) => !ledger.hasClaimsOf(id));
     if (claimless.length) {
@@ -139,14 +149,21 @@ export class FeedWriter {
       }
       for (const [p, h] of unheld) if (!found.has(`${p}|${h}`)) ledger.addEntry(p, h, null);
     }
-    await this.loadBodies([...new Set([...touched].flatMap((h) => ledger.claimants(h)))]);
+    // Claimants govern; the records holding these hashes in a feed, and the survivors of those merged
+    // away, decide whether a hash nobody claims waits for its survivor (planner.awaitingSurvivor).
+    const holders = partnerIds.flatMap((p) => [...touched].map((h) => ledger.entry(p, h)?.recordId).filter((id): id is string => Boolean(id)));
+    await this.loadBodies([...new Set([...[...touched].flatMap((h) => ledger.claimants(h)), ...holders])]);
+    const mergedInto = [...records.map((r) => r.mergedInto), ...holders.map((id) => ledger.knownRecord(id)?.mergedInto)];
+    await this.loadBodies([...new Set(mergedInto.filter((id): id is string => Boolean(id)))]);
   }
 
+  /** Loads the latest applied body of each record; those with none are noted as absent. */
   private async loadBodies(recordIds: readonly string[]): Promise<void> {
     const missing = recordIds.filter((id) => !this.ledger.hasRecord(id));
     if (!missing.length) return;
     const { rows } = await this.client.query<{ body: Buffer }>("SELECT body FROM distributed_records WHERE record_id = ANY($1::uuid[])", [missing]);
     for (const r of rows) this.ledger.addRecord(this.codec.decode("CanonicalRecord", r.body).value);
+    for (const id of missing) this.ledger.addAbsentRecord(id);
   }
 
   private async head(partnerId: string, partition: number): Promise<ChainHead> {
@@ -209,6 +226,13 @@ export class FeedWriter {
       const partnerId = key.slice(0, bar);
       if (e) upserts.push({ partnerId, e });
       else removes.push({ partnerId, ...splitHashKey(key.slice(bar + 1)) });
+    }
+    const merges = [...this.ledger.changedMerges];
+    if (merges.length) {
+      await this.client.query(
+        "INSERT INTO distributed_merges (merged_id, survivor_id) SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT (merged_id) DO UPDATE SET survivor_id = EXCLUDED.survivor_id",
+        [merges.map(([m]) => m), merges.map(([, sv]) => sv)],
+      );
     }
     const reclaimed = [...this.ledger.changedClaims];
     if (reclaimed.length) {

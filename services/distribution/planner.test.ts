@@ -23,7 +23,7 @@ function canonical(recordId: string, revision: number, hashes: Hash[], updatedAt
 }
 
 /** Feeds records through the planner as distribution would, and applies the changes like a partner sink. */
-function distribute(records: readonly CanonicalRecord[]) {
+function distribute(records: readonly CanonicalRecord[], removed: string[] = []) {
   const ledger = new FeedLedger(true);
   const held = new Map<string, Map<string, FeedEntry>>(policies.map((p) => [p.partnerId, new Map()]));
   for (const r of records) {
@@ -37,6 +37,7 @@ function distribute(records: readonly CanonicalRecord[]) {
           // A REMOVE only ever takes away what the partner holds, under the record that holds it.
           expect(feed.get(k)?.recordId).toBe(c.entry.recordId);
           feed.delete(k);
+          removed.push(`${policy.partnerId}|${k}`);
         }
       }
     }
@@ -95,6 +96,31 @@ describe("planner", () => {
     expectReconciled(sequence, held, order);
     expect(held.get("hotline")?.get(`md5:${X.value}`)?.recordId).toBe(S);
     expect(held.get("industry")?.get(`md5:${X.value}`)).toMatchObject({ recordId: S, category: "A1" });
+  });
+
+  it.each(interleavings(["S1", "S2"], ["M1", "M2"]).map((o) => [o.join(" ")]))("a merge arriving as %s never takes a hash out of a feed on the way", (order) => {
+    const { records } = merge();
+    const removed: string[] = [];
+    distribute(order.split(" ").map((k) => records[k as keyof typeof records]), removed);
+    // M's merge revision before S's: X waits under M for the survivor instead of REMOVE then UPSERT.
+    expect(removed).toEqual([]);
+  });
+
+  it("a hash waiting for its survivor goes when the survivor's revision does not grant it", () => {
+    const { S, M, X, records } = merge();
+    const { held } = distribute([records.M1, records.M2]);
+    expect(held.get("hotline")?.get(`md5:${X.value}`)?.recordId).toBe(M); // waiting for S
+    // S arrives already withdrawn (say retracted in the same dedup batch as the merge): X goes.
+    const withdrawn = canonical(S, 2, records.S2.hashes, 3_000, { deleted: true });
+    const sequence = [records.M1, records.M2, withdrawn];
+    const removed: string[] = [];
+    const end = distribute(sequence, removed);
+    expect(end.held.get("hotline")?.has(`md5:${X.value}`)).toBe(false);
+    expect(removed).toContain(`hotline|md5:${X.value}`);
+    expectReconciled(sequence, end.held, "withdrawn survivor");
+    // A survivor revision older than the merge does not end the wait.
+    const early = distribute([records.M1, records.M2, records.S1]);
+    expect(early.held.get("hotline")?.get(`md5:${X.value}`)?.recordId).toBe(M);
   });
 
   it("lets the fresher revision govern a hash two records claim while revisions are in flight", () => {

@@ -62,6 +62,12 @@ export class FeedLedger {
   constructor(readonly complete = false) {}
 
   private readonly records = new Map<string, CanonicalRecord>();
+  /** Record ids looked up and found nowhere: no revision of them has been applied. */
+  private readonly absentRecords = new Set<string>();
+  /** survivor -> records merged into it (loaded per survivor). */
+  private readonly storedMerges = new Map<string, Set<string>>();
+  /** merged record -> survivor, for merge revisions this transaction applied. */
+  readonly changedMerges = new Map<string, string>();
   private readonly storedClaimsOf = new Map<string, Set<HashKey>>();
   private readonly storedClaimants = new Map<HashKey, Set<string>>();
   /** partner|hash -> entry (null: the partner holds nothing for it). */
@@ -79,7 +85,10 @@ export class FeedLedger {
   // Loading (database state as of the transaction's start).
 
   hasRecord(recordId: string): boolean {
-    return this.records.has(recordId);
+    return this.records.has(recordId) || this.absentRecords.has(recordId);
+  }
+  hasMergesInto(survivorId: string): boolean {
+    return this.storedMerges.has(survivorId);
   }
   hasClaimsOf(recordId: string): boolean {
     return this.storedClaimsOf.has(recordId);
@@ -97,6 +106,13 @@ export class FeedLedger {
   addRecord(record: CanonicalRecord): void {
     const known = this.records.get(record.recordId);
     if (!known || known.revision < record.revision) this.records.set(record.recordId, record);
+  }
+  /** A record looked up and not found: nothing of it has been applied yet. */
+  addAbsentRecord(recordId: string): void {
+    if (!this.records.has(recordId)) this.absentRecords.add(recordId);
+  }
+  addMergesInto(survivorId: string, mergedIds: Iterable<string>): void {
+    this.storedMerges.set(survivorId, new Set(mergedIds));
   }
   addClaimsOf(recordId: string, hashes: Iterable<HashKey>): void {
     this.storedClaimsOf.set(recordId, new Set(hashes));
@@ -124,6 +140,21 @@ export class FeedLedger {
 
   record(recordId: string): CanonicalRecord {
     return this.records.get(recordId) ?? this.missing(`record ${recordId}`);
+  }
+
+  /** The latest applied revision of a record, or null when none has been applied. */
+  appliedRecord(recordId: string): CanonicalRecord | null {
+    const r = this.records.get(recordId);
+    if (r) return r;
+    return this.absentRecords.has(recordId) || this.complete ? null : this.missing(`record ${recordId}`);
+  }
+
+  /** The records merged into a survivor. */
+  mergedInto(survivorId: string): string[] {
+    const stored = this.storedMerges.get(survivorId) ?? (this.complete ? new Set<string>() : this.missing(`merges into ${survivorId}`));
+    const out = new Set(stored);
+    for (const [merged, survivor] of this.changedMerges) if (survivor === survivorId) out.add(merged);
+    return [...out];
   }
 
   claimsOf(recordId: string): ReadonlySet<HashKey> {
@@ -158,6 +189,8 @@ export class FeedLedger {
 
   setRecord(record: CanonicalRecord): void {
     this.records.set(record.recordId, record);
+    this.absentRecords.delete(record.recordId);
+    if (record.mergedInto) this.changedMerges.set(record.recordId, record.mergedInto);
   }
 
   setClaims(recordId: string, hashes: Iterable<HashKey>): void {
@@ -187,6 +220,20 @@ export function governingRecord(ledger: FeedLedger, hash: HashKey): CanonicalRec
   return best;
 }
 
+/**
+ * Whether a hash held under `owner`, which no live record claims, should stay put for now: the owner
+ * was merged into a survivor whose merge revision (listing the owner's hashes) is not applied yet.
+ * Dedup writes both revisions in one transaction but they travel on different partitions; removing
+ * the hash meanwhile would take a known hash out of the partner's database until the survivor's
+ * revision puts it back. Planning the survivor re-plans what its merged records still hold
+ * (FeedLedger.mergedInto), so a survivor that turns out not to grant the hash removes it then.
+ */
+export function awaitingSurvivor(ledger: FeedLedger, owner: CanonicalRecord | undefined): boolean {
+  if (!owner?.mergedInto) return false;
+  const survivor = ledger.appliedRecord(owner.mergedInto);
+  return !survivor || survivor.updatedAt < owner.updatedAt;
+}
+
 /** The change (if any) that brings one partner's entry for one hash in line with its governing record. */
 export function planHash(ledger: FeedLedger, policy: PartnerPolicy, hash: HashKey): FeedChange | null {
   const governor = governingRecord(ledger, hash);
@@ -194,7 +241,9 @@ export function planHash(ledger: FeedLedger, policy: PartnerPolicy, hash: HashKe
   const have = ledger.entry(policy.partnerId, hash);
   if (want) return have && sameFeedEntry(have, want) ? null : { op: "UPSERT", entry: want };
   if (!have) return null;
-  return { op: "REMOVE", entry: have, revision: ledger.knownRecord(have.recordId)?.revision ?? have.revision };
+  const owner = ledger.knownRecord(have.recordId);
+  if (!governor && awaitingSurvivor(ledger, owner)) return null;
+  return { op: "REMOVE", entry: have, revision: owner?.revision ?? have.revision };
 }
 
 export interface PartnerPlan {
@@ -217,6 +266,8 @@ export function planRecord(ledger: FeedLedger, record: CanonicalRecord, policies
   if (claims.length !== prior.size || claims.some((h) => !prior.has(h))) ledger.setClaims(record.recordId, claims);
   return policies.map((policy) => {
     const affected = new Set<HashKey>([...claims, ...prior, ...ledger.ownedBy(policy.partnerId, record.recordId)]);
+    // Hashes still held under records merged into this one (waiting for this revision).
+    for (const merged of ledger.mergedInto(record.recordId)) for (const h of ledger.ownedBy(policy.partnerId, merged)) affected.add(h);
     const changes: FeedChange[] = [];
     for (const hash of affected) {
       const change = planHash(ledger, policy, hash);
