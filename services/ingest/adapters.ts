@@ -1,5 +1,5 @@
 /** Network adapters of the ingest core: the Kafka sink and the PostgreSQL ledger. */
-import type { Producer } from "kafkajs";
+import type { RecordProducer } from "../shared/kafka.ts";
 import type { AvroCodec } from "../shared/codec.ts";
 import type { Queryable } from "../shared/postgres.ts";
 import type { TopicNames } from "../shared/topics.ts";
@@ -7,7 +7,7 @@ import type { IntakeSink, SubmissionLedger } from "./intake.ts";
 import type { RequestReplayGuard } from "./request-auth.ts";
 
 /** Publishes a batch with acks from all in-sync replicas; resolves once Kafka holds all of it. */
-export function kafkaIntakeSink(producer: Producer, codec: AvroCodec, topics: TopicNames): IntakeSink {
+export function kafkaIntakeSink(producer: RecordProducer, codec: AvroCodec, topics: TopicNames): IntakeSink {
   return {
     async publish({ accepted, rejected, audit }) {
       const topicMessages = [

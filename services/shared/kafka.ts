@@ -88,19 +88,105 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
   return new Kafka(config);
 }
 
+/** What the services do with a producer. */
+export type RecordProducer = Pick<Producer, "connect" | "disconnect" | "send" | "sendBatch">;
+
+/**
+ * Errors after which an idempotent producer cannot go on: the broker no longer accepts its producer
+ * id and sequence numbers (seen after a broker restart when a send had run out of retries halfway).
+ * Retrying with the same producer fails forever; a new producer gets a new id.
+ */
+const PRODUCER_STATE_LOST = new Set(["OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID", "INVALID_PRODUCER_EPOCH", "INVALID_PRODUCER_ID_MAPPING"]);
+
+export function producerStateLost(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  const pending: unknown[] = [err];
+  while (pending.length) {
+    const e = pending.pop() as { type?: unknown; originalError?: unknown; cause?: unknown; errors?: unknown } | null | undefined;
+    if (!e || typeof e !== "object" || seen.has(e)) continue;
+    seen.add(e);
+    if (typeof e.type === "string" && PRODUCER_STATE_LOST.has(e.type)) return true;
+    pending.push(e.originalError, e.cause, ...(Array.isArray(e.errors) ? e.errors : []));
+  }
+  return false;
+}
+
+/**
+ * A producer that replaces its kafkajs producer when the broker has lost track of it
+ * (producerStateLost): the failed send still fails, so the caller's retry (the outbox relay, a
+ * force's client) goes out on the new producer. Re-sends are safe: consumers are idempotent on key
+ * + revision or seq, and ingest on the submission's content.
+ */
+export class RenewingProducer implements RecordProducer {
+  private inner: Producer;
+  private connected = false;
+  private mustConnect = false;
+  private renewing: Promise<void> | null = null;
+
+  constructor(private readonly make: () => Producer) {
+    this.inner = make();
+  }
+
+  async connect(): Promise<void> {
+    await this.inner.connect();
+    this.connected = true;
+  }
+
+  async disconnect(): Promise<void> {
+    this.connected = false;
+    await this.renewing?.catch(() => undefined);
+    await this.inner.disconnect();
+  }
+
+  send(record: Parameters<Producer["send"]>[0]): ReturnType<Producer["send"]> {
+    return this.guard(() => this.inner.send(record));
+  }
+
+  sendBatch(batch: Parameters<Producer["sendBatch"]>[0]): ReturnType<Producer["sendBatch"]> {
+    return this.guard(() => this.inner.sendBatch(batch));
+  }
+
+  private async guard<T>(op: () => Promise<T>): Promise<T> {
+    if (this.mustConnect) {
+      await this.inner.connect();
+      this.mustConnect = false;
+    }
+    try {
+      return await op();
+    } catch (err) {
+      if (this.connected && producerStateLost(err)) {
+        this.renewing ??= this.renew().finally(() => {
+          this.renewing = null;
+        });
+        await this.renewing;
+      }
+      throw err;
+    }
+  }
+
+  private async renew(): Promise<void> {
+    const old = this.inner;
+    this.inner = this.make();
+    this.mustConnect = true;
+    await old.disconnect().catch(() => undefined);
+  }
+}
+
 /**
  * An idempotent producer that waits for all in-sync replicas: once send() resolves the record is
- * durably in Kafka, and a retried send cannot duplicate it.
+ * durably in Kafka, and a retried send cannot duplicate it. Renewed when the broker loses its state.
  */
-export function createDurableProducer(kafka: Kafka, transactionalId?: string): Producer {
-  return kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    // Murmur2, as the Java client: the same key lands on the same partition whichever client wrote it.
-    createPartitioner: Partitioners.DefaultPartitioner,
-    allowAutoTopicCreation: false,
-    ...(transactionalId ? { transactionalId } : {}),
-  });
+export function createDurableProducer(kafka: Kafka, transactionalId?: string): RecordProducer {
+  return new RenewingProducer(() =>
+    kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      // Murmur2, as the Java client: the same key lands on the same partition whichever client wrote it.
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+      ...(transactionalId ? { transactionalId } : {}),
+    }),
+  );
 }
 
 /** Creates missing topics with their settings and brings existing ones' configs into line. */

@@ -4,13 +4,13 @@
  * so per-key order is kept. A crash between send and delete re-sends rows; consumers are
  * idempotent on key + revision/seq, which makes the effect exactly once.
  */
-import type { Producer } from "kafkajs";
+import type { RecordProducer } from "./kafka.ts";
 import type { Logger } from "./logging.ts";
 import type { Pool, PoolClient } from "./postgres.ts";
 
 export interface OutboxRelayOptions {
   readonly pool: Pool;
-  readonly producer: Producer;
+  readonly producer: RecordProducer;
   readonly logger: Logger;
   /** Advisory lock id: one per outbox table. */
   readonly lockId: number;

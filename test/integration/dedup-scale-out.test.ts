@@ -3,13 +3,14 @@
  * state as one instance over the same submissions (record ids aside, which are random).
  */
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
-import type { Producer } from "kafkajs";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
 import type { AgencySigner } from "../../services/ingest/client.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { Hash, Submission } from "../../services/shared/records.ts";
 import { deriveKeyId } from "../../services/shared/signing.ts";
 import { registerAgency } from "../../services/admin/registry.ts";
@@ -21,7 +22,7 @@ import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv } from "../
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
-let producer: Producer;
+let producer: RecordProducer;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {

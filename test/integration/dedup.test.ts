@@ -3,13 +3,14 @@
  * retraction, near-duplicate linking, and exactly-once under kill -9 of a real dedup process.
  */
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
-import type { Kafka, Producer } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgencySigner } from "../../services/ingest/client.ts";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { CanonicalRecord, Hash, Rejection, Submission } from "../../services/shared/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
@@ -22,7 +23,7 @@ import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
 let kafka: Kafka;
-let producer: Producer;
+let producer: RecordProducer;
 
 beforeAll(async () => {
   kafka = kafkaAs("test-dedup");

@@ -4,7 +4,7 @@
  * hub's record behind the partner's pseudonym; a policy change is audited as policy.applied and
  * its removals carry it as their cause. Nothing law-enforcement-only reaches the audit topic.
  */
-import type { Kafka, Producer } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DISTRIBUTION_ACTOR } from "../../services/distribution/audit.ts";
 import { recordRef } from "../../services/distribution/feed-writer.ts";
@@ -13,6 +13,7 @@ import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { LAW_ENFORCEMENT_ONLY_FIELDS } from "../../services/shared/audit.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { AuditEvent, FeedRecord, Hash, Submission } from "../../services/shared/records.ts";
 import { signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
@@ -24,7 +25,7 @@ import { kafkaAs } from "../support/stack.ts";
 
 const codec = new AvroCodec();
 let kafka: Kafka;
-let producer: Producer;
+let producer: RecordProducer;
 let p: Pipeline;
 
 const hotline: Omit<PartnerPolicy, "version"> = {

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
-import type { Kafka, Producer } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordRef } from "../../services/distribution/feed-writer.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
@@ -15,6 +15,7 @@ import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { loadPolicies } from "../../services/distribution/policy-store.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../services/shared/records.ts";
 import { createS3Client } from "../../services/shared/s3.ts";
 import { signRecord } from "../../services/shared/signing.ts";
@@ -28,7 +29,7 @@ import { kafkaAs, stackEnv } from "../support/stack.ts";
 
 const codec = new AvroCodec();
 let kafka: Kafka;
-let producer: Producer;
+let producer: RecordProducer;
 let p: Pipeline;
 let policies: PartnerPolicy[];
 

@@ -4,10 +4,11 @@
  * applied without an alert, and the old key can then be dropped. A partner that never added the
  * new key refuses the new records (UNKNOWN_KEY) instead of applying them.
  */
-import type { Kafka, Producer } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { Hash, Submission } from "../../services/shared/records.ts";
 import { signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
@@ -19,7 +20,7 @@ import { kafkaAs } from "../support/stack.ts";
 
 const codec = new AvroCodec();
 let kafka: Kafka;
-let producer: Producer;
+let producer: RecordProducer;
 let p: Pipeline;
 
 beforeAll(async () => {

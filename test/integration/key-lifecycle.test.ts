@@ -4,13 +4,14 @@
  * report lists the records that rested on the revoked key alone.
  */
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
-import type { Producer } from "kafkajs";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recordsAssertedOnlyByKey } from "../../services/dedup/key-report.ts";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { Rejection, Submission } from "../../services/shared/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
@@ -25,7 +26,7 @@ const codec = new AvroCodec();
 let db: TestDatabase;
 let names: TopicNames;
 let dedup: RunningDedup;
-let producer: Producer;
+let producer: RecordProducer;
 
 beforeAll(async () => {
   db = await freshDatabase("keys");

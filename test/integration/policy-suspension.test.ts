@@ -6,13 +6,14 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import type { Kafka, Producer } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
 import { listPolicies, loadPolicies } from "../../services/distribution/policy-store.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { CanonicalRecord, Submission } from "../../services/shared/records.ts";
 import { signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
@@ -25,7 +26,7 @@ import { kafkaAs } from "../support/stack.ts";
 const codec = new AvroCodec();
 const run = promisify(execFile);
 let kafka: Kafka;
-let producer: Producer;
+let producer: RecordProducer;
 let p: Pipeline;
 const PARTNERS = ["hotline-uk", "industry-x"];
 

@@ -3,7 +3,7 @@
  * one by ingest, are sent round again once the key is registered, and both end up applied.
  */
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
-import type { Producer } from "kafkajs";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { redrive } from "../../services/admin/redrive.ts";
 import { startDedup } from "../../services/dedup/main.ts";
@@ -15,6 +15,7 @@ import { admitBatch } from "../../services/ingest/intake.ts";
 import type { IntakeDeps } from "../../services/ingest/intake.ts";
 import { AvroCodec } from "../../services/shared/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import { migrate } from "../../services/shared/postgres.ts";
 import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/signing.ts";
@@ -30,7 +31,7 @@ const kafka = kafkaAs("test-redrive");
 let db: TestDatabase;
 let names: TopicNames;
 let dedup: RunningDedup;
-let producer: Producer;
+let producer: RecordProducer;
 
 beforeAll(async () => {
   db = await freshDatabase("redrive");

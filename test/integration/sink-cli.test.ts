@@ -9,7 +9,7 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import type { Kafka, Producer } from "kafkajs";
+import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
 import { loadPolicies } from "../../services/distribution/policy-store.ts";
@@ -18,6 +18,7 @@ import { AvroCodec } from "../../services/shared/codec.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
 import { feedPartitionOf } from "../../services/shared/feed-chain.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
+import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { CanonicalRecord, FeedRecord } from "../../services/shared/records.ts";
 import { generateSigningKeyPair, privateKeyFromPem, signRecord } from "../../services/shared/signing.ts";
 import { signedSubmission } from "../support/agencies.ts";
@@ -32,7 +33,7 @@ const PARTITIONS = 2;
 const HALTED = 0; // the partition this test halts; partition 1 keeps going
 const codec = new AvroCodec();
 let kafka: Kafka;
-let producer: Producer;
+let producer: RecordProducer;
 let p: Pipeline;
 let sinkAtStart: RunningSink;
 
