@@ -10,8 +10,9 @@ async function kafkaReady(brokers) {
   const kafka = new Kafka({
     clientId: "hashrelay-stack-check",
     brokers: brokers.split(","),
-    connectionTimeout: 1500,
-    requestTimeout: 3000,
+    // TLS and SASL on a busy machine can take seconds; a miss here means "not ready yet".
+    connectionTimeout: 5000,
+    requestTimeout: 10000,
     retry: { retries: 0 },
     logLevel: logLevel.NOTHING,
     ...(process.env.KAFKA_SSL_CA_FILE ? { ssl: { ca: [readFileSync(process.env.KAFKA_SSL_CA_FILE, "utf8")] } } : {}),

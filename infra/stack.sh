@@ -671,9 +671,20 @@ cmd_credentials() {
 #                            no longer authenticate. Not a deletion: on Kafka 4.1.2 (and 4.4.0) a
 #                            broker restarted after a SCRAM credential was deleted authenticated no
 #                            SCRAM user at all (infra/README.md), so credentials are never deleted.
+# The broker answers within $1 seconds: a loaded machine (parallel tests, TLS handshakes) can make
+# one health check miss although the broker is up.
+kafka_answers_within() {
+  local deadline=$((SECONDS + $1))
+  until kafka_healthy; do
+    [ $SECONDS -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
 cmd_principal() {
   [ $# -gt 0 ] || die "usage: infra/stack.sh principal [--retire|--rotate] NAME..."
-  kafka_healthy || die "Kafka is not running: run 'make up' first"
+  port_open "$HOST" "$KAFKA_PORT" || die "Kafka is not running: run 'make up' first"
+  kafka_answers_within 60 || die "Kafka listens on $HOST:$KAFKA_PORT but does not answer (see $KAFKA_LOG)"
   if [ "$1" = "--retire" ] || [ "$1" = "--rotate" ]; then
     local mode="${1#--}"
     shift

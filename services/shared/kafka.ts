@@ -67,6 +67,9 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
     brokers: options.brokers,
     // Services ride out a broker restart; a one-shot CLI call may prefer to give up sooner.
     retry: { initialRetryTime: 200, retries: options.retries ?? 8 },
+    // kafkajs's 1 s default is too short for a TLS handshake plus SASL on a busy machine or right
+    // after a broker restart; each timed-out attempt also spends one of the retries above.
+    connectionTimeout: 10_000,
     logLevel: logLevel.WARN,
     ...(options.ssl ? { ssl: options.ssl === true ? true : { ca: [...options.ssl.ca] } } : {}),
     // kafkajs's SASLOptions is a union keyed on the mechanism; each of ours is one of its members.

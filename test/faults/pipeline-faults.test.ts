@@ -201,7 +201,11 @@ afterAll(async () => {
 });
 
 describe("pipeline under faults", () => {
-  it("recovers from kills, a broker restart, a partner database outage and duplicate/reordered deliveries", async () => {
+  it("recovers from kills, a broker restart, a partner database outage and duplicate/reordered deliveries", async (ctx) => {
+    // Whatever step fails, the stages' positions and each service's log go to the test output.
+    ctx.onTestFailed(async () => {
+      console.error(await diagnose().catch((err: unknown) => `diagnose failed: ${String(err)}`));
+    });
     // 0. kill -9 ingest while a force is submitting over HTTP; the force retries.
     const overHttp = wave(300).filter((sub) => sub.agencyId === "force-a");
     const sending = submitWithRetries(overHttp);
@@ -252,12 +256,7 @@ describe("pipeline under faults", () => {
     const feed = await readTopic(kafka, names.feed("hotline-uk"), (ms) => ms.length >= 100, 60_000);
     await producer.send({ topic: names.feed("hotline-uk"), acks: -1, messages: feed.slice(0, 100).reverse().map((m) => ({ partition: m.partition, key: m.key, value: m.value })) });
 
-    try {
-      await waitFor("pipeline settled", settled, 150_000, 500);
-    } catch (err) {
-      console.error(await diagnose());
-      throw err;
-    }
+    await waitFor("pipeline settled", settled, 150_000, 500);
 
     // Nothing lost, nothing duplicated.
     const unique = new Set(published.map((s) => s.submissionId)).size;
