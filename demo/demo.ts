@@ -9,7 +9,6 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Kafka } from "kafkajs";
 import pg from "pg";
 import { registerAgency, registerPartner } from "../services/admin/registry.ts";
 import { DISTRIBUTION_MIGRATIONS } from "../services/distribution/main.ts";

@@ -28,7 +28,7 @@ import { AvroCodec } from "../shared/codec.ts";
 import { matches, readRejections, redrive } from "./redrive.ts";
 import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
-import { listPolicies, loadPolicies, resumePolicy, setPolicy, suspendPolicy } from "../distribution/policy-store.ts";
+import { listPolicies, resumePolicy, setPolicy, suspendPolicy } from "../distribution/policy-store.ts";
 import { newlyGrantedWithheld } from "../distribution/policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../distribution/policy.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";

@@ -14,7 +14,7 @@ import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem, signRecord } fr
 import type { Submission } from "../../services/shared/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { unsignedSubmission } from "../support/fixtures.ts";
-import { freshDatabase, freshTopics, kafkaAs, stackEnv, uniqueName } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, uniqueName } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
