@@ -154,30 +154,36 @@ export function dlqRedriven(actor: string, rejectedTopic: string, filter: Redriv
 
 /** The database change was made but its audit event could not be written: the CLI exits non-zero. */
 export class AuditNotWrittenError extends Error {
-  constructor(
-    readonly topic: string,
-    readonly event: AuditEvent,
-    readonly failure: unknown,
-  ) {
+  readonly topic: string;
+  readonly event: AuditEvent;
+  readonly failure: unknown;
+
+  constructor(topic: string, event: AuditEvent, failure: unknown) {
     super(
       `the change above WAS made, but its audit event was NOT written to ${topic}: ${failure instanceof Error ? failure.message : String(failure)}. ` +
         `Check that Kafka is reachable and the topic exists (bin/hashrelay topics --namespace <ns>), then record this event: ${JSON.stringify(event)}`,
     );
+    this.topic = topic;
+    this.event = event;
+    this.failure = failure;
   }
 }
 
 /** The change and its audit event are committed together, but Kafka has not taken the event yet: exit 3. */
 export class AuditQueuedError extends Error {
-  constructor(
-    readonly topic: string,
-    readonly event: AuditEvent,
-    readonly failure: unknown,
-  ) {
+  readonly topic: string;
+  readonly event: AuditEvent;
+  readonly failure: unknown;
+
+  constructor(topic: string, event: AuditEvent, failure: unknown) {
     super(
       `the change above WAS made and its audit event (${event.action} ${event.subjectId}) is queued in the hub database, ` +
         `but it is NOT yet written to ${topic}: ${failure instanceof Error ? failure.message : String(failure)}. ` +
         `Once Kafka is reachable and the topic exists (bin/hashrelay topics --namespace <ns>), the next admin command or \`bin/hashrelay audit flush\` sends it.`,
     );
+    this.topic = topic;
+    this.event = event;
+    this.failure = failure;
   }
 }
 

@@ -24,7 +24,10 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
   readonly pdq: PdqIndex;
   readonly photodna = new PhotoDnaIndex();
 
-  constructor(private readonly options: { photodnaThreshold: number; expectedSize?: number }) {
+  private readonly options: { photodnaThreshold: number; expectedSize?: number };
+
+  constructor(options: { photodnaThreshold: number; expectedSize?: number }) {
+    this.options = options;
     this.pdq = new PdqIndex({ maxDistance: PDQ_MAX_DISTANCE, ...(options.expectedSize ? { expectedSize: options.expectedSize } : {}) });
   }
 

@@ -58,13 +58,19 @@ export class FeedWriter {
   /** Every record issued in this transaction, with the hub record it discloses (for audit.ts). */
   readonly issued: Disclosure[] = [];
 
-  constructor(
-    private readonly client: PoolClient,
-    private readonly codec: AvroCodec,
-    private readonly topics: TopicNames,
-    private readonly hub: HubSigner,
-    private readonly now: number,
-  ) {}
+  private readonly client: PoolClient;
+  private readonly codec: AvroCodec;
+  private readonly topics: TopicNames;
+  private readonly hub: HubSigner;
+  private readonly now: number;
+
+  constructor(client: PoolClient, codec: AvroCodec, topics: TopicNames, hub: HubSigner, now: number) {
+    this.client = client;
+    this.codec = codec;
+    this.topics = topics;
+    this.hub = hub;
+    this.now = now;
+  }
 
   /** Planning state of this transaction: loaded by load(), changed by planner.ts, written by flush(). */
   readonly ledger = new FeedLedger();

@@ -59,7 +59,11 @@ const add = <K, V>(m: Map<K, Set<V>>, k: K, v: V) => {
  * loaded throws, unless the ledger is `complete` (an empty store, as in unit tests).
  */
 export class FeedLedger {
-  constructor(readonly complete = false) {}
+  readonly complete: boolean;
+
+  constructor(complete: boolean = false) {
+    this.complete = complete;
+  }
 
   private readonly records = new Map<string, CanonicalRecord>();
   /** Record ids looked up and found nowhere: no revision of them has been applied. */

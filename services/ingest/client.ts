@@ -23,20 +23,24 @@ export interface SubmitResponse {
 }
 
 export class IngestApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: ReasonCode | string,
-    message: string,
-  ) {
+  readonly status: number;
+  readonly reason: ReasonCode | string;
+
+  constructor(status: number, reason: ReasonCode | string, message: string) {
     super(`${status} ${reason}: ${message}`);
+    this.status = status;
+    this.reason = reason;
   }
 }
 
 export class IngestClient {
-  constructor(
-    private readonly baseUrl: string,
-    private readonly signer: AgencySigner,
-  ) {}
+  private readonly baseUrl: string;
+  private readonly signer: AgencySigner;
+
+  constructor(baseUrl: string, signer: AgencySigner) {
+    this.baseUrl = baseUrl;
+    this.signer = signer;
+  }
 
   private async request(method: "GET" | "POST", path: string, body: Buffer = Buffer.alloc(0), contentType = "application/json") {
     const headers: Record<string, string> = { ...signRequest({ method, path, body }, this.signer) };

@@ -86,7 +86,11 @@ export class ImportService {
   private readonly running = new Map<string, Promise<void>>();
   private stopping = false;
 
-  constructor(private readonly deps: ImportServiceDeps) {}
+  private readonly deps: ImportServiceDeps;
+
+  constructor(deps: ImportServiceDeps) {
+    this.deps = deps;
+  }
 
   /** The bucket imports are read from (and receipts written to). */
   get bucket(): string {

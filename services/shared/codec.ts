@@ -172,10 +172,13 @@ const MAX_ZERO_BYTE_ITEMS = 1 << 16;
 class Cursor {
   zeroByteItems = 0;
 
-  constructor(
-    readonly buf: Buffer,
-    public pos: number,
-  ) {}
+  readonly buf: Buffer;
+  pos: number;
+
+  constructor(buf: Buffer, pos: number) {
+    this.buf = buf;
+    this.pos = pos;
+  }
 
   fail(message: string): never {
     throw new CodecError("MALFORMED_AVRO", `${message} (at byte ${this.pos})`);

@@ -126,7 +126,10 @@ export class RenewingProducer implements RecordProducer {
   private mustConnect = false;
   private renewing: Promise<void> | null = null;
 
-  constructor(private readonly make: () => Producer) {
+  private readonly make: () => Producer;
+
+  constructor(make: () => Producer) {
+    this.make = make;
     this.inner = make();
   }
 

@@ -108,10 +108,13 @@ export class PgKeyRegistry implements KeyLookup {
   private readonly cache = new Map<string, { key: RegisteredKey | undefined; until: number }>();
 
   /** `cacheMs` bounds how long a revocation can take to bite in a running service. */
-  constructor(
-    private readonly db: Queryable,
-    private readonly cacheMs = 2_000,
-  ) {}
+  private readonly db: Queryable;
+  private readonly cacheMs: number;
+
+  constructor(db: Queryable, cacheMs: number = 2_000) {
+    this.db = db;
+    this.cacheMs = cacheMs;
+  }
 
   async findKey(keyId: string): Promise<RegisteredKey | undefined> {
     const now = Date.now();

@@ -35,7 +35,11 @@ export class OutboxRelay {
   private wake: (() => void) | null = null;
   private relayed = 0;
 
-  constructor(private readonly o: OutboxRelayOptions) {}
+  private readonly o: OutboxRelayOptions;
+
+  constructor(o: OutboxRelayOptions) {
+    this.o = o;
+  }
 
   get relayedCount(): number {
     return this.relayed;

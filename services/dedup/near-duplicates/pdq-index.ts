@@ -603,13 +603,19 @@ function growCandidateScratch(size: number, keep: number): void {
 class Segment {
   private readonly plans = new Map<number, Plan>();
 
-  private constructor(
-    readonly start: number,
-    readonly end: number,
-    readonly indexed: number,
-    readonly layout: Layout,
-    readonly tables: ChunkTable[],
-  ) {}
+  readonly start: number;
+  readonly end: number;
+  readonly indexed: number;
+  readonly layout: Layout;
+  readonly tables: ChunkTable[];
+
+  private constructor(start: number, end: number, indexed: number, layout: Layout, tables: ChunkTable[]) {
+    this.start = start;
+    this.end = end;
+    this.indexed = indexed;
+    this.layout = layout;
+    this.tables = tables;
+  }
 
   /**
    * Builds the tables: per chunk, radix-sort (key, slot) pairs by key, then fill bitmap, cells and

@@ -175,7 +175,11 @@ function scalarOf(tok: Token): unknown {
 class Packer {
   private text = "";
 
-  constructor(private readonly cap: number) {}
+  private readonly cap: number;
+
+  constructor(cap: number) {
+    this.cap = cap;
+  }
 
   /** The token to pass on, or null while a key, string or number is still arriving. */
   pack(tok: Token): Token | null {
@@ -220,10 +224,13 @@ class Assembler {
   private key = "";
   private depth = 0;
 
-  constructor(
-    private readonly limit: number,
-    private discard: boolean,
-  ) {}
+  private readonly limit: number;
+  private discard: boolean;
+
+  constructor(limit: number, discard: boolean) {
+    this.limit = limit;
+    this.discard = discard;
+  }
 
   /** Feeds one token; true once the value is complete. */
   push(tok: Token): boolean {
@@ -335,10 +342,13 @@ class VicsMachine {
   private pending: Pending | null = null;
   private cases = 0;
 
-  constructor(
-    private readonly prefix: string,
-    private readonly limit: number,
-  ) {}
+  private readonly prefix: string;
+  private readonly limit: number;
+
+  constructor(prefix: string, limit: number) {
+    this.prefix = prefix;
+    this.limit = limit;
+  }
 
   push(tok: Token): void {
     if (this.asm) {
