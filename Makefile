@@ -2,8 +2,13 @@
 # processes managed by infra/stack.sh; data, logs and .stack/env live in .stack/ (see infra/README.md).
 SHELL := /bin/bash
 STACK := infra/stack.sh
-# The pinned AWS SDK supports Node 20; its notice about future releases is noise in service logs.
-export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED := true
+# Every target runs on Node 24: the machine's own when it is 24.x, else one infra/node.sh fetches
+# from the npm registry into .stack/lib/node. npm, npx and the tests all find it first on PATH.
+NODE_BIN := $(shell infra/node.sh)
+ifeq ($(NODE_BIN),)
+$(error no Node 24: infra/node.sh failed (see above))
+endif
+export PATH := $(NODE_BIN):$(PATH)
 export KAFKAJS_NO_PARTITIONER_WARNING := 1
 # npm writes this file on every install: missing or older than package-lock.json means `npm ci`.
 NODE_DEPS := node_modules/.package-lock.json
@@ -34,7 +39,7 @@ clean:
 status:
 	$(STACK) status
 
-.PHONY: test typecheck demo bench
+.PHONY: test test-unit typecheck lint format demo bench
 
 ## test: install what is needed, start the stack if it is not running, run every test, stop what it started
 # Each vitest pass also writes a JSON report; on failure their failed tests are printed last,
@@ -46,10 +51,21 @@ test: setup
 	@rm -rf $(RESULTS); status=0; npx tsc --noEmit -p . && npx vitest run $(call VITEST_REPORT,main) && \
 	  HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,faults) || status=$$?; \
 	  $(STACK) stop-started; \
-	  if [ $$status -ne 0 ]; then npx tsx test/support/failures.ts $(RESULTS)/main.json $(RESULTS)/faults.json; fi; exit $$status
+	  if [ $$status -ne 0 ]; then node test/support/failures.ts $(RESULTS)/main.json $(RESULTS)/faults.json; fi; exit $$status
+
+## test-unit: the tests that need nothing running (no stack)
+test-unit: $(NODE_DEPS)
+	npx vitest run --project unit
 
 typecheck: $(NODE_DEPS)
 	npx tsc --noEmit -p .
+
+## lint: Biome's linter and formatter check over the whole tree (format: apply its formatting)
+lint: $(NODE_DEPS)
+	npx biome check .
+
+format: $(NODE_DEPS)
+	npx biome check --write .
 
 ## bench: start the stack if needed, run every bench/*.ts (bench/run.sh), stop what it started.
 ##   BENCH="ingest" picks scripts; BENCH_ARGS="--count 50000" replaces their default arguments.
@@ -61,5 +77,5 @@ bench: $(NODE_DEPS)
 ## demo: install, start the stack, run every service on a synthetic workload, print what reached each partner
 demo: setup
 	$(STACK) up
-	@status=0; npx tsx demo/demo.ts || status=$$?; \
+	@status=0; node demo/demo.ts || status=$$?; \
 	  $(STACK) stop-started; exit $$status

@@ -722,9 +722,24 @@ cmd_principal() {
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
+# Commands that start, stop or set up the stack take turns: a second `make up`/`make test` started
+# alongside waits here instead of racing the first through TLS files, formatting or a start. The
+# lock lives in lib/, which `clean` keeps, so it outlasts a clean run by another caller.
+hold_stack_lock() {
+  mkdir -p "$LIB"
+  exec 8>"$LIB/.stack.lock"
+  if ! flock -n 8; then
+    say "another infra/stack.sh is setting up, starting or stopping this stack; waiting for it"
+    flock -w 900 8 || die "still locked after 15 minutes (lock $LIB/.stack.lock)"
+  fi
+}
+
 main() {
   local cmd="${1:-}"
   [ $# -gt 0 ] && shift
+  case "$cmd" in
+    setup | up | down | stop-started | clean | credentials) hold_stack_lock ;;
+  esac
   case "$cmd" in
     setup) cmd_setup ;;
     up) cmd_up "$@" ;;

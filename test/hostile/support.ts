@@ -115,7 +115,7 @@ export function runIsolated(names: readonly string[], opts: { maxOldMb: number; 
     out[name] = new Promise<IsolatedResult>((resolve, reject) => settle.set(name, { resolve, reject }));
     out[name].catch(() => {}); // a test that never awaits it must not leave an unhandled rejection
   }
-  const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldMb}`, "--expose-gc", "--import", "tsx", runner, ...names], {
+  const child = spawn(process.execPath, [`--max-old-space-size=${opts.maxOldMb}`, "--expose-gc", runner, ...names], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let pending = "";

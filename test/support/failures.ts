@@ -2,7 +2,7 @@
  * Prints the failed tests of vitest JSON reports (make test writes them to .stack/test-results/),
  * one short block each, so that the last lines of a CI log name what failed and why even when
  * unhandled-error traces and stack shutdown messages came after vitest's own summary.
- * Usage: npx tsx test/support/failures.ts <report.json>...
+ * Usage: node test/support/failures.ts <report.json>...
  */
 import { existsSync, readFileSync } from "node:fs";
 

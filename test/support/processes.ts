@@ -24,8 +24,8 @@ export function startServiceProcess(service: string, env: Record<string, string>
   let stopped = false;
   let restarts = 0;
   const launch = (): ChildProcess => {
-    const c = spawn(process.execPath, ["--import", "tsx", `${REPO_ROOT}services/${service}/main.ts`], {
-      // One process per service (no tsx wrapper), so kill -9 reaches the service itself.
+    const c = spawn(process.execPath, [`${REPO_ROOT}services/${service}/main.ts`], {
+      // Node runs the .ts file itself (type stripping): kill -9 reaches the service, no wrapper between.
       cwd: REPO_ROOT,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
