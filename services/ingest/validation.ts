@@ -92,7 +92,8 @@ function normaliseHashAt(alg: unknown, value: unknown, quality: unknown, path: s
     const rule = entry.quality;
     if (!rule) fail("INVALID_HASH", at(field(path, "quality"), `quality applies only to ${QUALITY_ALGORITHMS.join(", ")}, not ${a}`));
     if (typeof quality !== "number" || !Number.isInteger(quality) || quality < rule.min || quality > rule.max) {
-      fail("INVALID_HASH", at(field(path, "quality"), `${a} quality must be an integer from ${rule.min} to ${rule.max}, got ${describe(quality)}`));
+      const range = `${rule.min} to ${rule.max}`;
+      fail("INVALID_HASH", at(field(path, "quality"), `${a} quality must be an integer from ${range}, got ${describe(quality)}`));
     }
     q = quality;
   }

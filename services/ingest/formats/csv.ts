@@ -34,7 +34,14 @@ import type { ByteSource, DraftItem, FileReaderOptions } from "./common.ts";
 /** Each hash algorithm's column (its name), followed by its quality column where it has one. */
 const HASH_AND_QUALITY_COLUMNS: readonly string[] = HASH_ALGORITHMS.flatMap((a) => (a.quality ? [a.name, a.quality.csvColumn] : [a.name]));
 
-export const CSV_COLUMNS: readonly string[] = [...HASH_AND_QUALITY_COLUMNS, "category", "content_type", "submission_id", "case_ref", "series"];
+export const CSV_COLUMNS: readonly string[] = [
+  ...HASH_AND_QUALITY_COLUMNS,
+  "category",
+  "content_type",
+  "submission_id",
+  "case_ref",
+  "series",
+];
 
 export type CsvColumn = (typeof CSV_COLUMNS)[number];
 
@@ -192,7 +199,8 @@ function rowToDraft(fields: string[], columns: Map<CsvColumn, number>, lineNumbe
     const q = cell(column);
     if (q === "") continue;
     if (!/^\d+$/.test(q)) {
-      throw new ValidationError("INVALID_HASH", `${column}: must be an integer from ${a.quality.min} to ${a.quality.max}, got ${JSON.stringify(q)}`);
+      const range = `${a.quality.min} to ${a.quality.max}`;
+      throw new ValidationError("INVALID_HASH", `${column}: must be an integer from ${range}, got ${JSON.stringify(q)}`);
     }
     if (cell(a.name) === "") throw new ValidationError("INVALID_HASH", `${column}: given without a ${a.name} hash`);
     quality.set(a.name, Number(q));
