@@ -32,6 +32,7 @@ import { listPolicies, resumePolicy, setPolicy, suspendPolicy } from "../distrib
 import { newlyGrantedWithheld } from "../distribution/policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../distribution/policy.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+import { LICENSED_ALGORITHMS, UNLICENSED_ALGORITHMS } from "../shared/wire/hash-algorithms.ts";
 import { fileURLToPath } from "node:url";
 import type { AgencyKind } from "./registry.ts";
 import type { AuditEvent } from "../shared/records.ts";
@@ -322,7 +323,7 @@ export function buildCli(): Command {
       .requiredOption("--partner <id>")
       .option("--categories <list>", "UK categories the partner receives", "A,B,C")
       .addOption(new Option("--min-status <status>", "minimum grading status").choices(["disputed", "indicative", "confirmed"]).default("confirmed"))
-      .option("--algorithms <list>", "hash algorithms (photodna is licensed)", "md5,sha1,sha256,pdq")
+      .option("--algorithms <list>", `hash algorithms (${LICENSED_ALGORITHMS.join(", ")} is licensed)`, UNLICENSED_ALGORITHMS.join(","))
       .addOption(new Option("--scheme <scheme>", "category scheme").choices(["uk", "ics", "vics"]).default("uk"))
       .option("--extra <list>", "extra fields granted (newly granting a law-enforcement-only one, or agencies, needs --approved-by)", "")
       .option("--approved-by <name>", "the second person approving newly granted law-enforcement-only extras (not the --actor)")

@@ -16,6 +16,7 @@ import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { topicNames } from "../shared/topics.ts";
 import { IndexedNearDuplicateLinker } from "./near-duplicate-linker.ts";
+import { PHOTODNA_DEFAULT_THRESHOLD } from "./near-duplicates/photodna-index.ts";
 import { SERVICE, processBatch } from "./processor.ts";
 import type { DedupDeps } from "./processor.ts";
 
@@ -32,7 +33,7 @@ export const configShape = {
   /** Comma-separated agency ids whose grade is authoritative (besides those flagged in the registry). */
   DEDUP_GRADING_AUTHORITIES: z.string().default(""),
   DEDUP_CONFIRMATIONS: z.coerce.number().int().min(1).default(2),
-  DEDUP_PHOTODNA_THRESHOLD: z.coerce.number().int().positive().default(1800),
+  DEDUP_PHOTODNA_THRESHOLD: z.coerce.number().int().positive().default(PHOTODNA_DEFAULT_THRESHOLD),
   DEDUP_MAX_SUBMISSION_AGE_DAYS: z.coerce.number().positive().default(30),
 };
 

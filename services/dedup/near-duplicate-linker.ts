@@ -2,14 +2,16 @@
  * Keeps the in-memory near-duplicate indexes in step with PostgreSQL and links each batch's
  * records to their near duplicates. The indexes are derived state: rebuilt from record_hashes
  * at start-up and caught up by hash_seq at the start of every batch (under the apply lock), so
- * several dedup instances always see the same hashes.
+ * several dedup instances always see the same hashes. One index per near algorithm of the hash
+ * algorithm table, built by near-duplicates/index.ts; nothing here names an algorithm.
  */
 import type { PoolClient } from "../shared/postgres.ts";
-import type { Hash } from "../shared/records.ts";
+import type { HashAlg } from "../shared/records.ts";
+import { NEAR_ALGORITHMS, isNearMatchable } from "../shared/wire/hash-algorithms.ts";
 import { linkNearDuplicates } from "./engine.ts";
 import type { RecordState, WorkingSet } from "./engine.ts";
-import { PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY, PdqIndex } from "./near-duplicates/pdq-index.ts";
-import { PhotoDnaIndex } from "./near-duplicates/photodna-index.ts";
+import { createNearDuplicateIndex, createNearDuplicateIndexes } from "./near-duplicates/index.ts";
+import type { NearDuplicateIndex, NearDuplicateIndexOptions } from "./near-duplicates/index.ts";
 import { loadRecords } from "./store.ts";
 
 export interface NearDuplicateLinker {
@@ -17,41 +19,41 @@ export interface NearDuplicateLinker {
   link(client: PoolClient, ws: WorkingSet): Promise<void>;
 }
 
-const usablePdq = (h: Hash) => h.alg === "pdq" && (h.quality === null || h.quality >= PDQ_MIN_QUALITY);
-
 export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
   private lastSeq = 0;
-  readonly pdq: PdqIndex;
-  readonly photodna = new PhotoDnaIndex();
+  /** One index per near algorithm. */
+  readonly indexes: ReadonlyMap<HashAlg, NearDuplicateIndex>;
 
-  private readonly options: { photodnaThreshold: number; expectedSize?: number };
+  private readonly options: NearDuplicateIndexOptions;
 
-  constructor(options: { photodnaThreshold: number; expectedSize?: number }) {
+  constructor(options: NearDuplicateIndexOptions) {
     this.options = options;
-    this.pdq = new PdqIndex({ maxDistance: PDQ_MAX_DISTANCE, ...(options.expectedSize ? { expectedSize: options.expectedSize } : {}) });
+    this.indexes = createNearDuplicateIndexes(options);
   }
 
+  /** Hashes held by all the near-duplicate indexes. */
   get indexedHashes(): number {
-    return this.pdq.size;
+    let n = 0;
+    for (const index of this.indexes.values()) n += index.size;
+    return n;
   }
 
   async catchUp(client: PoolClient): Promise<void> {
-    const before = this.pdq.size;
+    const before = new Map([...this.indexes].map(([alg, index]) => [alg, index.size]));
     for (;;) {
-      const { rows } = await client.query<{ hash_seq: number; alg: string; value: string; quality: number | null; record_no: number }>(
+      const { rows } = await client.query<{ hash_seq: number; alg: HashAlg; value: string; quality: number | null; record_no: number }>(
         `SELECT h.hash_seq, h.alg, h.value, h.quality, r.record_no FROM record_hashes h JOIN canonical_records r USING (record_id)
-          WHERE h.alg IN ('pdq', 'photodna') AND h.hash_seq > $1 ORDER BY h.hash_seq LIMIT 50000`,
-        [this.lastSeq],
+          WHERE h.alg = ANY($2::text[]) AND h.hash_seq > $1 ORDER BY h.hash_seq LIMIT 50000`,
+        [this.lastSeq, NEAR_ALGORITHMS],
       );
       for (const r of rows) {
-        if (r.alg === "pdq" && (r.quality === null || r.quality >= PDQ_MIN_QUALITY)) this.pdq.add(r.record_no, r.value);
-        if (r.alg === "photodna") this.photodna.add(r.record_no, r.value);
+        if (isNearMatchable(r)) this.indexes.get(r.alg)?.add(r.record_no, r.value);
         this.lastSeq = r.hash_seq;
       }
       if (rows.length < 50000) break;
     }
     // After a large load (start-up rebuild), build the static tables now rather than on the first query.
-    if (this.pdq.size - before > 10_000) this.pdq.compact();
+    for (const [alg, index] of this.indexes) if (index.size - (before.get(alg) ?? 0) > 10_000) index.compact();
   }
 
   async link(client: PoolClient, ws: WorkingSet): Promise<void> {
@@ -59,27 +61,26 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
     const pairs: { rec: RecordState; otherNo?: number; otherId?: string }[] = [];
     for (const rec of changed) {
       for (const h of rec.hashes.values()) {
-        if (usablePdq(h)) for (const hit of this.pdq.query(h.value)) if (hit.id !== rec.recordNo) pairs.push({ rec, otherNo: hit.id });
-        if (h.alg === "photodna") {
-          for (const hit of this.photodna.query(h.value, this.options.photodnaThreshold)) {
-            if (hit.id !== rec.recordNo) pairs.push({ rec, otherNo: hit.id });
-          }
-        }
+        const index = isNearMatchable(h) ? this.indexes.get(h.alg) : undefined;
+        if (index) for (const hit of index.query(h.value)) if (hit.id !== rec.recordNo) pairs.push({ rec, otherNo: hit.id });
       }
     }
     // Hashes that arrived in this batch are not in the main indexes yet (they are caught up from
     // PostgreSQL at the next batch): index this batch's records on their own and query that too.
-    const batchPdq = new PdqIndex({ maxDistance: PDQ_MAX_DISTANCE, expectedSize: changed.length });
-    const batchPhotoDna = new PhotoDnaIndex();
+    // Each algorithm's batch index is made when the batch first has a hash of it.
+    const batch = new Map<HashAlg, NearDuplicateIndex>();
+    const batchOptions: NearDuplicateIndexOptions = { ...this.options, expectedSize: changed.length };
     changed.forEach((rec, i) => {
       for (const h of rec.hashes.values()) {
-        if (usablePdq(h)) batchPdq.add(i, h.value);
-        if (h.alg === "photodna") batchPhotoDna.add(i, h.value);
+        if (!isNearMatchable(h)) continue;
+        let index = batch.get(h.alg);
+        if (!index) batch.set(h.alg, (index = createNearDuplicateIndex(h.alg, batchOptions)));
+        index.add(i, h.value);
       }
     });
     changed.forEach((rec, i) => {
       for (const h of rec.hashes.values()) {
-        const hits = usablePdq(h) ? batchPdq.query(h.value) : h.alg === "photodna" ? batchPhotoDna.query(h.value, this.options.photodnaThreshold) : [];
+        const hits = isNearMatchable(h) ? (batch.get(h.alg)?.query(h.value) ?? []) : [];
         for (const hit of hits) if (hit.id > i) pairs.push({ rec, otherId: (changed[hit.id] as RecordState).recordId });
       }
     });

@@ -1,8 +1,9 @@
 /** Partner policies in the hub database (managed with `bin/hashrelay policies ...`). */
 import { ValidationError } from "../shared/errors.ts";
 import type { Queryable } from "../shared/postgres.ts";
-import { GradingStatusValues, HashAlgValues, UkCategoryValues } from "../shared/records.ts";
+import { GradingStatusValues, UkCategoryValues } from "../shared/records.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+import { HASH_ALGORITHM_NAMES } from "../shared/wire/hash-algorithms.ts";
 import { EXTRA_FIELDS } from "./policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "./policy.ts";
 
@@ -90,7 +91,7 @@ function check<T extends string>(what: string, values: readonly string[], allowe
 /** Creates or replaces a partner's policy; the version goes up so distribution re-evaluates the feed. */
 export async function setPolicy(db: Queryable, p: Omit<PartnerPolicy, "version">): Promise<number> {
   check("category", p.categories, UkCategoryValues);
-  check("algorithm", p.algorithms, HashAlgValues);
+  check("algorithm", p.algorithms, HASH_ALGORITHM_NAMES);
   check("extra field", p.extraFields, EXTRA_FIELDS);
   check("grading status", [p.minGradingStatus], GradingStatusValues);
   const { rows } = await db.query<{ version: number }>(

@@ -1,14 +1,13 @@
 /**
  * Which hash keys a submission on hashes.submitted.v1. Every submission about the same image
- * must land on the same partition so dedup sees them in order; forensic exports nearly always
- * carry MD5, so the preference runs from the most to the least commonly present algorithm.
+ * must land on the same partition so dedup sees them in order; the preference between algorithms
+ * is PARTITION_KEY_ORDER in the hash algorithm table.
  */
-import type { Hash, HashAlg } from "../shared/records.ts";
-
-const PREFERENCE: HashAlg[] = ["md5", "sha1", "sha256", "pdq", "photodna"];
+import type { Hash } from "../shared/records.ts";
+import { PARTITION_KEY_ORDER } from "../shared/wire/hash-algorithms.ts";
 
 export function partitionKey(hashes: readonly Hash[]): string {
-  for (const alg of PREFERENCE) {
+  for (const alg of PARTITION_KEY_ORDER) {
     const hash = hashes.find((h) => h.alg === alg);
     if (hash) return `${alg}:${hash.value}`;
   }

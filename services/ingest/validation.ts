@@ -2,7 +2,8 @@
  * Content rules for submissions, shared by every input channel.
  *
  * - `normaliseHash` turns one (alg, value, quality) into the canonical Hash form of DESIGN.md:
- *   md5/sha1/sha256/pdq lower-case hex; photodna standard padded base64 of 144 bytes.
+ *   md5/sha1/sha256/pdq lower-case hex; photodna standard padded base64 of 144 bytes. Each
+ *   algorithm's form and normalisation is its entry in services/shared/wire/hash-algorithms.ts.
  * - `validateDraft` checks an unsigned draft (what the VICS and CSV readers build, before an agency
  *   signs it) and returns a normalised copy: hashes canonical, exact duplicates dropped.
  * - `validateSubmission` checks a signed submission. It never rewrites anything, since that would
@@ -12,16 +13,10 @@
  */
 import { ValidationError } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
-import {
-  ContentTypeValues,
-  GradingStatusValues,
-  HashAlgValues,
-  IcsCategoryValues,
-  SubmissionOpValues,
-  UkCategoryValues,
-} from "../shared/records.ts";
+import { ContentTypeValues, GradingStatusValues, IcsCategoryValues, SubmissionOpValues, UkCategoryValues } from "../shared/records.ts";
 import type { Grade, Hash, HashAlg, LawEnforcementMetadata, Submission } from "../shared/records.ts";
 import type { Unsigned } from "../shared/signing.ts";
+import { HASH_ALGORITHM_NAMES, QUALITY_ALGORITHMS, hashAlgorithm, isHashAlg } from "../shared/wire/hash-algorithms.ts";
 
 /** What a contributing agency's tooling builds before it signs: agencyId, keyId and submittedAt come at signing time. */
 export type SubmissionDraft = Omit<Unsigned<Submission>, "agencyId" | "keyId" | "submittedAt">;
@@ -35,14 +30,9 @@ export const MAX_TEXT_LENGTH = 256;
 export const MAX_FUTURE_SKEW_MS = 10 * 60 * 1000;
 /** Earliest plausible submittedAt (2000-01-01): anything earlier is a unit mistake (seconds) or junk. */
 export const MIN_SUBMITTED_AT = Date.UTC(2000, 0, 1);
-export const PHOTODNA_BYTES = 144;
+export const PHOTODNA_BYTES = hashAlgorithm("photodna").bytes;
 export const ED25519_SIGNATURE_BYTES = 64;
 
-const HEX_LENGTH: Record<"md5" | "sha1" | "sha256" | "pdq", number> = { md5: 32, sha1: 40, sha256: 64, pdq: 64 };
-/** One image has exactly one digest per cryptographic algorithm; PDQ and PhotoDNA may repeat (video frames, variants). */
-const EXACT_ALGS: ReadonlySet<HashAlg> = new Set<HashAlg>(["md5", "sha1", "sha256"]);
-const PHOTODNA_BASE64_CHARS = (PHOTODNA_BYTES / 3) * 4; // 192: 144 is a multiple of 3, so never any padding
-const PHOTODNA_HEX_CHARS = PHOTODNA_BYTES * 2; // 288
 
 function fail(reason: ReasonCode, detail: string): never {
   throw new ValidationError(reason, detail);
@@ -87,55 +77,30 @@ function field(path: string, name: string): string {
 function normaliseHashAt(alg: unknown, value: unknown, quality: unknown, path: string): Hash {
   if (typeof alg !== "string") fail("UNSUPPORTED_ALGORITHM", at(field(path, "alg"), `must be a string, got ${describe(alg)}`));
   const a = alg.trim().toLowerCase();
-  if (!oneOf(HashAlgValues, a)) {
-    fail("UNSUPPORTED_ALGORITHM", at(field(path, "alg"), `unsupported hash algorithm ${describe(alg)} (expected one of ${HashAlgValues.join(", ")})`));
+  if (!isHashAlg(a)) {
+    fail(
+      "UNSUPPORTED_ALGORITHM",
+      at(field(path, "alg"), `unsupported hash algorithm ${describe(alg)} (expected one of ${HASH_ALGORITHM_NAMES.join(", ")})`),
+    );
   }
+  const entry = hashAlgorithm(a);
   if (typeof value !== "string") fail("INVALID_HASH", at(field(path, "value"), `${a} value must be a string, got ${describe(value)}`));
   const v = value.trim();
 
   let q: number | null = null;
   if (quality !== undefined && quality !== null) {
-    if (a !== "pdq") fail("INVALID_HASH", at(field(path, "quality"), `quality applies only to pdq, not ${a}`));
-    if (typeof quality !== "number" || !Number.isInteger(quality) || quality < 0 || quality > 100) {
-      fail("INVALID_HASH", at(field(path, "quality"), `pdq quality must be an integer from 0 to 100, got ${describe(quality)}`));
+    const rule = entry.quality;
+    if (!rule) fail("INVALID_HASH", at(field(path, "quality"), `quality applies only to ${QUALITY_ALGORITHMS.join(", ")}, not ${a}`));
+    if (typeof quality !== "number" || !Number.isInteger(quality) || quality < rule.min || quality > rule.max) {
+      const range = `${rule.min} to ${rule.max}`;
+      fail("INVALID_HASH", at(field(path, "quality"), `${a} quality must be an integer from ${range}, got ${describe(quality)}`));
     }
     q = quality;
   }
 
-  if (a === "photodna") return { alg: a, value: photoDnaBase64(v, field(path, "value")), quality: null };
-
-  const want = HEX_LENGTH[a];
-  const bad = /[^0-9a-fA-F]/.exec(v);
-  if (bad) {
-    fail("INVALID_HASH", at(field(path, "value"), `${a} must be hexadecimal; found ${JSON.stringify(bad[0])} at position ${bad.index}`));
-  }
-  if (v.length !== want) fail("INVALID_HASH", at(field(path, "value"), `${a} must be ${want} hex characters, got ${v.length}`));
-  return { alg: a, value: v.toLowerCase(), quality: q };
-}
-
-/**
- * `s` without its trailing "=" padding. Not `s.replace(/=+$/, "")`: V8 retries that regex from
- * every "=" of a run that is not at the end, so 50,000 "=" then one other character took 3 s
- * (quadratic; issue 7, hostile input).
- */
-function stripBase64Padding(s: string): string {
-  let end = s.length;
-  while (end > 0 && s.charCodeAt(end - 1) === 0x3d) end--;
-  return end === s.length ? s : s.slice(0, end);
-}
-
-function photoDnaBase64(v: string, path: string): string {
-  if (v.length === PHOTODNA_HEX_CHARS && /^[0-9a-fA-F]+$/.test(v)) return Buffer.from(v, "hex").toString("base64");
-  const unpadded = stripBase64Padding(v);
-  if (/^[A-Za-z0-9+/_-]+$/.test(unpadded) && unpadded.length === PHOTODNA_BASE64_CHARS) {
-    // Node decodes both alphabets; re-encoding gives standard base64 (no padding is ever needed for 144 bytes).
-    return Buffer.from(unpadded, "base64").toString("base64");
-  }
-  if (/^[A-Za-z0-9+/_-]*={0,2}$/.test(v) && v.length > 0) {
-    const bytes = Math.floor((unpadded.length * 3) / 4);
-    fail("INVALID_HASH", at(path, `photodna must be ${PHOTODNA_BYTES} bytes, got ${bytes} (base64 of ${unpadded.length} chars)`));
-  }
-  fail("INVALID_HASH", at(path, `photodna must be base64 of ${PHOTODNA_BYTES} bytes or ${PHOTODNA_HEX_CHARS} hex characters`));
+  const n = entry.normalise(v);
+  if (!n.ok) fail("INVALID_HASH", at(field(path, "value"), n.problem));
+  return { alg: a, value: n.value, quality: q };
 }
 
 // ---- drafts and submissions -----------------------------------------------------------------
@@ -250,7 +215,8 @@ function checkHashes(v: unknown, mode: Mode): Hash[] {
       if (mode === "signed") fail("INVALID_HASH", at(path, `repeats hashes[${first}]`));
       continue; // a draft just drops the repeat
     }
-    if (EXACT_ALGS.has(n.alg)) {
+    // One image has exactly one digest per cryptographic algorithm; near ones may repeat (video frames, variants).
+    if (hashAlgorithm(n.alg).match.kind === "exact") {
       const prior = exact.get(n.alg);
       if (prior) {
         fail("INVALID_HASH", at(path, `a second, different ${n.alg} (hashes[${prior.index}] already gives one; one image has one ${n.alg})`));

@@ -3,17 +3,17 @@ import Fastify from "fastify";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { Logger } from "../shared/logging.ts";
 import type { Pool } from "../shared/postgres.ts";
-import { HashAlgValues } from "../shared/records.ts";
+import { HASH_ALGORITHM_NAMES, canonicalCase, isHashAlg } from "../shared/wire/hash-algorithms.ts";
 
 export function buildLookupApi(pool: Pool, logger: Logger): FastifyInstance {
   const app: FastifyInstance = Fastify({ loggerInstance: logger as FastifyBaseLogger });
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/v1/hashes/:alg/:value", async (req, reply) => {
     const { alg, value } = req.params as { alg: string; value: string };
-    if (!(HashAlgValues as readonly string[]).includes(alg)) {
-      return reply.code(400).send({ reason: "UNSUPPORTED_ALGORITHM", error: `alg must be one of ${HashAlgValues.join(", ")}` });
+    if (!isHashAlg(alg)) {
+      return reply.code(400).send({ reason: "UNSUPPORTED_ALGORITHM", error: `alg must be one of ${HASH_ALGORITHM_NAMES.join(", ")}` });
     }
-    const normalised = alg === "photodna" ? value : value.toLowerCase();
+    const normalised = canonicalCase(alg, value);
     const { rows } = await pool.query<{ category: string; content_type: string; record_ref: string; revision: number; extra: Record<string, string> }>(
       "SELECT category, content_type, record_ref, revision, extra FROM partner_hashes WHERE alg = $1 AND value = $2 AND NOT removed",
       [alg, normalised],

@@ -66,10 +66,20 @@
  * Quality filtering (PDQ quality < 50 carries no signal) is the caller's job: see PDQ_MIN_QUALITY.
  */
 
-/** Near-match threshold for PDQ: Hamming distance <= 31 of 256 bits. */
-export const PDQ_MAX_DISTANCE = 31;
-/** PDQ hashes with quality below this are ignored (not indexed, not queried) by callers. */
-export const PDQ_MIN_QUALITY = 50;
+import { hashAlgorithm, nearMatch } from "../../shared/wire/hash-algorithms.ts";
+import type { NearDuplicateIndex } from "./index.ts";
+
+function pdqRule(): { maxDistance: number; minQuality: number } {
+  const match = nearMatch("pdq");
+  const quality = hashAlgorithm("pdq").quality;
+  if (match.distance !== "hamming" || !quality) throw new Error("the pdq entry of the hash algorithm table must be Hamming with a quality");
+  return { maxDistance: match.maxDistance, minQuality: quality.minForMatching };
+}
+
+/** Near-match threshold for PDQ: Hamming distance <= 31 of 256 bits (the hash algorithm table's pdq entry). */
+export const PDQ_MAX_DISTANCE = pdqRule().maxDistance;
+/** PDQ hashes with quality below this are ignored (not indexed, not queried) by callers (isNearMatchable). */
+export const PDQ_MIN_QUALITY = pdqRule().minQuality;
 
 export interface PdqEntry {
   id: number;
@@ -890,7 +900,7 @@ function orderById(ids: Uint32Array, n: number): Uint32Array | null {
   return radixSortPairs(ids.slice(0, n), slots, new Uint32Array(n), new Uint32Array(n), n, 32)[1];
 }
 
-export class PdqIndex {
+export class PdqIndex implements NearDuplicateIndex {
   readonly maxDistance: number;
   private readonly expectedSize: number;
   private readonly chunks: number | undefined;

@@ -17,14 +17,24 @@
  * each id once at its smallest distance, and remove(id) removes all of them.
  */
 
-export const PHOTODNA_HASH_BYTES = 144;
-const BASE64_LENGTH = 192;
+import { hashAlgorithm, nearMatch } from "../../shared/wire/hash-algorithms.ts";
+import type { NearDuplicateIndex } from "./index.ts";
+
+export const PHOTODNA_HASH_BYTES = hashAlgorithm("photodna").bytes;
+const BASE64_LENGTH = Math.ceil(PHOTODNA_HASH_BYTES / 3) * 4;
+
+function defaultThreshold(): number {
+  const match = nearMatch("photodna");
+  if (match.distance !== "squared-euclidean") throw new Error("the photodna entry of the hash algorithm table must be squared Euclidean");
+  return match.defaultThreshold;
+}
 
 /**
- * Default near-match threshold on the squared Euclidean distance. A starting point only: the hub's
- * configuration supplies the real value (PhotoDnaIndex options.threshold, or query()'s argument).
+ * Default near-match threshold on the squared Euclidean distance (the hash algorithm table's
+ * photodna entry). A starting point only: the hub's configuration supplies the real value
+ * (PhotoDnaIndex options.threshold, or query()'s argument).
  */
-export const PHOTODNA_DEFAULT_THRESHOLD = 1800;
+export const PHOTODNA_DEFAULT_THRESHOLD = defaultThreshold();
 
 export interface PhotoDnaMatch {
   id: number;
@@ -95,7 +105,7 @@ function checkThreshold(t: unknown): number {
   return t;
 }
 
-export class PhotoDnaIndex {
+export class PhotoDnaIndex implements NearDuplicateIndex {
   readonly threshold: number;
   private bytes: Uint8Array;
   private ids: Uint32Array;

@@ -6,6 +6,8 @@
  * least one hash column:
  *
  *   md5, sha1, sha256, pdq, pdq_quality, photodna   hashes (hex; photodna base64 or hex); empty = none
+ *                   (one column per entry of the hash algorithm table, named after it, plus its
+ *                   quality column where it has one)
  *   category        UK category: A, B, C, PROHIBITED_NONPHOTO, NON_INDECENT, UNGRADED ("Cat A" too);
  *                   empty = UNGRADED
  *   content_type    image | video; empty = image
@@ -23,24 +25,23 @@
 import { ValidationError } from "../../shared/errors.ts";
 import { ContentTypeValues } from "../../shared/records.ts";
 import type { ContentType, Hash, HashAlg } from "../../shared/records.ts";
+import { HASH_ALGORITHMS, HASH_ALGORITHM_NAMES } from "../../shared/wire/hash-algorithms.ts";
 import { normaliseHash, validateDraft } from "../validation.ts";
 import type { SubmissionDraft } from "../validation.ts";
 import { checkPrefix, chunksOf, failedItem, looseUkCategory } from "./common.ts";
 import type { ByteSource, DraftItem, FileReaderOptions } from "./common.ts";
 
-export const CSV_COLUMNS = [
-  "md5",
-  "sha1",
-  "sha256",
-  "pdq",
-  "pdq_quality",
-  "photodna",
+/** Each hash algorithm's column (its name), followed by its quality column where it has one. */
+const HASH_AND_QUALITY_COLUMNS: readonly string[] = HASH_ALGORITHMS.flatMap((a) => (a.quality ? [a.name, a.quality.csvColumn] : [a.name]));
+
+export const CSV_COLUMNS: readonly string[] = [
+  ...HASH_AND_QUALITY_COLUMNS,
   "category",
   "content_type",
   "submission_id",
   "case_ref",
   "series",
-] as const;
+];
 
 export type CsvColumn = (typeof CSV_COLUMNS)[number];
 
@@ -49,7 +50,7 @@ export interface CsvReaderOptions extends FileReaderOptions {
   readonly maxLineBytes?: number;
 }
 
-const HASH_COLUMNS: readonly (CsvColumn & HashAlg)[] = ["md5", "sha1", "sha256", "pdq", "photodna"];
+const HASH_COLUMNS: readonly (CsvColumn & HashAlg)[] = HASH_ALGORITHM_NAMES;
 const DEFAULT_MAX_LINE_BYTES = 64 * 1024;
 
 interface Line {
@@ -191,19 +192,25 @@ function rowToDraft(fields: string[], columns: Map<CsvColumn, number>, lineNumbe
     throw err;
   };
 
-  let quality: number | null = null;
-  const q = cell("pdq_quality");
-  if (q !== "") {
-    if (!/^\d+$/.test(q)) throw new ValidationError("INVALID_HASH", `pdq_quality: must be an integer from 0 to 100, got ${JSON.stringify(q)}`);
-    if (cell("pdq") === "") throw new ValidationError("INVALID_HASH", "pdq_quality: given without a pdq hash");
-    quality = Number(q);
+  const quality = new Map<HashAlg, number>();
+  for (const a of HASH_ALGORITHMS) {
+    if (!a.quality) continue;
+    const column = a.quality.csvColumn;
+    const q = cell(column);
+    if (q === "") continue;
+    if (!/^\d+$/.test(q)) {
+      const range = `${a.quality.min} to ${a.quality.max}`;
+      throw new ValidationError("INVALID_HASH", `${column}: must be an integer from ${range}, got ${JSON.stringify(q)}`);
+    }
+    if (cell(a.name) === "") throw new ValidationError("INVALID_HASH", `${column}: given without a ${a.name} hash`);
+    quality.set(a.name, Number(q));
   }
   const hashes: Hash[] = [];
   for (const c of HASH_COLUMNS) {
     const v = cell(c);
     if (v === "") continue;
     try {
-      hashes.push(normaliseHash(c, v, c === "pdq" ? quality : null));
+      hashes.push(normaliseHash(c, v, quality.get(c) ?? null));
     } catch (err) {
       within(c, err);
     }

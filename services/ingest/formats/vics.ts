@@ -57,7 +57,9 @@ import { getManyValues, isMany, none } from "stream-chain/defs.js";
 import { jsonParser } from "stream-json/core/parser.js";
 import type { Token } from "stream-json/core/parser.js";
 import { ValidationError } from "../../shared/errors.ts";
-import type { Hash, HashAlg, UkCategory } from "../../shared/records.ts";
+import type { Hash, UkCategory } from "../../shared/records.ts";
+import { HASH_ALGORITHMS } from "../../shared/wire/hash-algorithms.ts";
+import type { HashAlgorithm, QualityRule } from "../../shared/wire/hash-algorithms.ts";
 import { normaliseHash, SUBMISSION_ID_PATTERN, validateDraft } from "../validation.ts";
 import type { SubmissionDraft } from "../validation.ts";
 import {
@@ -582,13 +584,11 @@ function caseRefOf(fields: Obj): string | null {
   }
 }
 
-const HASH_PROPS: readonly [string, HashAlg][] = [
-  ["md5", "md5"],
-  ["sha1", "sha1"],
-  ["sha256", "sha256"],
-  ["photodna", "photodna"],
-  ["pdq", "pdq"],
-];
+/** Each algorithm's VICS media property (and quality property), in the order drafts list their hashes (the table's vics.position). */
+const HASH_PROPS = [...HASH_ALGORITHMS]
+  .sort((x, y) => x.vics.position - y.vics.position)
+  .map((alg) => ({ alg, key: norm(alg.vics.property), qualityKey: alg.quality ? norm(alg.quality.vicsProperty) : null }));
+const HASH_PROP_NAMES = HASH_PROPS.map((h) => h.alg.vics.property).join(", ");
 
 function vicsCategory(p: { key: string; value: unknown } | undefined): number | null {
   if (!p) return null;
@@ -601,11 +601,14 @@ function vicsCategory(p: { key: string; value: unknown } | undefined): number | 
   return code;
 }
 
-function pdqQuality(p: { key: string; value: unknown } | undefined): number | null {
+function qualityOf(p: { key: string; value: unknown } | undefined, alg: HashAlgorithm, rule: QualityRule): number | null {
   if (!p) return null;
   if (typeof p.value === "number") return p.value;
   if (typeof p.value === "string" && /^\s*-?\d+\s*$/.test(p.value)) return Number(p.value);
-  throw new ValidationError("INVALID_HASH", `${p.key}: pdq quality must be an integer from 0 to 100, got ${JSON.stringify(p.value)}`);
+  throw new ValidationError(
+    "INVALID_HASH",
+    `${p.key}: ${alg.name} quality must be an integer from ${rule.min} to ${rule.max}, got ${JSON.stringify(p.value)}`,
+  );
 }
 
 /** The validated draft for one VICS media object; throws ValidationError. */
@@ -613,19 +616,19 @@ function mediaToDraft(media: Obj, ctx: CaseContext | null, profile: VicsProfile,
   const props = new Props(media);
 
   const hashes: Hash[] = [];
-  for (const [name, alg] of HASH_PROPS) {
-    const p = props.get(name);
+  for (const { alg, key, qualityKey } of HASH_PROPS) {
+    const p = props.get(key);
     if (!p) continue;
     if (typeof p.value !== "string") throw new ValidationError("INVALID_HASH", `${p.key}: must be a string, got ${JSON.stringify(p.value)}`);
-    const quality = alg === "pdq" ? pdqQuality(props.get("pdqquality")) : null;
+    const quality = alg.quality && qualityKey ? qualityOf(props.get(qualityKey), alg, alg.quality) : null;
     try {
-      hashes.push(normaliseHash(alg, p.value, quality));
+      hashes.push(normaliseHash(alg.name, p.value, quality));
     } catch (err) {
       if (err instanceof ValidationError) throw new ValidationError(err.reason, `${p.key}: ${err.detail}`);
       throw err;
     }
   }
-  if (hashes.length === 0) throw new ValidationError("NO_HASHES", "media item has none of MD5, SHA1, SHA256, PhotoDNA, PDQ");
+  if (hashes.length === 0) throw new ValidationError("NO_HASHES", `media item has none of ${HASH_PROP_NAMES}`);
 
   const code = vicsCategory(props.get("category"));
   const ukProp = props.get("ukcategory", "categoryuk");
