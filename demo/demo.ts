@@ -17,10 +17,10 @@ import { loadPolicies, setPolicy } from "../services/distribution/policy-store.t
 import { expectedHoldings, partnerHoldings, reconcile } from "../services/distribution/reconcile.ts";
 import { IngestClient } from "../services/ingest/client.ts";
 import type { AgencySigner } from "../services/ingest/client.ts";
-import { submissionToJson } from "../services/ingest/formats/submission-json.ts";
-import { addToReceipt, emptyReceipt } from "../services/ingest/intake.ts";
+import { submissionToJson } from "../services/shared/wire/submission-json.ts";
+import { addToReceipt, emptyReceipt } from "../services/shared/wire/ingest-api.ts";
 import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
-import { AvroCodec } from "../services/shared/codec.ts";
+import { AvroCodec } from "../services/shared/wire/codec.ts";
 import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../services/shared/config.ts";
 import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
@@ -29,8 +29,8 @@ import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, consumerGroups } from "..
 import { PgKeyRegistry } from "../services/shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../services/shared/postgres.ts";
 import type { Pool } from "../services/shared/postgres.ts";
-import type { Hash } from "../services/shared/records.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../services/shared/signing.ts";
+import type { Hash } from "../services/shared/wire/records.ts";
+import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../services/shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, topicNames } from "../services/shared/topics.ts";
 import { overlappingSubmissions, sign, syntheticImages, syntheticVicsFile } from "./workload.ts";
 

@@ -20,21 +20,21 @@ import { flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit
 import { formatAuditEvent, matchesAudit } from "./audit-query.ts";
 import { feedLag } from "./feed-lag.ts";
 import type { AuditFilter } from "./audit-query.ts";
-import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
+import { deriveKeyId, generateSigningKeyPair } from "../shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { recordsAssertedOnlyByKey } from "../dedup/key-report.ts";
 import { kafkaIntakeSink, pgSubmissionLedger } from "../ingest/adapters.ts";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import { matches, readRejections, redrive } from "./redrive.ts";
 import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
 import { listPolicies, resumePolicy, setPolicy, suspendPolicy } from "../distribution/policy-store.ts";
 import { newlyGrantedWithheld } from "../distribution/policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../distribution/policy.ts";
-import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+import type { GradingStatus, HashAlg, UkCategory } from "../shared/wire/records.ts";
 import { fileURLToPath } from "node:url";
 import type { AgencyKind } from "./registry.ts";
-import type { AuditEvent } from "../shared/records.ts";
+import type { AuditEvent } from "../shared/wire/records.ts";
 import {
   AuditNotWrittenError,
   AuditQueuedError,

@@ -5,7 +5,7 @@
  * several dedup instances always see the same hashes.
  */
 import type { PoolClient } from "../shared/postgres.ts";
-import type { Hash } from "../shared/records.ts";
+import type { Hash } from "../shared/wire/records.ts";
 import { linkNearDuplicates } from "./engine.ts";
 import type { RecordState, WorkingSet } from "./engine.ts";
 import { PDQ_MAX_DISTANCE, PDQ_MIN_QUALITY, PdqIndex } from "./near-duplicates/pdq-index.ts";

@@ -4,11 +4,10 @@
  */
 import type { KeyObject } from "node:crypto";
 import type { ReasonCode } from "../shared/errors.ts";
-import type { Submission } from "../shared/records.ts";
-import { submissionToJson } from "./formats/submission-json.ts";
-import type { ImportJob } from "./imports.ts";
-import type { ItemOutcome, Receipt } from "./intake.ts";
-import { signRequest } from "./request-auth.ts";
+import type { Submission } from "../shared/wire/records.ts";
+import { submissionToJson } from "../shared/wire/submission-json.ts";
+import type { ImportJob, ItemOutcome, Receipt } from "../shared/wire/ingest-api.ts";
+import { signRequest } from "../shared/wire/request-signature.ts";
 
 export interface AgencySigner {
   readonly agencyId: string;

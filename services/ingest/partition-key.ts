@@ -3,7 +3,7 @@
  * must land on the same partition so dedup sees them in order; forensic exports nearly always
  * carry MD5, so the preference runs from the most to the least commonly present algorithm.
  */
-import type { Hash, HashAlg } from "../shared/records.ts";
+import type { Hash, HashAlg } from "../shared/wire/records.ts";
 
 const PREFERENCE: HashAlg[] = ["md5", "sha1", "sha256", "pdq", "photodna"];
 

@@ -3,7 +3,7 @@ import Fastify from "fastify";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { Logger } from "../shared/logging.ts";
 import type { Pool } from "../shared/postgres.ts";
-import { HashAlgValues } from "../shared/records.ts";
+import { HashAlgValues } from "../shared/wire/records.ts";
 
 export function buildLookupApi(pool: Pool, logger: Logger): FastifyInstance {
   const app: FastifyInstance = Fastify({ loggerInstance: logger as FastifyBaseLogger });

@@ -5,10 +5,10 @@
  * MALFORMED_AVRO: never a TypeError or RangeError, never a hang, never a huge allocation.
  */
 import { describe, expect, it } from "vitest";
-import { AvroCodec, loadSchemaVersions } from "../../services/shared/codec.ts";
-import type { SchemaVersion } from "../../services/shared/codec.ts";
+import { AvroCodec, loadSchemaVersions } from "../../services/shared/wire/codec.ts";
+import type { SchemaVersion } from "../../services/shared/wire/codec.ts";
 import { CodecError } from "../../services/shared/errors.ts";
-import type { RecordName } from "../../services/shared/records.ts";
+import type { RecordName } from "../../services/shared/wire/records.ts";
 import { sampleValues, varint } from "./scenarios.ts";
 import { MB, runIsolated, show } from "./support.ts";
 import type { IsolatedResult } from "./support.ts";

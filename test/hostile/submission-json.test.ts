@@ -7,9 +7,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { parseSubmissionBatch, submissionToJson } from "../../services/ingest/formats/submission-json.ts";
-import type { SubmissionItem } from "../../services/ingest/formats/submission-json.ts";
-import type { Submission } from "../../services/shared/records.ts";
+import { parseSubmissionBatch, submissionToJson } from "../../services/shared/wire/submission-json.ts";
+import type { SubmissionItem } from "../../services/shared/wire/submission-json.ts";
+import type { Submission } from "../../services/shared/wire/records.ts";
 import { unsignedSubmission } from "../support/fixtures.ts";
 import {
   bitFlips,

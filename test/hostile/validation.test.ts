@@ -6,11 +6,11 @@
  */
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { normaliseHash, validateDraft, validateSubmission } from "../../services/ingest/validation.ts";
-import type { SubmissionDraft } from "../../services/ingest/validation.ts";
+import { normaliseHash, validateDraft, validateSubmission } from "../../services/shared/wire/submission-validation.ts";
+import type { SubmissionDraft } from "../../services/shared/wire/submission-validation.ts";
 import { REASON_CODES, ValidationError } from "../../services/shared/errors.ts";
-import { HashAlgValues } from "../../services/shared/records.ts";
-import type { Hash, Submission } from "../../services/shared/records.ts";
+import { HashAlgValues } from "../../services/shared/wire/records.ts";
+import type { Hash, Submission } from "../../services/shared/wire/records.ts";
 import { randomHex, unsignedSubmission } from "../support/fixtures.ts";
 import { int, MB, pick, prng, randomFrom, withinBudget } from "./support.ts";
 

@@ -23,7 +23,7 @@ import { startPartnerSink } from "../../services/partner-sink/main.ts";
 import type { RunningSink } from "../../services/partner-sink/main.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import { migrate } from "../../services/shared/postgres.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/signing.ts";
+import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
 import type { KeyObject } from "node:crypto";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { registerTestAgency } from "./agencies.ts";

@@ -57,9 +57,9 @@ import { getManyValues, isMany, none } from "stream-chain/defs.js";
 import { jsonParser } from "stream-json/core/parser.js";
 import type { Token } from "stream-json/core/parser.js";
 import { ValidationError } from "../../shared/errors.ts";
-import type { Hash, HashAlg, UkCategory } from "../../shared/records.ts";
-import { normaliseHash, SUBMISSION_ID_PATTERN, validateDraft } from "../validation.ts";
-import type { SubmissionDraft } from "../validation.ts";
+import type { Hash, HashAlg, UkCategory } from "../../shared/wire/records.ts";
+import { normaliseHash, SUBMISSION_ID_PATTERN, validateDraft } from "../../shared/wire/submission-validation.ts";
+import type { SubmissionDraft } from "../../shared/wire/submission-validation.ts";
 import {
   checkPrefix,
   derivedSubmissionId,

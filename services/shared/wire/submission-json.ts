@@ -19,9 +19,13 @@
  *
  * Decoding here is structural only (types, enums, base64); the content rules (hash forms, id
  * pattern, clock) are validateSubmission's, which intake runs with its own clock.
+ *
+ * Frozen contract: forces and the force CLI write this JSON, and the hub verifies signatures over
+ * the Avro bytes it decodes to. Renaming, retyping or newly requiring a field breaks every force
+ * client; add an optional field together with a new Submission schema version in schemas/history/.
  */
-import { HashrelayError, ValidationError } from "../../shared/errors.ts";
-import type { ReasonCode } from "../../shared/errors.ts";
+import { HashrelayError, ValidationError } from "../errors.ts";
+import type { ReasonCode } from "../errors.ts";
 import {
   ContentTypeValues,
   GradingStatusValues,
@@ -29,7 +33,7 @@ import {
   IcsCategoryValues,
   SubmissionOpValues,
   UkCategoryValues,
-} from "../../shared/records.ts";
+} from "./records.ts";
 import type {
   ContentType,
   GradingStatus,
@@ -41,7 +45,7 @@ import type {
   SubmissionOp,
   UkCategory,
   VicsCategory,
-} from "../../shared/records.ts";
+} from "./records.ts";
 
 export interface HashJson {
   alg: HashAlg;

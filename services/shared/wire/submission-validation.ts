@@ -9,9 +9,15 @@
  *   break the signature: hashes must already be canonical and may not repeat.
  *
  * Every failure is a ValidationError whose detail starts with the path of the offending field.
+ *
+ * Frozen contract: the force CLI applies the same rules before signing that the hub applies on
+ * receipt, and forces build their tooling to them. Hash normalisation decides the bytes a force
+ * signs, so it never changes for an existing algorithm. Tightening a rule turns submissions forces
+ * already sign into rejections; relax freely, tighten only with a new Submission schema version in
+ * schemas/history/ that the rule is tied to, announced to the forces first.
  */
-import { ValidationError } from "../shared/errors.ts";
-import type { ReasonCode } from "../shared/errors.ts";
+import { ValidationError } from "../errors.ts";
+import type { ReasonCode } from "../errors.ts";
 import {
   ContentTypeValues,
   GradingStatusValues,
@@ -19,9 +25,9 @@ import {
   IcsCategoryValues,
   SubmissionOpValues,
   UkCategoryValues,
-} from "../shared/records.ts";
-import type { Grade, Hash, HashAlg, LawEnforcementMetadata, Submission } from "../shared/records.ts";
-import type { Unsigned } from "../shared/signing.ts";
+} from "./records.ts";
+import type { Grade, Hash, HashAlg, LawEnforcementMetadata, Submission } from "./records.ts";
+import type { Unsigned } from "./signing.ts";
 
 /** What a contributing agency's tooling builds before it signs: agencyId, keyId and submittedAt come at signing time. */
 export type SubmissionDraft = Omit<Unsigned<Submission>, "agencyId" | "keyId" | "submittedAt">;
