@@ -4,7 +4,7 @@
  * bad records. Nothing here is, or resembles, a real hash list.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import type { AgencySigner } from "../services/ingest/client.ts";
+import type { AgencySigner } from "../services/force-cli/client.ts";
 import { AvroCodec } from "../services/shared/wire/codec.ts";
 import type { Grade, Hash, Submission } from "../services/shared/wire/records.ts";
 import { signRecord } from "../services/shared/wire/signing.ts";

@@ -1,5 +1,5 @@
 /**
- * S3 bulk import: a force uploads a JSON Lines file of signed submissions (the ingest CLI makes
+ * S3 bulk import: a force uploads a JSON Lines file of signed submissions (the force CLI makes
  * one from VICS, CSV or JSON) and asks the hub to import it. The file is streamed line by line
  * in chunks through the same intake core as HTTP, so memory stays bounded whatever its size.
  * A receipt (counts by reason and every rejected line) is written back to S3 beside the file.

@@ -7,8 +7,8 @@
  */
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { readCsvDrafts } from "../../services/ingest/formats/csv.ts";
-import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import { readCsvDrafts } from "../../services/force-cli/formats/csv.ts";
+import type { DraftItem } from "../../services/force-cli/formats/common.ts";
 import { ValidationError } from "../../services/shared/errors.ts";
 import { randomHex } from "../support/fixtures.ts";
 import {

@@ -10,7 +10,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { REASON_CODES } from "../../services/shared/errors.ts";
-import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import type { DraftItem } from "../../services/force-cli/formats/common.ts";
 import { show } from "./fuzz.ts";
 
 export * from "./fuzz.ts";

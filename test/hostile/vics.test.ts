@@ -9,8 +9,8 @@
  */
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { readVicsDrafts } from "../../services/ingest/formats/vics.ts";
-import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import { readVicsDrafts } from "../../services/force-cli/formats/vics.ts";
+import type { DraftItem } from "../../services/force-cli/formats/common.ts";
 import { ValidationError } from "../../services/shared/errors.ts";
 import { randomHex } from "../support/fixtures.ts";
 import {

@@ -7,7 +7,7 @@ import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
-import type { AgencySigner } from "../../services/ingest/client.ts";
+import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";

@@ -5,7 +5,7 @@
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgencySigner } from "../../services/ingest/client.ts";
+import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";

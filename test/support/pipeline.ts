@@ -18,7 +18,7 @@ import type { RunningDistribution } from "../../services/distribution/main.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { setPolicy } from "../../services/distribution/policy-store.ts";
 import { DISTRIBUTION_MIGRATIONS } from "../../services/distribution/main.ts";
-import type { AgencySigner } from "../../services/ingest/client.ts";
+import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { startPartnerSink } from "../../services/partner-sink/main.ts";
 import type { RunningSink } from "../../services/partner-sink/main.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
