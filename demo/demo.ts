@@ -10,6 +10,7 @@ import type { ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
+import { ADMIN_MIGRATIONS } from "../services/admin/audit-outbox.ts";
 import { registerAgency, registerPartner } from "../services/admin/registry.ts";
 import { DISTRIBUTION_MIGRATIONS } from "../services/distribution/main.ts";
 import type { PartnerPolicy } from "../services/distribution/policy.ts";
@@ -155,6 +156,7 @@ async function main(): Promise<void> {
   const hub = createPool(hubUrl, { max: 4, applicationName: "hashrelay-demo" });
   await migrate(hub, [
     { namespace: "shared", dir: SHARED_MIGRATIONS },
+    ADMIN_MIGRATIONS,
     { namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS },
   ]);
   info(`hub ${hubUrl.replace(/\/\/[^@]*@/, "//")}`);

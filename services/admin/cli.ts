@@ -16,7 +16,7 @@ import type { KeyOwnerKind } from "../shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, inTransaction, migrate } from "../shared/postgres.ts";
 import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import { auditMessage } from "../shared/audit.ts";
-import { flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit-outbox.ts";
+import { ADMIN_MIGRATIONS, flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit-outbox.ts";
 import { formatAuditEvent, matchesAudit } from "./audit-query.ts";
 import { feedLag } from "./feed-lag.ts";
 import type { AuditFilter } from "./audit-query.ts";
@@ -138,7 +138,7 @@ const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfi
 async function withDb<T>(work: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
   const pool = createPool(dbConfig().DATABASE_URL, { max: 2, applicationName: "hashrelay-admin" });
   try {
-    await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }]);
+    await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }, ADMIN_MIGRATIONS]);
     return await work(pool);
   } finally {
     await pool.end();
@@ -172,7 +172,7 @@ export function buildCli(): Command {
     .description("apply the hub database migrations")
     .action(async () => {
       const pool = createPool(dbConfig().DATABASE_URL, { max: 1, applicationName: "hashrelay-admin" });
-      const applied = await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }]).finally(() => pool.end());
+      const applied = await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }, ADMIN_MIGRATIONS]).finally(() => pool.end());
       console.log(applied.length ? `applied ${applied.join(", ")}` : "database is up to date");
     });
 
