@@ -1,5 +1,5 @@
 /**
- * Hostile input for AvroCodec.decode (issue 7): random bytes, every truncation, every bit flip,
+ * Hostile input for AvroCodec.decode: random bytes, every truncation, every bit flip,
  * boundary bytes at every position, huge block counts and lengths, of every record and every
  * schema version. decode may only return or throw CodecError with BAD_MAGIC, UNKNOWN_SCHEMA or
  * MALFORMED_AVRO: never a TypeError or RangeError, never a hang, never a huge allocation.

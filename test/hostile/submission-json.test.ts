@@ -1,5 +1,5 @@
 /**
- * Hostile input for parseSubmissionBatch (issue 7): it must never throw, and every failed item
+ * Hostile input for parseSubmissionBatch: it must never throw, and every failed item
  * must carry a reason of REASON_CODES (never INTERNAL) and its original bytes. Random bytes,
  * every truncation / bit flip / boundary byte of valid bodies, deep nesting, BOMs, invalid UTF-8,
  * NUL bytes, CRLF and CR, JSON Lines mixed with garbage, prototype keys; the big cases (8 MiB of

@@ -1,5 +1,5 @@
 /**
- * Hostile values for validateSubmission, validateDraft and normaliseHash (issue 7): wrong types,
+ * Hostile values for validateSubmission, validateDraft and normaliseHash: wrong types,
  * huge strings, prototype names, NaN / Infinity / -0 / unsafe integers, dates past Date's range,
  * nested objects, every field in turn. They may only return, or throw ValidationError with a
  * reason of REASON_CODES (never a TypeError or RangeError), in linear time, polluting nothing.

@@ -127,7 +127,7 @@ export class AvroCodec {
       throw new CodecError("UNKNOWN_SCHEMA", `expected ${name}, got a ${writer.name} record`);
     }
     const reader = this.schema(name);
-    // Hostile-input guard (issue 7): avsc trusts block counts, so check the body's shape first.
+    // Hostile-input guard: avsc trusts block counts, so check the body's shape first.
     checkBounds(writer.type, buf, HEADER_LENGTH, name);
     let result: { value: unknown; offset: number };
     try {
@@ -158,7 +158,7 @@ export class AvroCodec {
   }
 }
 
-// ---- bounds check before decoding (issue 7, hostile input) -----------------------------------
+// ---- bounds check before decoding (hostile input) --------------------------------------------
 //
 // avsc trusts the item count of each array or map block: a body of a few bytes claiming 2^31
 // hashes made it run new Array(2^31) and loop two billion times, and the process died out of

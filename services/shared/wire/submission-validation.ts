@@ -121,8 +121,8 @@ function normaliseHashAt(alg: unknown, value: unknown, quality: unknown, path: s
 
 /**
  * `s` without its trailing "=" padding. Not `s.replace(/=+$/, "")`: V8 retries that regex from
- * every "=" of a run that is not at the end, so 50,000 "=" then one other character took 3 s
- * (quadratic; issue 7, hostile input).
+ * every "=" of a run that is not at the end, so a long run of "=" then one other character takes
+ * time quadratic in its length (hostile input).
  */
 function stripBase64Padding(s: string): string {
   let end = s.length;
@@ -183,7 +183,7 @@ function checkIdentifier(v: unknown, path: string): void {
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
- * Free text must be storable (issue 7, hostile input): PostgreSQL refuses U+0000 in text and
+ * Free text must be storable (hostile input): PostgreSQL refuses U+0000 in text and
  * jsonb, and an unpaired surrogate in jsonb, so a caseRef of "\u0000" passed here and then
  * failed dedup's INSERT of the sighting on every redelivery (a poison message); in a plain text
  * column an unpaired surrogate would silently become U+FFFD.
@@ -205,7 +205,7 @@ function checkSubmittedAt(v: unknown, now: number): void {
     fail("INVALID_FIELD", at("submittedAt", `${v} is before ${new Date(MIN_SUBMITTED_AT).toISOString()}${hint}`));
   }
   if (v > now + MAX_FUTURE_SKEW_MS) {
-    // Past Date's range (8.64e15 ms) toISOString throws a RangeError (issue 7): show the number.
+    // Past Date's range (8.64e15 ms) toISOString throws a RangeError: show the number.
     const when = Math.abs(v) <= 8.64e15 ? new Date(v).toISOString() : String(v);
     fail("INVALID_FIELD", at("submittedAt", `${when} is more than ${MAX_FUTURE_SKEW_MS / 60000} minutes in the future`));
   }
