@@ -1,6 +1,6 @@
 /**
- * A force's client for the ingest API: signs each request with the agency key (request-auth.ts)
- * and speaks JSON. Used by the force CLI, the demo and the tests.
+ * A force's client for the ingest API: signs each request with the agency key (the scheme is in
+ * services/shared/wire/request-signature.ts) and speaks JSON. Used by the force CLI, the demo and the tests.
  */
 import type { KeyObject } from "node:crypto";
 import type { ReasonCode } from "../shared/errors.ts";
