@@ -12,11 +12,11 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { startDedup } from "../services/dedup/main.ts";
-import { AvroCodec } from "../services/shared/codec.ts";
+import { AvroCodec } from "../services/shared/wire/codec.ts";
 import { createDurableProducer } from "../services/shared/kafka.ts";
 import { servicePrincipal } from "../services/shared/kafka-access.ts";
 import { PgKeyRegistry, verifySignedRecord } from "../services/shared/key-registry.ts";
-import type { Hash, Submission } from "../services/shared/records.ts";
+import type { Hash, Submission } from "../services/shared/wire/records.ts";
 import { registerTestAgency, signedSubmission } from "../test/support/agencies.ts";
 import { randomHex } from "../test/support/fixtures.ts";
 import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv } from "../test/support/stack.ts";

@@ -19,7 +19,14 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PDQ_MAX_DISTANCE, PdqIndex, bruteForceQuery } from "../services/dedup/near-duplicates/pdq-index.ts";
 import type { PdqEntry, PdqIndexParameters, PdqMatch } from "../services/dedup/near-duplicates/pdq-index.ts";
-import { createRng, pdqNeighbour, pdqWordsToHex, randomInt, randomPdqHex, randomPdqWords } from "../services/dedup/near-duplicates/synthetic.ts";
+import {
+  createRng,
+  pdqNeighbour,
+  pdqWordsToHex,
+  randomInt,
+  randomPdqHex,
+  randomPdqWords,
+} from "../test/support/perceptual-hash-generators.ts";
 
 interface Args {
   sizes: number[];

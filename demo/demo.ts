@@ -10,17 +10,18 @@ import type { ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
+import { ADMIN_MIGRATIONS } from "../services/admin/audit-outbox.ts";
 import { registerAgency, registerPartner } from "../services/admin/registry.ts";
 import { DISTRIBUTION_MIGRATIONS } from "../services/distribution/main.ts";
 import type { PartnerPolicy } from "../services/distribution/policy.ts";
 import { loadPolicies, setPolicy } from "../services/distribution/policy-store.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../services/distribution/reconcile.ts";
-import { IngestClient } from "../services/ingest/client.ts";
-import type { AgencySigner } from "../services/ingest/client.ts";
-import { submissionToJson } from "../services/ingest/formats/submission-json.ts";
-import { addToReceipt, emptyReceipt } from "../services/ingest/intake.ts";
+import { IngestClient } from "../services/force-cli/client.ts";
+import type { AgencySigner } from "../services/force-cli/client.ts";
+import { submissionToJson } from "../services/shared/wire/submission-json.ts";
+import { addToReceipt, emptyReceipt } from "../services/shared/wire/ingest-api.ts";
 import { sinkConsumerGroup } from "../services/partner-sink/main.ts";
-import { AvroCodec } from "../services/shared/codec.ts";
+import { AvroCodec } from "../services/shared/wire/codec.ts";
 import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../services/shared/config.ts";
 import { consumerCaughtUp } from "../services/shared/exactly-once-consumer.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
@@ -29,8 +30,8 @@ import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, consumerGroups } from "..
 import { PgKeyRegistry } from "../services/shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../services/shared/postgres.ts";
 import type { Pool } from "../services/shared/postgres.ts";
-import type { Hash } from "../services/shared/records.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../services/shared/signing.ts";
+import type { Hash } from "../services/shared/wire/records.ts";
+import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../services/shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, topicNames } from "../services/shared/topics.ts";
 import { overlappingSubmissions, sign, syntheticImages, syntheticVicsFile } from "./workload.ts";
 
@@ -155,6 +156,7 @@ async function main(): Promise<void> {
   const hub = createPool(hubUrl, { max: 4, applicationName: "hashrelay-demo" });
   await migrate(hub, [
     { namespace: "shared", dir: SHARED_MIGRATIONS },
+    ADMIN_MIGRATIONS,
     { namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS },
   ]);
   info(`hub ${hubUrl.replace(/\/\/[^@]*@/, "//")}`);

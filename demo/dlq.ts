@@ -1,7 +1,7 @@
 /** Reads everything currently on a rejection topic (the demo's DLQ summary). */
 import type { Kafka } from "kafkajs";
-import { AvroCodec } from "../services/shared/codec.ts";
-import type { Rejection } from "../services/shared/records.ts";
+import { AvroCodec } from "../services/shared/wire/codec.ts";
+import type { Rejection } from "../services/shared/wire/records.ts";
 
 export async function readTopicOnce(kafka: Kafka, topic: string): Promise<Rejection[]> {
   const codec = new AvroCodec();

@@ -4,11 +4,11 @@
  * bad records. Nothing here is, or resembles, a real hash list.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import type { AgencySigner } from "../services/ingest/client.ts";
-import { AvroCodec } from "../services/shared/codec.ts";
-import type { Grade, Hash, Submission } from "../services/shared/records.ts";
-import { signRecord } from "../services/shared/signing.ts";
-import type { Unsigned } from "../services/shared/signing.ts";
+import type { AgencySigner } from "../services/force-cli/client.ts";
+import { AvroCodec } from "../services/shared/wire/codec.ts";
+import type { Grade, Hash, Submission } from "../services/shared/wire/records.ts";
+import { signRecord } from "../services/shared/wire/signing.ts";
+import type { Unsigned } from "../services/shared/wire/signing.ts";
 
 const codec = new AvroCodec();
 const hex = (n: number) => randomBytes(n).toString("hex");

@@ -2,13 +2,13 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { AvroCodec, RECORD_NAMES, SCHEMAS_DIR, SCHEMA_FILES, assertBackwardCompatible, loadSchemaVersions } from "../services/shared/codec.ts";
+import { AvroCodec, RECORD_NAMES, SCHEMAS_DIR, SCHEMA_FILES, assertBackwardCompatible, loadSchemaVersions } from "../services/shared/wire/codec.ts";
 import { FILES, RECORDS_FILE, generateRecordTypes } from "./generate-types.ts";
 
 const versions = loadSchemaVersions();
 
 describe("schemas are the single source of truth", () => {
-  it("services/shared/records.ts is exactly what the generator makes (run `npm run gen:types`)", () => {
+  it("services/shared/wire/records.ts is exactly what the generator makes (run `npm run gen:types`)", () => {
     expect(readFileSync(RECORDS_FILE, "utf8")).toBe(generateRecordTypes());
   });
 

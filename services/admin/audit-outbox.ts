@@ -3,10 +3,18 @@
  * the change it records, then sent to audit.v1 and deleted. Sending locks the rows it sends (SKIP
  * LOCKED), so two operators' commands flushing at once do not both send the same event.
  */
+import { fileURLToPath } from "node:url";
 import type { Kafka } from "kafkajs";
 import type { Pool, Queryable } from "../shared/postgres.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import { sendAcknowledged } from "./audit.ts";
+
+/**
+ * The admin tool's own tables (the audit outbox). Their versions are recorded in schema_migrations
+ * under the namespace "shared", where existing hub databases already list them, so they are never
+ * applied twice; keep that namespace and keep the version names unique within it.
+ */
+export const ADMIN_MIGRATIONS = { namespace: "shared", dir: fileURLToPath(new URL("./migrations/", import.meta.url)) } as const;
 
 export interface QueuedAuditMessage {
   readonly topic: string;

@@ -2,7 +2,7 @@
  * Reading audit.v1 back for operators: which events concern a record, a partner, a key or an
  * operator, e.g. "what was partner X sent about record Y, and when". Filters are pure.
  */
-import type { AuditEvent } from "../shared/records.ts";
+import type { AuditEvent } from "../shared/wire/records.ts";
 
 export interface AuditFilter {
   /** The event's subject (record id, partner id, key id, ...). */

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { LAW_ENFORCEMENT_ONLY_FIELDS } from "../shared/audit.ts";
-import { AvroCodec } from "../shared/codec.ts";
-import type { AuditEvent } from "../shared/records.ts";
-import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
+import type { AuditEvent } from "../shared/wire/records.ts";
+import { deriveKeyId, generateSigningKeyPair } from "../shared/wire/signing.ts";
 import { accessApplied, accessRevoked, agencyRegistered, defaultActor, dlqRedriven, keyRegistered, keyRevoked, partnerRegistered, policySet } from "./audit.ts";
 
 const codec = new AvroCodec();

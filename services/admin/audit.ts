@@ -10,9 +10,9 @@
 import type { Kafka } from "kafkajs";
 import { Partitioners } from "kafkajs";
 import { auditEvent, auditMessage } from "../shared/audit.ts";
-import type { AvroCodec } from "../shared/codec.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
 import type { RegisteredKey } from "../shared/key-registry.ts";
-import type { AuditEvent } from "../shared/records.ts";
+import type { AuditEvent } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { WITHHELD_BY_DEFAULT } from "../distribution/policy.ts";
 import type { PartnerPolicy } from "../distribution/policy.ts";

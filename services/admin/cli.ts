@@ -16,26 +16,26 @@ import type { KeyOwnerKind } from "../shared/key-registry.ts";
 import { SHARED_MIGRATIONS, createPool, inTransaction, migrate } from "../shared/postgres.ts";
 import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import { auditMessage } from "../shared/audit.ts";
-import { flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit-outbox.ts";
+import { ADMIN_MIGRATIONS, flushAuditOutbox, pendingAuditEvents, queueAuditMessage } from "./audit-outbox.ts";
 import { formatAuditEvent, matchesAudit } from "./audit-query.ts";
 import { feedLag } from "./feed-lag.ts";
 import type { AuditFilter } from "./audit-query.ts";
-import { deriveKeyId, generateSigningKeyPair } from "../shared/signing.ts";
+import { deriveKeyId, generateSigningKeyPair } from "../shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { recordsAssertedOnlyByKey } from "../dedup/key-report.ts";
 import { kafkaIntakeSink, pgSubmissionLedger } from "../ingest/adapters.ts";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import { matches, readRejections, redrive } from "./redrive.ts";
 import type { RedriveFilter } from "./redrive.ts";
 import { listAgencies, listPartners, registerAgency, registerPartner } from "./registry.ts";
 import { listPolicies, resumePolicy, setPolicy, suspendPolicy } from "../distribution/policy-store.ts";
 import { newlyGrantedWithheld } from "../distribution/policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../distribution/policy.ts";
-import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+import type { GradingStatus, HashAlg, UkCategory } from "../shared/wire/records.ts";
 import { LICENSED_ALGORITHMS, UNLICENSED_ALGORITHMS } from "../shared/wire/hash-algorithms.ts";
 import { fileURLToPath } from "node:url";
 import type { AgencyKind } from "./registry.ts";
-import type { AuditEvent } from "../shared/records.ts";
+import type { AuditEvent } from "../shared/wire/records.ts";
 import {
   AuditNotWrittenError,
   AuditQueuedError,
@@ -139,7 +139,7 @@ const dbConfig = () => loadConfig("hashrelay-admin", { DATABASE_URL: commonConfi
 async function withDb<T>(work: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
   const pool = createPool(dbConfig().DATABASE_URL, { max: 2, applicationName: "hashrelay-admin" });
   try {
-    await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }]);
+    await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }, ADMIN_MIGRATIONS]);
     return await work(pool);
   } finally {
     await pool.end();
@@ -173,7 +173,7 @@ export function buildCli(): Command {
     .description("apply the hub database migrations")
     .action(async () => {
       const pool = createPool(dbConfig().DATABASE_URL, { max: 1, applicationName: "hashrelay-admin" });
-      const applied = await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }]).finally(() => pool.end());
+      const applied = await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }, ADMIN_MIGRATIONS]).finally(() => pool.end());
       console.log(applied.length ? `applied ${applied.join(", ")}` : "database is up to date");
     });
 

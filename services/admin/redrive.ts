@@ -6,11 +6,11 @@
  * again as the agency that sent them, with every check that refused them the first time.
  */
 import type { Kafka } from "kafkajs";
-import type { AvroCodec } from "../shared/codec.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
 import { createDurableProducer, readTopicToEnd } from "../shared/kafka.ts";
-import type { Rejection } from "../shared/records.ts";
+import type { Rejection } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
-import { parseSubmissionBatch } from "../ingest/formats/submission-json.ts";
+import { parseSubmissionBatch } from "../shared/wire/submission-json.ts";
 import { admitBatch } from "../ingest/intake.ts";
 import type { IntakeDeps } from "../ingest/intake.ts";
 import { partitionKey } from "../ingest/partition-key.ts";

@@ -4,7 +4,7 @@
  * is confirmed when enough independent agencies agree, disputed when any disagree, indicative
  * otherwise. Pure: the same sightings always give the same answer, whichever instance computes it.
  */
-import type { GradingStatus, IcsCategory, UkCategory } from "../shared/records.ts";
+import type { GradingStatus, IcsCategory, UkCategory } from "../shared/wire/records.ts";
 
 export interface SightingGrade {
   readonly agencyId: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Submission } from "../shared/records.ts";
+import type { Submission } from "../shared/wire/records.ts";
 import { randomHex, unsignedSubmission } from "../../test/support/fixtures.ts";
 import { applySubmission, finaliseChanges } from "./engine.ts";
 import { emptyWorkingSet } from "./store.ts";

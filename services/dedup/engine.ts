@@ -9,7 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { ReasonCode } from "../shared/errors.ts";
-import type { CanonicalRecord, ContentType, Hash, LawEnforcementMetadata, Submission } from "../shared/records.ts";
+import type { CanonicalRecord, ContentType, Hash, LawEnforcementMetadata, Submission } from "../shared/wire/records.ts";
 import { computeConsensus } from "./consensus.ts";
 import type { ConsensusPolicy, SightingGrade } from "./consensus.ts";
 

@@ -6,7 +6,7 @@
  * algorithm table, built by near-duplicates/index.ts; nothing here names an algorithm.
  */
 import type { PoolClient } from "../shared/postgres.ts";
-import type { HashAlg } from "../shared/records.ts";
+import type { HashAlg } from "../shared/wire/records.ts";
 import { NEAR_ALGORITHMS, isNearMatchable } from "../shared/wire/hash-algorithms.ts";
 import { linkNearDuplicates } from "./engine.ts";
 import type { RecordState, WorkingSet } from "./engine.ts";

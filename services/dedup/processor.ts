@@ -6,7 +6,7 @@
  * message is skipped and a crash anywhere leaves either all of the batch or none of it.
  */
 import { createHash, randomUUID } from "node:crypto";
-import type { AvroCodec } from "../shared/codec.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { HashrelayError, reasonOf } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
@@ -16,7 +16,7 @@ import type { Logger } from "../shared/logging.ts";
 import { lockStoredOffset, storeNextOffset } from "../shared/exactly-once-consumer.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool } from "../shared/postgres.ts";
-import type { AuditEvent, CanonicalRecord, Rejection, Submission } from "../shared/records.ts";
+import type { AuditEvent, CanonicalRecord, Rejection, Submission } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { ConsensusPolicy } from "./consensus.ts";
 import { applySubmission, finaliseChanges } from "./engine.ts";

@@ -1,6 +1,6 @@
 /** PostgreSQL side of dedup: loads a batch's working set and writes back what changed. */
 import type { PoolClient } from "../shared/postgres.ts";
-import type { ContentType, Hash, HashAlg, IcsCategory, LawEnforcementMetadata, UkCategory } from "../shared/records.ts";
+import type { ContentType, Hash, HashAlg, IcsCategory, LawEnforcementMetadata, UkCategory } from "../shared/wire/records.ts";
 import { hashKey } from "./engine.ts";
 import type { RecordState, Sighting, WorkingSet } from "./engine.ts";
 

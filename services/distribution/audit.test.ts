@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { sampleCanonicalRecord, sampleFeedRecord } from "../../test/support/fixtures.ts";
 import { LAW_ENFORCEMENT_ONLY_FIELDS } from "../shared/audit.ts";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import { DISTRIBUTION_ACTOR, disclosureEvent, policyAppliedEvent } from "./audit.ts";
 import { EXTRA_FIELDS, extrasFor } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";

@@ -10,10 +10,10 @@
  * or anything law-enforcement-only: the feed record at that position holds what was sent.
  */
 import { auditEvent, auditMessage } from "../shared/audit.ts";
-import type { AvroCodec } from "../shared/codec.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
 import { servicePrincipal } from "../shared/kafka-access.ts";
 import type { Queryable } from "../shared/postgres.ts";
-import type { AuditEvent, FeedRecord } from "../shared/records.ts";
+import type { AuditEvent, FeedRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { Delivery, PartnerPolicy } from "./policy.ts";
 

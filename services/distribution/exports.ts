@@ -3,78 +3,19 @@
  * partition) and deltas (the signed feed records issued since the last delta), each gzip JSON
  * Lines with a manifest signed by the hub key naming the object's SHA-256 and the seq ranges it
  * covers. feeds/<partner>/latest-snapshot.json points at the newest snapshot manifest, which is
- * where a new partner sink bootstraps before tailing its Kafka topic.
+ * where a new partner sink bootstraps before tailing its Kafka topic. The manifest format and its
+ * signed bytes are the contract in services/shared/wire/snapshot-manifest.ts.
  */
-import { createHash, sign as edSign, verify as edVerify } from "node:crypto";
-import type { KeyObject } from "node:crypto";
+import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool } from "../shared/postgres.ts";
+import { latestSnapshotKey, serialiseManifest, signManifest } from "../shared/wire/snapshot-manifest.ts";
+import type { ExportManifest, SnapshotEntry } from "../shared/wire/snapshot-manifest.ts";
 import { recordRef } from "./feed-writer.ts";
 import type { HubSigner } from "./feed-writer.ts";
-
-export interface ExportManifest {
-  readonly partnerId: string;
-  readonly kind: "snapshot" | "delta";
-  readonly object: string;
-  readonly sha256: string;
-  readonly count: number;
-  /** Per feed partition: the last seq included and the chain digest after it (hex). */
-  readonly heads: Record<string, { seq: number; digest: string }>;
-  /**
-   * Snapshots of Kafka-delivered feeds: per partition, the Kafka offset just after the snapshot's
-   * last record, where a partner that bootstrapped from it starts tailing the topic.
-   */
-  readonly kafkaOffsets?: Record<string, string>;
-  /** Deltas: the first seq per partition they start at. */
-  readonly from?: Record<string, number>;
-  readonly createdAt: string;
-  readonly keyId: string;
-  signature?: string;
-}
-
-export interface SnapshotEntry {
-  readonly alg: string;
-  readonly value: string;
-  readonly category: string;
-  readonly contentType: string;
-  readonly recordRef: string;
-  readonly revision: number;
-  readonly extra: Record<string, string>;
-}
-
-/** JSON with object keys sorted at every depth: the same manifest always gives the same bytes. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/** The bytes a manifest signature covers: every field, nested ones included, except the signature. */
-function manifestBytes(m: ExportManifest): Buffer {
-  const { signature: _signature, ...body } = m;
-  return Buffer.from(`hashrelay/manifest/v1\n${canonicalJson(body)}`);
-}
-
-export function signManifest(m: ExportManifest, key: KeyObject): ExportManifest {
-  return { ...m, signature: edSign(null, manifestBytes(m), key).toString("base64") };
-}
-
-export function manifestSignatureValid(m: ExportManifest, publicKey: KeyObject): boolean {
-  if (!m.signature) return false;
-  try {
-    return edVerify(null, manifestBytes(m), publicKey, Buffer.from(m.signature, "base64"));
-  } catch {
-    return false;
-  }
-}
 
 export interface ExportDeps {
   readonly pool: Pool;
@@ -171,8 +112,8 @@ export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = 
     deps.hub.privateKey,
   );
   const manifestKey = `${object}.manifest.json`;
-  await put(deps, manifestKey, Buffer.from(JSON.stringify(manifest, null, 2)), "application/json");
-  await put(deps, `${base}/latest-snapshot.json`, Buffer.from(JSON.stringify({ manifest: manifestKey })), "application/json");
+  await put(deps, manifestKey, serialiseManifest(manifest), "application/json");
+  await put(deps, latestSnapshotKey(deps.prefix ?? "feeds", partnerId), Buffer.from(JSON.stringify({ manifest: manifestKey })), "application/json");
   await deps.pool.query(
     "INSERT INTO feed_exports (partner_id, kind, object_key, manifest_key, covers) VALUES ($1, 'snapshot', $2, $3, $4)",
     [partnerId, object, manifestKey, JSON.stringify(manifest.heads)],
@@ -203,7 +144,7 @@ export async function exportDelta(deps: ExportDeps, partnerId: string, now = new
     deps.hub.privateKey,
   );
   const manifestKey = `${object}.manifest.json`;
-  await put(deps, manifestKey, Buffer.from(JSON.stringify(manifest, null, 2)), "application/json");
+  await put(deps, manifestKey, serialiseManifest(manifest), "application/json");
   await inTransaction(deps.pool, async (client) => {
     await client.query("INSERT INTO feed_exports (partner_id, kind, object_key, manifest_key, covers) VALUES ($1, 'delta', $2, $3, $4)", [
       partnerId,

@@ -7,11 +7,11 @@
  */
 import { createHmac } from "node:crypto";
 import type { KeyObject } from "node:crypto";
-import type { AvroCodec } from "../shared/codec.ts";
-import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../shared/feed-chain.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
+import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../shared/wire/feed-chain.ts";
 import type { PoolClient } from "../shared/postgres.ts";
-import type { CanonicalRecord, FeedRecord } from "../shared/records.ts";
-import { signRecord } from "../shared/signing.ts";
+import type { CanonicalRecord, FeedRecord } from "../shared/wire/records.ts";
+import { signRecord } from "../shared/wire/signing.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { Disclosure } from "./audit.ts";
 import { FeedLedger, hashKeyOf, splitHashKey } from "./planner.ts";

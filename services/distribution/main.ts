@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { ConfigError } from "../shared/errors.ts";
@@ -17,7 +17,7 @@ import { createLogger } from "../shared/logging.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
-import { privateKeyFromPem } from "../shared/signing.ts";
+import { privateKeyFromPem } from "../shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, defaultMinInsyncReplicas, feedTopicSpec, topicNames } from "../shared/topics.ts";
 import { exportDelta, exportSnapshot } from "./exports.ts";
 import type { HubSigner } from "./feed-writer.ts";

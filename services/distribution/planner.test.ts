@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { randomHex, sampleCanonicalRecord } from "../../test/support/fixtures.ts";
-import type { CanonicalRecord, Hash } from "../shared/records.ts";
+import type { CanonicalRecord, Hash } from "../shared/wire/records.ts";
 import { FeedLedger, governingRecord, planRecord } from "./planner.ts";
 import type { FeedEntry, PartnerPolicy } from "./policy.ts";
 import { expectedHoldings } from "./reconcile.ts";

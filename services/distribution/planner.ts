@@ -23,7 +23,7 @@
  * planned again, so each feed always equals that rule over the revisions applied so far, in
  * whatever order they came.
  */
-import type { CanonicalRecord } from "../shared/records.ts";
+import type { CanonicalRecord } from "../shared/wire/records.ts";
 import { entitlement, feedEntryFor, sameFeedEntry } from "./policy.ts";
 import type { FeedChange, FeedEntry, PartnerPolicy } from "./policy.ts";
 

@@ -1,8 +1,8 @@
 /** Partner policies in the hub database (managed with `bin/hashrelay policies ...`). */
 import { ValidationError } from "../shared/errors.ts";
 import type { Queryable } from "../shared/postgres.ts";
-import { GradingStatusValues, UkCategoryValues } from "../shared/records.ts";
-import type { GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+import { GradingStatusValues, UkCategoryValues } from "../shared/wire/records.ts";
+import type { GradingStatus, HashAlg, UkCategory } from "../shared/wire/records.ts";
 import { HASH_ALGORITHM_NAMES } from "../shared/wire/hash-algorithms.ts";
 import { EXTRA_FIELDS } from "./policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "./policy.ts";

@@ -1,8 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { sampleCanonicalRecord } from "../../test/support/fixtures.ts";
-import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw } from "../shared/signing.ts";
-import { manifestSignatureValid, signManifest } from "./exports.ts";
-import type { ExportManifest } from "./exports.ts";
 import { entitlement, extrasFor, feedEntryFor, newlyGrantedWithheld } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
@@ -48,18 +45,3 @@ describe("partner policy", () => {
   });
 });
 
-
-describe("export manifests", () => {
-  it("sign every field, nested chain heads included", () => {
-    const pair = generateSigningKeyPair();
-    const m: ExportManifest = {
-      partnerId: "p1", kind: "snapshot", object: "feeds/p1/s.jsonl.gz", sha256: "ab", count: 2,
-      heads: { "0": { seq: 5, digest: "00" } }, createdAt: "2026-01-01T00:00:00Z", keyId: "hub:1",
-    };
-    const signed = signManifest(m, privateKeyFromPem(pair.privateKeyPem));
-    const pub = publicKeyFromRaw(pair.publicKey);
-    expect(manifestSignatureValid(signed, pub)).toBe(true);
-    expect(manifestSignatureValid({ ...signed, heads: { "0": { seq: 6, digest: "00" } } }, pub)).toBe(false);
-    expect(manifestSignatureValid({ ...signed, count: 3 }, pub)).toBe(false);
-  });
-});

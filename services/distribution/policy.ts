@@ -3,7 +3,7 @@
  * which hash algorithms and extra fields. Pure functions, so the minimisation rules are tested
  * without a database. Anything not granted never leaves the hub (DESIGN guarantee 5).
  */
-import type { CanonicalRecord, GradingStatus, HashAlg, UkCategory } from "../shared/records.ts";
+import type { CanonicalRecord, GradingStatus, HashAlg, UkCategory } from "../shared/wire/records.ts";
 
 export type CategoryScheme = "uk" | "ics" | "vics";
 export type Delivery = "kafka" | "s3" | "both";

@@ -5,14 +5,14 @@
  * recordIds may arrive in any order; planner.ts plans per hash so that the order does not matter.
  * Every feed record issued is audited (audit.ts) in the same transaction, through feed_outbox.
  */
-import type { AvroCodec } from "../shared/codec.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { reasonOf } from "../shared/errors.ts";
 import type { Logger } from "../shared/logging.ts";
 import { lockStoredOffset, storeNextOffset } from "../shared/exactly-once-consumer.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
-import type { CanonicalRecord } from "../shared/records.ts";
+import type { CanonicalRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { disclosureEvent, enqueueAudit, policyAppliedEvent } from "./audit.ts";
 import { FeedWriter } from "./feed-writer.ts";

@@ -4,7 +4,7 @@
  * assert it: nothing lost, nothing extra, no wrong category.
  */
 import type { Queryable } from "../shared/postgres.ts";
-import type { CanonicalRecord } from "../shared/records.ts";
+import type { CanonicalRecord } from "../shared/wire/records.ts";
 import { entitlement } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 

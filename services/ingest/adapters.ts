@@ -1,6 +1,6 @@
 /** Network adapters of the ingest core: the Kafka sink and the PostgreSQL ledger. */
 import type { RecordProducer } from "../shared/kafka.ts";
-import type { AvroCodec } from "../shared/codec.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
 import type { Queryable } from "../shared/postgres.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { IntakeSink, SubmissionLedger } from "./intake.ts";

@@ -1,5 +1,5 @@
 /**
- * S3 bulk import: a force uploads a JSON Lines file of signed submissions (the ingest CLI makes
+ * S3 bulk import: a force uploads a JSON Lines file of signed submissions (the force CLI makes
  * one from VICS, CSV or JSON) and asks the hub to import it. The file is streamed line by line
  * in chunks through the same intake core as HTTP, so memory stays bounded whatever its size.
  * A receipt (counts by reason and every rejected line) is written back to S3 beside the file.
@@ -16,23 +16,12 @@ import { HashrelayError } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
 import type { Logger } from "../shared/logging.ts";
 import type { Queryable } from "../shared/postgres.ts";
-import { parseSubmissionBatch } from "./formats/submission-json.ts";
-import { addToReceipt, admitBatch, emptyReceipt } from "./intake.ts";
-import type { IntakeDeps, IntakeItem, ItemOutcome, Receipt } from "./intake.ts";
+import { parseSubmissionBatch } from "../shared/wire/submission-json.ts";
+import { addToReceipt, emptyReceipt } from "../shared/wire/ingest-api.ts";
+import type { ImportJob, ImportStatus, ItemOutcome, Receipt, RejectedLine } from "../shared/wire/ingest-api.ts";
+import { admitBatch } from "./intake.ts";
+import type { IntakeDeps, IntakeItem } from "./intake.ts";
 import type { IngestMetrics } from "./metrics.ts";
-
-export type ImportStatus = "queued" | "running" | "done" | "failed";
-
-export interface ImportJob {
-  readonly importId: string;
-  readonly agencyId: string;
-  readonly bucket: string;
-  readonly key: string;
-  readonly status: ImportStatus;
-  readonly receipt: Receipt;
-  readonly receiptKey: string | null;
-  readonly error: string | null;
-}
 
 export interface ImportServiceDeps {
   readonly db: Queryable;
@@ -71,13 +60,6 @@ function toJob(r: ImportRow): ImportJob {
     receiptKey: r.receipt_key,
     error: r.error,
   };
-}
-
-export interface RejectedLine {
-  readonly line: number;
-  readonly submissionId: string | null;
-  readonly reason: ReasonCode;
-  readonly detail: string;
 }
 
 const MAX_RECEIPT_DETAILS = 10_000;

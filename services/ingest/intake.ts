@@ -8,15 +8,16 @@
  * identical submission is answered as a duplicate and not published again.
  */
 import { createHash, randomUUID } from "node:crypto";
-import type { AvroCodec } from "../shared/codec.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { HashrelayError, reasonOf } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
 import { verifySignedRecord } from "../shared/key-registry.ts";
 import type { KeyLookup } from "../shared/key-registry.ts";
-import type { AuditEvent, Rejection, Submission } from "../shared/records.ts";
+import type { AuditEvent, Rejection, Submission } from "../shared/wire/records.ts";
+import type { ItemOutcome } from "../shared/wire/ingest-api.ts";
 import { partitionKey } from "./partition-key.ts";
-import { validateSubmission } from "./validation.ts";
+import { validateSubmission } from "../shared/wire/submission-validation.ts";
 
 export const SERVICE = "ingest";
 
@@ -25,14 +26,6 @@ export type Channel = "http" | "cli" | "s3-import" | "redrive";
 export type IntakeItem =
   | { readonly index: number; readonly ok: true; readonly submission: Submission; readonly original: Buffer }
   | { readonly index: number; readonly ok: false; readonly reason: ReasonCode; readonly detail: string; readonly original: Buffer };
-
-export interface ItemOutcome {
-  readonly index: number;
-  readonly submissionId: string | null;
-  readonly status: "accepted" | "duplicate" | "rejected";
-  readonly reason?: ReasonCode;
-  readonly detail?: string;
-}
 
 export interface AcceptedSubmission {
   readonly submission: Submission;
@@ -72,30 +65,6 @@ export interface IntakeDeps {
   readonly now?: () => Date;
   /** Older submissions are refused here (dedup refuses them too, as replays). */
   readonly maxSubmissionAgeMs?: number;
-}
-
-export interface Receipt {
-  accepted: number;
-  duplicates: number;
-  rejected: number;
-  byReason: Partial<Record<ReasonCode, number>>;
-}
-
-export function emptyReceipt(): Receipt {
-  return { accepted: 0, duplicates: 0, rejected: 0, byReason: {} };
-}
-
-export function addToReceipt(receipt: Receipt, outcomes: readonly ItemOutcome[]): Receipt {
-  for (const o of outcomes) {
-    if (o.status === "accepted") receipt.accepted++;
-    else if (o.status === "duplicate") receipt.duplicates++;
-    else {
-      receipt.rejected++;
-      const reason = o.reason ?? "INTERNAL";
-      receipt.byReason[reason] = (receipt.byReason[reason] ?? 0) + 1;
-    }
-  }
-  return receipt;
 }
 
 /** Admits one batch for an authenticated agency; returns one outcome per item, in order. */

@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { servicePrincipal } from "../shared/kafka-access.ts";
 import { createDurableProducer, createKafka, kafkaConnection } from "../shared/kafka.ts";

@@ -3,7 +3,7 @@
  * must land on the same partition so dedup sees them in order; the preference between algorithms
  * is PARTITION_KEY_ORDER in the hash algorithm table.
  */
-import type { Hash } from "../shared/records.ts";
+import type { Hash } from "../shared/wire/records.ts";
 import { PARTITION_KEY_ORDER } from "../shared/wire/hash-algorithms.ts";
 
 export function partitionKey(hashes: readonly Hash[]): string {

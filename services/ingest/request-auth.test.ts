@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { SignatureError } from "../shared/errors.ts";
 import { StaticKeyLookup } from "../shared/key-registry.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../shared/signing.ts";
-import { authenticateRequest, signRequest } from "./request-auth.ts";
+import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../shared/wire/signing.ts";
+import { signRequest } from "../shared/wire/request-signature.ts";
+import { authenticateRequest } from "./request-auth.ts";
 import type { RequestReplayGuard } from "./request-auth.ts";
 
 const pair = generateSigningKeyPair();

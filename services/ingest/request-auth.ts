@@ -1,32 +1,19 @@
 /**
- * Agency authentication for the ingest API: signed requests. Each request carries the agency id,
- * one of the agency's registered key ids, a timestamp and an Ed25519 signature over
- * method, path, timestamp and the SHA-256 of the body. The same key registry that checks
- * submission signatures decides, so revoking or expiring a key also shuts its HTTP access.
+ * Agency authentication for the ingest API: the hub side of signed requests. The signature scheme
+ * itself (headers, the bytes signed) is the contract in services/shared/wire/request-signature.ts;
+ * here the same key registry that checks submission signatures decides whether the key is usable,
+ * so revoking or expiring a key also shuts its HTTP access, and a replay guard refuses a request
+ * seen before.
  */
-import { createHash, sign as edSign, verify as edVerify } from "node:crypto";
-import type { KeyObject } from "node:crypto";
+import { createHash } from "node:crypto";
 import { SignatureError } from "../shared/errors.ts";
 import { assertKeyUsable } from "../shared/key-registry.ts";
 import type { KeyLookup } from "../shared/key-registry.ts";
-import { publicKeyFromRaw } from "../shared/signing.ts";
-
-export const AUTH_HEADERS = {
-  agency: "x-hashrelay-agency",
-  keyId: "x-hashrelay-key-id",
-  timestamp: "x-hashrelay-timestamp",
-  signature: "x-hashrelay-signature",
-} as const;
+import { AUTH_HEADERS, requestSignatureValid } from "../shared/wire/request-signature.ts";
+import type { RequestToSign } from "../shared/wire/request-signature.ts";
 
 /** How far a request's timestamp may be from the hub's clock. */
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
-
-export interface RequestToSign {
-  readonly method: string;
-  /** Path with query string, as sent. */
-  readonly path: string;
-  readonly body: Buffer;
-}
 
 export interface AuthenticatedAgency {
   readonly agencyId: string;
@@ -39,38 +26,6 @@ export interface AuthenticatedAgency {
  */
 export interface RequestReplayGuard {
   firstUse(signatureDigest: Buffer, forgetAfter: Date): Promise<boolean>;
-}
-
-function stringToSign(req: RequestToSign, timestamp: string): Buffer {
-  const bodyDigest = createHash("sha256").update(req.body).digest("hex");
-  return Buffer.from(`hashrelay-request-v1\n${req.method.toUpperCase()}\n${req.path}\n${timestamp}\n${bodyDigest}`);
-}
-
-/** Headers a force client adds to a request (used by the ingest CLI and tests). */
-export function signRequest(
-  req: RequestToSign,
-  signer: { agencyId: string; keyId: string; privateKey: KeyObject },
-  now: Date = new Date(),
-): Record<string, string> {
-  const timestamp = String(uniqueTimestamp(now.getTime()));
-  return {
-    [AUTH_HEADERS.agency]: signer.agencyId,
-    [AUTH_HEADERS.keyId]: signer.keyId,
-    [AUTH_HEADERS.timestamp]: timestamp,
-    [AUTH_HEADERS.signature]: edSign(null, stringToSign(req, timestamp), signer.privateKey).toString("base64"),
-  };
-}
-
-let lastTimestamp = 0;
-/**
- * Ed25519 is deterministic: two identical requests signed in the same millisecond would carry the
- * same signature, and the second would be refused as a replay. Timestamps from one process never repeat.
- */
-function uniqueTimestamp(ms: number): number {
-  // Only bump near the last one: a caller signing with a deliberate older time keeps it.
-  const t = ms <= lastTimestamp && lastTimestamp - ms < 1000 ? lastTimestamp + 1 : ms;
-  lastTimestamp = Math.max(lastTimestamp, t);
-  return t;
 }
 
 type HeaderBag = Record<string, string | string[] | undefined>;
@@ -103,13 +58,9 @@ export async function authenticateRequest(
   }
   const key = assertKeyUsable(keyId, await keys.findKey(keyId), { ownerKind: "agency", ownerId: agencyId, at: now });
   const sig = Buffer.from(signature, "base64");
-  let ok = false;
-  try {
-    ok = sig.length === 64 && edVerify(null, stringToSign(req, timestamp), publicKeyFromRaw(key.publicKey), sig);
-  } catch {
-    ok = false;
+  if (!requestSignatureValid(req, timestamp, key.publicKey, sig)) {
+    throw new SignatureError("UNAUTHENTICATED", `request signature does not verify with key ${keyId}`);
   }
-  if (!ok) throw new SignatureError("UNAUTHENTICATED", `request signature does not verify with key ${keyId}`);
   // Only a verified signature is remembered, so nobody can fill the memory with garbage.
   if (replay && !(await replay.firstUse(createHash("sha256").update(sig).digest(), new Date(at + MAX_CLOCK_SKEW_MS)))) {
     throw new SignatureError("REQUEST_REPLAYED", `this signed request (timestamp ${timestamp}) was already received; sign every request afresh`);

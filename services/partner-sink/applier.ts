@@ -5,14 +5,14 @@
  * until an operator resumes it (`hashrelay-sink resume`, operator.ts); a forged or reordered
  * record is skipped and alerted.
  */
-import type { AvroCodec } from "../shared/codec.ts";
-import { GENESIS_DIGEST } from "../shared/feed-chain.ts";
+import type { AvroCodec } from "../shared/wire/codec.ts";
+import { GENESIS_DIGEST } from "../shared/wire/feed-chain.ts";
 import { reasonOf } from "../shared/errors.ts";
 import type { Logger } from "../shared/logging.ts";
 import { lockStoredOffset, storeNextOffset } from "../shared/exactly-once-consumer.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
-import type { FeedRecord } from "../shared/records.ts";
+import type { FeedRecord } from "../shared/wire/records.ts";
 import { verifyFeedRecord } from "./verifier.ts";
 import type { TrustedHubKey } from "./verifier.ts";
 

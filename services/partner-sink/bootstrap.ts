@@ -11,8 +11,8 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { SignatureError } from "../shared/errors.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool } from "../shared/postgres.ts";
-import { manifestSignatureValid } from "../distribution/exports.ts";
-import type { ExportManifest, SnapshotEntry } from "../distribution/exports.ts";
+import { latestSnapshotKey, manifestSignatureValid } from "../shared/wire/snapshot-manifest.ts";
+import type { ExportManifest, SnapshotEntry } from "../shared/wire/snapshot-manifest.ts";
 import type { TrustedHubKey } from "./verifier.ts";
 
 async function getObject(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
@@ -33,7 +33,7 @@ export async function bootstrapFromSnapshot(
   if ((rows[0]?.n ?? 0) > 0) return null;
   let pointer: { manifest: string };
   try {
-    pointer = JSON.parse((await getObject(deps.s3, deps.bucket, `${deps.prefix}/${deps.partnerId}/latest-snapshot.json`)).toString()) as { manifest: string };
+    pointer = JSON.parse((await getObject(deps.s3, deps.bucket, latestSnapshotKey(deps.prefix, deps.partnerId))).toString()) as { manifest: string };
   } catch {
     return null; // no snapshot yet: start from the beginning of the topic
   }

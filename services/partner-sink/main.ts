@@ -5,7 +5,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import { effectiveEnv, loadConfig, commonConfigShape, kafkaConfigShape } from "../shared/config.ts";
 import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import { REASON_CODES } from "../shared/errors.ts";
-import { GENESIS_DIGEST, feedRecordDigest } from "../shared/feed-chain.ts";
-import type { FeedRecord } from "../shared/records.ts";
-import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw, signRecord } from "../shared/signing.ts";
+import { GENESIS_DIGEST, feedRecordDigest } from "../shared/wire/feed-chain.ts";
+import type { FeedRecord } from "../shared/wire/records.ts";
+import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw, signRecord } from "../shared/wire/signing.ts";
 import { RESUMED, formatAlerts, formatStatus, haltCodeOf, missingSeqs, partitionStatus, planResume, resumeHint } from "./operator.ts";
 import type { PartitionState, ResumeOptions, SinkStatus } from "./operator.ts";
 import { verifyFeedRecord } from "./verifier.ts";

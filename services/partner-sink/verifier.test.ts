@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { AvroCodec } from "../shared/codec.ts";
-import { GENESIS_DIGEST, feedRecordDigest } from "../shared/feed-chain.ts";
-import type { FeedRecord } from "../shared/records.ts";
-import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw, signRecord } from "../shared/signing.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
+import { GENESIS_DIGEST, feedRecordDigest } from "../shared/wire/feed-chain.ts";
+import type { FeedRecord } from "../shared/wire/records.ts";
+import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw, signRecord } from "../shared/wire/signing.ts";
 import { parseTrustedHubKeys, verifyFeedRecord } from "./verifier.ts";
 import type { ChainState, TrustedHubKey } from "./verifier.ts";
 

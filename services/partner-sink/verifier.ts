@@ -6,9 +6,9 @@
 import type { KeyObject } from "node:crypto";
 import type avro from "avsc";
 import type { ReasonCode } from "../shared/errors.ts";
-import { feedRecordDigest } from "../shared/feed-chain.ts";
-import type { FeedRecord } from "../shared/records.ts";
-import { publicKeyFromRaw, signatureMatches } from "../shared/signing.ts";
+import { feedRecordDigest } from "../shared/wire/feed-chain.ts";
+import type { FeedRecord } from "../shared/wire/records.ts";
+import { publicKeyFromRaw, signatureMatches } from "../shared/wire/signing.ts";
 
 export interface TrustedHubKey {
   readonly keyId: string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { LAW_ENFORCEMENT_ONLY_FIELDS, assertAuditDetailSafe, auditEvent, auditMessage } from "./audit.ts";
-import { AvroCodec } from "./codec.ts";
+import { AvroCodec } from "./wire/codec.ts";
 import { topicNames } from "./topics.ts";
 
 const base = { service: "admin", actor: "alice", action: "key.registered", subjectKind: "key", subjectId: "force-a:0011223344556677" };

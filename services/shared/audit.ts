@@ -5,8 +5,8 @@
  * loudly instead of leaking into the long-lived audit log.
  */
 import { randomUUID } from "node:crypto";
-import type { AvroCodec } from "./codec.ts";
-import type { AuditEvent } from "./records.ts";
+import type { AvroCodec } from "./wire/codec.ts";
+import type { AuditEvent } from "./wire/records.ts";
 import type { TopicNames } from "./topics.ts";
 
 /**

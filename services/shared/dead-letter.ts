@@ -1,7 +1,7 @@
 /** Building Rejection records for hashes.rejected.v1: the original bytes and a reason, always. */
 import { randomUUID } from "node:crypto";
 import type { ReasonCode } from "./errors.ts";
-import type { Rejection } from "./records.ts";
+import type { Rejection } from "./wire/records.ts";
 
 export interface RejectionContext {
   readonly service: string;

@@ -6,8 +6,8 @@
 import type avro from "avsc";
 import { SignatureError } from "./errors.ts";
 import type { Queryable } from "./postgres.ts";
-import { publicKeyFromRaw, signatureMatches } from "./signing.ts";
-import type { SignedRecordName, SignedRecordOf } from "./signing.ts";
+import { publicKeyFromRaw, signatureMatches } from "./wire/signing.ts";
+import type { SignedRecordName, SignedRecordOf } from "./wire/signing.ts";
 
 export type KeyOwnerKind = "agency" | "hub";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { unsignedSubmission } from "../../test/support/fixtures.ts";
 import { createLogger } from "./logging.ts";
-import { generateSigningKeyPair } from "./signing.ts";
+import { generateSigningKeyPair } from "./wire/signing.ts";
 
 function capture(): { lines: string[]; stream: { write(s: string): void } } {
   const lines: string[] = [];

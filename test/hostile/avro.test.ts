@@ -1,14 +1,14 @@
 /**
- * Hostile input for AvroCodec.decode (issue 7): random bytes, every truncation, every bit flip,
+ * Hostile input for AvroCodec.decode: random bytes, every truncation, every bit flip,
  * boundary bytes at every position, huge block counts and lengths, of every record and every
  * schema version. decode may only return or throw CodecError with BAD_MAGIC, UNKNOWN_SCHEMA or
  * MALFORMED_AVRO: never a TypeError or RangeError, never a hang, never a huge allocation.
  */
 import { describe, expect, it } from "vitest";
-import { AvroCodec, loadSchemaVersions } from "../../services/shared/codec.ts";
-import type { SchemaVersion } from "../../services/shared/codec.ts";
+import { AvroCodec, loadSchemaVersions } from "../../services/shared/wire/codec.ts";
+import type { SchemaVersion } from "../../services/shared/wire/codec.ts";
 import { CodecError } from "../../services/shared/errors.ts";
-import type { RecordName } from "../../services/shared/records.ts";
+import type { RecordName } from "../../services/shared/wire/records.ts";
 import { sampleValues, varint } from "./scenarios.ts";
 import { MB, runIsolated, show } from "./support.ts";
 import type { IsolatedResult } from "./support.ts";

@@ -1,5 +1,5 @@
 /**
- * Hostile input for readCsvDrafts (issue 7). Reading never throws once started (only a bad
+ * Hostile input for readCsvDrafts. Reading never throws once started (only a bad
  * submissionIdPrefix throws, at once, and an error of the source itself propagates); every
  * failed item has a reason of REASON_CODES (never INTERNAL) and its row's bytes. Random bytes,
  * every truncation / bit flip / boundary byte of valid lists, random chunking, very long lines,
@@ -7,8 +7,8 @@
  */
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { readCsvDrafts } from "../../services/ingest/formats/csv.ts";
-import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import { readCsvDrafts } from "../../services/force-cli/formats/csv.ts";
+import type { DraftItem } from "../../services/force-cli/formats/common.ts";
 import { ValidationError } from "../../services/shared/errors.ts";
 import { randomHex } from "../support/fixtures.ts";
 import {

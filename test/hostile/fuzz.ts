@@ -1,5 +1,5 @@
 /**
- * Input generators of the hostile-input suite (issue 7), free of vitest so that the isolated
+ * Input generators of the hostile-input suite, free of vitest so that the isolated
  * scenarios (scenarios.ts, run in worker threads) can use them too: a seeded PRNG, byte
  * mutators, chunkers. The seed is HOSTILE_SEED (a number) when set, else a fixed one, so a
  * failure reproduces; `show` renders an input for failure messages.

@@ -4,14 +4,14 @@
  * of taking the test process down. No vitest here: each scenario returns a plain summary that
  * the test asserts on, and calls `sample()` often so synchronous work reports its peak heap.
  */
-import { AvroCodec, loadSchemaVersions } from "../../services/shared/codec.ts";
+import { AvroCodec, loadSchemaVersions } from "../../services/shared/wire/codec.ts";
 import { CodecError } from "../../services/shared/errors.ts";
-import type { RecordName } from "../../services/shared/records.ts";
-import { parseSubmissionBatch } from "../../services/ingest/formats/submission-json.ts";
-import { readVicsDrafts } from "../../services/ingest/formats/vics.ts";
-import { readCsvDrafts } from "../../services/ingest/formats/csv.ts";
-import { normaliseHash } from "../../services/ingest/validation.ts";
-import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import type { RecordName } from "../../services/shared/wire/records.ts";
+import { parseSubmissionBatch } from "../../services/shared/wire/submission-json.ts";
+import { readVicsDrafts } from "../../services/force-cli/formats/vics.ts";
+import { readCsvDrafts } from "../../services/force-cli/formats/csv.ts";
+import { normaliseHash } from "../../services/shared/wire/submission-validation.ts";
+import type { DraftItem } from "../../services/force-cli/formats/common.ts";
 import { sampleAuditEvent, sampleCanonicalRecord, sampleFeedRecord, sampleRejection, unsignedSubmission } from "../support/fixtures.ts";
 import { bitFlips, byteSets, havoc, int, pick, prng, randomBuffer, show, sourceOf, splices, truncations } from "./fuzz.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Hostile input for parseSubmissionBatch (issue 7): it must never throw, and every failed item
+ * Hostile input for parseSubmissionBatch: it must never throw, and every failed item
  * must carry a reason of REASON_CODES (never INTERNAL) and its original bytes. Random bytes,
  * every truncation / bit flip / boundary byte of valid bodies, deep nesting, BOMs, invalid UTF-8,
  * NUL bytes, CRLF and CR, JSON Lines mixed with garbage, prototype keys; the big cases (8 MiB of
@@ -7,9 +7,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { parseSubmissionBatch, submissionToJson } from "../../services/ingest/formats/submission-json.ts";
-import type { SubmissionItem } from "../../services/ingest/formats/submission-json.ts";
-import type { Submission } from "../../services/shared/records.ts";
+import { parseSubmissionBatch, submissionToJson } from "../../services/shared/wire/submission-json.ts";
+import type { SubmissionItem } from "../../services/shared/wire/submission-json.ts";
+import type { Submission } from "../../services/shared/wire/records.ts";
 import { unsignedSubmission } from "../support/fixtures.ts";
 import {
   bitFlips,

@@ -1,5 +1,5 @@
 /**
- * Test-side helpers of the hostile-input suite (issue 7): time budgets (hang detectors, not
+ * Test-side helpers of the hostile-input suite: time budgets (hang detectors, not
  * benchmarks), heap measurement, isolated runs in a worker with a hard heap limit, and the checks
  * every parser result must pass. Input generators are in fuzz.ts (re-exported here). Every
  * failure message carries the input (hex or a prefix of it) that triggered it.
@@ -10,7 +10,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
 import { REASON_CODES } from "../../services/shared/errors.ts";
-import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import type { DraftItem } from "../../services/force-cli/formats/common.ts";
 import { show } from "./fuzz.ts";
 
 export * from "./fuzz.ts";

@@ -1,16 +1,16 @@
 /**
- * Hostile values for validateSubmission, validateDraft and normaliseHash (issue 7): wrong types,
+ * Hostile values for validateSubmission, validateDraft and normaliseHash: wrong types,
  * huge strings, prototype names, NaN / Infinity / -0 / unsafe integers, dates past Date's range,
  * nested objects, every field in turn. They may only return, or throw ValidationError with a
  * reason of REASON_CODES (never a TypeError or RangeError), in linear time, polluting nothing.
  */
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { normaliseHash, validateDraft, validateSubmission } from "../../services/ingest/validation.ts";
-import type { SubmissionDraft } from "../../services/ingest/validation.ts";
+import { normaliseHash, validateDraft, validateSubmission } from "../../services/shared/wire/submission-validation.ts";
+import type { SubmissionDraft } from "../../services/shared/wire/submission-validation.ts";
 import { REASON_CODES, ValidationError } from "../../services/shared/errors.ts";
-import { HashAlgValues } from "../../services/shared/records.ts";
-import type { Hash, Submission } from "../../services/shared/records.ts";
+import { HashAlgValues } from "../../services/shared/wire/records.ts";
+import type { Hash, Submission } from "../../services/shared/wire/records.ts";
 import { randomHex, unsignedSubmission } from "../support/fixtures.ts";
 import { int, MB, pick, prng, randomFrom, withinBudget } from "./support.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Hostile input for readVicsDrafts (issue 7). Reading never throws once started (only a bad
+ * Hostile input for readVicsDrafts. Reading never throws once started (only a bad
  * submissionIdPrefix throws, at once, and an error of the source itself propagates); every
  * failed item has a reason of REASON_CODES (never INTERNAL); a file fault is one MALFORMED_VICS
  * item and the end. Random bytes, every truncation / bit flip / boundary byte of valid exports,
@@ -9,8 +9,8 @@
  */
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { readVicsDrafts } from "../../services/ingest/formats/vics.ts";
-import type { DraftItem } from "../../services/ingest/formats/common.ts";
+import { readVicsDrafts } from "../../services/force-cli/formats/vics.ts";
+import type { DraftItem } from "../../services/force-cli/formats/common.ts";
 import { ValidationError } from "../../services/shared/errors.ts";
 import { randomHex } from "../support/fixtures.ts";
 import {

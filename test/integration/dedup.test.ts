@@ -5,14 +5,14 @@
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AgencySigner } from "../../services/ingest/client.ts";
+import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { startDedup } from "../../services/dedup/main.ts";
 import type { RunningDedup } from "../../services/dedup/main.ts";
-import { AvroCodec } from "../../services/shared/codec.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
-import type { CanonicalRecord, Hash, Rejection, Submission } from "../../services/shared/records.ts";
+import type { CanonicalRecord, Hash, Rejection, Submission } from "../../services/shared/wire/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { addTestKey, registerTestAgency, signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";

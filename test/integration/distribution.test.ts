@@ -13,12 +13,12 @@ import { recordRef } from "../../services/distribution/feed-writer.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { loadPolicies } from "../../services/distribution/policy-store.ts";
-import { AvroCodec } from "../../services/shared/codec.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
-import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../services/shared/records.ts";
+import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../services/shared/wire/records.ts";
 import { createS3Client } from "../../services/shared/s3.ts";
-import { signRecord } from "../../services/shared/signing.ts";
+import { signRecord } from "../../services/shared/wire/signing.ts";
 import { signedSubmission } from "../support/agencies.ts";
 import { randomHex, sampleCanonicalRecord } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";
@@ -214,7 +214,7 @@ describe("distribution to partners", () => {
       category: "A", contentType: "image", revision: 1, recordRef: randomHex(16), extra: {}, issuedAt: Date.now(), keyId: p.hubKey.keyId,
     };
     // Forged: right chain position, wrong key.
-    const { generateSigningKeyPair, privateKeyFromPem } = await import("../../services/shared/signing.ts");
+    const { generateSigningKeyPair, privateKeyFromPem } = await import("../../services/shared/wire/signing.ts");
     const forged = signRecord("FeedRecord", codec.schema("FeedRecord").type, base, privateKeyFromPem(generateSigningKeyPair().privateKeyPem));
     // Out of chain: validly signed by the hub, but seq jumps ahead.
     const gapped = signRecord("FeedRecord", codec.schema("FeedRecord").type, { ...base, seq: head.last_seq + 5, value: randomHex(16) }, p.hubKey.privateKey);

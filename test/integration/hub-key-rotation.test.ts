@@ -6,10 +6,10 @@
  */
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AvroCodec } from "../../services/shared/codec.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
-import type { Hash, Submission } from "../../services/shared/records.ts";
+import type { Hash, Submission } from "../../services/shared/wire/records.ts";
 import { signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";

@@ -18,7 +18,7 @@ import { agencyPrincipal, partnerPrincipal, revokePrincipalAccess, servicePrinci
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { brokerTlsEnv, freshDatabase, freshTopics, kafkaAs, onboardPartner, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
 import { registerPartner } from "../../services/admin/registry.ts";
-import { AvroCodec } from "../../services/shared/codec.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { topicNames } from "../../services/shared/topics.ts";
 import { readTopic } from "../support/kafka.ts";
 

@@ -6,12 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Kafka } from "kafkajs";
 import { registerAgency } from "../../services/admin/registry.ts";
-import { AvroCodec } from "../../services/shared/codec.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { SignatureError } from "../../services/shared/errors.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import { PgKeyRegistry, verifySignedRecord } from "../../services/shared/key-registry.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem, signRecord } from "../../services/shared/signing.ts";
-import type { Submission } from "../../services/shared/records.ts";
+import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem, signRecord } from "../../services/shared/wire/signing.ts";
+import type { Submission } from "../../services/shared/wire/records.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { unsignedSubmission } from "../support/fixtures.ts";
 import { freshDatabase, freshTopics, kafkaAs, uniqueName } from "../support/stack.ts";

@@ -3,12 +3,12 @@ import { registerAgency } from "../../services/admin/registry.ts";
 import type { AgencyKind } from "../../services/admin/registry.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { Queryable } from "../../services/shared/postgres.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/signing.ts";
-import type { AgencySigner } from "../../services/ingest/client.ts";
-import { AvroCodec } from "../../services/shared/codec.ts";
-import { signRecord } from "../../services/shared/signing.ts";
-import type { Unsigned } from "../../services/shared/signing.ts";
-import type { Submission } from "../../services/shared/records.ts";
+import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
+import type { AgencySigner } from "../../services/force-cli/client.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
+import { signRecord } from "../../services/shared/wire/signing.ts";
+import type { Unsigned } from "../../services/shared/wire/signing.ts";
+import type { Submission } from "../../services/shared/wire/records.ts";
 import { unsignedSubmission } from "./fixtures.ts";
 
 export async function registerTestAgency(

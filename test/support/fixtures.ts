@@ -2,8 +2,8 @@
  * Synthetic records for tests and demos: random digests only, never real hash lists.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import type { Hash, Submission, FeedRecord, CanonicalRecord, Rejection, AuditEvent } from "../../services/shared/records.ts";
-import type { Unsigned } from "../../services/shared/signing.ts";
+import type { Hash, Submission, FeedRecord, CanonicalRecord, Rejection, AuditEvent } from "../../services/shared/wire/records.ts";
+import type { Unsigned } from "../../services/shared/wire/signing.ts";
 
 export function randomHex(bytes: number): string {
   return randomBytes(bytes).toString("hex");

@@ -10,6 +10,7 @@ import type { Kafka } from "kafkajs";
 import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../../services/shared/config.ts";
 import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, partnerGrants, partnerPrincipal } from "../../services/shared/kafka-access.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
+import { ADMIN_MIGRATIONS } from "../../services/admin/audit-outbox.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../../services/shared/postgres.ts";
 import type { Pool } from "../../services/shared/postgres.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../../services/shared/topics.ts";
@@ -103,7 +104,7 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** Creates an empty database on the stack's server, with the shared migrations applied. */
+/** Creates an empty database on the stack's server, with the shared and admin migrations applied. */
 export async function freshDatabase(prefix = "t"): Promise<TestDatabase> {
   const base = new URL(stackEnv().databaseUrl);
   const name = uniqueName(prefix).replace(/-/g, "_");
@@ -114,7 +115,7 @@ export async function freshDatabase(prefix = "t"): Promise<TestDatabase> {
   const url = new URL(base.toString());
   url.pathname = `/${name}`;
   const pool = createPool(url.toString(), { max: 4, applicationName: `test-${prefix}` });
-  await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }]);
+  await migrate(pool, [{ namespace: "shared", dir: SHARED_MIGRATIONS }, ADMIN_MIGRATIONS]);
   return {
     url: url.toString(),
     pool,

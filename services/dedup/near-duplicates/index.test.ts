@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { EXACT_ALGORITHMS, NEAR_ALGORITHMS, hashAlgorithm } from "../../shared/wire/hash-algorithms.ts";
-import type { HashAlg } from "../../shared/records.ts";
+import type { HashAlg } from "../../shared/wire/records.ts";
 import { NEAR_DUPLICATE_INDEXES, createNearDuplicateIndex, createNearDuplicateIndexes } from "./index.ts";
 import { PdqIndex } from "./pdq-index.ts";
 import { PhotoDnaIndex } from "./photodna-index.ts";

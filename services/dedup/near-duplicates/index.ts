@@ -7,7 +7,7 @@
  * has exactly one factory here, and no exact algorithm has one; index.test.ts fails otherwise. A new
  * perceptual algorithm is its table entry, its index class and one line in NEAR_DUPLICATE_INDEXES.
  */
-import type { HashAlg } from "../../shared/records.ts";
+import type { HashAlg } from "../../shared/wire/records.ts";
 import { NEAR_ALGORITHMS, nearMatch } from "../../shared/wire/hash-algorithms.ts";
 import { PdqIndex } from "./pdq-index.ts";
 import { PhotoDnaIndex } from "./photodna-index.ts";

@@ -1,4 +1,4 @@
-// All hashes here are seeded pseudo-random digests (synthetic.ts), never real hash lists.
+// All hashes here are seeded pseudo-random digests (test/support/perceptual-hash-generators.ts), never real hash lists.
 import { describe, expect, it } from "vitest";
 import {
   PDQ_MAX_DISTANCE,
@@ -11,7 +11,14 @@ import {
   pdqHexToWords,
 } from "./pdq-index.ts";
 import type { PdqEntry, PdqIndexOptions } from "./pdq-index.ts";
-import { createRng, flipPdqBits, pdqNeighbour, randomBitPositions, randomInt, randomPdqHex } from "./synthetic.ts";
+import {
+  createRng,
+  flipPdqBits,
+  pdqNeighbour,
+  randomBitPositions,
+  randomInt,
+  randomPdqHex,
+} from "../../../test/support/perceptual-hash-generators.ts";
 
 const PLANTED_DISTANCES = [0, 1, 15, 30, 31, 32];
 

@@ -1,4 +1,4 @@
-// All hashes here are seeded pseudo-random byte strings (synthetic.ts), never real PhotoDNA hashes.
+// All hashes here are seeded pseudo-random byte strings (test/support/perceptual-hash-generators.ts), never real PhotoDNA hashes.
 import { describe, expect, it } from "vitest";
 import {
   PHOTODNA_DEFAULT_THRESHOLD,
@@ -7,7 +7,7 @@ import {
   decodePhotoDnaBase64,
   photoDnaDistance,
 } from "./photodna-index.ts";
-import { bytesToBase64, createRng, randomInt, randomPhotoDnaBytes } from "./synthetic.ts";
+import { bytesToBase64, createRng, randomInt, randomPhotoDnaBytes } from "../../../test/support/perceptual-hash-generators.ts";
 
 /** A copy of bytes with the given byte offsets (position -> signed delta), kept within 0..255. */
 function perturb(bytes: Uint8Array, deltas: [number, number][]): Uint8Array {

@@ -1,8 +1,8 @@
 // All values here are random bytes or fixed made-up strings, never real hashes.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { HashAlgValues } from "../records.ts";
-import type { HashAlg } from "../records.ts";
+import { HashAlgValues } from "./records.ts";
+import type { HashAlg } from "./records.ts";
 import {
   EXACT_ALGORITHMS,
   HASH_ALGORITHMS,

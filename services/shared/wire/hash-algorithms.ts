@@ -14,7 +14,7 @@
  * Invariant: the entries are exactly the schemas' HashAlg values, in their order (the test beside
  * this file checks it). Nothing here depends on a service.
  */
-import type { HashAlg } from "../records.ts";
+import type { HashAlg } from "./records.ts";
 
 /**
  * How an algorithm matches. "exact": a shared value is the same file; the cryptographic digests

@@ -1,14 +1,13 @@
 /**
- * A force's client for the ingest API: signs each request with the agency key (request-auth.ts)
- * and speaks JSON. Used by the force CLI, the demo and the tests.
+ * A force's client for the ingest API: signs each request with the agency key (the scheme is in
+ * services/shared/wire/request-signature.ts) and speaks JSON. Used by the force CLI, the demo and the tests.
  */
 import type { KeyObject } from "node:crypto";
 import type { ReasonCode } from "../shared/errors.ts";
-import type { Submission } from "../shared/records.ts";
-import { submissionToJson } from "./formats/submission-json.ts";
-import type { ImportJob } from "./imports.ts";
-import type { ItemOutcome, Receipt } from "./intake.ts";
-import { signRequest } from "./request-auth.ts";
+import type { Submission } from "../shared/wire/records.ts";
+import { submissionToJson } from "../shared/wire/submission-json.ts";
+import type { ImportJob, ItemOutcome, Receipt } from "../shared/wire/ingest-api.ts";
+import { signRequest } from "../shared/wire/request-signature.ts";
 
 export interface AgencySigner {
   readonly agencyId: string;

@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { ValidationError } from "../shared/errors.ts";
-import type { ReasonCode } from "../shared/errors.ts";
-import type { Submission } from "../shared/records.ts";
-import { randomHex, unsignedSubmission } from "../../test/support/fixtures.ts";
-import { normaliseHash, validateDraft, validateSubmission } from "./validation.ts";
-import type { SubmissionDraft } from "./validation.ts";
+import { ValidationError } from "../errors.ts";
+import type { ReasonCode } from "../errors.ts";
+import type { Submission } from "./records.ts";
+import { randomHex, unsignedSubmission } from "../../../test/support/fixtures.ts";
+import { normaliseHash, validateDraft, validateSubmission } from "./submission-validation.ts";
+import type { SubmissionDraft } from "./submission-validation.ts";
 
 function reasonOf(fn: () => unknown): { reason: ReasonCode; detail: string } {
   try {

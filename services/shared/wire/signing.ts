@@ -3,11 +3,15 @@
  * signed record except the trailing `signature`, prefixed by a domain tag naming the record type
  * so a signature over one kind of record can never be presented as another. The body includes
  * keyId and op (and revision on feed records), so none of them can be altered or swapped.
+ *
+ * Frozen contract: stored signatures and every partner's and force's verifier depend on these
+ * bytes and domain tags ("hashrelay/sig/v1/..."). Changing them invalidates every signature ever
+ * made. To change what is signed, add a new domain tag (".../v2/...") and verify both.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as edSign, verify as edVerify } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import avro from "avsc";
-import { SignatureError } from "./errors.ts";
+import { SignatureError } from "../errors.ts";
 import type { FeedRecord, Submission } from "./records.ts";
 
 export type SignedRecordName = "Submission" | "FeedRecord";

@@ -10,13 +10,19 @@
  *   break the signature: hashes must already be canonical and may not repeat.
  *
  * Every failure is a ValidationError whose detail starts with the path of the offending field.
+ *
+ * Frozen contract: the force CLI applies the same rules before signing that the hub applies on
+ * receipt, and forces build their tooling to them. Hash normalisation decides the bytes a force
+ * signs, so it never changes for an existing algorithm. Tightening a rule turns submissions forces
+ * already sign into rejections; relax freely, tighten only with a new Submission schema version in
+ * schemas/history/ that the rule is tied to, announced to the forces first.
  */
-import { ValidationError } from "../shared/errors.ts";
-import type { ReasonCode } from "../shared/errors.ts";
-import { ContentTypeValues, GradingStatusValues, IcsCategoryValues, SubmissionOpValues, UkCategoryValues } from "../shared/records.ts";
-import type { Grade, Hash, HashAlg, LawEnforcementMetadata, Submission } from "../shared/records.ts";
-import type { Unsigned } from "../shared/signing.ts";
-import { HASH_ALGORITHM_NAMES, QUALITY_ALGORITHMS, hashAlgorithm, isHashAlg } from "../shared/wire/hash-algorithms.ts";
+import { ValidationError } from "../errors.ts";
+import type { ReasonCode } from "../errors.ts";
+import { ContentTypeValues, GradingStatusValues, IcsCategoryValues, SubmissionOpValues, UkCategoryValues } from "./records.ts";
+import type { Grade, Hash, HashAlg, LawEnforcementMetadata, Submission } from "./records.ts";
+import type { Unsigned } from "./signing.ts";
+import { HASH_ALGORITHM_NAMES, QUALITY_ALGORITHMS, hashAlgorithm, isHashAlg } from "./hash-algorithms.ts";
 
 /** What a contributing agency's tooling builds before it signs: agencyId, keyId and submittedAt come at signing time. */
 export type SubmissionDraft = Omit<Unsigned<Submission>, "agencyId" | "keyId" | "submittedAt">;
@@ -142,7 +148,7 @@ function checkIdentifier(v: unknown, path: string): void {
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
- * Free text must be storable (issue 7, hostile input): PostgreSQL refuses U+0000 in text and
+ * Free text must be storable (hostile input): PostgreSQL refuses U+0000 in text and
  * jsonb, and an unpaired surrogate in jsonb, so a caseRef of "\u0000" passed here and then
  * failed dedup's INSERT of the sighting on every redelivery (a poison message); in a plain text
  * column an unpaired surrogate would silently become U+FFFD.
@@ -164,7 +170,7 @@ function checkSubmittedAt(v: unknown, now: number): void {
     fail("INVALID_FIELD", at("submittedAt", `${v} is before ${new Date(MIN_SUBMITTED_AT).toISOString()}${hint}`));
   }
   if (v > now + MAX_FUTURE_SKEW_MS) {
-    // Past Date's range (8.64e15 ms) toISOString throws a RangeError (issue 7): show the number.
+    // Past Date's range (8.64e15 ms) toISOString throws a RangeError: show the number.
     const when = Math.abs(v) <= 8.64e15 ? new Date(v).toISOString() : String(v);
     fail("INVALID_FIELD", at("submittedAt", `${when} is more than ${MAX_FUTURE_SKEW_MS / 60000} minutes in the future`));
   }

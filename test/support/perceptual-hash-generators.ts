@@ -1,6 +1,8 @@
 /**
- * Synthetic data for the near-duplicate tests and benchmark: seeded pseudo-random digests only.
- * Never load real hash lists here or anywhere in tests or benchmarks.
+ * Synthetic PDQ and PhotoDNA values for the near-duplicate index tests and benchmark: seeded
+ * pseudo-random digests only, reproducible from their seed. Test and bench code only: nothing
+ * under services/ outside a test imports it. Never load real hash lists here or anywhere in tests
+ * or benchmarks.
  */
 
 /** A seeded PRNG (sfc32, seeded through splitmix32) returning unsigned 32-bit integers. */

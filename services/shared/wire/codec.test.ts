@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { AvroCodec } from "./codec.ts";
-import { CodecError, ValidationError } from "./errors.ts";
+import { CodecError, ValidationError } from "../errors.ts";
 import {
   sampleAuditEvent,
   sampleCanonicalRecord,
   sampleFeedRecord,
   sampleRejection,
   unsignedSubmission,
-} from "../../test/support/fixtures.ts";
+} from "../../../test/support/fixtures.ts";
 import type { RecordName, RecordOf } from "./records.ts";
 
 const codec = new AvroCodec();

@@ -2,6 +2,10 @@
  * CRC-64-AVRO (Rabin) fingerprint of a schema's Parsing Canonical Form, as the Avro
  * specification defines it for single-object encoding. avsc offers only md5/sha hashes,
  * so this small piece is ours.
+ *
+ * Frozen contract: the fingerprint is in the header of every encoded record and partners compute
+ * it too. Changing it makes every stored record and every partner's decoder disagree; a new
+ * record shape is a new schema version in schemas/history/, never a new fingerprint function.
  */
 const EMPTY = 0xc15d213aa4d7a795n;
 const MASK = 0xffffffffffffffffn;

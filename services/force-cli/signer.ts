@@ -3,10 +3,10 @@
  * Streaming in, streaming out: a file of any size is signed in bounded memory.
  */
 import { createReadStream } from "node:fs";
-import { AvroCodec } from "../shared/codec.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
 import type { ReasonCode } from "../shared/errors.ts";
-import type { Submission } from "../shared/records.ts";
-import { signRecord } from "../shared/signing.ts";
+import type { Submission } from "../shared/wire/records.ts";
+import { signRecord } from "../shared/wire/signing.ts";
 import type { AgencySigner } from "./client.ts";
 import type { ByteSource, DraftItem } from "./formats/common.ts";
 import { readCsvDrafts } from "./formats/csv.ts";

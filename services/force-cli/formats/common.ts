@@ -6,9 +6,9 @@ import { createHash } from "node:crypto";
 import { StringDecoder } from "node:string_decoder";
 import { HashrelayError, ValidationError } from "../../shared/errors.ts";
 import type { ReasonCode } from "../../shared/errors.ts";
-import { UkCategoryValues } from "../../shared/records.ts";
-import type { Hash, UkCategory } from "../../shared/records.ts";
-import type { SubmissionDraft } from "../validation.ts";
+import { UkCategoryValues } from "../../shared/wire/records.ts";
+import type { Hash, UkCategory } from "../../shared/wire/records.ts";
+import type { SubmissionDraft } from "../../shared/wire/submission-validation.ts";
 
 /** One media item / row of an input file: a draft ready to sign, or why not (with its bytes, for the DLQ). */
 export type DraftItem =

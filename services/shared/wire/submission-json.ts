@@ -19,9 +19,13 @@
  *
  * Decoding here is structural only (types, enums, base64); the content rules (hash forms, id
  * pattern, clock) are validateSubmission's, which intake runs with its own clock.
+ *
+ * Frozen contract: forces and the force CLI write this JSON, and the hub verifies signatures over
+ * the Avro bytes it decodes to. Renaming, retyping or newly requiring a field breaks every force
+ * client; add an optional field together with a new Submission schema version in schemas/history/.
  */
-import { HashrelayError, ValidationError } from "../../shared/errors.ts";
-import type { ReasonCode } from "../../shared/errors.ts";
+import { HashrelayError, ValidationError } from "../errors.ts";
+import type { ReasonCode } from "../errors.ts";
 import {
   ContentTypeValues,
   GradingStatusValues,
@@ -29,7 +33,7 @@ import {
   IcsCategoryValues,
   SubmissionOpValues,
   UkCategoryValues,
-} from "../../shared/records.ts";
+} from "./records.ts";
 import type {
   ContentType,
   GradingStatus,
@@ -41,7 +45,7 @@ import type {
   SubmissionOp,
   UkCategory,
   VicsCategory,
-} from "../../shared/records.ts";
+} from "./records.ts";
 
 export interface HashJson {
   alg: HashAlg;
@@ -153,8 +157,8 @@ function requiredInteger(obj: Record<string, unknown>, key: string, path: string
 
 /**
  * `v` without its trailing "=" padding. Not `v.replace(/=+$/, "")`: V8 retries that regex from
- * every "=" of a run that is not at the end, so a signature of 50,000 "=" then one other
- * character took 3 s, and an 8 MB body of them minutes (quadratic; issue 7, hostile input).
+ * every "=" of a run that is not at the end, so a long run of "=" then one other character
+ * takes time quadratic in its length (hostile input).
  */
 function stripPadding(v: string): string {
   let end = v.length;
@@ -374,7 +378,7 @@ function linesOf(body: Buffer, start: number, max: number): { lines: { line: num
 }
 
 /**
- * Most items one body is split into (issue 7, hostile input). Without a cap, an 8 MB body of
+ * Most items one body is split into (hostile input). Without a cap, an 8 MB body of
  * "[0,0,0,…]" (4 million items) took over a minute and 1.2 GB of heap before the HTTP layer could
  * count the items and refuse them. Past the cap, everything else is one BODY_TOO_LARGE item
  * (original: the bytes from the first item not read), so a caller that limits items per request

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { AvroCodec } from "./codec.ts";
-import { SignatureError } from "./errors.ts";
-import { StaticKeyLookup, verifySignedRecord } from "./key-registry.ts";
-import type { RegisteredKey } from "./key-registry.ts";
+import { SignatureError } from "../errors.ts";
+import { StaticKeyLookup, verifySignedRecord } from "../key-registry.ts";
+import type { RegisteredKey } from "../key-registry.ts";
 import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem, signRecord } from "./signing.ts";
 import type { Submission } from "./records.ts";
-import { unsignedSubmission } from "../../test/support/fixtures.ts";
+import { unsignedSubmission } from "../../../test/support/fixtures.ts";
 
 const codec = new AvroCodec();
 const writer = codec.schema("Submission");

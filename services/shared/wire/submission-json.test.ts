@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { ValidationError } from "../../shared/errors.ts";
-import type { ReasonCode } from "../../shared/errors.ts";
-import type { Submission } from "../../shared/records.ts";
+import { ValidationError } from "../errors.ts";
+import type { ReasonCode } from "../errors.ts";
+import type { Submission } from "./records.ts";
 import { randomHex, unsignedSubmission } from "../../../test/support/fixtures.ts";
 import { parseSubmissionBatch, submissionFromJson, submissionToJson } from "./submission-json.ts";
 

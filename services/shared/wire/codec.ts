@@ -5,16 +5,21 @@
  * The writer's fingerprint picks the writer schema among the current and historical versions
  * under schemas/, and a resolver reads older bodies into the current shape, so consumers keep
  * working while producers upgrade.
+ *
+ * Frozen contract: every stored or queued record, and every partner decoding a feed, depends on
+ * these bytes (the 0xC3 0x01 marker, the fingerprint, the schema set). Never edit a schema in
+ * place or change the encoding; add a new schema version under schemas/history/ that stays
+ * backward compatible (schemas/schemas.test.ts checks it), so old bodies keep decoding.
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import avro from "avsc";
-import { CodecError, ValidationError } from "./errors.ts";
+import { CodecError, ValidationError } from "../errors.ts";
 import { fingerprintBytes } from "./fingerprint.ts";
 import type { RecordName, RecordOf } from "./records.ts";
 
-export const SCHEMAS_DIR = fileURLToPath(new URL("../../schemas/", import.meta.url));
+export const SCHEMAS_DIR = fileURLToPath(new URL("../../../schemas/", import.meta.url));
 
 const MAGIC = Buffer.from([0xc3, 0x01]);
 const HEADER_LENGTH = MAGIC.length + 8;
@@ -122,7 +127,7 @@ export class AvroCodec {
       throw new CodecError("UNKNOWN_SCHEMA", `expected ${name}, got a ${writer.name} record`);
     }
     const reader = this.schema(name);
-    // Hostile-input guard (issue 7): avsc trusts block counts, so check the body's shape first.
+    // Hostile-input guard: avsc trusts block counts, so check the body's shape first.
     checkBounds(writer.type, buf, HEADER_LENGTH, name);
     let result: { value: unknown; offset: number };
     try {
@@ -153,7 +158,7 @@ export class AvroCodec {
   }
 }
 
-// ---- bounds check before decoding (issue 7, hostile input) -----------------------------------
+// ---- bounds check before decoding (hostile input) --------------------------------------------
 //
 // avsc trusts the item count of each array or map block: a body of a few bytes claiming 2^31
 // hashes made it run new Array(2^31) and loop two billion times, and the process died out of

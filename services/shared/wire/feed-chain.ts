@@ -2,6 +2,10 @@
  * The hash chain of a partner feed partition: each FeedRecord carries a contiguous seq and the
  * SHA-256 of the previous record's signed bytes, so a partner detects a gap, a reorder or a
  * tampered record. Shared by distribution (which extends chains) and partner-sink (which checks).
+ *
+ * Frozen contract: partners recompute these digests and partitions. Changing the digest input or
+ * the partition function breaks every partner's chain check; a new chain form needs a new
+ * FeedRecord schema version in schemas/history/ and a new signing domain in signing.ts.
  */
 import { createHash } from "node:crypto";
 import type avro from "avsc";

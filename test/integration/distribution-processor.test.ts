@@ -8,25 +8,26 @@
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { freshDatabase } from "../../test/support/stack.ts";
-import type { TestDatabase } from "../../test/support/stack.ts";
-import { randomHex, sampleCanonicalRecord, unsignedSubmission } from "../../test/support/fixtures.ts";
-import { applySubmission, finaliseChanges } from "../dedup/engine.ts";
-import { emptyWorkingSet } from "../dedup/store.ts";
-import { AvroCodec } from "../shared/codec.ts";
-import { GENESIS_DIGEST, feedRecordDigest } from "../shared/feed-chain.ts";
-import { createLogger } from "../shared/logging.ts";
-import { migrate } from "../shared/postgres.ts";
-import type { AuditEvent, CanonicalRecord, FeedRecord, Hash, Submission, UkCategory } from "../shared/records.ts";
-import { generateSigningKeyPair, privateKeyFromPem } from "../shared/signing.ts";
-import { topicNames } from "../shared/topics.ts";
-import { recordRef } from "./feed-writer.ts";
-import type { HubSigner } from "./feed-writer.ts";
-import type { PartnerPolicy } from "./policy.ts";
-import { backfillHashClaims, processCanonicalBatch, reconcilePartner } from "./processor.ts";
-import type { DistributionDeps } from "./processor.ts";
-import { expectedHoldings, reconcile } from "./reconcile.ts";
+import { freshDatabase } from "../support/stack.ts";
+import type { TestDatabase } from "../support/stack.ts";
+import { randomHex, sampleCanonicalRecord, unsignedSubmission } from "../support/fixtures.ts";
+import { applySubmission, finaliseChanges } from "../../services/dedup/engine.ts";
+import { emptyWorkingSet } from "../../services/dedup/store.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
+import { GENESIS_DIGEST, feedRecordDigest } from "../../services/shared/wire/feed-chain.ts";
+import { createLogger } from "../../services/shared/logging.ts";
+import { migrate } from "../../services/shared/postgres.ts";
+import type { AuditEvent, CanonicalRecord, FeedRecord, Hash, Submission, UkCategory } from "../../services/shared/wire/records.ts";
+import { generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
+import { topicNames } from "../../services/shared/topics.ts";
+import { recordRef } from "../../services/distribution/feed-writer.ts";
+import type { HubSigner } from "../../services/distribution/feed-writer.ts";
+import type { PartnerPolicy } from "../../services/distribution/policy.ts";
+import { backfillHashClaims, processCanonicalBatch, reconcilePartner } from "../../services/distribution/processor.ts";
+import type { DistributionDeps } from "../../services/distribution/processor.ts";
+import { expectedHoldings, reconcile } from "../../services/distribution/reconcile.ts";
 
+const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("../../services/distribution/migrations/", import.meta.url));
 const codec = new AvroCodec();
 const topics = topicNames("proc-test");
 const hub: HubSigner = { keyId: "hub:test", privateKey: privateKeyFromPem(generateSigningKeyPair().privateKeyPem), pseudonymSecret: "processor-test-secret-0123456789" };
@@ -35,7 +36,7 @@ let db: TestDatabase;
 
 beforeAll(async () => {
   db = await freshDatabase("dist");
-  await migrate(db.pool, [{ namespace: "distribution", dir: fileURLToPath(new URL("./migrations/", import.meta.url)) }]);
+  await migrate(db.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
 });
 
 afterAll(async () => {
@@ -241,7 +242,7 @@ describe("distribution planning across interleaved records", () => {
   it("a policy reconciliation over the distributed records agrees with incremental planning", async () => {
     // reconcilePartner walks every distributed record: a database of this test's own.
     const own = await freshDatabase("dist");
-    await migrate(own.pool, [{ namespace: "distribution", dir: fileURLToPath(new URL("./migrations/", import.meta.url)) }]);
+    await migrate(own.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
     onTestFinished(() => own.drop());
     const h = harness(own);
     const { records } = mergeScenario();
@@ -272,7 +273,7 @@ describe("distribution planning across interleaved records", () => {
 
   it("backfills the claims of records distributed before migration 002, then reconciliation repairs the feeds", async () => {
     const own = await freshDatabase("dist");
-    await migrate(own.pool, [{ namespace: "distribution", dir: fileURLToPath(new URL("./migrations/", import.meta.url)) }]);
+    await migrate(own.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
     onTestFinished(() => own.drop());
     const h = harness(own);
     const { S, X, records } = mergeScenario();

@@ -23,11 +23,11 @@
  * draft is an ASSERT with gradingStatus "indicative". Blank lines are skipped.
  */
 import { ValidationError } from "../../shared/errors.ts";
-import { ContentTypeValues } from "../../shared/records.ts";
-import type { ContentType, Hash, HashAlg } from "../../shared/records.ts";
+import { ContentTypeValues } from "../../shared/wire/records.ts";
+import type { ContentType, Hash, HashAlg } from "../../shared/wire/records.ts";
 import { HASH_ALGORITHMS, HASH_ALGORITHM_NAMES } from "../../shared/wire/hash-algorithms.ts";
-import { normaliseHash, validateDraft } from "../validation.ts";
-import type { SubmissionDraft } from "../validation.ts";
+import { normaliseHash, validateDraft } from "../../shared/wire/submission-validation.ts";
+import type { SubmissionDraft } from "../../shared/wire/submission-validation.ts";
 import { checkPrefix, chunksOf, failedItem, looseUkCategory } from "./common.ts";
 import type { ByteSource, DraftItem, FileReaderOptions } from "./common.ts";
 

@@ -57,11 +57,13 @@ import { getManyValues, isMany, none } from "stream-chain/defs.js";
 import { jsonParser } from "stream-json/core/parser.js";
 import type { Token } from "stream-json/core/parser.js";
 import { ValidationError } from "../../shared/errors.ts";
-import type { Hash, UkCategory } from "../../shared/records.ts";
+import type { Hash, UkCategory } from "../../shared/wire/records.ts";
 import { HASH_ALGORITHMS } from "../../shared/wire/hash-algorithms.ts";
 import type { HashAlgorithm, QualityRule } from "../../shared/wire/hash-algorithms.ts";
-import { normaliseHash, SUBMISSION_ID_PATTERN, validateDraft } from "../validation.ts";
-import type { SubmissionDraft } from "../validation.ts";
+import { normaliseHash, SUBMISSION_ID_PATTERN, validateDraft } from "../../shared/wire/submission-validation.ts";
+import type { SubmissionDraft } from "../../shared/wire/submission-validation.ts";
+import { JsonValueAssembler, NOT_SCALAR, TokenPacker, newObject, scalarOf, setOwnProp } from "./streaming-json-assembler.ts";
+import type { JsonObject } from "./streaming-json-assembler.ts";
 import {
   checkPrefix,
   derivedSubmissionId,
@@ -93,37 +95,24 @@ const DEFAULT_MAX_ITEM_CHARS = 1 << 20;
 const TAIL_BYTES = 4096;
 /**
  * Deepest nesting inside one media item (or case header field); a deeper item is refused like an
- * oversize one and reading goes on. Real exports nest a few levels. Before this limit an item
- * nested a few thousand levels deep overflowed the stack when re-serialised for its original,
- * which stopped the whole file as "not valid JSON" (issue 7, hostile input).
+ * oversize one and reading goes on. Real exports nest a few levels; a deeper one would overflow
+ * the stack when re-serialised for its original and stop the whole file.
  */
 const MAX_ITEM_DEPTH = 64;
 /**
  * Deepest nesting anywhere in the file: past it the whole file is refused (MALFORMED_VICS), since
- * the tokenizer keeps a frame per open level, so 1 GB of "[" would take gigabytes (issue 7).
+ * the tokenizer keeps a frame per open level, so 1 GB of "[" would take gigabytes.
  */
 const MAX_FILE_DEPTH = 10_000;
 /**
- * Most characters handed to the tokenizer at once (issue 7), so that:
- * - the items one source chunk makes are yielded in batches: a source giving 8 MB of "1," as one
- *   chunk made 4 million failed items before the first was yielded (1.4 GB of heap);
+ * Most characters handed to the tokenizer at once, so that:
+ * - the items one source chunk makes are yielded in batches, however large the chunk (a source
+ *   chunk of millions of tiny failed items would otherwise all be held before the first is yielded);
  * - a syntax error loses at most the items completed within its own slice: the tokenizer throws
- *   away the tokens of the call that fails, so a fault used to drop every item of the source
- *   chunk before it (a whole 64 KiB S3 chunk), which were then neither yielded nor rejected.
+ *   away the tokens of the call that fails, which with a whole source chunk per call would be
+ *   every item of that chunk, neither yielded nor rejected.
  */
 const FEED_CHARS = 4096;
-
-type Obj = Record<string, unknown>;
-
-function newObj(): Obj {
-  return {};
-}
-
-/** Sets an own property, "__proto__" included (as data, never as the prototype). */
-function setProp(obj: Obj, key: string, value: unknown): void {
-  if (key === "__proto__") Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
-  else obj[key] = value;
-}
 
 const normCache = new Map<string, string>();
 
@@ -132,7 +121,7 @@ function norm(key: string): string {
   let n = normCache.get(key);
   if (n === undefined) {
     n = key.toLowerCase().replace(/[\s_-]/g, "");
-    // Short keys only (issue 7): 4096 distinct keys of 1 MiB each would have pinned 8 GB.
+    // Short keys only: caching long distinct keys would pin memory a hostile file chooses.
     if (normCache.size < 4096 && key.length <= 64) normCache.set(key, n);
   }
   return n;
@@ -140,170 +129,6 @@ function norm(key: string): string {
 
 function malformed(detail: string): ValidationError {
   return new ValidationError("MALFORMED_VICS", detail);
-}
-
-function jsonNumber(raw: string): number | string {
-  const n = Number(raw);
-  // Integers past 2^53 would lose digits (a MediaID, say): keep their text.
-  return Number.isInteger(n) && !Number.isSafeInteger(n) ? raw : n;
-}
-
-const NOT_SCALAR = Symbol("not a scalar");
-
-function scalarOf(tok: Token): unknown {
-  switch (tok.name) {
-    case "stringValue":
-      return tok.value;
-    case "numberValue":
-      return jsonNumber(tok.value);
-    case "nullValue":
-    case "trueValue":
-    case "falseValue":
-      return tok.value;
-    default:
-      return NOT_SCALAR;
-  }
-}
-
-/**
- * Packs the tokenizer's streamed keys, strings and numbers into keyValue, stringValue and
- * numberValue tokens, keeping at most `cap` characters of each (issue 7, hostile input).
- * stream-json's own packing holds a whole token however long: one 200 MB string in a media item
- * took 270 MB of heap, and a 200 MB number 1 GB, whatever maxItemChars said. With
- * cap = maxItemChars + 1, a cut token always makes what holds it oversize, so its cut text is
- * never taken as data: the media item is refused, a root key matches nothing, a version string
- * is refused as not a string.
- */
-class Packer {
-  private text = "";
-
-  private readonly cap: number;
-
-  constructor(cap: number) {
-    this.cap = cap;
-  }
-
-  /** The token to pass on, or null while a key, string or number is still arriving. */
-  pack(tok: Token): Token | null {
-    switch (tok.name) {
-      case "startKey":
-      case "startString":
-      case "startNumber":
-        this.text = "";
-        return null;
-      case "stringChunk":
-      case "numberChunk": {
-        const room = this.cap - this.text.length;
-        if (room > 0) this.text += tok.value.length > room ? tok.value.slice(0, room) : tok.value;
-        return null;
-      }
-      case "endKey":
-        return { name: "keyValue", value: this.take() };
-      case "endString":
-        return { name: "stringValue", value: this.take() };
-      case "endNumber":
-        return { name: "numberValue", value: this.take() };
-      default:
-        return tok;
-    }
-  }
-
-  private take(): string {
-    const text = this.text;
-    this.text = "";
-    return text;
-  }
-}
-
-/** Builds one JSON value from tokens (or just skips it), counting its size. */
-class Assembler {
-  value: unknown = undefined;
-  size = 0;
-  oversize = false;
-  /** Nested deeper than MAX_ITEM_DEPTH: refused like an oversize value. */
-  tooDeep = false;
-  private readonly stack: (Obj | unknown[])[] = [];
-  private key = "";
-  private depth = 0;
-
-  private readonly limit: number;
-  private discard: boolean;
-
-  constructor(limit: number, discard: boolean) {
-    this.limit = limit;
-    this.discard = discard;
-  }
-
-  /** Feeds one token; true once the value is complete. */
-  push(tok: Token): boolean {
-    switch (tok.name) {
-      case "startObject":
-        return this.open(newObj());
-      case "startArray":
-        return this.open([]);
-      case "endObject":
-      case "endArray":
-        this.depth--;
-        if (!this.discard) this.stack.pop();
-        return this.depth === 0;
-      case "keyValue":
-        this.key = tok.value;
-        this.grow(tok.value.length + 4);
-        return false;
-      case "stringValue":
-        this.grow(tok.value.length + 3);
-        return this.scalar(tok.value);
-      case "numberValue":
-        this.grow(tok.value.length + 1);
-        return this.scalar(jsonNumber(tok.value));
-      case "nullValue":
-      case "trueValue":
-      case "falseValue":
-        this.grow(5);
-        return this.scalar(tok.value);
-      default:
-        return false; // chunk/whitespace tokens: not produced with packed, unstreamed values
-    }
-  }
-
-  private grow(n: number): void {
-    this.size += n;
-    if (!this.discard && this.size > this.limit) {
-      this.oversize = true;
-      this.discard = true;
-      this.stack.length = 0;
-      this.value = undefined;
-    }
-  }
-
-  private open(container: Obj | unknown[]): boolean {
-    if (this.depth >= MAX_FILE_DEPTH) throw malformed(`nested deeper than ${MAX_FILE_DEPTH} levels`);
-    this.grow(2);
-    if (!this.discard && this.depth >= MAX_ITEM_DEPTH) {
-      this.tooDeep = true;
-      this.discard = true;
-      this.stack.length = 0;
-      this.value = undefined;
-    }
-    if (!this.discard) {
-      this.add(container);
-      this.stack.push(container);
-    }
-    this.depth++;
-    return false;
-  }
-
-  private scalar(v: unknown): boolean {
-    if (!this.discard) this.add(v);
-    return this.depth === 0;
-  }
-
-  private add(v: unknown): void {
-    const parent = this.stack[this.stack.length - 1];
-    if (parent === undefined) this.value = v;
-    else if (Array.isArray(parent)) parent.push(v);
-    else setProp(parent, this.key, v);
-  }
 }
 
 interface CaseContext {
@@ -315,7 +140,7 @@ interface CaseContext {
 type Frame =
   | { readonly t: "root" }
   | { readonly t: "values" }
-  | { readonly t: "element"; fields: Obj; size: number; oversize: boolean; tooDeep: boolean; isCase: boolean }
+  | { readonly t: "element"; fields: JsonObject; size: number; oversize: boolean; tooDeep: boolean; isCase: boolean }
   | { readonly t: "media"; readonly ctx: CaseContext };
 
 type Pending =
@@ -340,7 +165,7 @@ class VicsMachine {
   private sawValues = false;
   private finished = false;
   private key: string | null = null;
-  private asm: Assembler | null = null;
+  private asm: JsonValueAssembler | null = null;
   private pending: Pending | null = null;
   private cases = 0;
 
@@ -382,12 +207,18 @@ class VicsMachine {
 
   private assemble(tok: Token, pending: Pending, discard = false): void {
     this.pending = pending;
-    this.asm = new Assembler(this.limit, discard);
+    this.asm = new JsonValueAssembler({
+      limit: this.limit,
+      discard,
+      maxDepth: MAX_ITEM_DEPTH,
+      maxTotalDepth: MAX_FILE_DEPTH,
+      tooDeep: malformed,
+    });
     if (this.asm.push(tok)) this.deliver();
   }
 
   private deliver(): void {
-    const asm = this.asm as Assembler;
+    const asm = this.asm as JsonValueAssembler;
     const pending = this.pending as Pending;
     this.asm = null;
     this.pending = null;
@@ -401,14 +232,14 @@ class VicsMachine {
       case "field": {
         const top = this.stack[this.stack.length - 1];
         if (top?.t !== "element") return;
-        // The key counts too (issue 7): 100 keys of 1 MiB each with [] values were held whole.
+        // The key counts too: many huge keys with empty values would otherwise be held whole.
         top.size += asm.size + pending.key.length + 4;
         if (asm.tooDeep) top.tooDeep = true;
         if (asm.oversize || asm.tooDeep || top.size > this.limit) {
           top.oversize = true;
-          top.fields = newObj();
+          top.fields = newObject();
         } else if (!top.oversize) {
-          setProp(top.fields, pending.key, asm.value);
+          setOwnProp(top.fields, pending.key, asm.value);
         }
         return;
       }
@@ -432,7 +263,7 @@ class VicsMachine {
           this.out.push({ index, ok: false, reason: "MALFORMED_VICS", detail: `${pending.where}: a media item must be an object`, original });
           return;
         }
-        this.emitMedia(index, value as Obj, pending.ctx, original);
+        this.emitMedia(index, value as JsonObject, pending.ctx, original);
         return;
       }
     }
@@ -451,8 +282,8 @@ class VicsMachine {
     }
     const key = this.key ?? "";
     const k = norm(key);
-    // Own properties only (issue 7): a root key "constructor", "toString" or "__proto__" found
-    // Object.prototype's and passed for the metadata, and made the profile a function.
+    // Own properties only: a root key "constructor", "toString" or "__proto__" would otherwise find
+    // Object.prototype's and pass for the metadata, making the profile a function.
     const lower = key.toLowerCase();
     const version = Object.hasOwn(VERSION_KEYS, lower) ? VERSION_KEYS[lower] : undefined;
     if (version) return this.assemble(tok, { kind: "version", profile: version });
@@ -473,7 +304,7 @@ class VicsMachine {
       return;
     }
     if (tok.name === "startObject") {
-      this.stack.push({ t: "element", fields: newObj(), size: 0, oversize: false, tooDeep: false, isCase: false });
+      this.stack.push({ t: "element", fields: newObject(), size: 0, oversize: false, tooDeep: false, isCase: false });
       return;
     }
     this.assemble(tok, { kind: "item", ctx: null, where: `value[${this.nextIndex}]` });
@@ -511,13 +342,13 @@ class VicsMachine {
     const scalar = scalarOf(tok);
     if (scalar !== NOT_SCALAR) {
       // Fast path for the common case: a plain property of a media item.
-      // Numbers count by their text (issue 7: a 50 MB number was not counted and was accepted).
+      // Numbers count by their text, so a huge number makes its item oversize like a huge string.
       top.size += key.length + 8 + (tok.name === "stringValue" || tok.name === "numberValue" ? tok.value.length : 0);
       if (top.size > this.limit) {
         top.oversize = true;
-        top.fields = newObj();
+        top.fields = newObject();
       } else if (!top.oversize) {
-        setProp(top.fields, key, scalar);
+        setOwnProp(top.fields, key, scalar);
       }
       return;
     }
@@ -532,7 +363,7 @@ class VicsMachine {
     this.assemble(tok, { kind: "item", ctx: top.ctx, where: `case ${top.ctx.ordinal} Media item` });
   }
 
-  private emitMedia(index: number, media: Obj, ctx: CaseContext | null, original: Buffer): void {
+  private emitMedia(index: number, media: JsonObject, ctx: CaseContext | null, original: Buffer): void {
     try {
       const draft = mediaToDraft(media, ctx, this.profile as VicsProfile, this.prefix);
       this.out.push({ index, ok: true, draft, original });
@@ -549,7 +380,7 @@ class Props {
   private readonly map = new Map<string, { key: string; value: unknown }>();
   private readonly twice = new Set<string>();
 
-  constructor(obj: Obj) {
+  constructor(obj: JsonObject) {
     for (const key of Object.keys(obj)) {
       const k = norm(key);
       if (this.map.has(k)) this.twice.add(k);
@@ -575,7 +406,7 @@ function textOrNumber(p: { key: string; value: unknown } | undefined): string | 
   throw new ValidationError("INVALID_FIELD", `${p.key}: must be text or a number, got ${JSON.stringify(p.value)}`);
 }
 
-function caseRefOf(fields: Obj): string | null {
+function caseRefOf(fields: JsonObject): string | null {
   try {
     const props = new Props(fields);
     return textOrNumber(props.get("casenumber")) ?? textOrNumber(props.get("caseid"));
@@ -612,7 +443,7 @@ function qualityOf(p: { key: string; value: unknown } | undefined, alg: HashAlgo
 }
 
 /** The validated draft for one VICS media object; throws ValidationError. */
-function mediaToDraft(media: Obj, ctx: CaseContext | null, profile: VicsProfile, prefix: string): SubmissionDraft {
+function mediaToDraft(media: JsonObject, ctx: CaseContext | null, profile: VicsProfile, prefix: string): SubmissionDraft {
   const props = new Props(media);
 
   const hashes: Hash[] = [];
@@ -678,9 +509,9 @@ export function readVicsDrafts(source: ByteSource, opts: VicsReaderOptions): Asy
 }
 
 async function* read(source: ByteSource, prefix: string, limit: number): AsyncGenerator<DraftItem, void, undefined> {
-  // Streamed, not packed, so Packer can bound every key, string and number (see Packer).
+  // Streamed, not packed, so TokenPacker can bound every key, string and number (see TokenPacker).
   const tokenize = jsonParser({ packValues: false, streamValues: true });
-  const packer = new Packer(Number.isNaN(limit) ? Infinity : Math.max(0, limit) + 1); // NaN: no limit, as before
+  const packer = new TokenPacker(Number.isNaN(limit) ? Infinity : Math.max(0, limit) + 1); // NaN: no limit, as before
   const machine = new VicsMachine(prefix, limit);
   let previous: Buffer = Buffer.alloc(0);
   let latest: Buffer = Buffer.alloc(0);
@@ -719,7 +550,7 @@ async function* read(source: ByteSource, prefix: string, limit: number): AsyncGe
       previous = latest.length >= TAIL_BYTES ? latest.subarray(latest.length - TAIL_BYTES) : latest;
       latest = bytes;
     }
-    // In slices of FEED_CHARS, yielding between them (issue 7; see FEED_CHARS).
+    // In slices of FEED_CHARS, yielding between them (see FEED_CHARS).
     for (let at = 0; at < text.length; at += FEED_CHARS) {
       const err = feed(text.length <= FEED_CHARS ? text : text.slice(at, at + FEED_CHARS));
       const ready = machine.out;
