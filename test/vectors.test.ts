@@ -89,7 +89,12 @@ interface FeedVector {
 }
 const fv = vector<FeedVector>("feed-records.json");
 const feedRecords: FeedRecord[] = fv.records.map(
-  (r) => ({ ...r.fields, prevDigest: Buffer.from(r.prevDigestHex, "hex"), signature: Buffer.from(r.signatureHex, "hex") }) as unknown as FeedRecord,
+  (r) =>
+    ({
+      ...r.fields,
+      prevDigest: Buffer.from(r.prevDigestHex, "hex"),
+      signature: Buffer.from(r.signatureHex, "hex"),
+    }) as unknown as FeedRecord,
 );
 
 interface RequestVector {
@@ -253,7 +258,11 @@ describe("test vectors: HTTP request signature", () => {
     expect(rv.stringToSign).toBe(`hashrelay-request-v1\n${rv.method}\n${rv.path}\n${rv.timestamp}\n${rv.bodySha256Hex}`);
     expect(Buffer.from(rv.stringToSign).toString("hex")).toBe(rv.stringToSignHex);
     const at = new Date(Number(rv.timestamp));
-    const headers = signRequest({ method: rv.method, path: rv.path, body }, { agencyId: keys.agency.ownerId, keyId: keys.agency.keyId, privateKey: agencyKey }, at);
+    const headers = signRequest(
+      { method: rv.method, path: rv.path, body },
+      { agencyId: keys.agency.ownerId, keyId: keys.agency.keyId, privateKey: agencyKey },
+      at,
+    );
     expect(headers).toEqual(rv.headers);
     const lookup = {
       findKey: async (keyId: string) =>
@@ -330,9 +339,14 @@ describe("test vectors: S3 snapshot and delta manifests", () => {
         return { rows: [{ ...e, content_type: held.contentType, extra: held.extra }] };
       }
       if (sql.includes("FROM feed_partitions")) {
-        return { rows: [{ partition: held.partition, last_seq: 2, last_digest: Buffer.from(fv.records[1]?.chainDigestHex as string, "hex") }] };
+        return {
+          rows: [{ partition: held.partition, last_seq: 2, last_digest: Buffer.from(fv.records[1]?.chainDigestHex as string, "hex") }],
+        };
       }
-      if (sql.includes("FROM feed_log")) return { rows: fv.records.map((r) => ({ partition: held.partition, seq: r.fields["seq"], body: Buffer.from(r.singleObjectHex, "hex") })) };
+      if (sql.includes("FROM feed_log"))
+        return {
+          rows: fv.records.map((r) => ({ partition: held.partition, seq: r.fields["seq"], body: Buffer.from(r.singleObjectHex, "hex") })),
+        };
       return { rows: [] };
     };
     const pool = { query: answer, connect: async () => ({ query: answer, release() {} }) } as unknown as Pool;
@@ -340,7 +354,11 @@ describe("test vectors: S3 snapshot and delta manifests", () => {
     const deps: ExportDeps = { pool, s3, bucket: "hashrelay", hub };
     const offsets = { topic: (p: string) => `feed.${p}.v1`, highWatermarks: async () => ({ [String(held.partition)]: "2" }) };
     const written = {
-      snapshot: await exportSnapshot({ ...deps, feedOffsets: offsets }, fv.partnerId, new Date((JSON.parse(mv.snapshot.manifestFile) as ExportManifest).createdAt)),
+      snapshot: await exportSnapshot(
+        { ...deps, feedOffsets: offsets },
+        fv.partnerId,
+        new Date((JSON.parse(mv.snapshot.manifestFile) as ExportManifest).createdAt),
+      ),
       delta: await exportDelta(deps, fv.partnerId, new Date((JSON.parse(mv.delta.manifestFile) as ExportManifest).createdAt)),
     };
     for (const kind of ["snapshot", "delta"] as const) {
@@ -393,7 +411,8 @@ describe("docs quote the vectors and the code's rules", () => {
   });
 
   it("docs/forces.md states the VICS category mapping and the CSV columns the readers use", () => {
-    for (const [code, uk] of Object.entries(VICS_TO_UK)) expect(docs.forces).toMatch(new RegExp(`^\\| ${code} [^\\n]*\\| \`${uk}\` \\|`, "m"));
+    for (const [code, uk] of Object.entries(VICS_TO_UK))
+      expect(docs.forces).toMatch(new RegExp(`^\\| ${code} [^\\n]*\\| \`${uk}\` \\|`, "m"));
     for (const column of CSV_COLUMNS) expect(docs.forces).toContain(`\`${column}\``);
   });
 });
@@ -433,7 +452,10 @@ describe("submission JSON Schema (SUBMISSION_JSON_SCHEMA) against the parser's r
     expect(accepts(base)).toBe(true);
     const levels: [string[], (json: Record<string, unknown>, key: string) => Record<string, unknown>][] = [
       [Object.keys(schema.properties), (j, k) => ({ ...j, [k]: j[k] ?? null })],
-      [Object.keys(schema.properties.hashes.items.properties), (j, k) => ({ ...j, hashes: [{ ...(j["hashes"] as object[])[0], [k]: k === "quality" ? null : "x" }] })],
+      [
+        Object.keys(schema.properties.hashes.items.properties),
+        (j, k) => ({ ...j, hashes: [{ ...(j["hashes"] as object[])[0], [k]: k === "quality" ? null : "x" }] }),
+      ],
       [Object.keys(schema.properties.grade.properties), (j, k) => ({ ...j, grade: { ...(j["grade"] as object), [k]: null } })],
       [
         Object.keys(schema.properties.lawEnforcement.oneOf[1].properties),
@@ -474,7 +496,10 @@ describe("submission JSON Schema (SUBMISSION_JSON_SCHEMA) against the parser's r
       expect(new RegExp(rule?.then.properties.value.pattern as string).test(h.value), h.alg).toBe(true);
       expect(accepts({ ...base, hashes: [{ ...h, value: h.value.toUpperCase() }] }), `${h.alg} upper case`).toBe(false);
     }
-    const tooMany = Array.from({ length: schema.properties.hashes.maxItems + 1 }, (_, i) => ({ alg: "pdq", value: createHash("sha256").update(String(i)).digest("hex") }));
+    const tooMany = Array.from({ length: schema.properties.hashes.maxItems + 1 }, (_, i) => ({
+      alg: "pdq",
+      value: createHash("sha256").update(String(i)).digest("hex"),
+    }));
     expect(accepts({ ...base, hashes: tooMany })).toBe(false);
     expect(accepts({ ...base, hashes: tooMany.slice(1) })).toBe(true);
     expect(accepts({ ...base, submittedAt: schema.properties.submittedAt.minimum - 1 })).toBe(false);

@@ -102,7 +102,14 @@ const unsignedSubmission: Unsigned<Submission> = {
   ],
   grade: { uk: "B", ics: "B1", vics: null },
   gradingStatus: "indicative",
-  lawEnforcement: { caseRef: "SYNTH-CASE-0001", series: null, victimIdentified: null, offenderIdentified: null, isDistributed: true, graderRef: null },
+  lawEnforcement: {
+    caseRef: "SYNTH-CASE-0001",
+    series: null,
+    victimIdentified: null,
+    offenderIdentified: null,
+    isDistributed: true,
+    graderRef: null,
+  },
   submittedAt: Date.UTC(2026, 0, 1, 12, 0, 0),
 };
 const submission = signRecord("Submission", submissionWriter.type, unsignedSubmission, agencyKey);
@@ -172,7 +179,13 @@ write("feed-records.json", {
     "prevDigest of seq 1 is 32 zero bytes, of seq n+1 the SHA-256 of seq n's signed bytes (chainDigestHex).",
   partnerId: PARTNER_ID,
   recordRef: { secret: PSEUDONYM_SECRET, recordId: RECORD_ID, hmacInput: `${PARTNER_ID}\n${RECORD_ID}`, value: ref },
-  partitionOf: { alg: feedHash.alg, value: feedHash.value, feedPartitions: FEED_PARTITIONS, sha256Hex: createHash("sha256").update(`${feedHash.alg}:${feedHash.value}`).digest("hex"), partition },
+  partitionOf: {
+    alg: feedHash.alg,
+    value: feedHash.value,
+    feedPartitions: FEED_PARTITIONS,
+    sha256Hex: createHash("sha256").update(`${feedHash.alg}:${feedHash.value}`).digest("hex"),
+    partition,
+  },
   domainTag: "hashrelay/sig/v1/FeedRecord\n",
   writerFingerprintHex: feedWriter.fingerprint,
   records: feedRecords.map((r, i) => ({
@@ -190,7 +203,11 @@ write("feed-records.json", {
 
 const requestAt = Date.UTC(2026, 0, 1, 12, 0, 1);
 const requestBody = Buffer.from(submissionBody);
-const headers = signRequest({ method: "POST", path: "/v1/submissions", body: requestBody }, { agencyId: AGENCY_ID, keyId: agencyKeyId, privateKey: agencyKey }, new Date(requestAt));
+const headers = signRequest(
+  { method: "POST", path: "/v1/submissions", body: requestBody },
+  { agencyId: AGENCY_ID, keyId: agencyKeyId, privateKey: agencyKey },
+  new Date(requestAt),
+);
 const bodySha256 = createHash("sha256").update(requestBody).digest("hex");
 const stringToSign = `hashrelay-request-v1\nPOST\n/v1/submissions\n${requestAt}\n${bodySha256}`;
 
@@ -222,7 +239,19 @@ function fakePool(): Pool {
     if (sql.includes("FROM feed_outbox")) return { rows: [{ n: "0" }] };
     if (sql.includes("FROM feed_entries")) {
       const r = feedRecords[1] as FeedRecord;
-      return { rows: [{ alg: r.alg, value: r.value, record_id: RECORD_ID, revision: r.revision, category: r.category, content_type: r.contentType, extra: r.extra }] };
+      return {
+        rows: [
+          {
+            alg: r.alg,
+            value: r.value,
+            record_id: RECORD_ID,
+            revision: r.revision,
+            category: r.category,
+            content_type: r.contentType,
+            extra: r.extra,
+          },
+        ],
+      };
     }
     if (sql.includes("FROM feed_partitions")) return { rows: [{ partition, last_seq: 2, last_digest: chainDigests[1] }] };
     if (sql.includes("FROM feed_log")) return { rows: feedRecords.map((r, i) => ({ partition, seq: r.seq, body: feedEncoded[i] })) };

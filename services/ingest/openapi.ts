@@ -21,7 +21,11 @@ import {
   SUBMISSION_ID_PATTERN,
 } from "./validation.ts";
 
-const nullableText = { type: ["string", "null"], maxLength: MAX_TEXT_LENGTH, description: "Absent or null: unknown. No U+0000 and no unpaired surrogate." };
+const nullableText = {
+  type: ["string", "null"],
+  maxLength: MAX_TEXT_LENGTH,
+  description: "Absent or null: unknown. No U+0000 and no unpaired surrogate.",
+};
 const nullableFlag = { type: ["boolean", "null"], description: "Absent or null: unknown." };
 
 /** Canonical value form per algorithm: what a signed submission must carry (nothing is rewritten after signing). */
@@ -51,8 +55,18 @@ export const SUBMISSION_JSON_SCHEMA = {
       pattern: SUBMISSION_ID_PATTERN.source,
       description: "Idempotency key: the same id with the same content is a duplicate, with other content DUPLICATE_SUBMISSION.",
     },
-    agencyId: { type: "string", minLength: 1, maxLength: MAX_TEXT_LENGTH, description: "Must equal the authenticated agency (else AGENCY_MISMATCH)." },
-    keyId: { type: "string", minLength: 1, maxLength: MAX_TEXT_LENGTH, description: "A registered, usable key of that agency: <agency>:<16 hex>." },
+    agencyId: {
+      type: "string",
+      minLength: 1,
+      maxLength: MAX_TEXT_LENGTH,
+      description: "Must equal the authenticated agency (else AGENCY_MISMATCH).",
+    },
+    keyId: {
+      type: "string",
+      minLength: 1,
+      maxLength: MAX_TEXT_LENGTH,
+      description: "A registered, usable key of that agency: <agency>:<16 hex>.",
+    },
     op: { enum: [...SubmissionOpValues] },
     contentType: { enum: [...ContentTypeValues] },
     hashes: {
@@ -66,11 +80,15 @@ export const SUBMISSION_JSON_SCHEMA = {
         required: ["alg", "value"],
         properties: {
           alg: { enum: [...HashAlgValues] },
-          value: { type: "string", description: "Canonical form: lower-case hex (md5, sha1, sha256, pdq); standard base64 of 144 bytes (photodna)." },
+          value: {
+            type: "string",
+            description: "Canonical form: lower-case hex (md5, sha1, sha256, pdq); standard base64 of 144 bytes (photodna).",
+          },
           quality: { type: ["integer", "null"], minimum: 0, maximum: 100, description: "PDQ quality; only on pdq hashes." },
         },
         allOf: HashAlgValues.map((alg) => ({
           if: { properties: { alg: { const: alg } } },
+          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
           then:
             alg === "pdq"
               ? { properties: { value: { pattern: HASH_VALUE_PATTERNS[alg] } } }
@@ -124,7 +142,8 @@ export const SUBMISSION_JSON_SCHEMA = {
     submittedAt: {
       type: "integer",
       minimum: MIN_SUBMITTED_AT,
-      description: "Epoch milliseconds; at most 10 minutes ahead of the hub clock; older than INGEST_MAX_SUBMISSION_AGE_DAYS is STALE_SUBMISSION.",
+      description:
+        "Epoch milliseconds; at most 10 minutes ahead of the hub clock; older than INGEST_MAX_SUBMISSION_AGE_DAYS is STALE_SUBMISSION.",
     },
     signature: {
       type: "string",
@@ -181,7 +200,9 @@ export const OPENAPI_DOCUMENT = {
             "whatever the Content-Type; at most INGEST_MAX_ITEMS_PER_REQUEST items (5000) and INGEST_BODY_LIMIT_BYTES (8 MiB).",
           content: {
             "application/json": {
-              schema: { oneOf: [{ $ref: "#/components/schemas/Submission" }, { type: "array", items: { $ref: "#/components/schemas/Submission" } }] },
+              schema: {
+                oneOf: [{ $ref: "#/components/schemas/Submission" }, { type: "array", items: { $ref: "#/components/schemas/Submission" } }],
+              },
             },
             "application/x-ndjson": { schema: { $ref: "#/components/schemas/Submission" }, description: "One Submission object a line." },
           },
@@ -191,7 +212,10 @@ export const OPENAPI_DOCUMENT = {
           "207": { description: "Some items accepted, some rejected (see items[].reason)" },
           "401": { description: "Request authentication failed", content: { "application/json": { schema: error } } },
           "413": { description: "Body larger than the limit (BODY_TOO_LARGE)", content: { "application/json": { schema: error } } },
-          "422": { description: "Every item rejected", content: { "application/json": { schema: { type: "object", properties: { items: { type: "array", items: reasonItem } } } } } },
+          "422": {
+            description: "Every item rejected",
+            content: { "application/json": { schema: { type: "object", properties: { items: { type: "array", items: reasonItem } } } } },
+          },
           "503": { description: "Kafka unavailable: nothing was accepted, retry", content: { "application/json": { schema: error } } },
         },
       },
@@ -219,7 +243,12 @@ export const OPENAPI_DOCUMENT = {
       },
     },
     "/healthz": { get: { summary: "Liveness", responses: { "200": { description: "Process is up" } } } },
-    "/readyz": { get: { summary: "Readiness: Kafka and PostgreSQL reachable", responses: { "200": { description: "Ready" }, "503": { description: "Not ready" } } } },
+    "/readyz": {
+      get: {
+        summary: "Readiness: Kafka and PostgreSQL reachable",
+        responses: { "200": { description: "Ready" }, "503": { description: "Not ready" } },
+      },
+    },
     "/metrics": { get: { summary: "Prometheus metrics", responses: { "200": { description: "text/plain exposition" } } } },
   },
   components: { schemas: { Submission: SUBMISSION_JSON_SCHEMA } },
