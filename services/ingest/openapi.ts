@@ -1,4 +1,158 @@
-/** OpenAPI 3.1 description of the ingest API, served at GET /openapi.json. */
+/**
+ * OpenAPI 3.1 description of the ingest API, served at GET /openapi.json, with the JSON Schema of
+ * the submission body (SUBMISSION_JSON_SCHEMA, also printed in docs/forces.md). The schema is
+ * built from the constants the parser and the validator use, so the two cannot disagree on enums
+ * or limits; test/vectors.test.ts checks that its fields are exactly the ones the parser accepts.
+ */
+import {
+  ContentTypeValues,
+  GradingStatusValues,
+  HashAlgValues,
+  IcsCategoryValues,
+  SubmissionOpValues,
+  UkCategoryValues,
+} from "../shared/records.ts";
+import {
+  ED25519_SIGNATURE_BYTES,
+  MAX_HASHES_PER_SUBMISSION,
+  MAX_TEXT_LENGTH,
+  MIN_SUBMITTED_AT,
+  PHOTODNA_BYTES,
+  SUBMISSION_ID_PATTERN,
+} from "./validation.ts";
+
+const nullableText = {
+  type: ["string", "null"],
+  maxLength: MAX_TEXT_LENGTH,
+  description: "Absent or null: unknown. No U+0000 and no unpaired surrogate.",
+};
+const nullableFlag = { type: ["boolean", "null"], description: "Absent or null: unknown." };
+
+/** Canonical value form per algorithm: what a signed submission must carry (nothing is rewritten after signing). */
+const HASH_VALUE_PATTERNS: Record<(typeof HashAlgValues)[number], string> = {
+  md5: "^[0-9a-f]{32}$",
+  sha1: "^[0-9a-f]{40}$",
+  sha256: "^[0-9a-f]{64}$",
+  pdq: "^[0-9a-f]{64}$",
+  photodna: `^[A-Za-z0-9+/]{${(PHOTODNA_BYTES / 3) * 4}}$`,
+};
+
+/**
+ * JSON Schema (2020-12) of one submission in its JSON wire form (services/ingest/formats/submission-json.ts).
+ * Rules a schema cannot say are in the descriptions: one value per exact algorithm, no repeated
+ * hash, submittedAt at most 10 minutes ahead of the hub clock, agencyId equal to the
+ * authenticated agency, and the signature over the Avro encoding (docs/forces.md).
+ */
+export const SUBMISSION_JSON_SCHEMA = {
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  title: "Submission (JSON wire form)",
+  type: "object",
+  additionalProperties: false,
+  required: ["submissionId", "agencyId", "keyId", "op", "contentType", "hashes", "grade", "gradingStatus", "submittedAt", "signature"],
+  properties: {
+    submissionId: {
+      type: "string",
+      pattern: SUBMISSION_ID_PATTERN.source,
+      description: "Idempotency key: the same id with the same content is a duplicate, with other content DUPLICATE_SUBMISSION.",
+    },
+    agencyId: {
+      type: "string",
+      minLength: 1,
+      maxLength: MAX_TEXT_LENGTH,
+      description: "Must equal the authenticated agency (else AGENCY_MISMATCH).",
+    },
+    keyId: {
+      type: "string",
+      minLength: 1,
+      maxLength: MAX_TEXT_LENGTH,
+      description: "A registered, usable key of that agency: <agency>:<16 hex>.",
+    },
+    op: { enum: [...SubmissionOpValues] },
+    contentType: { enum: [...ContentTypeValues] },
+    hashes: {
+      type: "array",
+      minItems: 1,
+      maxItems: MAX_HASHES_PER_SUBMISSION,
+      description: "At most one value each of md5, sha1 and sha256; no (alg, value) twice; pdq and photodna may repeat (video frames).",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["alg", "value"],
+        properties: {
+          alg: { enum: [...HashAlgValues] },
+          value: {
+            type: "string",
+            description: "Canonical form: lower-case hex (md5, sha1, sha256, pdq); standard base64 of 144 bytes (photodna).",
+          },
+          quality: { type: ["integer", "null"], minimum: 0, maximum: 100, description: "PDQ quality; only on pdq hashes." },
+        },
+        allOf: HashAlgValues.map((alg) => ({
+          if: { properties: { alg: { const: alg } } },
+          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
+          then:
+            alg === "pdq"
+              ? { properties: { value: { pattern: HASH_VALUE_PATTERNS[alg] } } }
+              : { properties: { value: { pattern: HASH_VALUE_PATTERNS[alg] }, quality: { type: "null" } } },
+        })),
+      },
+    },
+    grade: {
+      type: "object",
+      additionalProperties: false,
+      required: ["uk"],
+      properties: {
+        uk: { enum: [...UkCategoryValues] },
+        ics: { enum: [...IcsCategoryValues, null], description: "Absent means null." },
+        vics: {
+          description: "Absent means null.",
+          oneOf: [
+            { type: "null" },
+            {
+              type: "object",
+              additionalProperties: false,
+              required: ["profile", "code"],
+              properties: {
+                profile: { type: "string", minLength: 1, maxLength: 64 },
+                code: { type: "integer", minimum: 0, maximum: 0x7fffffff },
+              },
+            },
+          ],
+        },
+      },
+    },
+    gradingStatus: { enum: [...GradingStatusValues], description: "As the submitter sees it." },
+    lawEnforcement: {
+      description: "Law-enforcement-only metadata; absent or null means every field null.",
+      oneOf: [
+        { type: "null" },
+        {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            caseRef: nullableText,
+            series: nullableText,
+            victimIdentified: nullableFlag,
+            offenderIdentified: nullableFlag,
+            isDistributed: nullableFlag,
+            graderRef: nullableText,
+          },
+        },
+      ],
+    },
+    submittedAt: {
+      type: "integer",
+      minimum: MIN_SUBMITTED_AT,
+      description:
+        "Epoch milliseconds; at most 10 minutes ahead of the hub clock; older than INGEST_MAX_SUBMISSION_AGE_DAYS is STALE_SUBMISSION.",
+    },
+    signature: {
+      type: "string",
+      pattern: `^[A-Za-z0-9+/_-]{${Math.ceil((ED25519_SIGNATURE_BYTES * 4) / 3)}}={0,2}$`,
+      description: "Base64 (standard; URL-safe or unpadded accepted) of the 64-byte Ed25519 signature over the Avro encoding.",
+    },
+  },
+} as const;
+
 const reasonItem = {
   type: "object",
   required: ["index", "status"],
@@ -32,7 +186,7 @@ export const OPENAPI_DOCUMENT = {
     description:
       "How forces and the NCA submit signed hash records. Every /v1 request is signed with one of the agency's " +
       "registered Ed25519 keys: the signature covers `hashrelay-request-v1\\n<METHOD>\\n<path>\\n<timestamp ms>\\n<sha256 hex of body>`. " +
-      "Each submission in the body is itself signed (see README).",
+      "Each submission in the body is itself signed (see docs/forces.md).",
   },
   paths: {
     "/v1/submissions": {
@@ -41,14 +195,27 @@ export const OPENAPI_DOCUMENT = {
         parameters: authHeaders,
         requestBody: {
           required: true,
-          content: { "application/json": { schema: { oneOf: [{ type: "object" }, { type: "array" }] } }, "application/x-ndjson": {} },
+          description:
+            "One submission object, a JSON array of them, or JSON Lines (one object a line). The body is recognised from its bytes, " +
+            "whatever the Content-Type; at most INGEST_MAX_ITEMS_PER_REQUEST items (5000) and INGEST_BODY_LIMIT_BYTES (8 MiB).",
+          content: {
+            "application/json": {
+              schema: {
+                oneOf: [{ $ref: "#/components/schemas/Submission" }, { type: "array", items: { $ref: "#/components/schemas/Submission" } }],
+              },
+            },
+            "application/x-ndjson": { schema: { $ref: "#/components/schemas/Submission" }, description: "One Submission object a line." },
+          },
         },
         responses: {
           "202": { description: "Every item accepted (or an identical retry): durably in Kafka", content: { "application/json": {} } },
           "207": { description: "Some items accepted, some rejected (see items[].reason)" },
           "401": { description: "Request authentication failed", content: { "application/json": { schema: error } } },
           "413": { description: "Body larger than the limit (BODY_TOO_LARGE)", content: { "application/json": { schema: error } } },
-          "422": { description: "Every item rejected", content: { "application/json": { schema: { type: "object", properties: { items: { type: "array", items: reasonItem } } } } } },
+          "422": {
+            description: "Every item rejected",
+            content: { "application/json": { schema: { type: "object", properties: { items: { type: "array", items: reasonItem } } } } },
+          },
           "503": { description: "Kafka unavailable: nothing was accepted, retry", content: { "application/json": { schema: error } } },
         },
       },
@@ -76,7 +243,13 @@ export const OPENAPI_DOCUMENT = {
       },
     },
     "/healthz": { get: { summary: "Liveness", responses: { "200": { description: "Process is up" } } } },
-    "/readyz": { get: { summary: "Readiness: Kafka and PostgreSQL reachable", responses: { "200": { description: "Ready" }, "503": { description: "Not ready" } } } },
+    "/readyz": {
+      get: {
+        summary: "Readiness: Kafka and PostgreSQL reachable",
+        responses: { "200": { description: "Ready" }, "503": { description: "Not ready" } },
+      },
+    },
     "/metrics": { get: { summary: "Prometheus metrics", responses: { "200": { description: "text/plain exposition" } } } },
   },
+  components: { schemas: { Submission: SUBMISSION_JSON_SCHEMA } },
 } as const;
