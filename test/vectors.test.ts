@@ -11,20 +11,23 @@ import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import type { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import { canonicalJson, exportDelta, exportSnapshot, manifestSignatureValid, signManifest } from "../services/distribution/exports.ts";
-import type { ExportDeps, ExportManifest } from "../services/distribution/exports.ts";
+import { exportDelta, exportSnapshot } from "../services/distribution/exports.ts";
+import type { ExportDeps } from "../services/distribution/exports.ts";
+import { canonicalJson, manifestSignatureValid, signManifest } from "../services/shared/wire/snapshot-manifest.ts";
+import type { ExportManifest } from "../services/shared/wire/snapshot-manifest.ts";
 import { recordRef } from "../services/distribution/feed-writer.ts";
-import { CSV_COLUMNS } from "../services/ingest/formats/csv.ts";
-import { parseSubmissionBatch, submissionFromJson, submissionToJson } from "../services/ingest/formats/submission-json.ts";
-import { VICS_TO_UK } from "../services/ingest/formats/vics.ts";
+import { CSV_COLUMNS } from "../services/force-cli/formats/csv.ts";
+import { parseSubmissionBatch, submissionFromJson, submissionToJson } from "../services/shared/wire/submission-json.ts";
+import { VICS_TO_UK } from "../services/force-cli/formats/vics.ts";
 import { SUBMISSION_JSON_SCHEMA } from "../services/ingest/openapi.ts";
-import { authenticateRequest, signRequest } from "../services/ingest/request-auth.ts";
-import { validateSubmission } from "../services/ingest/validation.ts";
+import { authenticateRequest } from "../services/ingest/request-auth.ts";
+import { signRequest } from "../services/shared/wire/request-signature.ts";
+import { validateSubmission } from "../services/shared/wire/submission-validation.ts";
 import { parseTrustedHubKeys, verifyFeedRecord } from "../services/partner-sink/verifier.ts";
-import { AvroCodec } from "../services/shared/codec.ts";
+import { AvroCodec } from "../services/shared/wire/codec.ts";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { HashrelayError } from "../services/shared/errors.ts";
-import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../services/shared/feed-chain.ts";
+import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../services/shared/wire/feed-chain.ts";
 import type { Pool } from "../services/shared/postgres.ts";
 import {
   ContentTypeValues,
@@ -33,10 +36,10 @@ import {
   IcsCategoryValues,
   SubmissionOpValues,
   UkCategoryValues,
-} from "../services/shared/records.ts";
-import type { FeedRecord, Submission } from "../services/shared/records.ts";
-import { deriveKeyId, rawPublicKey, signRecord, signatureMatches, signingBytes } from "../services/shared/signing.ts";
-import type { Unsigned } from "../services/shared/signing.ts";
+} from "../services/shared/wire/records.ts";
+import type { FeedRecord, Submission } from "../services/shared/wire/records.ts";
+import { deriveKeyId, rawPublicKey, signRecord, signatureMatches, signingBytes } from "../services/shared/wire/signing.ts";
+import type { Unsigned } from "../services/shared/wire/signing.ts";
 
 const read = (path: string) => readFileSync(`${REPO_ROOT}${path}`, "utf8");
 const vector = <T>(name: string) => JSON.parse(read(`docs/vectors/${name}`)) as T;

@@ -11,7 +11,7 @@ import {
   IcsCategoryValues,
   SubmissionOpValues,
   UkCategoryValues,
-} from "../shared/records.ts";
+} from "../shared/wire/records.ts";
 import {
   ED25519_SIGNATURE_BYTES,
   MAX_HASHES_PER_SUBMISSION,
@@ -19,7 +19,7 @@ import {
   MIN_SUBMITTED_AT,
   PHOTODNA_BYTES,
   SUBMISSION_ID_PATTERN,
-} from "./validation.ts";
+} from "../shared/wire/submission-validation.ts";
 
 const nullableText = {
   type: ["string", "null"],
