@@ -21,19 +21,21 @@ import { BATCH } from "./workload.ts";
 
 /** The printed report: the tables, and the notes on warnings and group re-joins. */
 export function reportLines(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
-  const { args, steadyCount, started, loadBefore } = b;
-  const {
-    produceSeconds: rawProduceSeconds,
-    consumeSeconds: rawConsumeSeconds,
-    bulkTotal,
-    latency: rawLatency,
-    loadAfter: loadAfterRaw,
-  } = m.raw;
-  const { publishSeconds, e2eSeconds, feedRecords2, lastRowAt, lastDedupAt, t2, finish, expectBulk, expectBulkFeed, cpu2, load2a, load2b } =
-    m.bulk;
-  const { cpu3, load3a, load3b } = m.steady;
-  const { e2e, stages, rawProduce, rawConsume, pipelineRate, feedRate, ratios } = f;
-  const { batches2, batches3, warnings } = l;
+  return [
+    ...headerLines(b, m, f, l),
+    ...throughputSection(b, m, f, l),
+    ...stagesSection(b, m, f, l),
+    ...latencySection(b, m, f, l),
+    ...cpuSection(b, m, f, l),
+  ];
+}
+
+/** The heading: date, machine, and the load average through the run. */
+function headerLines(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+  const { started, loadBefore } = b;
+  const { loadAfter: loadAfterRaw } = m.raw;
+  const { load2a, load2b } = m.bulk;
+  const { load3a, load3b } = m.steady;
   const la = (x: number[]) => x.map((v) => v.toFixed(2)).join(" ");
   const out: string[] = [];
   out.push("");
@@ -43,6 +45,16 @@ export function reportLines(b: Bench, m: Measurements, f: Figures, l: LogFigures
   out.push(
     `load average: before ${la(loadBefore)} | after raw ${la(loadAfterRaw)} | pipeline bulk ${la(load2a)} → ${la(load2b)} | steady ${la(load3a)} → ${la(load3b)}`,
   );
+  return out;
+}
+
+/** Throughput: the raw baseline beside the pipeline, for the bulk. */
+function throughputSection(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+  const { args } = b;
+  const { produceSeconds: rawProduceSeconds, consumeSeconds: rawConsumeSeconds, bulkTotal } = m.raw;
+  const { publishSeconds, e2eSeconds, feedRecords2, lastRowAt, t2 } = m.bulk;
+  const { rawProduce, rawConsume, pipelineRate, feedRate, ratios } = f;
+  const out: string[] = [];
   out.push("");
   out.push(`throughput, ${fmt(args.count)} submissions`);
   out.push(
@@ -90,6 +102,15 @@ export function reportLines(b: Bench, m: Measurements, f: Figures, l: LogFigures
   out.push(
     `  (last partner row's updated_at: ${((lastRowAt - t2) / 1000).toFixed(2)} s after the first publish; the polling adds up to 0.2 s)`,
   );
+  return out;
+}
+
+/** When each stage had handled the whole bulk, and its batches. */
+function stagesSection(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+  const { args } = b;
+  const { publishSeconds, lastDedupAt, t2, finish, expectBulk, expectBulkFeed } = m.bulk;
+  const { batches2 } = l;
+  const out: string[] = [];
   out.push("");
   out.push("pipeline stages during the bulk (sampled every 200 ms): when each had handled all of it");
   out.push(
@@ -149,6 +170,16 @@ export function reportLines(b: Bench, m: Measurements, f: Figures, l: LogFigures
       ],
     ),
   );
+  return out;
+}
+
+/** Latency of the steady phase beside the raw baseline, and where it goes stage by stage. */
+function latencySection(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+  const { args, steadyCount } = b;
+  const { latency: rawLatency } = m.raw;
+  const { e2e, stages, ratios } = f;
+  const { batches3 } = l;
+  const out: string[] = [];
   out.push("");
   out.push(`latency at ${args.rate}/s offered for ${args.seconds} s (${fmt(steadyCount)} records; one send per ${args.tickMs} ms)`);
   const latRow = (what: string, s: Summary): string[] => [what, fmt(s.n), fmt(s.p50, 1), fmt(s.p95, 1), fmt(s.p99, 1), fmt(s.max, 1)];
@@ -177,6 +208,16 @@ export function reportLines(b: Bench, m: Measurements, f: Figures, l: LogFigures
       .map(([n, b]) => `${n} ${fmt(b.batches)} (${fmt(b.perBatch, 1)}/batch, one every ${fmt(b.medianGapMs)} ms (median))`)
       .join(", ")}`,
   );
+  return out;
+}
+
+/** CPU per process in the bulk and the steady phase, service log warnings, re-joins, and the checks that passed. */
+function cpuSection(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+  const { args, steadyCount } = b;
+  const { cpu2 } = m.bulk;
+  const { cpu3 } = m.steady;
+  const { warnings } = l;
+  const out: string[] = [];
   out.push("");
   const cpuRows = (d: CpuDelta, perItems: number) => {
     const rows = Object.entries(d.perLabel).sort((a, b) => b[1].cpuSeconds - a[1].cpuSeconds);
