@@ -3,7 +3,7 @@
  * beside the bare cost of Ed25519 verification of the same submissions in the same run.
  * Synthetic data only (random digests; a third of images seen by a second force).
  *
- *   npx tsx bench/dedup.ts [--count 20000]
+ *   node bench/dedup.ts [--count 20000]
  *
  * Pre-publishes N signed submissions to a fresh namespace, then starts one in-process dedup and
  * times until every submission is applied (stored offsets reach the topic's end and the outbox is

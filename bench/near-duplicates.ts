@@ -2,7 +2,7 @@
  * Benchmark: PDQ multi-index hashing (PdqIndex) against a brute-force scan, on seeded random digests
  * (never real hash lists).
  *
- *   npx tsx bench/near-duplicates.ts [--sizes 1000000,10000000] [--queries 2000] [--brute-queries 20] [--seed 1]
+ *   node bench/near-duplicates.ts [--sizes 1000000,10000000] [--queries 2000] [--brute-queries 20] [--seed 1]
  *
  * For each size: build the index from hex strings with addBulk(), time a rebuild (compact()), then run
  * the queries (half of them a known entry with 0-31 random bits flipped, so there are real hits; half

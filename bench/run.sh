@@ -46,10 +46,10 @@ for name in "${names[@]}"; do
     continue
   fi
   args="${BENCH_ARGS:-$(default_args "$name")}"
-  echo "==== bench $name: npx tsx $file $args ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+  echo "==== bench $name: node $file $args ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
   start=$SECONDS
   # shellcheck disable=SC2086 # args are meant to split into words
-  if npx tsx "$file" $args; then
+  if node "$file" $args; then
     echo "==== bench $name: ok in $((SECONDS - start)) s"
   else
     rc=$?

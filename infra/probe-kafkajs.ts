@@ -11,7 +11,7 @@
  *   6. topic provisioning: compacted topic, describe/alter configs, createPartitions, offsets by
  *      timestamp, and a transaction that commits a group's offsets (sendOffsets)
  *   7. admin: delete the groups and topics
- * Run: npx tsx infra/probe-kafkajs.ts   (brokers from KAFKA_BROKERS, else .stack/env, else 127.0.0.1:19092)
+ * Run: node infra/probe-kafkajs.ts   (brokers from KAFKA_BROKERS, else .stack/env, else 127.0.0.1:19092)
  */
 import { readFileSync, existsSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";

@@ -2,7 +2,7 @@
  * Does the local S3 (s3proxy) work with @aws-sdk/client-s3 as hashrelay uses it? Creates a scratch
  * bucket, puts (a buffer and a stream, with the SDK's default checksums), gets, lists (with a
  * prefix), deletes; checks the stack's own bucket exists.
- * Exits non-zero on any failure. Run: npx tsx infra/probe-s3.ts   (settings from S3_* or .stack/env)
+ * Exits non-zero on any failure. Run: node infra/probe-s3.ts   (settings from S3_* or .stack/env)
  */
 import { readFileSync, existsSync } from "node:fs";
 import { Readable } from "node:stream";

@@ -1,7 +1,7 @@
 /**
  * Writes the test vectors in docs/vectors/*.json from fixed, synthetic inputs, using the code that
  * produces these bytes in production (codec, signing, feed chain, request signing, S3 exports).
- * Run it only when a format gains a new version: `npx tsx docs/vectors/generate.ts`. The committed
+ * Run it only when a format gains a new version: `node docs/vectors/generate.ts`. The committed
  * files are the reference; test/vectors.test.ts recomputes every value from them and fails on any
  * difference, so regenerating must never be needed to make that test pass. Ed25519 signatures are
  * deterministic, so the same inputs always give the same files (except the gzip bytes, which come

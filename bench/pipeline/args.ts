@@ -1,0 +1,35 @@
+/**
+ * The pipeline benchmark's command line: how many submissions for throughput, and the rate, length
+ * and tick of the steady latency phase. Every value is a positive number; --help prints the usage.
+ */
+
+export interface Args {
+  count: number;
+  rate: number;
+  seconds: number;
+  tickMs: number;
+}
+
+export const USAGE = "usage: node bench/pipeline.ts [--count 10000] [--rate 200] [--seconds 30] [--tick-ms 50]";
+
+export function parseArgs(argv: string[]): Args {
+  const args: Args = { count: 10_000, rate: 200, seconds: 30, tickMs: 50 };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (flag === "--help" || flag === "-h") {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    }
+    if (value === undefined) throw new Error(`${flag} needs a value; ${USAGE}`);
+    const n = Number(value.replace(/_/g, ""));
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag}: not a positive number: ${value}`);
+    if (flag === "--count") args.count = Math.round(n);
+    else if (flag === "--rate") args.rate = n;
+    else if (flag === "--seconds") args.seconds = n;
+    else if (flag === "--tick-ms") args.tickMs = Math.max(1, Math.round(n));
+    else throw new Error(`unknown argument ${flag}; ${USAGE}`);
+    i++;
+  }
+  return args;
+}
