@@ -86,7 +86,8 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     prepare: (batch) => verifyBatch(deps, batch),
     apply: (tx, batch) => applyBatch(deps, tx, batch),
     afterCommit: ({ result: r }, batch) => {
-      logger.info({ partition: batch.partition, applied: r.applied, rejected: r.rejected, skipped: r.skipped, records: r.records.length }, "batch applied");
+      const counts = { applied: r.applied, rejected: r.rejected, skipped: r.skipped, records: r.records.length };
+      logger.info({ partition: batch.partition, ...counts }, "batch applied");
       relay.notify();
     },
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,

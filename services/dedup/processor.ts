@@ -125,7 +125,13 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
   await writeChanges(tx, ws);
   await recordAppliedSubmissions(
     tx,
-    applied.map(({ v, recordId }) => ({ submissionId: v.submission.submissionId, agencyId: v.submission.agencyId, keyId: v.submission.keyId, digest: v.digest, recordId })),
+    applied.map(({ v: { submission: s, digest }, recordId }) => ({
+      submissionId: s.submissionId,
+      agencyId: s.agencyId,
+      keyId: s.keyId,
+      digest,
+      recordId,
+    })),
   );
   await enqueueOutbox(tx, outboxMessages(deps, now, applied, records, rejections));
   await deps.beforeCommit?.();
@@ -183,18 +189,26 @@ function outboxMessages(
       op: a.v.submission.op,
     })),
     ...records.map((r) =>
-      auditEvent(now, SERVICE, r.mergedInto ? "record.merged" : r.deleted ? "record.withdrawn" : r.revision === 1 ? "record.created" : "record.revised", "record", r.recordId, r.revision, {
+      auditEvent(now, SERVICE, recordAction(r), "record", r.recordId, r.revision, {
         gradingStatus: r.gradingStatus,
         ...(r.mergedInto ? { mergedInto: r.mergedInto } : {}),
       }),
     ),
-    ...rejections.map((r) => auditEvent(now, r.agencyId ?? "unknown", "submission.rejected", "submission", r.submissionId ?? r.rejectionId, null, { reason: r.reason })),
+    ...rejections.map((r) =>
+      auditEvent(now, r.agencyId ?? "unknown", "submission.rejected", "submission", r.submissionId ?? r.rejectionId, null, {
+        reason: r.reason,
+      }),
+    ),
   ];
   return [
     ...records.map((r) => ({ topic: deps.topics.canonical, key: r.recordId, value: deps.codec.encode("CanonicalRecord", r) })),
     ...rejections.map((r) => ({ topic: deps.topics.rejected, key: r.agencyId, value: deps.codec.encode("Rejection", r) })),
     ...audit.map((e) => ({ topic: deps.topics.audit, key: e.subjectId, value: deps.codec.encode("AuditEvent", e) })),
   ];
+}
+
+function recordAction(r: CanonicalRecord): string {
+  return r.mergedInto ? "record.merged" : r.deleted ? "record.withdrawn" : r.revision === 1 ? "record.created" : "record.revised";
 }
 
 function auditEvent(

@@ -32,7 +32,8 @@ export function feedExportDeps(o: {
     prefix: o.namespace ? `${o.namespace}/feeds` : "feeds",
     feedOffsets: {
       topic: (partnerId: string) => o.topics.feed(partnerId),
-      highWatermarks: async (topic: string) => Object.fromEntries((await o.admin.fetchTopicOffsets(topic)).map((x) => [String(x.partition), x.high])),
+      highWatermarks: async (topic: string) =>
+        Object.fromEntries((await o.admin.fetchTopicOffsets(topic)).map((x) => [String(x.partition), x.high])),
     },
   };
 }
@@ -40,7 +41,12 @@ export function feedExportDeps(o: {
 export type ExportNow = (options?: { snapshots?: boolean }) => Promise<void>;
 
 /** One export round over the current policies; `snapshots: true` takes a snapshot whatever the round. */
-export function s3Exports(o: { deps: ExportDeps; snapshotEvery: number; policies: () => readonly PartnerPolicy[]; logger: Logger }): ExportNow {
+export function s3Exports(o: {
+  deps: ExportDeps;
+  snapshotEvery: number;
+  policies: () => readonly PartnerPolicy[];
+  logger: Logger;
+}): ExportNow {
   let round = 0;
   return async (options = {}) => {
     round++;

@@ -87,8 +87,9 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup, logger, policies: policies.current };
   // Before any planning: claims of records distributed before distributed_hashes existed (a no-op afterwards).
   await backfillHashClaims(deps);
+  const s3 = createS3Client(config);
   const exportNow = s3Exports({
-    deps: feedExportDeps({ pool, s3: createS3Client(config), bucket: config.S3_BUCKET, hub, namespace: config.TOPIC_NAMESPACE, topics, admin }),
+    deps: feedExportDeps({ pool, s3, bucket: config.S3_BUCKET, hub, topics, admin, namespace: config.TOPIC_NAMESPACE }),
     snapshotEvery: config.DISTRIBUTION_SNAPSHOT_EVERY,
     policies: policies.current,
     logger,

@@ -55,7 +55,10 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
       const applied = await appliedPolicyVersions(o.db);
       const kafkaPartners = loaded.filter((p) => p.delivery !== "s3");
       if (kafkaPartners.length) {
-        await provisionTopics(o.admin, kafkaPartners.map((p) => feedTopicSpec(p.partnerId, { ...o.feedTopicPlan, partitions: p.feedPartitions }, o.topics)));
+        await provisionTopics(
+          o.admin,
+          kafkaPartners.map((p) => feedTopicSpec(p.partnerId, { ...o.feedTopicPlan, partitions: p.feedPartitions }, o.topics)),
+        );
       }
       for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
         o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");

@@ -78,7 +78,11 @@ export async function distributeRecord(
 }
 
 /** distribution's part of the exactly-once step: the unapplied canonical records of one batch. */
-export async function distributeBatch(deps: DistributionDeps, tx: PoolClient, batch: UnappliedBatch<CanonicalMessage>): Promise<Applied<DistributionResult>> {
+export async function distributeBatch(
+  deps: DistributionDeps,
+  tx: PoolClient,
+  batch: UnappliedBatch<CanonicalMessage>,
+): Promise<Applied<DistributionResult>> {
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
   const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now);
@@ -206,8 +210,12 @@ async function reconcileSlice(
   const done = rows.length < RECONCILE_SLICE;
   if (done) {
     const previousVersion = await recordPolicyApplied(tx, policy.partnerId, policy.version);
-    const run = { records: before.records + counts.records, upserts: before.upserts + counts.upserts, removes: before.removes + counts.removes };
-    audit.push(policyAppliedEvent({ policy, previousVersion, recordsEvaluated: run.records, upserts: run.upserts, removes: run.removes }, now));
+    const run = {
+      recordsEvaluated: before.records + counts.records,
+      upserts: before.upserts + counts.upserts,
+      removes: before.removes + counts.removes,
+    };
+    audit.push(policyAppliedEvent({ policy, previousVersion, ...run }, now));
   }
   await enqueueAudit(tx, deps.codec, deps.topics, audit);
   return { counts, last: done ? null : (rows[rows.length - 1] as { record_id: string }).record_id };

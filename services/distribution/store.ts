@@ -24,7 +24,15 @@ interface EntryRow {
 }
 
 function toEntry(r: EntryRow): FeedEntry {
-  return { alg: r.alg, value: r.value, recordId: r.record_id, revision: r.revision, category: r.category, contentType: r.content_type, extra: r.extra };
+  return {
+    alg: r.alg,
+    value: r.value,
+    recordId: r.record_id,
+    revision: r.revision,
+    category: r.category,
+    contentType: r.content_type,
+    extra: r.extra,
+  };
 }
 
 // Loading the ledger.
@@ -59,7 +67,9 @@ export async function loadLedger(
   await loadEntries(tx, ledger, partnerIds, [...touched]);
   // Claimants govern; the records holding these hashes in a feed, and the survivors of those merged
   // away, decide whether a hash nobody claims waits for its survivor (planner.awaitingSurvivor).
-  const holders = partnerIds.flatMap((p) => [...touched].map((h) => ledger.entry(p, h)?.recordId).filter((id): id is string => Boolean(id)));
+  const holders = partnerIds.flatMap((p) =>
+    [...touched].map((h) => ledger.entry(p, h)?.recordId).filter((id): id is string => Boolean(id)),
+  );
   await loadBodies(tx, codec, ledger, [...new Set([...[...touched].flatMap((h) => ledger.claimants(h)), ...holders])]);
   const mergedInto = [...records.map((r) => r.mergedInto), ...holders.map((id) => ledger.knownRecord(id)?.mergedInto)];
   await loadBodies(tx, codec, ledger, [...new Set(mergedInto.filter((id): id is string => Boolean(id)))]);
@@ -73,7 +83,12 @@ async function loadMergesInto(tx: PoolClient, ledger: FeedLedger, survivorIds: r
     "SELECT merged_id, survivor_id FROM distributed_merges WHERE survivor_id = ANY($1::uuid[])",
     [survivorsToLoad],
   );
-  for (const id of survivorsToLoad) ledger.addMergesInto(id, rows.filter((r) => r.survivor_id === id).map((r) => r.merged_id));
+  for (const id of survivorsToLoad) {
+    ledger.addMergesInto(
+      id,
+      rows.filter((r) => r.survivor_id === id).map((r) => r.merged_id),
+    );
+  }
 }
 
 /** Loads the latest applied body of each record; those with none are noted as absent. */
@@ -99,7 +114,12 @@ async function loadClaimsOf(tx: PoolClient, ledger: FeedLedger, recordIds: reado
 }
 
 /** The feed entries each of these records owns in each partner's feed. */
-async function loadOwnedEntries(tx: PoolClient, ledger: FeedLedger, partnerIds: readonly string[], recordIds: readonly string[]): Promise<void> {
+async function loadOwnedEntries(
+  tx: PoolClient,
+  ledger: FeedLedger,
+  partnerIds: readonly string[],
+  recordIds: readonly string[],
+): Promise<void> {
   const ownerless = partnerIds.flatMap((p) => recordIds.filter((id) => !ledger.hasOwned(p, id)).map((id) => [p, id] as const));
   if (!ownerless.length) return;
   const { rows } = await tx.query<EntryRow>(
@@ -140,7 +160,8 @@ async function loadEntries(tx: PoolClient, ledger: FeedLedger, partnerIds: reado
   const split = unheld.map(([, h]) => splitHashKey(h));
   const { rows } = await tx.query<EntryRow>(
     `SELECT f.partner_id, f.alg, f.value, f.record_id, f.revision, f.category, f.content_type, f.extra
-       FROM feed_entries f JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(p, a, v) ON f.partner_id = t.p AND f.alg = t.a AND f.value = t.v`,
+       FROM feed_entries f JOIN unnest($1::text[], $2::text[], $3::text[]) AS t(p, a, v)
+         ON f.partner_id = t.p AND f.alg = t.a AND f.value = t.v`,
     [unheld.map(([p]) => p), split.map((h) => h.alg), split.map((h) => h.value)],
   );
   const found = new Set<string>();
@@ -166,14 +187,18 @@ export async function writeLedgerChanges(tx: PoolClient, ledger: FeedLedger): Pr
   const merges = [...ledger.changedMerges];
   if (merges.length) {
     await tx.query(
-      "INSERT INTO distributed_merges (merged_id, survivor_id) SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT (merged_id) DO UPDATE SET survivor_id = EXCLUDED.survivor_id",
+      `INSERT INTO distributed_merges (merged_id, survivor_id) SELECT * FROM unnest($1::uuid[], $2::uuid[])
+       ON CONFLICT (merged_id) DO UPDATE SET survivor_id = EXCLUDED.survivor_id`,
       [merges.map(([m]) => m), merges.map(([, sv]) => sv)],
     );
   }
   const reclaimed = [...ledger.changedClaims];
   if (reclaimed.length) {
     await tx.query("DELETE FROM distributed_hashes WHERE record_id = ANY($1::uuid[])", [reclaimed.map(([id]) => id)]);
-    await insertHashClaims(tx, reclaimed.flatMap(([id, hashes]) => [...hashes].map((h) => ({ recordId: id, ...splitHashKey(h) }))));
+    await insertHashClaims(
+      tx,
+      reclaimed.flatMap(([id, hashes]) => [...hashes].map((h) => ({ recordId: id, ...splitHashKey(h) }))),
+    );
   }
   await upsertFeedEntries(tx, upserts);
   if (removes.length) {
@@ -189,7 +214,8 @@ export async function writeLedgerChanges(tx: PoolClient, ledger: FeedLedger): Pr
 export async function insertHashClaims(tx: PoolClient, claims: readonly { recordId: string; alg: string; value: string }[]): Promise<void> {
   if (!claims.length) return;
   await tx.query(
-    "INSERT INTO distributed_hashes (alg, value, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) ON CONFLICT DO NOTHING",
+    `INSERT INTO distributed_hashes (alg, value, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+     ON CONFLICT DO NOTHING`,
     [claims.map((c) => c.alg), claims.map((c) => c.value), claims.map((c) => c.recordId)],
   );
 }
@@ -199,7 +225,8 @@ async function upsertFeedEntries(tx: PoolClient, upserts: readonly { partnerId: 
   await tx.query(
     `INSERT INTO feed_entries (partner_id, alg, value, record_id, revision, category, content_type, extra)
      SELECT p, a, v, r, rev, c, ct, x::jsonb
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[]) AS t(p, a, v, r, rev, c, ct, x)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[])
+         AS t(p, a, v, r, rev, c, ct, x)
      ON CONFLICT (partner_id, alg, value) DO UPDATE SET record_id = EXCLUDED.record_id, revision = EXCLUDED.revision,
        category = EXCLUDED.category, content_type = EXCLUDED.content_type, extra = EXCLUDED.extra`,
     [
@@ -257,7 +284,10 @@ export async function enqueueFeedRecords(
 }
 
 /** Signed feed records for the next S3 delta. */
-export async function appendFeedLog(tx: PoolClient, log: readonly { partnerId: string; partition: number; seq: number; body: Buffer }[]): Promise<void> {
+export async function appendFeedLog(
+  tx: PoolClient,
+  log: readonly { partnerId: string; partition: number; seq: number; body: Buffer }[],
+): Promise<void> {
   if (!log.length) return;
   await tx.query(
     `INSERT INTO feed_log (partner_id, partition, seq, body) SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[])`,
@@ -282,7 +312,10 @@ export async function enqueueRejection(tx: PoolClient, topic: string, rejection:
 }
 
 /** Stores the latest applied revision (and its bytes) of each record. */
-export async function storeDistributedRecords(tx: PoolClient, latest: ReadonlyMap<string, { revision: number; bytes: Buffer }>): Promise<void> {
+export async function storeDistributedRecords(
+  tx: PoolClient,
+  latest: ReadonlyMap<string, { revision: number; bytes: Buffer }>,
+): Promise<void> {
   if (!latest.size) return;
   await tx.query(
     `INSERT INTO distributed_records (record_id, revision, body) SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bytea[])
@@ -292,7 +325,11 @@ export async function storeDistributedRecords(tx: PoolClient, latest: ReadonlyMa
 }
 
 /** One page of distributed records in recordId order, after `after`. */
-export async function distributedRecordsAfter(tx: PoolClient, after: string, limit: number): Promise<{ record_id: string; body: Buffer }[]> {
+export async function distributedRecordsAfter(
+  tx: PoolClient,
+  after: string,
+  limit: number,
+): Promise<{ record_id: string; body: Buffer }[]> {
   const { rows } = await tx.query<{ record_id: string; body: Buffer }>(
     "SELECT record_id, body FROM distributed_records WHERE record_id > $1 ORDER BY record_id LIMIT $2",
     [after, limit],

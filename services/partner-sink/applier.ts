@@ -1,9 +1,9 @@
 /**
  * Applies a batch of one feed partition to the partner's database, inside the exactly-once step's
- * transaction (shared/exactly-once-step.ts, which stores the consumed offset with it): verified records are upserted or tombstoned; refused ones are recorded as
- * alerts. A gap or broken chain halts the partition at that record (nothing after it applies)
- * until an operator resumes it (`hashrelay-sink resume`, operator.ts); a forged or reordered
- * record is skipped and alerted.
+ * transaction (shared/exactly-once-step.ts, which stores the consumed offset with it): verified
+ * records are upserted or tombstoned; refused ones are recorded as alerts. A gap or broken chain
+ * halts the partition at that record (nothing after it applies) until an operator resumes it
+ * (`hashrelay-sink resume`, operator.ts); a forged or reordered record is skipped and alerted.
  */
 import type avro from "avsc";
 import type { AvroCodec } from "../shared/codec.ts";
@@ -136,7 +136,8 @@ export async function applyFeedBatch(
     // The details let `hashrelay-sink resume` continue at exactly this record. It passed the
     // signature checks (they come before seq and chain), so its prevDigest is the hub's.
     await tx.query(
-      "UPDATE feed_state SET halted_reason = $2, halted_seq = $3, halted_offset = $4, halted_prev_digest = $5, halted_at = now() WHERE partition = $1",
+      `UPDATE feed_state SET halted_reason = $2, halted_seq = $3, halted_offset = $4, halted_prev_digest = $5, halted_at = now()
+        WHERE partition = $1`,
       [partition, walk.halt.reason, walk.halt.seq, walk.halt.offset, walk.halt.prevDigest],
     );
   }
@@ -150,7 +151,8 @@ export async function applyFeedBatch(
   }
   await tx.query("UPDATE feed_state SET last_seq = $2, last_digest = $3 WHERE partition = $1", [partition, walk.lastSeq, walk.lastDigest]);
   const halted = walk.halt !== null;
-  return { result: { applied: walk.applied, duplicates: walk.duplicates, refused: walk.refused, halted }, nextOffset: walk.next, hold: halted };
+  const result = { applied: walk.applied, duplicates: walk.duplicates, refused: walk.refused, halted };
+  return { result, nextOffset: walk.next, hold: halted };
 }
 
 interface FeedStateRow {
@@ -162,7 +164,10 @@ interface FeedStateRow {
 
 /** The partition's chain state, created at genesis if new, row-locked until COMMIT. */
 async function lockFeedState(tx: PoolClient, partition: number): Promise<FeedStateRow> {
-  await tx.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", [partition, GENESIS_DIGEST]);
+  await tx.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", [
+    partition,
+    GENESIS_DIGEST,
+  ]);
   const { rows } = await tx.query<FeedStateRow>(
     "SELECT last_seq, last_digest, halted_reason, bootstrap_seq FROM feed_state WHERE partition = $1 FOR UPDATE",
     [partition],
@@ -172,10 +177,10 @@ async function lockFeedState(tx: PoolClient, partition: number): Promise<FeedSta
 
 /** The digests of the records of these seqs already applied to the partition. */
 async function appliedDigestsOf(tx: PoolClient, partition: number, seqs: readonly number[]): Promise<Map<number, Buffer>> {
-  const { rows } = await tx.query<{ seq: number; digest: Buffer }>("SELECT seq, digest FROM feed_applied WHERE partition = $1 AND seq = ANY($2::bigint[])", [
-    partition,
-    seqs,
-  ]);
+  const { rows } = await tx.query<{ seq: number; digest: Buffer }>(
+    "SELECT seq, digest FROM feed_applied WHERE partition = $1 AND seq = ANY($2::bigint[])",
+    [partition, seqs],
+  );
   return new Map(rows.map((r) => [Number(r.seq), r.digest]));
 }
 

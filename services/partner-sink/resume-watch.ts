@@ -18,7 +18,10 @@ export function watchForResumes(pool: Pool, consumer: RunningConsumer, everyMs: 
     if (busy || held.length === 0) return;
     busy = true;
     void (async () => {
-      const { rows } = await pool.query<{ partition: number }>("SELECT partition FROM feed_state WHERE partition = ANY($1::int[]) AND halted_reason IS NULL", [held]);
+      const { rows } = await pool.query<{ partition: number }>(
+        "SELECT partition FROM feed_state WHERE partition = ANY($1::int[]) AND halted_reason IS NULL",
+        [held],
+      );
       for (const { partition } of rows) {
         await consumer.resumePartition(partition);
         logger.info({ partition }, "halt cleared by an operator: partition resumed");

@@ -110,7 +110,12 @@ async function lockStoredOffset(client: PoolClient, group: string, topic: string
 
 /** Inside the same transaction: where the next batch starts. */
 async function storeNextOffset(client: PoolClient, group: string, topic: string, partition: number, next: number): Promise<void> {
-  await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [group, topic, partition, next]);
+  await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [
+    group,
+    topic,
+    partition,
+    next,
+  ]);
 }
 
 /** The stored next offset of each partition of a topic, outside any transaction. */

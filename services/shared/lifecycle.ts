@@ -24,7 +24,11 @@ export async function openDatabase(
 }
 
 /** A service's Kafka client: the configured connection, named KAFKA_CLIENT_ID or else `clientId`. */
-export function serviceKafka(config: KafkaConnectionSettings & { KAFKA_CLIENT_ID?: string | undefined }, clientId: string, logger: Logger): Kafka {
+export function serviceKafka(
+  config: KafkaConnectionSettings & { KAFKA_CLIENT_ID?: string | undefined },
+  clientId: string,
+  logger: Logger,
+): Kafka {
   return createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? clientId, logger });
 }
 

@@ -24,7 +24,9 @@ const batch = (from: number, count: number) => ({
 });
 
 async function stored(group: string): Promise<number | undefined> {
-  const { rows } = await db.pool.query<{ next_offset: number }>("SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1", [group]);
+  const { rows } = await db.pool.query<{ next_offset: number }>("SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1", [
+    group,
+  ]);
   return rows[0]?.next_offset;
 }
 
