@@ -7,21 +7,21 @@ import { z } from "zod";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
+import { DEDUP_APPLY_LOCK, DEDUP_RELAY_LOCK } from "../shared/advisory-locks.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import { createDurableProducer, createKafka, kafkaConnection } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
-import { onShutdown, runMain } from "../shared/lifecycle.ts";
+import { connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
-import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
+import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { topicNames } from "../shared/topics.ts";
 import { IndexedNearDuplicateLinker } from "./near-duplicate-linker.ts";
 import { PHOTODNA_DEFAULT_THRESHOLD } from "./near-duplicates/photodna-index.ts";
-import { SERVICE, processBatch } from "./processor.ts";
+import { SERVICE, applyBatch, verifyBatch } from "./processor.ts";
+import { registeredGradingAuthorities } from "./store.ts";
 import type { DedupDeps } from "./processor.ts";
 
 export const DEDUP_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
-const RELAY_LOCK = 7431003;
 
 const SERVICE_NAME = "dedup";
 
@@ -49,15 +49,12 @@ export interface RunningDedup {
 export async function startDedup(input: DedupConfigInput): Promise<RunningDedup> {
   const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger(SERVICE, config.LOG_LEVEL);
-  const consumerGroup = config.DEDUP_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).dedup;
-  const pool = createPool(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-dedup" });
-  await migrate(pool, [
+  const pool = await openDatabase(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-dedup" }, [
     { namespace: "shared", dir: SHARED_MIGRATIONS },
     { namespace: "dedup", dir: DEDUP_MIGRATIONS },
   ]);
-  const { rows } = await pool.query<{ agency_id: string }>("SELECT agency_id FROM agencies WHERE grading_authority");
-  const authorities = new Set([...rows.map((r) => r.agency_id), ...config.DEDUP_GRADING_AUTHORITIES.split(",").map((s) => s.trim()).filter(Boolean)]);
-  const topics = topicNames(config.TOPIC_NAMESPACE);
+  const configured = config.DEDUP_GRADING_AUTHORITIES.split(",").map((s) => s.trim()).filter(Boolean);
+  const authorities = new Set([...(await registeredGradingAuthorities(pool)), ...configured]);
   const nearDuplicates = new IndexedNearDuplicateLinker({ photodnaThreshold: config.DEDUP_PHOTODNA_THRESHOLD });
   const client = await pool.connect();
   try {
@@ -70,45 +67,36 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     codec: new AvroCodec(),
     keys: new PgKeyRegistry(pool),
     policy: { authorities, confirmations: config.DEDUP_CONFIRMATIONS },
-    topics,
-    consumerGroup,
+    topics: topicNames(config.TOPIC_NAMESPACE),
+    consumerGroup: config.DEDUP_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).dedup,
     nearDuplicates,
     logger,
     maxSubmissionAgeMs: config.DEDUP_MAX_SUBMISSION_AGE_DAYS * 86_400_000,
   };
-  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-dedup", logger });
-  const producer = createDurableProducer(kafka);
-  await producer.connect();
-  const relay = new OutboxRelay({ pool, producer, logger, lockId: RELAY_LOCK });
+  const kafka = serviceKafka(config, "hashrelay-dedup", logger);
+  const producer = await connectedProducer(kafka);
+  const relay = new OutboxRelay({ pool, producer, logger, lockId: DEDUP_RELAY_LOCK });
   relay.start();
   const consumer = await startExactlyOnceConsumer({
     kafka,
     pool,
-    groupId: consumerGroup,
-    topic: topics.submitted,
+    groupId: deps.consumerGroup,
+    topic: deps.topics.submitted,
     logger,
-    handle: async (batch) => {
-      const result = await processBatch(deps, batch.topic, batch.partition, batch.messages);
-      logger.info(
-        { partition: batch.partition, applied: result.applied, rejected: result.rejected, skipped: result.skipped, records: result.records.length },
-        "batch applied",
-      );
-      return result;
+    applyLock: DEDUP_APPLY_LOCK,
+    prepare: (batch) => verifyBatch(deps, batch),
+    apply: (tx, batch) => applyBatch(deps, tx, batch),
+    afterCommit: ({ result: r }, batch) => {
+      const counts = { applied: r.applied, rejected: r.rejected, skipped: r.skipped, records: r.records.length };
+      logger.info({ partition: batch.partition, ...counts }, "batch applied");
+      relay.notify();
     },
-    afterCommit: () => relay.notify(),
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
     sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
   });
   logger.info({ authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes }, "dedup running");
-  return {
-    deps,
-    async stop() {
-      await consumer.disconnect(); // waits for the batch in hand to commit or roll back
-      await relay.stop();
-      await producer.disconnect();
-      await pool.end();
-    },
-  };
+  // The consumer's disconnect waits for the batch in hand to commit or roll back.
+  return { deps, stop: stopInOrder({ intake: [() => consumer.disconnect()], relay, kafka: [producer], pool }) };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

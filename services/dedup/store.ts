@@ -1,5 +1,5 @@
 /** PostgreSQL side of dedup: loads a batch's working set and writes back what changed. */
-import type { PoolClient } from "../shared/postgres.ts";
+import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import type { ContentType, Hash, HashAlg, IcsCategory, LawEnforcementMetadata, UkCategory } from "../shared/wire/records.ts";
 import { hashKey } from "./engine.ts";
 import type { RecordState, Sighting, WorkingSet } from "./engine.ts";
@@ -173,4 +173,44 @@ export async function enqueueOutbox(client: PoolClient, messages: readonly Outbo
     "INSERT INTO outbox (topic, message_key, message_value) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
     [messages.map((m) => m.topic), messages.map((m) => m.key), messages.map((m) => m.value)],
   );
+}
+
+/** Of these submission ids, the ones already applied (a replay of one changes nothing). */
+export async function appliedSubmissionIds(client: PoolClient, submissionIds: readonly string[]): Promise<Set<string>> {
+  const { rows } = await client.query<{ submission_id: string }>(
+    "SELECT submission_id FROM applied_submissions WHERE submission_id = ANY($1::text[])",
+    [submissionIds],
+  );
+  return new Set(rows.map((r) => r.submission_id));
+}
+
+export interface AppliedSubmission {
+  readonly submissionId: string;
+  readonly agencyId: string;
+  readonly keyId: string;
+  /** SHA-256 of the signed bytes as received. */
+  readonly digest: Buffer;
+  readonly recordId: string | null;
+}
+
+/** Remembers the submissions a batch applied, so their replays are recognised. */
+export async function recordAppliedSubmissions(client: PoolClient, applied: readonly AppliedSubmission[]): Promise<void> {
+  if (!applied.length) return;
+  await client.query(
+    `INSERT INTO applied_submissions (submission_id, agency_id, key_id, digest, record_id)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::uuid[])`,
+    [
+      applied.map((a) => a.submissionId),
+      applied.map((a) => a.agencyId),
+      applied.map((a) => a.keyId),
+      applied.map((a) => a.digest),
+      applied.map((a) => a.recordId),
+    ],
+  );
+}
+
+/** Agencies the registry flags as grading authorities. */
+export async function registeredGradingAuthorities(db: Queryable): Promise<string[]> {
+  const { rows } = await db.query<{ agency_id: string }>("SELECT agency_id FROM agencies WHERE grading_authority");
+  return rows.map((r) => r.agency_id);
 }

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
+import { DISTRIBUTION_APPLY_LOCK } from "../shared/advisory-locks.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool } from "../shared/postgres.ts";
 import { latestSnapshotKey, serialiseManifest, signManifest } from "../shared/wire/snapshot-manifest.ts";
@@ -26,9 +27,6 @@ export interface ExportDeps {
   readonly hub: HubSigner;
   readonly prefix?: string;
 }
-
-/** Same lock as distribution's apply step (processor.ts): held while reading a snapshot. */
-const DISTRIBUTION_APPLY_LOCK = 7431004;
 
 interface SnapshotRow {
   alg: string;

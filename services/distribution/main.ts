@@ -2,32 +2,27 @@
  * distribution: consumes hashes.canonical.v1 and issues each partner's filtered, minimised,
  * hub-signed feed: Kafka topic feed.<partner>.v1 and/or S3 snapshots and deltas.
  */
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { DISTRIBUTION_APPLY_LOCK, DISTRIBUTION_RELAY_LOCK } from "../shared/advisory-locks.ts";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
-import { ConfigError } from "../shared/errors.ts";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import { createDurableProducer, createKafka, kafkaConnection, provisionTopics } from "../shared/kafka.ts";
-import { PgKeyRegistry, assertKeyUsable } from "../shared/key-registry.ts";
-import { onShutdown, runMain } from "../shared/lifecycle.ts";
+import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
-import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
+import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
-import { privateKeyFromPem } from "../shared/wire/signing.ts";
-import { LOCAL_TOPIC_PLAN, defaultMinInsyncReplicas, feedTopicSpec, topicNames } from "../shared/topics.ts";
-import { exportDelta, exportSnapshot } from "./exports.ts";
-import type { HubSigner } from "./feed-writer.ts";
-import type { PartnerPolicy } from "./policy.ts";
-import { loadPolicies } from "./policy-store.ts";
-import { SERVICE, backfillHashClaims, processCanonicalBatch, reconcilePartner } from "./processor.ts";
+import { LOCAL_TOPIC_PLAN, topicNames } from "../shared/topics.ts";
+import { feedExportDeps, s3Exports, scheduleExports } from "./export-schedule.ts";
+import type { ExportNow } from "./export-schedule.ts";
+import { loadHubSigner } from "./hub-signer.ts";
+import { feedTopicPlan, policyRefresh, schedulePolicyRefresh } from "./policy-refresh.ts";
+import { SERVICE, backfillHashClaims, distributeBatch, reconcilePartner } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
 
 export const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
-const RELAY_LOCK = 7431005;
 
 const SERVICE_NAME = "distribution";
 
@@ -59,92 +54,49 @@ export interface RunningDistribution {
   /** Re-reads policies and reconciles partners whose policy changed. */
   refreshPolicies(): Promise<void>;
   /** Writes deltas (and snapshots when asked) for S3-delivery partners now. */
-  exportNow(options?: { snapshots?: boolean }): Promise<void>;
+  exportNow: ExportNow;
   stop(): Promise<void>;
 }
 
 export async function startDistribution(input: DistributionConfigInput): Promise<RunningDistribution> {
   const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
-  const feedMinInsync = config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS ?? defaultMinInsyncReplicas(config.DISTRIBUTION_FEED_REPLICATION);
-  if (feedMinInsync > config.DISTRIBUTION_FEED_REPLICATION) {
-    // the broker would refuse every write to such a topic
-    throw new ConfigError(`DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS ${feedMinInsync} exceeds DISTRIBUTION_FEED_REPLICATION ${config.DISTRIBUTION_FEED_REPLICATION}`);
-  }
+  const feedPlan = feedTopicPlan(config.DISTRIBUTION_FEED_REPLICATION, config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS);
   const logger = createLogger(SERVICE, config.LOG_LEVEL);
-  const pool = createPool(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-distribution" });
-  await migrate(pool, [
+  const pool = await openDatabase(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-distribution" }, [
     { namespace: "shared", dir: SHARED_MIGRATIONS },
     { namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS },
   ]);
-  let privateKeyPem: string;
-  try {
-    privateKeyPem = readFileSync(config.HUB_SIGNING_KEY_FILE, "utf8");
-  } catch (err) {
-    throw new ConfigError(`HUB_SIGNING_KEY_FILE ${config.HUB_SIGNING_KEY_FILE} cannot be read: ${(err as Error).message}`);
-  }
-  // Refuse to sign with a key partners would reject.
-  assertKeyUsable(config.HUB_KEY_ID, await new PgKeyRegistry(pool, 0).findKey(config.HUB_KEY_ID), { ownerKind: "hub", ownerId: "hub", at: new Date() });
-  const hub: HubSigner = { keyId: config.HUB_KEY_ID, privateKey: privateKeyFromPem(privateKeyPem), pseudonymSecret: config.DISTRIBUTION_PSEUDONYM_SECRET };
+  const hub = await loadHubSigner(pool, {
+    keyId: config.HUB_KEY_ID,
+    keyFile: config.HUB_SIGNING_KEY_FILE,
+    pseudonymSecret: config.DISTRIBUTION_PSEUDONYM_SECRET,
+  });
   const topics = topicNames(config.TOPIC_NAMESPACE);
-  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-distribution", logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  let policies: PartnerPolicy[] = [];
+  const kafka = serviceKafka(config, "hashrelay-distribution", logger);
+  const admin = await connectedAdmin(kafka);
+  const policies = policyRefresh({
+    db: pool,
+    admin,
+    topics,
+    feedTopicPlan: feedPlan,
+    logger,
+    reconcile: (p) => reconcilePartner(deps, p),
+    onReconciled: () => relay.notify(),
+  });
   const consumerGroup = config.DISTRIBUTION_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).distribution;
-  const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup, logger, policies: () => policies };
-  // Before any planning: claims of records distributed before migration 002 (a no-op afterwards).
+  const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup, logger, policies: policies.current };
+  // Before any planning: claims of records distributed before distributed_hashes existed (a no-op afterwards).
   await backfillHashClaims(deps);
   const s3 = createS3Client(config);
-  const exportDeps = {
-    pool,
-    s3,
-    bucket: config.S3_BUCKET,
-    hub,
-    prefix: config.TOPIC_NAMESPACE ? `${config.TOPIC_NAMESPACE}/feeds` : "feeds",
-    feedOffsets: {
-      topic: (partnerId: string) => topics.feed(partnerId),
-      highWatermarks: async (topic: string) =>
-        Object.fromEntries((await admin.fetchTopicOffsets(topic)).map((o) => [String(o.partition), o.high])),
-    },
-  };
-
-  const refreshPolicies = async () => {
-    const loaded = await loadPolicies(pool);
-    const { rows } = await pool.query<{ partner_id: string; version: number }>("SELECT partner_id, version FROM policy_applied");
-    const applied = new Map(rows.map((r) => [r.partner_id, r.version]));
-    const plan = { ...LOCAL_TOPIC_PLAN, replicationFactor: config.DISTRIBUTION_FEED_REPLICATION, minInsyncReplicas: feedMinInsync };
-    const kafkaPartners = loaded.filter((p) => p.delivery !== "s3");
-    if (kafkaPartners.length) {
-      await provisionTopics(admin, kafkaPartners.map((p) => feedTopicSpec(p.partnerId, { ...plan, partitions: p.feedPartitions }, topics)));
-    }
-    // A suspended partner drops out here: nothing more is planned or exported for it.
-    for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
-      logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
-    }
-    policies = loaded;
-    for (const p of loaded) {
-      if (applied.get(p.partnerId) === p.version) continue;
-      const issued = await reconcilePartner(deps, p);
-      logger.info({ partnerId: p.partnerId, version: p.version, issued }, "partner feed reconciled with its policy");
-      relay.notify();
-    }
-  };
-
-  let exportRound = 0;
-  const exportNow = async (options: { snapshots?: boolean } = {}) => {
-    exportRound++;
-    for (const p of policies.filter((x) => x.delivery !== "kafka")) {
-      const delta = await exportDelta(exportDeps, p.partnerId);
-      const snapshotDeps = p.delivery === "s3" ? { ...exportDeps, feedOffsets: undefined } : exportDeps;
-      const snapshot = options.snapshots || (exportRound - 1) % config.DISTRIBUTION_SNAPSHOT_EVERY === 0 ? await exportSnapshot(snapshotDeps, p.partnerId) : null;
-      logger.info({ partnerId: p.partnerId, delta: delta?.object ?? null, snapshot: snapshot?.object ?? null }, "S3 feed exported");
-    }
-  };
-
-  const producer = createDurableProducer(kafka);
-  await producer.connect();
-  const relay = new OutboxRelay({ pool, producer, logger, lockId: RELAY_LOCK, table: "feed_outbox", partitioned: true });
-  await refreshPolicies();
+  const exportNow = s3Exports({
+    deps: feedExportDeps({ pool, s3, bucket: config.S3_BUCKET, hub, topics, admin, namespace: config.TOPIC_NAMESPACE }),
+    snapshotEvery: config.DISTRIBUTION_SNAPSHOT_EVERY,
+    policies: policies.current,
+    logger,
+  });
+  const producer = await connectedProducer(kafka);
+  const relay = new OutboxRelay({ pool, producer, logger, lockId: DISTRIBUTION_RELAY_LOCK, table: "feed_outbox", partitioned: true });
+  await policies.refresh();
   relay.start();
   const consumer = await startExactlyOnceConsumer({
     kafka,
@@ -152,40 +104,22 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     groupId: consumerGroup,
     topic: topics.canonical,
     logger,
-    handle: async (batch) => {
-      const r = await processCanonicalBatch(deps, batch.topic, batch.partition, batch.messages);
+    applyLock: DISTRIBUTION_APPLY_LOCK,
+    apply: (tx, batch) => distributeBatch(deps, tx, batch),
+    afterCommit: ({ result: r }, batch) => {
       logger.info({ partition: batch.partition, records: r.records, skipped: r.skipped, feedRecords: r.feedRecords }, "canonical batch distributed");
-      return r;
+      relay.notify();
     },
-    afterCommit: () => relay.notify(),
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
     sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
   });
-  const policyTimer = setInterval(() => {
-    refreshPolicies().catch((err: unknown) => logger.error({ err }, "policy refresh failed"));
-  }, config.DISTRIBUTION_POLICY_REFRESH_MS);
-  const exportTimer =
-    config.DISTRIBUTION_EXPORT_INTERVAL_MS > 0
-      ? setInterval(() => {
-          exportNow().catch((err: unknown) => logger.error({ err }, "S3 export failed"));
-        }, config.DISTRIBUTION_EXPORT_INTERVAL_MS)
-      : null;
-  logger.info({ partners: policies.map((p) => p.partnerId) }, "distribution running");
-
-  return {
-    deps,
-    refreshPolicies,
-    exportNow,
-    async stop() {
-      clearInterval(policyTimer);
-      if (exportTimer) clearInterval(exportTimer);
-      await consumer.disconnect();
-      await relay.stop();
-      await producer.disconnect();
-      await admin.disconnect();
-      await pool.end();
-    },
-  };
+  const timers = [
+    schedulePolicyRefresh(policies.refresh, config.DISTRIBUTION_POLICY_REFRESH_MS, logger),
+    scheduleExports(exportNow, config.DISTRIBUTION_EXPORT_INTERVAL_MS, logger),
+  ];
+  logger.info({ partners: policies.current().map((p) => p.partnerId) }, "distribution running");
+  const stop = stopInOrder({ timers, intake: [() => consumer.disconnect()], relay, kafka: [producer, admin], pool });
+  return { deps, refreshPolicies: policies.refresh, exportNow, stop };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

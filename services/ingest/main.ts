@@ -7,11 +7,10 @@ import { z } from "zod";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { servicePrincipal } from "../shared/kafka-access.ts";
-import { createDurableProducer, createKafka, kafkaConnection } from "../shared/kafka.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
-import { onShutdown, runMain } from "../shared/lifecycle.ts";
+import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
-import { SHARED_MIGRATIONS, createPool, migrate } from "../shared/postgres.ts";
+import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
 import { kafkaIntakeSink, pgRequestReplayGuard, pgSubmissionLedger } from "./adapters.ts";
@@ -48,14 +47,12 @@ export interface RunningIngest {
 export async function startIngest(input: IngestConfigInput): Promise<RunningIngest> {
   const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger("ingest", config.LOG_LEVEL);
-  const pool = createPool(config.DATABASE_URL, { max: 8, applicationName: "hashrelay-ingest" });
-  await migrate(pool, [
+  const pool = await openDatabase(config.DATABASE_URL, { max: 8, applicationName: "hashrelay-ingest" }, [
     { namespace: "shared", dir: SHARED_MIGRATIONS },
     { namespace: "ingest", dir: INGEST_MIGRATIONS },
   ]);
-  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? "hashrelay-ingest", logger });
-  const producer = createDurableProducer(kafka);
-  await producer.connect();
+  const kafka = serviceKafka(config, "hashrelay-ingest", logger);
+  const producer = await connectedProducer(kafka);
   const codec = new AvroCodec();
   const keys = new PgKeyRegistry(pool);
   const topics = topicNames(config.TOPIC_NAMESPACE);
@@ -75,8 +72,7 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
     logger,
     metrics,
   });
-  const admin = kafka.admin();
-  await admin.connect();
+  const admin = await connectedAdmin(kafka);
   const app = buildIngestApi({
     intake,
     keys,
@@ -95,16 +91,8 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
   const resumed = await imports.resumePending();
   logger.info({ url, resumedImports: resumed, topics: topics.submitted }, "ingest listening");
 
-  return {
-    url,
-    async stop() {
-      await app.close(); // stops accepting, lets requests in flight finish
-      await imports.stop();
-      await admin.disconnect();
-      await producer.disconnect();
-      await pool.end();
-    },
-  };
+  // Closing the server stops accepting and lets requests in flight finish.
+  return { url, stop: stopInOrder({ intake: [() => app.close(), () => imports.stop()], kafka: [admin, producer], pool }) };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -8,13 +8,11 @@ import { z } from "zod";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { effectiveEnv, loadConfig, commonConfigShape, kafkaConfigShape } from "../shared/config.ts";
 import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
+import type { Kafka } from "kafkajs";
 import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import type { RunningConsumer } from "../shared/exactly-once-consumer.ts";
-import { createKafka, kafkaConnection, waitForTopics } from "../shared/kafka.ts";
-import { onShutdown, runMain } from "../shared/lifecycle.ts";
+import { waitForTopics } from "../shared/kafka.ts";
+import { connectedAdmin, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
-import { createPool, migrate } from "../shared/postgres.ts";
-import type { Pool } from "../shared/postgres.ts";
 import type { Logger } from "../shared/logging.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
@@ -22,6 +20,7 @@ import { applyFeedBatch } from "./applier.ts";
 import type { SinkDeps } from "./applier.ts";
 import { bootstrapFromSnapshot } from "./bootstrap.ts";
 import { buildLookupApi } from "./lookup-api.ts";
+import { watchForResumes } from "./resume-watch.ts";
 import { parseTrustedHubKeys } from "./verifier.ts";
 
 export const SINK_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
@@ -71,39 +70,15 @@ export interface RunningSink {
   stop(): Promise<void>;
 }
 
-/**
- * Every `everyMs`, the held (halted) partitions whose halt an operator has cleared in feed_state
- * are fetched again from their stored offset: a resume needs no restart.
- */
-function watchForResumes(pool: Pool, consumer: RunningConsumer, everyMs: number, logger: Logger): NodeJS.Timeout {
-  let busy = false;
-  const timer = setInterval(() => {
-    const held = consumer.pausedPartitions();
-    if (busy || held.length === 0) return;
-    busy = true;
-    void (async () => {
-      const { rows } = await pool.query<{ partition: number }>("SELECT partition FROM feed_state WHERE partition = ANY($1::int[]) AND halted_reason IS NULL", [held]);
-      for (const { partition } of rows) {
-        await consumer.resumePartition(partition);
-        logger.info({ partition }, "halt cleared by an operator: partition resumed");
-      }
-    })()
-      .catch((err: unknown) => logger.warn({ err }, "could not check halted partitions for a resume; trying again"))
-      .finally(() => {
-        busy = false;
-      });
-  }, everyMs);
-  timer.unref();
-  return timer;
-}
-
 export async function startPartnerSink(input: SinkConfigInput): Promise<RunningSink> {
   const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
   const logger = createLogger("partner-sink", config.LOG_LEVEL).child({ partnerId: config.PARTNER_ID });
-  const pool = createPool(config.PARTNER_DATABASE_URL, { max: 4, applicationName: `hashrelay-sink-${config.PARTNER_ID}` });
-  await migrate(pool, [{ namespace: "partner-sink", dir: SINK_MIGRATIONS }]);
+  const pool = await openDatabase(config.PARTNER_DATABASE_URL, { max: 4, applicationName: `hashrelay-sink-${config.PARTNER_ID}` }, [
+    { namespace: "partner-sink", dir: SINK_MIGRATIONS },
+  ]);
   const keys = parseTrustedHubKeys(config.HUB_PUBLIC_KEYS);
-  const topics = topicNames(config.TOPIC_NAMESPACE);
+  const topic = topicNames(config.TOPIC_NAMESPACE).feed(config.PARTNER_ID);
+  const consumerGroup = sinkConsumerGroup(config.PARTNER_ID, config.TOPIC_NAMESPACE);
   if (config.PARTNER_BOOTSTRAP === "s3" && config.S3_ACCESS_KEY_ID) {
     const boot = await bootstrapFromSnapshot({
       pool,
@@ -112,38 +87,28 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
       prefix: config.TOPIC_NAMESPACE ? `${config.TOPIC_NAMESPACE}/feeds` : "feeds",
       partnerId: config.PARTNER_ID,
       keys,
-      consumerGroup: sinkConsumerGroup(config.PARTNER_ID, config.TOPIC_NAMESPACE),
-      topic: topics.feed(config.PARTNER_ID),
+      consumerGroup,
+      topic,
     });
     if (boot) logger.info(boot, "bootstrapped from snapshot");
   }
-  const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup: sinkConsumerGroup(config.PARTNER_ID, config.TOPIC_NAMESPACE), keys: () => keys, logger };
-  const kafka = createKafka({ ...kafkaConnection(config), clientId: config.KAFKA_CLIENT_ID ?? `partner-sink-${config.PARTNER_ID}`, logger });
-  // The hub creates the feed topic when the partner's policy is first applied; wait for it.
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const exists = (await admin.listTopics()).includes(topics.feed(config.PARTNER_ID));
-    if (!exists) logger.info({ topic: topics.feed(config.PARTNER_ID) }, "waiting for the hub to create this partner's feed topic");
-    await waitForTopics(admin, [topics.feed(config.PARTNER_ID)], 300_000);
-  } finally {
-    await admin.disconnect();
-  }
+  const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup, keys: () => keys, logger };
+  const kafka = serviceKafka(config, `partner-sink-${config.PARTNER_ID}`, logger);
+  await waitForFeedTopic(kafka, topic, logger);
   const consumer = await startExactlyOnceConsumer({
     kafka,
     pool,
-    groupId: deps.consumerGroup,
-    topic: topics.feed(config.PARTNER_ID),
+    groupId: consumerGroup,
+    topic,
     logger,
-    handle: async (batch) => {
-      const r = await applyFeedBatch(deps, batch.topic, batch.partition, batch.messages);
-      if (r.applied || r.refused) logger.info({ partition: batch.partition, ...r }, "feed batch applied");
-      // A halted partition is held at its stored offset (the halting record) and not fetched
-      // again until `hashrelay-sink resume` clears the halt; the poll below notices that.
+    // A halted partition is held at its stored offset (the halting record) and not fetched again
+    // until `hashrelay-sink resume` clears the halt; watchForResumes notices that.
+    apply: (tx, batch) => applyFeedBatch(deps, tx, batch),
+    afterCommit: ({ result: r, nextOffset }, batch) => {
+      if (r.applied || r.refused) logger.info({ partition: batch.partition, ...r, nextOffset }, "feed batch applied");
       if (r.halted && r.refused > 0) {
         logger.warn({ partition: batch.partition }, "partition halted: held until an operator resumes it (hashrelay-sink status)");
       }
-      return { ...r, pause: r.halted };
     },
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
     sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
@@ -151,17 +116,20 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
   const resumePoll = watchForResumes(pool, consumer, config.PARTNER_RESUME_POLL_MS, logger);
   const api = buildLookupApi(pool, logger);
   const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });
-  logger.info({ url, topic: topics.feed(config.PARTNER_ID) }, "partner sink running");
-  return {
-    url,
-    deps,
-    async stop() {
-      clearInterval(resumePoll);
-      await api.close();
-      await consumer.disconnect();
-      await pool.end();
-    },
-  };
+  logger.info({ url, topic }, "partner sink running");
+  return { url, deps, stop: stopInOrder({ timers: [resumePoll], intake: [() => api.close(), () => consumer.disconnect()], pool }) };
+}
+
+/** The hub creates the feed topic when the partner's policy is first applied; waits for it. */
+async function waitForFeedTopic(kafka: Kafka, topic: string, logger: Logger): Promise<void> {
+  const admin = await connectedAdmin(kafka);
+  try {
+    const exists = (await admin.listTopics()).includes(topic);
+    if (!exists) logger.info({ topic }, "waiting for the hub to create this partner's feed topic");
+    await waitForTopics(admin, [topic], 300_000);
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

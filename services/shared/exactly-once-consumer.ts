@@ -1,48 +1,38 @@
 /**
- * A kafkajs consumer whose source of truth for "what was applied" is the service's PostgreSQL
- * (consumer_offsets, written in the same transaction as the state change). On every partition
- * assignment it seeks to the stored offset (the start when there is none); Kafka's committed
- * offset is kept in step afterwards only so that lag shows up in the usual tools.
+ * The kafkajs side of the exactly-once step (exactly-once-step.ts): a consumer whose source of
+ * truth for "what was applied" is the service's PostgreSQL (consumer_offsets, written in the same
+ * transaction as the state change). On every partition assignment it seeks to the stored offset
+ * (the start when there is none); Kafka's committed offset is kept in step afterwards only so that
+ * lag shows up in the usual tools. Each batch goes through applyExactlyOnce; a service gives only
+ * its apply function (and, optionally, work before the transaction and after the commit).
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
+import { applyExactlyOnce, storedOffsets } from "./exactly-once-step.ts";
+import type { ExactlyOnceStep, FetchedMessage, PartitionBatch, Positioned, StepOutcome } from "./exactly-once-step.ts";
 import type { Logger } from "./logging.ts";
-import type { Pool, PoolClient, Queryable } from "./postgres.ts";
+import type { Pool, Queryable } from "./postgres.ts";
 
-export interface PartitionBatch {
-  readonly topic: string;
-  readonly partition: number;
-  readonly messages: readonly { offset: string; key: Buffer | null; value: Buffer | null }[];
-}
-
-export interface ExactlyOnceConsumerOptions {
+export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends ExactlyOnceStep<T, R> {
   readonly kafka: Kafka;
   readonly pool: Pool;
   readonly groupId: string;
   readonly topic: string;
   readonly logger: Logger;
   /**
-   * Applies a batch in one transaction that also stores the next offset; returns it. `pause: true`
-   * holds the partition: nothing of the batch counts as consumed in memory and the partition is not
-   * fetched again until `resumePartition`, which starts it from its stored offset.
+   * Work before the transaction, holding no lock (dedup checks signatures here): turns the fetched
+   * messages into what `apply` takes. Without it `apply` takes the fetched messages as they are.
    */
-  readonly handle: (batch: PartitionBatch) => Promise<{ nextOffset: string | null; pause?: boolean }>;
-  readonly afterCommit?: () => void;
+  readonly prepare?: (batch: PartitionBatch) => Promise<readonly T[]>;
+  /** After each batch's COMMIT (and its Kafka offset commit): logging, waking an outbox relay. */
+  readonly afterCommit?: (outcome: StepOutcome<R>, batch: { readonly topic: string; readonly partition: number }) => void;
   readonly maxBytesPerPartition?: number;
   readonly sessionTimeoutMs?: number;
-}
-
-async function storedOffsets(pool: Pool, group: string, topic: string): Promise<Map<number, number>> {
-  const { rows } = await pool.query<{ partition: number; next_offset: number }>(
-    "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2",
-    [group, topic],
-  );
-  return new Map(rows.map((r) => [r.partition, r.next_offset]));
 }
 
 /** A running consumer; `disconnect` waits for the batch in hand to commit or roll back. */
 export interface RunningConsumer {
   disconnect(): Promise<void>;
-  /** Partitions held by a `pause` result of the handler (on the current kafkajs consumer). */
+  /** Partitions held by a `hold` result of the apply function (on the current kafkajs consumer). */
   pausedPartitions(): number[];
   /** Fetches a held partition again, from the offset stored in PostgreSQL. */
   resumePartition(partition: number): Promise<void>;
@@ -54,7 +44,9 @@ export interface RunningConsumer {
  * consumes nothing. Such a crash is logged and a fresh consumer starts after a pause; it resumes
  * from the stored offsets like any other.
  */
-export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): Promise<RunningConsumer> {
+export async function startExactlyOnceConsumer<T extends Positioned = FetchedMessage, R = unknown>(
+  o: ExactlyOnceConsumerOptions<T, R>,
+): Promise<RunningConsumer> {
   let current: Consumer | null = null;
   let stopped = false;
   let restartTimer: NodeJS.Timeout | null = null;
@@ -103,7 +95,7 @@ export async function startExactlyOnceConsumer(o: ExactlyOnceConsumerOptions): P
   };
 }
 
-async function runConsumer(o: ExactlyOnceConsumerOptions, held: Set<number>): Promise<Consumer> {
+async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOptions<T, R>, held: Set<number>): Promise<Consumer> {
   const consumer = o.kafka.consumer({
     groupId: o.groupId,
     sessionTimeout: o.sessionTimeoutMs ?? 30_000,
@@ -140,8 +132,11 @@ async function runConsumer(o: ExactlyOnceConsumerOptions, held: Set<number>): Pr
       // stored offsets could not be read, throwing makes kafkajs restart the consumer and rejoin.
       await positioned;
       if (isStale()) return;
-      const result = await o.handle({ topic: batch.topic, partition: batch.partition, messages: batch.messages });
-      if (result.pause) {
+      const fetched: PartitionBatch = { topic: batch.topic, partition: batch.partition, messages: batch.messages };
+      // Without `prepare`, T is FetchedMessage (the type parameter's default).
+      const messages = o.prepare ? await o.prepare(fetched) : (fetched.messages as readonly Positioned[] as readonly T[]);
+      const outcome = await applyExactlyOnce(o.pool, o.groupId, { ...fetched, messages }, o);
+      if (outcome.hold) {
         // Held: leave the batch unresolved and stop fetching the partition, so that it is read
         // again from its stored offset once resumed (not from wherever the fetch had got to).
         consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
@@ -150,37 +145,16 @@ async function runConsumer(o: ExactlyOnceConsumerOptions, held: Set<number>): Pr
         const last = batch.messages[batch.messages.length - 1];
         if (last) resolveOffset(last.offset);
       }
-      if (result.nextOffset !== null) {
+      if (outcome.nextOffset !== null) {
         await consumer
-          .commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: result.nextOffset }])
+          .commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: outcome.nextOffset }])
           .catch((err: unknown) => o.logger.warn({ err }, "Kafka offset commit failed (PostgreSQL holds the truth)"));
       }
-      o.afterCommit?.();
+      o.afterCommit?.(outcome, fetched);
       await heartbeat();
     },
   });
   return consumer;
-}
-
-/**
- * Inside the caller's transaction: the stored next offset of a partition, row-locked so a
- * second instance that still believes it owns the partition waits instead of applying twice.
- */
-export async function lockStoredOffset(client: PoolClient, group: string, topic: string, partition: number): Promise<number> {
-  await client.query(
-    "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-    [group, topic, partition],
-  );
-  const { rows } = await client.query<{ next_offset: number }>(
-    "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-    [group, topic, partition],
-  );
-  return Number((rows[0] as { next_offset: number }).next_offset);
-}
-
-/** Inside the same transaction: where the next batch starts. */
-export async function storeNextOffset(client: PoolClient, group: string, topic: string, partition: number, next: number): Promise<void> {
-  await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [group, topic, partition, next]);
 }
 
 /** True once the group's stored offsets reach the end of every partition of the topic (no lag). */

@@ -3,6 +3,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { MIGRATION_LOCK } from "./advisory-locks.ts";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -53,7 +54,7 @@ export async function migrate(pool: pg.Pool, sets: { namespace: string; dir: str
   const applied: string[] = [];
   const client = await pool.connect();
   try {
-    await client.query("SELECT pg_advisory_lock(7431001)");
+    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
     await client.query(
       `CREATE TABLE IF NOT EXISTS schema_migrations (
          namespace text NOT NULL, version text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
@@ -81,7 +82,7 @@ export async function migrate(pool: pg.Pool, sets: { namespace: string; dir: str
       }
     }
   } finally {
-    await client.query("SELECT pg_advisory_unlock(7431001)").catch(() => undefined);
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
     client.release();
   }
   return applied;

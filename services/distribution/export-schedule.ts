@@ -1,0 +1,69 @@
+/**
+ * S3 delivery on a schedule: every round, each partner with S3 delivery gets a delta of the feed
+ * records issued since its last one, and on the first round and every Nth after it
+ * (DISTRIBUTION_SNAPSHOT_EVERY) a full snapshot. Snapshots of Kafka-delivered feeds name the topic
+ * offsets they cover (exports.ts), read from the broker through the admin client.
+ */
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Admin } from "kafkajs";
+import type { Logger } from "../shared/logging.ts";
+import type { Pool } from "../shared/postgres.ts";
+import type { TopicNames } from "../shared/topics.ts";
+import { exportDelta, exportSnapshot } from "./exports.ts";
+import type { ExportDeps } from "./exports.ts";
+import type { HubSigner } from "./feed-writer.ts";
+import type { PartnerPolicy } from "./policy.ts";
+
+/** Where and how distribution writes S3 feeds: under "[<namespace>/]feeds/<partner>/". */
+export function feedExportDeps(o: {
+  pool: Pool;
+  s3: S3Client;
+  bucket: string;
+  hub: HubSigner;
+  namespace: string;
+  topics: TopicNames;
+  admin: Admin;
+}): ExportDeps {
+  return {
+    pool: o.pool,
+    s3: o.s3,
+    bucket: o.bucket,
+    hub: o.hub,
+    prefix: o.namespace ? `${o.namespace}/feeds` : "feeds",
+    feedOffsets: {
+      topic: (partnerId: string) => o.topics.feed(partnerId),
+      highWatermarks: async (topic: string) =>
+        Object.fromEntries((await o.admin.fetchTopicOffsets(topic)).map((x) => [String(x.partition), x.high])),
+    },
+  };
+}
+
+export type ExportNow = (options?: { snapshots?: boolean }) => Promise<void>;
+
+/** One export round over the current policies; `snapshots: true` takes a snapshot whatever the round. */
+export function s3Exports(o: {
+  deps: ExportDeps;
+  snapshotEvery: number;
+  policies: () => readonly PartnerPolicy[];
+  logger: Logger;
+}): ExportNow {
+  let round = 0;
+  return async (options = {}) => {
+    round++;
+    for (const p of o.policies().filter((x) => x.delivery !== "kafka")) {
+      const delta = await exportDelta(o.deps, p.partnerId);
+      // An S3-only partner has no topic whose offsets a snapshot could name.
+      const snapshotDeps = p.delivery === "s3" ? { ...o.deps, feedOffsets: undefined } : o.deps;
+      const snapshot = options.snapshots || (round - 1) % o.snapshotEvery === 0 ? await exportSnapshot(snapshotDeps, p.partnerId) : null;
+      o.logger.info({ partnerId: p.partnerId, delta: delta?.object ?? null, snapshot: snapshot?.object ?? null }, "S3 feed exported");
+    }
+  };
+}
+
+/** Runs a round every `everyMs` (DISTRIBUTION_EXPORT_INTERVAL_MS); 0 schedules nothing (null). */
+export function scheduleExports(exportNow: ExportNow, everyMs: number, logger: Logger): NodeJS.Timeout | null {
+  if (everyMs <= 0) return null;
+  return setInterval(() => {
+    exportNow().catch((err: unknown) => logger.error({ err }, "S3 export failed"));
+  }, everyMs);
+}

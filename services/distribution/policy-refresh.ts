@@ -1,0 +1,82 @@
+/**
+ * The partner policies distribution acts on, kept current: each refresh re-reads them, provisions
+ * the feed topics of Kafka-delivered partners, and reconciles every partner's feed whose policy
+ * version is not the one last applied to it. A suspended partner drops out of the policies at once,
+ * so nothing more is planned or exported for it.
+ */
+import type { Admin } from "kafkajs";
+import { ConfigError } from "../shared/errors.ts";
+import { provisionTopics } from "../shared/kafka.ts";
+import type { Logger } from "../shared/logging.ts";
+import type { Queryable } from "../shared/postgres.ts";
+import { LOCAL_TOPIC_PLAN, defaultMinInsyncReplicas, feedTopicSpec } from "../shared/topics.ts";
+import type { TopicNames, TopicPlanOptions } from "../shared/topics.ts";
+import type { PartnerPolicy } from "./policy.ts";
+import { loadPolicies } from "./policy-store.ts";
+import { appliedPolicyVersions } from "./store.ts";
+
+/**
+ * Feed topics' replication: min.insync.replicas defaults to defaultMinInsyncReplicas and may not
+ * exceed the replication factor (the broker would refuse every write to such a topic).
+ */
+export function feedTopicPlan(replicationFactor: number, minInsyncReplicas: number | undefined): TopicPlanOptions {
+  const minInsync = minInsyncReplicas ?? defaultMinInsyncReplicas(replicationFactor);
+  if (minInsync > replicationFactor) {
+    throw new ConfigError(`DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS ${minInsync} exceeds DISTRIBUTION_FEED_REPLICATION ${replicationFactor}`);
+  }
+  return { ...LOCAL_TOPIC_PLAN, replicationFactor, minInsyncReplicas: minInsync };
+}
+
+export interface PolicyRefreshOptions {
+  readonly db: Queryable;
+  readonly admin: Admin;
+  readonly topics: TopicNames;
+  /** Replication of feed topics; each partner's policy gives its partition count. */
+  readonly feedTopicPlan: TopicPlanOptions;
+  readonly logger: Logger;
+  /** Brings one partner's feed in line with its policy (processor.ts reconcilePartner); returns the records issued. */
+  readonly reconcile: (policy: PartnerPolicy) => Promise<number>;
+  /** After a partner's feed was reconciled: its records are in the outbox. */
+  readonly onReconciled: () => void;
+}
+
+export interface PolicyRefresh {
+  /** The policies of the last refresh (none before the first). */
+  current(): readonly PartnerPolicy[];
+  refresh(): Promise<void>;
+}
+
+export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
+  let policies: PartnerPolicy[] = [];
+  return {
+    current: () => policies,
+    async refresh() {
+      const loaded = await loadPolicies(o.db);
+      const applied = await appliedPolicyVersions(o.db);
+      const kafkaPartners = loaded.filter((p) => p.delivery !== "s3");
+      if (kafkaPartners.length) {
+        await provisionTopics(
+          o.admin,
+          kafkaPartners.map((p) => feedTopicSpec(p.partnerId, { ...o.feedTopicPlan, partitions: p.feedPartitions }, o.topics)),
+        );
+      }
+      for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
+        o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
+      }
+      policies = loaded;
+      for (const p of loaded) {
+        if (applied.get(p.partnerId) === p.version) continue;
+        const issued = await o.reconcile(p);
+        o.logger.info({ partnerId: p.partnerId, version: p.version, issued }, "partner feed reconciled with its policy");
+        o.onReconciled();
+      }
+    },
+  };
+}
+
+/** Refreshes every `everyMs` (DISTRIBUTION_POLICY_REFRESH_MS); a failed refresh is logged and tried again next time. */
+export function schedulePolicyRefresh(refresh: () => Promise<void>, everyMs: number, logger: Logger): NodeJS.Timeout {
+  return setInterval(() => {
+    refresh().catch((err: unknown) => logger.error({ err }, "policy refresh failed"));
+  }, everyMs);
+}
