@@ -329,7 +329,7 @@ start_kafka() {
   # setsid: own session, so the broker outlives this shell and its terminal; `down` kills it by pid.
   # shellcheck disable=SC2046
   setsid nohup java $(kafka_jvm_opts) -cp "$LIB/kafka/*" "$KAFKA_MAIN" "$KAFKA_DIR/server.properties" \
-    >>"$KAFKA_OUT" 2>&1 </dev/null &
+    >>"$KAFKA_OUT" 2>&1 </dev/null 8>&- &
   echo $! >"$KAFKA_PIDFILE"
   started kafka
 }
@@ -403,7 +403,7 @@ EOF
   echo "==== $(date -Is) start" >>"$S3_LOG"
   # C1-only JIT and the serial GC: quicker start on a small machine; plenty for a local S3
   setsid nohup java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlogback.configurationFile="$INFRA/s3/logback.xml" \
-    -cp "$LIB/s3/*" "$S3_MAIN" --properties "$S3_DIR/s3proxy.properties" >>"$S3_LOG" 2>&1 </dev/null &
+    -cp "$LIB/s3/*" "$S3_MAIN" --properties "$S3_DIR/s3proxy.properties" >>"$S3_LOG" 2>&1 </dev/null 8>&- &
   echo $! >"$S3_PIDFILE"
   started s3
 }
@@ -498,7 +498,7 @@ start_pg() {
   local as=()
   is_root && as=(runuser -u postgres --)
   setsid -w "${as[@]}" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$START_TIMEOUT" \
-    -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST" start </dev/null >/dev/null 2>&1 ||
+    -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST" start </dev/null >/dev/null 2>&1 8>&- ||
     { log_tail "$PG_LOG"; die "PostgreSQL did not start; see $PG_LOG"; }
   started pg
 }
@@ -725,6 +725,8 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 # Commands that start, stop or set up the stack take turns: a second `make up`/`make test` started
 # alongside waits here instead of racing the first through TLS files, formatting or a start. The
 # lock lives in lib/, which `clean` keeps, so it outlasts a clean run by another caller.
+# Every process the stack starts is given no fd 8 (`8>&-`): one that inherited it would hold the
+# lock for as long as it runs.
 hold_stack_lock() {
   mkdir -p "$LIB"
   exec 8>"$LIB/.stack.lock"
