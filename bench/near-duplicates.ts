@@ -100,13 +100,33 @@ interface SizeResult {
   speedup: number;
 }
 
-function runSize(n: number, args: Args): SizeResult {
-  const rng = createRng(args.seed * 1_000_003 + n);
-  log(`\n== ${n.toLocaleString("en-GB")} entries: generating seeded random hashes`);
-  const words = randomPdqWords(rng, n);
-  const ids = new Uint32Array(n);
-  for (let i = 0; i < n; i++) ids[i] = i;
+type Rng = () => number;
 
+interface BuiltIndex {
+  index: PdqIndex;
+  buildMs: number;
+  hexFormattingMs: number;
+  rebuildMs: number;
+}
+
+interface QueryTimes {
+  times: Float64Array;
+  answers: PdqMatch[][];
+  matches: number;
+  loopMs: number;
+  cpu: NodeJS.CpuUsage;
+  loadAverage1m: number;
+}
+
+interface BruteForceTimes {
+  bruteN: number;
+  bruteMs: number;
+  bruteCpu: NodeJS.CpuUsage;
+  agrees: boolean;
+}
+
+/** Builds the index with addBulk() from hex strings and times a rebuild, with the hex formatting timed on its own. */
+function buildIndex(words: Uint32Array, n: number): BuiltIndex {
   // What the generator itself costs (formatting hex strings), to separate it from indexing.
   let t0 = process.hrtime.bigint();
   let chars = 0;
@@ -122,13 +142,14 @@ function runSize(n: number, args: Args): SizeResult {
   t0 = process.hrtime.bigint();
   index.compact();
   const rebuildMs = ms(t0);
-  const stats = index.stats();
-  log(`   built in ${(buildMs / 1000).toFixed(2)} s (of which ~${(hexFormattingMs / 1000).toFixed(2)} s formatting hex); rebuild ${(rebuildMs / 1000).toFixed(2)} s; layout ${layoutText(stats.main)}`);
+  return { index, buildMs, hexFormattingMs, rebuildMs };
+}
 
-  // Queries: even ones near a known entry (0..31 bits flipped), odd ones fresh random hashes.
+/** Even queries are near a known entry (0..31 bits flipped; `planted` holds its id), odd ones fresh random hashes (-1). */
+function plantQueries(rng: Rng, words: Uint32Array, n: number, count: number): { queries: string[]; planted: number[] } {
   const queries: string[] = [];
   const planted: number[] = [];
-  for (let i = 0; i < args.queries; i++) {
+  for (let i = 0; i < count; i++) {
     if (i % 2 === 0) {
       const target = randomInt(rng, n);
       queries.push(pdqNeighbour(rng, pdqWordsToHex(words, target * 8), randomInt(rng, PDQ_MAX_DISTANCE + 1)));
@@ -138,11 +159,18 @@ function runSize(n: number, args: Args): SizeResult {
       planted.push(-1);
     }
   }
-  // Warm up the JIT on other queries (near and random, so every code path is compiled).
+  return { queries, planted };
+}
+
+/** Warm up the JIT on other queries (near and random, so every code path is compiled). */
+function warmUp(index: PdqIndex, rng: Rng, words: Uint32Array, n: number): void {
   for (let i = 0; i < 1000; i++) {
     const hex = randomPdqHex(rng);
     index.query(i % 2 === 0 ? hex : pdqNeighbour(rng, pdqWordsToHex(words, randomInt(rng, n) * 8), randomInt(rng, 32)));
   }
+}
+
+function timeQueries(index: PdqIndex, queries: string[]): QueryTimes {
   (globalThis as { gc?: () => void }).gc?.();
   const loadBefore = loadavg()[0]!;
 
@@ -161,20 +189,33 @@ function runSize(n: number, args: Args): SizeResult {
   const loopMs = ms(loop0);
   const cpu = process.cpuUsage(cpu0);
   const loadAverage1m = Math.max(loadBefore, loadavg()[0]!);
+  return { times, answers, matches, loopMs, cpu, loadAverage1m };
+}
+
+/** Every planted neighbour must be among its query's answers. */
+function checkPlanted(answers: PdqMatch[][], planted: number[]): { found: number; plantedCount: number } {
   let found = 0;
   let plantedCount = 0;
-  for (let i = 0; i < queries.length; i++) {
+  for (let i = 0; i < answers.length; i++) {
     if (planted[i]! < 0) continue;
     plantedCount++;
     if (answers[i]!.some((m) => m.id === planted[i])) found++;
   }
   if (found !== plantedCount) throw new Error(`index missed ${plantedCount - found} planted neighbours`);
-  const sorted = times.slice().sort();
-  const meanUs = times.reduce((a, b) => a + b, 0) / times.length;
+  return { found, plantedCount };
+}
 
-  log(`   brute force on ${Math.min(args.bruteQueries, queries.length)} queries...`);
+/** Brute force answers the first `bruteQueries` queries; its answers must equal the index's. */
+function timeBruteForce(
+  ids: Uint32Array,
+  words: Uint32Array,
+  queries: string[],
+  answers: PdqMatch[][],
+  bruteQueries: number,
+): BruteForceTimes {
+  log(`   brute force on ${Math.min(bruteQueries, queries.length)} queries...`);
   const packed = { ids, words };
-  const bruteN = Math.min(args.bruteQueries, queries.length);
+  const bruteN = Math.min(bruteQueries, queries.length);
   let agrees = true;
   const bruteCpu0 = process.cpuUsage();
   const b0 = process.hrtime.bigint();
@@ -185,6 +226,29 @@ function runSize(n: number, args: Args): SizeResult {
   const bruteMs = ms(b0);
   const bruteCpu = process.cpuUsage(bruteCpu0);
   if (!agrees) throw new Error("index and brute force disagree");
+  return { bruteN, bruteMs, bruteCpu, agrees };
+}
+
+function runSize(n: number, args: Args): SizeResult {
+  const rng = createRng(args.seed * 1_000_003 + n);
+  log(`\n== ${n.toLocaleString("en-GB")} entries: generating seeded random hashes`);
+  const words = randomPdqWords(rng, n);
+  const ids = new Uint32Array(n);
+  for (let i = 0; i < n; i++) ids[i] = i;
+
+  const { index, buildMs, hexFormattingMs, rebuildMs } = buildIndex(words, n);
+  const stats = index.stats();
+  log(
+    `   built in ${(buildMs / 1000).toFixed(2)} s (of which ~${(hexFormattingMs / 1000).toFixed(2)} s formatting hex); rebuild ${(rebuildMs / 1000).toFixed(2)} s; layout ${layoutText(stats.main)}`,
+  );
+
+  const { queries, planted } = plantQueries(rng, words, n, args.queries);
+  warmUp(index, rng, words, n);
+  const { times, answers, matches, loopMs, cpu, loadAverage1m } = timeQueries(index, queries);
+  const { found, plantedCount } = checkPlanted(answers, planted);
+  const sorted = times.slice().sort();
+  const meanUs = times.reduce((a, b) => a + b, 0) / times.length;
+  const { bruteN, bruteMs, bruteCpu, agrees } = timeBruteForce(ids, words, queries, answers, args.bruteQueries);
 
   const qps = queries.length / (loopMs / 1000);
   const bruteQps = bruteN / (bruteMs / 1000);
@@ -256,7 +320,9 @@ function main(): void {
   const results: SizeResult[] = [];
   for (const n of args.sizes) results.push(runSize(n, args));
   const out = table(results);
-  process.stdout.write(`\nPDQ near-duplicate index (distance <= ${PDQ_MAX_DISTANCE}), ${args.queries} queries per size, brute force on ${args.bruteQueries}\n${out}\n`);
+  process.stdout.write(
+    `\nPDQ near-duplicate index (distance <= ${PDQ_MAX_DISTANCE}), ${args.queries} queries per size, brute force on ${args.bruteQueries}\n${out}\n`,
+  );
   process.stdout.write(
     "build = addBulk from hex strings, including the benchmark's own hex formatting (JSON: hexFormattingMs); rebuild = compact() alone.\n" +
       `q/s, p50, p99 and brute q/s are wall-clock; cpu us/q is process CPU time per query (steadier on a shared machine); load = 1-minute load average on ${cpus().length} CPUs.\n`,

@@ -15,13 +15,15 @@
  */
 import { readFileSync, existsSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
-import type { Consumer, KafkaMessage, LogEntry } from "kafkajs";
+import type { Consumer, KafkaMessage, LogEntry, Producer } from "kafkajs";
 
 function brokersFromEnv(): string[] {
   let value = process.env.KAFKA_BROKERS;
   const envFile = new URL("../.stack/env", import.meta.url);
   if (!value && existsSync(envFile)) {
-    const line = readFileSync(envFile, "utf8").split("\n").find((l) => l.startsWith("KAFKA_BROKERS="));
+    const line = readFileSync(envFile, "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("KAFKA_BROKERS="));
     value = line?.slice("KAFKA_BROKERS=".length);
   }
   return (value || "127.0.0.1:19092").split(",").map((b) => b.trim());
@@ -73,49 +75,21 @@ async function waitFor(label: string, cond: () => boolean, timeoutMs = 30000): P
 }
 
 type Seen = { member: string; partition: number; offset: string; value: string };
+type Admin = ReturnType<typeof kafka.admin>;
+type Send = (from: number, count: number) => Promise<void>;
 
-async function main(): Promise<void> {
-  step(`brokers ${brokers.join(",")}, topic ${topic}`);
-  const admin = kafka.admin();
-  await admin.connect();
-  const cluster = await admin.describeCluster();
-  step(`cluster ${cluster.clusterId}: ${cluster.brokers.length} broker(s), controller ${cluster.controller}`);
+/** The members of the probe's consumer groups, what each was assigned and every record delivered to them. */
+interface Members {
+  readonly seen: Seen[];
+  readonly assignments: Map<string, number[]>;
+  join(member: string, group?: string): Promise<Consumer>;
+  unique(): number;
+}
 
-  // 1. topics
-  const created = await admin.createTopics({
-    waitForLeaders: true,
-    topics: [
-      { topic, numPartitions: PARTITIONS, replicationFactor: 1 },
-      { topic: txnTopic, numPartitions: 1, replicationFactor: 1 },
-    ],
-  });
-  if (!created) fail("createTopics returned false (topic already existed?)");
-  const topics = await admin.listTopics();
-  if (!topics.includes(topic) || !topics.includes(txnTopic)) fail("created topics missing from listTopics");
-  const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-  const partitionCount = meta.topics[0]?.partitions.length ?? 0;
-  if (partitionCount !== PARTITIONS) fail(`expected ${PARTITIONS} partitions, metadata shows ${partitionCount}`);
-  step(`created ${topic} (${PARTITIONS} partitions) and ${txnTopic}`);
-
-  // 2. idempotent producer
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
-  const send = async (from: number, count: number): Promise<void> => {
-    const messages = Array.from({ length: count }, (_, i) => ({
-      key: `k${(from + i) % 16}`,
-      value: `m${from + i}`,
-      headers: { probe: "1" },
-    }));
-    const res = await producer.send({ topic, acks: -1, messages });
-    for (const r of res) if (r.errorCode !== 0) fail(`produce error code ${r.errorCode} on partition ${r.partition}`);
-  };
-  await send(0, 100);
-  step("idempotent producer sent 100 records (acks -1, maxInFlightRequests 1)");
-
-  // 3. two consumers in one group
+function groupMembers(): Members {
   const seen: Seen[] = [];
   const assignments = new Map<string, number[]>();
-  const makeMember = async (member: string, group = groupId): Promise<Consumer> => {
+  const join = async (member: string, group = groupId): Promise<Consumer> => {
     // kafkajs heartbeats between fetches, so a short fetch wait makes rebalances quick
     const consumer = kafka.consumer({
       groupId: group,
@@ -139,19 +113,60 @@ async function main(): Promise<void> {
     return consumer;
   };
   const unique = (): number => new Set(seen.map((s) => `${s.partition}:${s.offset}`)).size;
+  return { seen, assignments, join, unique };
+}
 
-  const a = await makeMember("consumer-A");
+/** 1. admin: create the probe topics and check that listTopics and the metadata show them. */
+async function createTopics(admin: Admin): Promise<void> {
+  const created = await admin.createTopics({
+    waitForLeaders: true,
+    topics: [
+      { topic, numPartitions: PARTITIONS, replicationFactor: 1 },
+      { topic: txnTopic, numPartitions: 1, replicationFactor: 1 },
+    ],
+  });
+  if (!created) fail("createTopics returned false (topic already existed?)");
+  const topics = await admin.listTopics();
+  if (!topics.includes(topic) || !topics.includes(txnTopic)) fail("created topics missing from listTopics");
+  const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+  const partitionCount = meta.topics[0]?.partitions.length ?? 0;
+  if (partitionCount !== PARTITIONS) fail(`expected ${PARTITIONS} partitions, metadata shows ${partitionCount}`);
+  step(`created ${topic} (${PARTITIONS} partitions) and ${txnTopic}`);
+}
+
+/** 2. an idempotent producer; the returned send writes keyed records m<from>..m<from+count-1>. */
+async function idempotentProducer(): Promise<{ producer: Producer; send: Send }> {
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const send = async (from: number, count: number): Promise<void> => {
+    const messages = Array.from({ length: count }, (_, i) => ({
+      key: `k${(from + i) % 16}`,
+      value: `m${from + i}`,
+      headers: { probe: "1" },
+    }));
+    const res = await producer.send({ topic, acks: -1, messages });
+    for (const r of res) if (r.errorCode !== 0) fail(`produce error code ${r.errorCode} on partition ${r.partition}`);
+  };
+  return { producer, send };
+}
+
+/** 3. two consumers share the partitions after a rebalance, consume everything and commit the log end offsets. */
+async function consumeInOneGroup(admin: Admin, members: Members, send: Send): Promise<void> {
+  const { seen, assignments } = members;
+  const a = await members.join("consumer-A");
   await waitFor("consumer-A to receive records", () => seen.length > 0);
-  const b = await makeMember("consumer-B");
+  const b = await members.join("consumer-B");
   await waitFor(
     "both members to hold partitions after the rebalance",
-    () => (assignments.get("consumer-A")?.length ?? 0) > 0 && (assignments.get("consumer-B")?.length ?? 0) > 0 &&
+    () =>
+      (assignments.get("consumer-A")?.length ?? 0) > 0 &&
+      (assignments.get("consumer-B")?.length ?? 0) > 0 &&
       (assignments.get("consumer-A")?.length ?? 0) + (assignments.get("consumer-B")?.length ?? 0) === PARTITIONS,
   );
   const before = seen.length;
   await send(100, 100);
   step("sent 100 more records after the rebalance");
-  await waitFor("all 200 records to be consumed", () => unique() >= 200);
+  await waitFor("all 200 records to be consumed", () => members.unique() >= 200);
   const late = seen.slice(before);
   const lateA = late.filter((s) => s.member === "consumer-A").length;
   const lateB = late.filter((s) => s.member === "consumer-B").length;
@@ -167,23 +182,29 @@ async function main(): Promise<void> {
     if (!c || c.offset !== end.high) fail(`partition ${end.partition}: committed ${c?.offset} != log end ${end.high}`);
   }
   step(`committed offsets equal the log end offsets: ${ends.map((e) => `${e.partition}:${e.high}`).join(" ")}`);
+}
 
-  // 4. a new member resumes from the committed offsets
+/** 4. a new member of the group resumes from the committed offsets and sees only new records. */
+async function resumeFromCommitted(members: Members, send: Send): Promise<void> {
+  const { seen, assignments } = members;
   const resumedFrom = seen.length;
-  const c = await makeMember("consumer-C");
+  const c = await members.join("consumer-C");
   await waitFor("consumer-C to be assigned all partitions", () => (assignments.get("consumer-C")?.length ?? 0) === PARTITIONS);
   await send(200, 4);
   await waitFor("consumer-C to receive the 4 new records", () => seen.length - resumedFrom >= 4);
   await new Promise((r) => setTimeout(r, 1000));
-  const resumed = seen.slice(resumedFrom).map((s) => s.value).sort();
+  const resumed = seen
+    .slice(resumedFrom)
+    .map((s) => s.value)
+    .sort();
   if (resumed.join() !== ["m200", "m201", "m202", "m203"].join()) {
     fail(`consumer-C should see only m200..m203 after the commit, saw ${resumed.length}: ${resumed.slice(0, 8).join(",")}`);
   }
   await c.disconnect();
-  await producer.disconnect();
-  step("consumer-C resumed at the committed offsets (saw only the 4 new records)");
+}
 
-  // 5. transactions (read_committed consumer sees committed records only)
+/** 5. transactions: a read_committed consumer sees the committed transaction and not the aborted one. */
+async function checkTransactions(): Promise<void> {
   const txProducer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, transactionalId: `probe-tx-${run}` });
   await txProducer.connect();
   const t1 = await txProducer.transaction();
@@ -203,10 +224,10 @@ async function main(): Promise<void> {
   await tc.disconnect();
   if (txnSeen.join() !== "c1,c2,c3") fail(`read_committed consumer saw ${txnSeen.join()} (want c1,c2,c3)`);
   step("transactional producer: committed c1..c3 visible, aborted a1,a2 hidden");
+}
 
-  // 6. what topic provisioning uses: a compacted topic, describe/alter its configs, more partitions,
-  //    offsets by timestamp, and a transaction that also commits a group's offsets (sendOffsets)
-  const compacted = `probe.kafkajs.compacted.${run}`;
+/** 6a. what topic provisioning uses: a compacted topic, describe/alter its configs, more partitions, offsets by timestamp. */
+async function checkTopicProvisioning(admin: Admin, compacted: string): Promise<void> {
   await admin.createTopics({
     waitForLeaders: true,
     topics: [{ topic: compacted, numPartitions: 1, replicationFactor: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }] }],
@@ -217,14 +238,29 @@ async function main(): Promise<void> {
   if (policy !== "compact") fail(`describeConfigs: cleanup.policy is ${policy}, want compact`);
   await admin.alterConfigs({
     validateOnly: false,
-    resources: [{ ...resource, configEntries: [{ name: "cleanup.policy", value: "compact" }, { name: "min.compaction.lag.ms", value: "1000" }] }],
+    resources: [
+      {
+        ...resource,
+        configEntries: [
+          { name: "cleanup.policy", value: "compact" },
+          { name: "min.compaction.lag.ms", value: "1000" },
+        ],
+      },
+    ],
   });
-  const cfg2 = await admin.describeConfigs({ resources: [{ ...resource, configNames: ["min.compaction.lag.ms"] }], includeSynonyms: false });
+  const cfg2 = await admin.describeConfigs({
+    resources: [{ ...resource, configNames: ["min.compaction.lag.ms"] }],
+    includeSynonyms: false,
+  });
   const lag = cfg2.resources[0]?.configEntries.find((e) => e.configName === "min.compaction.lag.ms")?.configValue;
   if (lag !== "1000") fail(`alterConfigs: min.compaction.lag.ms is ${lag}, want 1000`);
   await admin.createPartitions({ topicPartitions: [{ topic: compacted, count: 2 }] });
   const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, started);
   if (byTime.length !== PARTITIONS) fail(`fetchTopicOffsetsByTimestamp returned ${byTime.length} partitions`);
+}
+
+/** 6b. a transaction that also commits a group's offsets (sendOffsets), visible once the commit markers are written. */
+async function checkTransactionalOffsets(admin: Admin, compacted: string): Promise<void> {
   const eos = kafka.producer({ idempotent: true, maxInFlightRequests: 1, transactionalId: `probe-eos-${run}` });
   await eos.connect();
   const t3 = await eos.transaction();
@@ -241,14 +277,43 @@ async function main(): Promise<void> {
     if (eosOffset !== "1") await new Promise((r) => setTimeout(r, 200));
   }
   if (eosOffset !== "1") fail(`sendOffsets: group ${eosGroupId} has committed offset ${eosOffset}, want 1`);
-  step("compacted topic, describeConfigs, alterConfigs, createPartitions, offsets by time, txn sendOffsets: ok");
+}
 
-  // 7. clean up
+/** 7. admin: delete the probe's groups and topics. */
+async function cleanUp(admin: Admin, compacted: string): Promise<void> {
   await admin.deleteGroups([groupId, txnGroupId, eosGroupId]);
   await admin.deleteTopics({ topics: [topic, txnTopic, compacted] });
   await admin.disconnect();
   // kafkajs logs rebalances and coordinator retries at ERROR level; they are expected here
   step(`deleted the probe groups and topics (kafkajs logged ${kafkaLogErrors.length} retried error(s))`);
+}
+
+async function main(): Promise<void> {
+  step(`brokers ${brokers.join(",")}, topic ${topic}`);
+  const admin = kafka.admin();
+  await admin.connect();
+  const cluster = await admin.describeCluster();
+  step(`cluster ${cluster.clusterId}: ${cluster.brokers.length} broker(s), controller ${cluster.controller}`);
+
+  await createTopics(admin);
+  const { producer, send } = await idempotentProducer();
+  await send(0, 100);
+  step("idempotent producer sent 100 records (acks -1, maxInFlightRequests 1)");
+
+  const members = groupMembers();
+  await consumeInOneGroup(admin, members, send);
+  await resumeFromCommitted(members, send);
+  await producer.disconnect();
+  step("consumer-C resumed at the committed offsets (saw only the 4 new records)");
+
+  await checkTransactions();
+
+  const compacted = `probe.kafkajs.compacted.${run}`;
+  await checkTopicProvisioning(admin, compacted);
+  await checkTransactionalOffsets(admin, compacted);
+  step("compacted topic, describeConfigs, alterConfigs, createPartitions, offsets by time, txn sendOffsets: ok");
+
+  await cleanUp(admin, compacted);
   console.log("PROBE OK");
 }
 

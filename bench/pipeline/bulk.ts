@@ -73,6 +73,8 @@ export interface BulkResult {
   load2b: number[];
 }
 
+type Stage = keyof Omit<Sample, "t">;
+
 export async function bulkPhase(
   b: Bench,
   setup: Setup,
@@ -82,15 +84,9 @@ export async function bulkPhase(
   bulkMessages: readonly Message[],
 ): Promise<BulkResult> {
   const { args, producer } = b;
-  const { hubDb, partnerDbs, names, feedTopics } = setup;
-  const { partnerRows, highSum, hubCounts, settled, diagnose } = probes;
+  const { names } = setup;
   log(`  2. pipeline: ${fmt(args.count)} submissions straight to ${names.submitted}, until both partner databases hold everything...`);
-  const base = {
-    ...(await hubCounts()),
-    canonical: await highSum(names.canonical),
-    feed: (await highSum(feedTopics[0] as string)) + (await highSum(feedTopics[1] as string)),
-    ...(await partnerRows()),
-  };
+  const base = await countsBefore(setup, probes);
   const expectBulk = { hotline: sum(bulkItems, (i) => i.hotlineRows), industry: sum(bulkItems, (i) => i.industryRows) };
   const expectBulkFeed = expectBulk.hotline + expectBulk.industry;
   const cpu2a = await cpuSnapshot();
@@ -99,9 +95,7 @@ export async function bulkPhase(
   for (let i = 0; i < bulkMessages.length; i += BATCH)
     await producer.send({ topic: names.submitted, acks: -1, messages: bulkMessages.slice(i, i + BATCH) });
   const publishSeconds = (Date.now() - t2) / 1000;
-  const samples: Sample[] = [];
-  const finish: Partial<Record<keyof Omit<Sample, "t">, number>> = {};
-  const targets: Record<keyof Omit<Sample, "t">, number> = {
+  const targets: Record<Stage, number> = {
     dedupApplied: args.count,
     canonicalOnKafka: args.count,
     distributed: args.count,
@@ -109,42 +103,13 @@ export async function bulkPhase(
     hotlineRows: expectBulk.hotline,
     industryRows: expectBulk.industry,
   };
-  const settledAt2 = await waitUntil(
-    "both partner databases to hold the bulk submissions",
-    async () => {
-      const h = await hubCounts();
-      const r = await partnerRows();
-      const s: Sample = {
-        t: (Date.now() - t2) / 1000,
-        dedupApplied: h.applied - base.applied,
-        canonicalOnKafka: (await highSum(names.canonical)) - base.canonical,
-        distributed: h.distributed - base.distributed,
-        feedOnKafka: (await highSum(feedTopics[0] as string)) + (await highSum(feedTopics[1] as string)) - base.feed,
-        hotlineRows: r.hotline - base.hotline,
-        industryRows: r.industry - base.industry,
-      };
-      samples.push(s);
-      for (const k of Object.keys(targets) as (keyof typeof targets)[]) if (finish[k] === undefined && s[k] >= targets[k]) finish[k] = s.t;
-      return s.hotlineRows >= expectBulk.hotline && s.industryRows >= expectBulk.industry;
-    },
-    240_000,
-    200,
-    diagnose,
-  );
+  const { samples, finish, settledAt2 } = await sampleUntilDelivered(setup, probes, base, targets, t2);
   const cpu2b = await cpuSnapshot();
   const load2b = loadavg();
   const e2eSeconds = (settledAt2 - t2) / 1000;
-  const epochMax = async (pool: Pool, sql: string) => Number((await pool.query<{ t: number }>(sql)).rows[0]?.t ?? NaN);
-  const lastRowAt = Math.max(
-    await epochMax(partnerDbs.hotline.pool, "SELECT (extract(epoch FROM max(updated_at)) * 1000)::float8 AS t FROM partner_hashes"),
-    await epochMax(partnerDbs.industry.pool, "SELECT (extract(epoch FROM max(updated_at)) * 1000)::float8 AS t FROM partner_hashes"),
-  );
-  const lastDedupAt = await epochMax(
-    hubDb.pool,
-    "SELECT (extract(epoch FROM max(applied_at)) * 1000)::float8 AS t FROM applied_submissions",
-  );
-  await waitUntil("the pipeline to settle after the bulk", settled, 60_000, 300, diagnose);
-  const feedRecords2 = (await highSum(feedTopics[0] as string)) + (await highSum(feedTopics[1] as string)) - base.feed;
+  const { lastRowAt, lastDedupAt } = await lastWrites(setup);
+  await waitUntil("the pipeline to settle after the bulk", probes.settled, 60_000, 300, probes.diagnose);
+  const feedRecords2 = (await feedHighSum(setup, probes)) - base.feed;
   const cpu2 = cpuDelta(cpu2a, cpu2b);
   log(
     `     ${fmt(args.count / e2eSeconds)} submissions/s end to end (${e2eSeconds.toFixed(1)} s), ${fmt(feedRecords2 / e2eSeconds)} feed records/s`,
@@ -166,4 +131,75 @@ export async function bulkPhase(
     load2a,
     load2b,
   };
+}
+
+/** The records on both feed topics (the sum of their high watermarks). */
+async function feedHighSum(setup: Setup, probes: Probes): Promise<number> {
+  const { feedTopics } = setup;
+  return (await probes.highSum(feedTopics[0] as string)) + (await probes.highSum(feedTopics[1] as string));
+}
+
+/** Every stage's count before the bulk, so the samples count the bulk alone. */
+async function countsBefore(setup: Setup, probes: Probes): Promise<BulkResult["base"]> {
+  return {
+    ...(await probes.hubCounts()),
+    canonical: await probes.highSum(setup.names.canonical),
+    feed: await feedHighSum(setup, probes),
+    ...(await probes.partnerRows()),
+  };
+}
+
+/**
+ * Samples every stage every 200 ms until both partner databases hold the bulk; `finish` records when
+ * each stage first reached its target, in seconds after t2.
+ */
+async function sampleUntilDelivered(
+  setup: Setup,
+  probes: Probes,
+  base: BulkResult["base"],
+  targets: Record<Stage, number>,
+  t2: number,
+): Promise<{ samples: Sample[]; finish: BulkResult["finish"]; settledAt2: number }> {
+  const { names } = setup;
+  const { partnerRows, highSum, hubCounts, diagnose } = probes;
+  const samples: Sample[] = [];
+  const finish: Partial<Record<Stage, number>> = {};
+  const settledAt2 = await waitUntil(
+    "both partner databases to hold the bulk submissions",
+    async () => {
+      const h = await hubCounts();
+      const r = await partnerRows();
+      const s: Sample = {
+        t: (Date.now() - t2) / 1000,
+        dedupApplied: h.applied - base.applied,
+        canonicalOnKafka: (await highSum(names.canonical)) - base.canonical,
+        distributed: h.distributed - base.distributed,
+        feedOnKafka: (await feedHighSum(setup, probes)) - base.feed,
+        hotlineRows: r.hotline - base.hotline,
+        industryRows: r.industry - base.industry,
+      };
+      samples.push(s);
+      for (const k of Object.keys(targets) as Stage[]) if (finish[k] === undefined && s[k] >= targets[k]) finish[k] = s.t;
+      return s.hotlineRows >= targets.hotlineRows && s.industryRows >= targets.industryRows;
+    },
+    240_000,
+    200,
+    diagnose,
+  );
+  return { samples, finish, settledAt2 };
+}
+
+/** When the last partner row and the last dedup transaction were written (epoch ms, PostgreSQL clock). */
+async function lastWrites(setup: Setup): Promise<{ lastRowAt: number; lastDedupAt: number }> {
+  const { hubDb, partnerDbs } = setup;
+  const epochMax = async (pool: Pool, sql: string) => Number((await pool.query<{ t: number }>(sql)).rows[0]?.t ?? NaN);
+  const lastRowAt = Math.max(
+    await epochMax(partnerDbs.hotline.pool, "SELECT (extract(epoch FROM max(updated_at)) * 1000)::float8 AS t FROM partner_hashes"),
+    await epochMax(partnerDbs.industry.pool, "SELECT (extract(epoch FROM max(updated_at)) * 1000)::float8 AS t FROM partner_hashes"),
+  );
+  const lastDedupAt = await epochMax(
+    hubDb.pool,
+    "SELECT (extract(epoch FROM max(applied_at)) * 1000)::float8 AS t FROM applied_submissions",
+  );
+  return { lastRowAt, lastDedupAt };
 }

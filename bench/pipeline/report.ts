@@ -1,23 +1,14 @@
 /**
- * The pipeline benchmark's report: the figures as tables on stdout, and the same in
- * bench-results/pipeline.json with the latency plot in bench-results/pipeline-latency.svg.
- * It prints and writes what figures.ts computed, and derives only the ratios shown beside them.
+ * The pipeline benchmark's printed report: the figures as tables on stdout (results.ts writes the
+ * same to bench-results/pipeline.json, with the latency plot). It prints what figures.ts computed,
+ * and derives only the ratios shown beside them.
  */
-import { writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
-import { join, relative } from "node:path";
-import { REPO_ROOT } from "../../services/shared/config.ts";
-import { LOCAL_TOPIC_PLAN } from "../../services/shared/topics.ts";
-import { WARMUP } from "./context.ts";
+import { cpus } from "node:os";
 import type { Bench } from "./context.ts";
 import type { Figures, LogFigures, Measurements } from "./figures.ts";
 import type { CpuDelta } from "./proc.ts";
-import type { Services } from "./services.ts";
-import type { Setup } from "./setup.ts";
-import { latencySvg } from "./svg.ts";
 import { fmt, table } from "./util.ts";
 import type { Summary } from "./util.ts";
-import { BATCH } from "./workload.ts";
 
 /** The printed report: the tables, and the notes on warnings and group re-joins. */
 export function reportLines(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
@@ -262,115 +253,4 @@ function cpuSection(b: Bench, m: Measurements, f: Figures, l: LogFigures): strin
     "checks: partner databases hold exactly the expected rows, feed chains contiguous, no sink alerts, nothing rejected, no service restarts",
   );
   return out;
-}
-
-/** Writes bench-results/pipeline-latency.svg and bench-results/pipeline.json; returns the line saying so. */
-export function writeResults(
-  b: Bench,
-  setup: Setup,
-  services: Services,
-  m: Measurements,
-  f: Figures,
-  l: LogFigures,
-  loadAfter: number[],
-): string {
-  const { args, steadyCount, started, loadBefore, resultsDir, logDir, res } = b;
-  const { policies } = setup;
-  const { logFiles } = services;
-  const {
-    produceSeconds: rawProduceSeconds,
-    consumeSeconds: rawConsumeSeconds,
-    bulkTotal,
-    latency: rawLatency,
-    steady: rawSteady,
-    loadAfter: loadAfterRaw,
-  } = m.raw;
-  const { publishSeconds, e2eSeconds, feedRecords2, lastRowAt, lastDedupAt, t2, finish, expectBulk, samples, cpu2, load2a, load2b } =
-    m.bulk;
-  const { steady, t3, drainedAt, cpu3, load3a, load3b } = m.steady;
-  const { points, e2e, perSecond, stages, rawProduce, rawConsume, pipelineRate, feedRate, ratios } = f;
-  const { batches2, batches3, warnings } = l;
-  const la = (x: number[]) => x.map((v) => v.toFixed(2)).join(" ");
-  const jsonFile = join(resultsDir, "pipeline.json");
-  const svgFile = join(resultsDir, "pipeline-latency.svg");
-  const svg = latencySvg({
-    points,
-    p50: perSecond.map((p) => ({ x: p.second + 0.5, y: p.p50 })),
-    p99: perSecond.map((p) => ({ x: p.second + 0.5, y: p.p99 })),
-    seconds: Math.max(args.seconds, ...points.map((p) => p.x)),
-    title: `hashrelay end-to-end latency at ${args.rate} submissions/s (ingest HTTP → hotline-uk's database)`,
-    subtitle: [
-      `${started.toISOString().slice(0, 16).replace("T", " ")} UTC, ${fmt(steadyCount)} synthetic submissions over ${args.seconds} s, one request per ${args.tickMs} ms; ${cpus().length} CPUs, load average ${la(load3a)} → ${la(load3b)}`,
-      `pipeline: p50 ${fmt(e2e.p50)} ms, p95 ${fmt(e2e.p95)} ms, p99 ${fmt(e2e.p99)} ms, max ${fmt(e2e.max)} ms;  raw kafkajs produce → consume at the same rate: p50 ${fmt(rawLatency.p50, 1)} ms, p99 ${fmt(rawLatency.p99, 1)} ms`,
-    ],
-  });
-  writeFileSync(svgFile, svg);
-  const report = {
-    benchmark: "pipeline",
-    date: started.toISOString(),
-    node: process.version,
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? "unknown",
-    totalMemoryBytes: totalmem(),
-    loadAverage: {
-      before: loadBefore,
-      afterRaw: loadAfterRaw,
-      bulk: { before: load2a, after: load2b },
-      steady: { before: load3a, after: load3b },
-      after: loadAfter,
-    },
-    data: "random digests (md5, sha1, pdq) signed with a throw-away Ed25519 agency key (synthetic; no real hashes)",
-    args,
-    partners: policies,
-    topicPartitions: { submitted: LOCAL_TOPIC_PLAN.partitions, canonical: LOCAL_TOPIC_PLAN.partitions, feeds: 3 },
-    serviceSettings: {
-      LOG_LEVEL: "info",
-      CONSUMER_SESSION_TIMEOUT_MS: 6000,
-      CONSUMER_MAX_BATCH_BYTES: "default (1048576)",
-      DISTRIBUTION_EXPORT_INTERVAL_MS: 0,
-      PARTNER_BOOTSTRAP: "none",
-    },
-    raw: {
-      produce: { records: args.count, seconds: rawProduceSeconds, perSecond: rawProduce, batch: BATCH },
-      consume: { records: bulkTotal, seconds: rawConsumeSeconds, perSecond: rawConsume },
-      steady: { ...rawSteady, latencyMs: rawLatency },
-    },
-    pipeline: {
-      warmupSubmissions: WARMUP,
-      bulk: {
-        submissions: args.count,
-        publishSeconds,
-        endToEndSeconds: e2eSeconds,
-        lastPartnerRowSeconds: (lastRowAt - t2) / 1000,
-        lastDedupTransactionSeconds: (lastDedupAt - t2) / 1000,
-        submissionsPerSecond: pipelineRate,
-        feedRecords: feedRecords2,
-        feedRecordsPerSecond: feedRate,
-        partnerRows: expectBulk,
-        stageDoneSeconds: finish,
-        samples,
-        batchesFromLogs: batches2,
-        cpu: cpu2,
-      },
-      steady: {
-        ...steady,
-        latencyMs: e2e,
-        cumulativeMsFromSend: Object.fromEntries(stages.map((s) => [s.stage, s.s])),
-        perSecond,
-        lastRowAfterLastSendSeconds: (drainedAt - t3) / 1000 - steady.seconds,
-        batchesFromLogs: batches3,
-        cpu: cpu3,
-      },
-      serviceLogWarnings: warnings,
-    },
-    ratios,
-    pids: Object.fromEntries(Object.entries(res.procs).map(([n, p]) => [n, p.child.pid])),
-    files: {
-      json: relative(REPO_ROOT, jsonFile),
-      svg: relative(REPO_ROOT, svgFile),
-      logs: Object.values(logFiles).map((f) => relative(REPO_ROOT, f)),
-    },
-  };
-  writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
-  return `wrote ${relative(REPO_ROOT, jsonFile)}, ${relative(REPO_ROOT, svgFile)}, service logs in ${relative(REPO_ROOT, logDir)}/`;
 }

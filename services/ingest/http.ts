@@ -66,17 +66,31 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
     // per-request lines would double the volume and carry no domain ids.
     logController: new LogController({ disableRequestLogging: true }),
   });
+  // Body parsing, hooks and the error handler first: the routes after them run inside them.
+  keepRawBodies(app);
+  addRequestMetrics(app, deps);
+  addErrorHandler(app, deps);
+  addAgencyAuthentication(app, deps);
+  addOperationalRoutes(app, deps);
+  addSubmissionRoutes(app, deps);
+  addImportRoutes(app, deps);
+  return app;
+}
 
-  // Keep every body as the exact bytes received.
+/** Keep every body as the exact bytes received. */
+function keepRawBodies(app: FastifyInstance): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+}
 
+function addRequestMetrics(app: FastifyInstance, deps: IngestApiDeps): void {
   app.addHook("onResponse", async (req, reply) => {
-    deps.metrics.requestSeconds
-      .labels(req.routeOptions.url ?? "unknown", String(reply.statusCode))
-      .observe(reply.elapsedTime / 1000);
+    deps.metrics.requestSeconds.labels(req.routeOptions.url ?? "unknown", String(reply.statusCode)).observe(reply.elapsedTime / 1000);
   });
+}
 
+/** Maps every refusal to its transport status through STATUS_BY_REASON; anything else is the hub's fault (503). */
+function addErrorHandler(app: FastifyInstance, deps: IngestApiDeps): void {
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, req, reply) => {
     if (err.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
       return sendError(reply, 413, "BODY_TOO_LARGE", `body exceeds ${deps.bodyLimitBytes} bytes; split it or use POST /v1/imports`);
@@ -88,13 +102,20 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
     req.log.error({ err }, "request failed");
     return sendError(reply, 503, "INTERNAL", "the hub could not take this request now; nothing was accepted, retry later");
   });
+}
 
-  // Every /v1 route is an agency's: authenticate before the handler sees the body.
+/** Every /v1 route is an agency's: authenticate before the handler sees the body. */
+function addAgencyAuthentication(app: FastifyInstance, deps: IngestApiDeps): void {
   app.addHook("preHandler", async (req) => {
     if (!req.url.startsWith("/v1/")) return;
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     try {
-      req.agency = await authenticateRequest({ method: req.method, path: req.url, body, headers: req.headers }, deps.keys, new Date(), deps.replay);
+      req.agency = await authenticateRequest(
+        { method: req.method, path: req.url, body, headers: req.headers },
+        deps.keys,
+        new Date(),
+        deps.replay,
+      );
     } catch (err) {
       if (err instanceof SignatureError) {
         req.log.warn({ agencyId: req.headers["x-hashrelay-agency"], reason: err.reason }, "request refused");
@@ -102,7 +123,10 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
       throw err;
     }
   });
+}
 
+/** Health, readiness, metrics and the OpenAPI document: unauthenticated, outside /v1. */
+function addOperationalRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_req, reply) => {
     try {
@@ -117,7 +141,9 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
     return deps.metrics.registry.metrics();
   });
   app.get("/openapi.json", async () => OPENAPI_DOCUMENT);
+}
 
+function addSubmissionRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
   app.post("/v1/submissions", async (req: FastifyRequest, reply) => {
     const agency = req.agency as AuthenticatedAgency;
     const body = req.body as Buffer;
@@ -132,7 +158,9 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
     const status = receipt.rejected === 0 ? 202 : receipt.rejected === outcomes.length ? 422 : 207;
     return reply.code(status).send({ receipt, items: outcomes });
   });
+}
 
+function addImportRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
   app.post("/v1/imports", async (req, reply) => {
     const agency = req.agency as AuthenticatedAgency;
     let request: { bucket?: unknown; key?: unknown };
@@ -161,6 +189,4 @@ export function buildIngestApi(deps: IngestApiDeps): FastifyInstance {
     if (!job) return sendError(reply, 404, "NOT_FOUND", "no such import for this agency");
     return job;
   });
-
-  return app;
 }

@@ -6,23 +6,80 @@
 import { Option } from "commander";
 import type { Command } from "commander";
 import { listPolicies, resumePolicy, setPolicy, suspendPolicy } from "../../distribution/policy-store.ts";
+import type { PolicyListing } from "../../distribution/policy-store.ts";
 import { newlyGrantedWithheld } from "../../distribution/policy.ts";
 import type { CategoryScheme, Delivery, ExtraField, PartnerPolicy } from "../../distribution/policy.ts";
 import { ValidationError } from "../../shared/errors.ts";
 import { migrate } from "../../shared/postgres.ts";
+import type { Queryable } from "../../shared/postgres.ts";
 import type { GradingStatus, HashAlg, UkCategory } from "../../shared/wire/records.ts";
 import { LICENSED_ALGORITHMS, UNLICENSED_ALGORITHMS } from "../../shared/wire/hash-algorithms.ts";
 import { policyResumed, policySet, policySuspended } from "../audit.ts";
 import { DISTRIBUTION_MIGRATIONS_DIR, auditTarget, audited, commitAudited, sendAudit, withDb } from "../cli.ts";
 import type { AuditOptions } from "../cli.ts";
 
-export function addPolicyCommands(program: Command): void {
-  const policies = program.command("policies").description("partner feed policies");
-  const list = (v: string) =>
-    v
-      .split(",")
-      .map((x) => x.trim())
-      .filter(Boolean);
+interface SetOptions extends AuditOptions {
+  partner: string;
+  categories: string;
+  minStatus: GradingStatus;
+  algorithms: string;
+  scheme: CategoryScheme;
+  extra: string;
+  delivery: Delivery;
+  partitions: string;
+  approvedBy?: string;
+}
+
+function splitList(v: string): string[] {
+  return v
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
+async function migrateDistribution(): Promise<void> {
+  await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
+}
+
+async function storedPolicy(db: Queryable, partnerId: string): Promise<PartnerPolicy | undefined> {
+  return (await listPolicies(db)).find((l) => l.policy.partnerId === partnerId)?.policy;
+}
+
+/** Refuses a policy that newly grants law-enforcement-only extras without a second, named approver. */
+function requireSecondApprover(current: PartnerPolicy | undefined, o: SetOptions, actor: string, approvedBy: string | undefined): void {
+  const needApproval = newlyGrantedWithheld(current, splitList(o.extra) as ExtraField[]);
+  // Two people, both named in audit.v1: law-enforcement-only data leaving the hub is not one operator's call.
+  if (needApproval.length && (!approvedBy || approvedBy === actor)) {
+    throw new ValidationError(
+      "INVALID_FIELD",
+      `granting ${needApproval.join(", ")} to ${o.partner} needs --approved-by <a second person> ` +
+        `other than the actor (${actor}); nothing was changed`,
+    );
+  }
+}
+
+function policyFromOptions(o: SetOptions): Omit<PartnerPolicy, "version"> {
+  return {
+    partnerId: o.partner,
+    categories: splitList(o.categories) as UkCategory[],
+    minGradingStatus: o.minStatus,
+    algorithms: splitList(o.algorithms) as HashAlg[],
+    scheme: o.scheme,
+    extraFields: splitList(o.extra) as ExtraField[],
+    delivery: o.delivery,
+    feedPartitions: Number(o.partitions),
+  };
+}
+
+function formatPolicy({ policy: p, suspension }: PolicyListing): string {
+  const state = suspension ? `SUSPENDED since ${suspension.at.toISOString()}: ${suspension.reason}` : "active";
+  return (
+    `${p.partnerId}\tv${p.version}\t${p.scheme}\t${p.categories.join(",")}\t>=${p.minGradingStatus}\t` +
+    `${p.algorithms.join(",")}\t${p.delivery}\textra=${p.extraFields.join(",") || "-"}\t${state}`
+  );
+}
+
+function addSetCommand(policies: Command): void {
   audited(
     policies
       .command("set")
@@ -38,55 +95,26 @@ export function addPolicyCommands(program: Command): void {
       .option("--approved-by <name>", "the second person approving newly granted law-enforcement-only extras (not the --actor)")
       .addOption(new Option("--delivery <delivery>").choices(["kafka", "s3", "both"]).default("kafka"))
       .option("--partitions <n>", "feed partitions (fixed once the feed exists)", "3"),
-  ).action(
-    async (
-      o: {
-        partner: string;
-        categories: string;
-        minStatus: GradingStatus;
-        algorithms: string;
-        scheme: CategoryScheme;
-        extra: string;
-        delivery: Delivery;
-        partitions: string;
-        approvedBy?: string;
-      } & AuditOptions,
-    ) => {
-      const { actor, topics } = auditTarget(o);
-      const approvedBy = o.approvedBy?.trim();
-      await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
-      const { result: stored, event } = await commitAudited(
-        topics,
-        async (db) => {
-          const current = (await listPolicies(db)).find((l) => l.policy.partnerId === o.partner)?.policy;
-          const needApproval = newlyGrantedWithheld(current, list(o.extra) as ExtraField[]);
-          // Two people, both named in audit.v1: law-enforcement-only data leaving the hub is not one operator's call.
-          if (needApproval.length && (!approvedBy || approvedBy === actor)) {
-            throw new ValidationError(
-              "INVALID_FIELD",
-              `granting ${needApproval.join(", ")} to ${o.partner} needs --approved-by <a second person> ` +
-                `other than the actor (${actor}); nothing was changed`,
-            );
-          }
-          await setPolicy(db, {
-            partnerId: o.partner,
-            categories: list(o.categories) as UkCategory[],
-            minGradingStatus: o.minStatus,
-            algorithms: list(o.algorithms) as HashAlg[],
-            scheme: o.scheme,
-            extraFields: list(o.extra) as ExtraField[],
-            delivery: o.delivery,
-            feedPartitions: Number(o.partitions),
-          });
-          // As stored: a later `set` keeps the first feed partition count.
-          return (await listPolicies(db)).find((l) => l.policy.partnerId === o.partner)?.policy as PartnerPolicy;
-        },
-        (policy) => policySet(actor, policy, approvedBy),
-      );
-      console.log(`policy of ${o.partner} is now version ${stored.version}`);
-      await sendAudit(topics, event);
-    },
-  );
+  ).action(async (o: SetOptions) => {
+    const { actor, topics } = auditTarget(o);
+    const approvedBy = o.approvedBy?.trim();
+    await migrateDistribution();
+    const { result: stored, event } = await commitAudited(
+      topics,
+      async (db) => {
+        requireSecondApprover(await storedPolicy(db, o.partner), o, actor, approvedBy);
+        await setPolicy(db, policyFromOptions(o));
+        // As stored: a later `set` keeps the first feed partition count.
+        return (await storedPolicy(db, o.partner)) as PartnerPolicy;
+      },
+      (policy) => policySet(actor, policy, approvedBy),
+    );
+    console.log(`policy of ${o.partner} is now version ${stored.version}`);
+    await sendAudit(topics, event);
+  });
+}
+
+function addSuspendCommand(policies: Command): void {
   audited(
     policies
       .command("suspend")
@@ -95,7 +123,7 @@ export function addPolicyCommands(program: Command): void {
       .requiredOption("--reason <text>", "why, for the audit trail"),
   ).action(async (o: { partner: string; reason: string } & AuditOptions) => {
     const { actor, topics } = auditTarget(o);
-    await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
+    await migrateDistribution();
     const { result: version, event } = await commitAudited(
       topics,
       (db) => suspendPolicy(db, o.partner, o.reason),
@@ -105,10 +133,13 @@ export function addPolicyCommands(program: Command): void {
     console.log(`Kafka access is unchanged: for offboarding also run \`hashrelay access revoke --partner ${o.partner}\``);
     await sendAudit(topics, event);
   });
+}
+
+function addResumeCommand(policies: Command): void {
   audited(policies.command("resume").description("let a suspended partner's feed flow again").requiredOption("--partner <id>")).action(
     async (o: { partner: string } & AuditOptions) => {
       const { actor, topics } = auditTarget(o);
-      await withDb((db) => migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]));
+      await migrateDistribution();
       const { result: version, event } = await commitAudited(
         topics,
         (db) => resumePolicy(db, o.partner),
@@ -118,17 +149,22 @@ export function addPolicyCommands(program: Command): void {
       await sendAudit(topics, event);
     },
   );
+}
+
+function addListCommand(policies: Command): void {
   policies.command("list").action(async () => {
     const all = await withDb(async (db) => {
       await migrate(db, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS_DIR }]);
       return listPolicies(db);
     });
-    for (const { policy: p, suspension } of all) {
-      const state = suspension ? `SUSPENDED since ${suspension.at.toISOString()}: ${suspension.reason}` : "active";
-      console.log(
-        `${p.partnerId}\tv${p.version}\t${p.scheme}\t${p.categories.join(",")}\t>=${p.minGradingStatus}\t` +
-          `${p.algorithms.join(",")}\t${p.delivery}\textra=${p.extraFields.join(",") || "-"}\t${state}`,
-      );
-    }
+    for (const listing of all) console.log(formatPolicy(listing));
   });
+}
+
+export function addPolicyCommands(program: Command): void {
+  const policies = program.command("policies").description("partner feed policies");
+  addSetCommand(policies);
+  addSuspendCommand(policies);
+  addResumeCommand(policies);
+  addListCommand(policies);
 }
