@@ -33,7 +33,9 @@ async function main(): Promise<void> {
     const subs: Submission[] = [];
     for (let i = 0; subs.length < N; i++) {
       const md5: Hash = { alg: "md5", value: randomHex(16), quality: null };
-      subs.push(signedSubmission(forces[i % 2] as (typeof forces)[number], { hashes: [md5, { alg: "sha1", value: randomHex(20), quality: null }] }));
+      subs.push(
+        signedSubmission(forces[i % 2] as (typeof forces)[number], { hashes: [md5, { alg: "sha1", value: randomHex(20), quality: null }] }),
+      );
       if (i % 3 === 0 && subs.length < N) subs.push(signedSubmission(forces[(i + 1) % 2] as (typeof forces)[number], { hashes: [md5] }));
     }
     const encoded = subs.map((s) => ({ key: `md5:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) }));
@@ -52,7 +54,8 @@ async function main(): Promise<void> {
     const kafka = kafkaAs("bench-dedup");
     const producer = createDurableProducer(kafka);
     await producer.connect();
-    for (let i = 0; i < encoded.length; i += 1000) await producer.send({ topic: names.submitted, acks: -1, messages: encoded.slice(i, i + 1000) });
+    for (let i = 0; i < encoded.length; i += 1000)
+      await producer.send({ topic: names.submitted, acks: -1, messages: encoded.slice(i, i + 1000) });
     await producer.disconnect();
 
     const t0 = performance.now();
@@ -65,7 +68,9 @@ async function main(): Promise<void> {
       CONSUMER_SESSION_TIMEOUT_MS: 10_000,
     });
     for (;;) {
-      const { rows } = await db.pool.query<{ a: string; o: string }>("SELECT (SELECT count(*) FROM applied_submissions)::text AS a, (SELECT count(*) FROM outbox)::text AS o");
+      const { rows } = await db.pool.query<{ a: string; o: string }>(
+        "SELECT (SELECT count(*) FROM applied_submissions)::text AS a, (SELECT count(*) FROM outbox)::text AS o",
+      );
       if (Number(rows[0]?.a) >= N && Number(rows[0]?.o) === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }

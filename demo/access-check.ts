@@ -15,7 +15,11 @@ export interface AccessProbe {
 export async function probePartnerAccess(broker: KafkaConnectionSettings, partnerId: string, topics: string[]): Promise<AccessProbe[]> {
   const principal = partnerPrincipal(partnerId);
   const creds = localPrincipalEnv(principal);
-  const kafka = createKafka({ ...kafkaConnection({ ...broker, ...creds }), clientId: `demo-access-${partnerId}`, logger: createLogger("demo", "silent") }); // refusals are the point: not logged as errors
+  const kafka = createKafka({
+    ...kafkaConnection({ ...broker, ...creds }),
+    clientId: `demo-access-${partnerId}`,
+    logger: createLogger("demo", "silent"),
+  }); // refusals are the point: not logged as errors
   const admin = kafka.admin();
   await admin.connect();
   try {

@@ -37,7 +37,10 @@ export function syntheticImages(count: number): SyntheticImage[] {
   }));
 }
 
-export function sign(signer: AgencySigner, fields: Partial<Unsigned<Submission>> & Pick<Unsigned<Submission>, "hashes" | "grade">): Submission {
+export function sign(
+  signer: AgencySigner,
+  fields: Partial<Unsigned<Submission>> & Pick<Unsigned<Submission>, "hashes" | "grade">,
+): Submission {
   return signRecord(
     "Submission",
     codec.schema("Submission").type,
@@ -48,7 +51,14 @@ export function sign(signer: AgencySigner, fields: Partial<Unsigned<Submission>>
       op: "ASSERT",
       contentType: "image",
       gradingStatus: "indicative",
-      lawEnforcement: { caseRef: `SYN-${hex(3)}`, series: null, victimIdentified: null, offenderIdentified: null, isDistributed: true, graderRef: null },
+      lawEnforcement: {
+        caseRef: `SYN-${hex(3)}`,
+        series: null,
+        victimIdentified: null,
+        offenderIdentified: null,
+        isDistributed: true,
+        graderRef: null,
+      },
       submittedAt: Date.now(),
       ...fields,
     },

@@ -2,7 +2,14 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { AvroCodec, RECORD_NAMES, SCHEMAS_DIR, SCHEMA_FILES, assertBackwardCompatible, loadSchemaVersions } from "../services/shared/wire/codec.ts";
+import {
+  AvroCodec,
+  RECORD_NAMES,
+  SCHEMAS_DIR,
+  SCHEMA_FILES,
+  assertBackwardCompatible,
+  loadSchemaVersions,
+} from "../services/shared/wire/codec.ts";
 import { FILES, RECORDS_FILE, generateRecordTypes } from "./generate-types.ts";
 
 const versions = loadSchemaVersions();
@@ -34,7 +41,11 @@ describe("backward compatibility", () => {
       if (!current) throw new Error(`no current ${old.name}`);
       assertBackwardCompatible(current, old);
       for (let i = 0; i < 20; i++) {
-        const written = Buffer.concat([Buffer.from([0xc3, 0x01]), Buffer.from(old.fingerprint, "hex"), old.type.toBuffer(old.type.random())]);
+        const written = Buffer.concat([
+          Buffer.from([0xc3, 0x01]),
+          Buffer.from(old.fingerprint, "hex"),
+          old.type.toBuffer(old.type.random()),
+        ]);
         expect(() => codec.decode(old.name, written)).not.toThrow();
       }
     });
@@ -55,8 +66,15 @@ describe("backward compatibility", () => {
     const dir = evolvedSchemas((s) => s.fields.push({ name: "hostName", type: "string", default: "unknown" }));
     const newCodec = new AvroCodec(loadSchemaVersions(dir));
     const oldBytes = oldCodec.encode("AuditEvent", {
-      eventId: "e1", at: 1, service: "dedup", actor: "force-a", action: "record.created",
-      subjectKind: "record", subjectId: "r1", revision: null, detail: {},
+      eventId: "e1",
+      at: 1,
+      service: "dedup",
+      actor: "force-a",
+      action: "record.created",
+      subjectKind: "record",
+      subjectId: "r1",
+      revision: null,
+      detail: {},
     });
     const decoded = newCodec.decode("AuditEvent", oldBytes);
     expect(decoded.writer.version).toBe("v1");

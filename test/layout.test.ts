@@ -34,7 +34,7 @@ interface SourceFile {
 }
 
 /** Relative module specifiers of a file's static imports, re-exports and dynamic imports. */
-export function importSpecifiers(text: string): string[] {
+function importSpecifiers(text: string): string[] {
   const specs: string[] = [];
   const patterns = [
     /^\s*(?:import|export)\b[^;]*?\bfrom\s*["']([^"']+)["']/gm,
@@ -46,7 +46,7 @@ export function importSpecifiers(text: string): string[] {
 }
 
 /** The text of a TypeScript file's comments (line and block). */
-export function commentsOf(text: string): string {
+function commentsOf(text: string): string {
   return [...text.matchAll(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g)].map((m) => m[0]).join("\n");
 }
 
@@ -62,7 +62,7 @@ const isTest = (path: string) => path.endsWith(".test.ts");
 const ISSUE_REFERENCE = new RegExp(["\\bissue", "\\s*#?\\d+"].join(""), "i");
 
 /** Every broken rule, one line each: "<file>: <what>". */
-export function layoutViolations(files: readonly SourceFile[]): string[] {
+function layoutViolations(files: readonly SourceFile[]): string[] {
   const found: string[] = [];
   for (const f of files) {
     if (f.path.endsWith(".md")) {
@@ -130,7 +130,7 @@ describe("layout rules fire on violations", () => {
       'export { c } from "./c.ts";',
       'import "./side-effect.ts";',
       'const d = await import("../d.ts");',
-      "import {\n  e,\n  f,\n} from \"./ef.ts\";",
+      'import {\n  e,\n  f,\n} from "./ef.ts";',
       'import pg from "pg";',
     ].join("\n");
     expect(importSpecifiers(text).sort()).toEqual(["../b.ts", "../d.ts", "./a.ts", "./c.ts", "./ef.ts", "./side-effect.ts"]);

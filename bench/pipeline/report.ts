@@ -22,7 +22,7 @@ export function reportLines(b: Bench, m: Measurements, f: Figures, l: LogFigures
 }
 
 /** The heading: date, machine, and the load average through the run. */
-function headerLines(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+function headerLines(b: Bench, m: Measurements, _f: Figures, _l: LogFigures): string[] {
   const { started, loadBefore } = b;
   const { loadAfter: loadAfterRaw } = m.raw;
   const { load2a, load2b } = m.bulk;
@@ -40,7 +40,7 @@ function headerLines(b: Bench, m: Measurements, f: Figures, l: LogFigures): stri
 }
 
 /** Throughput: the raw baseline beside the pipeline, for the bulk. */
-function throughputSection(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+function throughputSection(b: Bench, m: Measurements, f: Figures, _l: LogFigures): string[] {
   const { args } = b;
   const { produceSeconds: rawProduceSeconds, consumeSeconds: rawConsumeSeconds, bulkTotal } = m.raw;
   const { publishSeconds, e2eSeconds, feedRecords2, lastRowAt, t2 } = m.bulk;
@@ -97,7 +97,7 @@ function throughputSection(b: Bench, m: Measurements, f: Figures, l: LogFigures)
 }
 
 /** When each stage had handled the whole bulk, and its batches. */
-function stagesSection(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+function stagesSection(b: Bench, m: Measurements, _f: Figures, l: LogFigures): string[] {
   const { args } = b;
   const { publishSeconds, lastDedupAt, t2, finish, expectBulk, expectBulkFeed } = m.bulk;
   const { batches2 } = l;
@@ -203,7 +203,7 @@ function latencySection(b: Bench, m: Measurements, f: Figures, l: LogFigures): s
 }
 
 /** CPU per process in the bulk and the steady phase, service log warnings, re-joins, and the checks that passed. */
-function cpuSection(b: Bench, m: Measurements, f: Figures, l: LogFigures): string[] {
+function cpuSection(b: Bench, m: Measurements, _f: Figures, l: LogFigures): string[] {
   const { args, steadyCount } = b;
   const { cpu2 } = m.bulk;
   const { cpu3 } = m.steady;

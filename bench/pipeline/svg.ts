@@ -39,7 +39,9 @@ export function latencySvg(o: {
   );
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   out.push(`<text x="${m.l}" y="28" font-size="17" font-weight="bold" fill="#222">${esc(o.title)}</text>`);
-  o.subtitle.forEach((line, i) => out.push(`<text x="${m.l}" y="${48 + 16 * i}" font-size="12.5" fill="#555">${esc(line)}</text>`));
+  for (const [i, line] of o.subtitle.entries()) {
+    out.push(`<text x="${m.l}" y="${48 + 16 * i}" font-size="12.5" fill="#555">${esc(line)}</text>`);
+  }
   // grid and ticks
   out.push(`<g stroke="#e4e4e4" stroke-width="1">`);
   for (let y = 0; y <= yMax + 1e-9; y += yStep) out.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(y)}" y2="${Y(y)}"/>`);

@@ -24,7 +24,12 @@ export interface QueuedAuditMessage {
 }
 
 export async function queueAuditMessage(db: Queryable, m: QueuedAuditMessage): Promise<void> {
-  await db.query("INSERT INTO admin_audit_outbox (topic, message_key, message_value, action) VALUES ($1, $2, $3, $4)", [m.topic, m.key, m.value, m.action]);
+  await db.query("INSERT INTO admin_audit_outbox (topic, message_key, message_value, action) VALUES ($1, $2, $3, $4)", [
+    m.topic,
+    m.key,
+    m.value,
+    m.action,
+  ]);
 }
 
 export async function pendingAuditEvents(db: Queryable): Promise<number> {
@@ -42,7 +47,11 @@ export async function flushAuditOutbox(pool: Pool, kafka: Kafka, timeoutMs = 30_
       "SELECT id, topic, message_key, message_value FROM admin_audit_outbox ORDER BY id FOR UPDATE SKIP LOCKED",
     );
     if (rows.length === 0) return 0;
-    await sendAcknowledged(kafka, rows.map((r) => ({ topic: r.topic, key: r.message_key, value: r.message_value })), timeoutMs);
+    await sendAcknowledged(
+      kafka,
+      rows.map((r) => ({ topic: r.topic, key: r.message_key, value: r.message_value })),
+      timeoutMs,
+    );
     await client.query("DELETE FROM admin_audit_outbox WHERE id = ANY($1::bigint[])", [rows.map((r) => r.id)]);
     return rows.length;
   });

@@ -3,9 +3,39 @@ import { auditEvent } from "../shared/audit.ts";
 import { formatAuditEvent, matchesAudit } from "./audit-query.ts";
 
 const at = Date.parse("2026-11-25T10:00:00Z");
-const upsert = { ...auditEvent({ service: "distribution", actor: "hashrelay-distribution", action: "feed.upsert", subjectKind: "record", subjectId: "rec-1", detail: { partnerId: "hotline-uk", seq: "7", partition: "0" } }), at };
-const policy = { ...auditEvent({ service: "admin", actor: "alice", action: "policy.set", subjectKind: "policy", subjectId: "hotline-uk", detail: { version: "2" } }), at: at + 1000 };
-const access = { ...auditEvent({ service: "admin", actor: "bob", action: "access.revoked", subjectKind: "principal", subjectId: "partner-industry-x", detail: { aclsRemoved: "3" } }), at: at + 2000 };
+const upsert = {
+  ...auditEvent({
+    service: "distribution",
+    actor: "hashrelay-distribution",
+    action: "feed.upsert",
+    subjectKind: "record",
+    subjectId: "rec-1",
+    detail: { partnerId: "hotline-uk", seq: "7", partition: "0" },
+  }),
+  at,
+};
+const policy = {
+  ...auditEvent({
+    service: "admin",
+    actor: "alice",
+    action: "policy.set",
+    subjectKind: "policy",
+    subjectId: "hotline-uk",
+    detail: { version: "2" },
+  }),
+  at: at + 1000,
+};
+const access = {
+  ...auditEvent({
+    service: "admin",
+    actor: "bob",
+    action: "access.revoked",
+    subjectKind: "principal",
+    subjectId: "partner-industry-x",
+    detail: { aclsRemoved: "3" },
+  }),
+  at: at + 2000,
+};
 
 describe("audit query", () => {
   it("finds what a partner was sent and what was decided about it", () => {
@@ -27,6 +57,8 @@ describe("audit query", () => {
   });
 
   it("prints one tab-separated line with the details sorted", () => {
-    expect(formatAuditEvent(upsert)).toBe("2026-11-25T10:00:00.000Z\tdistribution\thashrelay-distribution\tfeed.upsert\trecord:rec-1\tpartition=0 partnerId=hotline-uk seq=7");
+    expect(formatAuditEvent(upsert)).toBe(
+      "2026-11-25T10:00:00.000Z\tdistribution\thashrelay-distribution\tfeed.upsert\trecord:rec-1\tpartition=0 partnerId=hotline-uk seq=7",
+    );
   });
 });

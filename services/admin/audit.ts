@@ -21,7 +21,6 @@ import type { RedriveFilter, RedriveReport } from "./redrive.ts";
 
 const SERVICE = "admin";
 
-
 /** The operator recorded as the actor: --actor, else $USER, else "operator". */
 export function defaultActor(env: NodeJS.ProcessEnv = process.env): string {
   return env["USER"] || "operator";
@@ -46,7 +45,13 @@ export function keyRegistered(actor: string, key: Omit<RegisteredKey, "revokedAt
   });
 }
 
-export function keyRevoked(actor: string, keyId: string, reason: string, key: RegisteredKey | undefined, dependentRecords: number): AuditEvent {
+export function keyRevoked(
+  actor: string,
+  keyId: string,
+  reason: string,
+  key: RegisteredKey | undefined,
+  dependentRecords: number,
+): AuditEvent {
   return auditEvent({
     service: SERVICE,
     actor,
@@ -88,11 +93,27 @@ export function policySet(actor: string, policy: PartnerPolicy, approvedBy?: str
 }
 
 export function policySuspended(actor: string, partnerId: string, version: number, reason: string): AuditEvent {
-  return auditEvent({ service: SERVICE, actor, action: "policy.suspended", subjectKind: "policy", subjectId: partnerId, revision: version, detail: { version: String(version), reason } });
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "policy.suspended",
+    subjectKind: "policy",
+    subjectId: partnerId,
+    revision: version,
+    detail: { version: String(version), reason },
+  });
 }
 
 export function policyResumed(actor: string, partnerId: string, version: number): AuditEvent {
-  return auditEvent({ service: SERVICE, actor, action: "policy.resumed", subjectKind: "policy", subjectId: partnerId, revision: version, detail: { version: String(version) } });
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "policy.resumed",
+    subjectKind: "policy",
+    subjectId: partnerId,
+    revision: version,
+    detail: { version: String(version) },
+  });
 }
 
 export function agencyRegistered(actor: string, agency: Agency): AuditEvent {
@@ -107,10 +128,20 @@ export function agencyRegistered(actor: string, agency: Agency): AuditEvent {
 }
 
 export function partnerRegistered(actor: string, partner: Partner): AuditEvent {
-  return auditEvent({ service: SERVICE, actor, action: "partner.registered", subjectKind: "partner", subjectId: partner.partnerId, detail: { name: partner.name } });
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "partner.registered",
+    subjectKind: "partner",
+    subjectId: partner.partnerId,
+    detail: { name: partner.name },
+  });
 }
 
-export function accessApplied(actor: string, a: { namespace: string; principals: readonly string[]; grants: number; partners: readonly string[]; agencies: readonly string[] }): AuditEvent {
+export function accessApplied(
+  actor: string,
+  a: { namespace: string; principals: readonly string[]; grants: number; partners: readonly string[]; agencies: readonly string[] },
+): AuditEvent {
   return auditEvent({
     service: SERVICE,
     actor,
@@ -127,7 +158,14 @@ export function accessApplied(actor: string, a: { namespace: string; principals:
 }
 
 export function accessRevoked(actor: string, principal: string, removed: number): AuditEvent {
-  return auditEvent({ service: SERVICE, actor, action: "access.revoked", subjectKind: "principal", subjectId: principal, detail: { aclsRemoved: String(removed) } });
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "access.revoked",
+    subjectKind: "principal",
+    subjectId: principal,
+    detail: { aclsRemoved: String(removed) },
+  });
 }
 
 export function dlqRedriven(actor: string, rejectedTopic: string, filter: RedriveFilter, report: RedriveReport): AuditEvent {
@@ -191,7 +229,11 @@ export class AuditQueuedError extends Error {
  * Sends messages in order, each acknowledged by every in-sync replica, giving up after `timeoutMs`
  * in all: an operator's command reports an unreachable broker in seconds.
  */
-export async function sendAcknowledged(kafka: Kafka, messages: readonly { topic: string; key: string; value: Buffer }[], timeoutMs = 30_000): Promise<void> {
+export async function sendAcknowledged(
+  kafka: Kafka,
+  messages: readonly { topic: string; key: string; value: Buffer }[],
+  timeoutMs = 30_000,
+): Promise<void> {
   const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -211,7 +253,13 @@ export async function sendAcknowledged(kafka: Kafka, messages: readonly { topic:
 }
 
 /** Sends one audit event; throws AuditNotWrittenError when it cannot. */
-export async function writeAuditEvent(kafka: Kafka, codec: AvroCodec, topics: Pick<TopicNames, "audit">, event: AuditEvent, timeoutMs = 30_000): Promise<void> {
+export async function writeAuditEvent(
+  kafka: Kafka,
+  codec: AvroCodec,
+  topics: Pick<TopicNames, "audit">,
+  event: AuditEvent,
+  timeoutMs = 30_000,
+): Promise<void> {
   const message = auditMessage(codec, topics, event);
   try {
     await sendAcknowledged(kafka, [message], timeoutMs);

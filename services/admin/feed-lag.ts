@@ -30,7 +30,10 @@ export function partitionLag(end: { partition: number; low: string; high: string
 }
 
 /** One partner's feed: its partitions, and whether any of them lost records to retention. */
-export function feedLag(ends: readonly { partition: number; low: string; high: string }[], committed: ReadonlyMap<number, string>): { partitions: PartitionLag[]; lag: number; lost: boolean } {
+export function feedLag(
+  ends: readonly { partition: number; low: string; high: string }[],
+  committed: ReadonlyMap<number, string>,
+): { partitions: PartitionLag[]; lag: number; lost: boolean } {
   const partitions = [...ends].sort((a, b) => a.partition - b.partition).map((e) => partitionLag(e, committed.get(e.partition)));
   return { partitions, lag: partitions.reduce((n, p) => n + p.lag, 0), lost: partitions.some((p) => p.state === "lost") };
 }

@@ -74,7 +74,8 @@ export async function redrive(
     const producer = createDurableProducer(deps.kafka);
     await producer.connect();
     try {
-      for (let i = 0; i < toKafka.length; i += 500) await producer.send({ topic: deps.topics.submitted, acks: -1, messages: toKafka.slice(i, i + 500) });
+      for (let i = 0; i < toKafka.length; i += 500)
+        await producer.send({ topic: deps.topics.submitted, acks: -1, messages: toKafka.slice(i, i + 500) });
     } finally {
       await producer.disconnect();
     }
@@ -82,7 +83,12 @@ export async function redrive(
   const readmitted = { accepted: 0, duplicates: 0, rejected: 0 };
   for (const [agencyId, originals] of byAgency) {
     const items = originals.flatMap((bytes) => parseSubmissionBatch(bytes));
-    const outcomes = await admitBatch(deps.intake, { agencyId }, "redrive", items.map((it, index) => ({ ...it, index })));
+    const outcomes = await admitBatch(
+      deps.intake,
+      { agencyId },
+      "redrive",
+      items.map((it, index) => ({ ...it, index })),
+    );
     for (const o of outcomes) {
       if (o.status === "accepted") readmitted.accepted++;
       else if (o.status === "duplicate") readmitted.duplicates++;

@@ -67,13 +67,22 @@ export function computeConsensus(sightings: readonly SightingGrade[], policy: Co
     uk = authoritative.uk;
     gradingStatus = "confirmed";
   } else {
-    uk = majority(graded.map((s) => s.uk), UK_SEVERITY) ?? "UNGRADED";
+    uk =
+      majority(
+        graded.map((s) => s.uk),
+        UK_SEVERITY,
+      ) ?? "UNGRADED";
     const disagree = graded.some((s) => s.uk !== uk);
     const agreeing = new Set(graded.filter((s) => s.uk === uk).map((s) => s.agencyId)).size;
     gradingStatus = disagree ? "disputed" : agreeing >= policy.confirmations ? "confirmed" : "indicative";
   }
   const agreeing = graded.filter((s) => s.uk === uk);
-  const ics = authoritative?.ics ?? majority(agreeing.map((s) => s.ics).filter((c): c is IcsCategory => c !== null), ICS_SEVERITY);
+  const ics =
+    authoritative?.ics ??
+    majority(
+      agreeing.map((s) => s.ics).filter((c): c is IcsCategory => c !== null),
+      ICS_SEVERITY,
+    );
   return {
     withdrawn,
     uk,

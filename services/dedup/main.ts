@@ -53,7 +53,9 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     { namespace: "shared", dir: SHARED_MIGRATIONS },
     { namespace: "dedup", dir: DEDUP_MIGRATIONS },
   ]);
-  const configured = config.DEDUP_GRADING_AUTHORITIES.split(",").map((s) => s.trim()).filter(Boolean);
+  const configured = config.DEDUP_GRADING_AUTHORITIES.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const authorities = new Set([...(await registeredGradingAuthorities(pool)), ...configured]);
   const nearDuplicates = new IndexedNearDuplicateLinker({ photodnaThreshold: config.DEDUP_PHOTODNA_THRESHOLD });
   const client = await pool.connect();

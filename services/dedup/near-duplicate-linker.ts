@@ -74,7 +74,10 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
       for (const h of rec.hashes.values()) {
         if (!isNearMatchable(h)) continue;
         let index = batch.get(h.alg);
-        if (!index) batch.set(h.alg, (index = createNearDuplicateIndex(h.alg, batchOptions)));
+        if (!index) {
+          index = createNearDuplicateIndex(h.alg, batchOptions);
+          batch.set(h.alg, index);
+        }
         index.add(i, h.value);
       }
     });
@@ -91,7 +94,11 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
       [nos],
     );
     const idByNo = new Map(rows.map((r) => [r.record_no, r.record_id]));
-    await loadRecords(client, ws, rows.map((r) => r.record_id));
+    await loadRecords(
+      client,
+      ws,
+      rows.map((r) => r.record_id),
+    );
     for (const p of pairs) {
       const other = p.otherId ?? (p.otherNo !== undefined ? idByNo.get(p.otherNo) : undefined);
       if (other && !ws.records.get(other)?.deleted) linkNearDuplicates(ws, p.rec.recordId, other);

@@ -57,7 +57,15 @@ export interface BatchResult {
 
 export type Verified =
   | { offset: number; ok: true; submission: Submission; digest: Buffer; original: Buffer }
-  | { offset: number; ok: false; reason: ReasonCode; detail: string; original: Buffer; submissionId: string | null; agencyId: string | null };
+  | {
+      offset: number;
+      ok: false;
+      reason: ReasonCode;
+      detail: string;
+      original: Buffer;
+      submissionId: string | null;
+      agencyId: string | null;
+    };
 
 async function verify(deps: DedupDeps, msg: InboundMessage, now: number): Promise<Verified> {
   const offset = Number(msg.offset);
@@ -68,7 +76,10 @@ async function verify(deps: DedupDeps, msg: InboundMessage, now: number): Promis
     submission = decoded.value;
     // Staleness first: it bounds how far back a signing time may reach into a key's old window.
     if (now - submission.submittedAt > deps.maxSubmissionAgeMs) {
-      throw new HashrelayError("STALE_SUBMISSION", `submitted ${new Date(submission.submittedAt).toISOString()}, older than the replay window`);
+      throw new HashrelayError(
+        "STALE_SUBMISSION",
+        `submitted ${new Date(submission.submittedAt).toISOString()}, older than the replay window`,
+      );
     }
     await verifySignedRecord("Submission", decoded.writer.type, submission, deps.keys, {
       ownerKind: "agency",
@@ -113,9 +124,16 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
   const now = deps.now?.() ?? Date.now();
   const candidates = batch.messages.filter((v): v is Accepted => v.ok);
   // Replays: a submission id already applied changes nothing and is reported.
-  const seen = await appliedSubmissionIds(tx, candidates.map((c) => c.submission.submissionId));
+  const seen = await appliedSubmissionIds(
+    tx,
+    candidates.map((c) => c.submission.submissionId),
+  );
   const ws = emptyWorkingSet();
-  await loadByHashes(tx, ws, candidates.flatMap((c) => c.submission.hashes));
+  await loadByHashes(
+    tx,
+    ws,
+    candidates.flatMap((c) => c.submission.hashes),
+  );
   await deps.nearDuplicates.catchUp(tx);
 
   const { applied, rejections } = decide(ws, batch, seen, now);
@@ -184,10 +202,12 @@ function outboxMessages(
   rejections: readonly Rejection[],
 ): OutboxMessage[] {
   const audit: AuditEvent[] = [
-    ...applied.map((a) => auditEvent(now, a.v.submission.agencyId, `submission.applied`, "submission", a.v.submission.submissionId, null, {
-      recordId: a.recordId ?? "",
-      op: a.v.submission.op,
-    })),
+    ...applied.map((a) =>
+      auditEvent(now, a.v.submission.agencyId, `submission.applied`, "submission", a.v.submission.submissionId, null, {
+        recordId: a.recordId ?? "",
+        op: a.v.submission.op,
+      }),
+    ),
     ...records.map((r) =>
       auditEvent(now, SERVICE, recordAction(r), "record", r.recordId, r.revision, {
         gradingStatus: r.gradingStatus,

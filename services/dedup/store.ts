@@ -42,7 +42,11 @@ export async function loadByHashes(client: PoolClient, ws: WorkingSet, hashes: r
        JOIN unnest($1::text[], $2::text[]) AS w(alg, value) ON h.alg = w.alg AND h.value = w.value`,
     [wanted.map((h) => h.alg), wanted.map((h) => h.value)],
   );
-  await loadRecords(client, ws, rows.map((r) => r.record_id));
+  await loadRecords(
+    client,
+    ws,
+    rows.map((r) => r.record_id),
+  );
 }
 
 /** Loads records (and the records they were merged into) not yet in the working set. */
@@ -105,7 +109,7 @@ export async function writeChanges(client: PoolClient, ws: WorkingSet): Promise<
       "SELECT nextval(pg_get_serial_sequence('canonical_records', 'record_no')) AS n FROM generate_series(1, $1)",
       [fresh.length],
     );
-    fresh.forEach((r, i) => (r.recordNo = (rows[i] as { n: number }).n));
+    for (const [i, r] of fresh.entries()) r.recordNo = (rows[i] as { n: number }).n;
   }
   await client.query(
     `INSERT INTO canonical_records (record_id, record_no, revision, deleted, merged_into, content_type, near_duplicates, first_seen_at, updated_at)
@@ -169,10 +173,11 @@ export interface OutboxMessage {
 
 export async function enqueueOutbox(client: PoolClient, messages: readonly OutboxMessage[]): Promise<void> {
   if (messages.length === 0) return;
-  await client.query(
-    "INSERT INTO outbox (topic, message_key, message_value) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
-    [messages.map((m) => m.topic), messages.map((m) => m.key), messages.map((m) => m.value)],
-  );
+  await client.query("INSERT INTO outbox (topic, message_key, message_value) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])", [
+    messages.map((m) => m.topic),
+    messages.map((m) => m.key),
+    messages.map((m) => m.value),
+  ]);
 }
 
 /** Of these submission ids, the ones already applied (a replay of one changes nothing). */

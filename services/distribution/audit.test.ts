@@ -10,17 +10,44 @@ import type { PartnerPolicy } from "./policy.ts";
 const codec = new AvroCodec();
 /** A policy granting every extra field, law-enforcement-only ones included. */
 const generous: PartnerPolicy = {
-  partnerId: "taskforce", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk",
-  extraFields: [...EXTRA_FIELDS], delivery: "both", feedPartitions: 2, version: 4,
+  partnerId: "taskforce",
+  categories: ["A", "B", "C"],
+  minGradingStatus: "indicative",
+  algorithms: ["md5", "sha1"],
+  scheme: "uk",
+  extraFields: [...EXTRA_FIELDS],
+  delivery: "both",
+  feedPartitions: 2,
+  version: 4,
 };
 
 describe("distribution audit events", () => {
   it("a disclosure names the hub record, partner and feed position, never the values sent", () => {
-    const record = { ...sampleCanonicalRecord(), restricted: { caseRefs: ["SYN-CASE-0001"], series: ["SYN-SERIES"], victimIdentified: true, offenderIdentified: false, isDistributed: true, graderRefs: ["SYN-GRADER"] } };
+    const record = {
+      ...sampleCanonicalRecord(),
+      restricted: {
+        caseRefs: ["SYN-CASE-0001"],
+        series: ["SYN-SERIES"],
+        victimIdentified: true,
+        offenderIdentified: false,
+        isDistributed: true,
+        graderRefs: ["SYN-GRADER"],
+      },
+    };
     const hash = record.hashes[0] as (typeof record.hashes)[number];
     const extra = extrasFor(record, generous);
     expect(extra["caseRefs"]).toBe("SYN-CASE-0001"); // the feed record itself carries them: granted
-    const feed = { ...sampleFeedRecord(), partnerId: "taskforce", partition: 1, seq: 42, alg: hash.alg, value: hash.value, category: "B", revision: record.revision, extra };
+    const feed = {
+      ...sampleFeedRecord(),
+      partnerId: "taskforce",
+      partition: 1,
+      seq: 42,
+      alg: hash.alg,
+      value: hash.value,
+      category: "B",
+      revision: record.revision,
+      extra,
+    };
     const e = disclosureEvent({ record: feed, recordId: record.recordId, delivery: "both" }, { kind: "canonical" }, 1_700_000_000_000);
 
     expect(e).toMatchObject({
@@ -31,13 +58,31 @@ describe("distribution audit events", () => {
       subjectId: record.recordId,
       revision: record.revision,
       at: 1_700_000_000_000,
-      detail: { partnerId: "taskforce", partition: "1", seq: "42", alg: hash.alg, delivery: "both", keyId: feed.keyId, cause: "canonical", category: "B" },
+      detail: {
+        partnerId: "taskforce",
+        partition: "1",
+        seq: "42",
+        alg: hash.alg,
+        delivery: "both",
+        keyId: feed.keyId,
+        cause: "canonical",
+        category: "B",
+      },
     });
     // Which extras went out, by name only.
     expect(e.detail["extraFields"]?.split(",").sort()).toEqual(Object.keys(extra).sort());
     for (const field of LAW_ENFORCEMENT_ONLY_FIELDS) expect(e.detail[field], field).toBeUndefined();
     const text = JSON.stringify(e);
-    for (const secret of ["SYN-CASE-0001", "SYN-SERIES", "SYN-GRADER", "force-a", hash.value, feed.recordRef, feed.signature.toString("base64"), feed.signature.toString("hex")]) {
+    for (const secret of [
+      "SYN-CASE-0001",
+      "SYN-SERIES",
+      "SYN-GRADER",
+      "force-a",
+      hash.value,
+      feed.recordRef,
+      feed.signature.toString("base64"),
+      feed.signature.toString("hex"),
+    ]) {
       expect(text, secret).not.toContain(secret);
     }
     expect(codec.decode("AuditEvent", codec.encode("AuditEvent", e)).value).toEqual(e);
@@ -63,7 +108,11 @@ describe("distribution audit events", () => {
       revision: 4,
       detail: { version: "4", previousVersion: "3", recordsEvaluated: "120", upserts: "40", removes: "2", delivery: "both", scheme: "uk" },
     });
-    expect(policyAppliedEvent({ policy: generous, previousVersion: null, recordsEvaluated: 0, upserts: 0, removes: 0 }, 5).detail["previousVersion"]).toBe("none");
+    expect(
+      policyAppliedEvent({ policy: generous, previousVersion: null, recordsEvaluated: 0, upserts: 0, removes: 0 }, 5).detail[
+        "previousVersion"
+      ],
+    ).toBe("none");
     for (const field of LAW_ENFORCEMENT_ONLY_FIELDS) expect(e.detail[field], field).toBeUndefined();
   });
 });

@@ -64,7 +64,9 @@ export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = 
       let kafkaOffsets: Record<string, string> | undefined;
       if (deps.feedOffsets) {
         const topic = deps.feedOffsets.topic(partnerId);
-        const { rows: pending } = await client.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox WHERE topic = $1", [topic]);
+        const { rows: pending } = await client.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox WHERE topic = $1", [
+          topic,
+        ]);
         if (Number(pending[0]?.n) > 0) return null;
         kafkaOffsets = await deps.feedOffsets.highWatermarks(topic);
       }
@@ -72,7 +74,9 @@ export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = 
         "SELECT alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 ORDER BY alg, value",
         [partnerId],
       );
-      const h = await client.query<HeadRow>("SELECT partition, last_seq, last_digest FROM feed_partitions WHERE partner_id = $1", [partnerId]);
+      const h = await client.query<HeadRow>("SELECT partition, last_seq, last_digest FROM feed_partitions WHERE partner_id = $1", [
+        partnerId,
+      ]);
       return { entries: e.rows, heads: h.rows, kafkaOffsets };
     });
     if (!snapshot) {
@@ -111,7 +115,12 @@ export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = 
   );
   const manifestKey = `${object}.manifest.json`;
   await put(deps, manifestKey, serialiseManifest(manifest), "application/json");
-  await put(deps, latestSnapshotKey(deps.prefix ?? "feeds", partnerId), Buffer.from(JSON.stringify({ manifest: manifestKey })), "application/json");
+  await put(
+    deps,
+    latestSnapshotKey(deps.prefix ?? "feeds", partnerId),
+    Buffer.from(JSON.stringify({ manifest: manifestKey })),
+    "application/json",
+  );
   await deps.pool.query(
     "INSERT INTO feed_exports (partner_id, kind, object_key, manifest_key, covers) VALUES ($1, 'snapshot', $2, $3, $4)",
     [partnerId, object, manifestKey, JSON.stringify(manifest.heads)],
@@ -138,7 +147,17 @@ export async function exportDelta(deps: ExportDeps, partnerId: string, now = new
   const object = `${base}/deltas/${stamp(now)}.jsonl.gz`;
   await put(deps, object, body, "application/gzip");
   const manifest = signManifest(
-    { partnerId, kind: "delta", object, sha256: createHash("sha256").update(body).digest("hex"), count: rows.length, heads, from, createdAt: now.toISOString(), keyId: deps.hub.keyId },
+    {
+      partnerId,
+      kind: "delta",
+      object,
+      sha256: createHash("sha256").update(body).digest("hex"),
+      count: rows.length,
+      heads,
+      from,
+      createdAt: now.toISOString(),
+      keyId: deps.hub.keyId,
+    },
     deps.hub.privateKey,
   );
   const manifestKey = `${object}.manifest.json`;

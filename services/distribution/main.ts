@@ -107,7 +107,10 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     applyLock: DISTRIBUTION_APPLY_LOCK,
     apply: (tx, batch) => distributeBatch(deps, tx, batch),
     afterCommit: ({ result: r }, batch) => {
-      logger.info({ partition: batch.partition, records: r.records, skipped: r.skipped, feedRecords: r.feedRecords }, "canonical batch distributed");
+      logger.info(
+        { partition: batch.partition, records: r.records, skipped: r.skipped, feedRecords: r.feedRecords },
+        "canonical batch distributed",
+      );
       relay.notify();
     },
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,

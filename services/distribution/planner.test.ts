@@ -11,15 +11,50 @@ import type { FeedEntry, PartnerPolicy } from "./policy.ts";
 import { expectedHoldings } from "./reconcile.ts";
 
 const policies: PartnerPolicy[] = [
-  { partnerId: "hotline", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk", extraFields: [], delivery: "kafka", feedPartitions: 3, version: 1 },
-  { partnerId: "industry", categories: ["A", "B"], minGradingStatus: "confirmed", algorithms: ["md5", "pdq"], scheme: "ics", extraFields: ["gradingStatus"], delivery: "kafka", feedPartitions: 2, version: 1 },
+  {
+    partnerId: "hotline",
+    categories: ["A", "B", "C"],
+    minGradingStatus: "indicative",
+    algorithms: ["md5", "sha1"],
+    scheme: "uk",
+    extraFields: [],
+    delivery: "kafka",
+    feedPartitions: 3,
+    version: 1,
+  },
+  {
+    partnerId: "industry",
+    categories: ["A", "B"],
+    minGradingStatus: "confirmed",
+    algorithms: ["md5", "pdq"],
+    scheme: "ics",
+    extraFields: ["gradingStatus"],
+    delivery: "kafka",
+    feedPartitions: 2,
+    version: 1,
+  },
 ];
 
 const md5 = (): Hash => ({ alg: "md5", value: randomHex(16), quality: null });
 const sha1 = (): Hash => ({ alg: "sha1", value: randomHex(20), quality: null });
 
-function canonical(recordId: string, revision: number, hashes: Hash[], updatedAt: number, over: Partial<CanonicalRecord> = {}): CanonicalRecord {
-  return { ...sampleCanonicalRecord(), recordId, revision, hashes, updatedAt, classification: { uk: "A", ics: "A1" }, gradingStatus: "confirmed", ...over };
+function canonical(
+  recordId: string,
+  revision: number,
+  hashes: Hash[],
+  updatedAt: number,
+  over: Partial<CanonicalRecord> = {},
+): CanonicalRecord {
+  return {
+    ...sampleCanonicalRecord(),
+    recordId,
+    revision,
+    hashes,
+    updatedAt,
+    classification: { uk: "A", ics: "A1" },
+    gradingStatus: "confirmed",
+    ...over,
+  };
 }
 
 /** Feeds records through the planner as distribution would, and applies the changes like a partner sink. */
@@ -55,7 +90,10 @@ function expectReconciled(records: readonly CanonicalRecord[], held: Map<string,
 function interleavings<T>(a: readonly T[], b: readonly T[]): T[][] {
   if (!a.length) return [[...b]];
   if (!b.length) return [[...a]];
-  return [...interleavings(a.slice(1), b).map((rest) => [a[0] as T, ...rest]), ...interleavings(a, b.slice(1)).map((rest) => [b[0] as T, ...rest])];
+  return [
+    ...interleavings(a.slice(1), b).map((rest) => [a[0] as T, ...rest]),
+    ...interleavings(a, b.slice(1)).map((rest) => [b[0] as T, ...rest]),
+  ];
 }
 
 function merge() {
@@ -64,7 +102,9 @@ function merge() {
   const X = md5();
   const [s1, sSha, mSha] = [md5(), sha1(), sha1()];
   return {
-    S, M, X,
+    S,
+    M,
+    X,
     records: {
       S1: canonical(S, 1, [s1, sSha], 1_000),
       M1: canonical(M, 1, [X, mSha], 2_000, { classification: { uk: "B", ics: "B1" } }),
@@ -82,29 +122,41 @@ describe("planner", () => {
     expect(industry?.changes.map((c) => `${c.op}:${c.entry.alg}`).sort()).toEqual(["UPSERT:md5", "UPSERT:pdq"]);
     expect(planRecord(ledger, r, policies)[1]?.changes).toEqual([]);
     const withdrawn = planRecord(ledger, { ...r, revision: 4, deleted: true }, policies)[1];
-    expect(withdrawn?.changes.map((c) => [c.op, c.op === "REMOVE" ? c.revision : null])).toEqual([["REMOVE", 4], ["REMOVE", 4]]);
+    expect(withdrawn?.changes.map((c) => [c.op, c.op === "REMOVE" ? c.revision : null])).toEqual([
+      ["REMOVE", 4],
+      ["REMOVE", 4],
+    ]);
     const revived = planRecord(ledger, { ...r, revision: 5 }, policies)[1];
     expect(revived?.changes.map((c) => c.op)).toEqual(["UPSERT", "UPSERT"]);
     const regraded = planRecord(ledger, { ...r, revision: 6, classification: { uk: "C", ics: null } }, policies)[1];
     expect(regraded?.changes.map((c) => c.op)).toEqual(["REMOVE", "REMOVE"]);
   });
 
-  it.each(interleavings(["S1", "S2"], ["M1", "M2"]).map((o) => [o.join(" ")]))("a merge arriving as %s leaves every hash with the survivor", (order) => {
-    const { S, X, records } = merge();
-    const sequence = order.split(" ").map((k) => records[k as keyof typeof records]);
-    const { held } = distribute(sequence);
-    expectReconciled(sequence, held, order);
-    expect(held.get("hotline")?.get(`md5:${X.value}`)?.recordId).toBe(S);
-    expect(held.get("industry")?.get(`md5:${X.value}`)).toMatchObject({ recordId: S, category: "A1" });
-  });
+  it.each(interleavings(["S1", "S2"], ["M1", "M2"]).map((o) => [o.join(" ")]))(
+    "a merge arriving as %s leaves every hash with the survivor",
+    (order) => {
+      const { S, X, records } = merge();
+      const sequence = order.split(" ").map((k) => records[k as keyof typeof records]);
+      const { held } = distribute(sequence);
+      expectReconciled(sequence, held, order);
+      expect(held.get("hotline")?.get(`md5:${X.value}`)?.recordId).toBe(S);
+      expect(held.get("industry")?.get(`md5:${X.value}`)).toMatchObject({ recordId: S, category: "A1" });
+    },
+  );
 
-  it.each(interleavings(["S1", "S2"], ["M1", "M2"]).map((o) => [o.join(" ")]))("a merge arriving as %s never takes a hash out of a feed on the way", (order) => {
-    const { records } = merge();
-    const removed: string[] = [];
-    distribute(order.split(" ").map((k) => records[k as keyof typeof records]), removed);
-    // M's merge revision before S's: X waits under M for the survivor instead of REMOVE then UPSERT.
-    expect(removed).toEqual([]);
-  });
+  it.each(interleavings(["S1", "S2"], ["M1", "M2"]).map((o) => [o.join(" ")]))(
+    "a merge arriving as %s never takes a hash out of a feed on the way",
+    (order) => {
+      const { records } = merge();
+      const removed: string[] = [];
+      distribute(
+        order.split(" ").map((k) => records[k as keyof typeof records]),
+        removed,
+      );
+      // M's merge revision before S's: X waits under M for the survivor instead of REMOVE then UPSERT.
+      expect(removed).toEqual([]);
+    },
+  );
 
   it("a hash waiting for its survivor goes when the survivor's revision does not grant it", () => {
     const { S, M, X, records } = merge();
@@ -135,7 +187,9 @@ describe("planner", () => {
     const seen = distribute([other.records.M1, other.records.S1]);
     expect(seen.held.get("hotline")?.get(`md5:${other.X.value}`)?.recordId).toBe(other.M);
     const after = planRecord(seen.ledger, other.records.S2, policies)[0];
-    expect(after?.changes.filter((c) => c.entry.value === other.X.value).map((c) => [c.op, c.entry.recordId])).toEqual([["UPSERT", other.S]]);
+    expect(after?.changes.filter((c) => c.entry.value === other.X.value).map((c) => [c.op, c.entry.recordId])).toEqual([
+      ["UPSERT", other.S],
+    ]);
     expect(planRecord(seen.ledger, other.records.M2, policies).flatMap((p) => p.changes)).toEqual([]);
   });
 
@@ -144,7 +198,11 @@ describe("planner", () => {
     const B = randomUUID();
     const X = md5();
     // Two live claimants of X (in flight); the governing one is withdrawn: X moves to the other.
-    const records = [canonical(A, 1, [X], 1_000), canonical(B, 1, [X], 2_000, { classification: { uk: "B", ics: "B1" } }), canonical(B, 2, [X], 3_000, { deleted: true })];
+    const records = [
+      canonical(A, 1, [X], 1_000),
+      canonical(B, 1, [X], 2_000, { classification: { uk: "B", ics: "B1" } }),
+      canonical(B, 2, [X], 3_000, { deleted: true }),
+    ];
     const { held } = distribute(records);
     expect(held.get("hotline")?.get(`md5:${X.value}`)).toMatchObject({ recordId: A, category: "A" });
     expectReconciled(records, held, "withdrawn claimant");

@@ -45,8 +45,13 @@ export interface PolicyListing {
 
 /** Every policy, suspended ones included, for operators. */
 export async function listPolicies(db: Queryable): Promise<PolicyListing[]> {
-  const { rows } = await db.query<PolicyRow & { suspended_at: Date | null; suspended_reason: string | null }>("SELECT * FROM partner_policies ORDER BY partner_id");
-  return rows.map((r) => ({ policy: toPolicy(r), suspension: r.suspended_at ? { at: r.suspended_at, reason: r.suspended_reason ?? "" } : null }));
+  const { rows } = await db.query<PolicyRow & { suspended_at: Date | null; suspended_reason: string | null }>(
+    "SELECT * FROM partner_policies ORDER BY partner_id",
+  );
+  return rows.map((r) => ({
+    policy: toPolicy(r),
+    suspension: r.suspended_at ? { at: r.suspended_at, reason: r.suspended_reason ?? "" } : null,
+  }));
 }
 
 /**

@@ -4,8 +4,15 @@ import { entitlement, extrasFor, feedEntryFor, newlyGrantedWithheld } from "./po
 import type { PartnerPolicy } from "./policy.ts";
 
 const policy: PartnerPolicy = {
-  partnerId: "p1", categories: ["A", "B"], minGradingStatus: "confirmed", algorithms: ["md5", "pdq"], scheme: "ics",
-  extraFields: ["gradingStatus"], delivery: "kafka", feedPartitions: 2, version: 1,
+  partnerId: "p1",
+  categories: ["A", "B"],
+  minGradingStatus: "confirmed",
+  algorithms: ["md5", "pdq"],
+  scheme: "ics",
+  extraFields: ["gradingStatus"],
+  delivery: "kafka",
+  feedPartitions: 2,
+  version: 1,
 };
 
 describe("partner policy", () => {
@@ -15,14 +22,20 @@ describe("partner policy", () => {
     expect(entitlement({ ...r, gradingStatus: "indicative" }, policy)).toMatchObject({ entitled: false, unmappable: false });
     expect(entitlement({ ...r, classification: { uk: "C", ics: null } }, policy)).toMatchObject({ entitled: false });
     expect(entitlement({ ...r, classification: { uk: "A", ics: null } }, policy)).toEqual({ entitled: false, unmappable: true });
-    expect(entitlement({ ...r, classification: { uk: "A", ics: null } }, { ...policy, scheme: "vics" })).toEqual({ entitled: true, category: "1" });
+    expect(entitlement({ ...r, classification: { uk: "A", ics: null } }, { ...policy, scheme: "vics" })).toEqual({
+      entitled: true,
+      category: "1",
+    });
     expect(entitlement({ ...r, deleted: true }, policy)).toMatchObject({ entitled: false });
   });
 
   it("grants only the listed extras; law-enforcement fields need an explicit grant", () => {
     const r = sampleCanonicalRecord();
     expect(extrasFor(r, policy)).toEqual({ gradingStatus: "confirmed" });
-    expect(extrasFor(r, { ...policy, extraFields: ["caseRefs", "isDistributed"] })).toEqual({ caseRefs: "SYN-CASE-0001", isDistributed: "true" });
+    expect(extrasFor(r, { ...policy, extraFields: ["caseRefs", "isDistributed"] })).toEqual({
+      caseRefs: "SYN-CASE-0001",
+      isDistributed: "true",
+    });
   });
 
   it("asks for a second person only for withheld-by-default extras the current policy does not grant", () => {
@@ -35,7 +48,13 @@ describe("partner policy", () => {
   it("a record gives an entry for a hash of a granted algorithm while it is entitled", () => {
     const r = sampleCanonicalRecord();
     const key = (alg: string) => r.hashes.filter((h) => h.alg === alg).map((h) => `${h.alg}:${h.value}`)[0] as string;
-    expect(feedEntryFor(r, policy, key("md5"))).toMatchObject({ alg: "md5", recordId: r.recordId, revision: 3, category: "B1", extra: { gradingStatus: "confirmed" } });
+    expect(feedEntryFor(r, policy, key("md5"))).toMatchObject({
+      alg: "md5",
+      recordId: r.recordId,
+      revision: 3,
+      category: "B1",
+      extra: { gradingStatus: "confirmed" },
+    });
     expect(feedEntryFor(r, policy, key("pdq"))).toMatchObject({ alg: "pdq" });
     expect(feedEntryFor(r, policy, key("sha1"))).toBeNull();
     expect(feedEntryFor(r, policy, "md5:0123")).toBeNull();
@@ -44,4 +63,3 @@ describe("partner policy", () => {
     expect(feedEntryFor({ ...r, classification: { uk: "C", ics: null } }, policy, key("md5"))).toBeNull();
   });
 });
-

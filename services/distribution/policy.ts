@@ -24,7 +24,15 @@ export const EXTRA_FIELDS = [
 export type ExtraField = (typeof EXTRA_FIELDS)[number];
 
 /** Extras withheld by default: the record's law-enforcement-only part, and the contributing agencies. */
-export const WITHHELD_BY_DEFAULT: readonly ExtraField[] = ["isDistributed", "victimIdentified", "offenderIdentified", "series", "caseRefs", "graderRefs", "agencies"];
+export const WITHHELD_BY_DEFAULT: readonly ExtraField[] = [
+  "isDistributed",
+  "victimIdentified",
+  "offenderIdentified",
+  "series",
+  "caseRefs",
+  "graderRefs",
+  "agencies",
+];
 
 /**
  * The withheld-by-default extras a new policy grants that the current one does not: granting any of
@@ -118,10 +126,26 @@ const sameExtra = (a: Record<string, string>, b: Record<string, string>) =>
 
 /** Whether a partner holding `have` already has what `want` would send (a new revision alone changes nothing). */
 export const sameFeedEntry = (have: FeedEntry, want: FeedEntry): boolean =>
-  have.recordId === want.recordId && have.category === want.category && have.contentType === want.contentType && sameExtra(have.extra, want.extra);
+  have.recordId === want.recordId &&
+  have.category === want.category &&
+  have.contentType === want.contentType &&
+  sameExtra(have.extra, want.extra);
 
-function entryOf(record: CanonicalRecord, category: string, extra: Record<string, string>, h: CanonicalRecord["hashes"][number]): FeedEntry {
-  return { alg: h.alg, value: h.value, recordId: record.recordId, revision: record.revision, category, contentType: record.contentType, extra };
+function entryOf(
+  record: CanonicalRecord,
+  category: string,
+  extra: Record<string, string>,
+  h: CanonicalRecord["hashes"][number],
+): FeedEntry {
+  return {
+    alg: h.alg,
+    value: h.value,
+    recordId: record.recordId,
+    revision: record.revision,
+    category,
+    contentType: record.contentType,
+    extra,
+  };
 }
 
 /**

@@ -89,7 +89,13 @@ export async function distributeBatch(
   const policies = deps.policies();
   const decoded = await decodeBatch(deps, tx, batch);
   // Loads the stored revision of every record in the batch, and all that planning them touches.
-  await loadLedger(tx, deps.codec, ledger, policies.map((p) => p.partnerId), decoded.map((b) => b.record));
+  await loadLedger(
+    tx,
+    deps.codec,
+    ledger,
+    policies.map((p) => p.partnerId),
+    decoded.map((b) => b.record),
+  );
   let applied = 0;
   let skipped = batch.redelivered;
   const latest = new Map<string, { revision: number; bytes: Buffer }>();
@@ -105,7 +111,12 @@ export async function distributeBatch(
   await storeDistributedRecords(tx, latest);
   await writeLedgerChanges(tx, ledger);
   await writer.flush();
-  await enqueueAudit(tx, deps.codec, deps.topics, writer.issued.map((d) => disclosureEvent(d, { kind: "canonical" }, now)));
+  await enqueueAudit(
+    tx,
+    deps.codec,
+    deps.topics,
+    writer.issued.map((d) => disclosureEvent(d, { kind: "canonical" }, now)),
+  );
   return { result: { records: applied, skipped, feedRecords: writer.issued.length } };
 }
 
@@ -141,10 +152,15 @@ export async function processCanonicalBatch(
   partition: number,
   messages: readonly CanonicalMessage[],
 ): Promise<DistributionResult & { nextOffset: string | null }> {
-  const outcome = await applyExactlyOnce(deps.pool, deps.consumerGroup, { topic, partition, messages }, {
-    applyLock: DISTRIBUTION_APPLY_LOCK,
-    apply: (tx, batch) => distributeBatch(deps, tx, batch),
-  });
+  const outcome = await applyExactlyOnce(
+    deps.pool,
+    deps.consumerGroup,
+    { topic, partition, messages },
+    {
+      applyLock: DISTRIBUTION_APPLY_LOCK,
+      apply: (tx, batch) => distributeBatch(deps, tx, batch),
+    },
+  );
   return { ...outcome.result, nextOffset: outcome.nextOffset };
 }
 

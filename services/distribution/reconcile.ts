@@ -27,7 +27,9 @@ export function expectedHoldings(policy: PartnerPolicy, records: Iterable<Canoni
 }
 
 export async function partnerHoldings(db: Queryable): Promise<Holdings> {
-  const { rows } = await db.query<{ alg: string; value: string; category: string }>("SELECT alg, value, category FROM partner_hashes WHERE NOT removed");
+  const { rows } = await db.query<{ alg: string; value: string; category: string }>(
+    "SELECT alg, value, category FROM partner_hashes WHERE NOT removed",
+  );
   return new Map(rows.map((r) => [`${r.alg}:${r.value}`, r.category]));
 }
 
@@ -44,5 +46,12 @@ export function reconcile(expected: Holdings, held: Holdings): ReconciliationRep
   const missing = [...expected.keys()].filter((k) => !held.has(k));
   const unexpected = [...held.keys()].filter((k) => !expected.has(k));
   const wrongCategory = [...expected].filter(([k, c]) => held.has(k) && held.get(k) !== c).map(([k]) => k);
-  return { expected: expected.size, held: held.size, missing, unexpected, wrongCategory, ok: !missing.length && !unexpected.length && !wrongCategory.length };
+  return {
+    expected: expected.size,
+    held: held.size,
+    missing,
+    unexpected,
+    wrongCategory,
+    ok: !missing.length && !unexpected.length && !wrongCategory.length,
+  };
 }

@@ -37,14 +37,22 @@ function signerOf(o: CommonOptions): AgencySigner {
 
 function prefixOf(o: CommonOptions, file: string): string {
   // Unique per file and stable across re-runs (idempotency); kept inside the readers' 96-character limit.
-  return o.prefix ?? `${o.agency.slice(0, 30)}:${basename(file).replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 60)}:`;
+  return (
+    o.prefix ??
+    `${o.agency.slice(0, 30)}:${basename(file)
+      .replace(/[^A-Za-z0-9._-]/g, "_")
+      .slice(0, 60)}:`
+  );
 }
 
 function progressBar(file: string): { bar: SingleBar; tick: (original: Buffer) => void } {
   const total = statSync(file).size;
-  const bar = new SingleBar(
-    { format: " {bar} {percentage}% | {items} items | {eta_formatted} left", hideCursor: true, stream: process.stderr, noTTYOutput: false },
-  );
+  const bar = new SingleBar({
+    format: " {bar} {percentage}% | {items} items | {eta_formatted} left",
+    hideCursor: true,
+    stream: process.stderr,
+    noTTYOutput: false,
+  });
   bar.start(total, 0, { items: 0 });
   let bytes = 0;
   let items = 0;
@@ -97,7 +105,12 @@ async function submitFile(file: string, o: CommonOptions & { url: string; batch:
     addToReceipt(receipt, res.items);
     res.items.forEach((outcome, i) => {
       if (outcome.status === "rejected") {
-        rejects.write({ index: batch[i]?.index ?? -1, submissionId: outcome.submissionId, reason: outcome.reason ?? "INTERNAL", detail: outcome.detail ?? "" });
+        rejects.write({
+          index: batch[i]?.index ?? -1,
+          submissionId: outcome.submissionId,
+          reason: outcome.reason ?? "INTERNAL",
+          detail: outcome.detail ?? "",
+        });
       }
     });
     batch = [];
@@ -120,7 +133,12 @@ async function submitFile(file: string, o: CommonOptions & { url: string; batch:
 }
 
 /** JSON Lines of signed submissions, streamed; local rejections are counted in `local`. */
-async function* signedLines(items: AsyncIterable<SignedItem>, local: Receipt, rejects: ReturnType<typeof rejectLog>, tick: (b: Buffer) => void) {
+async function* signedLines(
+  items: AsyncIterable<SignedItem>,
+  local: Receipt,
+  rejects: ReturnType<typeof rejectLog>,
+  tick: (b: Buffer) => void,
+) {
   for await (const item of items) {
     tick(item.original);
     if (!item.ok) {
@@ -165,12 +183,18 @@ async function uploadFile(file: string, o: CommonOptions & { url: string; object
     const r = reason as keyof Receipt["byReason"];
     receipt.byReason[r] = (receipt.byReason[r] ?? 0) + (n ?? 0);
   }
-  printReceipt(`import ${done.importId} ${done.status}${done.error ? ` (${done.error})` : ""}; hub receipt: s3://${bucket}/${done.receiptKey ?? "-"}`, receipt, rejects.path);
+  printReceipt(
+    `import ${done.importId} ${done.status}${done.error ? ` (${done.error})` : ""}; hub receipt: s3://${bucket}/${done.receiptKey ?? "-"}`,
+    receipt,
+    rejects.path,
+  );
   return receipt;
 }
 
 export function buildForceCli(): Command {
-  const program = new Command("hashrelay-ingest").description("submit hash records to the hashrelay hub as a force or the NCA").showHelpAfterError();
+  const program = new Command("hashrelay-ingest")
+    .description("submit hash records to the hashrelay hub as a force or the NCA")
+    .showHelpAfterError();
   const common = (cmd: Command) =>
     cmd
       .addOption(new Option("--format <format>", "input file format").choices(["vics", "csv"]).makeOptionMandatory())

@@ -28,7 +28,11 @@ export function readDraftFile(format: InputFormat, path: string, submissionIdPre
 
 const codec = new AvroCodec();
 
-export async function* signDrafts(items: AsyncIterable<DraftItem>, signer: AgencySigner, now: () => number = Date.now): AsyncGenerator<SignedItem> {
+export async function* signDrafts(
+  items: AsyncIterable<DraftItem>,
+  signer: AgencySigner,
+  now: () => number = Date.now,
+): AsyncGenerator<SignedItem> {
   const writer = codec.schema("Submission").type;
   for await (const item of items) {
     if (!item.ok) {

@@ -91,10 +91,10 @@ export class ImportService {
   }
 
   async get(agencyId: string, importId: string): Promise<ImportJob | undefined> {
-    const { rows } = await this.deps.db.query<ImportRow>(
-      "SELECT * FROM ingest_imports WHERE import_id = $1 AND agency_id = $2",
-      [importId, agencyId],
-    );
+    const { rows } = await this.deps.db.query<ImportRow>("SELECT * FROM ingest_imports WHERE import_id = $1 AND agency_id = $2", [
+      importId,
+      agencyId,
+    ]);
     return rows[0] ? toJob(rows[0]) : undefined;
   }
 
@@ -123,7 +123,16 @@ export class ImportService {
     await this.deps.db.query(
       `UPDATE ingest_imports SET status = $2, accepted = $3, duplicates = $4, rejected = $5, by_reason = $6,
          receipt_key = COALESCE($7, receipt_key), error = $8, updated_at = now() WHERE import_id = $1`,
-      [importId, status, receipt.accepted, receipt.duplicates, receipt.rejected, JSON.stringify(receipt.byReason), extra.receiptKey ?? null, extra.error ?? null],
+      [
+        importId,
+        status,
+        receipt.accepted,
+        receipt.duplicates,
+        receipt.rejected,
+        JSON.stringify(receipt.byReason),
+        extra.receiptKey ?? null,
+        extra.error ?? null,
+      ],
     );
   }
 
@@ -147,7 +156,14 @@ export class ImportService {
           Key: receiptKey,
           ContentType: "application/json",
           Body: JSON.stringify(
-            { importId: job.importId, agencyId: job.agencyId, object: job.key, finishedAt: new Date().toISOString(), ...receipt, rejectedLines },
+            {
+              importId: job.importId,
+              agencyId: job.agencyId,
+              object: job.key,
+              finishedAt: new Date().toISOString(),
+              ...receipt,
+              rejectedLines,
+            },
             null,
             2,
           ),
@@ -188,7 +204,13 @@ export class ImportService {
       if (line.trim() === "") continue;
       const original = Buffer.from(line, "utf8");
       if (original.length > maxLine) {
-        chunk.push({ index: lineNo, ok: false, reason: "BODY_TOO_LARGE", detail: `line longer than ${maxLine} bytes`, original: original.subarray(0, 64 * 1024) });
+        chunk.push({
+          index: lineNo,
+          ok: false,
+          reason: "BODY_TOO_LARGE",
+          detail: `line longer than ${maxLine} bytes`,
+          original: original.subarray(0, 64 * 1024),
+        });
       } else {
         const [item] = parseSubmissionBatch(original);
         if (item) chunk.push({ ...item, index: lineNo } as IntakeItem);

@@ -81,9 +81,7 @@ export async function admitBatch(
 
   const reject = (item: IntakeItem, submissionId: string | null, reason: ReasonCode, detail: string) => {
     outcomes[item.index] = { index: item.index, submissionId, status: "rejected", reason, detail };
-    rejected.push(
-      buildRejection(item.original, reason, detail, { service: SERVICE, channel, agencyId: principal.agencyId, submissionId }),
-    );
+    rejected.push(buildRejection(item.original, reason, detail, { service: SERVICE, channel, agencyId: principal.agencyId, submissionId }));
   };
 
   for (const item of items) {
@@ -95,7 +93,10 @@ export async function admitBatch(
     try {
       validateSubmission(sub, now);
       if (deps.maxSubmissionAgeMs !== undefined && now.getTime() - sub.submittedAt > deps.maxSubmissionAgeMs) {
-        throw new HashrelayError("STALE_SUBMISSION", `submittedAt ${new Date(sub.submittedAt).toISOString()} is older than the hub accepts; re-sign it`);
+        throw new HashrelayError(
+          "STALE_SUBMISSION",
+          `submittedAt ${new Date(sub.submittedAt).toISOString()} is older than the hub accepts; re-sign it`,
+        );
       }
       if (sub.agencyId !== principal.agencyId) {
         throw new HashrelayError("AGENCY_MISMATCH", `authenticated as ${principal.agencyId} but the submission says ${sub.agencyId}`);
@@ -124,7 +125,7 @@ export async function admitBatch(
   for (const { index, accepted: a } of candidates) {
     const id = a.submission.submissionId;
     const prior = seen.get(id) ?? inBatch.get(id);
-    if (prior && prior.equals(a.digest)) {
+    if (prior?.equals(a.digest)) {
       outcomes[index] = { index, submissionId: id, status: "duplicate" };
     } else if (prior) {
       const item = items.find((i) => i.index === index) as IntakeItem;

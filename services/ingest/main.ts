@@ -29,7 +29,11 @@ export const configShape = {
   ...s3ConfigShape,
   INGEST_HOST: z.string().default("127.0.0.1"),
   INGEST_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
-  INGEST_BODY_LIMIT_BYTES: z.coerce.number().int().positive().default(8 * 1024 * 1024),
+  INGEST_BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(8 * 1024 * 1024),
   INGEST_MAX_ITEMS_PER_REQUEST: z.coerce.number().int().positive().default(5000),
   /** Keep equal to dedup's DEDUP_MAX_SUBMISSION_AGE_DAYS, so nothing accepted here is refused there. */
   INGEST_MAX_SUBMISSION_AGE_DAYS: z.coerce.number().positive().default(30),

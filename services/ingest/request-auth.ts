@@ -63,7 +63,10 @@ export async function authenticateRequest(
   }
   // Only a verified signature is remembered, so nobody can fill the memory with garbage.
   if (replay && !(await replay.firstUse(createHash("sha256").update(sig).digest(), new Date(at + MAX_CLOCK_SKEW_MS)))) {
-    throw new SignatureError("REQUEST_REPLAYED", `this signed request (timestamp ${timestamp}) was already received; sign every request afresh`);
+    throw new SignatureError(
+      "REQUEST_REPLAYED",
+      `this signed request (timestamp ${timestamp}) was already received; sign every request afresh`,
+    );
   }
   return { agencyId, keyId };
 }

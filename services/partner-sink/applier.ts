@@ -129,7 +129,11 @@ export async function applyFeedBatch(
   if (state.halted_reason) return { result: { applied: 0, duplicates: 0, refused: 0, halted: true }, nextOffset: null, hold: true };
   // Decode first, then look up every seq already applied in one query.
   const decoded = batch.messages.map((m) => decode(deps.codec, m));
-  const appliedDigests = await appliedDigestsOf(tx, partition, decoded.flatMap((d) => (d.record ? [d.record.seq] : [])));
+  const appliedDigests = await appliedDigestsOf(
+    tx,
+    partition,
+    decoded.flatMap((d) => (d.record ? [d.record.seq] : [])),
+  );
   const walk = walkChain(deps, partition, batch.storedOffset, decoded, state, appliedDigests, now);
   for (const a of walk.alerts) await alert(tx, a);
   if (walk.halt) {

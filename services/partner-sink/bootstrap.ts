@@ -26,21 +26,33 @@ export interface BootstrapResult {
 }
 
 /** Loads the latest snapshot if this partner database is empty; returns null when nothing was needed. */
-export async function bootstrapFromSnapshot(
-  deps: { pool: Pool; s3: S3Client; bucket: string; prefix: string; partnerId: string; keys: readonly TrustedHubKey[]; consumerGroup: string; topic: string },
-): Promise<BootstrapResult | null> {
+export async function bootstrapFromSnapshot(deps: {
+  pool: Pool;
+  s3: S3Client;
+  bucket: string;
+  prefix: string;
+  partnerId: string;
+  keys: readonly TrustedHubKey[];
+  consumerGroup: string;
+  topic: string;
+}): Promise<BootstrapResult | null> {
   const { rows } = await deps.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM feed_state");
   if ((rows[0]?.n ?? 0) > 0) return null;
   let pointer: { manifest: string };
   try {
-    pointer = JSON.parse((await getObject(deps.s3, deps.bucket, latestSnapshotKey(deps.prefix, deps.partnerId))).toString()) as { manifest: string };
+    pointer = JSON.parse((await getObject(deps.s3, deps.bucket, latestSnapshotKey(deps.prefix, deps.partnerId))).toString()) as {
+      manifest: string;
+    };
   } catch {
     return null; // no snapshot yet: start from the beginning of the topic
   }
   const manifest = JSON.parse((await getObject(deps.s3, deps.bucket, pointer.manifest)).toString()) as ExportManifest;
   const key = deps.keys.find((k) => k.keyId === manifest.keyId);
   if (!key || !manifestSignatureValid(manifest, key.publicKey) || manifest.partnerId !== deps.partnerId) {
-    throw new SignatureError("BAD_SIGNATURE", `snapshot manifest ${pointer.manifest} is not signed by a trusted hub key for ${deps.partnerId}`);
+    throw new SignatureError(
+      "BAD_SIGNATURE",
+      `snapshot manifest ${pointer.manifest} is not signed by a trusted hub key for ${deps.partnerId}`,
+    );
   }
   const body = await getObject(deps.s3, deps.bucket, manifest.object);
   if (createHash("sha256").update(body).digest("hex") !== manifest.sha256) {
@@ -58,7 +70,15 @@ export async function bootstrapFromSnapshot(
         `INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, extra)
          SELECT a, v, c, ct, r, rev, e::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]) AS t(a, v, c, ct, r, rev, e)
          ON CONFLICT (alg, value) DO NOTHING`,
-        [slice.map((e) => e.alg), slice.map((e) => e.value), slice.map((e) => e.category), slice.map((e) => e.contentType), slice.map((e) => e.recordRef), slice.map((e) => e.revision), slice.map((e) => JSON.stringify(e.extra))],
+        [
+          slice.map((e) => e.alg),
+          slice.map((e) => e.value),
+          slice.map((e) => e.category),
+          slice.map((e) => e.contentType),
+          slice.map((e) => e.recordRef),
+          slice.map((e) => e.revision),
+          slice.map((e) => JSON.stringify(e.extra)),
+        ],
       );
     }
     // Start tailing where the snapshot ends: the consumer seeks to stored offsets on assignment.

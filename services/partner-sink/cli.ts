@@ -51,7 +51,8 @@ function defaultOperator(): string {
 
 function intOption(name: string, min: number) {
   return (value: string): number => {
-    if (!/^\d+$/.test(value.trim()) || Number(value) < min) throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}`);
+    if (!/^\d+$/.test(value.trim()) || Number(value) < min)
+      throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}`);
     return Number(value);
   };
 }
@@ -69,7 +70,10 @@ async function withSinkDb<T>(work: (pool: Pool, url: string) => Promise<T>): Pro
     // Refuse a database the sink has never used (a wrong URL) rather than create its tables there.
     const { rows } = await pool.query<{ t: string | null }>("SELECT to_regclass('feed_state')::text AS t");
     if (!rows[0]?.t) {
-      throw new HashrelayError("NOT_FOUND", `no partner-sink tables in ${redactUrl(url)}: PARTNER_DATABASE_URL must be the database the sink uses (the sink creates them on its first start)`);
+      throw new HashrelayError(
+        "NOT_FOUND",
+        `no partner-sink tables in ${redactUrl(url)}: PARTNER_DATABASE_URL must be the database the sink uses (the sink creates them on its first start)`,
+      );
     }
     // Bring the schema up to this CLI's version (the halt details of migration 003), as the sink does on start.
     await migrate(pool, [{ namespace: "partner-sink", dir: SINK_MIGRATIONS }]);
@@ -86,7 +90,9 @@ export function buildSinkCli(): Command {
 
   program
     .command("status")
-    .description(`per feed partition: last applied seq, chain head, halt, bootstrap seq, alerts; totals. Exits ${EXIT_HALTED} when a partition is halted`)
+    .description(
+      `per feed partition: last applied seq, chain head, halt, bootstrap seq, alerts; totals. Exits ${EXIT_HALTED} when a partition is halted`,
+    )
     .option("--json", "machine-readable output")
     .action(async (o: { json?: boolean }) => {
       const status = await withSinkDb(async (pool, url) => ({ database: redactUrl(url), ...(await readStatus(pool)) }));
@@ -104,7 +110,11 @@ export function buildSinkCli(): Command {
     .option("--json", "machine-readable output")
     .action(async (o: { partition?: number; since?: Date; limit: number; json?: boolean }) => {
       const alerts = await withSinkDb((pool) =>
-        listAlerts(pool, { limit: o.limit, ...(o.partition !== undefined ? { partition: o.partition } : {}), ...(o.since ? { since: o.since } : {}) }),
+        listAlerts(pool, {
+          limit: o.limit,
+          ...(o.partition !== undefined ? { partition: o.partition } : {}),
+          ...(o.since ? { since: o.since } : {}),
+        }),
       );
       console.log(o.json ? JSON.stringify(alerts, null, 2) : formatAlerts(alerts));
     });
@@ -122,14 +132,21 @@ export function buildSinkCli(): Command {
     .option("--operator <name>", "who resumes it (recorded in sink_alerts)", defaultOperator())
     .action(async (o: { partition: number; reason: string; acceptGap?: boolean; acceptChainBreak?: boolean; operator: string }) => {
       const plan = await withSinkDb((pool) =>
-        resumePartition(pool, o.partition, { why: o.reason, operator: o.operator, acceptGap: o.acceptGap === true, acceptChainBreak: o.acceptChainBreak === true }),
+        resumePartition(pool, o.partition, {
+          why: o.reason,
+          operator: o.operator,
+          acceptGap: o.acceptGap === true,
+          acceptChainBreak: o.acceptChainBreak === true,
+        }),
       );
       if (plan.kind === "refuse") {
         console.error(`hashrelay-sink: resume refused: ${plan.message}`);
         process.exitCode = 1;
         return;
       }
-      console.log(`${plan.summary}\nrecorded in sink_alerts as RESUMED: ${plan.alert.detail}\nthe running sink picks the partition up again within PARTNER_RESUME_POLL_MS (default 2 s); no restart needed`);
+      console.log(
+        `${plan.summary}\nrecorded in sink_alerts as RESUMED: ${plan.alert.detail}\nthe running sink picks the partition up again within PARTNER_RESUME_POLL_MS (default 2 s); no restart needed`,
+      );
     });
 
   return program;

@@ -14,13 +14,27 @@ export function buildLookupApi(pool: Pool, logger: Logger): FastifyInstance {
       return reply.code(400).send({ reason: "UNSUPPORTED_ALGORITHM", error: `alg must be one of ${HASH_ALGORITHM_NAMES.join(", ")}` });
     }
     const normalised = canonicalCase(alg, value);
-    const { rows } = await pool.query<{ category: string; content_type: string; record_ref: string; revision: number; extra: Record<string, string> }>(
-      "SELECT category, content_type, record_ref, revision, extra FROM partner_hashes WHERE alg = $1 AND value = $2 AND NOT removed",
-      [alg, normalised],
-    );
+    const { rows } = await pool.query<{
+      category: string;
+      content_type: string;
+      record_ref: string;
+      revision: number;
+      extra: Record<string, string>;
+    }>("SELECT category, content_type, record_ref, revision, extra FROM partner_hashes WHERE alg = $1 AND value = $2 AND NOT removed", [
+      alg,
+      normalised,
+    ]);
     const row = rows[0];
     if (!row) return reply.code(404).send({ reason: "NOT_FOUND", error: "hash not in this partner's list" });
-    return { alg, value: normalised, category: row.category, contentType: row.content_type, recordRef: row.record_ref, revision: row.revision, extra: row.extra };
+    return {
+      alg,
+      value: normalised,
+      category: row.category,
+      contentType: row.content_type,
+      recordRef: row.record_ref,
+      revision: row.revision,
+      extra: row.extra,
+    };
   });
   return app;
 }

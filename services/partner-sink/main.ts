@@ -135,7 +135,11 @@ async function waitForFeedTopic(kafka: Kafka, topic: string, logger: Logger): Pr
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   runMain("partner-sink", async () => {
     const partnerId = effectiveEnv()["PARTNER_ID"] ?? "";
-    const config = loadConfig("partner-sink", configShape, effectiveEnv(process.env, /^[a-z0-9][a-z0-9-]{1,62}$/.test(partnerId) ? partnerPrincipal(partnerId) : undefined));
+    const config = loadConfig(
+      "partner-sink",
+      configShape,
+      effectiveEnv(process.env, /^[a-z0-9][a-z0-9-]{1,62}$/.test(partnerId) ? partnerPrincipal(partnerId) : undefined),
+    );
     const running = await startPartnerSink(config);
     onShutdown(createLogger("partner-sink", config.LOG_LEVEL), running.stop);
   });

@@ -18,13 +18,35 @@ function record(seq: number, prevDigest: Buffer, signer = hub.privateKeyPem, val
   return signRecord(
     "FeedRecord",
     type,
-    { partnerId: "p1", partition: 0, seq, prevDigest, op: "UPSERT", alg: "md5", value, category: "A", contentType: "image", revision: 1, recordRef: "ref", extra: {}, issuedAt: 1, keyId: "hub:1" },
+    {
+      partnerId: "p1",
+      partition: 0,
+      seq,
+      prevDigest,
+      op: "UPSERT",
+      alg: "md5",
+      value,
+      category: "A",
+      contentType: "image",
+      revision: 1,
+      recordRef: "ref",
+      extra: {},
+      issuedAt: 1,
+      keyId: "hub:1",
+    },
     privateKeyFromPem(signer),
   );
 }
 
 const verify = (r: FeedRecord, s: { lastSeq: number; lastDigest: Buffer; bootstrapSeq?: number }, appliedDigest?: Buffer) =>
-  verifyFeedRecord(r, type, { partnerId: "p1", partition: 0, keys, state: s, ...(appliedDigest ? { appliedDigest } : {}), now: new Date() });
+  verifyFeedRecord(r, type, {
+    partnerId: "p1",
+    partition: 0,
+    keys,
+    state: s,
+    ...(appliedDigest ? { appliedDigest } : {}),
+    now: new Date(),
+  });
 
 // The chain as this partner applied it: seqs 1..10.
 const applied: FeedRecord[] = [];
@@ -41,12 +63,25 @@ function haltedBy(r: FeedRecord, reason: string): PartitionState {
   if (v.kind !== "refuse" || !v.halt) throw new Error(`expected a halt, got ${JSON.stringify(v)}`);
   expect(v.reason).toBe(reason);
   return {
-    partition: 0, lastSeq: 10, lastDigest: head, bootstrapSeq: 0, haltedReason: `${v.reason}: ${v.detail}`,
-    haltedSeq: r.seq, haltedOffset: 57, haltedPrevDigest: r.prevDigest, haltedAt: new Date("2026-11-25T18:00:00Z"),
+    partition: 0,
+    lastSeq: 10,
+    lastDigest: head,
+    bootstrapSeq: 0,
+    haltedReason: `${v.reason}: ${v.detail}`,
+    haltedSeq: r.seq,
+    haltedOffset: 57,
+    haltedPrevDigest: r.prevDigest,
+    haltedAt: new Date("2026-11-25T18:00:00Z"),
   };
 }
 
-const opts = (o: Partial<ResumeOptions> = {}): ResumeOptions => ({ why: "hub confirmed seqs 11-12 were lost", operator: "ops@partner", acceptGap: false, acceptChainBreak: false, ...o });
+const opts = (o: Partial<ResumeOptions> = {}): ResumeOptions => ({
+  why: "hub confirmed seqs 11-12 were lost",
+  operator: "ops@partner",
+  acceptGap: false,
+  acceptChainBreak: false,
+  ...o,
+});
 
 describe("resume semantics (planResume)", () => {
   // The hub's chain went on without us seeing 11 and 12: 13 arrives, hub-signed.
@@ -92,9 +127,15 @@ describe("resume semantics (planResume)", () => {
     const plan = planResume(gap, 0, opts({ acceptGap: true }));
     if (plan.kind !== "resume") throw new Error(plan.message);
     const forged = record(13, plan.lastDigest, generateSigningKeyPair().privateKeyPem);
-    expect(verify(forged, { lastSeq: plan.lastSeq, lastDigest: plan.lastDigest })).toMatchObject({ kind: "refuse", reason: "BAD_SIGNATURE" });
+    expect(verify(forged, { lastSeq: plan.lastSeq, lastDigest: plan.lastDigest })).toMatchObject({
+      kind: "refuse",
+      reason: "BAD_SIGNATURE",
+    });
     const tampered = { ...hub13, value: "f".repeat(32) };
-    expect(verify(tampered, { lastSeq: plan.lastSeq, lastDigest: plan.lastDigest })).toMatchObject({ kind: "refuse", reason: "BAD_SIGNATURE" });
+    expect(verify(tampered, { lastSeq: plan.lastSeq, lastDigest: plan.lastDigest })).toMatchObject({
+      kind: "refuse",
+      reason: "BAD_SIGNATURE",
+    });
   });
 
   it("names a single skipped seq in the singular", () => {
@@ -117,7 +158,10 @@ describe("resume semantics (planResume)", () => {
         expect(plan.message).toContain("--accept-chain-break");
       }
     }
-    expect(planResume(broken, 0, opts({ acceptGap: true }))).toMatchObject({ kind: "refuse", message: expect.stringContaining("--accept-gap is for SEQ_GAP") });
+    expect(planResume(broken, 0, opts({ acceptGap: true }))).toMatchObject({
+      kind: "refuse",
+      message: expect.stringContaining("--accept-gap is for SEQ_GAP"),
+    });
   });
 
   it("with --accept-chain-break: adopts the hub's chain at the halting record, keeping the seq", () => {
@@ -131,10 +175,26 @@ describe("resume semantics (planResume)", () => {
   });
 
   it("refuses what is not halted, has no row, or has no reason; a halt without details is only cleared", () => {
-    const running: PartitionState = { ...gap, haltedReason: null, haltedSeq: null, haltedOffset: null, haltedPrevDigest: null, haltedAt: null };
-    expect(planResume(running, 0, opts({ acceptGap: true }))).toMatchObject({ kind: "refuse", message: expect.stringContaining("not halted") });
-    expect(planResume(undefined, 4, opts())).toMatchObject({ kind: "refuse", message: expect.stringContaining("partition 4 has no feed_state row") });
-    expect(planResume(gap, 0, opts({ why: "  ", acceptGap: true }))).toMatchObject({ kind: "refuse", message: expect.stringContaining("--reason") });
+    const running: PartitionState = {
+      ...gap,
+      haltedReason: null,
+      haltedSeq: null,
+      haltedOffset: null,
+      haltedPrevDigest: null,
+      haltedAt: null,
+    };
+    expect(planResume(running, 0, opts({ acceptGap: true }))).toMatchObject({
+      kind: "refuse",
+      message: expect.stringContaining("not halted"),
+    });
+    expect(planResume(undefined, 4, opts())).toMatchObject({
+      kind: "refuse",
+      message: expect.stringContaining("partition 4 has no feed_state row"),
+    });
+    expect(planResume(gap, 0, opts({ why: "  ", acceptGap: true }))).toMatchObject({
+      kind: "refuse",
+      message: expect.stringContaining("--reason"),
+    });
     const legacy: PartitionState = { ...running, haltedReason: "SEQ_GAP: expected seq 11, got 13" };
     const plan = planResume(legacy, 0, opts());
     if (plan.kind !== "resume") throw new Error(plan.message);
@@ -144,16 +204,29 @@ describe("resume semantics (planResume)", () => {
   });
 
   it("refuses when feed_state moved since the halt", () => {
-    expect(planResume({ ...gap, lastSeq: 12 }, 0, opts({ acceptGap: true }))).toMatchObject({ kind: "refuse", message: expect.stringContaining("changed since the halt") });
+    expect(planResume({ ...gap, lastSeq: 12 }, 0, opts({ acceptGap: true }))).toMatchObject({
+      kind: "refuse",
+      message: expect.stringContaining("changed since the halt"),
+    });
     const broken = haltedBy(record(11, Buffer.alloc(32, 7)), "CHAIN_BROKEN");
-    expect(planResume({ ...broken, lastSeq: 9 }, 0, opts({ acceptChainBreak: true }))).toMatchObject({ kind: "refuse", message: expect.stringContaining("changed since the halt") });
+    expect(planResume({ ...broken, lastSeq: 9 }, 0, opts({ acceptChainBreak: true }))).toMatchObject({
+      kind: "refuse",
+      message: expect.stringContaining("changed since the halt"),
+    });
   });
 });
 
 describe("status and alerts output", () => {
   const gapState: PartitionState = {
-    partition: 1, lastSeq: 10, lastDigest: Buffer.alloc(32, 0xab), bootstrapSeq: 4, haltedReason: "SEQ_GAP: expected seq 11, got 13",
-    haltedSeq: 13, haltedOffset: 57, haltedPrevDigest: Buffer.alloc(32, 1), haltedAt: new Date("2026-11-25T18:00:00Z"),
+    partition: 1,
+    lastSeq: 10,
+    lastDigest: Buffer.alloc(32, 0xab),
+    bootstrapSeq: 4,
+    haltedReason: "SEQ_GAP: expected seq 11, got 13",
+    haltedSeq: 13,
+    haltedOffset: 57,
+    haltedPrevDigest: Buffer.alloc(32, 1),
+    haltedAt: new Date("2026-11-25T18:00:00Z"),
   };
 
   it("parses halt codes and missing seqs", () => {
@@ -167,8 +240,18 @@ describe("status and alerts output", () => {
 
   it("shows each partition, the halt, the totals and what to type next", () => {
     const halted = partitionStatus(gapState, { count: 3, lastAt: new Date("2026-11-25T18:00:00Z") });
-    const running = partitionStatus({ ...gapState, partition: 0, haltedReason: null, haltedSeq: null, haltedOffset: null, haltedPrevDigest: null, haltedAt: null }, { count: 0, lastAt: null });
-    expect(halted).toMatchObject({ partition: 1, lastSeq: 10, chainHead: "abababababababab", bootstrapSeq: 4, alerts: 3, halted: { code: "SEQ_GAP", seq: 13, offset: 57, missing: { from: 11, to: 12, count: 2 } } });
+    const running = partitionStatus(
+      { ...gapState, partition: 0, haltedReason: null, haltedSeq: null, haltedOffset: null, haltedPrevDigest: null, haltedAt: null },
+      { count: 0, lastAt: null },
+    );
+    expect(halted).toMatchObject({
+      partition: 1,
+      lastSeq: 10,
+      chainHead: "abababababababab",
+      bootstrapSeq: 4,
+      alerts: 3,
+      halted: { code: "SEQ_GAP", seq: 13, offset: 57, missing: { from: 11, to: 12, count: 2 } },
+    });
     expect(running.halted).toBeNull();
     const status: SinkStatus = { partitions: [running, halted], totals: { live: 120, tombstones: 3, alerts: 3 }, halted: [1] };
     const text = formatStatus(status);
@@ -179,12 +262,22 @@ describe("status and alerts output", () => {
     expect(text).toContain("partition 1: seq 11..12 missing (2 records)");
     expect(text).toContain('hashrelay-sink resume --partition 1 --reason "<why>" --accept-gap');
     expect(formatStatus({ partitions: [], totals: { live: 0, tombstones: 0, alerts: 0 }, halted: [] })).toContain("feed_state is empty");
-    expect(resumeHint(partitionStatus({ ...gapState, haltedReason: "CHAIN_BROKEN: x", haltedSeq: 11 }, { count: 1, lastAt: null }))).toContain("--accept-chain-break");
+    expect(
+      resumeHint(partitionStatus({ ...gapState, haltedReason: "CHAIN_BROKEN: x", haltedSeq: 11 }, { count: 1, lastAt: null })),
+    ).toContain("--accept-chain-break");
   });
 
   it("lists alerts as a table", () => {
     const text = formatAlerts([
-      { id: 1, at: "2026-11-25T18:00:00.000Z", partition: 1, seq: 13, kafkaOffset: 57, reason: "SEQ_GAP", detail: "expected seq 11, got 13" },
+      {
+        id: 1,
+        at: "2026-11-25T18:00:00.000Z",
+        partition: 1,
+        seq: 13,
+        kafkaOffset: 57,
+        reason: "SEQ_GAP",
+        detail: "expected seq 11, got 13",
+      },
       { id: 2, at: "2026-11-25T18:05:00.000Z", partition: null, seq: null, kafkaOffset: null, reason: "BAD_MAGIC", detail: "not avro" },
     ]).split("\n");
     expect(text[0]).toMatch(/^time\s+partition\s+seq\s+offset\s+reason\s+detail$/);

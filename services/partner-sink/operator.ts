@@ -93,8 +93,13 @@ const REBOOTSTRAP_ADVICE =
  *   if the cause remains it halts again, this time with the details.
  */
 export function planResume(s: PartitionState | undefined, partition: number, o: ResumeOptions): ResumePlan {
-  if (!s) return { kind: "refuse", message: `partition ${partition} has no feed_state row in this database (has the sink applied anything to it?)` };
-  if (!s.haltedReason) return { kind: "refuse", message: `partition ${partition} is not halted (last seq ${s.lastSeq}); nothing to resume` };
+  if (!s)
+    return {
+      kind: "refuse",
+      message: `partition ${partition} has no feed_state row in this database (has the sink applied anything to it?)`,
+    };
+  if (!s.haltedReason)
+    return { kind: "refuse", message: `partition ${partition} is not halted (last seq ${s.lastSeq}); nothing to resume` };
   const why = o.why.trim();
   if (!why) return { kind: "refuse", message: "--reason must say why the partition is resumed (it is recorded in sink_alerts)" };
   const who = `resumed by ${o.operator}: ${why}`;
@@ -119,7 +124,10 @@ export function planResume(s: PartitionState | undefined, partition: number, o: 
   if (code === "SEQ_GAP") {
     const gap = missingSeqs(s);
     if (!gap) {
-      return { kind: "refuse", message: `partition ${partition}: the recorded SEQ_GAP at ${at} does not follow the last applied seq ${s.lastSeq}; feed_state changed since the halt: inspect it before resuming` };
+      return {
+        kind: "refuse",
+        message: `partition ${partition}: the recorded SEQ_GAP at ${at} does not follow the last applied seq ${s.lastSeq}; feed_state changed since the halt: inspect it before resuming`,
+      };
     }
     const lost = `seq${gap.count > 1 ? "s" : ""} ${seqRange(gap.from, gap.to)} (${gap.count} record${gap.count > 1 ? "s" : ""})`;
     if (!o.acceptGap) {
@@ -147,7 +155,10 @@ export function planResume(s: PartitionState | undefined, partition: number, o: 
 
   // CHAIN_BROKEN
   if (s.haltedSeq !== s.lastSeq + 1) {
-    return { kind: "refuse", message: `partition ${partition}: the recorded CHAIN_BROKEN at ${at} does not follow the last applied seq ${s.lastSeq}; feed_state changed since the halt: inspect it before resuming` };
+    return {
+      kind: "refuse",
+      message: `partition ${partition}: the recorded CHAIN_BROKEN at ${at} does not follow the last applied seq ${s.lastSeq}; feed_state changed since the halt: inspect it before resuming`,
+    };
   }
   if (!o.acceptChainBreak) {
     return {
@@ -223,14 +234,20 @@ export function partitionStatus(s: PartitionState, alerts: { count: number; last
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ").trimEnd());
+  return rows.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd(),
+  );
 }
 
 /** What to type next for a halted partition. */
 export function resumeHint(p: PartitionStatus): string {
   const base = `hashrelay-sink resume --partition ${p.partition} --reason "<why>"`;
   if (!p.halted) return "";
-  if (p.halted.code === "SEQ_GAP" && p.halted.missing) return `${base} --accept-gap   (skips seq ${seqRange(p.halted.missing.from, p.halted.missing.to)} for good)`;
+  if (p.halted.code === "SEQ_GAP" && p.halted.missing)
+    return `${base} --accept-gap   (skips seq ${seqRange(p.halted.missing.from, p.halted.missing.to)} for good)`;
   if (p.halted.code === "CHAIN_BROKEN") return `${base} --accept-chain-break   (or re-bootstrap from a signed snapshot: recommended)`;
   return `${base}   (clears the halt; the record is verified again)`;
 }
@@ -261,7 +278,10 @@ export function formatStatus(st: SinkStatus): string {
   if (halted.length) {
     lines.push(`${halted.length} partition${halted.length > 1 ? "s" : ""} halted: nothing after the halting record is applied there.`);
     for (const p of halted) {
-      if (p.halted?.missing) lines.push(`  partition ${p.partition}: seq ${seqRange(p.halted.missing.from, p.halted.missing.to)} missing (${p.halted.missing.count} record${p.halted.missing.count > 1 ? "s" : ""})`);
+      if (p.halted?.missing)
+        lines.push(
+          `  partition ${p.partition}: seq ${seqRange(p.halted.missing.from, p.halted.missing.to)} missing (${p.halted.missing.count} record${p.halted.missing.count > 1 ? "s" : ""})`,
+        );
       lines.push(`  inspect: hashrelay-sink alerts --partition ${p.partition}`);
       lines.push(`  resume:  ${resumeHint(p)}`);
     }
@@ -312,7 +332,8 @@ interface StateRow {
   halted_at: Date | null;
 }
 
-const STATE_COLUMNS = "partition, last_seq, last_digest, bootstrap_seq, halted_reason, halted_seq, halted_offset, halted_prev_digest, halted_at";
+const STATE_COLUMNS =
+  "partition, last_seq, last_digest, bootstrap_seq, halted_reason, halted_seq, halted_offset, halted_prev_digest, halted_at";
 
 function stateOf(r: StateRow): PartitionState {
   return {
@@ -354,12 +375,28 @@ export async function listAlerts(db: Queryable, f: AlertFilter): Promise<AlertRo
   const args: unknown[] = [];
   if (f.partition !== undefined) where.push(`partition = $${args.push(f.partition)}`);
   if (f.since) where.push(`at >= $${args.push(f.since)}`);
-  const { rows } = await db.query<{ id: number; at: Date; partition: number | null; seq: number | null; kafka_offset: number | null; reason: string; detail: string }>(
+  const { rows } = await db.query<{
+    id: number;
+    at: Date;
+    partition: number | null;
+    seq: number | null;
+    kafka_offset: number | null;
+    reason: string;
+    detail: string;
+  }>(
     `SELECT id, at, partition, seq, kafka_offset, reason, detail FROM sink_alerts ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT $${args.push(f.limit)}`,
     args,
   );
   // The newest `limit`, shown oldest first.
-  return rows.reverse().map((r) => ({ id: Number(r.id), at: r.at.toISOString(), partition: r.partition, seq: r.seq, kafkaOffset: r.kafka_offset, reason: r.reason, detail: r.detail }));
+  return rows.reverse().map((r) => ({
+    id: Number(r.id),
+    at: r.at.toISOString(),
+    partition: r.partition,
+    seq: r.seq,
+    kafkaOffset: r.kafka_offset,
+    reason: r.reason,
+    detail: r.detail,
+  }));
 }
 
 /**

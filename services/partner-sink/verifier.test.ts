@@ -18,8 +18,20 @@ function record(seq: number, prevDigest: Buffer, overrides: Partial<FeedRecord> 
     "FeedRecord",
     type,
     {
-      partnerId: "p1", partition: 0, seq, prevDigest, op: "UPSERT", alg: "md5", value: "0".repeat(32), category: "A",
-      contentType: "image", revision: 1, recordRef: "ref", extra: {}, issuedAt: 1, keyId: "hub:1",
+      partnerId: "p1",
+      partition: 0,
+      seq,
+      prevDigest,
+      op: "UPSERT",
+      alg: "md5",
+      value: "0".repeat(32),
+      category: "A",
+      contentType: "image",
+      revision: 1,
+      recordRef: "ref",
+      extra: {},
+      issuedAt: 1,
+      keyId: "hub:1",
       ...overrides,
     },
     hubKey,
@@ -62,7 +74,9 @@ describe("feed record verification", () => {
 
   it("trusts two hub keys during a rotation", () => {
     const next = generateSigningKeyPair();
-    const parsed = parseTrustedHubKeys(`hub:1=${hub.publicKey.toString("base64")},hub:2=${next.publicKey.toString("base64")}@2099-01-01T00:00:00Z`);
+    const parsed = parseTrustedHubKeys(
+      `hub:1=${hub.publicKey.toString("base64")},hub:2=${next.publicKey.toString("base64")}@2099-01-01T00:00:00Z`,
+    );
     const rotated = signRecord("FeedRecord", type, { ...first, keyId: "hub:2" }, privateKeyFromPem(next.privateKeyPem));
     expect(check(first, { lastSeq: 0, lastDigest: GENESIS_DIGEST }, undefined, parsed).kind).toBe("apply");
     expect(check(rotated, { lastSeq: 0, lastDigest: GENESIS_DIGEST }, undefined, parsed).kind).toBe("apply");

@@ -51,20 +51,35 @@ export function verifyFeedRecord(
   const key = context.keys.find((k) => k.keyId === record.keyId);
   if (!key) return { kind: "refuse", reason: "UNKNOWN_KEY", detail: `hub key ${record.keyId} is not trusted`, halt: false };
   if (key.validUntil && key.validUntil <= context.now) {
-    return { kind: "refuse", reason: "KEY_EXPIRED", detail: `hub key ${record.keyId} expired ${key.validUntil.toISOString()}`, halt: false };
+    return {
+      kind: "refuse",
+      reason: "KEY_EXPIRED",
+      detail: `hub key ${record.keyId} expired ${key.validUntil.toISOString()}`,
+      halt: false,
+    };
   }
   if (!signatureMatches("FeedRecord", writerType, record, key.publicKey)) {
     return { kind: "refuse", reason: "BAD_SIGNATURE", detail: `seq ${record.seq}: hub signature does not verify`, halt: false };
   }
   if (record.partnerId !== context.partnerId || record.partition !== context.partition) {
-    return { kind: "refuse", reason: "INVALID_FIELD", detail: `record for ${record.partnerId}/${record.partition} on ${context.partnerId}/${context.partition}`, halt: false };
+    return {
+      kind: "refuse",
+      reason: "INVALID_FIELD",
+      detail: `record for ${record.partnerId}/${record.partition} on ${context.partnerId}/${context.partition}`,
+      halt: false,
+    };
   }
   const digest = feedRecordDigest(writerType, record);
   if (record.seq <= context.state.lastSeq) {
-    if (context.appliedDigest && context.appliedDigest.equals(digest)) return { kind: "duplicate" };
+    if (context.appliedDigest?.equals(digest)) return { kind: "duplicate" };
     // Hub-signed and already covered by the snapshot this partner started from.
     if (!context.appliedDigest && record.seq <= (context.state.bootstrapSeq ?? 0)) return { kind: "duplicate" };
-    return { kind: "refuse", reason: "SEQ_REORDER", detail: `seq ${record.seq} arrived after ${context.state.lastSeq} with different content`, halt: false };
+    return {
+      kind: "refuse",
+      reason: "SEQ_REORDER",
+      detail: `seq ${record.seq} arrived after ${context.state.lastSeq} with different content`,
+      halt: false,
+    };
   }
   if (record.seq > context.state.lastSeq + 1) {
     return { kind: "refuse", reason: "SEQ_GAP", detail: `expected seq ${context.state.lastSeq + 1}, got ${record.seq}`, halt: true };

@@ -70,6 +70,10 @@ export function auditEvent(input: AuditEventInput): AuditEvent {
 }
 
 /** The audit.v1 message for an event, keyed by its subject (one subject's events stay in order). */
-export function auditMessage(codec: AvroCodec, topics: Pick<TopicNames, "audit">, event: AuditEvent): { topic: string; key: string; value: Buffer } {
+export function auditMessage(
+  codec: AvroCodec,
+  topics: Pick<TopicNames, "audit">,
+  event: AuditEvent,
+): { topic: string; key: string; value: Buffer } {
   return { topic: topics.audit, key: event.subjectId, value: codec.encode("AuditEvent", event) };
 }

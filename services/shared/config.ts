@@ -64,7 +64,10 @@ export const kafkaConfigShape = {
 export const commonConfigShape = {
   ...kafkaConfigShape,
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
-  TOPIC_NAMESPACE: z.string().regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'").default(""),
+  TOPIC_NAMESPACE: z
+    .string()
+    .regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'")
+    .default(""),
   /** Largest fetch per partition: bounds one consumer batch, i.e. one transaction. */
   CONSUMER_MAX_BATCH_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   /** How long a silent consumer keeps its partitions; after a crash they move after this long. */

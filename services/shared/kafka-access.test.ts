@@ -9,7 +9,8 @@ import { kafkaConnection } from "./kafka.ts";
 import { topicNames } from "./topics.ts";
 
 /** Does a grant cover this topic name (exact, or by prefix)? */
-const covers = (g: AccessGrant, topic: string) => g.resource === "topic" && (g.pattern === "literal" ? g.name === topic : topic.startsWith(g.name));
+const covers = (g: AccessGrant, topic: string) =>
+  g.resource === "topic" && (g.pattern === "literal" ? g.name === topic : topic.startsWith(g.name));
 
 describe("access plan", () => {
   const ns = "t-1";
@@ -85,10 +86,16 @@ describe("kafka connection config", () => {
     writeFileSync(join(dir, "ca.pem"), pem);
     writeFileSync(join(dir, "key.txt"), "not a certificate");
     try {
-      expect(kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "ca.pem") }).ssl).toEqual({ ca: [pem] });
+      expect(kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "ca.pem") }).ssl).toEqual({
+        ca: [pem],
+      });
       expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL_CA_FILE: join(dir, "ca.pem") })).toThrow(/KAFKA_SSL is not true/);
-      expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "missing.pem") })).toThrow(/cannot be read \(ENOENT\)/);
-      expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "key.txt") })).toThrow(ConfigError);
+      expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "missing.pem") })).toThrow(
+        /cannot be read \(ENOENT\)/,
+      );
+      expect(() => kafkaConnection({ KAFKA_BROKERS: ["h:1"], KAFKA_SSL: "true", KAFKA_SSL_CA_FILE: join(dir, "key.txt") })).toThrow(
+        ConfigError,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -169,7 +169,8 @@ async function missingAcls(admin: Admin, entries: readonly AclEntry[]): Promise<
   });
   const held = new Set<string>();
   for (const r of resources) {
-    for (const a of r.acls) held.add(aclKey({ ...a, resourceType: r.resourceType, resourceName: r.resourceName, resourcePatternType: r.resourcePatternType }));
+    for (const a of r.acls)
+      held.add(aclKey({ ...a, resourceType: r.resourceType, resourceName: r.resourceName, resourcePatternType: r.resourcePatternType }));
   }
   return entries.map(aclKey).filter((k) => !held.has(k));
 }

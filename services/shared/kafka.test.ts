@@ -23,7 +23,9 @@ const protocolError = (type: string) => Object.assign(new Error(type), { name: "
 describe("renewing producer", () => {
   it("recognises lost producer state, also inside kafkajs's retry wrapper", () => {
     expect(producerStateLost(protocolError("OUT_OF_ORDER_SEQUENCE_NUMBER"))).toBe(true);
-    expect(producerStateLost(Object.assign(new Error("retries exceeded"), { originalError: protocolError("UNKNOWN_PRODUCER_ID") }))).toBe(true);
+    expect(producerStateLost(Object.assign(new Error("retries exceeded"), { originalError: protocolError("UNKNOWN_PRODUCER_ID") }))).toBe(
+      true,
+    );
     expect(producerStateLost(protocolError("NOT_LEADER_FOR_PARTITION"))).toBe(false);
     expect(producerStateLost(new Error("ECONNREFUSED"))).toBe(false);
   });

@@ -77,16 +77,18 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
   };
   if (options.logger) {
     const log = options.logger.child({ component: "kafkajs" });
-    config.logCreator = () => ({ level, log: entry }) => {
-      const { message, ...rest } = entry;
-      // Deliberate: a send that runs out of retries fails back to the outbox relay, which sends the
-      // rows again, and every consumer is idempotent on key + revision/seq; unbounded retries would
-      // instead block shutdown while a broker is down.
-      if (message === IDEMPOTENT_RETRIES_WARNING) return;
-      if (level <= logLevel.ERROR) log.error(rest, message);
-      else if (level === logLevel.WARN) log.warn(rest, message);
-      else log.debug(rest, message);
-    };
+    config.logCreator =
+      () =>
+      ({ level, log: entry }) => {
+        const { message, ...rest } = entry;
+        // Deliberate: a send that runs out of retries fails back to the outbox relay, which sends the
+        // rows again, and every consumer is idempotent on key + revision/seq; unbounded retries would
+        // instead block shutdown while a broker is down.
+        if (message === IDEMPOTENT_RETRIES_WARNING) return;
+        if (level <= logLevel.ERROR) log.error(rest, message);
+        else if (level === logLevel.WARN) log.warn(rest, message);
+        else log.debug(rest, message);
+      };
   }
   return new Kafka(config);
 }
@@ -99,7 +101,12 @@ export type RecordProducer = Pick<Producer, "connect" | "disconnect" | "send" | 
  * id and sequence numbers (seen after a broker restart when a send had run out of retries halfway).
  * Retrying with the same producer fails forever; a new producer gets a new id.
  */
-const PRODUCER_STATE_LOST = new Set(["OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID", "INVALID_PRODUCER_EPOCH", "INVALID_PRODUCER_ID_MAPPING"]);
+const PRODUCER_STATE_LOST = new Set([
+  "OUT_OF_ORDER_SEQUENCE_NUMBER",
+  "UNKNOWN_PRODUCER_ID",
+  "INVALID_PRODUCER_EPOCH",
+  "INVALID_PRODUCER_ID_MAPPING",
+]);
 
 export function producerStateLost(err: unknown): boolean {
   const seen = new Set<unknown>();
@@ -212,7 +219,10 @@ export async function provisionTopics(admin: Admin, specs: TopicSpec[]): Promise
       // A busy KRaft broker can be slow to show new topics' metadata; the topics exist, so wait below.
       if (!/does not host this topic-partition|already exists|leader/i.test((err as Error).message)) throw err;
     }
-    await waitForTopics(admin, missing.map((s) => s.topic));
+    await waitForTopics(
+      admin,
+      missing.map((s) => s.topic),
+    );
   }
   const present = specs.filter((s) => existing.has(s.topic));
   if (present.length) {

@@ -28,7 +28,11 @@ export const REDACTED_PATHS = [
   "authorization",
 ].flatMap((p) => [p, `*.${p}`, `*.*.${p}`]);
 
-export function createLogger(service: string, level: string = process.env["LOG_LEVEL"] ?? "info", destination?: pino.DestinationStream): Logger {
+export function createLogger(
+  service: string,
+  level: string = process.env["LOG_LEVEL"] ?? "info",
+  destination?: pino.DestinationStream,
+): Logger {
   const options = {
     level,
     base: { service },

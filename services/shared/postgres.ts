@@ -66,7 +66,9 @@ export async function migrate(pool: pg.Pool, sets: { namespace: string; dir: str
           (r) => r.version,
         ),
       );
-      const files = readdirSync(dir).filter((f) => /^\d{3}_.+\.sql$/.test(f)).sort();
+      const files = readdirSync(dir)
+        .filter((f) => /^\d{3}_.+\.sql$/.test(f))
+        .sort();
       for (const file of files) {
         if (done.has(file)) continue;
         await client.query("BEGIN");

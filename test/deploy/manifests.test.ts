@@ -68,10 +68,28 @@ function required(shape: z.ZodRawShape): string[] {
 const SECRETS = ["KAFKA_SASL_PASSWORD", "DATABASE_URL", "PARTNER_DATABASE_URL", "S3_SECRET_ACCESS_KEY", "DISTRIBUTION_PSEUDONYM_SECRET"];
 
 const SERVICES = [
-  { dir: "hub", deployment: "hashrelay-ingest", entry: "services/ingest/main.ts", shape: ingestShape, principal: servicePrincipal("ingest") },
+  {
+    dir: "hub",
+    deployment: "hashrelay-ingest",
+    entry: "services/ingest/main.ts",
+    shape: ingestShape,
+    principal: servicePrincipal("ingest"),
+  },
   { dir: "hub", deployment: "hashrelay-dedup", entry: "services/dedup/main.ts", shape: dedupShape, principal: servicePrincipal("dedup") },
-  { dir: "hub", deployment: "hashrelay-distribution", entry: "services/distribution/main.ts", shape: distributionShape, principal: servicePrincipal("distribution") },
-  { dir: "partner-sink", deployment: "hashrelay-partner-sink", entry: "services/partner-sink/main.ts", shape: sinkShape, principal: "partner-industry-x" },
+  {
+    dir: "hub",
+    deployment: "hashrelay-distribution",
+    entry: "services/distribution/main.ts",
+    shape: distributionShape,
+    principal: servicePrincipal("distribution"),
+  },
+  {
+    dir: "partner-sink",
+    deployment: "hashrelay-partner-sink",
+    entry: "services/partner-sink/main.ts",
+    shape: sinkShape,
+    principal: "partner-industry-x",
+  },
 ];
 
 describe("deployment manifests", () => {

@@ -62,10 +62,15 @@ async function submitWithRetries(subs: Submission[]): Promise<void> {
   const client = new IngestClient(`http://127.0.0.1:${ingestPort}`, forces[0] as AgencySigner);
   for (let i = 0; i < subs.length; i += 50) {
     const batch = subs.slice(i, i + 50);
-    await waitFor("batch accepted by ingest", async () => {
-      const res = await client.submit(batch);
-      return res.items.every((it) => it.status === "accepted" || it.status === "duplicate");
-    }, 90_000, 300);
+    await waitFor(
+      "batch accepted by ingest",
+      async () => {
+        const res = await client.submit(batch);
+        return res.items.every((it) => it.status === "accepted" || it.status === "duplicate");
+      },
+      90_000,
+      300,
+    );
     published.push(...batch);
   }
 }
@@ -85,7 +90,9 @@ async function publish(subs: Submission[]): Promise<void> {
     await producer.send({
       topic: names.submitted,
       acks: -1,
-      messages: subs.slice(i, i + 200).map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })),
+      messages: subs
+        .slice(i, i + 200)
+        .map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })),
     });
   }
   published.push(...subs);
@@ -104,14 +111,19 @@ function wave(n: number): Submission[] {
   return out;
 }
 
-
 async function settled(): Promise<boolean> {
-  const { rows } = await hubDb.pool.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
+  const { rows } = await hubDb.pool.query<{ n: string }>(
+    "SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n",
+  );
   if (Number(rows[0]?.n) > 0) return false;
   if (!(await consumerCaughtUp(kafka, hubDb.pool, consumerGroups(namespace).dedup, names.submitted))) return false;
   if (!(await consumerCaughtUp(kafka, hubDb.pool, consumerGroups(namespace).distribution, names.canonical))) return false;
-  for (const p of PARTNERS) if (!(await consumerCaughtUp(kafka, (partnerDbs[p] as TestDatabase).pool, sinkConsumerGroup(p, namespace), names.feed(p)))) return false;
-  const again = await hubDb.pool.query<{ n: string }>("SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n");
+  for (const p of PARTNERS)
+    if (!(await consumerCaughtUp(kafka, (partnerDbs[p] as TestDatabase).pool, sinkConsumerGroup(p, namespace), names.feed(p))))
+      return false;
+  const again = await hubDb.pool.query<{ n: string }>(
+    "SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox))::text AS n",
+  );
   return Number(again.rows[0]?.n) === 0;
 }
 
@@ -122,20 +134,32 @@ async function diagnose(): Promise<string> {
   await admin.connect();
   const stage = async (label: string, db: pg.Pool, group: string, topic: string) => {
     const ends = await admin.fetchTopicOffsets(topic);
-    const { rows } = await db.query<{ partition: number; next_offset: string }>("SELECT partition, next_offset::text FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2", [group, topic]);
-    lines.push(`${label}: high ${ends.map((e) => `${e.partition}:${e.high}`).join(" ")} | stored ${rows.map((r) => `${r.partition}:${r.next_offset}`).join(" ")}`);
+    const { rows } = await db.query<{ partition: number; next_offset: string }>(
+      "SELECT partition, next_offset::text FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2",
+      [group, topic],
+    );
+    lines.push(
+      `${label}: high ${ends.map((e) => `${e.partition}:${e.high}`).join(" ")} | stored ${rows.map((r) => `${r.partition}:${r.next_offset}`).join(" ")}`,
+    );
   };
   await stage("dedup", hubDb.pool, consumerGroups(namespace).dedup, names.submitted);
   await stage("distribution", hubDb.pool, consumerGroups(namespace).distribution, names.canonical);
   for (const p of PARTNERS) await stage(p, (partnerDbs[p] as TestDatabase).pool, sinkConsumerGroup(p, namespace), names.feed(p));
   await admin.disconnect();
-  const { rows } = await hubDb.pool.query<{ o: string; f: string }>("SELECT (SELECT count(*) FROM outbox)::text AS o, (SELECT count(*) FROM feed_outbox)::text AS f");
+  const { rows } = await hubDb.pool.query<{ o: string; f: string }>(
+    "SELECT (SELECT count(*) FROM outbox)::text AS o, (SELECT count(*) FROM feed_outbox)::text AS f",
+  );
   lines.push(`outbox ${rows[0]?.o} feed_outbox ${rows[0]?.f}`);
-  for (const [name, proc] of Object.entries(procs)) lines.push(`--- ${name} (exit ${proc.child.exitCode ?? proc.child.signalCode ?? "running"})`, proc.output.join("").split("\n").slice(-15).join("\n"));
+  for (const [name, proc] of Object.entries(procs))
+    lines.push(
+      `--- ${name} (exit ${proc.child.exitCode ?? proc.child.signalCode ?? "running"})`,
+      proc.output.join("").split("\n").slice(-15).join("\n"),
+    );
   return lines.join("\n");
 }
 
-const applied = async () => Number((await hubDb.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM applied_submissions")).rows[0]?.n ?? 0);
+const applied = async () =>
+  Number((await hubDb.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM applied_submissions")).rows[0]?.n ?? 0);
 
 beforeAll(async () => {
   const env = stackEnv();
@@ -145,11 +169,33 @@ beforeAll(async () => {
   hubDb = await freshDatabase("faults");
   ({ names, namespace } = await freshTopics(PARTNERS, 3));
   const hubKey = await createHubKey(hubDb);
-  forces = [await registerTestAgency(hubDb.pool, "force-a"), await registerTestAgency(hubDb.pool, "force-b"), await registerTestAgency(hubDb.pool, "force-c")];
+  forces = [
+    await registerTestAgency(hubDb.pool, "force-a"),
+    await registerTestAgency(hubDb.pool, "force-b"),
+    await registerTestAgency(hubDb.pool, "force-c"),
+  ];
   await migrate(hubDb.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
   const policies: Omit<PartnerPolicy, "version">[] = [
-    { partnerId: "hotline-uk", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk", extraFields: [], delivery: "kafka", feedPartitions: 3 },
-    { partnerId: "industry-x", categories: ["A", "B"], minGradingStatus: "confirmed", algorithms: ["md5"], scheme: "ics", extraFields: [], delivery: "kafka", feedPartitions: 3 },
+    {
+      partnerId: "hotline-uk",
+      categories: ["A", "B", "C"],
+      minGradingStatus: "indicative",
+      algorithms: ["md5", "sha1"],
+      scheme: "uk",
+      extraFields: [],
+      delivery: "kafka",
+      feedPartitions: 3,
+    },
+    {
+      partnerId: "industry-x",
+      categories: ["A", "B"],
+      minGradingStatus: "confirmed",
+      algorithms: ["md5"],
+      scheme: "ics",
+      extraFields: [],
+      delivery: "kafka",
+      feedPartitions: 3,
+    },
   ];
   for (const p of policies) {
     await registerPartner(hubDb.pool, { partnerId: p.partnerId, name: p.partnerId });
@@ -220,13 +266,23 @@ describe("pipeline under faults", () => {
 
     // 2. kill -9 distribution mid-stream.
     await publish(wave(300));
-    await waitFor("distribution under way", async () => Number((await hubDb.pool.query("SELECT count(*) AS n FROM distributed_records")).rows[0]?.n) > 100, 90_000, 20);
+    await waitFor(
+      "distribution under way",
+      async () => Number((await hubDb.pool.query("SELECT count(*) AS n FROM distributed_records")).rows[0]?.n) > 100,
+      90_000,
+      20,
+    );
     await restart("distribution", "distribution");
 
     // 3. kill -9 a partner sink mid-stream.
     await publish(wave(300));
     const hotline = partnerDbs["hotline-uk"] as TestDatabase;
-    await waitFor("sink under way", async () => Number((await hotline.pool.query("SELECT count(*) AS n FROM feed_applied")).rows[0]?.n) > 100, 90_000, 20);
+    await waitFor(
+      "sink under way",
+      async () => Number((await hotline.pool.query("SELECT count(*) AS n FROM feed_applied")).rows[0]?.n) > 100,
+      90_000,
+      20,
+    );
     await restart("sink-hotline-uk", "partner-sink");
 
     // 4. Restart the Kafka broker while records flow.
@@ -238,7 +294,8 @@ describe("pipeline under faults", () => {
     execFileSync(`${REPO_ROOT}infra/stack.sh`, ["up", "kafka"], { stdio: "ignore" });
     // The restarted broker must not keep stack.sh's lock: `make test`'s final stop would wait on it.
     execFileSync("flock", ["-n", `${REPO_ROOT}.stack/lib/.stack.lock`, "true"]);
-    if (startedBefore !== null) writeFileSync(marker, startedBefore); // keep `make test`'s record of what it started
+    if (startedBefore !== null)
+      writeFileSync(marker, startedBefore); // keep `make test`'s record of what it started
     else if (existsSync(marker)) writeFileSync(marker, "");
 
     // 5. Take the industry partner's database away for a while.
@@ -256,23 +313,42 @@ describe("pipeline under faults", () => {
     // 6. Duplicate and reordered deliveries: re-publish earlier submissions, and replay feed records out of order.
     await publish(published.slice(0, 50).reverse());
     const feed = await readTopic(kafka, names.feed("hotline-uk"), (ms) => ms.length >= 100, 60_000);
-    await producer.send({ topic: names.feed("hotline-uk"), acks: -1, messages: feed.slice(0, 100).reverse().map((m) => ({ partition: m.partition, key: m.key, value: m.value })) });
+    await producer.send({
+      topic: names.feed("hotline-uk"),
+      acks: -1,
+      messages: feed
+        .slice(0, 100)
+        .reverse()
+        .map((m) => ({ partition: m.partition, key: m.key, value: m.value })),
+    });
 
     await waitFor("pipeline settled", settled, 150_000, 500);
 
     // Nothing lost, nothing duplicated.
     const unique = new Set(published.map((s) => s.submissionId)).size;
     expect(await applied()).toBe(unique);
-    const records = (await hubDb.pool.query<{ body: Buffer }>("SELECT body FROM distributed_records")).rows.map((r) => codec.decode("CanonicalRecord", r.body).value);
+    const records = (await hubDb.pool.query<{ body: Buffer }>("SELECT body FROM distributed_records")).rows.map(
+      (r) => codec.decode("CanonicalRecord", r.body).value,
+    );
     for (const policy of await loadPolicies(hubDb.pool)) {
       const db = partnerDbs[policy.partnerId] as TestDatabase;
       const report = reconcile(expectedHoldings(policy, records), await partnerHoldings(db.pool));
-      expect({ partner: policy.partnerId, missing: report.missing.length, unexpected: report.unexpected.length, wrongCategory: report.wrongCategory.length }).toEqual({
-        partner: policy.partnerId, missing: 0, unexpected: 0, wrongCategory: 0,
+      expect({
+        partner: policy.partnerId,
+        missing: report.missing.length,
+        unexpected: report.unexpected.length,
+        wrongCategory: report.wrongCategory.length,
+      }).toEqual({
+        partner: policy.partnerId,
+        missing: 0,
+        unexpected: 0,
+        wrongCategory: 0,
       });
       expect(report.expected).toBeGreaterThan(50);
       // Every chain applied contiguously from 1, no alerts (replayed records were recognised as duplicates).
-      const { rows } = await db.pool.query<{ partition: number; n: string; max: string }>("SELECT partition, count(*)::text AS n, max(seq)::text AS max FROM feed_applied GROUP BY partition");
+      const { rows } = await db.pool.query<{ partition: number; n: string; max: string }>(
+        "SELECT partition, count(*)::text AS n, max(seq)::text AS max FROM feed_applied GROUP BY partition",
+      );
       for (const r of rows) expect(r.n).toBe(r.max);
       const alerts = await db.pool.query("SELECT reason FROM sink_alerts");
       expect(alerts.rows).toEqual([]);
@@ -286,7 +362,14 @@ describe("pipeline under faults", () => {
     expect(logs).toContain('"service"'); // pino lines were captured, so the check below has something to look at
     const dir = localStackEnv()["KAFKA_PRINCIPALS_DIR"] as string;
     const kafkaPasswords = readdirSync(dir).map((f) => readFileSync(`${dir}/${f}`, "utf8").trim());
-    const secrets = [...kafkaPasswords, stackEnv().s3.secretAccessKey, "PRIVATE KEY", "faults-pseudonym-secret", "SYN-CASE-0001", "grader-7"];
+    const secrets = [
+      ...kafkaPasswords,
+      stackEnv().s3.secretAccessKey,
+      "PRIVATE KEY",
+      "faults-pseudonym-secret",
+      "SYN-CASE-0001",
+      "grader-7",
+    ];
     for (const secret of secrets) expect(logs.includes(secret), `a service log contains ${secret.slice(0, 4)}...`).toBe(false);
   });
 });

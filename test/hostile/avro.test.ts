@@ -49,7 +49,10 @@ interface Summary {
 let families: Record<string, Promise<IsolatedResult>> | undefined;
 
 async function family(name: string, budgetMs: number): Promise<Summary & { details?: string[] }> {
-  families ??= runIsolated(["avroRandomBytes", "avroMutations", "avroHugeCountsEverywhere", "avroHugeCountsAtBlockStarts"], { maxOldMb: 96, timeoutMs: 50_000 });
+  families ??= runIsolated(["avroRandomBytes", "avroMutations", "avroHugeCountsEverywhere", "avroHugeCountsAtBlockStarts"], {
+    maxOldMb: 96,
+    timeoutMs: 50_000,
+  });
   const run = await (families[name] as Promise<IsolatedResult>);
   const s = run.result as Summary & { details?: string[] };
   expect(s.bad, `inputs that broke the rules:\n${s.bad.join("\n")}`).toEqual([]);
@@ -59,7 +62,9 @@ async function family(name: string, budgetMs: number): Promise<Summary & { detai
 }
 
 describe("AvroCodec.decode: hostile bytes (in a child process with a 96 MB heap)", () => {
-  it("6000 random bodies, bare and behind valid headers of every schema version, only ever give codec reasons", { timeout: 60_000 }, async () => {
+  it("6000 random bodies, bare and behind valid headers of every schema version, only ever give codec reasons", {
+    timeout: 60_000,
+  }, async () => {
     const s = await family("avroRandomBytes", 10_000);
     for (const reason of CODEC_REASONS) expect(s.outcomes[reason], JSON.stringify(s.outcomes)).toBeGreaterThan(0);
   });
@@ -70,22 +75,31 @@ describe("AvroCodec.decode: hostile bytes (in a child process with a 96 MB heap)
     expect(Object.keys(s.outcomes).sort()).toEqual(["BAD_MAGIC", "MALFORMED_AVRO", "UNKNOWN_SCHEMA", "decoded"]);
   });
 
-  it("huge counts and endless varints written over and spliced in at every position of every record and version", { timeout: 60_000 }, async () => {
+  it("huge counts and endless varints written over and spliced in at every position of every record and version", {
+    timeout: 60_000,
+  }, async () => {
     const s = await family("avroHugeCountsEverywhere", 15_000);
     expect(s.cases).toBeGreaterThan(10_000);
     expect(s.outcomes["MALFORMED_AVRO"]).toBeGreaterThan(0);
   });
 
-  it("2^31 hashes, 1e9 map entries, 2^62-byte strings claimed where each array, map and bytes starts: refused at once", { timeout: 60_000 }, async () => {
+  it("2^31 hashes, 1e9 map entries, 2^62-byte strings claimed where each array, map and bytes starts: refused at once", {
+    timeout: 60_000,
+  }, async () => {
     const s = await family("avroHugeCountsAtBlockStarts", 5_000);
     expect(s.outcomes).toEqual({ MALFORMED_AVRO: s.cases });
-    expect(s.details?.[0]).toMatch(/^MALFORMED_AVRO: cannot decode Submission: a block claims 2147483648 items, more than the 0 bytes left can hold/);
+    expect(s.details?.[0]).toMatch(
+      /^MALFORMED_AVRO: cannot decode Submission: a block claims 2147483648 items, more than the 0 bytes left can hold/,
+    );
   });
 });
 
 describe("AvroCodec.decode: hostile bytes (in process)", () => {
   it("refuses varints longer than a 64-bit long's 10 bytes", () => {
-    const bytes = Buffer.concat([headerOf(codec.schema("Rejection")), Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00])]);
+    const bytes = Buffer.concat([
+      headerOf(codec.schema("Rejection")),
+      Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+    ]);
     expect(attempt("Rejection", bytes)).toBe("MALFORMED_AVRO");
   });
 
@@ -101,8 +115,11 @@ describe("AvroCodec.decode: hostile bytes (in process)", () => {
     }
   });
 
-  it("a map key \"__proto__\" pollutes nothing", () => {
-    const event = { ...(sampleValues().AuditEvent as object), detail: JSON.parse('{"__proto__":"x","polluted":"yes"}') as Record<string, string> };
+  it('a map key "__proto__" pollutes nothing', () => {
+    const event = {
+      ...(sampleValues().AuditEvent as object),
+      detail: JSON.parse('{"__proto__":"x","polluted":"yes"}') as Record<string, string>,
+    };
     const decoded = codec.decode("AuditEvent", codec.encode("AuditEvent", event as never)).value;
     expect(Object.getPrototypeOf(decoded.detail)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined();

@@ -56,7 +56,9 @@ function chunksOf(rng: Rng, buf: Buffer): Buffer[] {
 function validList(rows = 4): string {
   const lines = ["MD5, SHA1 ,pdq,PDQ-Quality,category,content type,submission_id,case_ref,series"];
   for (let i = 0; i < rows; i++) {
-    lines.push(`${randomHex(16).toUpperCase()},"${randomHex(20)}",${randomHex(32)},${i * 20},Cat ${"ABC"[i % 3]},${i % 2 ? "video" : ""},,"SYN, ""quoted""",série-${i}`);
+    lines.push(
+      `${randomHex(16).toUpperCase()},"${randomHex(20)}",${randomHex(32)},${i * 20},Cat ${"ABC"[i % 3]},${i % 2 ? "video" : ""},,"SYN, ""quoted""",série-${i}`,
+    );
   }
   return `${lines.join("\r\n")}\r\n`;
 }
@@ -89,7 +91,8 @@ describe("readCsvDrafts: random and mutated lists", () => {
       for (const t of truncations(file)) {
         const s = summary(await read(t, chunksOf(rng, t)));
         // Every complete row before the cut reads; only the last (cut) row may fail.
-        if (!s.slice(0, -1).every((x) => x === "ok") && !(s.length === 1 && s[0] === "MALFORMED_CSV")) fail(`a cut hurt an earlier row: ${JSON.stringify(s)}`, t);
+        if (!s.slice(0, -1).every((x) => x === "ok") && !(s.length === 1 && s[0] === "MALFORMED_CSV"))
+          fail(`a cut hurt an earlier row: ${JSON.stringify(s)}`, t);
         cases++;
       }
       for (const f of bitFlips(file)) {
@@ -130,7 +133,15 @@ describe("readCsvDrafts: long lines and quoting abuse", () => {
       for (let i = 0; i < 10; i++) yield piece;
       yield `\n${randomHex(16)},b\n`;
     };
-    const items = await withinBudget(5_000, () => collect(readCsvDrafts(sourceOf(parts(), () => heap.sample()), { submissionIdPrefix: PREFIX }), () => heap.sample()));
+    const items = await withinBudget(5_000, () =>
+      collect(
+        readCsvDrafts(
+          sourceOf(parts(), () => heap.sample()),
+          { submissionIdPrefix: PREFIX },
+        ),
+        () => heap.sample(),
+      ),
+    );
     expect(summary(items)).toEqual(["ok", "MALFORMED_CSV", "ok"]);
     expect(items[1]?.original.length).toBe(64 * 1024);
     expect((items[1] as { detail: string }).detail).toMatch(/^line 3: longer than 65536 bytes/);
@@ -184,14 +195,20 @@ describe("readCsvDrafts: encodings, line endings, odd values", () => {
     expect(summary(await read(Buffer.from(`\uFEFF${list}`, "utf16le")))).toEqual(["MALFORMED_CSV"]);
     for (const bad of [[0xff], [0xc3], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x00]]) {
       const b = Buffer.from(bad);
-      expect(summary(await read(Buffer.concat([Buffer.from(`md5,series\n${h.slice(0, 31)}`), b, Buffer.from(",a\n")])))).toEqual(["INVALID_HASH"]);
+      expect(summary(await read(Buffer.concat([Buffer.from(`md5,series\n${h.slice(0, 31)}`), b, Buffer.from(",a\n")])))).toEqual([
+        "INVALID_HASH",
+      ]);
       // In free text, invalid UTF-8 decodes to U+FFFD (fine); U+0000 is refused, since PostgreSQL cannot store it.
       const inSeries = Buffer.concat([Buffer.from(`md5,series\n${h},a`), b, Buffer.from("\n")]);
       expect(summary(await read(inSeries))).toEqual([bad[0] === 0 ? "INVALID_FIELD" : "ok"]);
       expect(summary(await read(Buffer.concat([Buffer.from("md5,ser"), b, Buffer.from(`ies\n${h},a\n`)])))).toEqual(["MALFORMED_CSV"]);
     }
     expect(summary(await read(Buffer.alloc(4096)))).toEqual(["MALFORMED_CSV"]);
-    expect(summary(await read(Buffer.concat([Buffer.from(`md5\n${h}\n`), Buffer.alloc(50), Buffer.from(`\n${h}\n`)])))).toEqual(["ok", "INVALID_HASH", "ok"]);
+    expect(summary(await read(Buffer.concat([Buffer.from(`md5\n${h}\n`), Buffer.alloc(50), Buffer.from(`\n${h}\n`)])))).toEqual([
+      "ok",
+      "INVALID_HASH",
+      "ok",
+    ]);
   });
 
   it("CRLF and LF mix freely; CR-only line ends make one line, refused as MALFORMED_CSV (documented: rows end in \\n)", async () => {
@@ -262,7 +279,9 @@ describe("readCsvDrafts: what it throws", () => {
       throw boom;
     }
     const seen: string[] = [];
-    await expect(collect(readCsvDrafts(source(), { submissionIdPrefix: PREFIX }), (i) => seen.push(i.ok ? "ok" : i.reason))).rejects.toBe(boom);
+    await expect(collect(readCsvDrafts(source(), { submissionIdPrefix: PREFIX }), (i) => seen.push(i.ok ? "ok" : i.reason))).rejects.toBe(
+      boom,
+    );
     expect(seen).toEqual(["ok"]);
   });
 });

@@ -58,7 +58,8 @@ export function validEncodings(codec: AvroCodec, perVersion: number): { name: Re
   const values = sampleValues();
   const out = [...versions.current.keys()].map((name) => ({ name, bytes: codec.encode(name, values[name] as never) }));
   for (const v of [...versions.current.values(), ...versions.history]) {
-    for (let i = 0; i < perVersion; i++) out.push({ name: v.name, bytes: Buffer.concat([headerOf(v.fingerprint), v.type.toBuffer(v.type.random())]) });
+    for (let i = 0; i < perVersion; i++)
+      out.push({ name: v.name, bytes: Buffer.concat([headerOf(v.fingerprint), v.type.toBuffer(v.type.random())]) });
   }
   return out;
 }
@@ -187,7 +188,8 @@ export const scenarios: Record<string, (sample: Sample) => unknown> = {
           const bytes = Buffer.concat([header(name), prefix, varint(count), tail]);
           const start = performance.now();
           decodeOutcome(codec, name, bytes, s);
-          if (performance.now() - start > 100) tally(s, "SLOW", `${name}: ${Math.round(performance.now() - start)} ms — input ${show(bytes)}`);
+          if (performance.now() - start > 100)
+            tally(s, "SLOW", `${name}: ${Math.round(performance.now() - start)} ms — input ${show(bytes)}`);
           try {
             codec.decode(name, bytes);
           } catch (err) {
@@ -269,7 +271,10 @@ export const scenarios: Record<string, (sample: Sample) => unknown> = {
     const items = parseSubmissionBatch(body);
     sample();
     const last = items[items.length - 1];
-    return { count: items.length, last: last && !last.ok ? { reason: last.reason, index: last.index, originalBytes: last.original.length } : null };
+    return {
+      count: items.length,
+      last: last && !last.ok ? { reason: last.reason, index: last.index, originalBytes: last.original.length } : null,
+    };
   },
 
   /** 8 MiB of JSON Lines: one submission-like line, then 2.7 million `{}` lines. */

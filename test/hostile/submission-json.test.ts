@@ -70,7 +70,8 @@ function expectExactOriginals(body: Buffer, items: SubmissionItem[]): void {
   if (!Array.isArray(parsed)) return;
   if (items.length !== parsed.length) fail(`${items.length} items for ${parsed.length} elements`, body);
   items.forEach((item, i) => {
-    if (JSON.stringify(JSON.parse(item.original.toString("utf8"))) !== JSON.stringify(parsed[i])) fail(`original of item ${i} is not its element`, body);
+    if (JSON.stringify(JSON.parse(item.original.toString("utf8"))) !== JSON.stringify(parsed[i]))
+      fail(`original of item ${i} is not its element`, body);
   });
 }
 
@@ -126,7 +127,17 @@ describe("parseSubmissionBatch: random and mutated bodies", () => {
 
   it("a bad element of an array never hides the good ones, and keeps its exact bytes", () => {
     const good = [wireText(), wireText()];
-    const junk = ["17", '"x"', "null", "[]", "{}", '{"__proto__":{"polluted":1}}', "[".repeat(1000) + "]".repeat(1000), '"\\u0000"', "1e400"];
+    const junk = [
+      "17",
+      '"x"',
+      "null",
+      "[]",
+      "{}",
+      '{"__proto__":{"polluted":1}}',
+      "[".repeat(1000) + "]".repeat(1000),
+      '"\\u0000"',
+      "1e400",
+    ];
     const body = Buffer.from(`[${good[0]},${junk.join(" , ")},\n${good[1]}]`);
     const items = batch(body);
     expect(items.map((i) => i.ok)).toEqual([true, ...junk.map(() => false), true]);
@@ -212,7 +223,7 @@ describe("parseSubmissionBatch: encodings, BOMs, NUL bytes, line endings", () =>
     const subs = [wireText(), wireText(), wireText()];
     const crlf = batch(Buffer.from(`${subs.join("\r\n")}\r\n`));
     expect(crlf.map((i) => i.ok)).toEqual([true, true, true]);
-    crlf.forEach((item, i) => expect(item.original.toString()).toBe(subs[i]));
+    for (const [i, item] of crlf.entries()) expect(item.original.toString()).toBe(subs[i]);
     const cr = Buffer.from(subs.join("\r"));
     expect(batch(cr)).toMatchObject([{ ok: false, reason: "MALFORMED_JSON", original: cr }]);
     // Mixed endings and whitespace-only lines.
@@ -233,19 +244,23 @@ describe("parseSubmissionBatch: encodings, BOMs, NUL bytes, line endings", () =>
         () => '{"submissionId":',
         () => wireText().slice(0, 1 + int(rng, 200)),
         () => `{"a":${"[".repeat(int(rng, 5000))}`,
-        () => randomFrom(rng, "{}[]\":,abc \t", 1 + int(rng, 60)).toString("latin1"),
+        () => randomFrom(rng, '{}[]":,abc \t', 1 + int(rng, 60)).toString("latin1"),
         () => '{"__proto__":{"polluted":true},"submissionId":"x"}',
         () => `{${'"k":1,'.repeat(int(rng, 50))}"z":2}`,
       ])();
     for (let round = 0; round < 100; round++) {
       const lines: { text: string; good: boolean }[] = [];
-      for (let i = 0; i < 2 + int(rng, 12); i++) lines.push(rng() < 0.5 ? { text: wireText(), good: true } : { text: garbage(), good: false });
+      for (let i = 0; i < 2 + int(rng, 12); i++)
+        lines.push(rng() < 0.5 ? { text: wireText(), good: true } : { text: garbage(), good: false });
       if (!lines.some((l) => l.good)) lines.unshift({ text: wireText(), good: true });
       if (lines[0] && !lines[0].text.startsWith("{")) lines.unshift({ text: wireText(), good: true });
       const body = Buffer.from(lines.map((l) => l.text + (rng() < 0.3 ? "\r\n\n" : "\n")).join(""));
       const items = batch(body);
-      expect(items.map((i) => i.ok), show(body)).toEqual(lines.map((l) => l.good));
-      items.forEach((item, i) => expect(item.original.toString("utf8")).toBe(lines[i]?.text));
+      expect(
+        items.map((i) => i.ok),
+        show(body),
+      ).toEqual(lines.map((l) => l.good));
+      for (const [i, item] of items.entries()) expect(item.original.toString("utf8")).toBe(lines[i]?.text);
     }
     expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined();
   });
@@ -257,7 +272,10 @@ describe("parseSubmissionBatch: wrong types and prototype keys", () => {
     const variants = [
       `{"__proto__":{"polluted":1},${wireText().slice(1)}`,
       `{"constructor":{"prototype":{"polluted":1}},${wireText().slice(1)}`,
-      JSON.stringify({ ...base, hashes: [JSON.parse('{"__proto__":{"polluted":1},"alg":"md5","value":"0123456789abcdef0123456789abcdef"}')] }),
+      JSON.stringify({
+        ...base,
+        hashes: [JSON.parse('{"__proto__":{"polluted":1},"alg":"md5","value":"0123456789abcdef0123456789abcdef"}')],
+      }),
       JSON.stringify({ ...base, grade: JSON.parse('{"uk":"A","__proto__":{"ics":"A1"}}') }),
       JSON.stringify({ ...base, lawEnforcement: JSON.parse('{"__proto__":{"caseRef":"x"}}') }),
       JSON.stringify({ ...base, grade: { uk: "A", vics: JSON.parse('{"profile":"p","code":1,"__proto__":null}') } }),
@@ -275,7 +293,10 @@ describe("parseSubmissionBatch: wrong types and prototype keys", () => {
     ] as const) {
       expect(batch(Buffer.from(JSON.stringify({ ...base, [field]: value })))[0]).toMatchObject({ ok: false, reason: "INVALID_FIELD" });
     }
-    expect(batch(Buffer.from(JSON.stringify({ ...base, grade: { uk: "hasOwnProperty" } })))[0]).toMatchObject({ ok: false, reason: "INVALID_CATEGORY" });
+    expect(batch(Buffer.from(JSON.stringify({ ...base, grade: { uk: "hasOwnProperty" } })))[0]).toMatchObject({
+      ok: false,
+      reason: "INVALID_CATEGORY",
+    });
     expect(batch(Buffer.from(JSON.stringify({ ...base, hashes: [{ alg: "constructor", value: "x" }] })))[0]).toMatchObject({
       ok: false,
       reason: "UNSUPPORTED_ALGORITHM",
@@ -287,6 +308,7 @@ describe("parseSubmissionBatch: wrong types and prototype keys", () => {
     const base = JSON.parse(wireText()) as Record<string, unknown>;
     const patches: Record<string, unknown>[] = [
       { submissionId: 1 },
+      // biome-ignore lint/correctness/noPrecisionLoss: a literal that overflows to Infinity is the hostile input
       { agencyId: 1e400 },
       { keyId: [] },
       { op: {} },
@@ -318,7 +340,7 @@ describe("parseSubmissionBatch: wrong types and prototype keys", () => {
     // Raw JSON numbers JSON.stringify cannot write.
     for (const raw of ["1e400", "-1e400", "-0", "1E+308", "0.0000000000000000000000001"]) {
       const [item] = batch(Buffer.from(wireText().replace(/"submittedAt":\d+/, `"submittedAt":${raw}`)));
-      expect(item, raw).toMatchObject({ ok: raw === "-0" ? true : false });
+      expect(item, raw).toMatchObject({ ok: raw === "-0" });
     }
   });
 
@@ -343,10 +365,14 @@ describe("parseSubmissionBatch: wrong types and prototype keys", () => {
 
 describe("parseSubmissionBatch: big bodies, in a child process with a 256 MB heap", () => {
   let runs: Record<string, Promise<IsolatedResult>> | undefined;
-  const isolated = (name: string): Promise<IsolatedResult> =>
-    (runs ??= runIsolated(["jsonZeros", "jsonLinesFlood", "paddingRuns"], { maxOldMb: 256, timeoutMs: 50_000 }))[name] as Promise<IsolatedResult>;
+  const isolated = (name: string): Promise<IsolatedResult> => {
+    runs ??= runIsolated(["jsonZeros", "jsonLinesFlood", "paddingRuns"], { maxOldMb: 256, timeoutMs: 50_000 });
+    return runs[name] as Promise<IsolatedResult>;
+  };
 
-  it("8 MiB of \"[0,0,0,…]\" (4 million items) is cut at 50,000 items plus one BODY_TOO_LARGE item, quickly", { timeout: 60_000 }, async () => {
+  it('8 MiB of "[0,0,0,…]" (4 million items) is cut at 50,000 items plus one BODY_TOO_LARGE item, quickly', {
+    timeout: 60_000,
+  }, async () => {
     const run = await isolated("jsonZeros");
     expect(run.result).toEqual({ count: 50_001, last: { reason: "BODY_TOO_LARGE", index: 50_000, originalBytes: 8 * MB - 100_000 } });
     expect(run.ms).toBeLessThan(10_000);
@@ -360,7 +386,9 @@ describe("parseSubmissionBatch: big bodies, in a child process with a 256 MB hea
     expect(run.peakHeapBytes).toBeLessThan(200 * MB);
   });
 
-  it("a 4 MiB run of \"=\" that does not end the signature (or a PhotoDNA value) is refused in linear time", { timeout: 60_000 }, async () => {
+  it('a 4 MiB run of "=" that does not end the signature (or a PhotoDNA value) is refused in linear time', {
+    timeout: 60_000,
+  }, async () => {
     const run = await isolated("paddingRuns");
     expect(run.result).toEqual({ json: "INVALID_FIELD", photoDna: "INVALID_HASH" });
     expect(run.ms).toBeLessThan(5_000);

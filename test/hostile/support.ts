@@ -72,7 +72,11 @@ export function fail(message: string, input: Buffer | string): never {
  * A rejection's reason must be one of REASON_CODES and not INTERNAL (which the readers give an
  * error they did not expect: a bug), with a detail and its original bytes.
  */
-export function expectRejection(item: { reason: string; detail: string; original: unknown }, input: Buffer | string, allowed?: readonly string[]): void {
+export function expectRejection(
+  item: { reason: string; detail: string; original: unknown },
+  input: Buffer | string,
+  allowed?: readonly string[],
+): void {
   const what = (): string => `${item.reason}: ${String(item.detail).slice(0, 200)}`;
   if (!REASONS.has(item.reason)) fail(`reason not in REASON_CODES: ${what()}`, input);
   if (item.reason === "INTERNAL") fail(`INTERNAL means an unexpected error: ${what()}`, input);
@@ -107,7 +111,10 @@ export interface IsolatedResult {
  * whole process on a huge allocation.) Each scenario's promise settles on its own, so one test
  * per scenario reports it. The heap baseline of each scenario is taken after a full GC.
  */
-export function runIsolated(names: readonly string[], opts: { maxOldMb: number; timeoutMs: number }): Record<string, Promise<IsolatedResult>> {
+export function runIsolated(
+  names: readonly string[],
+  opts: { maxOldMb: number; timeoutMs: number },
+): Record<string, Promise<IsolatedResult>> {
   const runner = fileURLToPath(new URL("./isolated-runner.ts", import.meta.url));
   const settle = new Map<string, { resolve: (r: IsolatedResult) => void; reject: (e: Error) => void }>();
   const out: Record<string, Promise<IsolatedResult>> = {};

@@ -81,7 +81,8 @@ function outcome(fn: () => unknown, label: string): string {
     if (!(err instanceof ValidationError)) {
       throw new Error(`${label}: threw ${(err as Error).name}: ${(err as Error).message}`, { cause: err });
     }
-    if (!(REASON_CODES as readonly string[]).includes(err.reason) || err.reason === "INTERNAL") throw new Error(`${label}: reason ${err.reason}`);
+    if (!(REASON_CODES as readonly string[]).includes(err.reason) || err.reason === "INTERNAL")
+      throw new Error(`${label}: reason ${err.reason}`);
     if (err.detail.length > 2000) throw new Error(`${label}: a detail of ${err.detail.length} characters (echoes the input?)`);
     return err.reason;
   }
@@ -145,7 +146,19 @@ describe("validateSubmission with garbage in every field", () => {
     // What is accepted is a legitimate value of its field: a prototype name is just text; null for
     // an optional field; 0 for a quality or code; a 64-byte Buffer for the signature. Never NUL,
     // an unpaired surrogate, a number for text, a non-integer, an object or a huge string.
-    const legitimate = new Set(["__proto__", "constructor", "toString", "empty string", "blanks", "null", "undefined", "-0", "0", "true", "Buffer(64)"]);
+    const legitimate = new Set([
+      "__proto__",
+      "constructor",
+      "toString",
+      "empty string",
+      "blanks",
+      "null",
+      "undefined",
+      "-0",
+      "0",
+      "true",
+      "Buffer(64)",
+    ]);
     expect(accepted.filter((a) => !legitimate.has(a.split(" = ")[1] as string))).toEqual([]);
     expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined();
   });
@@ -153,7 +166,14 @@ describe("validateSubmission with garbage in every field", () => {
   it("free text PostgreSQL cannot store (U+0000, unpaired surrogates) is INVALID_FIELD; paired surrogates are fine", () => {
     // PostgreSQL refuses these in jsonb (dedup stores lawEnforcement as jsonb): accepted here, they failed
     // dedup's INSERT on every redelivery.
-    for (const path of ["agencyId", "keyId", "lawEnforcement.caseRef", "lawEnforcement.series", "lawEnforcement.graderRef", "grade.vics.profile"]) {
+    for (const path of [
+      "agencyId",
+      "keyId",
+      "lawEnforcement.caseRef",
+      "lawEnforcement.series",
+      "lawEnforcement.graderRef",
+      "grade.vics.profile",
+    ]) {
       for (const bad of ["a\u0000b", "\u0000", "x\ud800", "\udc00x", "\udbff\ud800"]) {
         const r = outcome(() => validateSubmission(withField(valid(), path, bad), NOW), `${path} = ${JSON.stringify(bad)}`);
         expect(r, `${path} = ${JSON.stringify(bad)}`).toBe(path === "grade.vics.profile" ? "INVALID_CATEGORY" : "INVALID_FIELD");
@@ -177,11 +197,14 @@ describe("validateSubmission with garbage in every field", () => {
   });
 
   it("4096 hashes pass, 4097 and a million are refused at once by count", async () => {
-    const hashes = (n: number): Hash[] => Array.from({ length: n }, (_, i) => ({ alg: "pdq", value: i.toString(16).padStart(64, "0"), quality: null }));
+    const hashes = (n: number): Hash[] =>
+      Array.from({ length: n }, (_, i) => ({ alg: "pdq", value: i.toString(16).padStart(64, "0"), quality: null }));
     expect(outcome(() => validateSubmission(withField(valid(), "hashes", hashes(4096)), NOW), "4096")).toBe("ok");
     expect(outcome(() => validateSubmission(withField(valid(), "hashes", hashes(4097)), NOW), "4097")).toBe("INVALID_FIELD");
     const million = new Array(1_000_000).fill({ alg: "md5", value: "x" }) as Hash[];
-    await withinBudget(1_000, () => expect(outcome(() => validateSubmission({ ...valid(), hashes: million }, NOW), "1e6")).toBe("INVALID_FIELD"));
+    await withinBudget(1_000, () =>
+      expect(outcome(() => validateSubmission({ ...valid(), hashes: million }, NOW), "1e6")).toBe("INVALID_FIELD"),
+    );
   });
 });
 
@@ -199,7 +222,13 @@ describe("validateDraft with garbage in every field", () => {
     };
     for (const path of PATHS.filter((p) => !["agencyId", "keyId", "submittedAt", "signature"].includes(p))) {
       for (const [label, value] of GARBAGE) {
-        outcome(() => validateDraft(withField({ ...draft, signature: Buffer.alloc(0) } as unknown as Submission, path, value) as unknown as SubmissionDraft), `${path} = ${label}`);
+        outcome(
+          () =>
+            validateDraft(
+              withField({ ...draft, signature: Buffer.alloc(0) } as unknown as Submission, path, value) as unknown as SubmissionDraft,
+            ),
+          `${path} = ${label}`,
+        );
       }
     }
   });
@@ -221,8 +250,10 @@ describe("normaliseHash with garbage", () => {
     }, label);
     if (r === "ok") {
       const h = out as Hash;
-      if (!(HashAlgValues as readonly string[]).includes(h.alg) || !CANONICAL[h.alg]?.test(h.value)) throw new Error(`${label}: not canonical: ${JSON.stringify(h)}`);
-      if (h.quality !== null && (h.alg !== "pdq" || !Number.isInteger(h.quality) || h.quality < 0 || h.quality > 100)) throw new Error(`${label}: bad quality ${h.quality}`);
+      if (!(HashAlgValues as readonly string[]).includes(h.alg) || !CANONICAL[h.alg]?.test(h.value))
+        throw new Error(`${label}: not canonical: ${JSON.stringify(h)}`);
+      if (h.quality !== null && (h.alg !== "pdq" || !Number.isInteger(h.quality) || h.quality < 0 || h.quality > 100))
+        throw new Error(`${label}: bad quality ${h.quality}`);
       // Idempotent.
       expect(normaliseHash(h.alg, h.value, h.quality)).toEqual(h);
     } else if (!["UNSUPPORTED_ALGORITHM", "INVALID_HASH"].includes(r)) {
@@ -232,7 +263,12 @@ describe("normaliseHash with garbage", () => {
   }
 
   it("every hostile alg, value and quality", async () => {
-    const algs: [string, unknown][] = [...GARBAGE, ...HashAlgValues.map((a): [string, unknown] => [a, a]), ["MD5 ", " MD5 "], ["PhotoDNA", "PhotoDNA"]];
+    const algs: [string, unknown][] = [
+      ...GARBAGE,
+      ...HashAlgValues.map((a): [string, unknown] => [a, a]),
+      ["MD5 ", " MD5 "],
+      ["PhotoDNA", "PhotoDNA"],
+    ];
     const values: [string, unknown][] = [
       ...GARBAGE,
       ["md5 hex", randomHex(16).toUpperCase()],
@@ -241,7 +277,17 @@ describe("normaliseHash with garbage", () => {
       ["photodna url-safe padded", `${randomBytes(144).toString("base64url")}==`],
       ["photodna hex", randomHex(144)],
     ];
-    const qualities: [string, unknown][] = [["undefined", undefined], ["null", null], ["50", 50], ["-0", -0], ["101", 101], ["NaN", Number.NaN], ["'90'", "90"], ["2^53", 2 ** 53], ["1.5", 1.5]];
+    const qualities: [string, unknown][] = [
+      ["undefined", undefined],
+      ["null", null],
+      ["50", 50],
+      ["-0", -0],
+      ["101", 101],
+      ["NaN", Number.NaN],
+      ["'90'", "90"],
+      ["2^53", 2 ** 53],
+      ["1.5", 1.5],
+    ];
     let accepted = 0;
     await withinBudget(10_000, () => {
       for (const [al, alg] of algs) {

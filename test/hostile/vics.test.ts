@@ -49,7 +49,7 @@ function media(id: number, extra: Record<string, unknown> = {}): Record<string, 
     PDQQuality: 80,
     IsDistributed: "true",
     Series: "SYN-Ü-系列",
-    MediaFiles: [{ FileName: `synthetic-${id}.jpg`, FilePath: "C:\\synthetic\\\"quoted\"" }],
+    MediaFiles: [{ FileName: `synthetic-${id}.jpg`, FilePath: 'C:\\synthetic\\"quoted"' }],
     ...extra,
   };
 }
@@ -101,7 +101,12 @@ describe("readVicsDrafts: random and mutated files", () => {
     const rng = prng();
     const files = [
       Buffer.from(mediaFile([media(1), media(2), media(3)])),
-      Buffer.from(casesFile([{ CaseID: 1, CaseNumber: "C-1", Media: [media(1), media(2)] }, { CaseID: 2, Media: [media(1)] }])),
+      Buffer.from(
+        casesFile([
+          { CaseID: 1, CaseNumber: "C-1", Media: [media(1), media(2)] },
+          { CaseID: 2, Media: [media(1)] },
+        ]),
+      ),
     ];
     await withinBudget(15_000, async () => {
       for (const file of files) {
@@ -147,7 +152,7 @@ describe("readVicsDrafts: random and mutated files", () => {
 
   it("random chunking never changes the result (tokens, escapes, UTF-8 sequences and the BOM split anywhere)", async () => {
     const rng = prng();
-    const file = Buffer.from(`\uFEFF${mediaFile([media(1), media(2, { Series: "\u{1F600}\u00e9\\\"\u2028" }), { MD5: 5 }, 17, media(3)])}`);
+    const file = Buffer.from(`\uFEFF${mediaFile([media(1), media(2, { Series: '\u{1F600}\u00e9\\"\u2028' }), { MD5: 5 }, 17, media(3)])}`);
     const expected = JSON.stringify(await read(file));
     expect(summary(JSON.parse(expected) as DraftItem[])).toEqual(["ok", "ok", "INVALID_HASH", "MALFORMED_VICS", "ok"]);
     for (let i = 0; i < 300; i++) {
@@ -191,7 +196,11 @@ describe("readVicsDrafts: deep nesting", () => {
       const items = await withinBudget(5_000, () => read(file, randomChunks(prng(), Buffer.from(file), 65536)));
       const last = items[items.length - 1];
       expect(last).toMatchObject({ ok: false, reason: "MALFORMED_VICS" });
-      expect(summary(items).slice(0, -1).every((s) => s === "ok")).toBe(true);
+      expect(
+        summary(items)
+          .slice(0, -1)
+          .every((s) => s === "ok"),
+      ).toBe(true);
     }
   });
 });
@@ -204,7 +213,10 @@ describe("readVicsDrafts: wrong shapes and types", () => {
       [`{${V1},"value":"[]"}`, ["MALFORMED_VICS"]],
       [`{${V1},"value":42}`, ["MALFORMED_VICS"]],
       [`{${V1},"value":null}`, ["MALFORMED_VICS"]],
-      [`{${V1},"value":[1,"x",null,true,[],[${m}],${m}]}`, ["MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "ok"]],
+      [
+        `{${V1},"value":[1,"x",null,true,[],[${m}],${m}]}`,
+        ["MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "MALFORMED_VICS", "ok"],
+      ],
       // Media not an array: the case itself is taken as a media item (it has no hash).
       [`{${V2_CASES},"value":[{"CaseID":1,"Media":${m}}]}`, ["NO_HASHES"]],
       [`{${V2_CASES},"value":[{"CaseID":1,"Media":"x"}]}`, ["NO_HASHES"]],
@@ -267,6 +279,7 @@ describe("readVicsDrafts: wrong shapes and types", () => {
       [{ MD5: h, md5: h }, "INVALID_FIELD"],
       [{ PDQ: randomHex(32), PDQQuality: "high" }, "INVALID_HASH"],
       [{ PDQ: randomHex(32), PDQQuality: 101 }, "INVALID_HASH"],
+      // biome-ignore lint/correctness/noPrecisionLoss: a literal that overflows to Infinity is the hostile input
       [{ PDQ: randomHex(32), PDQQuality: 1e400 }, "INVALID_HASH"],
       [{ PhotoDNA: `${"=".repeat(50_000)}A` }, "INVALID_HASH"],
       [{ Category: 1 }, "NO_HASHES"],
@@ -276,12 +289,14 @@ describe("readVicsDrafts: wrong shapes and types", () => {
     const items = await withinBudget(5_000, () => read(`{${V1},"value":[${files.join(",")}]}`));
     expect(summary(items)).toEqual(cases.map(([, r]) => r));
     // Raw numbers JSON.stringify cannot write: a MediaID of 1e400 or 20 digits is still an id.
-    const raw = await read(`{${V1},"value":[{"MD5":"${h}","MediaID":1e400},{"MD5":"${h}","MediaID":123456789012345678901234567890},{"MD5":"${h}","Category":1e0}]}`);
+    const raw = await read(
+      `{${V1},"value":[{"MD5":"${h}","MediaID":1e400},{"MD5":"${h}","MediaID":123456789012345678901234567890},{"MD5":"${h}","Category":1e0}]}`,
+    );
     expect(summary(raw)).toEqual(["ok", "ok", "ok"]);
     expect(raw[1]?.ok && raw[1].draft.submissionId).toBe(`${PREFIX}123456789012345678901234567890`);
   });
 
-  it("prototype keys: a root \"constructor\", \"toString\" or \"__proto__\" is not the metadata; media keys pollute nothing", async () => {
+  it('prototype keys: a root "constructor", "toString" or "__proto__" is not the metadata; media keys pollute nothing', async () => {
     const m = JSON.stringify(media(1));
     for (const key of ["constructor", "toString", "__proto__", "hasOwnProperty", "valueOf"]) {
       // Before the fix the key found Object.prototype's property and passed for "odata.metadata".
@@ -307,7 +322,9 @@ describe("readVicsDrafts: encodings", () => {
     const h = randomHex(16);
     const file = Buffer.from(`\uFEFF{${V1},\r\n"value":[\r{"MD5":"${h}"}\r\n]\r}`);
     expect(summary(await read(file, [file.subarray(0, 1), file.subarray(1, 2), file.subarray(2)]))).toEqual(["ok"]);
-    expect(summary(await read(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf]), file.subarray(3)])))).toEqual(["MALFORMED_VICS"]);
+    expect(summary(await read(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf]), file.subarray(3)])))).toEqual([
+      "MALFORMED_VICS",
+    ]);
     // Invalid UTF-8 in an ignored field decodes to U+FFFD; in a hash it is a bad hash.
     const bad = [Buffer.from([0xff]), Buffer.from([0xc3]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xf4, 0x90, 0x80, 0x80])];
     for (const b of bad) {
@@ -320,7 +337,9 @@ describe("readVicsDrafts: encodings", () => {
     }
     expect(summary(await read(`{${V1},"value":[{"MD5":"${h}\u0000"}]}`))).toEqual(["MALFORMED_VICS"]);
     expect(summary(await read(`{${V1},"value":[{"MD5":"${h}\\u0000"}]}`))).toEqual(["INVALID_HASH"]);
-    expect(summary(await read(Buffer.concat([Buffer.from(`{${V1},"value":[`), Buffer.alloc(100), Buffer.from("]}")])))).toEqual(["MALFORMED_VICS"]);
+    expect(summary(await read(Buffer.concat([Buffer.from(`{${V1},"value":[`), Buffer.alloc(100), Buffer.from("]}")])))).toEqual([
+      "MALFORMED_VICS",
+    ]);
     // UTF-16 is not read as UTF-8 JSON.
     expect(summary(await read(Buffer.from(`\uFEFF{${V1},"value":[]}`, "utf16le")))).toEqual(["MALFORMED_VICS"]);
   });
@@ -336,7 +355,13 @@ describe("readVicsDrafts: size limits in process", () => {
       yield `"},{"MD5":"${randomHex(16)}"}]}`;
     };
     const items = await withinBudget(10_000, () =>
-      collect(readVicsDrafts(sourceOf(parts(), () => heap.sample()), { submissionIdPrefix: PREFIX, maxItemChars: 64 * 1024 }), () => heap.sample()),
+      collect(
+        readVicsDrafts(
+          sourceOf(parts(), () => heap.sample()),
+          { submissionIdPrefix: PREFIX, maxItemChars: 64 * 1024 },
+        ),
+        () => heap.sample(),
+      ),
     );
     expect(summary(items)).toEqual(["MALFORMED_VICS", "ok"]);
     expect((items[0] as { detail: string }).detail).toMatch(/larger than 65536 characters/);
@@ -381,17 +406,22 @@ describe("readVicsDrafts: what it throws", () => {
       throw boom;
     }
     const seen: string[] = [];
-    await expect(collect(readVicsDrafts(source(), { submissionIdPrefix: PREFIX }), (i) => seen.push(i.ok ? "ok" : i.reason))).rejects.toBe(boom);
+    await expect(collect(readVicsDrafts(source(), { submissionIdPrefix: PREFIX }), (i) => seen.push(i.ok ? "ok" : i.reason))).rejects.toBe(
+      boom,
+    );
     expect(seen).toEqual(["ok"]);
   });
 });
 
 describe("readVicsDrafts: big inputs, in a child process with a 160 MB heap", () => {
   let runs: Record<string, Promise<IsolatedResult>> | undefined;
-  const isolated = (name: string): Promise<IsolatedResult> =>
-    (runs ??= runIsolated(["vicsHugeString", "vicsHugeNumber", "vicsHugeKeys", "vicsDeepUnclosed", "vicsOneBigChunk"], { maxOldMb: 160, timeoutMs: 50_000 }))[
-      name
-    ] as Promise<IsolatedResult>;
+  const isolated = (name: string): Promise<IsolatedResult> => {
+    runs ??= runIsolated(["vicsHugeString", "vicsHugeNumber", "vicsHugeKeys", "vicsDeepUnclosed", "vicsOneBigChunk"], {
+      maxOldMb: 160,
+      timeoutMs: 50_000,
+    });
+    return runs[name] as Promise<IsolatedResult>;
+  };
 
   const big = (name: string, expected: string[], peakMb: number) =>
     it(name, { timeout: 60_000 }, async () => {
@@ -407,7 +437,9 @@ describe("readVicsDrafts: big inputs, in a child process with a 160 MB heap", ()
   big("vicsHugeKeys", ["MALFORMED_VICS", "MALFORMED_VICS", "ok"], 60); // 60 keys of 1 MiB with [] values were kept
   big("vicsDeepUnclosed", ["MALFORMED_VICS"], 40);
 
-  it("2 MB of media items given as one chunk are yielded as they are read (1.4 GB of heap for 8 MB before)", { timeout: 60_000 }, async () => {
+  it("2 MB of media items given as one chunk are yielded as they are read (1.4 GB of heap for 8 MB before)", {
+    timeout: 60_000,
+  }, async () => {
     const run = await isolated("vicsOneBigChunk");
     const r = run.result as { count: number; summary: string[] };
     expect(r.count).toBe(MB + 1);

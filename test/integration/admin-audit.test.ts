@@ -43,26 +43,58 @@ async function cli(args: string[], extraEnv: Record<string, string> = {}): Promi
 /** The events on audit.v1 in the order they were made (the topic is keyed by subject, over several partitions). */
 async function auditEvents(count: number): Promise<AuditEvent[]> {
   const messages = await readTopic(kafkaAs("test-admin-audit"), names.audit, (ms) => ms.length >= count, 30_000);
-  return messages.map((m) => {
-    const e = codec.decode("AuditEvent", m.value).value;
-    expect(m.key).toBe(e.subjectId);
-    return e;
-  }).sort((x, y) => x.at - y.at);
+  return messages
+    .map((m) => {
+      const e = codec.decode("AuditEvent", m.value).value;
+      expect(m.key).toBe(e.subjectId);
+      return e;
+    })
+    .sort((x, y) => x.at - y.at);
 }
 
 describe("admin CLI audit events", () => {
   it("keys register and revoke, agencies, partners, policies set and dlq redrive each write one event as the operator", async () => {
     const keys = mkdtempSync(join(tmpdir(), "hashrelay-audit-keys-"));
     await cli(["agencies", "register", "--id", "force-a", "--name", "Synthetic Force A", "--actor", "alice"]);
-    const generated = JSON.parse(await cli(["keys", "generate", "--owner", "force-a", "--out", keys])) as { keyId: string; publicKey: string; privateKeyFile: string };
-    const registered = await cli(["keys", "register", "--key-id", generated.keyId, "--owner", "force-a", "--public-key", `${generated.privateKeyFile}.pub`, "--actor", "alice"]);
+    const generated = JSON.parse(await cli(["keys", "generate", "--owner", "force-a", "--out", keys])) as {
+      keyId: string;
+      publicKey: string;
+      privateKeyFile: string;
+    };
+    const registered = await cli([
+      "keys",
+      "register",
+      "--key-id",
+      generated.keyId,
+      "--owner",
+      "force-a",
+      "--public-key",
+      `${generated.privateKeyFile}.pub`,
+      "--actor",
+      "alice",
+    ]);
     expect(registered).toContain(`key ${generated.keyId} registered`);
     expect(registered).toContain(`audit: key.registered ${generated.keyId} by alice written to ${names.audit}`);
     await cli(["keys", "revoke", "--key-id", generated.keyId, "--reason", "synthetic rotation drill", "--actor", "bob"]);
     await cli(["partners", "register", "--id", "hotline-uk", "--name", "Synthetic hotline"]); // actor: $USER
     // Granting a law-enforcement-only extra takes a second person; refused without one, changing nothing.
-    const grant = ["policies", "set", "--partner", "hotline-uk", "--min-status", "indicative", "--algorithms", "md5,sha1", "--extra", "gradingStatus,caseRefs", "--actor", "alice"];
-    await expect(cli(grant)).rejects.toThrow(/\[INVALID_FIELD\].*granting caseRefs to hotline-uk needs --approved-by <a second person> other than the actor \(alice\); nothing was changed/);
+    const grant = [
+      "policies",
+      "set",
+      "--partner",
+      "hotline-uk",
+      "--min-status",
+      "indicative",
+      "--algorithms",
+      "md5,sha1",
+      "--extra",
+      "gradingStatus,caseRefs",
+      "--actor",
+      "alice",
+    ];
+    await expect(cli(grant)).rejects.toThrow(
+      /\[INVALID_FIELD\].*granting caseRefs to hotline-uk needs --approved-by <a second person> other than the actor \(alice\); nothing was changed/,
+    );
     await expect(cli([...grant, "--approved-by", "alice"])).rejects.toThrow(/needs --approved-by/);
     expect((await db.pool.query("SELECT 1 FROM partner_policies")).rows).toEqual([]);
     const set = await cli([...grant, "--approved-by", "carol"]);
@@ -86,7 +118,14 @@ describe("admin CLI audit events", () => {
     expect(Date.parse(keyRev.detail["revokedAt"] ?? "")).toBeGreaterThan(0);
     expect(policy.revision).toBe(1);
     expect(redrive.detail).toMatchObject({ reason: "UNKNOWN_KEY", matched: "0", republished: "0" });
-    expect(policy.detail).toMatchObject({ version: "1", minGradingStatus: "indicative", algorithms: "md5,sha1", extraFields: "gradingStatus,caseRefs", withheldFieldsGranted: "caseRefs", approvedBy: "carol" });
+    expect(policy.detail).toMatchObject({
+      version: "1",
+      minGradingStatus: "indicative",
+      algorithms: "md5,sha1",
+      extraFields: "gradingStatus,caseRefs",
+      withheldFieldsGranted: "caseRefs",
+      approvedBy: "carol",
+    });
 
     // Read back by an operator: one partner's events, and every key event, oldest first.
     const forHotline = (await cli(["audit", "list", "--partner", "hotline-uk"])).trim().split("\n");
@@ -94,14 +133,19 @@ describe("admin CLI audit events", () => {
       ["ci-operator", "partner.registered", "partner:hotline-uk"],
       ["alice", "policy.set", "policy:hotline-uk"],
     ]);
-    const keyEvents = (await cli(["audit", "list", "--action", "key.", "--json"])).trim().split("\n").map((l) => JSON.parse(l) as AuditEvent);
+    const keyEvents = (await cli(["audit", "list", "--action", "key.", "--json"]))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as AuditEvent);
     expect(keyEvents.map((e) => [e.actor, e.action])).toEqual([
       ["alice", "key.registered"],
       ["bob", "key.revoked"],
     ]);
 
     // No secret and nothing law-enforcement-only in any of them.
-    const privateBody = readFileSync(generated.privateKeyFile, "utf8").replace(/-----[A-Z ]+-----/g, "").replace(/\s/g, "");
+    const privateBody = readFileSync(generated.privateKeyFile, "utf8")
+      .replace(/-----[A-Z ]+-----/g, "")
+      .replace(/\s/g, "");
     for (const e of events) {
       expect(JSON.stringify(e)).not.toContain(privateBody);
       expect(JSON.stringify(e)).not.toContain("PRIVATE KEY");
@@ -110,27 +154,38 @@ describe("admin CLI audit events", () => {
   }, 120_000);
 
   it("when Kafka is unreachable the change and its queued event are committed together, the command exits 3, and the event is sent later", async () => {
-    const failed = await cli(["partners", "register", "--id", "partner-offline", "--name", "Synthetic offline", "--actor", "dave"], { KAFKA_BROKERS: "127.0.0.1:1" }).then(
+    const failed = await cli(["partners", "register", "--id", "partner-offline", "--name", "Synthetic offline", "--actor", "dave"], {
+      KAFKA_BROKERS: "127.0.0.1:1",
+    }).then(
       () => null,
       (err: { code?: number; stdout?: string; stderr?: string }) => err,
     );
     expect(failed?.code).toBe(3);
     expect(failed?.stdout).toContain("partner partner-offline registered");
-    expect(failed?.stderr).toMatch(/audit event \(partner\.registered partner-offline\) is queued in the hub database, but it is NOT yet written to \S+audit\.v1/);
+    expect(failed?.stderr).toMatch(
+      /audit event \(partner\.registered partner-offline\) is queued in the hub database, but it is NOT yet written to \S+audit\.v1/,
+    );
     const { rows } = await db.pool.query("SELECT partner_id FROM partners WHERE partner_id = 'partner-offline'");
     expect(rows).toHaveLength(1);
     const queued = await db.pool.query<{ action: string }>("SELECT action FROM admin_audit_outbox");
     expect(queued.rows).toEqual([{ action: "partner.registered" }]);
 
     // A change the database refuses queues nothing: a policy for a partner that is not registered.
-    await expect(cli(["policies", "set", "--partner", "ghost-partner"], { KAFKA_BROKERS: "127.0.0.1:1" })).rejects.toThrow(/partner_policies|foreign key/);
+    await expect(cli(["policies", "set", "--partner", "ghost-partner"], { KAFKA_BROKERS: "127.0.0.1:1" })).rejects.toThrow(
+      /partner_policies|foreign key/,
+    );
     expect((await db.pool.query("SELECT action FROM admin_audit_outbox")).rows).toHaveLength(1);
 
     // Kafka back: the operator (or any next admin command) sends it.
     expect(await cli(["audit", "flush"])).toContain("1 queued audit event(s) written");
     expect((await db.pool.query("SELECT 1 FROM admin_audit_outbox")).rows).toEqual([]);
     expect(await cli(["audit", "flush"])).toContain("no audit events queued");
-    const events = await readTopic(kafkaAs("test-admin-audit-flush"), names.audit, (ms) => ms.some((m) => m.key === "partner-offline"), 30_000);
+    const events = await readTopic(
+      kafkaAs("test-admin-audit-flush"),
+      names.audit,
+      (ms) => ms.some((m) => m.key === "partner-offline"),
+      30_000,
+    );
     const offline = events.map((m) => codec.decode("AuditEvent", m.value).value).filter((e) => e.subjectId === "partner-offline");
     expect(offline.map((e) => [e.actor, e.action])).toEqual([["dave", "partner.registered"]]);
   }, 60_000);

@@ -54,16 +54,23 @@ async function run(instances: number, subs: Submission[], agencies: string[], ke
   for (const id of agencies) await registerAgency(db.pool, { agencyId: id, name: id, kind: "force", gradingAuthority: false });
   for (const [id, signer] of keys) {
     const raw = Buffer.from(createPublicKey(signer.privateKey).export({ format: "jwk" }).x as string, "base64url");
-    await db.pool.query("INSERT INTO signing_keys (key_id, owner_kind, owner_id, public_key, valid_from) VALUES ($1, 'agency', $2, $3, now() - interval '1 hour')", [
-      deriveKeyId(id, raw),
-      id,
-      raw,
-    ]);
+    await db.pool.query(
+      "INSERT INTO signing_keys (key_id, owner_kind, owner_id, public_key, valid_from) VALUES ($1, 'agency', $2, $3, now() - interval '1 hour')",
+      [deriveKeyId(id, raw), id, raw],
+    );
   }
   const config = {
-    KAFKA_BROKERS: stackEnv().brokers, ...principalEnv(servicePrincipal("dedup")), DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const,
-    DEDUP_GRADING_AUTHORITIES: "", DEDUP_CONFIRMATIONS: 2,
-    DEDUP_PHOTODNA_THRESHOLD: 1800, DEDUP_MAX_SUBMISSION_AGE_DAYS: 30, CONSUMER_MAX_BATCH_BYTES: 32_768, CONSUMER_SESSION_TIMEOUT_MS: 10_000,
+    KAFKA_BROKERS: stackEnv().brokers,
+    ...principalEnv(servicePrincipal("dedup")),
+    DATABASE_URL: db.url,
+    TOPIC_NAMESPACE: namespace,
+    LOG_LEVEL: "warn" as const,
+    DEDUP_GRADING_AUTHORITIES: "",
+    DEDUP_CONFIRMATIONS: 2,
+    DEDUP_PHOTODNA_THRESHOLD: 1800,
+    DEDUP_MAX_SUBMISSION_AGE_DAYS: 30,
+    CONSUMER_MAX_BATCH_BYTES: 32_768,
+    CONSUMER_SESSION_TIMEOUT_MS: 10_000,
   };
   for (let i = 0; i < instances; i++) {
     const instance: RunningDedup = await startDedup(config);
@@ -73,15 +80,21 @@ async function run(instances: number, subs: Submission[], agencies: string[], ke
     await producer.send({
       topic: names.submitted,
       acks: -1,
-      messages: subs.slice(i, i + 200).map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })),
+      messages: subs
+        .slice(i, i + 200)
+        .map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })),
     });
   }
-  await waitFor("every submission processed", async () => {
-    const { rows } = await db.pool.query<{ n: string }>(
-      "SELECT ((SELECT count(*) FROM applied_submissions) + (SELECT count(*) FROM outbox WHERE topic LIKE '%rejected%'))::text AS n",
-    );
-    return Number(rows[0]?.n) >= subs.length;
-  }, 120_000);
+  await waitFor(
+    "every submission processed",
+    async () => {
+      const { rows } = await db.pool.query<{ n: string }>(
+        "SELECT ((SELECT count(*) FROM applied_submissions) + (SELECT count(*) FROM outbox WHERE topic LIKE '%rejected%'))::text AS n",
+      );
+      return Number(rows[0]?.n) >= subs.length;
+    },
+    120_000,
+  );
   return canonicalState(db);
 }
 
@@ -92,19 +105,50 @@ describe("dedup scale-out", () => {
     const agencies = ["force-a", "force-b", "force-c"];
     const keys = new Map<string, AgencySigner>();
     for (const id of agencies) keys.set(id, await registerTestAgency(setupDb.pool, id));
-    const images = Array.from({ length: 250 }, () => [
-      { alg: "md5", value: randomHex(16), quality: null },
-      { alg: "sha1", value: randomHex(20), quality: null },
-      { alg: "sha256", value: randomHex(32), quality: null },
-    ] as Hash[]);
+    const images = Array.from(
+      { length: 250 },
+      () =>
+        [
+          { alg: "md5", value: randomHex(16), quality: null },
+          { alg: "sha1", value: randomHex(20), quality: null },
+          { alg: "sha256", value: randomHex(32), quality: null },
+        ] as Hash[],
+    );
     const subs: Submission[] = [];
     let t = Date.now() - 60_000;
     images.forEach((hashes, i) => {
       // Partial views first (separate records until a full view bridges them), from different forces.
-      subs.push(signedSubmission(keys.get(agencies[i % 3] as string) as AgencySigner, { hashes: [hashes[0] as Hash], grade: { uk: "B", ics: null, vics: null }, submittedAt: t++ }));
-      subs.push(signedSubmission(keys.get(agencies[(i + 1) % 3] as string) as AgencySigner, { hashes: [hashes[1] as Hash], grade: { uk: i % 4 ? "B" : "C", ics: null, vics: null }, submittedAt: t++ }));
-      if (i % 2) subs.push(signedSubmission(keys.get(agencies[(i + 2) % 3] as string) as AgencySigner, { hashes, grade: { uk: "B", ics: null, vics: null }, submittedAt: t++ }));
-      if (i % 9 === 0) subs.push(signedSubmission(keys.get(agencies[i % 3] as string) as AgencySigner, { op: "RETRACT", hashes: [hashes[0] as Hash], grade: { uk: "B", ics: null, vics: null }, submittedAt: t++ }));
+      subs.push(
+        signedSubmission(keys.get(agencies[i % 3] as string) as AgencySigner, {
+          hashes: [hashes[0] as Hash],
+          grade: { uk: "B", ics: null, vics: null },
+          submittedAt: t++,
+        }),
+      );
+      subs.push(
+        signedSubmission(keys.get(agencies[(i + 1) % 3] as string) as AgencySigner, {
+          hashes: [hashes[1] as Hash],
+          grade: { uk: i % 4 ? "B" : "C", ics: null, vics: null },
+          submittedAt: t++,
+        }),
+      );
+      if (i % 2)
+        subs.push(
+          signedSubmission(keys.get(agencies[(i + 2) % 3] as string) as AgencySigner, {
+            hashes,
+            grade: { uk: "B", ics: null, vics: null },
+            submittedAt: t++,
+          }),
+        );
+      if (i % 9 === 0)
+        subs.push(
+          signedSubmission(keys.get(agencies[i % 3] as string) as AgencySigner, {
+            op: "RETRACT",
+            hashes: [hashes[0] as Hash],
+            grade: { uk: "B", ics: null, vics: null },
+            submittedAt: t++,
+          }),
+        );
     });
     const one = await run(1, subs, agencies, keys);
     const two = await run(2, subs, agencies, keys);

@@ -83,17 +83,25 @@ function dedupConfig(hub: Hub) {
 }
 
 /** Latest canonical record per recordId read from the compacted topic. */
-async function canonicalLatest(names: TopicNames, done: (latest: Map<string, CanonicalRecord>) => boolean): Promise<Map<string, CanonicalRecord>> {
+async function canonicalLatest(
+  names: TopicNames,
+  done: (latest: Map<string, CanonicalRecord>) => boolean,
+): Promise<Map<string, CanonicalRecord>> {
   const latest = new Map<string, CanonicalRecord>();
-  await readTopic(kafka, names.canonical, (ms) => {
-    latest.clear();
-    for (const m of ms) {
-      const r = codec.decode("CanonicalRecord", m.value).value;
-      const prior = latest.get(r.recordId);
-      if (!prior || prior.revision < r.revision) latest.set(r.recordId, r);
-    }
-    return done(latest);
-  }, 60_000);
+  await readTopic(
+    kafka,
+    names.canonical,
+    (ms) => {
+      latest.clear();
+      for (const m of ms) {
+        const r = codec.decode("CanonicalRecord", m.value).value;
+        const prior = latest.get(r.recordId);
+        if (!prior || prior.revision < r.revision) latest.set(r.recordId, r);
+      }
+      return done(latest);
+    },
+    60_000,
+  );
   return latest;
 }
 
@@ -117,7 +125,7 @@ describe("dedup service", () => {
     const { forceA, forceB, nca, names } = hub;
     const [x, y, z] = [md5(), md5(), sha1()];
     const pdq = randomHex(32);
-    const nearPdq = pdq.slice(0, 60) + ((parseInt(pdq.slice(60), 16) ^ 0x7) .toString(16).padStart(4, "0")); // 3 bits away
+    const nearPdq = pdq.slice(0, 60) + (parseInt(pdq.slice(60), 16) ^ 0x7).toString(16).padStart(4, "0"); // 3 bits away
     const t = Date.now();
     await publish(names.submitted, [
       signedSubmission(forceA, { hashes: [x], grade: { uk: "B", ics: "B1", vics: null }, submittedAt: t }),
@@ -126,7 +134,16 @@ describe("dedup service", () => {
       signedSubmission(forceB, { hashes: [md5(), { alg: "pdq", value: pdq, quality: 90 }], submittedAt: t }),
       signedSubmission(forceA, { hashes: [md5(), { alg: "pdq", value: nearPdq, quality: 80 }], submittedAt: t }),
     ]);
-    let latest = await canonicalLatest(names, (l) => !!byHash(l, x.value) && !!byHash(l, y.value) && !!byHash(l, nearPdq) && !!byHash(l, pdq) && (byHash(l, pdq)?.nearDuplicates.length ?? 0) > 0 && (byHash(l, nearPdq)?.nearDuplicates.length ?? 0) > 0);
+    let latest = await canonicalLatest(
+      names,
+      (l) =>
+        !!byHash(l, x.value) &&
+        !!byHash(l, y.value) &&
+        !!byHash(l, nearPdq) &&
+        !!byHash(l, pdq) &&
+        (byHash(l, pdq)?.nearDuplicates.length ?? 0) > 0 &&
+        (byHash(l, nearPdq)?.nearDuplicates.length ?? 0) > 0,
+    );
     const joined = byHash(latest, x.value);
     expect(joined?.hashes.map((h) => h.value).sort()).toEqual([x.value, z.value].sort());
     expect(joined).toMatchObject({ gradingStatus: "confirmed", confirmations: 2, classification: { uk: "B", ics: "B1" } });
@@ -138,7 +155,9 @@ describe("dedup service", () => {
     expect(p2?.nearDuplicates).toEqual([p1?.recordId]);
 
     // The NCA (authority) grades y as A and bridges it with x: merge, authority wins.
-    await publish(names.submitted, [signedSubmission(nca, { hashes: [x, y], grade: { uk: "A", ics: "A1", vics: null }, submittedAt: t + 1 })]);
+    await publish(names.submitted, [
+      signedSubmission(nca, { hashes: [x, y], grade: { uk: "A", ics: "A1", vics: null }, submittedAt: t + 1 }),
+    ]);
     latest = await canonicalLatest(names, (l) => {
       const merged = [...l.values()].find((r) => r.mergedInto !== null);
       return !!merged && byHash(l, x.value)?.recordId === merged.mergedInto && byHash(l, y.value)?.recordId === merged.mergedInto;
@@ -160,7 +179,10 @@ describe("dedup service", () => {
     const { forceA, names, db } = hub;
     const revoked = await addTestKey(db.pool, "force-a");
     await new PgKeyRegistry(db.pool).revokeKey(revoked.keyId, "test", new Date(Date.now() - 1000));
-    const expired = await addTestKey(db.pool, "force-a", { validFrom: new Date(Date.now() - 7_200_000), validUntil: new Date(Date.now() - 3_600_000) });
+    const expired = await addTestKey(db.pool, "force-a", {
+      validFrom: new Date(Date.now() - 7_200_000),
+      validUntil: new Date(Date.now() - 3_600_000),
+    });
     const good = signedSubmission(forceA);
     const tampered = { ...signedSubmission(forceA), grade: { uk: "A" as const, ics: null, vics: null } };
     const unknown = signedSubmission({ ...forceA, keyId: "force-a:ffffffffffffffff" });
@@ -177,7 +199,12 @@ describe("dedup service", () => {
     const decode = (ms: { value: Buffer }[]) => ms.map((m) => codec.decode("Rejection", m.value).value);
     const messages = await readTopic(kafka, names.rejected, (ms) => {
       const rs = decode(ms);
-      return Object.keys(wanted).every((id) => rs.some((r) => r.submissionId === id)) && rs.some((r) => r.reason === "BAD_MAGIC") && rs.some((r) => r.reason === "KEY_REVOKED") && rs.some((r) => r.reason === "KEY_EXPIRED");
+      return (
+        Object.keys(wanted).every((id) => rs.some((r) => r.submissionId === id)) &&
+        rs.some((r) => r.reason === "BAD_MAGIC") &&
+        rs.some((r) => r.reason === "KEY_REVOKED") &&
+        rs.some((r) => r.reason === "KEY_EXPIRED")
+      );
     });
     const rejections: Rejection[] = decode(messages);
     for (const [id, reason] of Object.entries(wanted)) expect(rejections.find((r) => r.submissionId === id)?.reason).toBe(reason);
@@ -195,9 +222,7 @@ describe("exactly once under kill -9", () => {
     const hub = await freshHub();
     try {
       const total = 3000;
-      const subs = Array.from({ length: total }, (_, i) =>
-        signedSubmission(i % 2 ? hub.forceA : hub.forceB, { hashes: [md5(), sha1()] }),
-      );
+      const subs = Array.from({ length: total }, (_, i) => signedSubmission(i % 2 ? hub.forceA : hub.forceB, { hashes: [md5(), sha1()] }));
       // Every tenth submission repeats an earlier image from the other force: joins, not new records.
       for (let i = 10; i < total; i += 10) {
         const earlier = subs[i - 5] as Submission;
@@ -214,7 +239,10 @@ describe("exactly once under kill -9", () => {
       };
       for (let i = 0; i < total; i += 500) await publish(hub.names.submitted, subs.slice(i, i + 500));
 
-      const applied = async () => Number((await hub.db.pool.query("SELECT count(*) AS n FROM applied_submissions").catch(() => ({ rows: [{ n: 0 }] }))).rows[0]?.n ?? 0);
+      const applied = async () =>
+        Number(
+          (await hub.db.pool.query("SELECT count(*) AS n FROM applied_submissions").catch(() => ({ rows: [{ n: 0 }] }))).rows[0]?.n ?? 0,
+        );
       let kills = 0;
       let last = -1;
       while (kills < 3) {
@@ -232,7 +260,11 @@ describe("exactly once under kill -9", () => {
       const finalProc = startServiceProcess("dedup", env);
       try {
         await waitFor("all submissions applied", async () => (await applied()) === total, 120_000);
-        await waitFor("outbox drained", async () => Number((await hub.db.pool.query("SELECT count(*) AS n FROM outbox")).rows[0]?.n) === 0, 60_000);
+        await waitFor(
+          "outbox drained",
+          async () => Number((await hub.db.pool.query("SELECT count(*) AS n FROM outbox")).rows[0]?.n) === 0,
+          60_000,
+        );
       } finally {
         await finalProc.kill("SIGTERM");
       }
@@ -250,17 +282,22 @@ describe("exactly once under kill -9", () => {
       const expected = new Map(rows.map((r) => [r.record_id, r.revision]));
       const seen = new Map<string, Buffer>();
       let processed = 0;
-      await readTopic(kafka, hub.names.canonical, (ms) => {
-        for (const m of ms.slice(processed)) {
-          const r = codec.decode("CanonicalRecord", m.value).value;
-          const k = `${r.recordId}@${r.revision}`;
-          const prior = seen.get(k);
-          if (prior) expect(prior.equals(m.value)).toBe(true);
-          else seen.set(k, m.value);
-        }
-        processed = ms.length;
-        return [...expected].every(([id, rev]) => seen.has(`${id}@${rev}`));
-      }, 60_000);
+      await readTopic(
+        kafka,
+        hub.names.canonical,
+        (ms) => {
+          for (const m of ms.slice(processed)) {
+            const r = codec.decode("CanonicalRecord", m.value).value;
+            const k = `${r.recordId}@${r.revision}`;
+            const prior = seen.get(k);
+            if (prior) expect(prior.equals(m.value)).toBe(true);
+            else seen.set(k, m.value);
+          }
+          processed = ms.length;
+          return [...expected].every(([id, rev]) => seen.has(`${id}@${rev}`));
+        },
+        60_000,
+      );
       expect(kills).toBeGreaterThanOrEqual(2);
     } finally {
       await hub.db.drop();

@@ -29,13 +29,25 @@ let producer: RecordProducer;
 let p: Pipeline;
 
 const hotline: Omit<PartnerPolicy, "version"> = {
-  partnerId: "hotline-uk", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk",
+  partnerId: "hotline-uk",
+  categories: ["A", "B", "C"],
+  minGradingStatus: "indicative",
+  algorithms: ["md5", "sha1"],
+  scheme: "uk",
   // A law-enforcement-only grant: the feed carries caseRefs, the audit log must not.
-  extraFields: ["gradingStatus", "caseRefs"], delivery: "kafka", feedPartitions: 3,
+  extraFields: ["gradingStatus", "caseRefs"],
+  delivery: "kafka",
+  feedPartitions: 3,
 };
 const taskforce: Omit<PartnerPolicy, "version"> = {
-  partnerId: "taskforce", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk",
-  extraFields: [], delivery: "s3", feedPartitions: 1,
+  partnerId: "taskforce",
+  categories: ["A", "B", "C"],
+  minGradingStatus: "indicative",
+  algorithms: ["md5", "sha1"],
+  scheme: "uk",
+  extraFields: [],
+  delivery: "s3",
+  feedPartitions: 1,
 };
 
 beforeAll(async () => {
@@ -51,7 +63,11 @@ afterAll(async () => {
 });
 
 async function publish(subs: Submission[]): Promise<void> {
-  await producer.send({ topic: p.names.submitted, acks: -1, messages: subs.map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })) });
+  await producer.send({
+    topic: p.names.submitted,
+    acks: -1,
+    messages: subs.map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })),
+  });
 }
 
 const md5 = (): Hash => ({ alg: "md5", value: randomHex(16), quality: null });
@@ -59,7 +75,9 @@ const sha1 = (): Hash => ({ alg: "sha1", value: randomHex(20), quality: null });
 
 /** Feed records issued so far per partner/partition: seqs are contiguous from 1, so the chain heads count them. */
 async function issuedPositions(): Promise<Map<string, number>> {
-  const { rows } = await p.hubDb.pool.query<{ partner_id: string; partition: number; last_seq: string }>("SELECT partner_id, partition, last_seq::text FROM feed_partitions");
+  const { rows } = await p.hubDb.pool.query<{ partner_id: string; partition: number; last_seq: string }>(
+    "SELECT partner_id, partition, last_seq::text FROM feed_partitions",
+  );
   return new Map(rows.map((r) => [`${r.partner_id}/${r.partition}`, Number(r.last_seq)]));
 }
 
@@ -76,7 +94,10 @@ async function distributionAudit(disclosures: number, policies: number): Promise
     p.names.audit,
     (ms) => {
       const events = decoded(ms);
-      return events.filter((e) => e.action.startsWith("feed.")).length >= disclosures && events.filter((e) => e.action === "policy.applied").length >= policies;
+      return (
+        events.filter((e) => e.action.startsWith("feed.")).length >= disclosures &&
+        events.filter((e) => e.action === "policy.applied").length >= policies
+      );
     },
     60_000,
   );
@@ -96,11 +117,16 @@ describe("distribution audit", () => {
     await publish([
       signedSubmission(a, { hashes: [shared, sha1()], grade: { uk: "B", ics: "B1", vics: null } }),
       signedSubmission(b, { hashes: [shared], grade: { uk: "B", ics: "B1", vics: null } }),
-      ...Array.from({ length: 16 }, (_, i) => signedSubmission(i % 2 ? a : b, { hashes: [md5(), sha1()], grade: { uk: i % 3 ? "A" : "C", ics: null, vics: null } })),
+      ...Array.from({ length: 16 }, (_, i) =>
+        signedSubmission(i % 2 ? a : b, { hashes: [md5(), sha1()], grade: { uk: i % 3 ? "A" : "C", ics: null, vics: null } }),
+      ),
     ]);
     await settle();
     // A retraction: REMOVEs to both partners.
-    await publish([signedSubmission(a, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 }), signedSubmission(b, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 })]);
+    await publish([
+      signedSubmission(a, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 }),
+      signedSubmission(b, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 }),
+    ]);
     await settle();
 
     const positions = await issuedPositions();
@@ -116,13 +142,24 @@ describe("distribution audit", () => {
       seen.set(k, [...(seen.get(k) ?? []), Number(e.detail["seq"])]);
     }
     expect(new Set(seen.keys())).toEqual(new Set(positions.keys()));
-    for (const [k, last] of positions) expect(seen.get(k)?.sort((x, y) => x - y), k).toEqual(Array.from({ length: last }, (_, i) => i + 1));
-    expect(disclosures.some((e) => e.action === "feed.remove" && e.detail["partnerId"] === "taskforce" && e.detail["delivery"] === "s3")).toBe(true);
+    for (const [k, last] of positions)
+      expect(
+        seen.get(k)?.sort((x, y) => x - y),
+        k,
+      ).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+    expect(
+      disclosures.some((e) => e.action === "feed.remove" && e.detail["partnerId"] === "taskforce" && e.detail["delivery"] === "s3"),
+    ).toBe(true);
 
     // Against what the hotline's topic carries: same op, revision, algorithm, and the pseudonym of the audited record.
     const secret = p.distribution.deps.hub.pseudonymSecret;
     const feed = new Map<string, FeedRecord>();
-    for (const m of await readTopic(kafka, p.names.feed("hotline-uk"), (ms) => ms.length >= (positions.get("hotline-uk/0") ?? 0) + (positions.get("hotline-uk/1") ?? 0) + (positions.get("hotline-uk/2") ?? 0))) {
+    for (const m of await readTopic(
+      kafka,
+      p.names.feed("hotline-uk"),
+      (ms) =>
+        ms.length >= (positions.get("hotline-uk/0") ?? 0) + (positions.get("hotline-uk/1") ?? 0) + (positions.get("hotline-uk/2") ?? 0),
+    )) {
       const r = codec.decode("FeedRecord", m.value).value;
       feed.set(`${r.partnerId}/${r.partition}/${r.seq}`, r);
     }
@@ -161,7 +198,12 @@ describe("distribution audit", () => {
     const before = [...(await issuedPositions()).values()].reduce((n, s) => n + s, 0);
     const version = await setPolicy(p.hubDb.pool, { ...hotline, algorithms: ["md5"] });
     expect(version).toBe(2);
-    await waitFor("policy v2 applied", async () => (await p.hubDb.pool.query("SELECT 1 FROM policy_applied WHERE partner_id = 'hotline-uk' AND version = 2")).rowCount === 1, 30_000, 200);
+    await waitFor(
+      "policy v2 applied",
+      async () => (await p.hubDb.pool.query("SELECT 1 FROM policy_applied WHERE partner_id = 'hotline-uk' AND version = 2")).rowCount === 1,
+      30_000,
+      200,
+    );
     await settle();
     const total = [...(await issuedPositions()).values()].reduce((n, s) => n + s, 0);
     expect(total).toBeGreaterThan(before);
@@ -171,7 +213,15 @@ describe("distribution audit", () => {
     expect(applied).toHaveLength(1);
     const caused = events.filter((e) => e.detail["cause"] === "policy v2");
     expect(caused.length).toBe(total - before);
-    expect(caused.every((e) => e.action === "feed.remove" && e.detail["alg"] === "sha1" && e.detail["partnerId"] === "hotline-uk")).toBe(true);
-    expect(applied[0]?.detail).toMatchObject({ version: "2", previousVersion: "1", upserts: "0", removes: String(total - before), algorithms: "md5" });
+    expect(caused.every((e) => e.action === "feed.remove" && e.detail["alg"] === "sha1" && e.detail["partnerId"] === "hotline-uk")).toBe(
+      true,
+    );
+    expect(applied[0]?.detail).toMatchObject({
+      version: "2",
+      previousVersion: "1",
+      upserts: "0",
+      removes: String(total - before),
+      algorithms: "md5",
+    });
   }, 120_000);
 });

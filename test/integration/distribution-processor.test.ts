@@ -30,7 +30,11 @@ import { expectedHoldings, reconcile } from "../../services/distribution/reconci
 const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("../../services/distribution/migrations/", import.meta.url));
 const codec = new AvroCodec();
 const topics = topicNames("proc-test");
-const hub: HubSigner = { keyId: "hub:test", privateKey: privateKeyFromPem(generateSigningKeyPair().privateKeyPem), pseudonymSecret: "processor-test-secret-0123456789" };
+const hub: HubSigner = {
+  keyId: "hub:test",
+  privateKey: privateKeyFromPem(generateSigningKeyPair().privateKeyPem),
+  pseudonymSecret: "processor-test-secret-0123456789",
+};
 const logger = createLogger("distribution-test", "silent");
 let db: TestDatabase;
 
@@ -49,10 +53,38 @@ let partnerNo = 0;
 function harness(db: TestDatabase) {
   const n = ++partnerNo;
   const policies: PartnerPolicy[] = [
-    { partnerId: `uk-${n}`, categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk", extraFields: [], delivery: "kafka", feedPartitions: 3, version: 1 },
-    { partnerId: `ics-${n}`, categories: ["A", "B"], minGradingStatus: "confirmed", algorithms: ["md5", "pdq"], scheme: "ics", extraFields: ["gradingStatus"], delivery: "both", feedPartitions: 2, version: 1 },
+    {
+      partnerId: `uk-${n}`,
+      categories: ["A", "B", "C"],
+      minGradingStatus: "indicative",
+      algorithms: ["md5", "sha1"],
+      scheme: "uk",
+      extraFields: [],
+      delivery: "kafka",
+      feedPartitions: 3,
+      version: 1,
+    },
+    {
+      partnerId: `ics-${n}`,
+      categories: ["A", "B"],
+      minGradingStatus: "confirmed",
+      algorithms: ["md5", "pdq"],
+      scheme: "ics",
+      extraFields: ["gradingStatus"],
+      delivery: "both",
+      feedPartitions: 2,
+      version: 1,
+    },
   ];
-  const deps: DistributionDeps = { pool: db.pool, codec, topics, hub, consumerGroup: `group-${n}-${randomHex(4)}`, logger, policies: () => policies };
+  const deps: DistributionDeps = {
+    pool: db.pool,
+    codec,
+    topics,
+    hub,
+    consumerGroup: `group-${n}-${randomHex(4)}`,
+    logger,
+    policies: () => policies,
+  };
   const nextOffset = new Map<number, number>();
   const delivered: CanonicalRecord[] = [];
   return {
@@ -63,11 +95,19 @@ function harness(db: TestDatabase) {
       const first = nextOffset.get(partition) ?? 0;
       nextOffset.set(partition, first + records.length);
       delivered.push(...records);
-      return processCanonicalBatch(deps, topics.canonical, partition, records.map((r, i) => ({ offset: String(first + i), value: codec.encode("CanonicalRecord", r) })));
+      return processCanonicalBatch(
+        deps,
+        topics.canonical,
+        partition,
+        records.map((r, i) => ({ offset: String(first + i), value: codec.encode("CanonicalRecord", r) })),
+      );
     },
     /** What each partner holds after applying its feed in seq order per partition (chains checked). */
     async partnerState(policy: PartnerPolicy): Promise<Map<string, FeedRecord>> {
-      const { rows } = await db.pool.query<{ message_value: Buffer }>("SELECT message_value FROM feed_outbox WHERE topic = $1 ORDER BY id", [topics.feed(policy.partnerId)]);
+      const { rows } = await db.pool.query<{ message_value: Buffer }>(
+        "SELECT message_value FROM feed_outbox WHERE topic = $1 ORDER BY id",
+        [topics.feed(policy.partnerId)],
+      );
       const writer = codec.schema("FeedRecord").type;
       const heads = new Map<number, { seq: number; digest: Buffer }>();
       const held = new Map<string, FeedRecord>();
@@ -80,7 +120,10 @@ function harness(db: TestDatabase) {
         if (r.op === "UPSERT") held.set(`${r.alg}:${r.value}`, r);
         else held.delete(`${r.alg}:${r.value}`);
       }
-      const { rows: stored } = await db.pool.query<{ partition: number; last_seq: string }>("SELECT partition, last_seq::text FROM feed_partitions WHERE partner_id = $1", [policy.partnerId]);
+      const { rows: stored } = await db.pool.query<{ partition: number; last_seq: string }>(
+        "SELECT partition, last_seq::text FROM feed_partitions WHERE partner_id = $1",
+        [policy.partnerId],
+      );
       for (const s of stored) expect(Number(s.last_seq)).toBe(heads.get(s.partition)?.seq);
       return held;
     },
@@ -113,7 +156,10 @@ function harness(db: TestDatabase) {
       expect(byPosition.size, `${label}: one event per position`).toBe(events.length);
       let issued = 0;
       for (const policy of policies) {
-        const { rows } = await db.pool.query<{ message_value: Buffer }>("SELECT message_value FROM feed_outbox WHERE topic = $1 ORDER BY id", [topics.feed(policy.partnerId)]);
+        const { rows } = await db.pool.query<{ message_value: Buffer }>(
+          "SELECT message_value FROM feed_outbox WHERE topic = $1 ORDER BY id",
+          [topics.feed(policy.partnerId)],
+        );
         for (const row of rows) {
           const r = codec.decode("FeedRecord", row.message_value).value;
           const e = byPosition.get(`${r.partnerId}/${r.partition}/${r.seq}`);
@@ -133,8 +179,18 @@ function harness(db: TestDatabase) {
         const expected = expectedHoldings(policy, delivered);
         const held = await this.partnerState(policy);
         const report = reconcile(expected, new Map([...held].map(([k, r]) => [k, r.category ?? ""])));
-        expect({ label, partner: policy.partnerId, missing: report.missing, unexpected: report.unexpected, wrongCategory: report.wrongCategory }).toEqual({
-          label, partner: policy.partnerId, missing: [], unexpected: [], wrongCategory: [],
+        expect({
+          label,
+          partner: policy.partnerId,
+          missing: report.missing,
+          unexpected: report.unexpected,
+          wrongCategory: report.wrongCategory,
+        }).toEqual({
+          label,
+          partner: policy.partnerId,
+          missing: [],
+          unexpected: [],
+          wrongCategory: [],
         });
         const entries = await this.feedEntries(policy);
         expect(new Map([...entries].map(([k, e]) => [k, e.category])), `${label}: feed_entries of ${policy.partnerId}`).toEqual(expected);
@@ -145,15 +201,33 @@ function harness(db: TestDatabase) {
 
 const hash = (alg: "md5" | "sha1", bytes: number): Hash => ({ alg, value: randomHex(bytes), quality: null });
 
-function canonical(recordId: string, revision: number, hashes: Hash[], updatedAt: number, over: Partial<CanonicalRecord> = {}): CanonicalRecord {
-  return { ...sampleCanonicalRecord(), recordId, revision, hashes, updatedAt, classification: { uk: "A", ics: "A1" }, gradingStatus: "confirmed", ...over };
+function canonical(
+  recordId: string,
+  revision: number,
+  hashes: Hash[],
+  updatedAt: number,
+  over: Partial<CanonicalRecord> = {},
+): CanonicalRecord {
+  return {
+    ...sampleCanonicalRecord(),
+    recordId,
+    revision,
+    hashes,
+    updatedAt,
+    classification: { uk: "A", ics: "A1" },
+    gradingStatus: "confirmed",
+    ...over,
+  };
 }
 
 /** Every interleaving of two sequences that keeps each one's order. */
 function interleavings<T>(a: readonly T[], b: readonly T[]): T[][] {
   if (!a.length) return [[...b]];
   if (!b.length) return [[...a]];
-  return [...interleavings(a.slice(1), b).map((rest) => [a[0] as T, ...rest]), ...interleavings(a, b.slice(1)).map((rest) => [b[0] as T, ...rest])];
+  return [
+    ...interleavings(a.slice(1), b).map((rest) => [a[0] as T, ...rest]),
+    ...interleavings(a, b.slice(1)).map((rest) => [b[0] as T, ...rest]),
+  ];
 }
 
 /**
@@ -192,7 +266,9 @@ describe("distribution planning across interleaved records", () => {
     await h.assertAudited(order);
     for (const policy of h.policies) {
       const held = await h.partnerState(policy);
-      expect(held.get(`md5:${X.value}`)?.recordRef, `${order}: ${policy.partnerId} holds X for S`).toBe(recordRef(hub.pseudonymSecret, policy.partnerId, S));
+      expect(held.get(`md5:${X.value}`)?.recordRef, `${order}: ${policy.partnerId} holds X for S`).toBe(
+        recordRef(hub.pseudonymSecret, policy.partnerId, S),
+      );
       expect((await h.feedEntries(policy)).get(`md5:${X.value}`)?.recordId).toBe(S);
     }
   });
@@ -200,7 +276,10 @@ describe("distribution planning across interleaved records", () => {
   it.each(orders.map((o) => [o.join(" ")]))("a merge delivered as %s in one batch leaves X with the survivor", async (order) => {
     const h = harness(db);
     const { records } = mergeScenario();
-    await h.deliver(0, (order.split(" ") as (keyof typeof records)[]).map((s) => records[s]));
+    await h.deliver(
+      0,
+      (order.split(" ") as (keyof typeof records)[]).map((s) => records[s]),
+    );
     await h.assertReconciled(order);
   });
 
@@ -255,9 +334,16 @@ describe("distribution planning across interleaved records", () => {
     await h.assertReconciled("after reconcilePartner");
     await h.assertAudited("after reconcilePartner");
     const applied = (await h.auditEvents()).filter((e) => e.action === "policy.applied");
-    expect(applied.map((e) => [e.subjectId, e.revision, e.detail["previousVersion"], e.detail["upserts"], e.detail["removes"], e.detail["recordsEvaluated"]])).toEqual([
-      [(h.policies[0] as PartnerPolicy).partnerId, 1, "none", "0", "0", "2"],
-    ]);
+    expect(
+      applied.map((e) => [
+        e.subjectId,
+        e.revision,
+        e.detail["previousVersion"],
+        e.detail["upserts"],
+        e.detail["removes"],
+        e.detail["recordsEvaluated"],
+      ]),
+    ).toEqual([[(h.policies[0] as PartnerPolicy).partnerId, 1, "none", "0", "0", "2"]]);
     // A narrowed policy (md5 only): its removals are audited with the policy as their cause.
     const narrowed = { ...(h.policies[0] as PartnerPolicy), algorithms: ["md5" as const], version: 2 };
     h.policies[0] = narrowed;
@@ -268,7 +354,9 @@ describe("distribution planning across interleaved records", () => {
     const events = await h.auditEvents();
     const last = events.filter((e) => e.action === "policy.applied").at(-1);
     expect(last?.detail).toMatchObject({ version: "2", previousVersion: "1", upserts: "0", removes: String(removed), algorithms: "md5" });
-    expect(events.filter((e) => e.detail["cause"] === "policy v2").every((e) => e.action === "feed.remove" && e.detail["alg"] === "sha1")).toBe(true);
+    expect(
+      events.filter((e) => e.detail["cause"] === "policy v2").every((e) => e.action === "feed.remove" && e.detail["alg"] === "sha1"),
+    ).toBe(true);
   });
 
   it("backfills the claims of records distributed before migration 002, then reconciliation repairs the feeds", async () => {
@@ -279,7 +367,10 @@ describe("distribution planning across interleaved records", () => {
     const { S, X, records } = mergeScenario();
     await h.deliver(0, [records.S1, records.S2]);
     await h.deliver(1, [records.M1, records.M2]);
-    const claims = async () => (await own.pool.query<{ k: string }>("SELECT alg || ':' || value || '@' || record_id AS k FROM distributed_hashes ORDER BY 1")).rows.map((r) => r.k);
+    const claims = async () =>
+      (
+        await own.pool.query<{ k: string }>("SELECT alg || ':' || value || '@' || record_id AS k FROM distributed_hashes ORDER BY 1")
+      ).rows.map((r) => r.k);
     const before = await claims();
     expect(before).toEqual(records.S2.hashes.map((x) => `${x.alg}:${x.value}@${S}`).sort());
     // As the database of an older version left it: no claims, and X lost from the hotline's feed.
@@ -328,7 +419,10 @@ function dedupHistory(random: () => number): CanonicalRecord[] {
     for (let i = 0; i < 4; i++) {
       const hashes = [...new Set(Array.from({ length: 1 + Math.floor(random() * 3) }, () => pick(pool)))];
       const op = random() < 0.15 ? "RETRACT" : "ASSERT";
-      const sub: Submission = { ...unsignedSubmission({ agencyId: pick(agencies), hashes, grade: pick(grades), op, submittedAt: now + i }), signature: Buffer.alloc(64) };
+      const sub: Submission = {
+        ...unsignedSubmission({ agencyId: pick(agencies), hashes, grade: pick(grades), op, submittedAt: now + i }),
+        signature: Buffer.alloc(64),
+      };
       applySubmission(ws, sub, now);
     }
     out.push(...finaliseChanges(ws, { authorities: new Set(["nca"]), confirmations: 2 }, now));
@@ -338,35 +432,47 @@ function dedupHistory(random: () => number): CanonicalRecord[] {
 }
 
 describe("distribution planning against dedup histories", () => {
-  it.each(Array.from({ length: Number(process.env["DIST_SEEDS"] ?? 12) }, (_, i) => [i + 1]))("any interleaving of records (seed %i) ends at reconciliation, and a replay changes nothing", async (seed) => {
-    const random = rng(seed);
-    const history = dedupHistory(random);
-    expect(history.some((r) => r.mergedInto)).toBe(true);
-    // As on hashes.canonical.v1: keyed by recordId, so each record's revisions sit in order on one
-    // partition; the partitions are consumed independently, in batches of random size and pace.
-    const partitions: CanonicalRecord[][] = [[], [], []];
-    const partitionOf = new Map<string, number>();
-    for (const r of history) {
-      if (!partitionOf.has(r.recordId)) partitionOf.set(r.recordId, Math.floor(random() * partitions.length));
-      partitions[partitionOf.get(r.recordId) as number]?.push(r);
-    }
-    // Partitions run at different paces: a lagging one delivers old revisions after newer ones of other records.
-    const pace = partitions.map(() => 0.1 + random());
-    const h = harness(db);
-    for (;;) {
-      const open = partitions.map((q, i) => [q, i] as const).filter(([q]) => q.length);
-      if (!open.length) break;
-      let draw = random() * open.reduce((sum, [, i]) => sum + (pace[i] as number), 0);
-      const [queue, partition] = open.find(([, i]) => (draw -= pace[i] as number) <= 0) ?? (open[0] as (typeof open)[number]);
-      await h.deliver(partition, queue.splice(0, 1 + Math.floor(random() * 12)));
-    }
-    await h.assertReconciled(`seed ${seed}`);
-    await h.assertAudited(`seed ${seed}`);
-    // Redelivery under another consumer group (stored offsets lost): idempotent on recordId + revision.
-    const { rows: before } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox");
-    const again = await processCanonicalBatch({ ...h.deps, consumerGroup: `${h.deps.consumerGroup}-replay` }, topics.canonical, 0, history.map((r, i) => ({ offset: String(i), value: codec.encode("CanonicalRecord", r) })));
-    expect(again.feedRecords).toBe(0);
-    const { rows: after } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox");
-    expect(after[0]?.n).toBe(before[0]?.n);
-  });
+  it.each(Array.from({ length: Number(process.env["DIST_SEEDS"] ?? 12) }, (_, i) => [i + 1]))(
+    "any interleaving of records (seed %i) ends at reconciliation, and a replay changes nothing",
+    async (seed) => {
+      const random = rng(seed);
+      const history = dedupHistory(random);
+      expect(history.some((r) => r.mergedInto)).toBe(true);
+      // As on hashes.canonical.v1: keyed by recordId, so each record's revisions sit in order on one
+      // partition; the partitions are consumed independently, in batches of random size and pace.
+      const partitions: CanonicalRecord[][] = [[], [], []];
+      const partitionOf = new Map<string, number>();
+      for (const r of history) {
+        if (!partitionOf.has(r.recordId)) partitionOf.set(r.recordId, Math.floor(random() * partitions.length));
+        partitions[partitionOf.get(r.recordId) as number]?.push(r);
+      }
+      // Partitions run at different paces: a lagging one delivers old revisions after newer ones of other records.
+      const pace = partitions.map(() => 0.1 + random());
+      const h = harness(db);
+      for (;;) {
+        const open = partitions.map((q, i) => [q, i] as const).filter(([q]) => q.length);
+        if (!open.length) break;
+        let draw = random() * open.reduce((sum, [, i]) => sum + (pace[i] as number), 0);
+        const [queue, partition] =
+          open.find(([, i]) => {
+            draw -= pace[i] as number;
+            return draw <= 0;
+          }) ?? (open[0] as (typeof open)[number]);
+        await h.deliver(partition, queue.splice(0, 1 + Math.floor(random() * 12)));
+      }
+      await h.assertReconciled(`seed ${seed}`);
+      await h.assertAudited(`seed ${seed}`);
+      // Redelivery under another consumer group (stored offsets lost): idempotent on recordId + revision.
+      const { rows: before } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox");
+      const again = await processCanonicalBatch(
+        { ...h.deps, consumerGroup: `${h.deps.consumerGroup}-replay` },
+        topics.canonical,
+        0,
+        history.map((r, i) => ({ offset: String(i), value: codec.encode("CanonicalRecord", r) })),
+      );
+      expect(again.feedRecords).toBe(0);
+      const { rows: after } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox");
+      expect(after[0]?.n).toBe(before[0]?.n);
+    },
+  );
 });

@@ -33,7 +33,16 @@ let producer: RecordProducer;
 let p: Pipeline;
 let policies: PartnerPolicy[];
 
-const LAW_ENFORCEMENT_ONLY = ["caseRefs", "series", "victimIdentified", "offenderIdentified", "graderRefs", "agencies", "caseRef", "graderRef"];
+const LAW_ENFORCEMENT_ONLY = [
+  "caseRefs",
+  "series",
+  "victimIdentified",
+  "offenderIdentified",
+  "graderRefs",
+  "agencies",
+  "caseRef",
+  "graderRef",
+];
 
 beforeAll(async () => {
   kafka = kafkaAs("test-distribution");
@@ -43,11 +52,38 @@ beforeAll(async () => {
     agencies: [{ id: "force-a" }, { id: "force-b" }, { id: "nca", authority: true }],
     policies: [
       // A UK hotline: every indecent category, even indicative, UK scheme, exact hashes only.
-      { partnerId: "hotline-uk", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1"], scheme: "uk", extraFields: [], delivery: "kafka", feedPartitions: 3 },
+      {
+        partnerId: "hotline-uk",
+        categories: ["A", "B", "C"],
+        minGradingStatus: "indicative",
+        algorithms: ["md5", "sha1"],
+        scheme: "uk",
+        extraFields: [],
+        delivery: "kafka",
+        feedPartitions: 3,
+      },
       // An internet company: confirmed A and B only, ICS scheme, with PDQ and one granted extra.
-      { partnerId: "industry-x", categories: ["A", "B"], minGradingStatus: "confirmed", algorithms: ["md5", "pdq"], scheme: "ics", extraFields: ["gradingStatus"], delivery: "kafka", feedPartitions: 2 },
+      {
+        partnerId: "industry-x",
+        categories: ["A", "B"],
+        minGradingStatus: "confirmed",
+        algorithms: ["md5", "pdq"],
+        scheme: "ics",
+        extraFields: ["gradingStatus"],
+        delivery: "kafka",
+        feedPartitions: 2,
+      },
       // The UK-US taskforce: S3 bundles in the ICS scheme.
-      { partnerId: "taskforce", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5", "sha1", "sha256"], scheme: "ics", extraFields: [], delivery: "s3", feedPartitions: 1 },
+      {
+        partnerId: "taskforce",
+        categories: ["A", "B", "C"],
+        minGradingStatus: "indicative",
+        algorithms: ["md5", "sha1", "sha256"],
+        scheme: "ics",
+        extraFields: [],
+        delivery: "s3",
+        feedPartitions: 1,
+      },
     ],
   });
   policies = await loadPolicies(p.hubDb.pool);
@@ -59,7 +95,11 @@ afterAll(async () => {
 });
 
 async function publish(subs: Submission[]): Promise<void> {
-  await producer.send({ topic: p.names.submitted, acks: -1, messages: subs.map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })) });
+  await producer.send({
+    topic: p.names.submitted,
+    acks: -1,
+    messages: subs.map((s) => ({ key: `${s.hashes[0]?.alg}:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })),
+  });
 }
 
 async function canonicalRecords(): Promise<CanonicalRecord[]> {
@@ -71,16 +111,24 @@ async function canonicalRecords(): Promise<CanonicalRecord[]> {
 async function reconciled(only?: string[]): Promise<void> {
   const partners = only ?? policies.filter((x) => x.delivery !== "s3").map((x) => x.partnerId);
   await waitFor("pipeline settled", () => pipelineSettled(p, kafka, partners), 60_000, 300);
-  await waitFor("partners reconciled", async () => {
-    const records = await canonicalRecords();
-    for (const policy of policies.filter((x) => partners.includes(x.partnerId))) {
-      const sink = p.sinks[policy.partnerId];
-      if (!sink) return false;
-      const report = reconcile(expectedHoldings(policy, records), await partnerHoldings(sink.db.pool));
-      if (!report.ok) throw new Error(`${policy.partnerId}: ${JSON.stringify({ ...report, missing: report.missing.length, unexpected: report.unexpected.length })}`);
-    }
-    return true;
-  }, 10_000, 300);
+  await waitFor(
+    "partners reconciled",
+    async () => {
+      const records = await canonicalRecords();
+      for (const policy of policies.filter((x) => partners.includes(x.partnerId))) {
+        const sink = p.sinks[policy.partnerId];
+        if (!sink) return false;
+        const report = reconcile(expectedHoldings(policy, records), await partnerHoldings(sink.db.pool));
+        if (!report.ok)
+          throw new Error(
+            `${policy.partnerId}: ${JSON.stringify({ ...report, missing: report.missing.length, unexpected: report.unexpected.length })}`,
+          );
+      }
+      return true;
+    },
+    10_000,
+    300,
+  );
 }
 
 const md5 = (): Hash => ({ alg: "md5", value: randomHex(16), quality: null });
@@ -103,7 +151,9 @@ describe("distribution to partners", () => {
       signedSubmission(a, { hashes: [lonely], grade: graded("A", "A1") }),
       // Category C with no ICS: the taskforce cannot map it (counted, not guessed).
       signedSubmission(b, { hashes: [md5()], grade: graded("C", null) }),
-      ...Array.from({ length: 40 }, (_, i) => signedSubmission(i % 2 ? a : b, { hashes: [md5(), sha1()], grade: graded(i % 3 ? "A" : "C", i % 3 ? "A2" : null) })),
+      ...Array.from({ length: 40 }, (_, i) =>
+        signedSubmission(i % 2 ? a : b, { hashes: [md5(), sha1()], grade: graded(i % 3 ? "A" : "C", i % 3 ? "A2" : null) }),
+      ),
     ];
     await publish(subs);
     await reconciled();
@@ -138,19 +188,32 @@ describe("distribution to partners", () => {
     const a = p.agencies["force-a"];
     const b = p.agencies["force-b"];
     if (!a || !b) throw new Error("agencies missing");
-    await publish([signedSubmission(a, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 }), signedSubmission(b, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 })]);
+    await publish([
+      signedSubmission(a, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 }),
+      signedSubmission(b, { op: "RETRACT", hashes: [shared], submittedAt: Date.now() + 1 }),
+    ]);
     await waitFor("removal reached the hotline", async () => {
-      const { rows } = await (p.sinks["hotline-uk"]?.db.pool ?? p.hubDb.pool).query<{ removed: boolean }>("SELECT removed FROM partner_hashes WHERE alg = 'md5' AND value = $1", [shared.value]);
+      const { rows } = await (p.sinks["hotline-uk"]?.db.pool ?? p.hubDb.pool).query<{ removed: boolean }>(
+        "SELECT removed FROM partner_hashes WHERE alg = 'md5' AND value = $1",
+        [shared.value],
+      );
       return rows[0]?.removed === true;
     });
     await reconciled();
     const res = await fetch(new URL(`/v1/hashes/md5/${shared.value}`, p.sinks["hotline-uk"]?.sink.url));
     expect(res.status).toBe(404);
-    const feed = await readTopic(kafka, p.names.feed("industry-x"), (ms) => ms.some((m) => { const r = codec.decode("FeedRecord", m.value).value; return r.op === "REMOVE" && r.value === shared.value; }));
+    const feed = await readTopic(kafka, p.names.feed("industry-x"), (ms) =>
+      ms.some((m) => {
+        const r = codec.decode("FeedRecord", m.value).value;
+        return r.op === "REMOVE" && r.value === shared.value;
+      }),
+    );
     const removal = feed.map((m) => codec.decode("FeedRecord", m.value).value).find((r) => r.op === "REMOVE" && r.value === shared.value);
     expect(removal).toMatchObject({ category: null, extra: {} });
     // The same record has a different pseudonym in each partner's feed.
-    const hotlineFeed = await readTopic(kafka, p.names.feed("hotline-uk"), (ms) => ms.some((m) => codec.decode("FeedRecord", m.value).value.value === shared.value));
+    const hotlineFeed = await readTopic(kafka, p.names.feed("hotline-uk"), (ms) =>
+      ms.some((m) => codec.decode("FeedRecord", m.value).value.value === shared.value),
+    );
     const hotlineRef = hotlineFeed.map((m) => codec.decode("FeedRecord", m.value).value).find((r) => r.value === shared.value)?.recordRef;
     expect(hotlineRef).toBeDefined();
     expect(hotlineRef).not.toBe(removal?.recordRef);
@@ -160,7 +223,11 @@ describe("distribution to partners", () => {
     // Dedup merged M into S: S rev 2 now owns X, M rev 2 points at S with no hashes. S and M live on
     // different canonical partitions; each step waits until distribution has applied it, so the
     // interleaving is exactly the one given (the demo's failure was S1 S2 M1 M2).
-    const orders = [["S1", "S2", "M1", "M2"], ["M1", "S1", "S2", "M2"], ["M1", "S1", "M2", "S2"]] as const;
+    const orders = [
+      ["S1", "S2", "M1", "M2"],
+      ["M1", "S1", "S2", "M2"],
+      ["M1", "S1", "M2", "S2"],
+    ] as const;
     const cases: { S: string; X: Hash }[] = [];
     for (const order of orders) {
       const S = randomUUID();
@@ -168,7 +235,14 @@ describe("distribution to partners", () => {
       const X = md5();
       const [s1, sSha, mSha] = [md5(), sha1(), sha1()];
       const base = (recordId: string, revision: number, hashes: Hash[], updatedAt: number): CanonicalRecord => ({
-        ...sampleCanonicalRecord(), recordId, revision, hashes, updatedAt, classification: { uk: "A", ics: "A1" }, gradingStatus: "confirmed", confirmations: 2,
+        ...sampleCanonicalRecord(),
+        recordId,
+        revision,
+        hashes,
+        updatedAt,
+        classification: { uk: "A", ics: "A1" },
+        gradingStatus: "confirmed",
+        confirmations: 2,
       });
       const t = Date.now();
       const records = {
@@ -179,9 +253,16 @@ describe("distribution to partners", () => {
       };
       for (const step of order) {
         const r = records[step];
-        await producer.send({ topic: p.names.canonical, acks: -1, messages: [{ key: r.recordId, partition: step.startsWith("S") ? 0 : 1, value: codec.encode("CanonicalRecord", r) }] });
+        await producer.send({
+          topic: p.names.canonical,
+          acks: -1,
+          messages: [{ key: r.recordId, partition: step.startsWith("S") ? 0 : 1, value: codec.encode("CanonicalRecord", r) }],
+        });
         await waitFor(`${order.join(" ")}: ${step} distributed`, async () => {
-          const { rows } = await p.hubDb.pool.query<{ revision: string }>("SELECT revision::text FROM distributed_records WHERE record_id = $1", [r.recordId]);
+          const { rows } = await p.hubDb.pool.query<{ revision: string }>(
+            "SELECT revision::text FROM distributed_records WHERE record_id = $1",
+            [r.recordId],
+          );
           return Number(rows[0]?.revision) >= r.revision;
         });
       }
@@ -195,7 +276,10 @@ describe("distribution to partners", () => {
           [X.value],
         );
         expect(rows[0]).toEqual({ record_ref: recordRef("test-pseudonym-secret-0123456789", partnerId, S), removed: false });
-        const { rows: hub } = await p.hubDb.pool.query<{ record_id: string }>("SELECT record_id FROM feed_entries WHERE partner_id = $1 AND alg = 'md5' AND value = $2", [partnerId, X.value]);
+        const { rows: hub } = await p.hubDb.pool.query<{ record_id: string }>(
+          "SELECT record_id FROM feed_entries WHERE partner_id = $1 AND alg = 'md5' AND value = $2",
+          [partnerId, X.value],
+        );
         expect(hub[0]?.record_id).toBe(S);
       }
     }
@@ -205,20 +289,48 @@ describe("distribution to partners", () => {
     const sink = p.sinks["hotline-uk"];
     if (!sink) throw new Error("no hotline sink");
     const before = await partnerHoldings(sink.db.pool);
-    const { rows: heads } = await sink.db.pool.query<{ partition: number; last_seq: number; last_digest: Buffer }>("SELECT * FROM feed_state ORDER BY partition LIMIT 1");
+    const { rows: heads } = await sink.db.pool.query<{ partition: number; last_seq: number; last_digest: Buffer }>(
+      "SELECT * FROM feed_state ORDER BY partition LIMIT 1",
+    );
     const head = heads[0];
     if (!head) throw new Error("no feed state");
     const forgedValue = randomHex(16);
     const base: Omit<FeedRecord, "signature"> = {
-      partnerId: "hotline-uk", partition: head.partition, seq: head.last_seq + 1, prevDigest: head.last_digest, op: "UPSERT", alg: "md5", value: forgedValue,
-      category: "A", contentType: "image", revision: 1, recordRef: randomHex(16), extra: {}, issuedAt: Date.now(), keyId: p.hubKey.keyId,
+      partnerId: "hotline-uk",
+      partition: head.partition,
+      seq: head.last_seq + 1,
+      prevDigest: head.last_digest,
+      op: "UPSERT",
+      alg: "md5",
+      value: forgedValue,
+      category: "A",
+      contentType: "image",
+      revision: 1,
+      recordRef: randomHex(16),
+      extra: {},
+      issuedAt: Date.now(),
+      keyId: p.hubKey.keyId,
     };
     // Forged: right chain position, wrong key.
     const { generateSigningKeyPair, privateKeyFromPem } = await import("../../services/shared/wire/signing.ts");
-    const forged = signRecord("FeedRecord", codec.schema("FeedRecord").type, base, privateKeyFromPem(generateSigningKeyPair().privateKeyPem));
+    const forged = signRecord(
+      "FeedRecord",
+      codec.schema("FeedRecord").type,
+      base,
+      privateKeyFromPem(generateSigningKeyPair().privateKeyPem),
+    );
     // Out of chain: validly signed by the hub, but seq jumps ahead.
-    const gapped = signRecord("FeedRecord", codec.schema("FeedRecord").type, { ...base, seq: head.last_seq + 5, value: randomHex(16) }, p.hubKey.privateKey);
-    await producer.send({ topic: p.names.feed("hotline-uk"), acks: -1, messages: [forged, gapped].map((r) => ({ partition: head.partition, key: "x", value: codec.encode("FeedRecord", r) })) });
+    const gapped = signRecord(
+      "FeedRecord",
+      codec.schema("FeedRecord").type,
+      { ...base, seq: head.last_seq + 5, value: randomHex(16) },
+      p.hubKey.privateKey,
+    );
+    await producer.send({
+      topic: p.names.feed("hotline-uk"),
+      acks: -1,
+      messages: [forged, gapped].map((r) => ({ partition: head.partition, key: "x", value: codec.encode("FeedRecord", r) })),
+    });
 
     const alerts = await waitFor("alerts raised", async () => {
       const { rows } = await sink.db.pool.query<{ reason: string }>("SELECT reason FROM sink_alerts ORDER BY id");
@@ -227,18 +339,35 @@ describe("distribution to partners", () => {
     expect(alerts).toEqual(["BAD_SIGNATURE", "SEQ_GAP"]);
     const after = await partnerHoldings(sink.db.pool);
     expect(after).toEqual(before);
-    const { rows: halted } = await sink.db.pool.query<{ halted_reason: string | null }>("SELECT halted_reason FROM feed_state WHERE partition = $1", [head.partition]);
+    const { rows: halted } = await sink.db.pool.query<{ halted_reason: string | null }>(
+      "SELECT halted_reason FROM feed_state WHERE partition = $1",
+      [head.partition],
+    );
     expect(halted[0]?.halted_reason).toMatch(/^SEQ_GAP/);
   });
 
   it("writes signed S3 snapshots (the taskforce bundle in ICS) and a new partner bootstraps from one", async () => {
     await p.distribution.exportNow({ snapshots: true });
     const env = stackEnv();
-    const s3 = createS3Client({ S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey });
-    const get = async (key: string) => Buffer.from(await ((await s3.send(new GetObjectCommand({ Bucket: env.s3.bucket, Key: key }))).Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+    const s3 = createS3Client({
+      S3_ENDPOINT: env.s3.endpoint,
+      S3_REGION: env.s3.region,
+      S3_ACCESS_KEY_ID: env.s3.accessKeyId,
+      S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+    });
+    const get = async (key: string) =>
+      Buffer.from(
+        await (
+          (await s3.send(new GetObjectCommand({ Bucket: env.s3.bucket, Key: key }))).Body as { transformToByteArray(): Promise<Uint8Array> }
+        ).transformToByteArray(),
+      );
     const pointer = JSON.parse((await get(`${p.namespace}/feeds/taskforce/latest-snapshot.json`)).toString()) as { manifest: string };
     const manifest = JSON.parse((await get(pointer.manifest)).toString()) as { object: string; count: number; signature: string };
-    const lines = gunzipSync(await get(manifest.object)).toString().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { category: string; alg: string });
+    const lines = gunzipSync(await get(manifest.object))
+      .toString()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { category: string; alg: string });
     expect(lines.length).toBe(manifest.count);
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.every((l) => ["A1", "A2", "B1", "B2"].includes(l.category))).toBe(true);
@@ -250,12 +379,26 @@ describe("distribution to partners", () => {
     const { registerPartner } = await import("../../services/admin/registry.ts");
     const { setPolicy } = await import("../../services/distribution/policy-store.ts");
     await registerPartner(p.hubDb.pool, { partnerId: "newcomer", name: "Synthetic newcomer" });
-    await setPolicy(p.hubDb.pool, { partnerId: "newcomer", categories: ["A", "B", "C"], minGradingStatus: "indicative", algorithms: ["md5"], scheme: "uk", extraFields: [], delivery: "both", feedPartitions: 2 });
+    await setPolicy(p.hubDb.pool, {
+      partnerId: "newcomer",
+      categories: ["A", "B", "C"],
+      minGradingStatus: "indicative",
+      algorithms: ["md5"],
+      scheme: "uk",
+      extraFields: [],
+      delivery: "both",
+      feedPartitions: 2,
+    });
     await p.distribution.refreshPolicies();
     policies = await loadPolicies(p.hubDb.pool);
-    await waitFor("feed outbox drained", async () => Number((await p.hubDb.pool.query("SELECT count(*) AS n FROM feed_outbox")).rows[0]?.n) === 0);
+    await waitFor(
+      "feed outbox drained",
+      async () => Number((await p.hubDb.pool.query("SELECT count(*) AS n FROM feed_outbox")).rows[0]?.n) === 0,
+    );
     await p.distribution.exportNow({ snapshots: true });
-    const newcomerPointer = JSON.parse((await get(`${p.namespace}/feeds/newcomer/latest-snapshot.json`)).toString()) as { manifest: string };
+    const newcomerPointer = JSON.parse((await get(`${p.namespace}/feeds/newcomer/latest-snapshot.json`)).toString()) as {
+      manifest: string;
+    };
     const newcomerManifest = JSON.parse((await get(newcomerPointer.manifest)).toString()) as { kafkaOffsets?: Record<string, string> };
     expect(Object.keys(newcomerManifest.kafkaOffsets ?? {}).sort()).toEqual(["0", "1"]);
     await p.startSink("newcomer");
@@ -263,10 +406,15 @@ describe("distribution to partners", () => {
     const { rows: seeded } = await (p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool).query<{ partition: number; next_offset: string }>(
       "SELECT partition, next_offset::text FROM consumer_offsets",
     );
-    for (const r of seeded) expect(Number(r.next_offset)).toBeGreaterThanOrEqual(Number(newcomerManifest.kafkaOffsets?.[String(r.partition)]));
-    await publish([signedSubmission(p.agencies["force-a"] as NonNullable<typeof p.agencies["force-a"]>, { hashes: [md5()], grade: graded("C", null) })]);
+    for (const r of seeded)
+      expect(Number(r.next_offset)).toBeGreaterThanOrEqual(Number(newcomerManifest.kafkaOffsets?.[String(r.partition)]));
+    await publish([
+      signedSubmission(p.agencies["force-a"] as NonNullable<(typeof p.agencies)["force-a"]>, { hashes: [md5()], grade: graded("C", null) }),
+    ]);
     await reconciled(["newcomer", "industry-x"]);
-    const { rows } = await (p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool).query<{ n: number }>("SELECT count(*)::int AS n FROM feed_applied");
+    const { rows } = await (p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool).query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM feed_applied",
+    );
     const held = await partnerHoldings(p.sinks["newcomer"]?.db.pool ?? p.hubDb.pool);
     // Most rows came from the snapshot, not from replaying the topic, and replayed older records raised no alerts.
     expect(held.size).toBeGreaterThan(rows[0]?.n ?? 0);

@@ -83,7 +83,11 @@ describe("exactly-once consumer start position", () => {
       cleanups.push(() => db.drop());
       const groupId = `${namespace}.eo-${kafkaOffset}-${stored}`;
       await commitInKafka(groupId, kafkaOffset);
-      await db.pool.query("INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, 0, $3)", [groupId, topic, stored]);
+      await db.pool.query("INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, 0, $3)", [
+        groupId,
+        topic,
+        stored,
+      ]);
       const applied = await consume(db, groupId);
       expect(applied).toEqual(Array.from({ length: 10 - stored }, (_, i) => stored + i));
     }

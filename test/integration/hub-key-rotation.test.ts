@@ -27,7 +27,15 @@ beforeAll(async () => {
   kafka = kafkaAs("test-hub-rotation");
   producer = createDurableProducer(kafka);
   await producer.connect();
-  const policy = { categories: ["A", "B", "C"] as const, minGradingStatus: "indicative" as const, algorithms: ["md5"] as const, scheme: "uk" as const, extraFields: [], delivery: "kafka" as const, feedPartitions: 2 };
+  const policy = {
+    categories: ["A", "B", "C"] as const,
+    minGradingStatus: "indicative" as const,
+    algorithms: ["md5"] as const,
+    scheme: "uk" as const,
+    extraFields: [],
+    delivery: "kafka" as const,
+    feedPartitions: 2,
+  };
   p = await startPipeline({
     agencies: [{ id: "force-a" }],
     policies: [
@@ -47,15 +55,24 @@ const md5 = (): Hash => ({ alg: "md5", value: randomHex(16), quality: null });
 async function submitBatch(n: number): Promise<string[]> {
   const force = p.agencies["force-a"];
   if (!force) throw new Error("no force-a");
-  const subs: Submission[] = Array.from({ length: n }, () => signedSubmission(force, { hashes: [md5()], grade: { uk: "B", ics: null, vics: null } }));
-  await producer.send({ topic: p.names.submitted, acks: -1, messages: subs.map((s) => ({ key: s.hashes[0]?.value ?? null, value: codec.encode("Submission", s) })) });
+  const subs: Submission[] = Array.from({ length: n }, () =>
+    signedSubmission(force, { hashes: [md5()], grade: { uk: "B", ics: null, vics: null } }),
+  );
+  await producer.send({
+    topic: p.names.submitted,
+    acks: -1,
+    messages: subs.map((s) => ({ key: s.hashes[0]?.value ?? null, value: codec.encode("Submission", s) })),
+  });
   return subs.map((s) => s.hashes[0]?.value as string);
 }
 
 async function holds(partnerId: string, values: string[]): Promise<number> {
   const db = p.sinks[partnerId]?.db;
   if (!db) throw new Error(`no sink for ${partnerId}`);
-  const { rows } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM partner_hashes WHERE alg = 'md5' AND NOT removed AND value = ANY($1)", [values]);
+  const { rows } = await db.pool.query<{ n: string }>(
+    "SELECT count(*)::text AS n FROM partner_hashes WHERE alg = 'md5' AND NOT removed AND value = ANY($1)",
+    [values],
+  );
   return Number(rows[0]?.n);
 }
 
@@ -73,7 +90,11 @@ describe("hub key rotation", () => {
     await p.startSink("hotline-uk", [oldKey, newKey]);
 
     const before = await submitBatch(5);
-    await waitFor("old-key records applied", async () => (await holds("hotline-uk", before)) === 5 && (await holds("industry-x", before)) === 5, 60_000);
+    await waitFor(
+      "old-key records applied",
+      async () => (await holds("hotline-uk", before)) === 5 && (await holds("industry-x", before)) === 5,
+      60_000,
+    );
 
     await p.rotateHubKey(newKey);
     const after = await submitBatch(5);

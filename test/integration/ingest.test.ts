@@ -69,7 +69,11 @@ afterAll(async () => {
 });
 
 async function rejectionsFor(predicate: (r: Rejection) => boolean, count: number): Promise<Rejection[]> {
-  const messages = await readTopic(kafka, names.rejected, (ms) => ms.map((m) => codec.decode("Rejection", m.value).value).filter(predicate).length >= count);
+  const messages = await readTopic(
+    kafka,
+    names.rejected,
+    (ms) => ms.map((m) => codec.decode("Rejection", m.value).value).filter(predicate).length >= count,
+  );
   return messages.map((m) => codec.decode("Rejection", m.value).value).filter(predicate);
 }
 
@@ -101,7 +105,9 @@ describe("POST /v1/submissions", () => {
     const dlq = await rejectionsFor((r) => [tampered.submissionId, asOther.submissionId].includes(r.submissionId ?? ""), 2);
     const tamperedRejection = dlq.find((r) => r.submissionId === tampered.submissionId);
     expect(tamperedRejection?.reason).toBe("BAD_SIGNATURE");
-    expect(JSON.parse(tamperedRejection?.originalBytes.toString("utf8") ?? "{}")).toEqual(JSON.parse(JSON.stringify(submissionToJson(tampered))));
+    expect(JSON.parse(tamperedRejection?.originalBytes.toString("utf8") ?? "{}")).toEqual(
+      JSON.parse(JSON.stringify(submissionToJson(tampered))),
+    );
     const hashRejection = await rejectionsFor((r) => r.reason === "INVALID_HASH" && r.originalBytes.toString().includes('"xyz"'), 1);
     expect(hashRejection[0]?.channel).toBe("http");
   });
@@ -145,7 +151,11 @@ describe("agency authentication", () => {
   const body = () => Buffer.from(JSON.stringify([submissionToJson(signedSubmission(forceA))]));
 
   it("refuses a request without signature headers", async () => {
-    const res = await fetch(new URL("/v1/submissions", ingest.url), { method: "POST", body: body(), headers: { "content-type": "application/json" } });
+    const res = await fetch(new URL("/v1/submissions", ingest.url), {
+      method: "POST",
+      body: body(),
+      headers: { "content-type": "application/json" },
+    });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { reason: string }).reason).toBe("UNAUTHENTICATED");
   });
@@ -154,7 +164,10 @@ describe("agency authentication", () => {
     const impostor = new IngestClient(ingest.url, { ...forceB, agencyId: "force-a" });
     await expect(impostor.submitRaw(body())).rejects.toMatchObject({ status: 401, reason: "KEY_OWNER_MISMATCH" });
 
-    const expiredKey = await addTestKey(db.pool, "force-a", { validFrom: new Date(Date.now() - 7_200_000), validUntil: new Date(Date.now() - 3_600_000) });
+    const expiredKey = await addTestKey(db.pool, "force-a", {
+      validFrom: new Date(Date.now() - 7_200_000),
+      validUntil: new Date(Date.now() - 3_600_000),
+    });
     await expect(new IngestClient(ingest.url, expiredKey).submitRaw(body())).rejects.toMatchObject({ status: 401, reason: "KEY_EXPIRED" });
 
     const revokedKey = await addTestKey(db.pool, "force-a");
@@ -166,7 +179,10 @@ describe("agency authentication", () => {
   it("refuses a captured request sent again (REQUEST_REPLAYED); the same submissions signed afresh are duplicates", async () => {
     const sub = signedSubmission(forceA);
     const payload = Buffer.from(JSON.stringify([submissionToJson(sub)]));
-    const captured = { ...signRequest({ method: "POST", path: "/v1/submissions", body: payload }, forceA), "content-type": "application/json" };
+    const captured = {
+      ...signRequest({ method: "POST", path: "/v1/submissions", body: payload }, forceA),
+      "content-type": "application/json",
+    };
     const send = () => fetch(new URL("/v1/submissions", ingest.url), { method: "POST", body: payload, headers: captured });
     const first = await send();
     expect(first.status).toBe(202);
@@ -237,7 +253,12 @@ describe("file formats through the force signer and the API", () => {
 describe("S3 bulk import", () => {
   it("imports a JSON Lines object, counts by reason and writes the receipt back to S3", async () => {
     const env = stackEnv();
-    const s3 = createS3Client({ S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey });
+    const s3 = createS3Client({
+      S3_ENDPOINT: env.s3.endpoint,
+      S3_REGION: env.s3.region,
+      S3_ACCESS_KEY_ID: env.s3.accessKeyId,
+      S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+    });
     const good = Array.from({ length: 1200 }, () => signedSubmission(forceA));
     const lines = [
       ...good.map((s) => JSON.stringify(submissionToJson(s))),
@@ -258,14 +279,19 @@ describe("S3 bulk import", () => {
       rejectedLines: { line: number; reason: string }[];
     };
     expect(parsed.accepted).toBe(1200);
-    expect(parsed.rejectedLines.map((l) => [l.line, l.reason])).toEqual([[1201, "MALFORMED_JSON"], [1202, "AGENCY_MISMATCH"]]);
+    expect(parsed.rejectedLines.map((l) => [l.line, l.reason])).toEqual([
+      [1201, "MALFORMED_JSON"],
+      [1202, "AGENCY_MISMATCH"],
+    ]);
 
     // Imports only from the hub bucket and the agency's own prefix.
-    await expect(client.startImport(key.replace("imports/force-a/", "imports/force-b/"))).rejects.toMatchObject({ status: 403, reason: "AGENCY_MISMATCH" });
+    await expect(client.startImport(key.replace("imports/force-a/", "imports/force-b/"))).rejects.toMatchObject({
+      status: 403,
+      reason: "AGENCY_MISMATCH",
+    });
     await expect(client.startImport(key, "some-other-bucket")).rejects.toMatchObject({ status: 403 });
     // Another agency cannot see this import.
     await expect(new IngestClient(ingest.url, forceB).getImport(job.importId)).rejects.toMatchObject({ status: 404 });
     await submittedIds(good.slice(0, 5).map((s) => s.submissionId));
   });
 });
-

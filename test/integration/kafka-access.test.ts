@@ -43,7 +43,13 @@ function errorType(err: unknown): string {
 function client(principal: string, password?: string, tls?: KafkaTls): Kafka {
   const credentials = password ? { KAFKA_SASL_USERNAME: principal, KAFKA_SASL_PASSWORD: password } : principalEnv(principal);
   const connection = kafkaConnection({ KAFKA_BROKERS: stackEnv().brokers, ...brokerTlsEnv(), ...credentials });
-  return createKafka({ ...connection, ...(tls !== undefined ? { ssl: tls } : {}), clientId: `test-access-${principal}`, retries: tls !== undefined ? 0 : 5, logger: createLogger("test", "silent") });
+  return createKafka({
+    ...connection,
+    ...(tls !== undefined ? { ssl: tls } : {}),
+    clientId: `test-access-${principal}`,
+    retries: tls !== undefined ? 0 : 5,
+    logger: createLogger("test", "silent"),
+  });
 }
 
 /** Tries to read one message of `topic` through consumer group `groupId`. */
@@ -200,7 +206,9 @@ describe("partners", () => {
     await current.connect();
     await current.disconnect();
     // Rotating a principal the cluster does not have is refused, rather than creating it.
-    await expect(promisify(execFile)(`${REPO_ROOT}infra/stack.sh`, ["principal", "--rotate", `partner-none-${partnerId}`])).rejects.toThrow(/no principal/);
+    await expect(promisify(execFile)(`${REPO_ROOT}infra/stack.sh`, ["principal", "--rotate", `partner-none-${partnerId}`])).rejects.toThrow(
+      /no principal/,
+    );
   }, 120_000);
 
   it("offboarding: revoked ACLs cut a partner off, retired credentials no longer authenticate", async () => {
@@ -229,7 +237,10 @@ describe("partners", () => {
     expectRefused(await tryRead(client(principal, password), names.feed(partnerId), group), principal, group);
 
     await promisify(execFile)(`${REPO_ROOT}infra/stack.sh`, ["principal", "--retire", principal], { timeout: 120_000 });
-    expect(await tryRead(client(principal, password), names.feed(partnerId), group)).toEqual({ ok: false, type: "SASL_AUTHENTICATION_FAILED" });
+    expect(await tryRead(client(principal, password), names.feed(partnerId), group)).toEqual({
+      ok: false,
+      type: "SASL_AUTHENTICATION_FAILED",
+    });
   }, 120_000);
 });
 
@@ -309,17 +320,27 @@ describe("operator CLI", () => {
       );
       expect(await aclsOf("hashrelay-dedup")).toContain(`${ns}.hashes.submitted.v1 READ`);
 
-      expect(await cli(["access", "revoke", "--partner", partnerId, "--namespace", ns, "--actor", "alice"], env)).toContain(`3 ACLs of partner-${partnerId} removed`);
+      expect(await cli(["access", "revoke", "--partner", partnerId, "--namespace", ns, "--actor", "alice"], env)).toContain(
+        `3 ACLs of partner-${partnerId} removed`,
+      );
       expect(await aclsOf(partnerPrincipal(partnerId))).toEqual([]);
 
       // Both changes are in the namespace's audit log (the dry run is not).
       const codec = new AvroCodec();
-      const events = (await readTopic(kafkaAs("test-access-audit"), topicNames(ns).audit, (ms) => ms.length >= 2)).map((m) => codec.decode("AuditEvent", m.value).value);
+      const events = (await readTopic(kafkaAs("test-access-audit"), topicNames(ns).audit, (ms) => ms.length >= 2)).map(
+        (m) => codec.decode("AuditEvent", m.value).value,
+      );
       expect(events.map((e) => e.action).sort()).toEqual(["access.applied", "access.revoked"]);
       const applied = events.find((e) => e.action === "access.applied");
       expect(applied?.subjectId.split(",")).toContain(partnerPrincipal(partnerId));
       expect(applied?.detail).toMatchObject({ namespace: ns });
-      expect(events.find((e) => e.action === "access.revoked")).toMatchObject({ service: "admin", actor: "alice", subjectKind: "principal", subjectId: partnerPrincipal(partnerId), detail: { aclsRemoved: "3" } });
+      expect(events.find((e) => e.action === "access.revoked")).toMatchObject({
+        service: "admin",
+        actor: "alice",
+        subjectKind: "principal",
+        subjectId: partnerPrincipal(partnerId),
+        detail: { aclsRemoved: "3" },
+      });
     } finally {
       await db.drop();
     }

@@ -59,7 +59,11 @@ async function publish(count: number): Promise<void> {
   const subs: Submission[] = Array.from({ length: count }, () =>
     signedSubmission(force, { hashes: [{ alg: "md5", value: randomHex(16), quality: null }], grade: { uk: "B", ics: null, vics: null } }),
   );
-  await producer.send({ topic: p.names.submitted, acks: -1, messages: subs.map((s) => ({ key: `md5:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })) });
+  await producer.send({
+    topic: p.names.submitted,
+    acks: -1,
+    messages: subs.map((s) => ({ key: `md5:${s.hashes[0]?.value}`, value: codec.encode("Submission", s) })),
+  });
 }
 
 async function cli(args: string[]): Promise<string> {
@@ -81,15 +85,20 @@ async function holdings(partnerId: string): Promise<number> {
 /** Waits until the given partners hold exactly what their (active) policies imply. */
 async function reconciled(partners: string[]): Promise<void> {
   await waitFor("pipeline settled", () => pipelineSettled(p, kafka, partners), 60_000, 300);
-  await waitFor("partners reconciled", async () => {
-    const records = await canonicalRecords();
-    for (const policy of (await loadPolicies(p.hubDb.pool)).filter((x) => partners.includes(x.partnerId))) {
-      const sink = p.sinks[policy.partnerId];
-      if (!sink) return false;
-      if (!reconcile(expectedHoldings(policy, records), await partnerHoldings(sink.db.pool)).ok) return false;
-    }
-    return true;
-  }, 60_000, 300);
+  await waitFor(
+    "partners reconciled",
+    async () => {
+      const records = await canonicalRecords();
+      for (const policy of (await loadPolicies(p.hubDb.pool)).filter((x) => partners.includes(x.partnerId))) {
+        const sink = p.sinks[policy.partnerId];
+        if (!sink) return false;
+        if (!reconcile(expectedHoldings(policy, records), await partnerHoldings(sink.db.pool)).ok) return false;
+      }
+      return true;
+    },
+    60_000,
+    300,
+  );
 }
 
 describe("policy suspension", () => {
@@ -98,26 +107,47 @@ describe("policy suspension", () => {
     await reconciled(PARTNERS);
     expect(await holdings("industry-x")).toBe(20);
 
-    const suspended = await cli(["policies", "suspend", "--partner", "industry-x", "--reason", "synthetic offboarding drill", "--actor", "alice"]);
+    const suspended = await cli([
+      "policies",
+      "suspend",
+      "--partner",
+      "industry-x",
+      "--reason",
+      "synthetic offboarding drill",
+      "--actor",
+      "alice",
+    ]);
     expect(suspended).toContain("policy of industry-x suspended (version 2)");
     expect(await cli(["policies", "list"])).toMatch(/industry-x\tv2\t.*SUSPENDED since .*: synthetic offboarding drill/);
     await p.distribution.refreshPolicies(); // what the timer does every DISTRIBUTION_POLICY_REFRESH_MS
-    const { rows: before } = await p.hubDb.pool.query<{ n: number }>("SELECT coalesce(sum(last_seq), 0)::int AS n FROM feed_partitions WHERE partner_id = 'industry-x'");
+    const { rows: before } = await p.hubDb.pool.query<{ n: number }>(
+      "SELECT coalesce(sum(last_seq), 0)::int AS n FROM feed_partitions WHERE partner_id = 'industry-x'",
+    );
 
     await publish(15);
     await reconciled(["hotline-uk"]);
     expect(await holdings("hotline-uk")).toBe(35);
     // Nothing was issued to the suspended partner, so its sink still holds the first 20.
-    const { rows: during } = await p.hubDb.pool.query<{ n: number }>("SELECT coalesce(sum(last_seq), 0)::int AS n FROM feed_partitions WHERE partner_id = 'industry-x'");
+    const { rows: during } = await p.hubDb.pool.query<{ n: number }>(
+      "SELECT coalesce(sum(last_seq), 0)::int AS n FROM feed_partitions WHERE partner_id = 'industry-x'",
+    );
     expect(during[0]?.n).toBe(before[0]?.n);
     expect(await holdings("industry-x")).toBe(20);
 
     // Suspending twice, or resuming an active partner, is refused with a reason.
-    await expect(cli(["policies", "suspend", "--partner", "industry-x", "--reason", "again"])).rejects.toThrow(/INVALID_FIELD: the policy of industry-x is already suspended/);
-    await expect(cli(["policies", "resume", "--partner", "hotline-uk"])).rejects.toThrow(/INVALID_FIELD: the policy of hotline-uk is not suspended/);
-    await expect(cli(["policies", "suspend", "--partner", "nobody", "--reason", "x"])).rejects.toThrow(/NOT_FOUND: partner nobody has no policy/);
+    await expect(cli(["policies", "suspend", "--partner", "industry-x", "--reason", "again"])).rejects.toThrow(
+      /INVALID_FIELD: the policy of industry-x is already suspended/,
+    );
+    await expect(cli(["policies", "resume", "--partner", "hotline-uk"])).rejects.toThrow(
+      /INVALID_FIELD: the policy of hotline-uk is not suspended/,
+    );
+    await expect(cli(["policies", "suspend", "--partner", "nobody", "--reason", "x"])).rejects.toThrow(
+      /NOT_FOUND: partner nobody has no policy/,
+    );
 
-    expect(await cli(["policies", "resume", "--partner", "industry-x", "--actor", "bob"])).toContain("policy of industry-x resumed (version 3)");
+    expect(await cli(["policies", "resume", "--partner", "industry-x", "--actor", "bob"])).toContain(
+      "policy of industry-x resumed (version 3)",
+    );
     await p.distribution.refreshPolicies();
     await reconciled(PARTNERS);
     expect(await holdings("industry-x")).toBe(35);
@@ -128,7 +158,14 @@ describe("policy suspension", () => {
       ["industry-x", null],
     ]);
 
-    const events = (await readTopic(kafkaAs("test-suspension-audit"), p.names.audit, (ms) => ms.some((m) => m.key === "industry-x" && codec.decode("AuditEvent", m.value).value.action === "policy.resumed"), 30_000))
+    const events = (
+      await readTopic(
+        kafkaAs("test-suspension-audit"),
+        p.names.audit,
+        (ms) => ms.some((m) => m.key === "industry-x" && codec.decode("AuditEvent", m.value).value.action === "policy.resumed"),
+        30_000,
+      )
+    )
       .map((m) => codec.decode("AuditEvent", m.value).value)
       .filter((e) => e.service === "admin");
     expect(events.map((e) => [e.actor, e.action, e.subjectId, e.detail["reason"] ?? ""])).toEqual([
@@ -142,7 +179,12 @@ describe("partner feed lag", () => {
   it("shows a stopped sink falling behind, and one whose unread records retention deleted (exit 2)", async () => {
     await reconciled(PARTNERS);
     // The sinks commit their Kafka offsets just after each applied batch.
-    await waitFor("both partners caught up", async () => /^hotline-uk\tok\tlag 0\t.*\nindustry-x\tok\tlag 0\t/.test(await cli(["partners", "lag"])), 30_000, 500);
+    await waitFor(
+      "both partners caught up",
+      async () => /^hotline-uk\tok\tlag 0\t.*\nindustry-x\tok\tlag 0\t/.test(await cli(["partners", "lag"])),
+      30_000,
+      500,
+    );
 
     await p.sinks["industry-x"]?.sink.stop();
     await publish(6);
@@ -151,7 +193,12 @@ describe("partner feed lag", () => {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      await waitFor("industry-x's feed to grow", async () => (await cli(["partners", "lag"])).includes("industry-x\tbehind\tlag 6\t"), 30_000, 500);
+      await waitFor(
+        "industry-x's feed to grow",
+        async () => (await cli(["partners", "lag"])).includes("industry-x\tbehind\tlag 6\t"),
+        30_000,
+        500,
+      );
       // Retention passes the stopped partner: everything it has not read is deleted.
       const ends = await admin.fetchTopicOffsets(feed);
       await admin.deleteTopicRecords({ topic: feed, partitions: ends.map((e) => ({ partition: e.partition, offset: e.high })) });

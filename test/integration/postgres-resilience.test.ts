@@ -32,15 +32,19 @@ describe("PostgreSQL connection loss", () => {
       await admin.query("SELECT pg_terminate_backend($1)", [rows[0]?.pid]);
       await admin.end();
       // The server's FATAL message and the socket close arrive while the client sits idle.
-      await waitFor("the client to see the disconnect", async () => {
-        try {
-          await client.query("SELECT 1");
-          return false;
-        } catch (err) {
-          expect(String(err)).toMatch(/terminat|not queryable|Connection/i);
-          return true;
-        }
-      }, 10_000);
+      await waitFor(
+        "the client to see the disconnect",
+        async () => {
+          try {
+            await client.query("SELECT 1");
+            return false;
+          } catch (err) {
+            expect(String(err)).toMatch(/terminat|not queryable|Connection/i);
+            return true;
+          }
+        },
+        10_000,
+      );
       client.release(true);
       // The pool replaces the lost connection.
       const again = await pool.query<{ one: number }>("SELECT 1 AS one");

@@ -38,7 +38,14 @@ beforeAll(async () => {
   let namespace: string;
   ({ names, namespace } = await freshTopics());
   await migrate(db.pool, [{ namespace: "ingest", dir: INGEST_MIGRATIONS }]);
-  dedup = await startDedup({ KAFKA_BROKERS: stackEnv().brokers, ...principalEnv(servicePrincipal("dedup")), DATABASE_URL: db.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn", CONSUMER_SESSION_TIMEOUT_MS: 10_000 });
+  dedup = await startDedup({
+    KAFKA_BROKERS: stackEnv().brokers,
+    ...principalEnv(servicePrincipal("dedup")),
+    DATABASE_URL: db.url,
+    TOPIC_NAMESPACE: namespace,
+    LOG_LEVEL: "warn",
+    CONSUMER_SESSION_TIMEOUT_MS: 10_000,
+  });
   producer = createDurableProducer(kafka);
   await producer.connect();
 });
@@ -57,18 +64,40 @@ describe("DLQ re-drive", () => {
     const viaKafka = signedSubmission(early);
     const viaIngest = signedSubmission(early);
     await producer.send({ topic: names.submitted, acks: -1, messages: [{ key: "k", value: codec.encode("Submission", viaKafka) }] });
-    const intake: IntakeDeps = { codec, keys: new PgKeyRegistry(db.pool, 0), ledger: pgSubmissionLedger(db.pool), sink: kafkaIntakeSink(producer, codec, names) };
+    const intake: IntakeDeps = {
+      codec,
+      keys: new PgKeyRegistry(db.pool, 0),
+      ledger: pgSubmissionLedger(db.pool),
+      sink: kafkaIntakeSink(producer, codec, names),
+    };
     const original = Buffer.from(JSON.stringify(submissionToJson(viaIngest)));
     const [refused] = await admitBatch(intake, { agencyId: "force-a" }, "http", [{ index: 0, ok: true, submission: viaIngest, original }]);
     expect(refused?.reason).toBe("UNKNOWN_KEY");
-    await readTopic(kafka, names.rejected, (ms) => ms.filter((m) => codec.decode("Rejection", m.value).value.reason === "UNKNOWN_KEY").length >= 2);
+    await readTopic(
+      kafka,
+      names.rejected,
+      (ms) => ms.filter((m) => codec.decode("Rejection", m.value).value.reason === "UNKNOWN_KEY").length >= 2,
+    );
 
     // Not re-drivable yet: both are refused again, nothing applied.
     const applied = async () =>
-      Number((await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM applied_submissions WHERE submission_id = ANY($1)", [[viaKafka.submissionId, viaIngest.submissionId]])).rows[0]?.n);
+      Number(
+        (
+          await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM applied_submissions WHERE submission_id = ANY($1)", [
+            [viaKafka.submissionId, viaIngest.submissionId],
+          ])
+        ).rows[0]?.n,
+      );
     expect(await applied()).toBe(0);
 
-    await new PgKeyRegistry(db.pool).registerKey({ keyId: early.keyId, ownerKind: "agency", ownerId: "force-a", publicKey: pair.publicKey, validFrom: new Date(Date.now() - 60_000), validUntil: null });
+    await new PgKeyRegistry(db.pool).registerKey({
+      keyId: early.keyId,
+      ownerKind: "agency",
+      ownerId: "force-a",
+      publicKey: pair.publicKey,
+      validFrom: new Date(Date.now() - 60_000),
+      validUntil: null,
+    });
     await new Promise((r) => setTimeout(r, 2_100)); // dedup caches key look-ups for 2 s
     const report = await redrive({ kafka, codec, topics: names, intake }, { reason: "UNKNOWN_KEY" });
     expect(report).toMatchObject({ matched: 2, republished: 1, readmitted: { accepted: 1, duplicates: 0, rejected: 0 }, skipped: 0 });

@@ -25,8 +25,14 @@ interface Report {
 
 function firstLines(text: string, n: number): string {
   // vitest colours its messages; a CI log reads better without the escapes
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC starts the colour codes being removed
   const plain = text.replace(/\u001b\[[0-9;]*m/g, "");
-  return plain.split("\n").filter((l) => l.trim()).slice(0, n).map((l) => `      ${l.trim().slice(0, 300)}`).join("\n");
+  return plain
+    .split("\n")
+    .filter((l) => l.trim())
+    .slice(0, n)
+    .map((l) => `      ${l.trim().slice(0, 300)}`)
+    .join("\n");
 }
 
 let failed = 0;

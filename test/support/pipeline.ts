@@ -59,13 +59,23 @@ export type PolicySpec = Omit<PartnerPolicy, "version">;
 export async function createHubKey(db: TestDatabase): Promise<HubKey> {
   const pair = generateSigningKeyPair();
   const keyId = deriveKeyId("hub", pair.publicKey);
-  await new PgKeyRegistry(db.pool).registerKey({ keyId, ownerKind: "hub", ownerId: "hub", publicKey: pair.publicKey, validFrom: new Date(Date.now() - 3_600_000), validUntil: null });
+  await new PgKeyRegistry(db.pool).registerKey({
+    keyId,
+    ownerKind: "hub",
+    ownerId: "hub",
+    publicKey: pair.publicKey,
+    validFrom: new Date(Date.now() - 3_600_000),
+    validUntil: null,
+  });
   const file = join(mkdtempSync(join(tmpdir(), "hashrelay-hub-")), "hub.pem");
   writeFileSync(file, pair.privateKeyPem, { mode: 0o600 });
   return { keyId, publicKey: pair.publicKey, privateKey: privateKeyFromPem(pair.privateKeyPem), file };
 }
 
-export async function startPipeline(options: { agencies: { id: string; authority?: boolean }[]; policies: PolicySpec[] }): Promise<Pipeline> {
+export async function startPipeline(options: {
+  agencies: { id: string; authority?: boolean }[];
+  policies: PolicySpec[];
+}): Promise<Pipeline> {
   const env = stackEnv();
   const hubDb = await freshDatabase("hub");
   const kafkaPartners = options.policies.filter((p) => p.delivery !== "s3").map((p) => p.partnerId);
@@ -73,15 +83,31 @@ export async function startPipeline(options: { agencies: { id: string; authority
   const hubKey = await createHubKey(hubDb);
   const agencies: Record<string, AgencySigner> = {};
   for (const a of options.agencies) {
-    agencies[a.id] = await registerTestAgency(hubDb.pool, a.id, { kind: a.id === "nca" ? "nca" : "force", authority: a.authority ?? false });
+    agencies[a.id] = await registerTestAgency(hubDb.pool, a.id, {
+      kind: a.id === "nca" ? "nca" : "force",
+      authority: a.authority ?? false,
+    });
   }
   await migrate(hubDb.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
   for (const p of options.policies) {
     await registerPartner(hubDb.pool, { partnerId: p.partnerId, name: `Synthetic ${p.partnerId}` });
     await setPolicy(hubDb.pool, p);
   }
-  const common = { KAFKA_BROKERS: env.brokers, DATABASE_URL: hubDb.url, TOPIC_NAMESPACE: namespace, LOG_LEVEL: "warn" as const, CONSUMER_MAX_BATCH_BYTES: 1_048_576, CONSUMER_SESSION_TIMEOUT_MS: 10_000 };
-  const s3 = { S3_ENDPOINT: env.s3.endpoint, S3_REGION: env.s3.region, S3_ACCESS_KEY_ID: env.s3.accessKeyId, S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey, S3_BUCKET: env.s3.bucket };
+  const common = {
+    KAFKA_BROKERS: env.brokers,
+    DATABASE_URL: hubDb.url,
+    TOPIC_NAMESPACE: namespace,
+    LOG_LEVEL: "warn" as const,
+    CONSUMER_MAX_BATCH_BYTES: 1_048_576,
+    CONSUMER_SESSION_TIMEOUT_MS: 10_000,
+  };
+  const s3 = {
+    S3_ENDPOINT: env.s3.endpoint,
+    S3_REGION: env.s3.region,
+    S3_ACCESS_KEY_ID: env.s3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
+    S3_BUCKET: env.s3.bucket,
+  };
   const dedup = await startDedup({
     ...common,
     ...principalEnv(servicePrincipal("dedup")),
@@ -153,8 +179,6 @@ export async function startPipeline(options: { agencies: { id: string; authority
   };
 }
 
-
-
 /** True once every stage has consumed everything before it and no outbox holds anything. */
 export async function pipelineSettled(p: Pipeline, kafka: Kafka, partners: string[]): Promise<boolean> {
   const hub = p.hubDb.pool;
@@ -166,7 +190,8 @@ export async function pipelineSettled(p: Pipeline, kafka: Kafka, partners: strin
   if (Number(again.rows[0]?.n) > 0) return false;
   for (const partnerId of partners) {
     const sink = p.sinks[partnerId];
-    if (!sink || !(await consumerCaughtUp(kafka, sink.db.pool, sinkConsumerGroup(partnerId, p.namespace), p.names.feed(partnerId)))) return false;
+    if (!sink || !(await consumerCaughtUp(kafka, sink.db.pool, sinkConsumerGroup(partnerId, p.namespace), p.names.feed(partnerId))))
+      return false;
   }
   return true;
 }

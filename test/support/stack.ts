@@ -64,7 +64,12 @@ export function principalEnv(principal: string): ReturnType<typeof brokerTlsEnv>
   if (!creds["KAFKA_SASL_PASSWORD"]) {
     throw new Error(`no local Kafka credentials for ${principal}: run \`make up\` (or infra/stack.sh principal ${principal})`);
   }
-  return { ...brokerTlsEnv(), KAFKA_SASL_MECHANISM: "scram-sha-512", KAFKA_SASL_USERNAME: principal, KAFKA_SASL_PASSWORD: creds["KAFKA_SASL_PASSWORD"] };
+  return {
+    ...brokerTlsEnv(),
+    KAFKA_SASL_MECHANISM: "scram-sha-512",
+    KAFKA_SASL_USERNAME: principal,
+    KAFKA_SASL_PASSWORD: creds["KAFKA_SASL_PASSWORD"],
+  };
 }
 
 /** A Kafka client with the given principal's credentials (by default the hub admin, a super user). */

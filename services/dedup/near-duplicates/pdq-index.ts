@@ -310,7 +310,11 @@ export function bruteForceQuery(
       distances.push(dist);
     }
   }
-  return collect(ids, ids.map((_, i) => i), distances);
+  return collect(
+    ids,
+    ids.map((_, i) => i),
+    distances,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

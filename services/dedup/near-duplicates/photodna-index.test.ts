@@ -48,7 +48,9 @@ describe("PhotoDNA validation", () => {
     const rng = createRng(2);
     const b64 = bytesToBase64(randomPhotoDnaBytes(rng));
     const index = new PhotoDnaIndex();
-    expect(() => index.add(1, bytesToBase64(randomPhotoDnaBytes(rng).subarray(0, 143)))).toThrow(/144 bytes \(192 base64 characters\), got 143 bytes/);
+    expect(() => index.add(1, bytesToBase64(randomPhotoDnaBytes(rng).subarray(0, 143)))).toThrow(
+      /144 bytes \(192 base64 characters\), got 143 bytes/,
+    );
     expect(() => index.add(1, bytesToBase64(new Uint8Array(145)))).toThrow(/144 bytes.*got 145 bytes/);
     expect(() => index.add(1, bytesToBase64(new Uint8Array(20)))).toThrow(/144 bytes.*got 20 bytes/);
     expect(() => index.add(1, "")).toThrow(/144 bytes.*got 0 bytes/);
@@ -74,9 +76,21 @@ describe("PhotoDnaIndex", () => {
     const index = new PhotoDnaIndex();
     expect(index.threshold).toBe(1800);
     // 1799 = 42^2 + 5^2 + 3^2 + 1^2; 1800 = 30^2 + 30^2; 1801 = 30^2 + 30^2 + 1^2.
-    const at1799 = perturb(base, [[0, 42], [1, 5], [2, 3], [3, 1]]);
-    const at1800 = perturb(base, [[10, 30], [20, 30]]);
-    const at1801 = perturb(base, [[30, 30], [40, 30], [50, 1]]);
+    const at1799 = perturb(base, [
+      [0, 42],
+      [1, 5],
+      [2, 3],
+      [3, 1],
+    ]);
+    const at1800 = perturb(base, [
+      [10, 30],
+      [20, 30],
+    ]);
+    const at1801 = perturb(base, [
+      [30, 30],
+      [40, 30],
+      [50, 1],
+    ]);
     expect(squared(base, at1799)).toBe(1799);
     expect(squared(base, at1800)).toBe(1800);
     expect(squared(base, at1801)).toBe(1801);

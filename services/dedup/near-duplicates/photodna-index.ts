@@ -62,7 +62,9 @@ export function decodePhotoDnaBase64(base64Hash: string, what = "PhotoDNA hash")
     const body = base64Hash.replace(/={1,2}$/, "");
     let i = 0;
     while (i < body.length && BASE64_CHAR.test(body.charAt(i))) i++;
-    throw new Error(`${what} must be base64: character ${JSON.stringify(base64Hash.charAt(i))} at position ${i} is not in the base64 alphabet`);
+    throw new Error(
+      `${what} must be base64: character ${JSON.stringify(base64Hash.charAt(i))} at position ${i} is not in the base64 alphabet`,
+    );
   }
   if (base64Hash.length % 4 !== 0) {
     throw new Error(`${what} must be base64: length ${base64Hash.length} is not a multiple of 4`);

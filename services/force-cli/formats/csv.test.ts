@@ -15,13 +15,16 @@ function chunked(text: string | Buffer, size = 5): Readable {
 
 async function read(text: string | Buffer, opts: { size?: number; maxLineBytes?: number } = {}): Promise<DraftItem[]> {
   const out: DraftItem[] = [];
-  const o = opts.maxLineBytes === undefined ? { submissionIdPrefix: "force-a:list-9:" } : { submissionIdPrefix: "force-a:list-9:", maxLineBytes: opts.maxLineBytes };
+  const o =
+    opts.maxLineBytes === undefined
+      ? { submissionIdPrefix: "force-a:list-9:" }
+      : { submissionIdPrefix: "force-a:list-9:", maxLineBytes: opts.maxLineBytes };
   for await (const item of readCsvDrafts(chunked(text, opts.size ?? 5), o)) out.push(item);
   return out;
 }
 
 function ok(item: DraftItem | undefined): Extract<DraftItem, { ok: true }> {
-  if (!item || !item.ok) throw new Error(`expected an ok item, got ${JSON.stringify(item)}`);
+  if (!item?.ok) throw new Error(`expected an ok item, got ${JSON.stringify(item)}`);
   return item;
 }
 
@@ -100,7 +103,9 @@ describe("readCsvDrafts", () => {
 
   it("takes any subset of columns in any order, names case-insensitively", async () => {
     const md5 = randomHex(16);
-    const items = await read(`Category , MD5,PDQ Quality,pdq\nc,${md5},,${randomHex(32)}\nNON_INDECENT,${randomHex(16)},40,${randomHex(32)}\n`);
+    const items = await read(
+      `Category , MD5,PDQ Quality,pdq\nc,${md5},,${randomHex(32)}\nNON_INDECENT,${randomHex(16)},40,${randomHex(32)}\n`,
+    );
     expect(ok(items[0]).draft.hashes[0]).toEqual({ alg: "md5", value: md5, quality: null });
     expect(ok(items[0]).draft.grade.uk).toBe("C");
     expect(ok(items[1]).draft.hashes[1]?.quality).toBe(40);
@@ -186,7 +191,7 @@ describe("readCsvDrafts", () => {
     expect(failed(items[3]).detail).toBe('line 5: pdq_quality: must be an integer from 0 to 100, got "high"');
     expect(failed(items[4]).detail).toBe("line 6: pdq_quality: given without a pdq hash");
     expect(failed(items[7]).detail).toMatch(/^line 9: submission_id: must be/);
-    items.forEach((item, i) => expect(item.original.toString()).toBe(rows[i]));
+    for (const [i, item] of items.entries()) expect(item.original.toString()).toBe(rows[i]);
   });
 
   it("fails an overlong row without holding it, and goes on", async () => {

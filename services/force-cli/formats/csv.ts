@@ -161,7 +161,10 @@ export function parseCsvLine(text: string): string[] {
 }
 
 function columnName(header: string): string {
-  return header.trim().toLowerCase().replace(/[\s-]+/g, "_");
+  return header
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, "_");
 }
 
 /** Column index by name, or the reason the header is refused. */
@@ -220,7 +223,10 @@ function rowToDraft(fields: string[], columns: Map<CsvColumn, number>, lineNumbe
   const uk = looseUkCategory(cell("category"), "category") ?? "UNGRADED";
   const ct = cell("content_type").toLowerCase();
   if (ct !== "" && !(ContentTypeValues as readonly string[]).includes(ct)) {
-    throw new ValidationError("INVALID_FIELD", `content_type: must be ${ContentTypeValues.join(" or ")}, got ${JSON.stringify(cell("content_type"))}`);
+    throw new ValidationError(
+      "INVALID_FIELD",
+      `content_type: must be ${ContentTypeValues.join(" or ")}, got ${JSON.stringify(cell("content_type"))}`,
+    );
   }
   const contentType: ContentType = ct === "" ? "image" : (ct as ContentType);
   const id = cell("submission_id");

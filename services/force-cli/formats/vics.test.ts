@@ -43,7 +43,7 @@ async function read(text: string | Buffer, prefix = "force-a:file-1:", size = 7,
 }
 
 function ok(item: DraftItem | undefined): Extract<DraftItem, { ok: true }> {
-  if (!item || !item.ok) throw new Error(`expected an ok item, got ${JSON.stringify(item)}`);
+  if (!item?.ok) throw new Error(`expected an ok item, got ${JSON.stringify(item)}`);
   return item;
 }
 
@@ -157,7 +157,9 @@ describe("readVicsDrafts: fields", () => {
   });
 
   it("refuses an unknown category but goes on", async () => {
-    const items = await read(JSON.stringify({ ...V2, value: [media(1, { Category: 7 }), media(2, { Category: "CSAM" }), media(3, { Category: 1.5 }), media(4)] }));
+    const items = await read(
+      JSON.stringify({ ...V2, value: [media(1, { Category: 7 }), media(2, { Category: "CSAM" }), media(3, { Category: 1.5 }), media(4)] }),
+    );
     expect(items.map((i) => (i.ok ? "ok" : i.reason))).toEqual(["INVALID_CATEGORY", "INVALID_CATEGORY", "INVALID_CATEGORY", "ok"]);
     expect(failed(items[0]).detail).toMatch(/^Category: 7 is not a VICS category/);
   });
@@ -219,7 +221,11 @@ describe("readVicsDrafts: fields", () => {
     const items = await read(
       JSON.stringify({
         ...V2,
-        value: [media(1, { PhotoDNA: pdna.toString("base64") }), media(2, { PhotoDNA: pdna.toString("hex").toUpperCase() }), media(3, { PhotoDNA: null })],
+        value: [
+          media(1, { PhotoDNA: pdna.toString("base64") }),
+          media(2, { PhotoDNA: pdna.toString("hex").toUpperCase() }),
+          media(3, { PhotoDNA: null }),
+        ],
       }),
     );
     const p1 = ok(items[0]).draft.hashes.find((h) => h.alg === "photodna");
@@ -232,7 +238,14 @@ describe("readVicsDrafts: fields", () => {
   it("reads PDQ with its quality", async () => {
     const pdq = randomHex(32);
     const items = await read(
-      JSON.stringify({ ...V2, value: [media(1, { PDQ: pdq, PDQQuality: 93 }), media(2, { Pdq: pdq.toUpperCase(), PDQ_Quality: "70" }), media(3, { Pdq: pdq, PdqQuality: 140 })] }),
+      JSON.stringify({
+        ...V2,
+        value: [
+          media(1, { PDQ: pdq, PDQQuality: 93 }),
+          media(2, { Pdq: pdq.toUpperCase(), PDQ_Quality: "70" }),
+          media(3, { Pdq: pdq, PdqQuality: 140 }),
+        ],
+      }),
     );
     expect(ok(items[0]).draft.hashes).toContainEqual({ alg: "pdq", value: pdq, quality: 93 });
     expect(ok(items[1]).draft.hashes).toContainEqual({ alg: "pdq", value: pdq, quality: 70 });
@@ -243,7 +256,9 @@ describe("readVicsDrafts: fields", () => {
     const items = await read(
       JSON.stringify({
         ...V1_CASES,
-        value: [{ CaseID: 12345, Media: [media(1, { Series: 77, Grader: "grader-7" }), media(2, { Series: "  ", GraderName: "grader-9" })] }],
+        value: [
+          { CaseID: 12345, Media: [media(1, { Series: 77, Grader: "grader-7" }), media(2, { Series: "  ", GraderName: "grader-9" })] },
+        ],
       }),
     );
     expect(ok(items[0]).draft.lawEnforcement).toMatchObject({ caseRef: "12345", series: "77", graderRef: "grader-7" });

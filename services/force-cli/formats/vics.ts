@@ -64,15 +64,7 @@ import { normaliseHash, SUBMISSION_ID_PATTERN, validateDraft } from "../../share
 import type { SubmissionDraft } from "../../shared/wire/submission-validation.ts";
 import { JsonValueAssembler, NOT_SCALAR, TokenPacker, newObject, scalarOf, setOwnProp } from "./streaming-json-assembler.ts";
 import type { JsonObject } from "./streaming-json-assembler.ts";
-import {
-  checkPrefix,
-  derivedSubmissionId,
-  failedItem,
-  hashesMaterial,
-  looseBoolean,
-  looseUkCategory,
-  textOf,
-} from "./common.ts";
+import { checkPrefix, derivedSubmissionId, failedItem, hashesMaterial, looseBoolean, looseUkCategory, textOf } from "./common.ts";
 import type { ByteSource, DraftItem, FileReaderOptions } from "./common.ts";
 
 export type VicsProfile = "vics-1.x" | "vics-2.0";
@@ -185,19 +177,23 @@ class VicsMachine {
     const top = this.stack[this.stack.length - 1];
     if (!top) {
       if (this.finished) throw malformed("content after the top-level object");
-      if (tok.name !== "startObject") throw malformed("the top level must be a JSON object with a \"value\" array");
+      if (tok.name !== "startObject") throw malformed('the top level must be a JSON object with a "value" array');
       this.stack.push({ t: "root" });
       return;
     }
     switch (top.t) {
       case "root":
-        return this.inRoot(tok);
+        this.inRoot(tok);
+        break;
       case "values":
-        return this.inValues(tok);
+        this.inValues(tok);
+        break;
       case "element":
-        return this.inElement(tok, top);
+        this.inElement(tok, top);
+        break;
       case "media":
-        return this.inMedia(tok, top);
+        this.inMedia(tok, top);
+        break;
     }
   }
 
@@ -260,7 +256,13 @@ class VicsMachine {
         const value = asm.value;
         const original = Buffer.from(JSON.stringify(value) ?? "null", "utf8");
         if (typeof value !== "object" || value === null || Array.isArray(value)) {
-          this.out.push({ index, ok: false, reason: "MALFORMED_VICS", detail: `${pending.where}: a media item must be an object`, original });
+          this.out.push({
+            index,
+            ok: false,
+            reason: "MALFORMED_VICS",
+            detail: `${pending.where}: a media item must be an object`,
+            original,
+          });
           return;
         }
         this.emitMedia(index, value as JsonObject, pending.ctx, original);
@@ -286,7 +288,10 @@ class VicsMachine {
     // Object.prototype's and pass for the metadata, making the profile a function.
     const lower = key.toLowerCase();
     const version = Object.hasOwn(VERSION_KEYS, lower) ? VERSION_KEYS[lower] : undefined;
-    if (version) return this.assemble(tok, { kind: "version", profile: version });
+    if (version) {
+      this.assemble(tok, { kind: "version", profile: version });
+      return;
+    }
     if (k === "value") {
       if (tok.name !== "startArray") throw malformed('"value" must be an array');
       if (this.sawValues) throw malformed('more than one "value" array');
@@ -324,7 +329,9 @@ class VicsMachine {
           index,
           ok: false,
           reason: "MALFORMED_VICS",
-          detail: top.tooDeep ? `media item nested deeper than ${MAX_ITEM_DEPTH} levels` : `media item larger than ${this.limit} characters`,
+          detail: top.tooDeep
+            ? `media item nested deeper than ${MAX_ITEM_DEPTH} levels`
+            : `media item larger than ${this.limit} characters`,
           original: Buffer.alloc(0),
         });
         return;
@@ -450,7 +457,8 @@ function mediaToDraft(media: JsonObject, ctx: CaseContext | null, profile: VicsP
   for (const { alg, key, qualityKey } of HASH_PROPS) {
     const p = props.get(key);
     if (!p) continue;
-    if (typeof p.value !== "string") throw new ValidationError("INVALID_HASH", `${p.key}: must be a string, got ${JSON.stringify(p.value)}`);
+    if (typeof p.value !== "string")
+      throw new ValidationError("INVALID_HASH", `${p.key}: must be a string, got ${JSON.stringify(p.value)}`);
     const quality = alg.quality && qualityKey ? qualityOf(props.get(qualityKey), alg, alg.quality) : null;
     try {
       hashes.push(normaliseHash(alg.name, p.value, quality));

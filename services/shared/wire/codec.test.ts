@@ -62,9 +62,7 @@ describe("AvroCodec", () => {
   it("refuses truncated and over-long bodies", () => {
     const bytes = codec.encode("CanonicalRecord", sampleCanonicalRecord());
     expect(reasonOfThrow(() => codec.decode("CanonicalRecord", bytes.subarray(0, bytes.length - 3)))).toBe("MALFORMED_AVRO");
-    expect(reasonOfThrow(() => codec.decode("CanonicalRecord", Buffer.concat([bytes, Buffer.from([0])])))).toBe(
-      "MALFORMED_AVRO",
-    );
+    expect(reasonOfThrow(() => codec.decode("CanonicalRecord", Buffer.concat([bytes, Buffer.from([0])])))).toBe("MALFORMED_AVRO");
   });
 
   it("refuses to encode a value that does not fit the schema, naming the field", () => {

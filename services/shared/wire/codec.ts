@@ -218,7 +218,8 @@ class Cursor {
         this.long(); // the block's size in bytes, which avsc ignores too
       }
       const room = this.buf.length - this.pos;
-      const fits = min > 0 ? n <= room / min : (this.zeroByteItems += n) <= MAX_ZERO_BYTE_ITEMS;
+      if (min <= 0) this.zeroByteItems += n;
+      const fits = min > 0 ? n <= room / min : this.zeroByteItems <= MAX_ZERO_BYTE_ITEMS;
       if (!fits) this.fail(`a block claims ${n} items, more than the ${room} bytes left can hold`);
       for (let i = 0; i < n; i++) item(this);
     }
@@ -329,7 +330,9 @@ function checkBounds(type: avro.Type, buf: Buffer, pos: number, name: string): v
     stepFor(type)(new Cursor(buf, pos));
   } catch (err) {
     // Ours, or a stack overflow on a deeply nested body of a recursive schema (none of ours is).
-    throw new CodecError("MALFORMED_AVRO", `cannot decode ${name}: ${err instanceof CodecError ? err.detail : (err as Error).message}`, { cause: err });
+    throw new CodecError("MALFORMED_AVRO", `cannot decode ${name}: ${err instanceof CodecError ? err.detail : (err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

@@ -16,7 +16,9 @@ export const GENESIS_DIGEST = Buffer.alloc(32);
 
 /** Digest that the next record's prevDigest must equal. */
 export function feedRecordDigest(writerType: avro.Type, record: FeedRecord): Buffer {
-  return createHash("sha256").update(signingBytes("FeedRecord", writerType, record)).digest();
+  return createHash("sha256")
+    .update(signingBytes("FeedRecord", writerType, record))
+    .digest();
 }
 
 /** Which feed partition a hash goes to: stable, so every change to a hash stays in order. */

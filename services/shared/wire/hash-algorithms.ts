@@ -235,7 +235,7 @@ export function nearMatch(alg: HashAlg): NearMatch {
  */
 export function isNearMatchable(h: { readonly alg: HashAlg; readonly quality: number | null }): boolean {
   const a = BY_NAME.get(h.alg);
-  if (!a || a.match.kind !== "near") return false;
+  if (a?.match.kind !== "near") return false;
   return a.quality === null || h.quality === null || h.quality >= a.quality.minForMatching;
 }
 

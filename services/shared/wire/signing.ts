@@ -26,7 +26,7 @@ function bodyTypeOf(type: avro.Type): avro.Type {
   if (!body) {
     const schema = type.schema() as { fields: { name: string }[] } & Record<string, unknown>;
     const last = schema.fields[schema.fields.length - 1];
-    if (!last || last.name !== "signature") {
+    if (last?.name !== "signature") {
       throw new Error(`${String(schema["name"])} cannot be signed: its last field must be "signature"`);
     }
     body = avro.Type.forSchema({ ...schema, fields: schema.fields.slice(0, -1) } as avro.Schema);

@@ -47,7 +47,14 @@ describe("submissionFromJson / submissionToJson", () => {
   it("round-trips all-null optional fields, leaving them out of the JSON", () => {
     const sub = signed({
       grade: { uk: "UNGRADED", ics: null, vics: null },
-      lawEnforcement: { caseRef: null, series: null, victimIdentified: null, offenderIdentified: null, isDistributed: null, graderRef: null },
+      lawEnforcement: {
+        caseRef: null,
+        series: null,
+        victimIdentified: null,
+        offenderIdentified: null,
+        isDistributed: null,
+        graderRef: null,
+      },
     });
     const json = submissionToJson(sub) as unknown as Record<string, unknown>;
     expect(json["lawEnforcement"]).toBeUndefined();
@@ -102,7 +109,17 @@ describe("submissionFromJson / submissionToJson", () => {
       [{ ...w, op: "DELETE" }, "INVALID_FIELD", /^op: must be one of ASSERT, RETRACT/],
       [{ ...w, contentType: "audio" }, "INVALID_FIELD", /^contentType/],
       [{ ...w, hashes: "md5" }, "INVALID_FIELD", /^hashes: must be an array/],
-      [{ ...w, hashes: [{ alg: "md5", value: randomHex(16) }, { alg: "pdq", value: randomHex(32), quality: "90" }] }, "INVALID_FIELD", /^hashes\[1\]\.quality: must be an integer or null/],
+      [
+        {
+          ...w,
+          hashes: [
+            { alg: "md5", value: randomHex(16) },
+            { alg: "pdq", value: randomHex(32), quality: "90" },
+          ],
+        },
+        "INVALID_FIELD",
+        /^hashes\[1\]\.quality: must be an integer or null/,
+      ],
       [{ ...w, hashes: [{ alg: "sha512", value: randomHex(64) }] }, "UNSUPPORTED_ALGORITHM", /^hashes\[0\]\.alg/],
       [{ ...w, hashes: [{ alg: "md5" }] }, "INVALID_FIELD", /^hashes\[0\]\.value: required/],
       [{ ...w, hashes: [{ alg: "md5", value: randomHex(16), colour: "red" }] }, "INVALID_FIELD", /^hashes\[0\]\.colour: unknown field/],
@@ -143,7 +160,11 @@ describe("parseSubmissionBatch", () => {
   });
 
   it("takes a JSON array; each original is the exact raw slice of its element", () => {
-    const a = JSON.stringify(submissionToJson(signed({ lawEnforcement: { ...signed().lawEnforcement, series: 'tricky ], "quoted" {series} ✓' } })), null, 2);
+    const a = JSON.stringify(
+      submissionToJson(signed({ lawEnforcement: { ...signed().lawEnforcement, series: 'tricky ], "quoted" {series} ✓' } })),
+      null,
+      2,
+    );
     const bad = '{ "submissionId": "x", "hashes": "nope" }';
     const c = good();
     const text = `[\n  ${a} ,\n${bad},${c}\n]`;
@@ -190,7 +211,7 @@ describe("parseSubmissionBatch", () => {
   });
 
   it("makes a malformed body one MALFORMED_JSON item with the whole body", () => {
-    for (const text of [`[${good()}, ${good().slice(0, 50)}`, "{\n  \"submissionId\": \"x\",\n", "not json at all", `${good()}}`]) {
+    for (const text of [`[${good()}, ${good().slice(0, 50)}`, '{\n  "submissionId": "x",\n', "not json at all", `${good()}}`]) {
       const body = Buffer.from(text);
       const items = parseSubmissionBatch(body);
       expect(items).toHaveLength(1);

@@ -101,7 +101,8 @@ function join(path: string, key: string): string {
 
 /** The object at path, refusing keys outside `allowed`. */
 function objectAt(v: unknown, path: string, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) fail("INVALID_FIELD", path || "submission", `must be an object, got ${typeName(v)}`);
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    fail("INVALID_FIELD", path || "submission", `must be an object, got ${typeName(v)}`);
   const obj = v as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) {
@@ -112,7 +113,7 @@ function objectAt(v: unknown, path: string, allowed: readonly string[]): Record<
 }
 
 function has(obj: Record<string, unknown>, key: string): boolean {
-  return Object.prototype.hasOwnProperty.call(obj, key) && obj[key] !== undefined;
+  return Object.hasOwn(obj, key) && obj[key] !== undefined;
 }
 
 function requiredString(obj: Record<string, unknown>, key: string, path: string): string {
@@ -287,7 +288,9 @@ export function submissionToJson(sub: Submission): SubmissionJson {
     keyId: sub.keyId,
     op: sub.op,
     contentType: sub.contentType,
-    hashes: sub.hashes.map((h) => (h.quality === null ? { alg: h.alg, value: h.value } : { alg: h.alg, value: h.value, quality: h.quality })),
+    hashes: sub.hashes.map((h) =>
+      h.quality === null ? { alg: h.alg, value: h.value } : { alg: h.alg, value: h.value, quality: h.quality },
+    ),
     grade,
     gradingStatus: sub.gradingStatus,
     submittedAt: sub.submittedAt,
@@ -329,7 +332,8 @@ function arrayElementSlices(body: Buffer, start: number, max: number): Buffer[] 
   for (i++; i < body.length; i++) {
     const c = body[i] as number;
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped byte
       else if (c === 0x22) {
         inString = false;
         lastNonSpace = i;
@@ -387,7 +391,13 @@ function linesOf(body: Buffer, start: number, max: number): { lines: { line: num
 const MAX_BATCH_ITEMS = 50_000;
 
 function tooManyItems(index: number, rest: Buffer): SubmissionItem {
-  return { index, ok: false, reason: "BODY_TOO_LARGE", detail: `more than ${MAX_BATCH_ITEMS} items in one body; the rest was not read`, original: rest };
+  return {
+    index,
+    ok: false,
+    reason: "BODY_TOO_LARGE",
+    detail: `more than ${MAX_BATCH_ITEMS} items in one body; the rest was not read`,
+    original: rest,
+  };
 }
 
 function parsesAsSubmissionObject(line: Buffer): boolean {
@@ -463,7 +473,15 @@ export function parseSubmissionBatch(body: Buffer): SubmissionItem[] {
     return items;
   }
   if (typeof parsed !== "object" || parsed === null) {
-    return [{ index: 0, ok: false, reason: "INVALID_FIELD", detail: `body must be a submission object or an array of them, got ${typeName(parsed)}`, original: body }];
+    return [
+      {
+        index: 0,
+        ok: false,
+        reason: "INVALID_FIELD",
+        detail: `body must be a submission object or an array of them, got ${typeName(parsed)}`,
+        original: body,
+      },
+    ];
   }
   return [decodeItem(0, parsed, body)];
 }

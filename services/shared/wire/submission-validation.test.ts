@@ -116,7 +116,14 @@ describe("validateDraft", () => {
         { alg: "pdq", value: randomHex(32), quality: 77 },
       ],
       grade: { uk: "B", ics: undefined as unknown as null, vics: null },
-      lawEnforcement: { caseRef: "  ", series: " S-1 ", victimIdentified: null, offenderIdentified: true, isDistributed: null, graderRef: null },
+      lawEnforcement: {
+        caseRef: "  ",
+        series: " S-1 ",
+        victimIdentified: null,
+        offenderIdentified: true,
+        isDistributed: null,
+        graderRef: null,
+      },
     });
     const out = validateDraft(d);
     expect(out.hashes[0]).toEqual({ alg: "md5", value: md5, quality: null });
@@ -174,7 +181,12 @@ describe("validateDraft", () => {
   });
 
   it("reports the path of a bad hash", () => {
-    const d = draft({ hashes: [{ alg: "md5", value: randomHex(16), quality: null }, { alg: "sha1", value: "xyz", quality: null }] });
+    const d = draft({
+      hashes: [
+        { alg: "md5", value: randomHex(16), quality: null },
+        { alg: "sha1", value: "xyz", quality: null },
+      ],
+    });
     expectReason(() => validateDraft(d), "INVALID_HASH", /^hashes\[1\]\.value: sha1/);
     const e = draft({ hashes: [{ alg: "whirlpool" as "md5", value: randomHex(64), quality: null }] });
     expectReason(() => validateDraft(e), "UNSUPPORTED_ALGORITHM", /^hashes\[0\]\.alg/);
@@ -188,7 +200,11 @@ describe("validateDraft", () => {
       "INVALID_CATEGORY",
       /grade\.vics\.code/,
     );
-    expectReason(() => validateDraft(draft({ grade: { uk: "A", ics: null, vics: { profile: "", code: 1 } } })), "INVALID_CATEGORY", /profile/);
+    expectReason(
+      () => validateDraft(draft({ grade: { uk: "A", ics: null, vics: { profile: "", code: 1 } } })),
+      "INVALID_CATEGORY",
+      /profile/,
+    );
     expectReason(() => validateDraft(draft({ grade: null as unknown as SubmissionDraft["grade"] })), "INVALID_CATEGORY", /grade/);
     for (const uk of ["A", "B", "C", "PROHIBITED_NONPHOTO", "NON_INDECENT", "UNGRADED"] as const) {
       expect(validateDraft(draft({ grade: { uk, ics: null, vics: null } })).grade.uk).toBe(uk);

@@ -39,7 +39,6 @@ export const MIN_SUBMITTED_AT = Date.UTC(2000, 0, 1);
 export const PHOTODNA_BYTES = hashAlgorithm("photodna").bytes;
 export const ED25519_SIGNATURE_BYTES = 64;
 
-
 function fail(reason: ReasonCode, detail: string): never {
   throw new ValidationError(reason, detail);
 }
@@ -145,6 +144,7 @@ function checkIdentifier(v: unknown, path: string): void {
 }
 
 /** U+0000, or a UTF-16 surrogate without its pair. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is what this pattern exists to find
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
@@ -183,7 +183,8 @@ function checkDraft(draft: unknown, mode: Mode): SubmissionDraft {
     fail("INVALID_FIELD", at("submissionId", `must be 1-128 characters of A-Z a-z 0-9 . _ : -, got ${describe(submissionId)}`));
   }
   const op = draft.op;
-  if (!oneOf(SubmissionOpValues, op)) fail("INVALID_FIELD", at("op", `must be one of ${SubmissionOpValues.join(", ")}, got ${describe(op)}`));
+  if (!oneOf(SubmissionOpValues, op))
+    fail("INVALID_FIELD", at("op", `must be one of ${SubmissionOpValues.join(", ")}, got ${describe(op)}`));
   const contentType = draft.contentType;
   if (!oneOf(ContentTypeValues, contentType)) {
     fail("INVALID_FIELD", at("contentType", `must be one of ${ContentTypeValues.join(", ")}, got ${describe(contentType)}`));
@@ -213,7 +214,10 @@ function checkHashes(v: unknown, mode: Mode): Hash[] {
     if (!isRecord(h)) fail("INVALID_HASH", at(path, `must be an object, got ${describe(h)}`));
     const n = normaliseHashAt(h.alg, h.value, h.quality, path);
     if (mode === "signed" && (n.alg !== h.alg || n.value !== h.value)) {
-      fail("INVALID_HASH", at(`${path}.value`, `not in canonical form (${n.alg} ${describe(n.value)}); a signed submission must carry canonical values`));
+      fail(
+        "INVALID_HASH",
+        at(`${path}.value`, `not in canonical form (${n.alg} ${describe(n.value)}); a signed submission must carry canonical values`),
+      );
     }
     const key = `${n.alg}:${n.value}`;
     const first = seen.get(key);
@@ -225,7 +229,10 @@ function checkHashes(v: unknown, mode: Mode): Hash[] {
     if (hashAlgorithm(n.alg).match.kind === "exact") {
       const prior = exact.get(n.alg);
       if (prior) {
-        fail("INVALID_HASH", at(path, `a second, different ${n.alg} (hashes[${prior.index}] already gives one; one image has one ${n.alg})`));
+        fail(
+          "INVALID_HASH",
+          at(path, `a second, different ${n.alg} (hashes[${prior.index}] already gives one; one image has one ${n.alg})`),
+        );
       }
       exact.set(n.alg, { value: n.value, index: i });
     }
@@ -238,7 +245,8 @@ function checkHashes(v: unknown, mode: Mode): Hash[] {
 function checkGrade(v: unknown, mode: Mode): Grade {
   if (!isRecord(v)) fail("INVALID_CATEGORY", at("grade", `must be an object, got ${describe(v)}`));
   const uk = v.uk;
-  if (!oneOf(UkCategoryValues, uk)) fail("INVALID_CATEGORY", at("grade.uk", `must be one of ${UkCategoryValues.join(", ")}, got ${describe(uk)}`));
+  if (!oneOf(UkCategoryValues, uk))
+    fail("INVALID_CATEGORY", at("grade.uk", `must be one of ${UkCategoryValues.join(", ")}, got ${describe(uk)}`));
   const ics = v.ics ?? null;
   if (ics !== null && !oneOf(IcsCategoryValues, ics)) {
     fail("INVALID_CATEGORY", at("grade.ics", `must be null or one of ${IcsCategoryValues.join(", ")}, got ${describe(ics)}`));
