@@ -11,25 +11,17 @@
  *   6. topic provisioning: compacted topic, describe/alter configs, createPartitions, offsets by
  *      timestamp, and a transaction that commits a group's offsets (sendOffsets)
  *   7. admin: delete the groups and topics
- * Run: node infra/probe-kafkajs.ts   (brokers from KAFKA_BROKERS, else .stack/env, else 127.0.0.1:19092)
+ * Run: node infra/probe-kafkajs.ts   (broker, TLS and admin principal from the environment, else .stack/env)
  */
-import { readFileSync, existsSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
 import type { Consumer, KafkaMessage, LogEntry, Producer } from "kafkajs";
+import { effectiveEnv, kafkaConfigShape, loadConfig } from "../services/shared/config.ts";
+import { ADMIN_PRINCIPAL } from "../services/shared/kafka-access.ts";
+import { kafkaConnection, kafkaSecurity } from "../services/shared/kafka.ts";
 
-function brokersFromEnv(): string[] {
-  let value = process.env.KAFKA_BROKERS;
-  const envFile = new URL("../.stack/env", import.meta.url);
-  if (!value && existsSync(envFile)) {
-    const line = readFileSync(envFile, "utf8")
-      .split("\n")
-      .find((l) => l.startsWith("KAFKA_BROKERS="));
-    value = line?.slice("KAFKA_BROKERS=".length);
-  }
-  return (value || "127.0.0.1:19092").split(",").map((b) => b.trim());
-}
-
-const brokers = brokersFromEnv();
+// The local broker takes TLS and SASL/SCRAM only: connect as its admin principal, like bin/hashrelay.
+const connection = kafkaConnection(loadConfig("hashrelay-probe", kafkaConfigShape, effectiveEnv(process.env, ADMIN_PRINCIPAL)));
+const brokers = connection.brokers;
 const run = `${Date.now()}-${process.pid}`;
 const topic = `probe.kafkajs.${run}`;
 const txnTopic = `probe.kafkajs.txn.${run}`;
@@ -43,6 +35,7 @@ const kafkaLogErrors: string[] = [];
 const kafka = new Kafka({
   clientId: "hashrelay-probe",
   brokers,
+  ...kafkaSecurity(connection),
   connectionTimeout: 3000,
   requestTimeout: 10000,
   retry: { retries: 5, initialRetryTime: 200 },

@@ -32,6 +32,15 @@ export interface KafkaConnectionSettings {
   KAFKA_SSL_CA_FILE?: string | undefined;
 }
 
+/** A connection's TLS and SASL settings as kafkajs takes them. */
+export function kafkaSecurity(connection: KafkaConnection): Pick<KafkaConfig, "ssl" | "sasl"> {
+  return {
+    ...(connection.ssl ? { ssl: connection.ssl === true ? true : { ca: [...connection.ssl.ca] } } : {}),
+    // kafkajs's SASLOptions is a union keyed on the mechanism; each of ours is one of its members.
+    ...(connection.sasl ? { sasl: { ...connection.sasl } as KafkaConfig["sasl"] } : {}),
+  };
+}
+
 /** The connection a service's validated config names; half-given credentials or TLS settings stop it at start-up. */
 export function kafkaConnection(config: KafkaConnectionSettings): KafkaConnection {
   const { KAFKA_SASL_USERNAME: username, KAFKA_SASL_PASSWORD: password } = config;
@@ -71,9 +80,7 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
     // after a broker restart; each timed-out attempt also spends one of the retries above.
     connectionTimeout: 10_000,
     logLevel: logLevel.WARN,
-    ...(options.ssl ? { ssl: options.ssl === true ? true : { ca: [...options.ssl.ca] } } : {}),
-    // kafkajs's SASLOptions is a union keyed on the mechanism; each of ours is one of its members.
-    ...(options.sasl ? { sasl: { ...options.sasl } as KafkaConfig["sasl"] } : {}),
+    ...kafkaSecurity(options),
   };
   if (options.logger) {
     const log = options.logger.child({ component: "kafkajs" });
