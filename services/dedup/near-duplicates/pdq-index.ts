@@ -39,15 +39,11 @@
  *     were not added in increasing order), allocated for expectedSize up front;
  *   - per table: bitmap 2^keyBits / 7 bytes (1.2 MB for 23 bits, 2.4 MB for 24), 4 B per present key,
  *     4 B per entry sharing a key plus 4 B per such key.
- *   Measured (memoryBytes()): 10M entries 1,055 MB (370 MB store, 685 MB tables, ~105 B per entry);
- *   1M entries 102 MB (37 MB store, 65 MB tables).
+ *   memoryBytes() reports the total; docs/benchmarks.md has the figures measured at 1M and 10M.
  *
- * Measured with bench/near-duplicates.ts on a shared 2-core VM (AMD EPYC, 4 KiB pages, load average
- * around 3 from other services), over three runs: 10M entries: p50 270-330 us, p99 0.45-1.2 ms (the
- * high p99 when the CPUs were oversubscribed), 2,600-3,400 queries/s, about 300x a brute-force scan;
- * build from hex 17-29 s, rebuild 9-11 s. 1M entries: p50 80-150 us, 4,000-8,900 queries/s, 70-135x.
  * Time goes almost entirely on cache and TLB misses, so the search gathers each level (bitmap words,
- * cells, overflow lists, hashes) in its own loop of independent loads that the CPU can overlap.
+ * cells, overflow lists, hashes) in its own loop of independent loads that the CPU can overlap. Its
+ * speed and memory are measured by bench/near-duplicates.ts, not by tests.
  *
  * Updates. Entries live in one append-only store, covered by a static "main" segment, a static
  * "delta" segment over entries added since, and an unindexed tail that is scanned. When a query finds

@@ -519,7 +519,7 @@ export function readVicsDrafts(source: ByteSource, opts: VicsReaderOptions): Asy
 async function* read(source: ByteSource, prefix: string, limit: number): AsyncGenerator<DraftItem, void, undefined> {
   // Streamed, not packed, so TokenPacker can bound every key, string and number (see TokenPacker).
   const tokenize = jsonParser({ packValues: false, streamValues: true });
-  const packer = new TokenPacker(Number.isNaN(limit) ? Infinity : Math.max(0, limit) + 1); // NaN: no limit, as before
+  const packer = new TokenPacker(Number.isNaN(limit) ? Infinity : Math.max(0, limit) + 1); // NaN means no limit
   const machine = new VicsMachine(prefix, limit);
   let previous: Buffer = Buffer.alloc(0);
   let latest: Buffer = Buffer.alloc(0);
