@@ -1,7 +1,8 @@
 /**
- * The ingest HTTP API (fastify). Thin: authenticate, parse, hand items to the intake core,
- * answer with per-item outcomes. Bodies stay raw bytes so the request signature and the
- * dead-letter copies are over exactly what the agency sent.
+ * The ingest HTTP API (fastify). Thin: authenticate, check the media type, parse, hand items to
+ * the intake core, answer with per-item outcomes. Bodies stay raw bytes so the request signature
+ * and the dead-letter copies are over exactly what the agency sent. Authentication comes before
+ * any look at the body or its Content-Type, so an unauthenticated caller learns nothing about them.
  */
 import Fastify, { LogController } from "fastify";
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -14,6 +15,8 @@ import type { ImportService } from "./imports.ts";
 import { addToReceipt, emptyReceipt } from "../shared/wire/ingest-api.ts";
 import { admitBatch } from "./intake.ts";
 import type { IntakeDeps, IntakeItem } from "./intake.ts";
+import { checkMediaType } from "./media-type.ts";
+import type { BodyRoute } from "./media-type.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import { OPENAPI_DOCUMENT } from "./openapi.ts";
 import { authenticateRequest } from "./request-auth.ts";
@@ -54,6 +57,7 @@ const STATUS_BY_REASON: Partial<Record<ReasonCode, number>> = {
   REQUEST_REPLAYED: 401,
   NOT_FOUND: 404,
   BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   INVALID_FIELD: 400,
   MALFORMED_JSON: 400,
 };
@@ -143,10 +147,29 @@ function addOperationalRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
   app.get("/openapi.json", async () => OPENAPI_DOCUMENT);
 }
 
+/** The exact bytes received; none when the request had no body. */
+function bodyOf(req: FastifyRequest): Buffer {
+  return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+}
+
+/** Throws UNSUPPORTED_MEDIA_TYPE (415, through STATUS_BY_REASON) unless the request's Content-Type is one the route reads. */
+function requireMediaType(req: FastifyRequest, route: BodyRoute): void {
+  const check = checkMediaType(req.headers["content-type"], route);
+  if (!check.ok) throw new HashrelayError("UNSUPPORTED_MEDIA_TYPE", check.detail);
+}
+
 function addSubmissionRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
   app.post("/v1/submissions", async (req: FastifyRequest, reply) => {
     const agency = req.agency as AuthenticatedAgency;
-    const body = req.body as Buffer;
+    const body = bodyOf(req);
+    const media = checkMediaType(req.headers["content-type"], "/v1/submissions");
+    if (!media.ok) {
+      // Refused bytes are kept on the dead-letter topic, as a body that is not JSON is.
+      const refused: IntakeItem = { index: 0, ok: false, reason: "UNSUPPORTED_MEDIA_TYPE", detail: media.detail, original: body };
+      const outcomes = await admitBatch(deps.intake, agency, "http", [refused]);
+      for (const o of outcomes) deps.metrics.items.labels("http", o.status, o.reason ?? "").inc();
+      throw new HashrelayError("UNSUPPORTED_MEDIA_TYPE", media.detail);
+    }
     const items: IntakeItem[] = parseSubmissionBatch(body);
     if (items.length > deps.maxItemsPerRequest) {
       return sendError(reply, 413, "BODY_TOO_LARGE", `at most ${deps.maxItemsPerRequest} submissions per request; use POST /v1/imports`);
@@ -163,9 +186,11 @@ function addSubmissionRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
 function addImportRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
   app.post("/v1/imports", async (req, reply) => {
     const agency = req.agency as AuthenticatedAgency;
+    // An import request names an object; it is not a record, so a refused one is not dead-lettered.
+    requireMediaType(req, "/v1/imports");
     let request: { bucket?: unknown; key?: unknown };
     try {
-      request = JSON.parse((req.body as Buffer).toString("utf8")) as { bucket?: unknown; key?: unknown };
+      request = JSON.parse(bodyOf(req).toString("utf8")) as { bucket?: unknown; key?: unknown };
     } catch {
       return sendError(reply, 400, "MALFORMED_JSON", 'body must be JSON: {"key": "...", "bucket": "..."}');
     }

@@ -3,7 +3,10 @@
  * the submission body (SUBMISSION_JSON_SCHEMA, also printed in docs/forces.md). The schema is
  * built from the constants the parser and the validator use, so the two cannot disagree on enums
  * or limits; test/vectors.test.ts checks that its fields are exactly the ones the parser accepts.
+ * Each route's request media types are those of ACCEPTED_MEDIA_TYPES, the table the handlers
+ * check; services/ingest/http.test.ts holds the two together.
  */
+import { ACCEPTED_MEDIA_TYPES } from "./media-type.ts";
 import {
   ContentTypeValues,
   GradingStatusValues,
@@ -171,6 +174,16 @@ const error = {
   properties: { error: { type: "string" }, reason: { type: "string" } },
 };
 
+/** The 415 answer of a body-taking route, naming what it reads. */
+function unsupportedMediaType(route: keyof typeof ACCEPTED_MEDIA_TYPES) {
+  return {
+    description:
+      `Content-Type missing or not one of ${ACCEPTED_MEDIA_TYPES[route].join(", ")}, or a charset other than utf-8 ` +
+      "(UNSUPPORTED_MEDIA_TYPE); checked after authentication",
+    content: { "application/json": { schema: error } },
+  };
+}
+
 const authHeaders = ["x-hashrelay-agency", "x-hashrelay-key-id", "x-hashrelay-timestamp", "x-hashrelay-signature"].map((name) => ({
   name,
   in: "header",
@@ -196,8 +209,9 @@ export const OPENAPI_DOCUMENT = {
         requestBody: {
           required: true,
           description:
-            "One submission object, a JSON array of them, or JSON Lines (one object a line). The body is recognised from its bytes, " +
-            "whatever the Content-Type; at most INGEST_MAX_ITEMS_PER_REQUEST items (5000) and INGEST_BODY_LIMIT_BYTES (8 MiB).",
+            "One submission object, a JSON array of them, or JSON Lines (one object a line), in UTF-8. The form is recognised from the " +
+            "bytes under any of the media types listed (415 UNSUPPORTED_MEDIA_TYPE otherwise, the body kept on the dead-letter topic); " +
+            "at most INGEST_MAX_ITEMS_PER_REQUEST items (5000) and INGEST_BODY_LIMIT_BYTES (8 MiB).",
           content: {
             "application/json": {
               schema: {
@@ -205,6 +219,7 @@ export const OPENAPI_DOCUMENT = {
               },
             },
             "application/x-ndjson": { schema: { $ref: "#/components/schemas/Submission" }, description: "One Submission object a line." },
+            "application/jsonl": { schema: { $ref: "#/components/schemas/Submission" }, description: "One Submission object a line." },
           },
         },
         responses: {
@@ -212,6 +227,7 @@ export const OPENAPI_DOCUMENT = {
           "207": { description: "Some items accepted, some rejected (see items[].reason)" },
           "401": { description: "Request authentication failed", content: { "application/json": { schema: error } } },
           "413": { description: "Body larger than the limit (BODY_TOO_LARGE)", content: { "application/json": { schema: error } } },
+          "415": unsupportedMediaType("/v1/submissions"),
           "422": {
             description: "Every item rejected",
             content: { "application/json": { schema: { type: "object", properties: { items: { type: "array", items: reasonItem } } } } },
@@ -232,7 +248,7 @@ export const OPENAPI_DOCUMENT = {
             },
           },
         },
-        responses: { "202": { description: "Import queued; poll GET /v1/imports/{id}" } },
+        responses: { "202": { description: "Import queued; poll GET /v1/imports/{id}" }, "415": unsupportedMediaType("/v1/imports") },
       },
     },
     "/v1/imports/{id}": {

@@ -11,6 +11,7 @@ export const REASON_CODES = [
   "MALFORMED_CSV",
   "MALFORMED_VICS",
   "BODY_TOO_LARGE",
+  "UNSUPPORTED_MEDIA_TYPE",
   // record content
   "INVALID_FIELD",
   "INVALID_HASH",

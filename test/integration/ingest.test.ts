@@ -1,7 +1,8 @@
 /**
  * The ingest service against the real stack: HTTP submissions (good, bad, duplicate, unauthenticated,
- * oversize), VICS and CSV files signed by the force CLI's signer, and an S3 bulk import with its
- * receipt written back to S3. Every rejection must appear on the DLQ with its original bytes.
+ * oversize, of a Content-Type the API does not read), VICS and CSV files signed by the force CLI's
+ * signer, and an S3 bulk import with its receipt written back to S3. Every rejection must appear
+ * on the DLQ with its original bytes.
  */
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -140,6 +141,22 @@ describe("POST /v1/submissions", () => {
     expect(res.items[0]?.reason).toBe("MALFORMED_JSON");
     const [dlq] = await rejectionsFor((r) => r.originalBytes.toString().includes(marker), 1);
     expect(dlq?.reason).toBe("MALFORMED_JSON");
+  });
+
+  it("refuses a body sent as text/plain with 415 UNSUPPORTED_MEDIA_TYPE, keeping its bytes; reads charset=utf-8", async () => {
+    const sub = signedSubmission(forceA);
+    const body = Buffer.from(JSON.stringify([submissionToJson(sub)]));
+    await expect(client.submitRaw(body, "text/plain")).rejects.toMatchObject({ status: 415, reason: "UNSUPPORTED_MEDIA_TYPE" });
+    const [dlq] = await rejectionsFor(
+      (r) => r.reason === "UNSUPPORTED_MEDIA_TYPE" && r.originalBytes.toString().includes(sub.submissionId),
+      1,
+    );
+    expect(dlq?.originalBytes.equals(body)).toBe(true);
+    expect(dlq).toMatchObject({ channel: "http", agencyId: "force-a" });
+    expect(dlq?.detail).toMatch(/"text\/plain" is not read by POST \/v1\/submissions; send Content-Type application\/json/);
+
+    const res = await client.submitRaw(body, "application/json; charset=utf-8");
+    expect(res.items[0]).toMatchObject({ submissionId: sub.submissionId, status: "accepted" });
   });
 
   it("refuses bodies over the limit with 413 BODY_TOO_LARGE", async () => {
