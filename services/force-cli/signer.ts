@@ -4,7 +4,6 @@
  */
 import { createReadStream } from "node:fs";
 import { AvroCodec } from "../shared/wire/codec.ts";
-import type { ReasonCode } from "../shared/errors.ts";
 import type { Submission } from "../shared/wire/records.ts";
 import { signRecord } from "../shared/wire/signing.ts";
 import type { AgencySigner } from "./client.ts";
@@ -15,15 +14,36 @@ import { readVicsDrafts } from "./formats/vics.ts";
 export type InputFormat = "vics" | "csv";
 
 export type SignedItem =
-  | { readonly index: number; readonly ok: true; readonly submission: Submission; readonly original: Buffer }
-  | { readonly index: number; readonly ok: false; readonly reason: ReasonCode; readonly detail: string; readonly original: Buffer };
+  | {
+      readonly index: number;
+      readonly ok: true;
+      readonly submission: Submission;
+      readonly original: Buffer;
+      readonly ignoredHashNames?: readonly string[];
+    }
+  | Extract<DraftItem, { ok: false }>;
+
+export interface ReadOptions {
+  /** VICS: take the complete items of a truncated or malformed file instead of refusing it whole. */
+  readonly allowPartial?: boolean;
+}
 
 export function readDrafts(format: InputFormat, source: ByteSource, submissionIdPrefix: string): AsyncIterable<DraftItem> {
   return format === "vics" ? readVicsDrafts(source, { submissionIdPrefix }) : readCsvDrafts(source, { submissionIdPrefix });
 }
 
-export function readDraftFile(format: InputFormat, path: string, submissionIdPrefix: string): AsyncIterable<DraftItem> {
-  return readDrafts(format, createReadStream(path), submissionIdPrefix);
+/**
+ * The drafts of a file. A VICS file is read twice (readVicsDrafts with a re-opener): case fields
+ * after a Media array apply, and a file fault refuses the file whole unless allowPartial.
+ */
+export function readDraftFile(
+  format: InputFormat,
+  path: string,
+  submissionIdPrefix: string,
+  opts: ReadOptions = {},
+): AsyncIterable<DraftItem> {
+  if (format === "vics") return readVicsDrafts(() => createReadStream(path), { submissionIdPrefix, partial: opts.allowPartial ?? false });
+  return readCsvDrafts(createReadStream(path), { submissionIdPrefix });
 }
 
 const codec = new AvroCodec();
@@ -45,6 +65,8 @@ export async function* signDrafts(
       { ...item.draft, agencyId: signer.agencyId, keyId: signer.keyId, submittedAt: now() },
       signer.privateKey,
     );
-    yield { index: item.index, ok: true, submission, original: item.original };
+    yield item.ignoredHashNames
+      ? { index: item.index, ok: true, submission, original: item.original, ignoredHashNames: item.ignoredHashNames }
+      : { index: item.index, ok: true, submission, original: item.original };
   }
 }

@@ -3,7 +3,7 @@
  * submissionIdPrefix throws, at once, and an error of the source itself propagates); every
  * failed item has a reason of REASON_CODES (never INTERNAL); a file fault is one MALFORMED_VICS
  * item and the end. Random bytes, every truncation / bit flip / boundary byte of valid exports,
- * random chunking, deep nesting, wrong shapes and types, prototype keys, BOMs, invalid UTF-8,
+ * random chunking, deep nesting, wrong shapes and types, prototype keys, BOMs, UTF-16, invalid UTF-8,
  * NUL bytes, CR/CRLF; the big cases (50 MiB strings, numbers and keys, one 2 MB chunk of items,
  * 20 MiB of "[") run in a child process with a small heap.
  */
@@ -325,13 +325,16 @@ describe("readVicsDrafts: encodings", () => {
     expect(summary(await read(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf]), file.subarray(3)])))).toEqual([
       "MALFORMED_VICS",
     ]);
-    // Invalid UTF-8 in an ignored field decodes to U+FFFD; in a hash it is a bad hash.
+    // Invalid UTF-8 anywhere (an ignored field, a hash, between items) refuses the file, naming the encoding and the offset.
     const bad = [Buffer.from([0xff]), Buffer.from([0xc3]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xf4, 0x90, 0x80, 0x80])];
     for (const b of bad) {
-      const inName = Buffer.concat([Buffer.from(`{${V1},"value":[{"MD5":"${h}","FileName":"a`), b, Buffer.from('"}]}')]);
-      expect(summary(await read(inName, randomChunks(prng(), inName, 3)))).toEqual(["ok"]);
+      const head = `{${V1},"value":[{"MD5":"${h}","FileName":"a`;
+      const inName = Buffer.concat([Buffer.from(head), b, Buffer.from('"}]}')]);
+      const items = await read(inName, randomChunks(prng(), inName, 3));
+      expect(summary(items)).toEqual(["MALFORMED_VICS"]);
+      expect((items[0] as { detail: string }).detail).toMatch(new RegExp(`^not valid UTF-8: byte 0x[0-9a-f]{2} at offset ${head.length}`));
       const inHash = Buffer.concat([Buffer.from(`{${V1},"value":[{"MD5":"${h.slice(0, 31)}`), b, Buffer.from('"}]}')]);
-      expect(summary(await read(inHash))).toEqual(["INVALID_HASH"]);
+      expect(summary(await read(inHash))).toEqual(["MALFORMED_VICS"]);
       const outside = Buffer.concat([Buffer.from(`{${V1},"value":[`), b, Buffer.from(`{"MD5":"${h}"}]}`)]);
       expect(summary(await read(outside))).toEqual(["MALFORMED_VICS"]);
     }
@@ -340,8 +343,13 @@ describe("readVicsDrafts: encodings", () => {
     expect(summary(await read(Buffer.concat([Buffer.from(`{${V1},"value":[`), Buffer.alloc(100), Buffer.from("]}")])))).toEqual([
       "MALFORMED_VICS",
     ]);
-    // UTF-16 is not read as UTF-8 JSON.
-    expect(summary(await read(Buffer.from(`\uFEFF{${V1},"value":[]}`, "utf16le")))).toEqual(["MALFORMED_VICS"]);
+    // UTF-16 with its byte-order mark is decoded, split anywhere; without one, or as UTF-32, it is refused by name.
+    const utf16 = Buffer.from(`\uFEFF{${V1},"value":[{"MD5":"${h}","Series":"\u{1F600}"}]}`, "utf16le");
+    expect(summary(await read(utf16, randomChunks(prng(), utf16, 9)))).toEqual(["ok"]);
+    const noBom = await read(utf16.subarray(2));
+    expect((noBom[0] as { detail: string }).detail).toMatch(/UTF-16 without a byte-order mark/);
+    const utf32 = await read(Buffer.from([0xff, 0xfe, 0, 0, 0x7b, 0, 0, 0]));
+    expect((utf32[0] as { detail: string }).detail).toMatch(/UTF-32/);
   });
 });
 

@@ -1,9 +1,12 @@
 /**
  * The ingest service against the real stack: HTTP submissions (good, bad, duplicate, unauthenticated,
  * oversize, of a Content-Type the API does not read), VICS and CSV files signed by the force CLI's
- * signer, and an S3 bulk import with its receipt written back to S3. Every rejection must appear
- * on the DLQ with its original bytes.
+ * signer (a truncated UTF-16 VICS export through the CLI's submit path), and an S3 bulk import with
+ * its receipt written back to S3. Every rejection must appear on the DLQ with its original bytes.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { Kafka } from "kafkajs";
@@ -15,6 +18,8 @@ import { submissionToJson } from "../../services/shared/wire/submission-json.ts"
 import { startIngest } from "../../services/ingest/main.ts";
 import type { RunningIngest } from "../../services/ingest/main.ts";
 import { readDrafts, signDrafts } from "../../services/force-cli/signer.ts";
+import { submitFile } from "../../services/force-cli/send.ts";
+import { EXIT_FILE_REFUSED, exitCodeOf } from "../../services/force-cli/file-report.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { Rejection, Submission } from "../../services/shared/wire/records.ts";
@@ -264,6 +269,64 @@ describe("file formats through the force signer and the API", () => {
     expect(out).toHaveLength(2);
     expect(bad).toHaveLength(1);
     expect((await client.submit(out)).receipt.accepted).toBe(2);
+  });
+});
+
+describe("a VICS export through the force CLI's submit path", () => {
+  it("refuses a truncated export whole, then with --allow-partial sends its complete items as the tool described them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hashrelay-cli-"));
+    const media = [1, 2, 3].map((id) => ({
+      MediaID: id,
+      Category: 1,
+      MD5: randomHex(16).toUpperCase(),
+      MimeType: "video/mp4",
+      AlternativeHashes: [
+        { HashName: "SHA-256", HashValue: randomHex(32) },
+        { HashName: "SSDEEP", HashValue: "3:AXGBicFlgVNhBGcL6wCrFQEv:AXGHsNhxLsr2C" },
+      ],
+    }));
+    const text = JSON.stringify({
+      "odata.metadata": "http://github.com/ICMEC/ProjectVic/DataModels/1.3.xml#Cases",
+      value: [{ CaseID: "c-1", Media: media, CaseNumber: "SYN-CLI-1" }],
+    });
+    const file = join(dir, "export.json");
+    writeFileSync(file, Buffer.from(`\uFEFF${text.slice(0, text.lastIndexOf("SHA-256"))}`, "utf16le"));
+    const prefix = `${uniqueName("cli")}:`;
+    const send = async (allowPartial: boolean, idPrefix = prefix) => ({
+      prefix: idPrefix,
+      ...(await submitFile(
+        file,
+        { format: "vics", prefix: idPrefix, allowPartial, agency: forceA.agencyId, batch: 500 },
+        { signer: forceA, client, log: () => {}, progress: false },
+      )),
+    });
+    try {
+      const refused = await send(false);
+      expect(refused.sent).toBe(false);
+      expect(refused.fault).toMatchObject({ truncated: true, completeItems: 2, refusedWhole: true });
+      expect(exitCodeOf(refused)).toBe(EXIT_FILE_REFUSED);
+
+      const partial = await send(true);
+      // Accepted, not duplicates: the refused run sent nothing.
+      expect(partial.receipt).toMatchObject({ accepted: 2, duplicates: 0, rejected: 1, byReason: { MALFORMED_VICS: 1 } });
+      expect(partial.fault).toMatchObject({ truncated: true, completeItems: 2, refusedWhole: false });
+      // The cut fell before the case's CaseNumber (written after Media): its CaseID stands.
+      const subs = await submittedIds([`${prefix}1`, `${prefix}2`]);
+      expect(subs.map((s) => [s.contentType, s.lawEnforcement.caseRef, s.hashes.map((h) => h.alg).join(",")])).toEqual([
+        ["video", "c-1", "md5,sha256"],
+        ["video", "c-1", "md5,sha256"],
+      ]);
+
+      // The whole export: every item, with the CaseNumber that follows the Media array.
+      writeFileSync(file, Buffer.from(`\uFEFF${text}`, "utf16le"));
+      const whole = await send(false, `${uniqueName("cli")}:`);
+      expect(whole.receipt).toMatchObject({ accepted: 3, rejected: 0 });
+      expect(whole.ignoredHashNames).toEqual(new Map([["SSDEEP", 3]]));
+      const all = await submittedIds([1, 2, 3].map((id) => `${whole.prefix}${id}`));
+      expect(all.map((s) => s.lawEnforcement.caseRef)).toEqual(["SYN-CLI-1", "SYN-CLI-1", "SYN-CLI-1"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

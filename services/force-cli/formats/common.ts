@@ -3,17 +3,49 @@
  * lenient cell parsers (booleans, UK categories) that exports from forensic tools need.
  */
 import { createHash } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
 import { HashrelayError, ValidationError } from "../../shared/errors.ts";
 import type { ReasonCode } from "../../shared/errors.ts";
 import { UkCategoryValues } from "../../shared/wire/records.ts";
 import type { Hash, UkCategory } from "../../shared/wire/records.ts";
 import type { SubmissionDraft } from "../../shared/wire/submission-validation.ts";
 
+/**
+ * A fault of the file as a whole (a VICS file that is truncated, not JSON, or not text in an
+ * encoding the reader takes): reading stops there, so the items after it are missing.
+ */
+export interface FileFault {
+  /** The file ends before its document does (cut off mid-item): the rest of the export is missing. */
+  readonly truncated: boolean;
+  /** Bytes of the file read when the fault was found (its size, for a truncated file). */
+  readonly atByte: number;
+  /** Media items complete before the fault (the fault is in item `completeItems`, counting from 0). */
+  readonly completeItems: number;
+  /**
+   * True when the reader refused the file whole: it found the fault before yielding any item, and
+   * yields only the fault. False when the complete items before the fault were yielded (a partial file).
+   */
+  readonly refusedWhole: boolean;
+}
+
 /** One media item / row of an input file: a draft ready to sign, or why not (with its bytes, for the DLQ). */
 export type DraftItem =
-  | { readonly index: number; readonly ok: true; readonly draft: SubmissionDraft; readonly original: Buffer }
-  | { readonly index: number; readonly ok: false; readonly reason: ReasonCode; readonly detail: string; readonly original: Buffer };
+  | {
+      readonly index: number;
+      readonly ok: true;
+      readonly draft: SubmissionDraft;
+      readonly original: Buffer;
+      /** Hash names of the item the reader does not take (VICS AlternativeHashes outside the algorithm table). */
+      readonly ignoredHashNames?: readonly string[];
+    }
+  | {
+      readonly index: number;
+      readonly ok: false;
+      readonly reason: ReasonCode;
+      readonly detail: string;
+      readonly original: Buffer;
+      /** Set on the item that stands for a fault of the whole file. */
+      readonly fileFault?: FileFault;
+    };
 
 /** A file's bytes as they arrive: a Node stream, or any async iterable of chunks. */
 export type ByteSource = AsyncIterable<Buffer | Uint8Array | string> | NodeJS.ReadableStream;
@@ -71,23 +103,6 @@ export async function* chunksOf(source: ByteSource): AsyncGenerator<Buffer | str
     else if (Buffer.isBuffer(chunk)) yield chunk;
     else yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   }
-}
-
-/** Text of a byte source in order, UTF-8 sequences split across chunks kept whole, a leading BOM dropped. */
-export async function* textOf(source: ByteSource): AsyncGenerator<{ text: string; bytes: Buffer }, void, undefined> {
-  const decoder = new StringDecoder("utf8");
-  let first = true;
-  for await (const chunk of chunksOf(source)) {
-    const bytes = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk;
-    let text = typeof chunk === "string" ? chunk : decoder.write(chunk);
-    if (first && text.length > 0) {
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-      first = false;
-    }
-    if (text.length > 0 || bytes.length > 0) yield { text, bytes };
-  }
-  const rest = decoder.end();
-  if (rest) yield { text: rest, bytes: Buffer.alloc(0) };
 }
 
 const TRUE_WORDS = new Set(["true", "1", "yes", "y", "t"]);

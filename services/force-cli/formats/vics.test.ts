@@ -385,3 +385,205 @@ describe("readVicsDrafts: malformed files", () => {
     }
   });
 });
+
+/** Reads `text` through a re-openable source (two passes), as the CLI reads a file path. */
+async function readFile(text: string | Buffer, opts: { partial?: boolean; size?: number } = {}): Promise<DraftItem[]> {
+  const out: DraftItem[] = [];
+  let opened = 0;
+  const open = () => {
+    opened++;
+    return chunked(text, opts.size ?? 7);
+  };
+  for await (const item of readVicsDrafts(open, { submissionIdPrefix: "force-a:file-1:", partial: opts.partial ?? false })) out.push(item);
+  expect(opened).toBeLessThanOrEqual(2);
+  return out;
+}
+
+describe("readVicsDrafts: exports as forensic tools write them", () => {
+  it("takes hashes from AlternativeHashes (VICS 1.3) as well as the top-level fields, ignoring and naming unknown ones", async () => {
+    const md5 = randomHex(16);
+    const sha1 = randomHex(20);
+    const sha256 = randomHex(32);
+    const pdq = randomHex(32);
+    const pdna = randomBytes(144);
+    const alt = (HashName: string, HashValue: unknown, extra: Media = {}) => ({ HashName, HashValue, ...extra });
+    const doc = JSON.stringify({
+      ...V1,
+      value: [
+        {
+          MediaID: 1,
+          Category: 1,
+          MD5: md5.toUpperCase(),
+          AlternativeHashes: [
+            alt("SHA-1", sha1.toUpperCase()),
+            alt("sha256", sha256),
+            alt("PhotoDNA", pdna.toString("base64")),
+            alt("PDQ", pdq, { Quality: 88 }),
+            alt("SSDEEP", "3:AXGBicFlgVNhBGcL6wCrFQEv:AXGHsNhxLsr2C"),
+            alt("MD5", md5), // the top-level value again: the same hash, taken once
+            alt("TLSH", null),
+          ],
+        },
+        media(2, { AlternativeHashes: [alt("MD5", randomHex(16))] }),
+        { MediaID: 3, AlternativeHashes: [alt("SHA512", randomHex(64)), alt("ED2K", randomHex(16))] },
+        media(4, { AlternativeHashes: { HashName: "SHA1", HashValue: sha1 } }),
+        media(5, { AlternativeHashes: [alt("SHA256", "not-hex")] }),
+        media(6, { AlternativeHashes: [{ HashValue: sha256 }] }),
+        media(7, { PDQ: pdq, PDQQuality: 90, AlternativeHashes: [alt("Pdq", randomHex(32))] }),
+        { MediaID: 8, AlternativeHashes: [alt("sha-1", sha1)] },
+      ],
+    });
+    const items = await read(doc);
+    expect(items.map((i) => (i.ok ? "ok" : i.reason))).toEqual([
+      "ok",
+      "INVALID_HASH",
+      "NO_HASHES",
+      "INVALID_FIELD",
+      "INVALID_HASH",
+      "INVALID_FIELD",
+      "INVALID_HASH",
+      "ok",
+    ]);
+    const first = ok(items[0]);
+    expect(first.draft.hashes).toEqual([
+      { alg: "md5", value: md5, quality: null },
+      { alg: "sha1", value: sha1, quality: null },
+      { alg: "sha256", value: sha256, quality: null },
+      { alg: "photodna", value: pdna.toString("base64"), quality: null },
+      { alg: "pdq", value: pdq, quality: 88 },
+    ]);
+    expect(first.ignoredHashNames).toEqual(["SSDEEP"]);
+    expect(failed(items[1]).detail).toMatch(/^AlternativeHashes\[0\] \(MD5\): md5 [0-9a-f]{32} conflicts with MD5 [0-9a-f]{32}/);
+    expect(failed(items[2]).detail).toMatch(/AlternativeHashes holds only SHA512, ED2K/);
+    expect(failed(items[4]).detail).toMatch(/^AlternativeHashes\[0\] \(SHA256\): sha256 must be hexadecimal/);
+    expect(failed(items[6]).detail).toMatch(/conflicts with PDQ/);
+    expect(ok(items[7]).draft.hashes).toEqual([{ alg: "sha1", value: sha1, quality: null }]);
+    expect(ok(items[7]).ignoredHashNames).toBeUndefined();
+  });
+
+  it("makes an item whose MimeType or MediaType says video a video submission", async () => {
+    const items = await read(
+      JSON.stringify({
+        ...V2,
+        value: [
+          media(1, { MimeType: "video/mp4" }),
+          media(2, { MediaType: "Video" }),
+          media(3, { MimeType: "VIDEO/X-MSVIDEO", MediaType: "video" }),
+          media(4, { MimeType: "image/jpeg" }),
+          media(5, { MimeType: "application/octet-stream" }),
+          media(6),
+          media(7, { MimeType: "video/mp4", MediaType: "Image" }),
+          media(8, { MimeType: 4 }),
+        ],
+      }),
+    );
+    expect(items.map((i) => (i.ok ? i.draft.contentType : i.reason))).toEqual([
+      "video",
+      "video",
+      "video",
+      "image",
+      "image",
+      "image",
+      "INVALID_FIELD",
+      "INVALID_FIELD",
+    ]);
+    expect(failed(items[6]).detail).toMatch(/MediaType: "Image" says image but MimeType says video/);
+  });
+
+  it("applies case-level fields that come after the Media array to every item of the case, in two passes", async () => {
+    const doc = JSON.stringify({
+      ...V1_CASES,
+      value: [
+        { Media: [media(1), media(2)], CaseID: "case-id-1", CaseNumber: "SYN-LATE-1", Contact: { Name: "synthetic" } },
+        { CaseID: "early-2", Media: [media(1)] },
+        { CaseID: "early-3", Media: [media(1)], CaseNumber: "SYN-LATE-3" },
+        { Media: [media(1)] },
+      ],
+    });
+    const twice = await readFile(doc);
+    expect(twice.map((i) => ok(i).draft.lawEnforcement.caseRef)).toEqual(["SYN-LATE-1", "SYN-LATE-1", "early-2", "SYN-LATE-3", null]);
+    expect(twice.map((i) => ok(i).draft.submissionId)).toEqual([
+      "force-a:file-1:1",
+      "force-a:file-1:2",
+      "force-a:file-1:c1.1",
+      "force-a:file-1:c2.1",
+      "force-a:file-1:c3.1",
+    ]);
+    // One pass (a stream that cannot be re-read) sees only the fields before Media.
+    expect((await read(doc)).map((i) => ok(i).draft.lawEnforcement.caseRef)).toEqual([null, null, "early-2", "early-3", null]);
+  });
+
+  it("decodes UTF-16 LE and BE with a byte-order mark, and UTF-8 with one", async () => {
+    const series = "Sériés ✓ 𝔖ynthetic";
+    const text = `\uFEFF${JSON.stringify({ ...V2, value: [media(1, { Series: series }), media(2)] })}`;
+    const le = Buffer.from(text, "utf16le");
+    const be = Buffer.from(le).swap16();
+    for (const body of [le, be, Buffer.from(text, "utf8")]) {
+      for (const size of [1, 3, 7, 4096]) {
+        const items = await read(body, "p:", size);
+        expect(items.map((i) => (i.ok ? "ok" : i.detail))).toEqual(["ok", "ok"]);
+        expect(ok(items[0]).draft.lawEnforcement.series).toBe(series);
+      }
+    }
+  });
+
+  it("refuses a file that is neither UTF-8 nor UTF-16 with a byte-order mark, naming the encoding problem", async () => {
+    const text = JSON.stringify({ ...V2, value: [media(1, { Series: "Séries" })] });
+    const latin1 = Buffer.from(text, "latin1");
+    const cases: [Buffer, RegExp][] = [
+      [latin1, new RegExp(`^not valid UTF-8: byte 0xe9 at offset ${latin1.indexOf(0xe9)} of the file; save the export as UTF-8`)],
+      [Buffer.from(text, "utf16le"), /^the file looks like UTF-16 without a byte-order mark/],
+      [Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le"), Buffer.from([0x00, 0xdc])]), /^not valid UTF-16LE/],
+      [
+        Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le").subarray(0, 41)]),
+        /^file truncated.*ends inside a UTF-16LE character/,
+      ],
+      [Buffer.from(`\uFEFF${text}`, "utf8").subarray(0, 3 + text.indexOf("é") + 1), /^file truncated.*ends inside a UTF-8 character/],
+    ];
+    for (const [body, detail] of cases) {
+      const items = await read(body, "p:", 5);
+      const last = failed(items[items.length - 1]);
+      expect(last.reason).toBe("MALFORMED_VICS");
+      expect(last.detail).toMatch(detail);
+      expect(last.detail).not.toMatch(/not valid JSON/);
+    }
+  });
+});
+
+describe("readVicsDrafts: a truncated export", () => {
+  const text = JSON.stringify({ ...V2, value: [media(1), media(2), media(3)] });
+  const cut = text.slice(0, text.lastIndexOf("MD5") + 10);
+
+  it("is refused whole by default when the source can be read twice: one item, nothing else", async () => {
+    const items = await readFile(cut);
+    expect(items).toHaveLength(1);
+    const f = failed(items[0]);
+    expect(f).toMatchObject({ index: 0, reason: "MALFORMED_VICS" });
+    expect(f.fileFault).toEqual({ truncated: true, atByte: cut.length, completeItems: 2, refusedWhole: true });
+    expect(f.detail).toMatch(
+      new RegExp(
+        `^file truncated: it ends at byte ${cut.length}, after 2 complete media items: .*the file is refused whole; none of its 2`,
+      ),
+    );
+  });
+
+  it("yields the complete items and then says plainly that the file was truncated when partial", async () => {
+    const items = await readFile(cut, { partial: true });
+    expect(items.map((i) => (i.ok ? "ok" : i.reason))).toEqual(["ok", "ok", "MALFORMED_VICS"]);
+    expect(failed(items[2]).fileFault).toEqual({ truncated: true, atByte: cut.length, completeItems: 2, refusedWhole: false });
+    // One pass over a stream is always partial.
+    expect(failed((await read(cut))[2]).fileFault).toEqual({ truncated: true, atByte: cut.length, completeItems: 2, refusedWhole: false });
+  });
+
+  it("says a fault other than truncation is not one, and reads a whole file in two passes as in one", async () => {
+    const bad = `{"@odata.context":"x#Media","value":[${JSON.stringify(media(1))},{"MD5": nope}, ${JSON.stringify(media(3))}]}`;
+    const f = failed((await readFile(bad))[0]);
+    expect(f.fileFault).toMatchObject({ truncated: false, completeItems: 1, refusedWhole: true });
+    expect(f.detail).toMatch(/^not valid JSON/);
+    const empty = failed((await readFile(""))[0]);
+    expect(empty.fileFault).toMatchObject({ truncated: false, completeItems: 0 });
+    expect((await readFile(text)).map((i) => (i.ok ? i.draft.submissionId : i.reason))).toEqual(
+      (await read(text)).map((i) => (i.ok ? i.draft.submissionId : i.reason)),
+    );
+  });
+});
