@@ -7,6 +7,7 @@
  */
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { degenerateCounts, degenerateValues } from "../../services/dedup/degenerate-report.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
@@ -233,5 +234,10 @@ describe("perceptual values are evidence of similarity, never identity", () => {
     );
     const issuedAfter = feed.filter((r) => degenerate.has(r.value) && r.op === "UPSERT" && r.value !== sharedPdq.value);
     expect(issuedAfter).toEqual([]);
+
+    // What operators see: counts by reason, and each value as a prefix with its reason and carriers.
+    expect(await degenerateCounts(p.hubDb.pool)).toEqual({ CONSTANT: 2, LOW_QUALITY: 1, SHARED: 1 });
+    const listed = await degenerateValues(p.hubDb.pool, { reason: "SHARED", limit: 10 });
+    expect(listed).toMatchObject([{ alg: "pdq", valuePrefix: `${sharedPdq.value.slice(0, 12)}…`, reason: "SHARED", records: 4 }]);
   });
 });
