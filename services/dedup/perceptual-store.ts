@@ -72,6 +72,19 @@ export async function carriersOf(client: PoolClient, values: readonly Value[]): 
   return rows.map((r) => r.record_id);
 }
 
+/** The records carrying one of these perceptual values on which the paired agency has a sighting. */
+export async function ownCarriersOf(client: PoolClient, wanted: readonly { agencyId: string; hash: Value }[]): Promise<string[]> {
+  const perceptual = wanted.filter((w) => !isIdentity(w.hash));
+  if (perceptual.length === 0) return [];
+  const { rows } = await client.query<{ record_id: string }>(
+    `SELECT DISTINCT h.record_id FROM unnest($1::text[], $2::text[], $3::text[]) AS w(alg, value, agency_id)
+       JOIN record_hashes h ON h.alg = w.alg AND h.value = w.value AND NOT h.exact
+       JOIN sightings s ON s.record_id = h.record_id AND s.agency_id = w.agency_id`,
+    [perceptual.map((w) => w.hash.alg), perceptual.map((w) => w.hash.value), perceptual.map((w) => w.agencyId)],
+  );
+  return rows.map((r) => r.record_id);
+}
+
 /**
  * After writeChanges: stores the values that became degenerate in this batch and recounts the
  * carriers of every degenerate value the batch touched.

@@ -23,7 +23,7 @@ import type { ConsensusPolicy } from "./consensus.ts";
 import { applySubmission, finaliseChanges, hashKey, isIdentity, reviseCarriers, settleDegenerate } from "./engine.ts";
 import type { Degeneracy, WorkingSet } from "./engine.ts";
 import type { NearDuplicateLinker } from "./near-duplicate-linker.ts";
-import { carriersOf, loadDegenerateStatus, loadPerceptual, writeDegenerate } from "./perceptual-store.ts";
+import { carriersOf, loadDegenerateStatus, loadPerceptual, ownCarriersOf, writeDegenerate } from "./perceptual-store.ts";
 import {
   appliedSubmissionIds,
   emptyWorkingSet,
@@ -151,8 +151,8 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
   const perceptualRetractions = candidates
     .map((c) => c.submission)
     .filter((s) => s.op === "RETRACT" && !s.hashes.some(isIdentity))
-    .flatMap((s) => s.hashes);
-  await loadRecords(tx, ws, await carriersOf(tx, perceptualRetractions));
+    .flatMap((s) => s.hashes.map((hash) => ({ agencyId: s.agencyId, hash })));
+  await loadRecords(tx, ws, await ownCarriersOf(tx, perceptualRetractions));
   await deps.nearDuplicates.catchUp(tx);
 
   const { applied, rejections } = decide(ws, batch, seen, now);

@@ -240,4 +240,20 @@ describe("perceptual values are evidence of similarity, never identity", () => {
     const listed = await degenerateValues(p.hubDb.pool, { reason: "SHARED", limit: 10 });
     expect(listed).toMatchObject([{ alg: "pdq", valuePrefix: `${sharedPdq.value.slice(0, 12)}…`, reason: "SHARED", records: 4 }]);
   });
+
+  it("a RETRACT naming only a perceptual value withdraws the retracting agency's record, not another agency's", async () => {
+    const only = photodna((i) => i * 13 + 5);
+    const t = Date.now();
+    await publish([
+      signedSubmission(agency("force-a"), { hashes: [only], submittedAt: t }),
+      signedSubmission(agency("force-b"), { hashes: [only], submittedAt: t }),
+    ]);
+    await waitFor("two records", async () => carrying(await latestRecords(), only).length === 2);
+    await publish([signedSubmission(agency("force-a"), { op: "RETRACT", hashes: [only], submittedAt: t + 1 })]);
+    await waitFor("one withdrawn", async () => carrying(await latestRecords(), only).some((r) => r.deleted));
+    const records = await settled();
+    const [gone, kept] = [carrying(records, only).filter((r) => r.deleted), carrying(records, only).filter((r) => !r.deleted)];
+    expect(gone.map((r) => r.provenance.agencies)).toEqual([[]]);
+    expect(kept.map((r) => r.provenance.agencies)).toEqual([["force-b"]]);
+  });
 });
