@@ -84,6 +84,23 @@ export function overlappingSubmissions(images: SyntheticImage[], forces: AgencyS
 }
 
 /** A VICS 2.0 Media export as a force's forensic tool would write it (upper-case MD5, string booleans). */
+/**
+ * The placeholder PhotoDNA a forensic tool writes for items it could not hash: the same value on
+ * several items of one export, each a different file (different MD5s). Synthetic bytes.
+ */
+export const PLACEHOLDER_PHOTODNA = Buffer.from(Array.from({ length: 144 }, (_, i) => (i * 37 + 11) & 0xff)).toString("base64");
+/** Items of the export carrying the placeholder (more than dedup's default threshold, so it turns degenerate). */
+export const PLACEHOLDER_ITEMS = 6;
+/** An all-zero PhotoDNA on one item: constant, degenerate from the start. */
+const ZERO_PHOTODNA = Buffer.alloc(144).toString("base64");
+
+/** Perceptual values of item i: the placeholder on items 1..PLACEHOLDER_ITEMS, all-zero on the next one. */
+function perceptualOf(i: number): Record<string, string> {
+  if (i >= 1 && i <= PLACEHOLDER_ITEMS) return { PhotoDNA: PLACEHOLDER_PHOTODNA };
+  if (i === PLACEHOLDER_ITEMS + 1) return { PhotoDNA: ZERO_PHOTODNA };
+  return {};
+}
+
 export function syntheticVicsFile(count: number): string {
   return JSON.stringify({
     "@odata.context": "http://github.com/ICMEC/ProjectVic/DataModels/2.0.xml/US/$metadata#Media",
@@ -91,6 +108,7 @@ export function syntheticVicsFile(count: number): string {
       MediaID: i + 1,
       MD5: hex(16).toUpperCase(),
       SHA1: hex(20),
+      ...perceptualOf(i),
       Category: i % 10 === 0 ? null : 1,
       UKCategory: ["A", "B", "C"][i % 3],
       IsDistributed: i % 2 ? "true" : "false",

@@ -25,6 +25,7 @@ import { addAccessCommands } from "./commands/access.ts";
 import { addAgencyCommands } from "./commands/agencies.ts";
 import { addAuditCommands } from "./commands/audit.ts";
 import { addDlqCommands } from "./commands/dlq.ts";
+import { addHashCommands } from "./commands/hashes.ts";
 import { addKeyCommands } from "./commands/keys.ts";
 import { addMigrateCommand } from "./commands/migrate.ts";
 import { addPartnerCommands } from "./commands/partners.ts";
@@ -144,6 +145,7 @@ export function buildCli(): Command {
   const program = new Command("hashrelay").description("hashrelay hub administration").showHelpAfterError();
   addMigrateCommand(program);
   addTopicsCommand(program);
+  addHashCommands(program);
   addAgencyCommands(program);
   addPartnerCommands(program);
   addAccessCommands(program);

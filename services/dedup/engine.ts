@@ -3,15 +3,20 @@
  * records loaded for the batch. Pure and synchronous, so the rules are unit-tested without a
  * database; store.ts loads the working set and writes back what changed.
  *
- * Identity: any shared exact hash (any algorithm) joins a submission to a record; a submission
- * whose hashes hit two records merges them into the one first seen, and the absorbed one is
- * withdrawn with mergedInto. Near duplicates are linked separately (near-duplicates/).
+ * Identity: only a shared exact (cryptographic) hash joins a submission to a record; a submission
+ * whose exact hashes hit two records merges them into the one first seen, and the absorbed one is
+ * withdrawn with mergedInto. Perceptual values never join, even when equal: distinct pictures share
+ * them. They are linked as near duplicates separately (near-duplicate-linker.ts), unless degenerate
+ * (degenerate.ts): the working set counts the distinct records carrying each perceptual value of
+ * the batch, and a value that reaches the threshold becomes degenerate on every record carrying it.
  */
 import { randomUUID } from "node:crypto";
 import type { ReasonCode } from "../shared/errors.ts";
-import type { CanonicalRecord, ContentType, Hash, LawEnforcementMetadata, Submission } from "../shared/wire/records.ts";
+import { hashAlgorithm } from "../shared/wire/hash-algorithms.ts";
+import type { CanonicalRecord, ContentType, DegenerateReason, Hash, LawEnforcementMetadata, Submission } from "../shared/wire/records.ts";
 import { computeConsensus } from "./consensus.ts";
 import type { ConsensusPolicy, SightingGrade } from "./consensus.ts";
+import { intrinsicDegeneracy, isSharedByMany } from "./degenerate.ts";
 
 export interface Sighting extends SightingGrade {
   readonly submissionId: string;
@@ -37,10 +42,30 @@ export interface RecordState {
   changed: boolean;
 }
 
+/** A degenerate perceptual value as the store keeps it. */
+export interface Degeneracy {
+  readonly alg: Hash["alg"];
+  readonly value: string;
+  readonly reason: DegenerateReason;
+  /** Distinct canonical records carrying it, as last counted. */
+  records: number;
+  readonly firstSeenAt: number;
+  /** Became degenerate in this batch (not yet stored). */
+  readonly isNew: boolean;
+}
+
 export interface WorkingSet {
-  /** alg:value -> recordId that owned it when loaded (or since) */
+  /** alg:value of an exact hash -> recordId that owned it when loaded (or since) */
   readonly recordByHash: Map<string, string>;
   readonly records: Map<string, RecordState>;
+  /** alg:value of a perceptual value -> distinct records carrying it in the store when loaded (loadPerceptual). */
+  readonly perceptualStored: Map<string, number>;
+  /** alg:value of a perceptual value -> records carrying it since it was loaded, minus merged-away duplicates. */
+  readonly perceptualDelta: Map<string, number>;
+  /** alg:value -> degenerate status, for every perceptual value whose status was looked up. */
+  readonly degenerate: Map<string, Degeneracy>;
+  /** Perceptual values whose degenerate status was looked up (degenerate or not). */
+  readonly degenerateKnown: Set<string>;
 }
 
 export type ApplyOutcome =
@@ -49,6 +74,22 @@ export type ApplyOutcome =
 
 export const hashKey = (h: Pick<Hash, "alg" | "value">): string => `${h.alg}:${h.value}`;
 
+/** Whether a hash identifies its record: an exact (cryptographic) algorithm. */
+export const isIdentity = (h: Pick<Hash, "alg">): boolean => hashAlgorithm(h.alg).match.kind === "exact";
+
+export function emptyWorkingSet(): WorkingSet {
+  return {
+    recordByHash: new Map(),
+    records: new Map(),
+    perceptualStored: new Map(),
+    perceptualDelta: new Map(),
+    degenerate: new Map(),
+    degenerateKnown: new Set(),
+  };
+}
+
+const bump = (m: Map<string, number>, k: string, by: number) => m.set(k, (m.get(k) ?? 0) + by);
+
 /** Follows mergedInto to the record that now stands for this one. */
 function survivorOf(ws: WorkingSet, recordId: string): RecordState | undefined {
   let rec = ws.records.get(recordId);
@@ -56,9 +97,11 @@ function survivorOf(ws: WorkingSet, recordId: string): RecordState | undefined {
   return rec;
 }
 
+/** The records a submission's exact hashes name (perceptual values never identify a record). */
 function recordsFor(ws: WorkingSet, hashes: readonly Hash[]): RecordState[] {
   const found = new Map<string, RecordState>();
   for (const h of hashes) {
+    if (!isIdentity(h)) continue;
     const id = ws.recordByHash.get(hashKey(h));
     const rec = id ? survivorOf(ws, id) : undefined;
     if (rec) found.set(rec.recordId, rec);
@@ -82,8 +125,9 @@ function sightingOf(sub: Submission): Sighting {
 
 function absorb(ws: WorkingSet, survivor: RecordState, absorbed: RecordState): void {
   for (const [k, h] of absorbed.hashes) {
+    if (!isIdentity(h) && survivor.hashes.has(k)) bump(ws.perceptualDelta, k, -1); // two carriers become one
     survivor.hashes.set(k, h);
-    ws.recordByHash.set(k, survivor.recordId);
+    if (isIdentity(h)) ws.recordByHash.set(k, survivor.recordId);
   }
   for (const [agency, s] of absorbed.sightings) {
     const mine = survivor.sightings.get(agency);
@@ -100,11 +144,25 @@ function absorb(ws: WorkingSet, survivor: RecordState, absorbed: RecordState): v
   survivor.changed = true;
 }
 
+/**
+ * The records a RETRACT without a known exact hash reaches: those carrying one of its perceptual
+ * values on which the retracting agency has a sighting (a perceptual value alone never names
+ * another agency's record).
+ */
+function ownRecordsByPerceptual(ws: WorkingSet, sub: Submission): RecordState[] {
+  const keys = new Set(sub.hashes.filter((h) => !isIdentity(h)).map(hashKey));
+  if (keys.size === 0) return [];
+  return [...ws.records.values()]
+    .filter((r) => !r.mergedInto && r.sightings.has(sub.agencyId) && [...r.hashes.keys()].some((k) => keys.has(k)))
+    .sort((a, b) => a.firstSeenAt - b.firstSeenAt || a.recordId.localeCompare(b.recordId));
+}
+
 export function applySubmission(ws: WorkingSet, sub: Submission, now: number): ApplyOutcome {
-  const matches = recordsFor(ws, sub.hashes);
+  const exact = recordsFor(ws, sub.hashes);
   const incoming = sightingOf(sub);
 
   if (sub.op === "RETRACT") {
+    const matches = exact.length > 0 ? exact : ownRecordsByPerceptual(ws, sub);
     if (matches.length === 0) {
       return { kind: "rejected", reason: "NOT_FOUND", detail: "retraction names no hash the hub holds" };
     }
@@ -121,6 +179,7 @@ export function applySubmission(ws: WorkingSet, sub: Submission, now: number): A
     return { kind: "applied", recordIds: matches.map((r) => r.recordId) };
   }
 
+  const matches = exact;
   let target: RecordState;
   if (matches.length === 0) {
     target = {
@@ -149,12 +208,65 @@ export function applySubmission(ws: WorkingSet, sub: Submission, now: number): A
   }
   for (const h of sub.hashes) {
     const k = hashKey(h);
+    if (isIdentity(h)) ws.recordByHash.set(k, target.recordId);
+    else if (!target.hashes.has(k)) bump(ws.perceptualDelta, k, 1);
     if (!target.hashes.has(k)) target.hashes.set(k, h);
-    ws.recordByHash.set(k, target.recordId);
   }
   target.sightings.set(sub.agencyId, incoming);
   target.changed = true;
   return { kind: "applied", recordIds: [target.recordId, ...matches.slice(1).map((r) => r.recordId)] };
+}
+
+/** Why a perceptual hash of a record is degenerate, or null; its status must have been looked up. */
+export function degeneracyOf(ws: WorkingSet, h: Hash): DegenerateReason | null {
+  if (isIdentity(h)) return null;
+  const k = hashKey(h);
+  if (!ws.degenerateKnown.has(k)) throw new Error(`degenerate status of ${h.alg} value not loaded`);
+  return ws.degenerate.get(k)?.reason ?? intrinsicDegeneracy(h);
+}
+
+/** Whether a hash takes part in near-duplicate matching: perceptual and not degenerate. */
+export const isMatchable = (ws: WorkingSet, h: Hash): boolean => !isIdentity(h) && degeneracyOf(ws, h) === null;
+
+/**
+ * Decides, for every perceptual value of the batch's changed records whose carriers were counted
+ * (perceptualStored), whether it is degenerate now: by its value and quality, or because it sits on
+ * `threshold` or more distinct records. Returns the values that became degenerate in this batch;
+ * the caller loads every record carrying a SHARED one and calls reviseCarriers.
+ */
+export function settleDegenerate(ws: WorkingSet, threshold: number, now: number): Degeneracy[] {
+  const fresh: Degeneracy[] = [];
+  for (const rec of ws.records.values()) {
+    if (!rec.changed) continue;
+    for (const [k, h] of rec.hashes) {
+      const stored = ws.perceptualStored.get(k);
+      if (stored === undefined || isIdentity(h)) continue;
+      const records = stored + (ws.perceptualDelta.get(k) ?? 0);
+      const known = ws.degenerate.get(k);
+      if (known) {
+        known.records = records;
+        continue;
+      }
+      const reason = intrinsicDegeneracy(h) ?? (isSharedByMany(records, threshold) ? "SHARED" : null);
+      if (!reason) continue;
+      const d: Degeneracy = { alg: h.alg, value: h.value, reason, records, firstSeenAt: now, isNew: true };
+      ws.degenerate.set(k, d);
+      ws.degenerateKnown.add(k);
+      fresh.push(d);
+    }
+  }
+  return fresh;
+}
+
+/**
+ * Gives every live record in the working set that carries one of these values a new revision, so
+ * the value's new status reaches distribution (which removes it from the feeds that held it).
+ */
+export function reviseCarriers(ws: WorkingSet, keys: ReadonlySet<string>): void {
+  for (const rec of ws.records.values()) {
+    if (rec.mergedInto || rec.deleted) continue;
+    for (const k of rec.hashes.keys()) if (keys.has(k)) rec.changed = true;
+  }
 }
 
 /** Links two records as near duplicates (both directions). */
@@ -186,6 +298,15 @@ function restrictedOf(rec: RecordState): CanonicalRecord["restricted"] {
   };
 }
 
+function degenerateOf(ws: WorkingSet, rec: RecordState): CanonicalRecord["degenerate"] {
+  const out: CanonicalRecord["degenerate"] = [];
+  for (const h of rec.hashes.values()) {
+    const reason = degeneracyOf(ws, h);
+    if (reason) out.push({ alg: h.alg, value: h.value, reason });
+  }
+  return out.sort((a, b) => hashKey(a).localeCompare(hashKey(b)));
+}
+
 /**
  * Closes the batch: every changed record gets the next revision and its consensus recomputed.
  * Returns the canonical records to publish, in a stable order.
@@ -212,6 +333,7 @@ export function finaliseChanges(ws: WorkingSet, policy: ConsensusPolicy, now: nu
       provenance: { agencies: consensus.agencies, firstSeenAt: rec.firstSeenAt },
       restricted: restrictedOf(rec),
       nearDuplicates: [...rec.nearDuplicates].sort(),
+      degenerate: degenerateOf(ws, rec),
       updatedAt: now,
     });
   }

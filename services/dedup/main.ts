@@ -15,6 +15,7 @@ import { createLogger } from "../shared/logging.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { topicNames } from "../shared/topics.ts";
+import { DEFAULT_DEGENERATE_PERCEPTUAL_RECORDS, valuePrefix } from "./degenerate.ts";
 import { IndexedNearDuplicateLinker } from "./near-duplicate-linker.ts";
 import { PHOTODNA_DEFAULT_THRESHOLD } from "./near-duplicates/photodna-index.ts";
 import { SERVICE, applyBatch, verifyBatch } from "./processor.ts";
@@ -35,6 +36,8 @@ export const configShape = {
   DEDUP_CONFIRMATIONS: z.coerce.number().int().min(1).default(2),
   DEDUP_PHOTODNA_THRESHOLD: z.coerce.number().int().positive().default(PHOTODNA_DEFAULT_THRESHOLD),
   DEDUP_MAX_SUBMISSION_AGE_DAYS: z.coerce.number().positive().default(30),
+  /** A perceptual value carried by this many distinct canonical records is degenerate (kept out of matching and feeds). */
+  DEDUP_DEGENERATE_PERCEPTUAL_RECORDS: z.coerce.number().int().min(2).default(DEFAULT_DEGENERATE_PERCEPTUAL_RECORDS),
 };
 
 export type DedupConfig = z.infer<z.ZodObject<typeof configShape>>;
@@ -74,6 +77,7 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     nearDuplicates,
     logger,
     maxSubmissionAgeMs: config.DEDUP_MAX_SUBMISSION_AGE_DAYS * 86_400_000,
+    degeneratePerceptualRecords: config.DEDUP_DEGENERATE_PERCEPTUAL_RECORDS,
   };
   const kafka = serviceKafka(config, "hashrelay-dedup", logger);
   const producer = await connectedProducer(kafka);
@@ -91,6 +95,10 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     afterCommit: ({ result: r }, batch) => {
       const counts = { applied: r.applied, rejected: r.rejected, skipped: r.skipped, records: r.records.length };
       logger.info({ partition: batch.partition, ...counts }, "batch applied");
+      for (const d of r.degenerate) {
+        const value = { alg: d.alg, valuePrefix: valuePrefix(d.value), reason: d.reason, records: d.records };
+        logger.warn(value, "perceptual value degenerate: kept out of near-duplicate matching and partner feeds");
+      }
       relay.notify();
     },
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,

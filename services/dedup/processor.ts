@@ -3,7 +3,9 @@
  * no lock), then, inside the exactly-once step's transaction (shared/exactly-once-step.ts, which
  * owns the lock, the stored offset and COMMIT), applyBatch applies the batch and writes the
  * changed canonical records, audit events and rejections to the outbox. A redelivered message is
- * left out by the step; a replayed submission id is rejected as a duplicate.
+ * left out by the step; a replayed submission id is rejected as a duplicate. Perceptual values that
+ * become degenerate in a batch give every live record carrying them a new revision in the same
+ * transaction, so distribution removes them from the feeds that held them.
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { AvroCodec } from "../shared/wire/codec.ts";
@@ -18,10 +20,19 @@ import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { AuditEvent, CanonicalRecord, Rejection, Submission } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { ConsensusPolicy } from "./consensus.ts";
-import { applySubmission, finaliseChanges } from "./engine.ts";
-import type { WorkingSet } from "./engine.ts";
+import { applySubmission, finaliseChanges, hashKey, isIdentity, reviseCarriers, settleDegenerate } from "./engine.ts";
+import type { Degeneracy, WorkingSet } from "./engine.ts";
 import type { NearDuplicateLinker } from "./near-duplicate-linker.ts";
-import { appliedSubmissionIds, emptyWorkingSet, enqueueOutbox, loadByHashes, recordAppliedSubmissions, writeChanges } from "./store.ts";
+import { carriersOf, loadDegenerateStatus, loadPerceptual, ownCarriersOf, writeDegenerate } from "./perceptual-store.ts";
+import {
+  appliedSubmissionIds,
+  emptyWorkingSet,
+  enqueueOutbox,
+  loadByHashes,
+  loadRecords,
+  recordAppliedSubmissions,
+  writeChanges,
+} from "./store.ts";
 import type { OutboxMessage } from "./store.ts";
 
 export const SERVICE = "dedup";
@@ -37,6 +48,8 @@ export interface DedupDeps {
   readonly logger: Logger;
   /** Submissions older than this are refused as stale (replays of old captures). */
   readonly maxSubmissionAgeMs: number;
+  /** A perceptual value on this many distinct canonical records is degenerate (SHARED). */
+  readonly degeneratePerceptualRecords: number;
   readonly now?: () => number;
   /** Test hook: called inside the transaction at the end of the apply step, before COMMIT. */
   readonly beforeCommit?: () => Promise<void>;
@@ -53,6 +66,8 @@ export interface BatchResult {
   /** Messages below the stored offset: applied before, left out. */
   readonly skipped: number;
   readonly records: CanonicalRecord[];
+  /** Perceptual values that became degenerate in this batch. */
+  readonly degenerate: Degeneracy[];
 }
 
 export type Verified =
@@ -129,18 +144,26 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
     candidates.map((c) => c.submission.submissionId),
   );
   const ws = emptyWorkingSet();
-  await loadByHashes(
-    tx,
-    ws,
-    candidates.flatMap((c) => c.submission.hashes),
-  );
+  const hashes = candidates.flatMap((c) => c.submission.hashes);
+  await loadByHashes(tx, ws, hashes);
+  await loadPerceptual(tx, ws, hashes);
+  // A RETRACT without an exact hash reaches the retracting agency's records carrying its perceptual values.
+  const perceptualRetractions = candidates
+    .map((c) => c.submission)
+    .filter((s) => s.op === "RETRACT" && !s.hashes.some(isIdentity))
+    .flatMap((s) => s.hashes.map((hash) => ({ agencyId: s.agencyId, hash })));
+  await loadRecords(tx, ws, await ownCarriersOf(tx, perceptualRetractions));
   await deps.nearDuplicates.catchUp(tx);
 
   const { applied, rejections } = decide(ws, batch, seen, now);
 
+  const degenerate = await settleDegenerateValues(deps, tx, ws, now);
+  await loadDegenerateStatus(tx, ws);
   await deps.nearDuplicates.link(tx, ws);
+  await loadDegenerateStatus(tx, ws); // records the linker loaded and linked
   const records = finaliseChanges(ws, deps.policy, now);
   await writeChanges(tx, ws);
+  await writeDegenerate(tx, ws);
   await recordAppliedSubmissions(
     tx,
     applied.map(({ v: { submission: s, digest }, recordId }) => ({
@@ -153,7 +176,21 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
   );
   await enqueueOutbox(tx, outboxMessages(deps, now, applied, records, rejections));
   await deps.beforeCommit?.();
-  return { result: { applied: applied.length, rejected: rejections.length, skipped: batch.redelivered, records } };
+  return { result: { applied: applied.length, rejected: rejections.length, skipped: batch.redelivered, records, degenerate } };
+}
+
+/**
+ * Decides which of the batch's perceptual values are degenerate now; for each that became SHARED,
+ * loads every record carrying it and gives the live ones a new revision.
+ */
+async function settleDegenerateValues(deps: DedupDeps, tx: PoolClient, ws: WorkingSet, now: number): Promise<Degeneracy[]> {
+  const fresh = settleDegenerate(ws, deps.degeneratePerceptualRecords, now);
+  const shared = fresh.filter((d) => d.reason === "SHARED");
+  if (shared.length) {
+    await loadRecords(tx, ws, await carriersOf(tx, shared));
+    reviseCarriers(ws, new Set(shared.map(hashKey)));
+  }
+  return fresh;
 }
 
 /** Applies each verified submission to the working set, in offset order; refusals become rejections. */

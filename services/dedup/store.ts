@@ -1,8 +1,14 @@
-/** PostgreSQL side of dedup: loads a batch's working set and writes back what changed. */
+/**
+ * PostgreSQL side of dedup: loads a batch's working set and writes back what changed. Records are
+ * found by their exact hashes only (record_hashes_exact: one owner per exact value); perceptual
+ * rows are one per carrying record and never used to find a record (perceptual-store.ts counts them).
+ */
 import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import type { ContentType, Hash, HashAlg, IcsCategory, LawEnforcementMetadata, UkCategory } from "../shared/wire/records.ts";
-import { hashKey } from "./engine.ts";
+import { emptyWorkingSet, hashKey, isIdentity } from "./engine.ts";
 import type { RecordState, Sighting, WorkingSet } from "./engine.ts";
+
+export { emptyWorkingSet };
 
 interface RecordRow {
   record_id: string;
@@ -29,17 +35,14 @@ interface SightingRow {
   submitted_at: number;
 }
 
-export function emptyWorkingSet(): WorkingSet {
-  return { recordByHash: new Map(), records: new Map() };
-}
-
-/** Loads the records owning any of these hashes, following merges, with their hashes and sightings. */
+/** Loads the records owning any of these hashes' exact values, following merges, with their hashes and sightings. */
 export async function loadByHashes(client: PoolClient, ws: WorkingSet, hashes: readonly Pick<Hash, "alg" | "value">[]): Promise<void> {
-  const wanted = hashes.filter((h) => !ws.recordByHash.has(hashKey(h)));
+  const wanted = hashes.filter((h) => isIdentity(h) && !ws.recordByHash.has(hashKey(h)));
   if (wanted.length === 0) return;
   const { rows } = await client.query<{ record_id: string }>(
     `SELECT DISTINCT h.record_id FROM record_hashes h
-       JOIN unnest($1::text[], $2::text[]) AS w(alg, value) ON h.alg = w.alg AND h.value = w.value`,
+       JOIN unnest($1::text[], $2::text[]) AS w(alg, value) ON h.alg = w.alg AND h.value = w.value
+      WHERE h.exact`,
     [wanted.map((h) => h.alg), wanted.map((h) => h.value)],
   );
   await loadRecords(
@@ -79,7 +82,7 @@ export async function loadRecords(client: PoolClient, ws: WorkingSet, recordIds:
     for (const h of hashRows.rows) {
       const hash: Hash = { alg: h.alg, value: h.value, quality: h.quality };
       ws.records.get(h.record_id)?.hashes.set(hashKey(hash), hash);
-      ws.recordByHash.set(hashKey(hash), h.record_id);
+      if (isIdentity(hash)) ws.recordByHash.set(hashKey(hash), h.record_id);
     }
     for (const s of sightingRows.rows) {
       const sighting: Sighting = {
@@ -131,17 +134,7 @@ export async function writeChanges(client: PoolClient, ws: WorkingSet): Promise<
       changed.map((r) => r.updatedAt),
     ],
   );
-  const hashes = changed.flatMap((r) => [...r.hashes.values()].map((h) => ({ r, h })));
-  if (hashes.length) {
-    // A merge moves hashes: the owner changes, hash_seq stays (the index follows merged_into).
-    await client.query(
-      `INSERT INTO record_hashes (alg, value, record_id, quality)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::int[])
-       ON CONFLICT (alg, value) DO UPDATE SET record_id = EXCLUDED.record_id
-         WHERE record_hashes.record_id IS DISTINCT FROM EXCLUDED.record_id`,
-      [hashes.map((x) => x.h.alg), hashes.map((x) => x.h.value), hashes.map((x) => x.r.recordId), hashes.map((x) => x.h.quality)],
-    );
-  }
+  await writeHashes(client, changed);
   await client.query("DELETE FROM sightings WHERE record_id = ANY($1::uuid[])", [changed.map((r) => r.recordId)]);
   const sightings = changed.flatMap((r) => [...r.sightings.values()].map((s) => ({ r, s })));
   if (sightings.length) {
@@ -163,6 +156,45 @@ export async function writeChanges(client: PoolClient, ws: WorkingSet): Promise<
     );
   }
   return changed;
+}
+
+/** The changed records' hashes: exact ones move to their new owner, perceptual ones are one row per carrier. */
+async function writeHashes(client: PoolClient, changed: readonly RecordState[]): Promise<void> {
+  const all = changed.flatMap((r) => [...r.hashes.values()].map((h) => ({ r, h })));
+  const exact = all.filter((x) => isIdentity(x.h));
+  const perceptual = all.filter((x) => !isIdentity(x.h));
+  const columns = (xs: typeof all) => [
+    xs.map((x) => x.h.alg),
+    xs.map((x) => x.h.value),
+    xs.map((x) => x.r.recordId),
+    xs.map((x) => x.h.quality),
+  ];
+  if (exact.length) {
+    // A merge moves exact hashes: the owner changes, hash_seq stays.
+    await client.query(
+      `INSERT INTO record_hashes (alg, value, record_id, quality, exact)
+       SELECT *, true FROM unnest($1::text[], $2::text[], $3::uuid[], $4::int[])
+       ON CONFLICT (alg, value) WHERE exact DO UPDATE SET record_id = EXCLUDED.record_id
+         WHERE record_hashes.record_id IS DISTINCT FROM EXCLUDED.record_id`,
+      columns(exact),
+    );
+  }
+  // A merge moves perceptual values too: the absorbed record's rows go, the survivor's are new rows
+  // (a new hash_seq, so every instance's near-duplicate index learns the survivor carries them).
+  await client.query(
+    `DELETE FROM record_hashes h WHERE h.record_id = ANY($1::uuid[]) AND NOT h.exact
+       AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[], $4::uuid[]) AS k(alg, value, record_id)
+                        WHERE k.alg = h.alg AND k.value = h.value AND k.record_id = h.record_id)`,
+    [changed.map((r) => r.recordId), ...columns(perceptual).slice(0, 3)],
+  );
+  if (perceptual.length) {
+    await client.query(
+      `INSERT INTO record_hashes (alg, value, record_id, quality, exact)
+       SELECT *, false FROM unnest($1::text[], $2::text[], $3::uuid[], $4::int[])
+       ON CONFLICT (alg, value, record_id) DO NOTHING`,
+      columns(perceptual),
+    );
+  }
 }
 
 export interface OutboxMessage {

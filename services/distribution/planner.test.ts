@@ -208,6 +208,43 @@ describe("planner", () => {
     expectReconciled(records, held, "withdrawn claimant");
   });
 
+  it("a perceptual value on several live records goes by the governing one; a retraction of that one hands it to the other", () => {
+    const [A, B] = [randomUUID(), randomUUID()];
+    const P: Hash = { alg: "pdq", value: randomHex(32), quality: 90 };
+    const records = [
+      canonical(A, 1, [md5(), P], 1_000),
+      canonical(B, 1, [md5(), P], 2_000, { classification: { uk: "B", ics: "B1" } }),
+      canonical(B, 2, [md5(), P], 3_000, { deleted: true }),
+    ];
+    const first = distribute(records.slice(0, 2));
+    expect(first.held.get("industry")?.get(`pdq:${P.value}`)).toMatchObject({ recordId: B, category: "B1" });
+    expectReconciled(records.slice(0, 2), first.held, "two carriers");
+    const { held } = distribute(records);
+    expect(held.get("industry")?.get(`pdq:${P.value}`)).toMatchObject({ recordId: A, category: "A1" });
+    expectReconciled(records, held, "one carrier retracted");
+  });
+
+  it("a degenerate value is never upserted, and a revision marking a held value degenerate removes it", () => {
+    const A = randomUUID();
+    const [X, P, weak] = [
+      md5(),
+      { alg: "pdq" as const, value: randomHex(32), quality: 90 },
+      { alg: "pdq" as const, value: randomHex(32), quality: 20 },
+    ];
+    const shared = { alg: P.alg, value: P.value, reason: "SHARED" as const };
+    const records = [
+      canonical(A, 1, [X, P, weak], 1_000, { degenerate: [{ alg: weak.alg, value: weak.value, reason: "LOW_QUALITY" }] }),
+      canonical(A, 2, [X, P, weak], 2_000, { degenerate: [{ alg: weak.alg, value: weak.value, reason: "LOW_QUALITY" }, shared] }),
+    ];
+    const removed: string[] = [];
+    const first = distribute(records.slice(0, 1));
+    expect([...(first.held.get("industry")?.keys() ?? [])].sort()).toEqual([`md5:${X.value}`, `pdq:${P.value}`].sort());
+    const { held } = distribute(records, removed);
+    expect([...(held.get("industry")?.keys() ?? [])]).toEqual([`md5:${X.value}`]);
+    expect(removed).toEqual([`industry|pdq:${P.value}`]);
+    expectReconciled(records, held, "degenerate");
+  });
+
   it("refuses to plan from state that was not loaded", () => {
     const ledger = new FeedLedger();
     expect(() => planRecord(ledger, sampleCanonicalRecord(), policies)).toThrow(/not loaded/);

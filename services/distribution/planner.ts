@@ -12,10 +12,13 @@
  * then remove it from the partner although S holds it.
  *
  * So distribution keeps, per hash, its claims: the live records (latest revision neither withdrawn
- * nor merged away) whose latest revision lists it (distributed_hashes). Dedup never leaves an exact
- * hash in two live records, so once every revision has arrived a hash has at most one claimant;
- * while revisions are in flight it can have two, and the freshest revision (updatedAt, then
- * recordId) governs: a merge revision is written after anything the absorbed record said before.
+ * nor merged away) whose latest revision lists it (distributed_hashes) and does not mark it
+ * degenerate. Dedup never leaves an exact hash in two live records, so once every revision has
+ * arrived an exact hash has at most one claimant; while revisions are in flight it can have two.
+ * A perceptual value is no identity: several live records (distinct pictures) may list one. Either
+ * way the freshest revision (updatedAt, then recordId) governs: a merge revision is written after
+ * anything the absorbed record said before. A value that turns degenerate is claimed by no record
+ * from the revision that says so, so its entries are removed like a retracted hash's.
  * A record withdrawn or merged away claims nothing, so it never owns a hash. A partner holds a
  * hash exactly when its governing record entitles the partner to it, with that record's category,
  * content type, extras and pseudonym: the rule reconcile.ts applies to the latest revisions.
@@ -24,7 +27,7 @@
  * whatever order they came.
  */
 import type { CanonicalRecord } from "../shared/wire/records.ts";
-import { entitlement, feedEntryFor, sameFeedEntry } from "./policy.ts";
+import { distributableHashes, entitlement, feedEntryFor, sameFeedEntry } from "./policy.ts";
 import type { FeedChange, FeedEntry, PartnerPolicy } from "./policy.ts";
 
 /** "alg:value" */
@@ -40,8 +43,8 @@ export function splitHashKey(key: HashKey): { alg: string; value: string } {
 /** Can own hashes: neither withdrawn nor merged away (a merged record is only an alias of its survivor). */
 export const isLive = (r: CanonicalRecord): boolean => !r.deleted && !r.mergedInto;
 
-/** The hashes a record's revision claims. */
-export const claimsOfRevision = (r: CanonicalRecord): HashKey[] => (isLive(r) ? r.hashes.map(hashKeyOf) : []);
+/** The hashes a record's revision claims: a live record's hashes but its degenerate perceptual values. */
+export const claimsOfRevision = (r: CanonicalRecord): HashKey[] => (isLive(r) ? distributableHashes(r).map(hashKeyOf) : []);
 
 /** Of two claimants of a hash, whether `a` governs rather than `b`: the fresher revision, ties to the lower recordId. */
 export const governsOver = (a: CanonicalRecord, b: CanonicalRecord): boolean =>

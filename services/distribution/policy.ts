@@ -107,6 +107,16 @@ export function extrasFor(record: CanonicalRecord, policy: PartnerPolicy): Recor
   return out;
 }
 
+/**
+ * The hashes of a record that may reach any feed: all but its degenerate perceptual values (the
+ * record's `degenerate` list, decided by dedup), which no partner receives under any policy.
+ */
+export function distributableHashes(record: CanonicalRecord): CanonicalRecord["hashes"] {
+  if (record.degenerate.length === 0) return record.hashes;
+  const out = new Set(record.degenerate.map((d) => `${d.alg}:${d.value}`));
+  return record.hashes.filter((h) => !out.has(`${h.alg}:${h.value}`));
+}
+
 export interface FeedEntry {
   readonly alg: HashAlg;
   readonly value: string;
@@ -154,7 +164,7 @@ function entryOf(
  * is planner.ts's job.
  */
 export function feedEntryFor(record: CanonicalRecord, policy: PartnerPolicy, hashKey: string): FeedEntry | null {
-  const h = record.hashes.find((x) => `${x.alg}:${x.value}` === hashKey);
+  const h = distributableHashes(record).find((x) => `${x.alg}:${x.value}` === hashKey);
   if (!h || !policy.algorithms.includes(h.alg)) return null;
   const ent = entitlement(record, policy);
   return ent.entitled ? entryOf(record, ent.category, extrasFor(record, policy), h) : null;

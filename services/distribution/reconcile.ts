@@ -5,23 +5,36 @@
  */
 import type { Queryable } from "../shared/postgres.ts";
 import type { CanonicalRecord } from "../shared/wire/records.ts";
-import { entitlement } from "./policy.ts";
+import { governsOver } from "./planner.ts";
+import { distributableHashes, entitlement } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
 export type Holdings = Map<string, string>; // "alg:value" -> category
 
-/** Latest revision per record wins; merged and deleted records grant nothing. */
+/**
+ * Latest revision per record wins; merged and deleted records grant nothing, degenerate values are
+ * never held; a value listed by several live records goes by the governing one (planner.ts).
+ */
 export function expectedHoldings(policy: PartnerPolicy, records: Iterable<CanonicalRecord>): Holdings {
   const latest = new Map<string, CanonicalRecord>();
   for (const r of records) {
     const prior = latest.get(r.recordId);
     if (!prior || prior.revision < r.revision) latest.set(r.recordId, r);
   }
-  const out: Holdings = new Map();
+  const governor = new Map<string, CanonicalRecord>();
   for (const r of latest.values()) {
+    if (r.deleted || r.mergedInto) continue;
+    for (const h of distributableHashes(r)) {
+      const k = `${h.alg}:${h.value}`;
+      const prior = governor.get(k);
+      if (!prior || governsOver(r, prior)) governor.set(k, r);
+    }
+  }
+  const out: Holdings = new Map();
+  for (const [k, r] of governor) {
     const e = entitlement(r, policy);
-    if (!e.entitled) continue;
-    for (const h of r.hashes) if (policy.algorithms.includes(h.alg)) out.set(`${h.alg}:${h.value}`, e.category);
+    const alg = k.slice(0, k.indexOf(":"));
+    if (e.entitled && (policy.algorithms as readonly string[]).includes(alg)) out.set(k, e.category);
   }
   return out;
 }

@@ -63,6 +63,7 @@ export function sampleCanonicalRecord(): CanonicalRecord {
       graderRefs: [],
     },
     nearDuplicates: [],
+    degenerate: [],
     updatedAt: now,
   };
 }

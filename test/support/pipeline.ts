@@ -75,6 +75,8 @@ export async function createHubKey(db: TestDatabase): Promise<HubKey> {
 export async function startPipeline(options: {
   agencies: { id: string; authority?: boolean }[];
   policies: PolicySpec[];
+  /** Distinct records a perceptual value may sit on before it is degenerate (dedup's default otherwise). */
+  degeneratePerceptualRecords?: number;
 }): Promise<Pipeline> {
   const env = stackEnv();
   const hubDb = await freshDatabase("hub");
@@ -115,6 +117,7 @@ export async function startPipeline(options: {
     DEDUP_CONFIRMATIONS: 2,
     DEDUP_PHOTODNA_THRESHOLD: 1800,
     DEDUP_MAX_SUBMISSION_AGE_DAYS: 30,
+    ...(options.degeneratePerceptualRecords ? { DEDUP_DEGENERATE_PERCEPTUAL_RECORDS: options.degeneratePerceptualRecords } : {}),
   });
   const distributionConfig = (key: HubKey) => ({
     ...common,

@@ -89,6 +89,16 @@ export interface RestrictedMetadata {
   graderRefs: Array<string>;
 }
 
+export type DegenerateReason = "LOW_QUALITY" | "CONSTANT" | "SHARED";
+export const DegenerateReasonValues = ["LOW_QUALITY", "CONSTANT", "SHARED"] as const;
+
+export interface DegenerateHash {
+  alg: HashAlg;
+  value: string;
+  /** LOW_QUALITY: quality under the algorithm's minimum for matching; CONSTANT: every component equal (all-zero included); SHARED: carried by many distinct canonical records. */
+  reason: DegenerateReason;
+}
+
 /** One image or video as the hub knows it, written only by dedup to the compacted hashes.canonical.v1 topic, keyed by recordId. Hub-internal: carries restricted fields that feeds strip. */
 export interface CanonicalRecord {
   recordId: string;
@@ -109,6 +119,8 @@ export interface CanonicalRecord {
   /** Law-enforcement-only aggregate of the sightings' metadata. */
   restricted: RestrictedMetadata;
   nearDuplicates: Array<string>;
+  /** The record's perceptual hashes that carry no identifying signal: kept out of near-duplicate matching and out of every partner feed. Each also appears in hashes (the hub keeps what agencies sent). */
+  degenerate: Array<DegenerateHash>;
   updatedAt: number;
 }
 
