@@ -2,7 +2,7 @@
  * Benchmark: the whole hashrelay pipeline beside a bare kafkajs produce/consume, in one run against
  * the real local stack (`make up`). Synthetic data only: random digests signed with throw-away keys.
  *
- *   node bench/pipeline.ts [--count 10000] [--rate 200] [--seconds 30] [--tick-ms 50]
+ *   node bench/pipeline.ts [--count 10000] [--rate 200] [--seconds 30] [--tick-ms 50] [--idle-seconds 0] [--profile]
  *
  * Set-up: a fresh hub database, a fresh topic namespace (core topics with 6 partitions, two feed
  * topics with 3) with the ACLs the namespace needs, a hub key, one synthetic force, and two
@@ -14,7 +14,8 @@
  * sha1 and pdq; grades cycle A/A1, B/B1, A/A2, C, so hotline-uk gets 2 rows per submission and the
  * industry partner 1 row for three submissions in four.
  *
- * Three measurements:
+ * Three measurements (four with --idle-seconds N: first, with no traffic at all, each process's CPU
+ * over N seconds a minute after the services started, as a share of one core):
  *   1. raw      kafkajs, nothing else running: --count pre-encoded signed Submissions (the bytes
  *               ingest would publish) produced with createDurableProducer (idempotent, one request
  *               in flight, acks -1) in sequential batches of 500 to a fresh topic with the settings of
@@ -68,6 +69,7 @@ import { parseArgs } from "./pipeline/args.ts";
 import { bulkPhase, warmUp } from "./pipeline/bulk.ts";
 import { PARTNERS, WARMUP } from "./pipeline/context.ts";
 import type { Bench } from "./pipeline/context.ts";
+import { idlePhase } from "./pipeline/idle.ts";
 import { adminKafka, janitor } from "./pipeline/janitor.ts";
 import { cpuSampler } from "./pipeline/proc.ts";
 import { rawBaseline } from "./pipeline/raw.ts";
@@ -121,6 +123,7 @@ async function main(): Promise<void> {
     );
     const setup = await setUp(b);
     const raw = await rawBaseline(b, setup);
+    const servicesStartedAt = Date.now();
     const services = await startServices(b, setup);
 
     // sign the pipeline's workloads while the services start
@@ -138,13 +141,14 @@ async function main(): Promise<void> {
     );
     await waitUntil("ingest /readyz", async () => (await fetch(`${services.ingestUrl}/readyz`)).ok, 120_000, 300, probes.diagnose);
 
+    const idle = args.idleSeconds > 0 ? await idlePhase(args.idleSeconds, servicesStartedAt, cpuSnapshot) : null;
     await warmUp(client, probes, warmItems);
     const bulk = await bulkPhase(b, setup, probes, cpuSnapshot, bulkItems, bulkMessages);
     const steady = await steadyPhase(b, client, probes, cpuSnapshot, steadyItems, bulk);
     const times = await readStageTimes(b, setup, steadyItems);
     await verify(b, setup, probes, steady.expectSteady, times.partnerAt);
 
-    const measured = { raw, bulk, steady, times };
+    const measured = { raw, bulk, steady, times, idle };
     const figures = computeFigures(b, measured);
     const fromLogs = await logFigures(b, services, measured);
     const loadAfter = loadavg();

@@ -4,6 +4,7 @@
  * and batch sizes and warnings from the service logs.
  */
 import type { BulkResult } from "./bulk.ts";
+import type { IdleResult } from "./idle.ts";
 import type { Bench } from "./context.ts";
 import { batchStats, readLogLines } from "./logs.ts";
 import type { BatchStats } from "./logs.ts";
@@ -19,6 +20,8 @@ export interface Measurements {
   readonly bulk: BulkResult;
   readonly steady: SteadyPhaseResult;
   readonly times: StageTimes;
+  /** --idle-seconds: CPU with no traffic; null when not measured. */
+  readonly idle: IdleResult | null;
 }
 
 export interface Figures {

@@ -36,6 +36,7 @@ export function writeResults(
     ...runDescription(b, setup, m, loadAfter),
     raw: rawSection(b, m, f),
     pipeline: {
+      idle: m.idle,
       warmupSubmissions: WARMUP,
       bulk: bulkSection(b, m, f, l),
       steady: steadySection(m, f, l),

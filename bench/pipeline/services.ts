@@ -5,8 +5,9 @@
  * tell when the pipeline has settled: outboxes empty and every stored consumer offset at its
  * topic's high watermark.
  */
-import { createWriteStream } from "node:fs";
+import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import type { Pool } from "../../services/shared/postgres.ts";
 import { startServiceProcess } from "../../test/support/processes.ts";
 import { PARTNERS } from "./context.ts";
@@ -72,8 +73,17 @@ export async function startServices(b: Bench, s: Setup): Promise<Services> {
     })),
   ];
   const logFiles: Record<string, string> = {};
+  const profileDir = join(b.resultsDir, "profiles");
+  if (b.args.profile) mkdirSync(profileDir, { recursive: true });
   for (const spec of procSpecs) {
-    const p = startServiceProcess(spec.service, spec.env);
+    // --profile: the V8 CPU profile and the SQL statement count, written when the service exits (cleanup stops it with SIGTERM).
+    const profiled: Record<string, string> = b.args.profile
+      ? {
+          NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir} --cpu-prof-name=${spec.name}.cpuprofile --import=${pathToFileURL(join(import.meta.dirname, "query-count.ts")).href}`,
+          BENCH_QUERY_COUNT_FILE: join(profileDir, `${spec.name}.queries.json`),
+        }
+      : {};
+    const p = startServiceProcess(spec.service, { ...spec.env, ...profiled });
     res.procs[spec.name] = p;
     res.saveState();
     const file = join(b.logDir, `${spec.name}.log`);

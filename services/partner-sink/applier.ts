@@ -166,16 +166,23 @@ interface FeedStateRow {
   bootstrap_seq: number;
 }
 
-/** The partition's chain state, created at genesis if new, row-locked until COMMIT. */
+/**
+ * The partition's chain state, created at genesis if new, row-locked until COMMIT: one statement
+ * once the row exists (after the partition's first batch).
+ */
 async function lockFeedState(tx: PoolClient, partition: number): Promise<FeedStateRow> {
-  await tx.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", [
-    partition,
-    GENESIS_DIGEST,
-  ]);
-  const { rows } = await tx.query<FeedStateRow>(
-    "SELECT last_seq, last_digest, halted_reason, bootstrap_seq FROM feed_state WHERE partition = $1 FOR UPDATE",
-    [partition],
-  );
+  const lock = () =>
+    tx.query<FeedStateRow>("SELECT last_seq, last_digest, halted_reason, bootstrap_seq FROM feed_state WHERE partition = $1 FOR UPDATE", [
+      partition,
+    ]);
+  let { rows } = await lock();
+  if (!rows[0]) {
+    await tx.query("INSERT INTO feed_state (partition, last_seq, last_digest) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING", [
+      partition,
+      GENESIS_DIGEST,
+    ]);
+    ({ rows } = await lock());
+  }
   return rows[0] as FeedStateRow;
 }
 

@@ -95,16 +95,25 @@ export async function applyExactlyOnce<T extends Positioned, R>(
   });
 }
 
-/** Inside the step's transaction: the stored next offset of a partition, row-locked until COMMIT. */
+/**
+ * Inside the step's transaction: the stored next offset of a partition, row-locked until COMMIT.
+ * The row exists after a partition's first batch, so that is one statement; the first batch
+ * creates it (at 0) and then locks it.
+ */
 async function lockStoredOffset(client: PoolClient, group: string, topic: string, partition: number): Promise<number> {
-  await client.query(
-    "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-    [group, topic, partition],
-  );
-  const { rows } = await client.query<{ next_offset: number }>(
-    "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-    [group, topic, partition],
-  );
+  const lock = () =>
+    client.query<{ next_offset: number }>(
+      "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
+      [group, topic, partition],
+    );
+  let { rows } = await lock();
+  if (!rows[0]) {
+    await client.query(
+      "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+      [group, topic, partition],
+    );
+    ({ rows } = await lock());
+  }
   return Number((rows[0] as { next_offset: number }).next_offset);
 }
 

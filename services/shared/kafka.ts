@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Kafka, Partitioners, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
 import { ConfigError } from "./errors.ts";
+import "./kafkajs-request-queue.ts"; // corrects kafkajs's idle request-queue timer loop (see that file)
 import type { Logger } from "./logging.ts";
 import type { TopicSpec } from "./topics.ts";
 

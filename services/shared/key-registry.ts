@@ -103,9 +103,16 @@ function toKey(row: KeyRow): RegisteredKey {
   };
 }
 
-/** Key registry backed by the hub's PostgreSQL (tables from shared/migrations/001_key_registry.sql). */
+/**
+ * Key registry backed by the hub's PostgreSQL (tables from shared/migrations/001_key_registry.sql).
+ * Lookups are cached for `cacheMs`, and concurrent lookups of one key share a single query (a batch
+ * verified in parallel asks for the same key once per message): the answer any caller gets was read
+ * at most `cacheMs` before it was given, as without the sharing.
+ */
 export class PgKeyRegistry implements KeyLookup {
   private readonly cache = new Map<string, { key: RegisteredKey | undefined; until: number }>();
+  /** Lookups in flight, by key id: callers that miss the cache meanwhile wait for this one. */
+  private readonly pending = new Map<string, Promise<RegisteredKey | undefined>>();
 
   /** `cacheMs` bounds how long a revocation can take to bite in a running service. */
   private readonly db: Queryable;
@@ -120,6 +127,16 @@ export class PgKeyRegistry implements KeyLookup {
     const now = Date.now();
     const hit = this.cache.get(keyId);
     if (hit && hit.until > now) return hit.key;
+    const inFlight = this.pending.get(keyId);
+    if (inFlight) return inFlight;
+    const lookup: Promise<RegisteredKey | undefined> = this.lookUp(keyId, now).finally(() => {
+      if (this.pending.get(keyId) === lookup) this.pending.delete(keyId);
+    });
+    this.pending.set(keyId, lookup);
+    return lookup;
+  }
+
+  private async lookUp(keyId: string, now: number): Promise<RegisteredKey | undefined> {
     const { rows } = await this.db.query<KeyRow>("SELECT * FROM signing_keys WHERE key_id = $1", [keyId]);
     const key = rows[0] ? toKey(rows[0]) : undefined;
     if (this.cacheMs > 0) this.cache.set(keyId, { key, until: now + this.cacheMs });
@@ -137,6 +154,7 @@ export class PgKeyRegistry implements KeyLookup {
       [key.keyId, key.ownerKind, key.ownerId, key.publicKey, key.validFrom, key.validUntil],
     );
     this.cache.delete(key.keyId);
+    this.pending.delete(key.keyId);
   }
 
   async revokeKey(keyId: string, reason: string, at: Date = new Date()): Promise<void> {
@@ -146,6 +164,7 @@ export class PgKeyRegistry implements KeyLookup {
     );
     if (!rowCount) throw new SignatureError("UNKNOWN_KEY", `key ${keyId} is not registered or already revoked`);
     this.cache.delete(keyId);
+    this.pending.delete(keyId);
   }
 
   async listKeys(ownerKind?: KeyOwnerKind, ownerId?: string): Promise<RegisteredKey[]> {
