@@ -1,8 +1,8 @@
 /**
  * The force CLI: sign a VICS or CSV export with the agency key and either submit it over HTTP
- * or upload it to S3 for bulk import (send.ts). Prints a progress bar and a final receipt
- * (accepted, duplicates, rejected by reason, and in words a truncated or malformed file:
- * file-report.ts). Items the CLI cannot read are never sent: they are listed with their reason
+ * or upload it to S3 for bulk import (send.ts). Prints a progress bar (of the file, then of the
+ * hub's import: import-progress.ts) and a final receipt (accepted, duplicates, rejected by reason,
+ * and in words a truncated or malformed file: file-report.ts). Items the CLI cannot read are never sent: they are listed with their reason
  * in <file>.rejected.jsonl beside the input, so nothing is silently dropped. A truncated VICS
  * export is refused whole (exit 3, nothing sent) unless --allow-partial.
  */

@@ -88,9 +88,19 @@ function fakeHub() {
         imports.push(key);
         return job(key, 0);
       },
-      async waitForImport(): Promise<ImportJob> {
+      async waitForImport(_id: string, o: { onProgress?: (job: ImportJob) => void } = {}): Promise<ImportJob> {
         const last = puts[puts.length - 1];
-        return job(last?.key ?? "", last?.lines.length ?? 0);
+        const n = last?.lines.length ?? 0;
+        o.onProgress?.({
+          ...job(last?.key ?? "", n),
+          status: "running",
+          linesRead: n,
+          bytesRead: 50,
+          totalBytes: 100,
+          startedAt: "2026-01-01T10:00:00.000Z",
+          updatedAt: "2026-01-01T10:00:02.000Z",
+        });
+        return job(last?.key ?? "", n);
       },
     },
   };
@@ -196,5 +206,16 @@ describe("uploadFile on VICS exports", () => {
     expect(hub.imports).toEqual(["imports/force-a/y.jsonl"]);
     expect(report.receipt).toMatchObject({ accepted: 2, rejected: 1 });
     expect(out.join("\n")).toContain("FILE TRUNCATED");
+  });
+
+  it("shows the hub's progress while the import runs (a plain line when the output is not a terminal)", async () => {
+    const hub = fakeHub();
+    const out: string[] = [];
+    await uploadFile(
+      write("whole-upload.json", text),
+      { ...options(false), objectKey: "imports/force-a/z.jsonl", wait: true },
+      { signer, client: hub.client, bucket: hub.bucket, put: hub.put.bind(hub), log: (t) => out.push(t), progress: true },
+    );
+    expect(out).toContain("import imp-1 running: 50% | read 3 | accepted 3 | duplicates 0 | refused 0 | 2 items/s | 2s left");
   });
 });

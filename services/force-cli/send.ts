@@ -1,7 +1,8 @@
 /**
  * The force CLI's two ways of sending a file: `submit` (signed batches over HTTP) and `upload`
- * (signed JSON Lines to S3, then a bulk import). The hub client, the S3 upload and the output are
- * injected, so tests run the same path against fakes or the real stack.
+ * (signed JSON Lines to S3, then a bulk import, showing the hub's progress while it runs). The hub
+ * client, the S3 upload and the output are injected, so tests run the same path against fakes or
+ * the real stack.
  *
  * Invariants: items the CLI cannot read are never sent; each is written with its reason to
  * <file>.rejected.jsonl beside the input. A file the reader refuses whole (a truncated VICS
@@ -16,6 +17,7 @@ import type { Submission } from "../shared/wire/records.ts";
 import { submissionToJson } from "../shared/wire/submission-json.ts";
 import type { AgencySigner, IngestClient } from "./client.ts";
 import { newReport, noteItem, reportText } from "./file-report.ts";
+import { importProgress } from "./import-progress.ts";
 import type { FileReport } from "./file-report.ts";
 import { readDraftFile, signDrafts } from "./signer.ts";
 import type { InputFormat, SignedItem } from "./signer.ts";
@@ -177,7 +179,11 @@ export async function uploadFile(
     deps.log(reportText(`read ${file} (the hub's receipt comes when the import is done)`, report, rejects.path));
     return report;
   }
-  const done: ImportJob = await deps.client.waitForImport(job.importId);
+  // The hub's progress while it imports: a bar on a terminal, a plain line every few seconds in a log.
+  const watch = deps.progress ? importProgress({ interactive: process.stdout.isTTY === true, log: deps.log }) : undefined;
+  const done: ImportJob = await deps.client
+    .waitForImport(job.importId, { ...(watch ? { onProgress: watch.update } : {}) })
+    .finally(() => watch?.stop());
   const local = report.receipt;
   report.receipt = {
     accepted: done.receipt.accepted,

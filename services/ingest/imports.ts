@@ -6,6 +6,10 @@
  *
  * An import interrupted by a stop is re-queued and run again from the start: lines already
  * accepted come back as duplicates, so nothing is lost and nothing is published twice.
+ *
+ * After each chunk the job row carries the running counts and how far the run has read (lines,
+ * bytes of the object's size, start time), so a client polling the job can show progress. A
+ * re-queued run starts them again from zero, as its receipt does.
  */
 import { randomUUID } from "node:crypto";
 import { createInterface } from "node:readline";
@@ -47,6 +51,17 @@ interface ImportRow {
   by_reason: Partial<Record<ReasonCode, number>>;
   receipt_key: string | null;
   error: string | null;
+  lines_read: number;
+  bytes_read: number;
+  total_bytes: number | null;
+  started_at: Date | null;
+  updated_at: Date;
+}
+
+/** How far the current run has read its object. */
+interface Progress {
+  linesRead: number;
+  bytesRead: number;
 }
 
 function toJob(r: ImportRow): ImportJob {
@@ -59,6 +74,11 @@ function toJob(r: ImportRow): ImportJob {
     receipt: { accepted: r.accepted, duplicates: r.duplicates, rejected: r.rejected, byReason: r.by_reason },
     receiptKey: r.receipt_key,
     error: r.error,
+    linesRead: r.lines_read,
+    bytesRead: r.bytes_read,
+    totalBytes: r.total_bytes,
+    startedAt: r.started_at?.toISOString() ?? null,
+    updatedAt: r.updated_at.toISOString(),
   };
 }
 
@@ -119,10 +139,36 @@ export class ImportService {
     this.running.set(job.importId, run);
   }
 
-  private async setStatus(importId: string, status: ImportStatus, receipt: Receipt, extra: { receiptKey?: string; error?: string } = {}) {
+  /** Marks a run started on an object of `totalBytes` (null when S3 does not say): counts and progress from zero. */
+  private async begin(importId: string, totalBytes: number | null) {
+    await this.deps.db.query(
+      `UPDATE ingest_imports SET status = 'running', accepted = 0, duplicates = 0, rejected = 0, by_reason = '{}',
+         lines_read = 0, bytes_read = 0, total_bytes = $2, started_at = now(), error = NULL, updated_at = now()
+       WHERE import_id = $1`,
+      [importId, totalBytes],
+    );
+  }
+
+  /** Puts an interrupted run back in the queue; the next run starts its counts and progress again. */
+  private async requeue(importId: string) {
+    await this.deps.db.query(
+      `UPDATE ingest_imports SET status = 'queued', accepted = 0, duplicates = 0, rejected = 0, by_reason = '{}',
+         lines_read = 0, bytes_read = 0, total_bytes = NULL, started_at = NULL, updated_at = now() WHERE import_id = $1`,
+      [importId],
+    );
+  }
+
+  private async setStatus(
+    importId: string,
+    status: ImportStatus,
+    receipt: Receipt,
+    progress: Progress,
+    extra: { receiptKey?: string; error?: string } = {},
+  ) {
     await this.deps.db.query(
       `UPDATE ingest_imports SET status = $2, accepted = $3, duplicates = $4, rejected = $5, by_reason = $6,
-         receipt_key = COALESCE($7, receipt_key), error = $8, updated_at = now() WHERE import_id = $1`,
+         lines_read = $7, bytes_read = $8, receipt_key = COALESCE($9, receipt_key), error = $10, updated_at = now()
+       WHERE import_id = $1`,
       [
         importId,
         status,
@@ -130,6 +176,8 @@ export class ImportService {
         receipt.duplicates,
         receipt.rejected,
         JSON.stringify(receipt.byReason),
+        progress.linesRead,
+        progress.bytesRead,
         extra.receiptKey ?? null,
         extra.error ?? null,
       ],
@@ -140,15 +188,21 @@ export class ImportService {
     const log = this.deps.logger.child({ importId: job.importId, agencyId: job.agencyId });
     const receipt = emptyReceipt();
     const rejectedLines: RejectedLine[] = [];
+    const progress: Progress = { linesRead: 0, bytesRead: 0 };
     try {
-      await this.setStatus(job.importId, "running", receipt);
       const object = await this.deps.s3.send(new GetObjectCommand({ Bucket: job.bucket, Key: job.key }));
-      const completed = await this.importLines(object.Body as Readable, job.agencyId, receipt, rejectedLines);
+      const totalBytes = object.ContentLength ?? null;
+      await this.begin(job.importId, totalBytes);
+      const completed = await this.importLines(object.Body as Readable, job.agencyId, receipt, rejectedLines, progress, totalBytes, () =>
+        this.setStatus(job.importId, "running", receipt, progress),
+      );
       if (!completed) {
-        await this.setStatus(job.importId, "queued", emptyReceipt());
+        await this.requeue(job.importId);
         log.info("import interrupted by shutdown; re-queued");
         return;
       }
+      // The whole object was read: its size is the exact count, whatever its line endings.
+      if (totalBytes !== null) progress.bytesRead = totalBytes;
       const receiptKey = `${job.key}.receipt.json`;
       await this.deps.s3.send(
         new PutObjectCommand({
@@ -169,17 +223,30 @@ export class ImportService {
           ),
         }),
       );
-      await this.setStatus(job.importId, "done", receipt, { receiptKey });
+      await this.setStatus(job.importId, "done", receipt, progress, { receiptKey });
       log.info({ ...receipt }, "import done");
     } catch (err) {
       const reason = err instanceof HashrelayError ? err.reason : "INTERNAL";
       log.error({ err, reason }, "import failed");
-      await this.setStatus(job.importId, "failed", receipt, { error: `${reason}: ${(err as Error).message}` }).catch(() => undefined);
+      await this.setStatus(job.importId, "failed", receipt, progress, { error: `${reason}: ${(err as Error).message}` }).catch(
+        () => undefined,
+      );
     }
   }
 
-  /** Returns false when stopped before the end of the file. */
-  private async importLines(body: Readable, agencyId: string, receipt: Receipt, rejectedLines: RejectedLine[]): Promise<boolean> {
+  /**
+   * Returns false when stopped before the end of the file. `progress` counts each line read with
+   * its newline (capped at `totalBytes`); `saveProgress` records it after each chunk.
+   */
+  private async importLines(
+    body: Readable,
+    agencyId: string,
+    receipt: Receipt,
+    rejectedLines: RejectedLine[],
+    progress: Progress,
+    totalBytes: number | null,
+    saveProgress: () => Promise<void>,
+  ): Promise<boolean> {
     const chunkSize = this.deps.chunkSize ?? 500;
     const maxLine = this.deps.maxLineBytes ?? 1_000_000;
     let chunk: IntakeItem[] = [];
@@ -196,13 +263,16 @@ export class ImportService {
         }
       }
       chunk = [];
+      progress.linesRead = lineNo;
+      await saveProgress();
     };
 
     const lines = createInterface({ input: body, crlfDelay: Infinity });
     for await (const line of lines) {
       lineNo++;
-      if (line.trim() === "") continue;
       const original = Buffer.from(line, "utf8");
+      progress.bytesRead = Math.min(progress.bytesRead + original.length + 1, totalBytes ?? Number.POSITIVE_INFINITY);
+      if (line.trim() === "") continue;
       if (original.length > maxLine) {
         chunk.push({
           index: lineNo,
@@ -225,6 +295,7 @@ export class ImportService {
       }
     }
     await flush();
+    progress.linesRead = lineNo;
     return true;
   }
 }

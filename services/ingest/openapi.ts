@@ -168,6 +168,36 @@ const reasonItem = {
   },
 };
 
+/** GET /v1/imports/{id} and the 202 of POST /v1/imports: services/shared/wire/ingest-api.ts ImportJob. */
+const importJob = {
+  type: "object",
+  required: ["importId", "agencyId", "bucket", "key", "status", "receipt", "receiptKey", "error"],
+  properties: {
+    importId: { type: "string" },
+    agencyId: { type: "string" },
+    bucket: { type: "string" },
+    key: { type: "string" },
+    status: { enum: ["queued", "running", "done", "failed"] },
+    receipt: {
+      type: "object",
+      description: "Counts so far while running (updated after each chunk of 500 lines), final once done",
+      properties: {
+        accepted: { type: "integer" },
+        duplicates: { type: "integer" },
+        rejected: { type: "integer" },
+        byReason: { type: "object", additionalProperties: { type: "integer" } },
+      },
+    },
+    receiptKey: { type: ["string", "null"], description: "S3 key of the receipt once done" },
+    error: { type: ["string", "null"], description: "Reason code and message when failed" },
+    linesRead: { type: "integer", description: "Lines of the object read so far by this run, blank ones included" },
+    bytesRead: { type: "integer", description: "Bytes of the object read so far by this run; equals totalBytes once done" },
+    totalBytes: { type: ["integer", "null"], description: "Size of the object; null until the run has opened it" },
+    startedAt: { type: ["string", "null"], format: "date-time", description: "When this run started (hub clock); null while queued" },
+    updatedAt: { type: "string", format: "date-time", description: "When the job last changed (hub clock)" },
+  },
+};
+
 const error = {
   type: "object",
   required: ["error", "reason"],
@@ -248,14 +278,23 @@ export const OPENAPI_DOCUMENT = {
             },
           },
         },
-        responses: { "202": { description: "Import queued; poll GET /v1/imports/{id}" }, "415": unsupportedMediaType("/v1/imports") },
+        responses: {
+          "202": { description: "Import queued; poll GET /v1/imports/{id}", content: { "application/json": { schema: importJob } } },
+          "415": unsupportedMediaType("/v1/imports"),
+        },
       },
     },
     "/v1/imports/{id}": {
       get: {
         summary: "Status and counts of an import (own agency only)",
         parameters: [...authHeaders, { name: "id", in: "path", required: true, schema: { type: "string" } }],
-        responses: { "200": { description: "Import status" }, "404": { description: "No such import for this agency" } },
+        responses: {
+          "200": {
+            description: "Import status, counts and progress; a re-queued import starts its counts and progress again",
+            content: { "application/json": { schema: importJob } },
+          },
+          "404": { description: "No such import for this agency" },
+        },
       },
     },
     "/healthz": { get: { summary: "Liveness", responses: { "200": { description: "Process is up" } } } },

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IngestClient } from "../../services/force-cli/client.ts";
 import { signRequest } from "../../services/shared/wire/request-signature.ts";
 import type { AgencySigner } from "../../services/force-cli/client.ts";
+import type { ImportJob } from "../../services/shared/wire/ingest-api.ts";
 import { submissionToJson } from "../../services/shared/wire/submission-json.ts";
 import { startIngest } from "../../services/ingest/main.ts";
 import type { RunningIngest } from "../../services/ingest/main.ts";
@@ -346,12 +347,31 @@ describe("S3 bulk import", () => {
       JSON.stringify(submissionToJson(signedSubmission(forceB))),
     ];
     const key = `imports/force-a/${uniqueName("test")}.jsonl`;
-    await s3.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: key, Body: `${lines.join("\n")}\n` }));
+    const body = `${lines.join("\n")}\n`;
+    await s3.send(new PutObjectCommand({ Bucket: env.s3.bucket, Key: key, Body: body }));
 
     const job = await client.startImport(key);
+    expect(job).toMatchObject({ status: "queued", linesRead: 0, bytesRead: 0, totalBytes: null, startedAt: null });
+    // Polled often enough to see the job between chunks (500 lines each) as well as at the end.
+    const polled: ImportJob[] = [];
+    for (let j = job; j.status === "queued" || j.status === "running"; j = await client.getImport(job.importId)) {
+      polled.push(j);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const done = await client.waitForImport(job.importId, { timeoutMs: 60_000 });
     expect(done.status).toBe("done");
     expect(done.receipt).toMatchObject({ accepted: 1200, rejected: 2, byReason: { MALFORMED_JSON: 1, AGENCY_MISMATCH: 1 } });
+    // Progress: the whole object read, and any job polled mid-run agrees with the file up to the line it reached.
+    expect(done).toMatchObject({ linesRead: lines.length, bytesRead: Buffer.byteLength(body), totalBytes: Buffer.byteLength(body) });
+    expect(Date.parse(done.startedAt ?? "")).toBeLessThanOrEqual(Date.parse(done.updatedAt ?? ""));
+    const midRun = polled.filter((p) => p.status === "running");
+    expect(midRun.some((j) => (j.linesRead ?? 0) > 0)).toBe(true);
+    for (const j of midRun) {
+      const n = j.linesRead ?? -1;
+      expect(j.totalBytes).toBe(Buffer.byteLength(body));
+      expect(j.bytesRead).toBe(Buffer.byteLength(lines.slice(0, n).join("\n")) + (n > 0 ? 1 : 0));
+      expect(j.receipt.accepted + j.receipt.duplicates + j.receipt.rejected).toBe(n);
+    }
 
     const receipt = await s3.send(new GetObjectCommand({ Bucket: env.s3.bucket, Key: done.receiptKey ?? "" }));
     const parsed = JSON.parse(await (receipt.Body as { transformToString(): Promise<string> }).transformToString()) as {

@@ -53,6 +53,17 @@ export interface ImportJob {
   readonly receipt: Receipt;
   readonly receiptKey: string | null;
   readonly error: string | null;
+  /**
+   * Progress of the current run, updated after each chunk (optional: older hubs do not send them).
+   * Lines (blank ones included) and bytes of the object read and admitted so far; the object's size
+   * from S3 (null until the run has opened it); when the run started and when the job last changed
+   * (both hub clock, ISO 8601). A re-queued import restarts them with its counts.
+   */
+  readonly linesRead?: number;
+  readonly bytesRead?: number;
+  readonly totalBytes?: number | null;
+  readonly startedAt?: string | null;
+  readonly updatedAt?: string;
 }
 
 /** One rejected line in the receipt an import writes beside its file in S3. */
