@@ -22,6 +22,7 @@ import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../servi
 import type { GeneratedKeyPair } from "../services/shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs } from "../services/shared/topics.ts";
 import { adminCredentials, brokerSettings, info, names, namespace, need, stamp, step, workDir } from "./context.ts";
+import { hotlinePolicy, industryPolicy, taskforcePolicy } from "../test/support/fixtures.ts";
 
 async function createDatabase(name: string): Promise<string> {
   const base = new URL(need("DATABASE_URL"));
@@ -109,36 +110,9 @@ export async function registerAgencies(hub: Pool): Promise<Keys> {
 export async function registerPartners(hub: Pool): Promise<Omit<PartnerPolicy, "version">[]> {
   step("Registering partners and their policies");
   const policies: Omit<PartnerPolicy, "version">[] = [
-    {
-      partnerId: "hotline-uk",
-      categories: ["A", "B", "C"],
-      minGradingStatus: "indicative",
-      algorithms: ["md5", "sha1"],
-      scheme: "uk",
-      extraFields: [],
-      delivery: "kafka",
-      feedPartitions: 3,
-    },
-    {
-      partnerId: "industry-x",
-      categories: ["A", "B"],
-      minGradingStatus: "confirmed",
-      algorithms: ["md5", "pdq"],
-      scheme: "ics",
-      extraFields: ["gradingStatus"],
-      delivery: "kafka",
-      feedPartitions: 3,
-    },
-    {
-      partnerId: "taskforce",
-      categories: ["A", "B", "C"],
-      minGradingStatus: "indicative",
-      algorithms: ["md5", "sha1", "sha256"],
-      scheme: "ics",
-      extraFields: [],
-      delivery: "s3",
-      feedPartitions: 1,
-    },
+    hotlinePolicy("hotline-uk"),
+    industryPolicy("industry-x", { feedPartitions: 3 }),
+    taskforcePolicy("taskforce"),
   ];
   for (const p of policies) {
     await registerPartner(hub, { partnerId: p.partnerId, name: `Synthetic ${p.partnerId}` });

@@ -24,6 +24,7 @@ import type { TestDatabase } from "../../test/support/stack.ts";
 import { PARTNERS } from "./context.ts";
 import type { Bench } from "./context.ts";
 import { log } from "./util.ts";
+import { hotlinePolicy, industryPolicy } from "../../test/support/fixtures.ts";
 
 export interface Setup {
   readonly hubDb: TestDatabase;
@@ -54,26 +55,8 @@ export async function setUp(b: Bench): Promise<Setup> {
   res.saveState();
   const signer = await registerTestAgency(hubDb.pool, "bench-force");
   const policies: Omit<PartnerPolicy, "version">[] = [
-    {
-      partnerId: PARTNERS.hotline,
-      categories: ["A", "B", "C"],
-      minGradingStatus: "indicative",
-      algorithms: ["md5", "sha1"],
-      scheme: "uk",
-      extraFields: [],
-      delivery: "kafka",
-      feedPartitions: 3,
-    },
-    {
-      partnerId: PARTNERS.industry,
-      categories: ["A", "B"],
-      minGradingStatus: "indicative",
-      algorithms: ["md5"],
-      scheme: "ics",
-      extraFields: [],
-      delivery: "kafka",
-      feedPartitions: 3,
-    },
+    hotlinePolicy(PARTNERS.hotline),
+    industryPolicy(PARTNERS.industry, { minGradingStatus: "indicative", algorithms: ["md5"], extraFields: [], feedPartitions: 3 }),
   ];
   for (const p of policies) {
     await registerPartner(hubDb.pool, { partnerId: p.partnerId, name: `Synthetic ${p.partnerId}` });

@@ -4,36 +4,13 @@
  */
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { randomHex, sampleCanonicalRecord } from "../../test/support/fixtures.ts";
+import { hotlinePolicy, industryPolicy, randomHex, sampleCanonicalRecord } from "../../test/support/fixtures.ts";
 import type { CanonicalRecord, Hash } from "../shared/wire/records.ts";
 import { FeedLedger, governingRecord, planRecord } from "./planner.ts";
 import type { FeedEntry, PartnerPolicy } from "./policy.ts";
 import { expectedHoldings } from "./reconcile.ts";
 
-const policies: PartnerPolicy[] = [
-  {
-    partnerId: "hotline",
-    categories: ["A", "B", "C"],
-    minGradingStatus: "indicative",
-    algorithms: ["md5", "sha1"],
-    scheme: "uk",
-    extraFields: [],
-    delivery: "kafka",
-    feedPartitions: 3,
-    version: 1,
-  },
-  {
-    partnerId: "industry",
-    categories: ["A", "B"],
-    minGradingStatus: "confirmed",
-    algorithms: ["md5", "pdq"],
-    scheme: "ics",
-    extraFields: ["gradingStatus"],
-    delivery: "kafka",
-    feedPartitions: 2,
-    version: 1,
-  },
-];
+const policies: PartnerPolicy[] = [hotlinePolicy("hotline"), industryPolicy("industry")];
 
 const md5 = (): Hash => ({ alg: "md5", value: randomHex(16), quality: null });
 const sha1 = (): Hash => ({ alg: "sha1", value: randomHex(20), quality: null });

@@ -1,19 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { sampleCanonicalRecord } from "../../test/support/fixtures.ts";
+import { industryPolicy, sampleCanonicalRecord } from "../../test/support/fixtures.ts";
 import { entitlement, extrasFor, feedEntryFor, newlyGrantedWithheld } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
-const policy: PartnerPolicy = {
-  partnerId: "p1",
-  categories: ["A", "B"],
-  minGradingStatus: "confirmed",
-  algorithms: ["md5", "pdq"],
-  scheme: "ics",
-  extraFields: ["gradingStatus"],
-  delivery: "kafka",
-  feedPartitions: 2,
-  version: 1,
-};
+const policy: PartnerPolicy = industryPolicy("p1");
 
 describe("partner policy", () => {
   it("entitles by category and minimum grading status, maps to the scheme, and never guesses", () => {

@@ -40,6 +40,7 @@ import { startServiceProcess, waitFor } from "../support/processes.ts";
 import type { ServiceProcess } from "../support/processes.ts";
 import { freshDatabase, freshTopics, kafkaAs, stackEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
+import { hotlinePolicy, industryPolicy } from "../../test/support/fixtures.ts";
 
 const codec = new AvroCodec();
 const PARTNERS = ["hotline-uk", "industry-x"];
@@ -176,26 +177,8 @@ beforeAll(async () => {
   ];
   await migrate(hubDb.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
   const policies: Omit<PartnerPolicy, "version">[] = [
-    {
-      partnerId: "hotline-uk",
-      categories: ["A", "B", "C"],
-      minGradingStatus: "indicative",
-      algorithms: ["md5", "sha1"],
-      scheme: "uk",
-      extraFields: [],
-      delivery: "kafka",
-      feedPartitions: 3,
-    },
-    {
-      partnerId: "industry-x",
-      categories: ["A", "B"],
-      minGradingStatus: "confirmed",
-      algorithms: ["md5"],
-      scheme: "ics",
-      extraFields: [],
-      delivery: "kafka",
-      feedPartitions: 3,
-    },
+    hotlinePolicy("hotline-uk"),
+    industryPolicy("industry-x", { algorithms: ["md5"], extraFields: [], feedPartitions: 3 }),
   ];
   for (const p of policies) {
     await registerPartner(hubDb.pool, { partnerId: p.partnerId, name: p.partnerId });

@@ -26,6 +26,7 @@ import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { backfillHashClaims, processCanonicalBatch, reconcilePartner } from "../../services/distribution/processor.ts";
 import type { DistributionDeps } from "../../services/distribution/processor.ts";
 import { expectedHoldings, reconcile } from "../../services/distribution/reconcile.ts";
+import { hotlinePolicy, industryPolicy } from "../../test/support/fixtures.ts";
 
 const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("../../services/distribution/migrations/", import.meta.url));
 const codec = new AvroCodec();
@@ -52,30 +53,7 @@ let partnerNo = 0;
 /** Two partners of their own per scenario (feed state is per partner), and a consumer group of its own. */
 function harness(db: TestDatabase) {
   const n = ++partnerNo;
-  const policies: PartnerPolicy[] = [
-    {
-      partnerId: `uk-${n}`,
-      categories: ["A", "B", "C"],
-      minGradingStatus: "indicative",
-      algorithms: ["md5", "sha1"],
-      scheme: "uk",
-      extraFields: [],
-      delivery: "kafka",
-      feedPartitions: 3,
-      version: 1,
-    },
-    {
-      partnerId: `ics-${n}`,
-      categories: ["A", "B"],
-      minGradingStatus: "confirmed",
-      algorithms: ["md5", "pdq"],
-      scheme: "ics",
-      extraFields: ["gradingStatus"],
-      delivery: "both",
-      feedPartitions: 2,
-      version: 1,
-    },
-  ];
+  const policies: PartnerPolicy[] = [hotlinePolicy(`uk-${n}`), industryPolicy(`ics-${n}`, { delivery: "both" })];
   const deps: DistributionDeps = {
     pool: db.pool,
     codec,

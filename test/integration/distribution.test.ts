@@ -26,6 +26,7 @@ import { pipelineSettled, startPipeline } from "../support/pipeline.ts";
 import type { Pipeline } from "../support/pipeline.ts";
 import { waitFor } from "../support/processes.ts";
 import { kafkaAs, stackEnv } from "../support/stack.ts";
+import { hotlinePolicy, industryPolicy, taskforcePolicy } from "../../test/support/fixtures.ts";
 
 const codec = new AvroCodec();
 let kafka: Kafka;
@@ -52,38 +53,11 @@ beforeAll(async () => {
     agencies: [{ id: "force-a" }, { id: "force-b" }, { id: "nca", authority: true }],
     policies: [
       // A UK hotline: every indecent category, even indicative, UK scheme, exact hashes only.
-      {
-        partnerId: "hotline-uk",
-        categories: ["A", "B", "C"],
-        minGradingStatus: "indicative",
-        algorithms: ["md5", "sha1"],
-        scheme: "uk",
-        extraFields: [],
-        delivery: "kafka",
-        feedPartitions: 3,
-      },
+      hotlinePolicy("hotline-uk"),
       // An internet company: confirmed A and B only, ICS scheme, with PDQ and one granted extra.
-      {
-        partnerId: "industry-x",
-        categories: ["A", "B"],
-        minGradingStatus: "confirmed",
-        algorithms: ["md5", "pdq"],
-        scheme: "ics",
-        extraFields: ["gradingStatus"],
-        delivery: "kafka",
-        feedPartitions: 2,
-      },
+      industryPolicy("industry-x"),
       // The UK-US taskforce: S3 bundles in the ICS scheme.
-      {
-        partnerId: "taskforce",
-        categories: ["A", "B", "C"],
-        minGradingStatus: "indicative",
-        algorithms: ["md5", "sha1", "sha256"],
-        scheme: "ics",
-        extraFields: [],
-        delivery: "s3",
-        feedPartitions: 1,
-      },
+      taskforcePolicy("taskforce"),
     ],
   });
   policies = await loadPolicies(p.hubDb.pool);
@@ -379,16 +353,7 @@ describe("distribution to partners", () => {
     const { registerPartner } = await import("../../services/admin/registry.ts");
     const { setPolicy } = await import("../../services/distribution/policy-store.ts");
     await registerPartner(p.hubDb.pool, { partnerId: "newcomer", name: "Synthetic newcomer" });
-    await setPolicy(p.hubDb.pool, {
-      partnerId: "newcomer",
-      categories: ["A", "B", "C"],
-      minGradingStatus: "indicative",
-      algorithms: ["md5"],
-      scheme: "uk",
-      extraFields: [],
-      delivery: "both",
-      feedPartitions: 2,
-    });
+    await setPolicy(p.hubDb.pool, hotlinePolicy("newcomer", { algorithms: ["md5"], delivery: "both", feedPartitions: 2 }));
     await p.distribution.refreshPolicies();
     policies = await loadPolicies(p.hubDb.pool);
     await waitFor(

@@ -4,6 +4,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Hash, Submission, FeedRecord, CanonicalRecord, Rejection, AuditEvent } from "../../services/shared/wire/records.ts";
 import type { Unsigned } from "../../services/shared/wire/signing.ts";
+import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 
 export function randomHex(bytes: number): string {
   return randomBytes(bytes).toString("hex");
@@ -117,4 +118,52 @@ export function sampleAuditEvent(): AuditEvent {
     revision: 1,
     detail: { channel: "kafka" },
   };
+}
+
+/** A UK hotline's policy: every indecent UK category, indicative or better, exact hashes, Kafka. */
+export function hotlinePolicy(partnerId: string, overrides: Partial<PartnerPolicy> = {}): PartnerPolicy {
+  const base: PartnerPolicy = {
+    partnerId,
+    categories: ["A", "B", "C"],
+    minGradingStatus: "indicative",
+    algorithms: ["md5", "sha1"],
+    scheme: "uk",
+    extraFields: [],
+    delivery: "kafka",
+    feedPartitions: 3,
+    version: 1,
+  };
+  return { ...base, ...overrides };
+}
+
+/** An internet company's policy: confirmed A and B in the ICS scheme, md5 and PDQ, its grading status granted, Kafka. */
+export function industryPolicy(partnerId: string, overrides: Partial<PartnerPolicy> = {}): PartnerPolicy {
+  const base: PartnerPolicy = {
+    partnerId,
+    categories: ["A", "B"],
+    minGradingStatus: "confirmed",
+    algorithms: ["md5", "pdq"],
+    scheme: "ics",
+    extraFields: ["gradingStatus"],
+    delivery: "kafka",
+    feedPartitions: 2,
+    version: 1,
+  };
+  return { ...base, ...overrides };
+}
+
+/** The UK-US taskforce: A to C, indicative or better, ICS scheme, every exact hash, S3 bundles. */
+export function taskforcePolicy(partnerId: string, overrides: Partial<PartnerPolicy> = {}): PartnerPolicy {
+  const base: PartnerPolicy = {
+    partnerId,
+    categories: ["A", "B", "C"],
+    minGradingStatus: "indicative",
+    algorithms: ["md5", "sha1", "sha256"],
+    scheme: "ics",
+    extraFields: [],
+    delivery: "s3",
+    feedPartitions: 1,
+    version: 1,
+  };
+  return { ...base, ...overrides };
 }
