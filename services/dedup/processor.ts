@@ -20,7 +20,7 @@ import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { AuditEvent, CanonicalRecord, Rejection, Submission } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { ConsensusPolicy } from "./consensus.ts";
-import { applySubmission, finaliseChanges, hashKey, isIdentity, reviseCarriers, settleDegenerate } from "./engine.ts";
+import { applySubmission, finaliseChanges, hashKey, reviseCarriers, settleDegenerate } from "./engine.ts";
 import type { Degeneracy, WorkingSet } from "./engine.ts";
 import type { NearDuplicateLinker } from "./near-duplicate-linker.ts";
 import { carriersOf, loadDegenerateStatus, loadPerceptual, ownCarriersOf, writeDegenerate } from "./perceptual-store.ts";
@@ -147,10 +147,12 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
   const hashes = candidates.flatMap((c) => c.submission.hashes);
   await loadByHashes(tx, ws, hashes);
   await loadPerceptual(tx, ws, hashes);
-  // A RETRACT without an exact hash reaches the retracting agency's records carrying its perceptual values.
+  // A RETRACT whose exact hashes the hub does not hold reaches the retracting agency's records
+  // carrying its perceptual values (engine.ts): load them for every RETRACT, so the outcome never
+  // depends on what else the batch happened to load.
   const perceptualRetractions = candidates
     .map((c) => c.submission)
-    .filter((s) => s.op === "RETRACT" && !s.hashes.some(isIdentity))
+    .filter((s) => s.op === "RETRACT")
     .flatMap((s) => s.hashes.map((hash) => ({ agencyId: s.agencyId, hash })));
   await loadRecords(tx, ws, await ownCarriersOf(tx, perceptualRetractions));
   await deps.nearDuplicates.catchUp(tx);

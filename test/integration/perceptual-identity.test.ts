@@ -256,4 +256,14 @@ describe("perceptual values are evidence of similarity, never identity", () => {
     expect(gone.map((r) => r.provenance.agencies)).toEqual([[]]);
     expect(kept.map((r) => r.provenance.agencies)).toEqual([["force-b"]]);
   });
+
+  it("a RETRACT whose MD5 the hub never saw still reaches the agency's record by its perceptual value", async () => {
+    const only = photodna((i) => i * 17 + 3);
+    const t = Date.now();
+    await publish([signedSubmission(agency("force-a"), { hashes: [only], submittedAt: t })]);
+    await waitFor("one record", async () => carrying(await latestRecords(), only).length === 1);
+    // Alone in its batch: nothing else loads the record for it.
+    await publish([signedSubmission(agency("force-a"), { op: "RETRACT", hashes: [md5(), only], submittedAt: t + 1 })]);
+    await waitFor("withdrawn", async () => carrying(await latestRecords(), only).some((r) => r.deleted));
+  });
 });
