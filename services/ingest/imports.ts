@@ -282,8 +282,20 @@ export class ImportService {
           original: original.subarray(0, 64 * 1024),
         });
       } else {
-        const [item] = parseSubmissionBatch(original);
-        if (item) chunk.push({ ...item, index: lineNo } as IntakeItem);
+        // One submission object a line: an array (empty or not) is refused whole, never cut to its first item.
+        const items = parseSubmissionBatch(original);
+        const only = items.length === 1 && !line.trimStart().startsWith("[") ? items[0] : undefined;
+        chunk.push(
+          only
+            ? ({ ...only, index: lineNo } as IntakeItem)
+            : {
+                index: lineNo,
+                ok: false,
+                reason: "INVALID_FIELD",
+                detail: "a line must hold one submission object, not an array",
+                original,
+              },
+        );
       }
       if (chunk.length >= chunkSize) {
         await flush();

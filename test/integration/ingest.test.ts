@@ -345,6 +345,9 @@ describe("S3 bulk import", () => {
       ...good.map((s) => JSON.stringify(submissionToJson(s))),
       "{ not json",
       JSON.stringify(submissionToJson(signedSubmission(forceB))),
+      // A line is one object: an array, empty or of two good submissions, is refused, not cut or skipped.
+      "[]",
+      JSON.stringify([submissionToJson(signedSubmission(forceA)), submissionToJson(signedSubmission(forceA))]),
     ];
     const key = `imports/force-a/${uniqueName("test")}.jsonl`;
     const body = `${lines.join("\n")}\n`;
@@ -360,7 +363,11 @@ describe("S3 bulk import", () => {
     }
     const done = await client.waitForImport(job.importId, { timeoutMs: 60_000 });
     expect(done.status).toBe("done");
-    expect(done.receipt).toMatchObject({ accepted: 1200, rejected: 2, byReason: { MALFORMED_JSON: 1, AGENCY_MISMATCH: 1 } });
+    expect(done.receipt).toMatchObject({
+      accepted: 1200,
+      rejected: 4,
+      byReason: { MALFORMED_JSON: 1, AGENCY_MISMATCH: 1, INVALID_FIELD: 2 },
+    });
     // Progress: the whole object read, and any job polled mid-run agrees with the file up to the line it reached.
     expect(done).toMatchObject({ linesRead: lines.length, bytesRead: Buffer.byteLength(body), totalBytes: Buffer.byteLength(body) });
     expect(Date.parse(done.startedAt ?? "")).toBeLessThanOrEqual(Date.parse(done.updatedAt ?? ""));
@@ -382,6 +389,8 @@ describe("S3 bulk import", () => {
     expect(parsed.rejectedLines.map((l) => [l.line, l.reason])).toEqual([
       [1201, "MALFORMED_JSON"],
       [1202, "AGENCY_MISMATCH"],
+      [1203, "INVALID_FIELD"],
+      [1204, "INVALID_FIELD"],
     ]);
 
     // Imports only from the hub bucket and the agency's own prefix.
