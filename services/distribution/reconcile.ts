@@ -5,8 +5,8 @@
  */
 import type { Queryable } from "../shared/postgres.ts";
 import type { CanonicalRecord } from "../shared/wire/records.ts";
-import { governsOver } from "./planner.ts";
-import { distributableHashes, entitlement } from "./policy.ts";
+import { claimsOfRevision, governsOver, splitHashKey } from "./planner.ts";
+import { entitlement } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
 export type Holdings = Map<string, string>; // "alg:value" -> category
@@ -23,9 +23,7 @@ export function expectedHoldings(policy: PartnerPolicy, records: Iterable<Canoni
   }
   const governor = new Map<string, CanonicalRecord>();
   for (const r of latest.values()) {
-    if (r.deleted || r.mergedInto) continue;
-    for (const h of distributableHashes(r)) {
-      const k = `${h.alg}:${h.value}`;
+    for (const k of claimsOfRevision(r)) {
       const prior = governor.get(k);
       if (!prior || governsOver(r, prior)) governor.set(k, r);
     }
@@ -33,8 +31,7 @@ export function expectedHoldings(policy: PartnerPolicy, records: Iterable<Canoni
   const out: Holdings = new Map();
   for (const [k, r] of governor) {
     const e = entitlement(r, policy);
-    const alg = k.slice(0, k.indexOf(":"));
-    if (e.entitled && (policy.algorithms as readonly string[]).includes(alg)) out.set(k, e.category);
+    if (e.entitled && (policy.algorithms as readonly string[]).includes(splitHashKey(k).alg)) out.set(k, e.category);
   }
   return out;
 }
