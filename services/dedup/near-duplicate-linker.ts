@@ -70,10 +70,13 @@ export class IndexedNearDuplicateLinker implements NearDuplicateLinker {
     for (const [alg, index] of this.indexes) if (index.size - (before.get(alg) ?? 0) > 10_000) index.compact();
   }
 
-  /** Re-indexes the records carrying values that became degenerate since the last catch-up, without those values. */
+  /**
+   * Re-indexes the records carrying values that became degenerate since the last catch-up, without
+   * those values. Only SHARED ones can have been indexed: a low-quality or constant value never is.
+   */
   private async dropNewlyDegenerate(client: PoolClient): Promise<void> {
     const { rows } = await client.query<{ seq: number; alg: HashAlg; value: string }>(
-      "SELECT degenerate_seq AS seq, alg, value FROM degenerate_hashes WHERE degenerate_seq > $1 ORDER BY degenerate_seq",
+      "SELECT degenerate_seq AS seq, alg, value FROM degenerate_hashes WHERE degenerate_seq > $1 AND reason = 'SHARED' ORDER BY degenerate_seq",
       [this.lastDegenerateSeq],
     );
     if (rows.length === 0) return;

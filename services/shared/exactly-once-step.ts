@@ -85,11 +85,12 @@ export async function applyExactlyOnce<T extends Positioned, R>(
   return inTransaction(pool, async (tx) => {
     if (step.applyLock !== undefined) await tx.query("SELECT pg_advisory_xact_lock($1)", [step.applyLock]);
     const storedOffset = await lockStoredOffset(tx, groupId, topic, partition);
-    const offsets = batch.messages.map((m) => Number(m.offset));
     const unapplied = batch.messages.filter((m) => Number(m.offset) >= storedOffset);
     const redelivered = batch.messages.length - unapplied.length;
     const applied = await step.apply(tx, { topic, partition, messages: unapplied, redelivered, storedOffset });
-    const next = applied.nextOffset === undefined ? Math.max(storedOffset - 1, ...offsets) + 1 : applied.nextOffset;
+    // Messages come in offset order: the batch ends at its last one (or stays where it was stored).
+    const last = batch.messages.at(-1);
+    const next = applied.nextOffset === undefined ? Math.max(storedOffset, last ? Number(last.offset) + 1 : 0) : applied.nextOffset;
     if (next !== null) await storeNextOffset(tx, groupId, topic, partition, next);
     return { result: applied.result, nextOffset: next === null ? null : String(next), hold: applied.hold ?? false };
   });
