@@ -13,6 +13,7 @@ import { exportDelta, exportSnapshot } from "./exports.ts";
 import type { ExportDeps } from "./exports.ts";
 import type { HubSigner } from "./feed-writer.ts";
 import type { PartnerPolicy } from "./policy.ts";
+import { feedsPrefix } from "../shared/wire/snapshot-manifest.ts";
 
 /** Where and how distribution writes S3 feeds: under "[<namespace>/]feeds/<partner>/". */
 export function feedExportDeps(o: {
@@ -29,7 +30,7 @@ export function feedExportDeps(o: {
     s3: o.s3,
     bucket: o.bucket,
     hub: o.hub,
-    prefix: o.namespace ? `${o.namespace}/feeds` : "feeds",
+    prefix: feedsPrefix(o.namespace),
     feedOffsets: {
       topic: (partnerId: string) => o.topics.feed(partnerId),
       highWatermarks: async (topic: string) =>

@@ -13,7 +13,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { DISTRIBUTION_APPLY_LOCK } from "../shared/advisory-locks.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool } from "../shared/postgres.ts";
-import { latestSnapshotKey, serialiseManifest, signManifest } from "../shared/wire/snapshot-manifest.ts";
+import { feedsPrefix, latestSnapshotKey, serialiseManifest, signManifest } from "../shared/wire/snapshot-manifest.ts";
 import type { ExportManifest, SnapshotEntry } from "../shared/wire/snapshot-manifest.ts";
 import { recordRef } from "./feed-writer.ts";
 import type { HubSigner } from "./feed-writer.ts";
@@ -51,7 +51,7 @@ async function put(deps: ExportDeps, key: string, body: Buffer, contentType: str
 }
 
 export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = new Date()): Promise<ExportManifest> {
-  const base = `${deps.prefix ?? "feeds"}/${partnerId}`;
+  const base = `${deps.prefix ?? feedsPrefix("")}/${partnerId}`;
   // One consistent read of entries, chain heads and (for Kafka feeds) topic offsets: under the
   // distribution apply lock no feed record is issued meanwhile, and once the partner's outbox is
   // empty every issued record is on Kafka, so the high watermarks sit just after the heads.
@@ -130,7 +130,7 @@ export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = 
 
 /** Exports the feed records issued since the previous delta (S3-delivery partners), then prunes them. */
 export async function exportDelta(deps: ExportDeps, partnerId: string, now = new Date()): Promise<ExportManifest | null> {
-  const base = `${deps.prefix ?? "feeds"}/${partnerId}`;
+  const base = `${deps.prefix ?? feedsPrefix("")}/${partnerId}`;
   const { rows } = await deps.pool.query<{ partition: number; seq: number; body: Buffer }>(
     "SELECT partition, seq, body FROM feed_log WHERE partner_id = $1 ORDER BY partition, seq",
     [partnerId],

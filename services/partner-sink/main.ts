@@ -22,6 +22,7 @@ import { bootstrapFromSnapshot } from "./bootstrap.ts";
 import { buildLookupApi } from "./lookup-api.ts";
 import { watchForResumes } from "./resume-watch.ts";
 import { parseTrustedHubKeys } from "./verifier.ts";
+import { feedsPrefix } from "../shared/wire/snapshot-manifest.ts";
 
 export const SINK_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 
@@ -84,7 +85,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
       pool,
       s3: createS3Client(config),
       bucket: config.S3_BUCKET,
-      prefix: config.TOPIC_NAMESPACE ? `${config.TOPIC_NAMESPACE}/feeds` : "feeds",
+      prefix: feedsPrefix(config.TOPIC_NAMESPACE),
       partnerId: config.PARTNER_ID,
       keys,
       consumerGroup,

@@ -46,6 +46,11 @@ export interface SnapshotEntry {
   readonly extra: Record<string, string>;
 }
 
+/** The S3 prefix under which every partner's feed files are: `feeds`, or `<namespace>/feeds`. */
+export function feedsPrefix(namespace: string): string {
+  return namespace ? `${namespace}/feeds` : "feeds";
+}
+
 /** Where the pointer to a partner's newest snapshot manifest is: `{ "manifest": "<key>" }`. */
 export function latestSnapshotKey(prefix: string, partnerId: string): string {
   return `${prefix}/${partnerId}/latest-snapshot.json`;
