@@ -11,8 +11,8 @@ import { basename } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Upload } from "@aws-sdk/lib-storage";
-import { Command, Option } from "commander";
-import { effectiveEnv } from "../shared/config.ts";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { privateKeyFromPem } from "../shared/wire/signing.ts";
 import { IngestClient } from "./client.ts";
@@ -30,6 +30,16 @@ interface CommonOptions {
   prefix?: string;
   url: string;
   allowPartial?: boolean;
+}
+
+/** A commander argument parser that refuses anything but a whole number from 1 up, naming the flag. */
+function positiveInteger(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < 1)
+      throw new InvalidArgumentError(`${flag} takes a whole number from 1 up, got ${JSON.stringify(value)}`);
+    return n;
+  };
 }
 
 function signerOf(o: CommonOptions): AgencySigner {
@@ -67,11 +77,11 @@ export function buildForceCli(): Command {
       .option("--allow-partial", "VICS: send the complete items of a truncated or malformed file instead of refusing it whole");
 
   common(program.command("submit <file>").description("sign and submit over HTTP in batches"))
-    .option("--batch <n>", "submissions per request", "500")
-    .action(async (file: string, o: CommonOptions & { batch: string }) => {
+    .option("--batch <n>", "submissions per request", positiveInteger("--batch"), 500)
+    .action(async (file: string, o: CommonOptions & { batch: number }) => {
       const signer = signerOf(o);
       const client = new IngestClient(o.url, signer);
-      const report = await submitFile(file, { ...sendOptions(o, file), batch: Number(o.batch) }, { signer, client, log, progress: true });
+      const report = await submitFile(file, { ...sendOptions(o, file), batch: o.batch }, { signer, client, log, progress: true });
       process.exitCode = exitCodeOf(report);
     });
 
@@ -79,14 +89,10 @@ export function buildForceCli(): Command {
     .option("--key-name <key>", "S3 object key (default imports/<agency>/<time>-<file>.jsonl)")
     .option("--no-wait", "return once the import is queued")
     .action(async (file: string, o: CommonOptions & { keyName?: string; wait: boolean }) => {
-      const env = effectiveEnv();
-      const bucket = env["S3_BUCKET"] ?? "hashrelay";
-      const s3 = createS3Client({
-        S3_ENDPOINT: env["S3_ENDPOINT"],
-        S3_REGION: env["S3_REGION"] ?? "us-east-1",
-        S3_ACCESS_KEY_ID: env["S3_ACCESS_KEY_ID"] ?? "",
-        S3_SECRET_ACCESS_KEY: env["S3_SECRET_ACCESS_KEY"] ?? "",
-      });
+      // Checked up front: a missing credential is named now, not found later as an S3 error.
+      const s3Config = loadConfig("hashrelay-ingest", s3ConfigShape);
+      const bucket = s3Config.S3_BUCKET;
+      const s3 = createS3Client(s3Config);
       const put = async (key: string, body: Readable) => {
         await new Upload({ client: s3, params: { Bucket: bucket, Key: key, Body: body, ContentType: "application/x-ndjson" } }).done();
       };
