@@ -8,7 +8,7 @@ import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { DEDUP_APPLY_LOCK, DEDUP_RELAY_LOCK } from "../shared/advisory-locks.ts";
-import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
+import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import { connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
@@ -92,17 +92,16 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     applyLock: DEDUP_APPLY_LOCK,
     prepare: (batch) => verifyBatch(deps, batch),
     apply: (tx, batch) => applyBatch(deps, tx, batch),
-    afterCommit: ({ result: r }, batch) => {
+    afterCommit: ({ result: r, partitions }) => {
       const counts = { applied: r.applied, rejected: r.rejected, skipped: r.skipped, records: r.records.length };
-      logger.info({ partition: batch.partition, ...counts }, "batch applied");
+      logger.info({ partitions: partitions.map((p) => p.partition), ...counts }, "batch applied");
       for (const d of r.degenerate) {
         const value = { alg: d.alg, valuePrefix: valuePrefix(d.value), reason: d.reason, records: d.records };
         logger.warn(value, "perceptual value degenerate: kept out of near-duplicate matching and partner feeds");
       }
       relay.notify();
     },
-    maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
-    sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
+    ...consumerTuning(config),
   });
   logger.info({ authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes }, "dedup running");
   // The consumer's disconnect waits for the batch in hand to commit or roll back.

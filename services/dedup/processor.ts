@@ -132,12 +132,17 @@ interface Decisions {
 
 /**
  * dedup's part of the exactly-once step (exactly-once-step.ts), inside its transaction: loads what
- * the batch touches, applies each submission, writes the changed records, and queues canonical
- * records, rejections and audit events in the outbox.
+ * the round's batches touch, applies each submission (partition by partition, each in offset
+ * order), writes the changed records, and queues canonical records, rejections and audit events in
+ * the outbox.
  */
-export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: UnappliedBatch<Verified>): Promise<Applied<BatchResult>> {
+export async function applyBatch(
+  deps: DedupDeps,
+  tx: PoolClient,
+  batches: readonly UnappliedBatch<Verified>[],
+): Promise<Applied<BatchResult>> {
   const now = deps.now?.() ?? Date.now();
-  const candidates = batch.messages.filter((v): v is Accepted => v.ok);
+  const candidates = batches.flatMap((b) => b.messages.filter((v): v is Accepted => v.ok));
   // Replays: a submission id already applied changes nothing and is reported.
   const seen = await appliedSubmissionIds(
     tx,
@@ -157,7 +162,7 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
   await loadRecords(tx, ws, await ownCarriersOf(tx, perceptualRetractions));
   await deps.nearDuplicates.catchUp(tx);
 
-  const { applied, rejections } = decide(ws, batch, seen, now);
+  const { applied, rejections } = decide(ws, batches, seen, now);
 
   const degenerate = await settleDegenerateValues(deps, tx, ws, now);
   await loadDegenerateStatus(tx, ws);
@@ -178,7 +183,8 @@ export async function applyBatch(deps: DedupDeps, tx: PoolClient, batch: Unappli
   );
   await enqueueOutbox(tx, outboxMessages(deps, now, applied, records, rejections));
   await deps.beforeCommit?.();
-  return { result: { applied: applied.length, rejected: rejections.length, skipped: batch.redelivered, records, degenerate } };
+  const skipped = batches.reduce((n, b) => n + b.redelivered, 0);
+  return { result: { applied: applied.length, rejected: rejections.length, skipped, records, degenerate } };
 }
 
 /**
@@ -195,10 +201,25 @@ async function settleDegenerateValues(deps: DedupDeps, tx: PoolClient, ws: Worki
   return fresh;
 }
 
-/** Applies each verified submission to the working set, in offset order; refusals become rejections. */
-function decide(ws: WorkingSet, batch: UnappliedBatch<Verified>, seen: Set<string>, now: number): Decisions {
+/**
+ * Applies each verified submission to the working set, partition by partition in offset order;
+ * refusals become rejections.
+ */
+function decide(ws: WorkingSet, batches: readonly UnappliedBatch<Verified>[], seen: Set<string>, now: number): Decisions {
   const applied: Decisions["applied"] = [];
   const rejections: Rejection[] = [];
+  for (const batch of batches) decidePartition(ws, batch, seen, now, applied, rejections);
+  return { applied, rejections };
+}
+
+function decidePartition(
+  ws: WorkingSet,
+  batch: UnappliedBatch<Verified>,
+  seen: Set<string>,
+  now: number,
+  applied: Decisions["applied"],
+  rejections: Rejection[],
+): void {
   const reject = (v: Verified, reason: ReasonCode, detail: string, ids: { submissionId: string | null; agencyId: string | null }) =>
     rejections.push(
       buildRejection(v.original, reason, detail, {
@@ -229,7 +250,6 @@ function decide(ws: WorkingSet, batch: UnappliedBatch<Verified>, seen: Set<strin
     seen.add(sub.submissionId);
     applied.push({ v, recordId: outcome.recordIds[0] ?? null });
   }
-  return { applied, rejections };
 }
 
 /** The batch's outbox: changed canonical records, rejections, then the audit events of all three. */

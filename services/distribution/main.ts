@@ -8,7 +8,7 @@ import { DISTRIBUTION_APPLY_LOCK, DISTRIBUTION_RELAY_LOCK } from "../shared/advi
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
-import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
+import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
@@ -105,16 +105,15 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     topic: topics.canonical,
     logger,
     applyLock: DISTRIBUTION_APPLY_LOCK,
-    apply: (tx, batch) => distributeBatch(deps, tx, batch),
-    afterCommit: ({ result: r }, batch) => {
+    apply: (tx, batches) => distributeBatch(deps, tx, batches),
+    afterCommit: ({ result: r, partitions }) => {
       logger.info(
-        { partition: batch.partition, records: r.records, skipped: r.skipped, feedRecords: r.feedRecords },
+        { partitions: partitions.map((p) => p.partition), records: r.records, skipped: r.skipped, feedRecords: r.feedRecords },
         "canonical batch distributed",
       );
       relay.notify();
     },
-    maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
-    sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
+    ...consumerTuning(config),
   });
   const timers = [
     schedulePolicyRefresh(policies.refresh, config.DISTRIBUTION_POLICY_REFRESH_MS, logger),

@@ -77,17 +77,21 @@ export async function distributeRecord(
   }
 }
 
-/** distribution's part of the exactly-once step: the unapplied canonical records of one batch. */
+/**
+ * distribution's part of the exactly-once step: the unapplied canonical records of a round's
+ * batches. A record is keyed by its id, so all its revisions are in one partition, in order.
+ */
 export async function distributeBatch(
   deps: DistributionDeps,
   tx: PoolClient,
-  batch: UnappliedBatch<CanonicalMessage>,
+  batches: readonly UnappliedBatch<CanonicalMessage>[],
 ): Promise<Applied<DistributionResult>> {
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
   const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now);
   const policies = deps.policies();
-  const decoded = await decodeBatch(deps, tx, batch);
+  const decoded: { record: CanonicalRecord; bytes: Buffer }[] = [];
+  for (const batch of batches) decoded.push(...(await decodeBatch(deps, tx, batch)));
   // Loads the stored revision of every record in the batch, and all that planning them touches.
   await loadLedger(
     tx,
@@ -97,7 +101,7 @@ export async function distributeBatch(
     decoded.map((b) => b.record),
   );
   let applied = 0;
-  let skipped = batch.redelivered;
+  let skipped = batches.reduce((n, b) => n + b.redelivered, 0);
   const latest = new Map<string, { revision: number; bytes: Buffer }>();
   for (const { record, bytes } of decoded) {
     if ((ledger.knownRecord(record.recordId)?.revision ?? 0) >= record.revision) {
@@ -152,16 +156,11 @@ export async function processCanonicalBatch(
   partition: number,
   messages: readonly CanonicalMessage[],
 ): Promise<DistributionResult & { nextOffset: string | null }> {
-  const outcome = await applyExactlyOnce(
-    deps.pool,
-    deps.consumerGroup,
-    { topic, partition, messages },
-    {
-      applyLock: DISTRIBUTION_APPLY_LOCK,
-      apply: (tx, batch) => distributeBatch(deps, tx, batch),
-    },
-  );
-  return { ...outcome.result, nextOffset: outcome.nextOffset };
+  const outcome = await applyExactlyOnce(deps.pool, deps.consumerGroup, [{ topic, partition, messages }], {
+    applyLock: DISTRIBUTION_APPLY_LOCK,
+    apply: (tx, batches) => distributeBatch(deps, tx, batches),
+  });
+  return { ...outcome.result, nextOffset: outcome.partitions[0]?.nextOffset ?? null };
 }
 
 const ZERO_UUID = "00000000-0000-0000-0000-000000000000";

@@ -10,7 +10,7 @@ import type { AvroCodec } from "../shared/wire/codec.ts";
 import { GENESIS_DIGEST } from "../shared/wire/feed-chain.ts";
 import { reasonOf } from "../shared/errors.ts";
 import type { Logger } from "../shared/logging.ts";
-import type { Applied, UnappliedBatch } from "../shared/exactly-once-step.ts";
+import type { PartitionApplied, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import { verifyFeedRecord } from "./verifier.ts";
@@ -123,7 +123,7 @@ export async function applyFeedBatch(
   tx: PoolClient,
   batch: UnappliedBatch<{ offset: string; value: Buffer | null }>,
   now = new Date(),
-): Promise<Applied<SinkResult>> {
+): Promise<PartitionApplied<SinkResult>> {
   const { partition } = batch;
   const state = await lockFeedState(tx, partition);
   if (state.halted_reason) return { result: { applied: 0, duplicates: 0, refused: 0, halted: true }, nextOffset: null, hold: true };

@@ -6,10 +6,12 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/wire/codec.ts";
-import { effectiveEnv, loadConfig, commonConfigShape, kafkaConfigShape } from "../shared/config.ts";
+import { effectiveEnv, loadConfig, commonConfigShape, consumerConfigShape, kafkaConfigShape } from "../shared/config.ts";
 import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import type { Kafka } from "kafkajs";
-import { startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
+import { eachPartition } from "../shared/exactly-once-step.ts";
+import type { FetchedMessage } from "../shared/exactly-once-step.ts";
+import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { waitForTopics } from "../shared/kafka.ts";
 import { connectedAdmin, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
@@ -17,7 +19,7 @@ import type { Logger } from "../shared/logging.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
 import { applyFeedBatch } from "./applier.ts";
-import type { SinkDeps } from "./applier.ts";
+import type { SinkDeps, SinkResult } from "./applier.ts";
 import { bootstrapFromSnapshot } from "./bootstrap.ts";
 import { buildLookupApi } from "./lookup-api.ts";
 import { watchForResumes } from "./resume-watch.ts";
@@ -34,8 +36,7 @@ export const configShape = {
   ...kafkaConfigShape,
   TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
   LOG_LEVEL: commonConfigShape.LOG_LEVEL,
-  CONSUMER_MAX_BATCH_BYTES: commonConfigShape.CONSUMER_MAX_BATCH_BYTES,
-  CONSUMER_SESSION_TIMEOUT_MS: commonConfigShape.CONSUMER_SESSION_TIMEOUT_MS,
+  ...consumerConfigShape,
   PARTNER_ID: z.string().regex(/^[a-z0-9][a-z0-9-]{1,62}$/),
   /** The partner's own database (not the hub's). */
   PARTNER_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
@@ -104,15 +105,25 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     logger,
     // A halted partition is held at its stored offset (the halting record) and not fetched again
     // until `hashrelay-sink resume` clears the halt; watchForResumes notices that.
-    apply: (tx, batch) => applyFeedBatch(deps, tx, batch),
-    afterCommit: ({ result: r, nextOffset }, batch) => {
-      if (r.applied || r.refused) logger.info({ partition: batch.partition, ...r, nextOffset }, "feed batch applied");
-      if (r.halted && r.refused > 0) {
-        logger.warn({ partition: batch.partition }, "partition halted: held until an operator resumes it (hashrelay-sink status)");
+    apply: eachPartition<FetchedMessage, SinkResult>((tx, batch) => applyFeedBatch(deps, tx, batch)),
+    afterCommit: ({ result, partitions }) => {
+      const totals = { applied: 0, duplicates: 0, refused: 0 };
+      for (const r of result.values()) {
+        totals.applied += r.applied;
+        totals.duplicates += r.duplicates;
+        totals.refused += r.refused;
+      }
+      if (totals.applied || totals.refused) {
+        const nextOffsets = Object.fromEntries(partitions.map((p) => [p.partition, p.nextOffset]));
+        logger.info({ partitions: partitions.map((p) => p.partition), ...totals, nextOffsets }, "feed batch applied");
+      }
+      for (const [partition, r] of result) {
+        if (r.halted && r.refused > 0) {
+          logger.warn({ partition }, "partition halted: held until an operator resumes it (hashrelay-sink status)");
+        }
       }
     },
-    maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
-    sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
+    ...consumerTuning(config),
   });
   const resumePoll = watchForResumes(pool, consumer, config.PARTNER_RESUME_POLL_MS, logger);
   const api = buildLookupApi(pool, logger);

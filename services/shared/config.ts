@@ -60,18 +60,27 @@ export const kafkaConfigShape = {
   KAFKA_SSL_CA_FILE: z.string().min(1).optional(),
 };
 
+/** How the exactly-once consumers (dedup, distribution, partner-sink) fetch and batch. */
+export const consumerConfigShape = {
+  /** Largest fetch per partition. */
+  CONSUMER_MAX_BATCH_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  /** How long a silent consumer keeps its partitions; after a crash they move after this long. */
+  CONSUMER_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(30_000),
+  /** Most messages applied in one transaction (a round of partitions); a bigger fetch is split. */
+  CONSUMER_ROUND_MAX_MESSAGES: z.coerce.number().int().min(1).default(1_000),
+  /** Least time between the starts of two rounds: at steady load, fewer and fuller transactions. */
+  CONSUMER_ROUND_INTERVAL_MS: z.coerce.number().int().min(0).max(5_000).default(0),
+};
+
 /** Settings every service shares. */
 export const commonConfigShape = {
   ...kafkaConfigShape,
+  ...consumerConfigShape,
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   TOPIC_NAMESPACE: z
     .string()
     .regex(/^([a-z0-9][a-z0-9-]{0,40})?$/, "lower-case letters, digits and '-'")
     .default(""),
-  /** Largest fetch per partition: bounds one consumer batch, i.e. one transaction. */
-  CONSUMER_MAX_BATCH_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
-  /** How long a silent consumer keeps its partitions; after a crash they move after this long. */
-  CONSUMER_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(30_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 

@@ -2,13 +2,16 @@
  * The kafkajs side of the exactly-once step (exactly-once-step.ts): a consumer whose source of
  * truth for "what was applied" is the service's PostgreSQL (consumer_offsets, written in the same
  * transaction as the state change). On every partition assignment it seeks to the stored offset
- * (the start when there is none); Kafka's committed offset is kept in step afterwards only so that
- * lag shows up in the usual tools. Each batch goes through applyExactlyOnce; a service gives only
- * its apply function (and, optionally, work before the transaction and after the commit).
+ * (the start when there is none). The batches of one fetch, one per partition, are applied as one
+ * round (one transaction); a round starts at most every `minRoundIntervalMs`, so that at steady
+ * load the next fetch brings what arrived meanwhile rather than one message per partition. Kafka's
+ * committed offset is kept in step about once a second, only so that lag shows up in the usual
+ * tools. A service gives only its apply function (and, optionally, work before the transaction and
+ * after the commit).
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import { applyExactlyOnce, storedOffsets } from "./exactly-once-step.ts";
-import type { ExactlyOnceStep, FetchedMessage, PartitionBatch, Positioned, StepOutcome } from "./exactly-once-step.ts";
+import type { ExactlyOnceStep, FetchedMessage, PartitionBatch, PartitionOutcome, Positioned, StepOutcome } from "./exactly-once-step.ts";
 import type { Logger } from "./logging.ts";
 import type { Pool, Queryable } from "./postgres.ts";
 
@@ -19,17 +22,39 @@ export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends Exa
   readonly topic: string;
   readonly logger: Logger;
   /**
-   * Work before the transaction, holding no lock (dedup checks signatures here): turns the fetched
-   * messages into what `apply` takes. Without it `apply` takes the fetched messages as they are.
+   * Work before the transaction, holding no lock (dedup checks signatures here): turns one
+   * partition's fetched messages into what `apply` takes. Without it `apply` takes them as they are.
    */
   readonly prepare?: (batch: PartitionBatch) => Promise<readonly T[]>;
-  /** After each batch's COMMIT (and its Kafka offset commit): logging, waking an outbox relay. */
-  readonly afterCommit?: (outcome: StepOutcome<R>, batch: { readonly topic: string; readonly partition: number }) => void;
+  /** After each round's COMMIT: logging, waking an outbox relay. */
+  readonly afterCommit?: (outcome: StepOutcome<R>) => void;
   readonly maxBytesPerPartition?: number;
   readonly sessionTimeoutMs?: number;
+  /** Least time from the start of one round to the start of the next (0: no wait). */
+  readonly minRoundIntervalMs?: number;
+  /** Most messages in one round; the batches of a bigger fetch are applied in several. */
+  readonly maxRoundMessages?: number;
 }
 
-/** A running consumer; `disconnect` waits for the batch in hand to commit or roll back. */
+/** The consumer settings of a service's validated config (config.ts consumerConfigShape). */
+export function consumerTuning(config: {
+  readonly CONSUMER_MAX_BATCH_BYTES: number;
+  readonly CONSUMER_SESSION_TIMEOUT_MS: number;
+  readonly CONSUMER_ROUND_MAX_MESSAGES: number;
+  readonly CONSUMER_ROUND_INTERVAL_MS: number;
+}): Pick<
+  ExactlyOnceConsumerOptions<Positioned, unknown>,
+  "maxBytesPerPartition" | "sessionTimeoutMs" | "maxRoundMessages" | "minRoundIntervalMs"
+> {
+  return {
+    maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
+    sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
+    maxRoundMessages: config.CONSUMER_ROUND_MAX_MESSAGES,
+    minRoundIntervalMs: config.CONSUMER_ROUND_INTERVAL_MS,
+  };
+}
+
+/** A running consumer; `disconnect` waits for the round in hand to commit or roll back. */
 export interface RunningConsumer {
   disconnect(): Promise<void>;
   /** Partitions held by a `hold` result of the apply function (on the current kafkajs consumer). */
@@ -37,6 +62,10 @@ export interface RunningConsumer {
   /** Fetches a held partition again, from the offset stored in PostgreSQL. */
   resumePartition(partition: number): Promise<void>;
 }
+
+/** More than any topic here has partitions: every batch of a fetch joins the same round. */
+const PARTITIONS_PER_ROUND = 64;
+const KAFKA_COMMIT_INTERVAL_MS = 1_000;
 
 /**
  * Starts the consumer and keeps it running: kafkajs gives up for good on some errors (a broker
@@ -47,7 +76,7 @@ export interface RunningConsumer {
 export async function startExactlyOnceConsumer<T extends Positioned = FetchedMessage, R = unknown>(
   o: ExactlyOnceConsumerOptions<T, R>,
 ): Promise<RunningConsumer> {
-  let current: Consumer | null = null;
+  let current: Running | null = null;
   let stopped = false;
   let restartTimer: NodeJS.Timeout | null = null;
   // Held partitions of the current consumer; a fresh consumer starts with none (its first batch of
@@ -56,14 +85,15 @@ export async function startExactlyOnceConsumer<T extends Positioned = FetchedMes
   const launch = async (): Promise<void> => {
     const held = new Set<number>();
     paused = held;
-    const consumer = await runConsumer(o, held);
-    current = consumer;
+    const running = await runConsumer(o, held);
+    current = running;
+    const { consumer } = running;
     consumer.on(consumer.events.CRASH, (event) => {
       if (event.payload.restart || stopped) return; // kafkajs restarts it itself
       o.logger.error({ err: event.payload.error }, "consumer stopped for good; starting a new one");
       restartTimer = setTimeout(() => {
-        void consumer
-          .disconnect()
+        void running
+          .stop()
           .catch(() => undefined)
           .then(() => (stopped ? undefined : launch()))
           .catch((err: unknown) => {
@@ -78,13 +108,13 @@ export async function startExactlyOnceConsumer<T extends Positioned = FetchedMes
     async disconnect() {
       stopped = true;
       if (restartTimer) clearTimeout(restartTimer);
-      await current?.disconnect();
+      await current?.stop();
     },
     pausedPartitions() {
       return [...paused].sort((a, b) => a - b);
     },
     async resumePartition(partition: number) {
-      const consumer = current;
+      const consumer = current?.consumer;
       if (!consumer || !paused.has(partition)) return;
       const next = (await storedOffsets(o.pool, o.groupId, o.topic)).get(partition) ?? 0;
       consumer.seek({ topic: o.topic, partition, offset: String(next) });
@@ -95,7 +125,12 @@ export async function startExactlyOnceConsumer<T extends Positioned = FetchedMes
   };
 }
 
-async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOptions<T, R>, held: Set<number>): Promise<Consumer> {
+interface Running {
+  readonly consumer: Consumer;
+  stop(): Promise<void>;
+}
+
+async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOptions<T, R>, held: Set<number>): Promise<Running> {
   const consumer = o.kafka.consumer({
     groupId: o.groupId,
     sessionTimeout: o.sessionTimeoutMs ?? 30_000,
@@ -107,6 +142,17 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
   });
   await consumer.connect();
   await consumer.subscribe({ topic: o.topic, fromBeginning: true });
+  const commits = new KafkaOffsetCommits(consumer, o.topic, o.logger);
+  let stopping = false;
+  const rounds = new Rounds<T, R>({
+    run: (batches) => applyExactlyOnce(o.pool, o.groupId, batches, o),
+    minIntervalMs: o.minRoundIntervalMs ?? 0,
+    maxMessages: o.maxRoundMessages ?? Number.POSITIVE_INFINITY,
+    committed: (outcome) => {
+      commits.note(outcome.partitions);
+      o.afterCommit?.(outcome);
+    },
+  });
 
   // Every assignment positions each partition from PostgreSQL, never from Kafka's committed offset:
   // a partition with no stored offset has had nothing applied to this database (a new or restored
@@ -125,6 +171,7 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
   await consumer.run({
     autoCommit: false,
     eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: PARTITIONS_PER_ROUND,
     eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) => {
       if (!isRunning() || batch.messages.length === 0) return;
       // A batch fetched before the assignment's seek landed starts at the committed offset: drop it
@@ -135,7 +182,7 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
       const fetched: PartitionBatch = { topic: batch.topic, partition: batch.partition, messages: batch.messages };
       // Without `prepare`, T is FetchedMessage (the type parameter's default).
       const messages = o.prepare ? await o.prepare(fetched) : (fetched.messages as readonly Positioned[] as readonly T[]);
-      const outcome = await applyExactlyOnce(o.pool, o.groupId, { ...fetched, messages }, o);
+      const outcome = await rounds.apply({ ...fetched, messages });
       if (outcome.hold) {
         // Held: leave the batch unresolved and stop fetching the partition, so that it is read
         // again from its stored offset once resumed (not from wherever the fetch had got to).
@@ -145,16 +192,126 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
         const last = batch.messages[batch.messages.length - 1];
         if (last) resolveOffset(last.offset);
       }
-      if (outcome.nextOffset !== null) {
-        await consumer
-          .commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: outcome.nextOffset }])
-          .catch((err: unknown) => o.logger.warn({ err }, "Kafka offset commit failed (PostgreSQL holds the truth)"));
-      }
-      o.afterCommit?.(outcome, fetched);
+      // On the way out the group is still joined here (kafkajs leaves it after the last batch).
+      if (stopping || !isRunning()) await commits.flush();
       await heartbeat();
     },
   });
-  return consumer;
+  return {
+    consumer,
+    async stop() {
+      stopping = true;
+      await commits.flush();
+      await consumer.disconnect();
+    },
+  };
+}
+
+interface RoundEntry<T extends Positioned> {
+  readonly batch: PartitionBatch<T>;
+  resolve(outcome: PartitionOutcome): void;
+  reject(err: unknown): void;
+}
+
+interface RoundSettings<T extends Positioned, R> {
+  run(batches: readonly PartitionBatch<T>[]): Promise<StepOutcome<R>>;
+  readonly minIntervalMs: number;
+  readonly maxMessages: number;
+  committed(outcome: StepOutcome<R>): void;
+}
+
+/**
+ * Gathers the batches kafkajs hands over together (one fetch, every partition at once) into
+ * rounds of at most `maxMessages` (a batch is never split), and runs rounds one at a time: a batch
+ * that arrives while a round is in hand waits for the next. Each batch's promise settles with its
+ * partition's outcome, or its round's error.
+ */
+class Rounds<T extends Positioned, R> {
+  private waiting: RoundEntry<T>[] = [];
+  private running = false;
+  private lastStart = 0;
+  private readonly settings: RoundSettings<T, R>;
+
+  constructor(settings: RoundSettings<T, R>) {
+    this.settings = settings;
+  }
+
+  apply(batch: PartitionBatch<T>): Promise<PartitionOutcome> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ batch, resolve, reject });
+      // setImmediate: after the other batches of the same fetch have been handed over too.
+      if (this.waiting.length === 1 && !this.running) setImmediate(() => void this.next());
+    });
+  }
+
+  private async next(): Promise<void> {
+    if (this.running || this.waiting.length === 0) return;
+    this.running = true;
+    const { run, minIntervalMs, maxMessages, committed } = this.settings;
+    let take = 0;
+    let messages = 0;
+    for (const e of this.waiting) {
+      if (take > 0 && messages + e.batch.messages.length > maxMessages) break;
+      messages += e.batch.messages.length;
+      take++;
+    }
+    const entries = this.waiting.splice(0, take);
+    const wait = this.lastStart + minIntervalMs - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    this.lastStart = Date.now();
+    try {
+      const outcome = await run(entries.map((e) => e.batch));
+      committed(outcome);
+      const byPartition = new Map(outcome.partitions.map((p) => [p.partition, p]));
+      for (const e of entries) {
+        const p = byPartition.get(e.batch.partition);
+        if (p) e.resolve(p);
+        else e.reject(new Error(`no outcome for partition ${e.batch.partition}`));
+      }
+    } catch (err) {
+      for (const e of entries) e.reject(err);
+    } finally {
+      this.running = false;
+      if (this.waiting.length) setImmediate(() => void this.next());
+    }
+  }
+}
+
+/**
+ * Keeps Kafka's committed offsets near PostgreSQL's, for lag tools only: at most one OffsetCommit
+ * a second, with the latest next offset of every partition moved since the last one.
+ */
+class KafkaOffsetCommits {
+  private pending = new Map<number, string>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly consumer: Consumer;
+  private readonly topic: string;
+  private readonly logger: Logger;
+
+  constructor(consumer: Consumer, topic: string, logger: Logger) {
+    this.consumer = consumer;
+    this.topic = topic;
+    this.logger = logger;
+  }
+
+  note(partitions: readonly PartitionOutcome[]): void {
+    for (const p of partitions) if (p.nextOffset !== null) this.pending.set(p.partition, p.nextOffset);
+    if (this.pending.size && !this.timer) {
+      this.timer = setTimeout(() => void this.flush(), KAFKA_COMMIT_INTERVAL_MS);
+      this.timer.unref();
+    }
+  }
+
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending.size === 0) return;
+    const offsets = [...this.pending].map(([partition, offset]) => ({ topic: this.topic, partition, offset }));
+    this.pending = new Map();
+    await this.consumer
+      .commitOffsets(offsets)
+      .catch((err: unknown) => this.logger.warn({ err }, "Kafka offset commit failed (PostgreSQL holds the truth)"));
+  }
 }
 
 /** True once the group's stored offsets reach the end of every partition of the topic (no lag). */

@@ -1,10 +1,13 @@
 /**
- * The exactly-once step, written once: each batch of a partition is applied in one PostgreSQL
- * transaction that takes the service's apply lock (if it has one), row-locks the partition's stored
- * next offset (consumer_offsets), hands the service's apply function only the messages at or past
- * that offset, and stores the next offset before COMMIT. The stored offset, not Kafka's, decides
- * what was applied: a redelivered message is left out, and a crash or an error anywhere leaves all
- * of the batch or none of it. exactly-once-consumer.ts feeds it from Kafka.
+ * The exactly-once step, written once: a round of batches (one per partition of one topic) is
+ * applied in one PostgreSQL transaction that takes the service's apply lock (if it has one),
+ * row-locks the partitions' stored next offsets (consumer_offsets), hands the service's apply
+ * function only the messages at or past those offsets, and stores the next offsets before COMMIT.
+ * The stored offsets, not Kafka's, decide what was applied: a redelivered message is left out, and
+ * a crash or an error anywhere leaves all of the round or none of it. One transaction per round
+ * rather than per partition keeps the fixed cost of a transaction (its lock, offsets and commit)
+ * from being paid once for every partition that has a few messages. exactly-once-consumer.ts feeds
+ * it from Kafka.
  */
 import { inTransaction } from "./postgres.ts";
 import type { Pool, PoolClient } from "./postgres.ts";
@@ -27,7 +30,7 @@ export interface PartitionBatch<T extends Positioned = FetchedMessage> {
   readonly messages: readonly T[];
 }
 
-/** What the apply function gets, inside the transaction. */
+/** What the apply function gets of each partition, inside the transaction. */
 export interface UnappliedBatch<T extends Positioned> extends PartitionBatch<T> {
   /** The messages at or past the stored offset, in the order fetched: none of them is applied yet. */
   readonly messages: readonly T[];
@@ -37,20 +40,26 @@ export interface UnappliedBatch<T extends Positioned> extends PartitionBatch<T> 
   readonly storedOffset: number;
 }
 
-/** What the apply function returns. */
-export interface Applied<R> {
-  readonly result: R;
+/** Where a partition goes on after the round, when not simply after its batch's last message. */
+export interface PartitionPosition {
   /**
-   * Where the next batch starts, stored in the same transaction. By default just after the batch's
-   * last message; an earlier offset leaves the rest to be read again (a halted feed partition);
-   * null leaves the stored offset as it is.
+   * Where the partition's next batch starts, stored in the same transaction: an earlier offset
+   * leaves the rest to be read again (a halted feed partition); null leaves the stored offset as
+   * it is. Left out: just after the batch's last message.
    */
   readonly nextOffset?: number | null;
   /**
-   * Holds the partition: nothing of the batch counts as consumed in memory and the partition is not
-   * fetched again until `resumePartition`, which starts it from its stored offset.
+   * Holds the partition: nothing of its batch counts as consumed in memory and it is not fetched
+   * again until `resumePartition`, which starts it from its stored offset.
    */
   readonly hold?: boolean;
+}
+
+/** What the apply function returns. */
+export interface Applied<R> {
+  readonly result: R;
+  /** Partitions that go on other than just after their batch (by partition number). */
+  readonly positions?: ReadonlyMap<number, PartitionPosition>;
 }
 
 export interface ExactlyOnceStep<T extends Positioned, R> {
@@ -59,73 +68,136 @@ export interface ExactlyOnceStep<T extends Positioned, R> {
    * partitions and instances must run one at a time (they share state beyond the partition).
    */
   readonly applyLock?: number;
-  /** The service's part: applies the unapplied messages with `tx`; must not commit or roll back. */
-  readonly apply: (tx: PoolClient, batch: UnappliedBatch<T>) => Promise<Applied<R>>;
+  /**
+   * The service's part: applies the unapplied messages of every partition in the round (ascending
+   * partition order) with `tx`; must not commit or roll back.
+   */
+  readonly apply: (tx: PoolClient, batches: readonly UnappliedBatch<T>[]) => Promise<Applied<R>>;
 }
 
-export interface StepOutcome<R> {
-  readonly result: R;
+/** How one partition of a committed round was left. */
+export interface PartitionOutcome {
+  readonly partition: number;
   /** The next offset now stored, or null when it was left as it was. */
   readonly nextOffset: string | null;
   readonly hold: boolean;
 }
 
+export interface StepOutcome<R> {
+  readonly result: R;
+  readonly partitions: readonly PartitionOutcome[];
+}
+
 /**
- * One batch of one partition, exactly once: BEGIN, the apply lock, the stored offset row-locked (a
- * second instance that still believes it owns the partition waits instead of applying twice), the
- * service's apply, the next offset stored, COMMIT; any error rolls it all back.
+ * One round, exactly once: BEGIN, the apply lock, the stored offsets row-locked in partition order
+ * (a second instance that still believes it owns a partition waits instead of applying twice), the
+ * service's apply, the next offsets stored, COMMIT; any error rolls it all back. `batches` must be
+ * of one topic, one batch per partition.
  */
 export async function applyExactlyOnce<T extends Positioned, R>(
   pool: Pool,
   groupId: string,
-  batch: PartitionBatch<T>,
+  batches: readonly PartitionBatch<T>[],
   step: ExactlyOnceStep<T, R>,
 ): Promise<StepOutcome<R>> {
-  const { topic, partition } = batch;
+  const topic = batches[0]?.topic;
+  if (topic === undefined) throw new Error("applyExactlyOnce: a round needs at least one batch");
+  const ordered = [...batches].sort((a, b) => a.partition - b.partition);
+  ordered.forEach((b, i) => {
+    if (b.topic !== topic) throw new Error(`applyExactlyOnce: one topic per round (${topic}, ${b.topic})`);
+    if (i > 0 && ordered[i - 1]?.partition === b.partition) throw new Error(`applyExactlyOnce: partition ${b.partition} twice in a round`);
+  });
   return inTransaction(pool, async (tx) => {
     if (step.applyLock !== undefined) await tx.query("SELECT pg_advisory_xact_lock($1)", [step.applyLock]);
-    const storedOffset = await lockStoredOffset(tx, groupId, topic, partition);
-    const unapplied = batch.messages.filter((m) => Number(m.offset) >= storedOffset);
-    const redelivered = batch.messages.length - unapplied.length;
-    const applied = await step.apply(tx, { topic, partition, messages: unapplied, redelivered, storedOffset });
-    // Messages come in offset order: the batch ends at its last one (or stays where it was stored).
-    const last = batch.messages.at(-1);
-    const next = applied.nextOffset === undefined ? Math.max(storedOffset, last ? Number(last.offset) + 1 : 0) : applied.nextOffset;
-    if (next !== null) await storeNextOffset(tx, groupId, topic, partition, next);
-    return { result: applied.result, nextOffset: next === null ? null : String(next), hold: applied.hold ?? false };
+    const stored = await lockStoredOffsets(
+      tx,
+      groupId,
+      topic,
+      ordered.map((b) => b.partition),
+    );
+    const unapplied = ordered.map((b): UnappliedBatch<T> => {
+      const storedOffset = stored.get(b.partition) ?? 0;
+      const messages = b.messages.filter((m) => Number(m.offset) >= storedOffset);
+      return { topic, partition: b.partition, messages, redelivered: b.messages.length - messages.length, storedOffset };
+    });
+    const applied = await step.apply(tx, unapplied);
+    const partitions = unapplied.map((b, i): PartitionOutcome => {
+      const position = applied.positions?.get(b.partition);
+      // Messages come in offset order: the batch ends at its last one (or stays where it was stored).
+      const last = ordered[i]?.messages.at(-1);
+      const next = position?.nextOffset === undefined ? Math.max(b.storedOffset, last ? Number(last.offset) + 1 : 0) : position.nextOffset;
+      return { partition: b.partition, nextOffset: next === null ? null : String(next), hold: position?.hold ?? false };
+    });
+    await storeNextOffsets(tx, groupId, topic, partitions);
+    return { result: applied.result, partitions };
   });
 }
 
-/**
- * Inside the step's transaction: the stored next offset of a partition, row-locked until COMMIT.
- * The row exists after a partition's first batch, so that is one statement; the first batch
- * creates it (at 0) and then locks it.
- */
-async function lockStoredOffset(client: PoolClient, group: string, topic: string, partition: number): Promise<number> {
-  const lock = () =>
-    client.query<{ next_offset: number }>(
-      "SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3 FOR UPDATE",
-      [group, topic, partition],
-    );
-  let { rows } = await lock();
-  if (!rows[0]) {
-    await client.query(
-      "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-      [group, topic, partition],
-    );
-    ({ rows } = await lock());
-  }
-  return Number((rows[0] as { next_offset: number }).next_offset);
+/** The apply function's answer for one partition, for services that apply partition by partition. */
+export interface PartitionApplied<R> extends PartitionPosition {
+  readonly result: R;
 }
 
-/** Inside the same transaction: where the next batch starts. */
-async function storeNextOffset(client: PoolClient, group: string, topic: string, partition: number, next: number): Promise<void> {
-  await client.query("UPDATE consumer_offsets SET next_offset = $4 WHERE consumer_group = $1 AND topic = $2 AND partition = $3", [
-    group,
-    topic,
-    partition,
-    next,
-  ]);
+/**
+ * An apply function for services whose state is per partition (a feed's chain): applies the
+ * round's batches one after the other in the round's transaction. The result is per partition.
+ */
+export function eachPartition<T extends Positioned, R>(
+  applyOne: (tx: PoolClient, batch: UnappliedBatch<T>) => Promise<PartitionApplied<R>>,
+): ExactlyOnceStep<T, ReadonlyMap<number, R>>["apply"] {
+  return async (tx, batches) => {
+    const results = new Map<number, R>();
+    const positions = new Map<number, PartitionPosition>();
+    for (const batch of batches) {
+      const { result, ...position } = await applyOne(tx, batch);
+      results.set(batch.partition, result);
+      positions.set(batch.partition, position);
+    }
+    return { result: results, positions };
+  };
+}
+
+/**
+ * Inside the step's transaction: the stored next offset of each partition, row-locked until
+ * COMMIT. The rows exist after a partition's first round, so that is one statement; a round with
+ * a new partition creates its row (at 0) and then locks again.
+ */
+async function lockStoredOffsets(
+  tx: PoolClient,
+  group: string,
+  topic: string,
+  partitions: readonly number[],
+): Promise<Map<number, number>> {
+  const lock = async () => {
+    const { rows } = await tx.query<{ partition: number; next_offset: string }>(
+      `SELECT partition, next_offset FROM consumer_offsets
+        WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[]) ORDER BY partition FOR UPDATE`,
+      [group, topic, partitions],
+    );
+    return new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
+  };
+  let stored = await lock();
+  if (stored.size < partitions.length) {
+    await tx.query(
+      `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
+       SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p ON CONFLICT DO NOTHING`,
+      [group, topic, partitions.filter((p) => !stored.has(p))],
+    );
+    stored = await lock();
+  }
+  return stored;
+}
+
+/** Inside the same transaction: where each partition's next batch starts (null: unchanged). */
+async function storeNextOffsets(tx: PoolClient, group: string, topic: string, partitions: readonly PartitionOutcome[]): Promise<void> {
+  const moved = partitions.filter((p) => p.nextOffset !== null);
+  if (moved.length === 0) return;
+  await tx.query(
+    `UPDATE consumer_offsets o SET next_offset = n.next_offset
+       FROM unnest($3::int[], $4::bigint[]) AS n(partition, next_offset)
+      WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = n.partition`,
+    [group, topic, moved.map((p) => p.partition), moved.map((p) => p.nextOffset)],
+  );
 }
 
 /** The stored next offset of each partition of a topic, outside any transaction. */

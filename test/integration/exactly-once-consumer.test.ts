@@ -40,8 +40,8 @@ async function consume(db: TestDatabase, groupId: string): Promise<number[]> {
     topic,
     logger: createLogger("test", "silent"),
     // The step hands over only what is at or past the stored offset.
-    apply: async (_tx, batch) => {
-      applied.push(...batch.messages.map((m) => Number(m.offset)));
+    apply: async (_tx, batches) => {
+      for (const batch of batches) applied.push(...batch.messages.map((m) => Number(m.offset)));
       return { result: null };
     },
   });
@@ -91,5 +91,134 @@ describe("exactly-once consumer start position", () => {
       const applied = await consume(db, groupId);
       expect(applied).toEqual(Array.from({ length: 10 - stored }, (_, i) => stored + i));
     }
+  });
+});
+
+describe("exactly-once consumer rounds", () => {
+  let multi: string;
+  beforeAll(async () => {
+    multi = (await freshTopics([], 3)).names.submitted;
+    // Keys spread over the three partitions; everything is there before the consumer starts.
+    await producer.send({ topic: multi, acks: -1, messages: Array.from({ length: 30 }, (_, i) => ({ key: `m${i}`, value: `v${i}` })) });
+  });
+
+  it("applies the partitions of one fetch as one round, and keeps Kafka's committed offsets in step", async () => {
+    const db = await freshDatabase("eo-rounds");
+    cleanups.push(() => db.drop());
+    const groupId = `${namespace}.eo-rounds`;
+    const rounds: { partition: number; offsets: number[] }[][] = [];
+    let committed = 0;
+    const consumer = await startExactlyOnceConsumer({
+      kafka,
+      pool: db.pool,
+      groupId,
+      topic: multi,
+      logger: createLogger("test", "silent"),
+      apply: async (_tx, batches) => {
+        rounds.push(batches.map((b) => ({ partition: b.partition, offsets: b.messages.map((m) => Number(m.offset)) })));
+        return { result: null };
+      },
+      afterCommit: () => committed++,
+    });
+    cleanups.push(() => consumer.disconnect());
+    const applied = () => rounds.flat().reduce((n, b) => n + b.offsets.length, 0);
+    try {
+      await waitFor("all 30 applied", async () => applied() === 30, 30_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    // The first fetch held all three partitions: one transaction, partitions in order.
+    expect(rounds[0]?.map((b) => b.partition)).toEqual([0, 1, 2]);
+    expect(committed).toBe(rounds.length);
+    for (const partition of [0, 1, 2]) {
+      const offsets = rounds
+        .flat()
+        .filter((b) => b.partition === partition)
+        .flatMap((b) => b.offsets);
+      expect(offsets).toEqual(Array.from({ length: offsets.length }, (_, i) => i));
+    }
+    // Kafka's committed offsets reach PostgreSQL's: the last ones are committed on disconnect.
+    const { rows } = await db.pool.query<{ partition: number; next_offset: number }>(
+      "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 ORDER BY partition",
+      [groupId],
+    );
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [kafkaOffsets] = await admin.fetchOffsets({ groupId, topics: [multi] });
+      const inKafka = (kafkaOffsets?.partitions ?? [])
+        .map((p) => [p.partition, Number(p.offset)])
+        .sort((a, b) => Number(a[0]) - Number(b[0]));
+      expect(inKafka).toEqual(rows.map((r) => [r.partition, r.next_offset]));
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it("splits a fetch into rounds of at most maxRoundMessages, never splitting a partition's batch", async () => {
+    const db = await freshDatabase("eo-split");
+    cleanups.push(() => db.drop());
+    const rounds: number[][] = [];
+    const consumer = await startExactlyOnceConsumer({
+      kafka,
+      pool: db.pool,
+      groupId: `${namespace}.eo-split`,
+      topic: multi,
+      logger: createLogger("test", "silent"),
+      maxRoundMessages: 12,
+      apply: async (_tx, batches) => {
+        rounds.push(batches.map((b) => b.messages.length));
+        return { result: null };
+      },
+    });
+    cleanups.push(() => consumer.disconnect());
+    const applied = () => rounds.flat().reduce((a, b) => a + b, 0);
+    try {
+      await waitFor("all 30 applied", async () => applied() === 30, 30_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    // 30 messages in three partitions of 7 to 13 (murmur2 of the keys): never one round.
+    expect(rounds.length).toBeGreaterThan(1);
+    for (const r of rounds) expect(r.length === 1 || r.reduce((a, b) => a + b, 0) <= 12, `round ${r.join("+")}`).toBe(true);
+  });
+
+  it("starts rounds no closer together than minRoundIntervalMs", async () => {
+    const db = await freshDatabase("eo-interval");
+    cleanups.push(() => db.drop());
+    const starts: number[] = [];
+    let applied = 0;
+    const consumer = await startExactlyOnceConsumer({
+      kafka,
+      pool: db.pool,
+      groupId: `${namespace}.eo-interval`,
+      topic,
+      logger: createLogger("test", "silent"),
+      minRoundIntervalMs: 400,
+      apply: async (_tx, batches) => {
+        starts.push(Date.now());
+        applied += batches.reduce((n, b) => n + b.messages.length, 0);
+        return { result: null };
+      },
+    });
+    cleanups.push(() => consumer.disconnect());
+    let lateFrom = 0;
+    try {
+      await waitFor("first round", async () => applied >= 10, 30_000);
+      // One message every 50 ms: without the interval each would be a round of its own.
+      lateFrom = Date.now();
+      for (let i = 0; i < 12; i++) {
+        await producer.send({ topic, acks: -1, messages: [{ key: "late", value: `late${i}` }] });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await waitFor("late messages applied", async () => applied >= 22, 30_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    // Rounds start at least 400 ms apart, so a window of D ms holds at most D / 400 + 1 of them.
+    const late = starts.filter((t) => t >= lateFrom);
+    const window = (late.at(-1) ?? lateFrom) - lateFrom;
+    expect(late.length).toBeLessThanOrEqual(Math.floor(window / 400) + 1);
+    expect(late.length).toBeLessThan(12);
   });
 });

@@ -1,10 +1,12 @@
 /**
  * The exactly-once step against PostgreSQL alone (no Kafka): what the apply function sees of a
- * batch, what it may say about the stored offset, and that an error leaves nothing behind.
+ * round, what it may say about each partition's stored offset, and that an error leaves nothing
+ * behind in any partition of the round.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyExactlyOnce } from "../../services/shared/exactly-once-step.ts";
-import type { UnappliedBatch } from "../../services/shared/exactly-once-step.ts";
+import { applyExactlyOnce, eachPartition } from "../../services/shared/exactly-once-step.ts";
+import type { PartitionPosition, UnappliedBatch } from "../../services/shared/exactly-once-step.ts";
+import type { PoolClient } from "../../services/shared/postgres.ts";
 import { freshDatabase } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
@@ -17,57 +19,133 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const batch = (from: number, count: number) => ({
+type Message = { offset: string };
+const batch = (from: number, count: number, partition = 0) => ({
   topic: "t",
-  partition: 0,
-  messages: Array.from({ length: count }, (_, i) => ({ offset: String(from + i) })),
+  partition,
+  messages: Array.from({ length: count }, (_, i): Message => ({ offset: String(from + i) })),
 });
 
-async function stored(group: string): Promise<number | undefined> {
-  const { rows } = await db.pool.query<{ next_offset: number }>("SELECT next_offset FROM consumer_offsets WHERE consumer_group = $1", [
-    group,
-  ]);
-  return rows[0]?.next_offset;
+async function stored(group: string): Promise<Record<number, number>> {
+  const { rows } = await db.pool.query<{ partition: number; next_offset: number }>(
+    "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1",
+    [group],
+  );
+  return Object.fromEntries(rows.map((r) => [r.partition, r.next_offset]));
 }
+
+const counting = (seen: UnappliedBatch<Message>[][]) => ({
+  apply: async (_tx: PoolClient, batches: readonly UnappliedBatch<Message>[]) => {
+    seen.push([...batches]);
+    return { result: batches.reduce((n, b) => n + b.messages.length, 0) };
+  },
+});
 
 describe("applyExactlyOnce", () => {
   it("hands over only what is at or past the stored offset, and stores the offset after the batch", async () => {
-    const seen: UnappliedBatch<{ offset: string }>[] = [];
-    const step = {
-      apply: async (_tx: unknown, b: UnappliedBatch<{ offset: string }>) => {
-        seen.push(b);
-        return { result: b.messages.length };
-      },
-    };
-    expect(await applyExactlyOnce(db.pool, "g1", batch(0, 3), step)).toEqual({ result: 3, nextOffset: "3", hold: false });
+    const seen: UnappliedBatch<Message>[][] = [];
+    const step = counting(seen);
+    expect(await applyExactlyOnce(db.pool, "g1", [batch(0, 3)], step)).toEqual({
+      result: 3,
+      partitions: [{ partition: 0, nextOffset: "3", hold: false }],
+    });
     // A redelivery overlapping what was applied: only offsets 3 and 4 are new.
-    expect(await applyExactlyOnce(db.pool, "g1", batch(1, 4), step)).toEqual({ result: 2, nextOffset: "5", hold: false });
-    expect(seen[1]?.messages.map((m) => m.offset)).toEqual(["3", "4"]);
-    expect(seen[1]?.redelivered).toBe(2);
-    expect(seen[1]?.storedOffset).toBe(3);
+    expect((await applyExactlyOnce(db.pool, "g1", [batch(1, 4)], step)).result).toBe(2);
+    expect(seen[1]?.[0]?.messages.map((m) => m.offset)).toEqual(["3", "4"]);
+    expect(seen[1]?.[0]?.redelivered).toBe(2);
+    expect(seen[1]?.[0]?.storedOffset).toBe(3);
     // All of it applied before: nothing handed over, the stored offset stays.
-    expect(await applyExactlyOnce(db.pool, "g1", batch(0, 2), step)).toEqual({ result: 0, nextOffset: "5", hold: false });
-    expect(await stored("g1")).toBe(5);
+    expect(await applyExactlyOnce(db.pool, "g1", [batch(0, 2)], step)).toEqual({
+      result: 0,
+      partitions: [{ partition: 0, nextOffset: "5", hold: false }],
+    });
+    expect(await stored("g1")).toEqual({ 0: 5 });
   });
 
-  it("stores the offset the apply function names, or leaves it when it says null, and passes hold on", async () => {
-    const at = (nextOffset: number | null) => ({ apply: async () => ({ result: null, nextOffset, hold: true }) });
-    expect(await applyExactlyOnce(db.pool, "g2", batch(0, 5), at(2))).toEqual({ result: null, nextOffset: "2", hold: true });
-    expect(await stored("g2")).toBe(2);
-    expect(await applyExactlyOnce(db.pool, "g2", batch(2, 5), at(null))).toEqual({ result: null, nextOffset: null, hold: true });
-    expect(await stored("g2")).toBe(2);
+  it("applies every partition of a round in one transaction, each from its own stored offset", async () => {
+    const seen: UnappliedBatch<Message>[][] = [];
+    const step = counting(seen);
+    await applyExactlyOnce(db.pool, "g6", [batch(0, 4, 2)], step);
+    // Partition 2 has applied 0..3; partitions 0 and 5 are new. Handed over in partition order.
+    const outcome = await applyExactlyOnce(db.pool, "g6", [batch(0, 2, 5), batch(2, 4, 2), batch(0, 1, 0)], step);
+    expect(seen[1]?.map((b) => [b.partition, b.storedOffset, b.redelivered, b.messages.map((m) => m.offset)])).toEqual([
+      [0, 0, 0, ["0"]],
+      [2, 4, 2, ["4", "5"]],
+      [5, 0, 0, ["0", "1"]],
+    ]);
+    expect(outcome).toEqual({
+      result: 5,
+      partitions: [
+        { partition: 0, nextOffset: "1", hold: false },
+        { partition: 2, nextOffset: "6", hold: false },
+        { partition: 5, nextOffset: "2", hold: false },
+      ],
+    });
+    expect(await stored("g6")).toEqual({ 0: 1, 2: 6, 5: 2 });
   });
 
-  it("rolls back the apply function's writes and the offset when it throws", async () => {
+  it("refuses a round that names a partition twice or mixes topics, before touching anything", async () => {
+    const step = counting([]);
+    await expect(applyExactlyOnce(db.pool, "g7", [batch(0, 1, 1), batch(1, 1, 1)], step)).rejects.toThrow(/partition 1 twice/);
+    await expect(applyExactlyOnce(db.pool, "g7", [batch(0, 1, 0), { ...batch(0, 1, 1), topic: "u" }], step)).rejects.toThrow(/one topic/);
+    await expect(applyExactlyOnce(db.pool, "g7", [], step)).rejects.toThrow(/at least one batch/);
+    expect(await stored("g7")).toEqual({});
+  });
+
+  it("stores the offset the apply function names per partition, or leaves it when it says null, and passes hold on", async () => {
+    const at = (positions: Map<number, PartitionPosition>) => ({ apply: async () => ({ result: null, positions }) });
+    const first = await applyExactlyOnce(
+      db.pool,
+      "g2",
+      [batch(0, 5, 0), batch(0, 5, 1)],
+      at(new Map([[0, { nextOffset: 2, hold: true }]])),
+    );
+    expect(first.partitions).toEqual([
+      { partition: 0, nextOffset: "2", hold: true },
+      { partition: 1, nextOffset: "5", hold: false },
+    ]);
+    expect(await stored("g2")).toEqual({ 0: 2, 1: 5 });
+    const second = await applyExactlyOnce(
+      db.pool,
+      "g2",
+      [batch(2, 5, 0), batch(5, 1, 1)],
+      at(new Map([[0, { nextOffset: null, hold: true }]])),
+    );
+    expect(second.partitions).toEqual([
+      { partition: 0, nextOffset: null, hold: true },
+      { partition: 1, nextOffset: "6", hold: false },
+    ]);
+    expect(await stored("g2")).toEqual({ 0: 2, 1: 6 });
+  });
+
+  it("eachPartition applies partition by partition and keeps each one's result and position", async () => {
+    const step = {
+      apply: eachPartition<Message, number>(async (_tx, b) =>
+        b.partition === 1 ? { result: b.messages.length, nextOffset: b.storedOffset, hold: true } : { result: b.messages.length },
+      ),
+    };
+    const outcome = await applyExactlyOnce(db.pool, "g8", [batch(0, 3, 0), batch(0, 2, 1)], step);
+    expect([...outcome.result]).toEqual([
+      [0, 3],
+      [1, 2],
+    ]);
+    expect(outcome.partitions).toEqual([
+      { partition: 0, nextOffset: "3", hold: false },
+      { partition: 1, nextOffset: "0", hold: true },
+    ]);
+  });
+
+  it("rolls back the apply function's writes and every partition's offset when it throws", async () => {
+    await applyExactlyOnce(db.pool, "g3", [batch(0, 2, 1)], counting([]));
     const failing = {
-      apply: async (tx: { query: (sql: string) => Promise<unknown> }) => {
+      apply: async (tx: PoolClient) => {
         await tx.query("INSERT INTO applied VALUES (1)");
         throw new Error("apply failed");
       },
     };
-    await expect(applyExactlyOnce(db.pool, "g3", batch(0, 3), failing)).rejects.toThrow("apply failed");
+    await expect(applyExactlyOnce(db.pool, "g3", [batch(0, 3, 0), batch(2, 3, 1)], failing)).rejects.toThrow("apply failed");
     expect((await db.pool.query("SELECT * FROM applied")).rows).toEqual([]);
-    expect(await stored("g3")).toBeUndefined();
+    expect(await stored("g3")).toEqual({ 1: 2 });
   });
 
   it("holds the apply lock for the whole transaction", async () => {
@@ -75,7 +153,7 @@ describe("applyExactlyOnce", () => {
     let release = () => {};
     const gate = new Promise<void>((r) => (release = r));
     const order: string[] = [];
-    const first = applyExactlyOnce(db.pool, "g4", batch(0, 1), {
+    const first = applyExactlyOnce(db.pool, "g4", [batch(0, 1)], {
       applyLock: lock,
       apply: async () => {
         order.push("first in");
@@ -85,7 +163,7 @@ describe("applyExactlyOnce", () => {
       },
     });
     await new Promise((r) => setTimeout(r, 200));
-    const second = applyExactlyOnce(db.pool, "g5", batch(0, 1), {
+    const second = applyExactlyOnce(db.pool, "g5", [batch(0, 1)], {
       applyLock: lock,
       apply: async () => {
         order.push("second");
