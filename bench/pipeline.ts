@@ -3,6 +3,7 @@
  * the real local stack (`make up`). Synthetic data only: random digests signed with throw-away keys.
  *
  *   node bench/pipeline.ts [--count 10000] [--rate 200] [--seconds 30] [--tick-ms 50] [--idle-seconds 0] [--profile]
+ *   node bench/pipeline.ts --import [--count 1000000] [--profile]
  *
  * Set-up: a fresh hub database, a fresh topic namespace (core topics with 6 partitions, two feed
  * topics with 3) with the ACLs the namespace needs, a hub key, one synthetic force, and two
@@ -53,6 +54,12 @@
  * consumer groups and service processes it made are removed at the end, also on error or Ctrl-C;
  * a detached janitor (this script with --janitor) removes them if the run itself is killed.
  *
+ * --import runs another mode instead, for a large load through the S3 bulk import
+ * (bench/pipeline/import.ts): the same set-up, services and warm-up, then --count (1,000,000 unless
+ * given) signed submissions uploaded as one JSON Lines object and imported, timed per stage until
+ * both partner databases hold them, with each service's resident memory sampled from /proc (peak
+ * and over time), the same checks, a table beside the targets and bench-results/pipeline-import.json.
+ *
  * This file is the entry point and runs the phases in order; each phase is a module in
  * bench/pipeline/ (bench/run.sh runs only bench/*.ts, so those are not benchmarks of their own).
  */
@@ -70,7 +77,10 @@ import { bulkPhase, warmUp } from "./pipeline/bulk.ts";
 import { PARTNERS, WARMUP } from "./pipeline/context.ts";
 import type { Bench } from "./pipeline/context.ts";
 import { idlePhase } from "./pipeline/idle.ts";
+import { importPhase } from "./pipeline/import.ts";
+import { importReportLines, writeImportResults } from "./pipeline/import-report.ts";
 import { adminKafka, janitor } from "./pipeline/janitor.ts";
+import { memorySampler } from "./pipeline/memory.ts";
 import { cpuSampler } from "./pipeline/proc.ts";
 import { rawBaseline } from "./pipeline/raw.ts";
 import { computeFigures, logFigures } from "./pipeline/figures.ts";
@@ -82,7 +92,7 @@ import { setUp } from "./pipeline/setup.ts";
 import { readStageTimes, steadyPhase } from "./pipeline/steady.ts";
 import { fmt, log, waitUntil } from "./pipeline/util.ts";
 import { verify } from "./pipeline/verify.ts";
-import { encodeItems, makeItems } from "./pipeline/workload.ts";
+import { encodeItems, makeItems, sum } from "./pipeline/workload.ts";
 
 /** The run's arguments, namespace, clients and resource record; starts the janitor. */
 function prepare(): Bench {
@@ -91,7 +101,7 @@ function prepare(): Bench {
   // when it names none (this script's client takes the admin's from the local stack, not from here).
   delete process.env["KAFKA_SASL_USERNAME"];
   delete process.env["KAFKA_SASL_PASSWORD"];
-  const steadyCount = Math.round(args.rate * args.seconds);
+  const steadyCount = args.import ? 0 : Math.round(args.rate * args.seconds);
   const env = stackEnv();
   const codec = new AvroCodec();
   const started = new Date();
@@ -112,26 +122,57 @@ function prepare(): Bench {
   return { args, steadyCount, env, codec, run, namespace, started, loadBefore, resultsDir, logDir, kafka, admin, producer, res };
 }
 
-async function main(): Promise<void> {
-  const b = prepare();
+/** The raw baseline, then the pipeline's throughput (bulk) and latency (steady). */
+async function throughputAndLatency(b: Bench): Promise<void> {
   const { args, steadyCount } = b;
-  try {
-    await b.admin.connect();
-    log(
-      `bench/pipeline: N=${fmt(args.count)}, steady ${args.rate}/s for ${args.seconds} s ` +
-        `(${fmt(steadyCount)} submissions, one request per ${args.tickMs} ms), load average ${b.loadBefore.map((l) => l.toFixed(2)).join(" ")}`,
-    );
-    const setup = await setUp(b);
-    const raw = await rawBaseline(b, setup);
-    const servicesStartedAt = Date.now();
-    const services = await startServices(b, setup);
+  log(
+    `bench/pipeline: N=${fmt(args.count)}, steady ${args.rate}/s for ${args.seconds} s ` +
+      `(${fmt(steadyCount)} submissions, one request per ${args.tickMs} ms), load average ${b.loadBefore.map((l) => l.toFixed(2)).join(" ")}`,
+  );
+  const setup = await setUp(b);
+  const raw = await rawBaseline(b, setup);
+  const servicesStartedAt = Date.now();
+  const services = await startServices(b, setup);
 
-    // sign the pipeline's workloads while the services start
-    log(`  signing ${fmt(WARMUP + args.count + steadyCount)} submissions for the pipeline while they start...`);
+  // sign the pipeline's workloads while the services start
+  log(`  signing ${fmt(WARMUP + args.count + steadyCount)} submissions for the pipeline while they start...`);
+  const warmItems = makeItems(setup.signer, WARMUP, "warm");
+  const bulkItems = makeItems(setup.signer, args.count, "bulk");
+  const bulkMessages = encodeItems(b.codec, bulkItems);
+  const steadyItems = makeItems(setup.signer, steadyCount, "steady");
+  const client = new IngestClient(services.ingestUrl, setup.signer);
+  const probes = pipelineProbes(b, setup);
+  const cpuSnapshot = cpuSampler(
+    b.res.procs,
+    setup.hubDb.pool,
+    b.res.dbs.map((d) => new URL(d.url).pathname.slice(1)),
+  );
+  await waitUntil("ingest /readyz", async () => (await fetch(`${services.ingestUrl}/readyz`)).ok, 120_000, 300, probes.diagnose);
+
+  const idle = args.idleSeconds > 0 ? await idlePhase(args.idleSeconds, servicesStartedAt, cpuSnapshot) : null;
+  await warmUp(client, probes, warmItems);
+  const bulk = await bulkPhase(b, setup, probes, cpuSnapshot, bulkItems, bulkMessages);
+  const steady = await steadyPhase(b, client, probes, cpuSnapshot, steadyItems, bulk);
+  const times = await readStageTimes(b, setup, steadyItems);
+  await verify(b, setup, probes, steady.expectSteady, times.partnerAt);
+
+  const measured = { raw, bulk, steady, times, idle };
+  const figures = computeFigures(b, measured);
+  const fromLogs = await logFigures(b, services, measured);
+  const loadAfter = loadavg();
+  const out = reportLines(b, measured, figures, fromLogs);
+  out.push(writeResults(b, setup, services, measured, figures, fromLogs, loadAfter));
+  process.stdout.write(`${out.join("\n")}\n`);
+}
+
+/** --import: the warm-up, then --count submissions through one S3 bulk import, with memory sampled throughout. */
+async function importMode(b: Bench): Promise<void> {
+  log(`bench/pipeline --import: N=${fmt(b.args.count)}, load average ${b.loadBefore.map((l) => l.toFixed(2)).join(" ")}`);
+  const setup = await setUp(b);
+  const services = await startServices(b, setup);
+  const memory = memorySampler(b.res.procs);
+  try {
     const warmItems = makeItems(setup.signer, WARMUP, "warm");
-    const bulkItems = makeItems(setup.signer, args.count, "bulk");
-    const bulkMessages = encodeItems(b.codec, bulkItems);
-    const steadyItems = makeItems(setup.signer, steadyCount, "steady");
     const client = new IngestClient(services.ingestUrl, setup.signer);
     const probes = pipelineProbes(b, setup);
     const cpuSnapshot = cpuSampler(
@@ -140,21 +181,30 @@ async function main(): Promise<void> {
       b.res.dbs.map((d) => new URL(d.url).pathname.slice(1)),
     );
     await waitUntil("ingest /readyz", async () => (await fetch(`${services.ingestUrl}/readyz`)).ok, 120_000, 300, probes.diagnose);
-
-    const idle = args.idleSeconds > 0 ? await idlePhase(args.idleSeconds, servicesStartedAt, cpuSnapshot) : null;
     await warmUp(client, probes, warmItems);
-    const bulk = await bulkPhase(b, setup, probes, cpuSnapshot, bulkItems, bulkMessages);
-    const steady = await steadyPhase(b, client, probes, cpuSnapshot, steadyItems, bulk);
-    const times = await readStageTimes(b, setup, steadyItems);
-    await verify(b, setup, probes, steady.expectSteady, times.partnerAt);
-
-    const measured = { raw, bulk, steady, times, idle };
-    const figures = computeFigures(b, measured);
-    const fromLogs = await logFigures(b, services, measured);
+    const loadStart = loadavg();
+    const result = await importPhase(b, setup, client, probes, cpuSnapshot);
+    const loadEnd = loadavg();
+    memory.stop();
+    const expectAll = {
+      hotline: sum(warmItems, (i) => i.hotlineRows) + result.expect.hotline,
+      industry: sum(warmItems, (i) => i.industryRows) + result.expect.industry,
+    };
+    await verify(b, setup, probes, expectAll, new Float64Array(0));
     const loadAfter = loadavg();
-    const out = reportLines(b, measured, figures, fromLogs);
-    out.push(writeResults(b, setup, services, measured, figures, fromLogs, loadAfter));
+    const out = importReportLines(b, result, memory, [loadStart, loadEnd], loadAfter);
+    out.push(writeImportResults(b, setup, services, result, memory, [loadStart, loadEnd], loadAfter));
     process.stdout.write(`${out.join("\n")}\n`);
+  } finally {
+    memory.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const b = prepare();
+  try {
+    await b.admin.connect();
+    await (b.args.import ? importMode(b) : throughputAndLatency(b));
   } finally {
     log("  cleaning up: stopping services, dropping databases, deleting topics, ACLs and consumer groups...");
     await b.res.cleanup();

@@ -1,16 +1,19 @@
 /**
  * The pipeline benchmark's janitor: removes what a run made (service processes, databases, topics,
- * ACLs, consumer groups, the hub key) when the run itself could not, e.g. killed with SIGKILL. It
- * runs detached and exits once the run's state file is gone.
+ * ACLs, consumer groups, the hub key, S3 objects) when the run itself could not, e.g. killed with
+ * SIGKILL. It runs detached and exits once the run's state file is gone.
  */
 import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import type { AclEntry } from "kafkajs";
 import pg from "pg";
 import { REPO_ROOT } from "../../services/shared/config.ts";
 import { createKafka, kafkaConnection } from "../../services/shared/kafka.ts";
 import { ADMIN_PRINCIPAL } from "../../services/shared/kafka-access.ts";
 import { createLogger } from "../../services/shared/logging.ts";
+import { createS3Client } from "../../services/shared/s3.ts";
 import { principalEnv } from "../../test/support/stack.ts";
+import type { StackEnv } from "../../test/support/stack.ts";
 import { sleep } from "./util.ts";
 
 export interface JanitorState {
@@ -26,6 +29,25 @@ export interface JanitorState {
   /** The run's topic namespace: a service process with it in its environment is ours (restarts get new pids). */
   namespace: string | null;
   hubKeyDir: string | null;
+  /** Objects in the stack's bucket (the import mode's file and its receipt). */
+  s3Objects: string[];
+  s3: StackEnv["s3"];
+}
+
+/** Deletes objects from the stack's bucket; one that is already gone is no error. */
+export async function deleteObjects(s3: StackEnv["s3"], keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  const client = createS3Client({
+    S3_ENDPOINT: s3.endpoint,
+    S3_REGION: s3.region,
+    S3_ACCESS_KEY_ID: s3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+  });
+  try {
+    for (const key of keys) await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
+  } finally {
+    client.destroy();
+  }
 }
 
 /** Service processes of this repository running with TOPIC_NAMESPACE=<namespace>. */
@@ -104,6 +126,7 @@ export async function janitor(file: string): Promise<void> {
     }
     await admin.disconnect().catch(() => undefined);
     if (st.hubKeyDir) rmSync(st.hubKeyDir, { recursive: true, force: true });
+    if (st.s3Objects?.length) await deleteObjects(st.s3, st.s3Objects).catch(() => undefined);
     rmSync(file, { force: true });
     return;
   }

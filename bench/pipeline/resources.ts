@@ -1,7 +1,8 @@
 /**
  * Everything a pipeline benchmark run makes (databases, topics, consumer groups, ACLs, service
- * processes, log streams, consumers, the hub key), recorded as it is made, so that the run removes
- * all of it at the end, also on error or Ctrl-C, and the detached janitor can if the run is killed.
+ * processes, log streams, consumers, the hub key, S3 objects), recorded as it is made, so that the
+ * run removes all of it at the end, also on error or Ctrl-C, and the detached janitor can if the
+ * run is killed.
  * Record a resource (and saveState) before creating it, never after.
  */
 import { spawn } from "node:child_process";
@@ -15,7 +16,7 @@ import { REPO_ROOT } from "../../services/shared/config.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { ServiceProcess } from "../../test/support/processes.ts";
 import type { StackEnv, TestDatabase } from "../../test/support/stack.ts";
-import { serviceProcessesOf } from "./janitor.ts";
+import { deleteObjects, serviceProcessesOf } from "./janitor.ts";
 import type { JanitorState } from "./janitor.ts";
 import { log, sleep } from "./util.ts";
 
@@ -28,6 +29,8 @@ export interface RunResources {
   readonly logStreams: WriteStream[];
   readonly consumers: Consumer[];
   hubKeyDir: string | undefined;
+  /** Keys of objects in the stack's bucket. */
+  readonly objects: string[];
   /** Writes the janitor's state file: call it after each addition. */
   saveState(): void;
   /** Removes everything recorded; runs once, however often it is called. */
@@ -54,6 +57,7 @@ export function trackRun(o: { env: StackEnv; namespace: string; admin: Admin; pr
     logStreams: [],
     consumers: [],
     hubKeyDir: undefined,
+    objects: [],
     saveState: (): void => {
       const st: JanitorState = {
         benchPid: process.pid,
@@ -66,6 +70,8 @@ export function trackRun(o: { env: StackEnv; namespace: string; admin: Admin; pr
         childPids: Object.values(res.procs).flatMap((p) => (p.child.pid ? [p.child.pid] : [])),
         namespace,
         hubKeyDir: res.hubKeyDir ?? null,
+        s3Objects: res.objects,
+        s3: env.s3,
       };
       writeFileSync(stateFile, JSON.stringify(st));
     },
@@ -109,6 +115,7 @@ export function trackRun(o: { env: StackEnv; namespace: string; admin: Admin; pr
         }
         if (left.length) log(`cleanup: consumer groups left behind: ${left.join(", ")}`);
         if (res.hubKeyDir) rmSync(res.hubKeyDir, { recursive: true, force: true });
+        await deleteObjects(env.s3, res.objects).catch((err: unknown) => log(`cleanup: delete S3 objects: ${(err as Error).message}`));
         await admin.disconnect().catch(() => undefined);
         rmSync(stateFile, { force: true }); // the janitor sees it gone and exits
       })()),

@@ -1,8 +1,8 @@
 /**
  * Set-up phase of the pipeline benchmark: a fresh hub database and one database per partner, the
  * hub key, one synthetic force, two partners with their policies, the namespace's topics (and the
- * raw baseline's topic) and the ACLs `bin/hashrelay access apply` would grant. Each resource is
- * recorded for clean-up before it is made.
+ * raw baseline's topic, except in the import mode) and the ACLs `bin/hashrelay access apply` would
+ * grant. Each resource is recorded for clean-up before it is made.
  */
 import { dirname } from "node:path";
 import { registerPartner } from "../../services/admin/registry.ts";
@@ -33,7 +33,7 @@ export interface Setup {
   readonly signer: AgencySigner;
   readonly policies: Omit<PartnerPolicy, "version">[];
   readonly names: TopicNames;
-  /** The raw baseline's namespace: only its submitted topic exists. */
+  /** The raw baseline's namespace: only its submitted topic exists (none in the import mode). */
   readonly rawNames: TopicNames;
   /** hotline-uk's feed topic, then industry-x's. */
   readonly feedTopics: string[];
@@ -67,8 +67,8 @@ export async function setUp(b: Bench): Promise<Setup> {
   const specs = [
     ...coreTopicSpecs(LOCAL_TOPIC_PLAN, names),
     ...policies.map((p) => feedTopicSpec(p.partnerId, { ...LOCAL_TOPIC_PLAN, partitions: p.feedPartitions }, names)),
-    // the raw baseline's topic: the settings of hashes.submitted.v1
-    ...coreTopicSpecs(LOCAL_TOPIC_PLAN, rawNames).filter((s) => s.topic === rawNames.submitted),
+    // the raw baseline's topic: the settings of hashes.submitted.v1 (the import mode has no baseline)
+    ...(b.args.import ? [] : coreTopicSpecs(LOCAL_TOPIC_PLAN, rawNames).filter((s) => s.topic === rawNames.submitted)),
   ];
   res.topics.push(...specs.map((s) => s.topic));
   res.saveState();

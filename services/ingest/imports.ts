@@ -1,8 +1,10 @@
 /**
  * S3 bulk import: a force uploads a JSON Lines file of signed submissions (the force CLI makes
  * one from VICS, CSV or JSON) and asks the hub to import it. The file is streamed line by line
- * in chunks through the same intake core as HTTP, so memory stays bounded whatever its size.
- * A receipt (counts by reason and every rejected line) is written back to S3 beside the file.
+ * (line-reader.ts: original bytes, exact byte counts, over-long lines cut) in chunks through the
+ * same intake core as HTTP, so memory stays bounded whatever its size: nothing is kept per line
+ * once its chunk is admitted, beyond the receipt's first rejected lines.
+ * A receipt (counts by reason and the rejected lines) is written back to S3 beside the file.
  *
  * An import interrupted by a stop is re-queued and run again from the start: lines already
  * accepted come back as duplicates, so nothing is lost and nothing is published twice.
@@ -12,7 +14,6 @@
  * re-queued run starts them again from zero, as its receipt does.
  */
 import { randomUUID } from "node:crypto";
-import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -25,6 +26,7 @@ import { addToReceipt, emptyReceipt } from "../shared/wire/ingest-api.ts";
 import type { ImportJob, ImportStatus, ItemOutcome, Receipt, RejectedLine } from "../shared/wire/ingest-api.ts";
 import { admitBatch } from "./intake.ts";
 import type { IntakeDeps, IntakeItem } from "./intake.ts";
+import { readLines } from "./line-reader.ts";
 import type { IngestMetrics } from "./metrics.ts";
 
 export interface ImportServiceDeps {
@@ -83,6 +85,8 @@ function toJob(r: ImportRow): ImportJob {
 }
 
 const MAX_RECEIPT_DETAILS = 10_000;
+/** What an over-long line's dead-letter record keeps of it. */
+const KEPT_OF_LONG_LINE = 64 * 1024;
 
 export class ImportService {
   private readonly running = new Map<string, Promise<void>>();
@@ -193,7 +197,7 @@ export class ImportService {
       const object = await this.deps.s3.send(new GetObjectCommand({ Bucket: job.bucket, Key: job.key }));
       const totalBytes = object.ContentLength ?? null;
       await this.begin(job.importId, totalBytes);
-      const completed = await this.importLines(object.Body as Readable, job.agencyId, receipt, rejectedLines, progress, totalBytes, () =>
+      const completed = await this.importLines(object.Body as Readable, job.agencyId, receipt, rejectedLines, progress, () =>
         this.setStatus(job.importId, "running", receipt, progress),
       );
       if (!completed) {
@@ -201,8 +205,6 @@ export class ImportService {
         log.info("import interrupted by shutdown; re-queued");
         return;
       }
-      // The whole object was read: its size is the exact count, whatever its line endings.
-      if (totalBytes !== null) progress.bytesRead = totalBytes;
       const receiptKey = `${job.key}.receipt.json`;
       await this.deps.s3.send(
         new PutObjectCommand({
@@ -235,8 +237,8 @@ export class ImportService {
   }
 
   /**
-   * Returns false when stopped before the end of the file. `progress` counts each line read with
-   * its newline (capped at `totalBytes`); `saveProgress` records it after each chunk.
+   * Returns false when stopped before the end of the file. `progress` counts the lines and bytes
+   * read, each line with its break; `saveProgress` records it after each chunk.
    */
   private async importLines(
     body: Readable,
@@ -244,7 +246,6 @@ export class ImportService {
     receipt: Receipt,
     rejectedLines: RejectedLine[],
     progress: Progress,
-    totalBytes: number | null,
     saveProgress: () => Promise<void>,
   ): Promise<boolean> {
     const chunkSize = this.deps.chunkSize ?? 500;
@@ -267,24 +268,24 @@ export class ImportService {
       await saveProgress();
     };
 
-    const lines = createInterface({ input: body, crlfDelay: Infinity });
-    for await (const line of lines) {
+    for await (const line of readLines(body, { maxLineBytes: maxLine, keepBytes: KEPT_OF_LONG_LINE })) {
       lineNo++;
-      const original = Buffer.from(line, "utf8");
-      progress.bytesRead = Math.min(progress.bytesRead + original.length + 1, totalBytes ?? Number.POSITIVE_INFINITY);
-      if (line.trim() === "") continue;
-      if (original.length > maxLine) {
+      progress.bytesRead = line.end;
+      const original = line.bytes;
+      if (line.length > maxLine) {
         chunk.push({
           index: lineNo,
           ok: false,
           reason: "BODY_TOO_LARGE",
           detail: `line longer than ${maxLine} bytes`,
-          original: original.subarray(0, 64 * 1024),
+          original,
         });
       } else {
+        const first = firstCharacter(original);
+        if (first === "") continue;
         // One submission object a line: an array (empty or not) is refused whole, never cut to its first item.
         const items = parseSubmissionBatch(original);
-        const only = items.length === 1 && !line.trimStart().startsWith("[") ? items[0] : undefined;
+        const only = items.length === 1 && first !== "[" ? items[0] : undefined;
         chunk.push(
           only
             ? ({ ...only, index: lineNo } as IntakeItem)
@@ -300,7 +301,6 @@ export class ImportService {
       if (chunk.length >= chunkSize) {
         await flush();
         if (this.stopping) {
-          lines.close();
           body.destroy();
           return false;
         }
@@ -310,6 +310,15 @@ export class ImportService {
     progress.linesRead = lineNo;
     return true;
   }
+}
+
+/**
+ * The line's first character after white space (a byte-order mark counts as white space), or ""
+ * for a blank line. Lines of submissions start with "{", so they are not decoded here.
+ */
+function firstCharacter(line: Buffer): string {
+  if (line[0] === 0x7b) return "{";
+  return line.toString("utf8").trimStart().charAt(0);
 }
 
 function lineOf(o: ItemOutcome): RejectedLine {
