@@ -3,6 +3,12 @@
  * in id order, then deletes them. Only one relay per database runs at a time (advisory lock),
  * so per-key order is kept. A crash between send and delete re-sends rows; consumers are
  * idempotent on key + revision/seq, which makes the effect exactly once.
+ *
+ * Rows sent are remembered by id and deleted at most about once a second, or as soon as the relay
+ * has nothing to send: each DELETE is a transaction of its own (a WAL flush), and at a steady load
+ * one per pass cost more than the pass. Rows sent but not yet deleted are what a crash re-sends.
+ * Reading on from the last id sent (and deleting up to it) relies on the writers of a table
+ * committing in id order: each holds its service's apply lock until COMMIT.
  */
 import type { RecordProducer } from "./kafka.ts";
 import type { Logger } from "./logging.ts";
@@ -18,7 +24,10 @@ export interface OutboxRelayOptions {
   readonly batchSize?: number;
   /** The table has a message_partition column (explicit partitions, e.g. feed chains). */
   readonly partitioned?: boolean;
+  /** Poll interval when nothing was notified (a commit by another instance is seen this late). */
   readonly idleMs?: number;
+  /** Least time between two deletes of sent rows while rows keep coming. */
+  readonly deleteIntervalMs?: number;
 }
 
 interface OutboxRow {
@@ -34,6 +43,10 @@ export class OutboxRelay {
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private relayed = 0;
+  /** Highest id sent since the lock was taken, and the highest deleted. */
+  private sentUpTo = 0;
+  private deletedUpTo = 0;
+  private lastDelete = 0;
 
   private readonly o: OutboxRelayOptions;
 
@@ -62,19 +75,22 @@ export class OutboxRelay {
     await this.loop;
   }
 
-  private async sleep(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, ms);
+  /** Resolves true when woken by notify/stop, false when the time ran out. */
+  private async sleep(ms: number): Promise<boolean> {
+    const woken = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), ms);
       this.wake = () => {
         clearTimeout(t);
-        resolve();
+        resolve(true);
       };
     });
     this.wake = null;
+    return woken;
   }
 
   private async run(): Promise<void> {
-    const idle = this.o.idleMs ?? 200;
+    const idle = this.o.idleMs ?? 500;
+    const chunk = this.o.batchSize ?? 1000;
     while (this.running) {
       let client: PoolClient | null = null;
       try {
@@ -86,10 +102,20 @@ export class OutboxRelay {
           await this.sleep(idle * 5); // another instance relays; stand by
           continue;
         }
+        // What an earlier holder sent but did not delete is sent again (consumers are idempotent).
+        this.sentUpTo = 0;
+        this.deletedUpTo = 0;
         while (this.running) {
           const sent = await this.relayOnce(client);
-          if (sent === 0) await this.sleep(idle);
+          if (sent === chunk) {
+            await this.deleteSent(client, false);
+            continue; // more may be waiting
+          }
+          // Drained as of that read: delete what was sent when it is due, or on a quiet moment.
+          await this.deleteSent(client, false);
+          if (!(await this.sleep(idle))) await this.deleteSent(client, true);
         }
+        await this.deleteSent(client, true);
         await client.query("SELECT pg_advisory_unlock($1)", [this.o.lockId]);
       } catch (err) {
         this.o.logger.error({ err }, "outbox relay failed; retrying");
@@ -100,12 +126,22 @@ export class OutboxRelay {
     }
   }
 
-  /** Relays one chunk; returns how many rows were sent. */
+  /** Deletes the rows sent so far: when due (`deleteIntervalMs` since the last), or now. */
+  private async deleteSent(client: PoolClient, now: boolean): Promise<void> {
+    if (this.sentUpTo <= this.deletedUpTo) return;
+    if (!now && Date.now() - this.lastDelete < (this.o.deleteIntervalMs ?? 1000)) return;
+    await client.query(`DELETE FROM ${this.o.table ?? "outbox"} WHERE id <= $1`, [this.sentUpTo]);
+    this.deletedUpTo = this.sentUpTo;
+    this.lastDelete = Date.now();
+  }
+
+  /** Relays the next chunk after what was sent; returns how many rows were sent. */
   async relayOnce(client: PoolClient): Promise<number> {
     const table = this.o.table ?? "outbox";
     const { rows } = await client.query<OutboxRow>(
-      `SELECT id, topic, message_key, message_value${this.o.partitioned ? ", message_partition" : ""} FROM ${table} ORDER BY id LIMIT $1`,
-      [this.o.batchSize ?? 1000],
+      `SELECT id, topic, message_key, message_value${this.o.partitioned ? ", message_partition" : ""} FROM ${table}
+        WHERE id > $2 ORDER BY id LIMIT $1`,
+      [this.o.batchSize ?? 1000, this.sentUpTo],
     );
     if (rows.length === 0) return 0;
     const byTopic = new Map<string, { key: string | null; value: Buffer; partition?: number }[]>();
@@ -122,7 +158,7 @@ export class OutboxRelay {
       acks: -1,
       topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
     });
-    await client.query(`DELETE FROM ${table} WHERE id <= $1`, [(rows[rows.length - 1] as OutboxRow).id]);
+    this.sentUpTo = (rows[rows.length - 1] as OutboxRow).id;
     this.relayed += rows.length;
     return rows.length;
   }
