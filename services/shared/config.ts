@@ -68,8 +68,8 @@ export const consumerConfigShape = {
   CONSUMER_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(30_000),
   /** Most messages applied in one transaction (a round of partitions); a bigger fetch is split. */
   CONSUMER_ROUND_MAX_MESSAGES: z.coerce.number().int().min(1).default(1_000),
-  /** Least time between the starts of two rounds: at steady load, fewer and fuller transactions. */
-  CONSUMER_ROUND_INTERVAL_MS: z.coerce.number().int().min(0).max(5_000).default(0),
+  /** Least time between the starts of two rounds while busy: at steady load, fewer and fuller transactions. */
+  CONSUMER_ROUND_INTERVAL_MS: z.coerce.number().int().min(0).max(5_000).default(100),
 };
 
 /** Settings every service shares. */

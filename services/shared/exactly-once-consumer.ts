@@ -30,7 +30,10 @@ export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends Exa
   readonly afterCommit?: (outcome: StepOutcome<R>) => void;
   readonly maxBytesPerPartition?: number;
   readonly sessionTimeoutMs?: number;
-  /** Least time from the start of one round to the start of the next (0: no wait). */
+  /**
+   * Least time from the start of one round to the start of the next, once rounds carry several
+   * messages (a steady load); after a small round the next starts at once. 0: never wait.
+   */
   readonly minRoundIntervalMs?: number;
   /** Most messages in one round; the batches of a bigger fetch are applied in several. */
   readonly maxRoundMessages?: number;
@@ -66,6 +69,8 @@ export interface RunningConsumer {
 /** More than any topic here has partitions: every batch of a fetch joins the same round. */
 const PARTITIONS_PER_ROUND = 64;
 const KAFKA_COMMIT_INTERVAL_MS = 1_000;
+/** A round at least this big means traffic is steady: the next one waits out minRoundIntervalMs. */
+const BUSY_ROUND_MESSAGES = 8;
 
 /**
  * Starts the consumer and keeps it running: kafkajs gives up for good on some errors (a broker
@@ -230,6 +235,7 @@ class Rounds<T extends Positioned, R> {
   private waiting: RoundEntry<T>[] = [];
   private running = false;
   private lastStart = 0;
+  private lastMessages = 0;
   private readonly settings: RoundSettings<T, R>;
 
   constructor(settings: RoundSettings<T, R>) {
@@ -256,9 +262,11 @@ class Rounds<T extends Positioned, R> {
       take++;
     }
     const entries = this.waiting.splice(0, take);
-    const wait = this.lastStart + minIntervalMs - Date.now();
+    // Only while busy: after a small round a message is not held back for company that is not coming.
+    const wait = this.lastMessages >= BUSY_ROUND_MESSAGES ? this.lastStart + minIntervalMs - Date.now() : 0;
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.lastStart = Date.now();
+    this.lastMessages = messages;
     try {
       const outcome = await run(entries.map((e) => e.batch));
       committed(outcome);

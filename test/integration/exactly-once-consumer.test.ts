@@ -183,10 +183,10 @@ describe("exactly-once consumer rounds", () => {
     for (const r of rounds) expect(r.length === 1 || r.reduce((a, b) => a + b, 0) <= 12, `round ${r.join("+")}`).toBe(true);
   });
 
-  it("starts rounds no closer together than minRoundIntervalMs", async () => {
+  it("while busy starts rounds no closer together than minRoundIntervalMs; after small rounds at once", async () => {
     const db = await freshDatabase("eo-interval");
     cleanups.push(() => db.drop());
-    const starts: number[] = [];
+    const rounds: { at: number; messages: number }[] = [];
     let applied = 0;
     const consumer = await startExactlyOnceConsumer({
       kafka,
@@ -196,29 +196,41 @@ describe("exactly-once consumer rounds", () => {
       logger: createLogger("test", "silent"),
       minRoundIntervalMs: 400,
       apply: async (_tx, batches) => {
-        starts.push(Date.now());
-        applied += batches.reduce((n, b) => n + b.messages.length, 0);
+        const messages = batches.reduce((n, b) => n + b.messages.length, 0);
+        rounds.push({ at: Date.now(), messages });
+        applied += messages;
         return { result: null };
       },
     });
     cleanups.push(() => consumer.disconnect());
-    let lateFrom = 0;
+    let busyFrom = 0;
+    let quietFrom = 0;
     try {
       await waitFor("first round", async () => applied >= 10, 30_000);
-      // One message every 50 ms: without the interval each would be a round of its own.
-      lateFrom = Date.now();
+      // Busy: ten messages every 50 ms. Without the interval each burst would be a round of its own.
+      busyFrom = Date.now();
       for (let i = 0; i < 12; i++) {
-        await producer.send({ topic, acks: -1, messages: [{ key: "late", value: `late${i}` }] });
+        await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, j) => ({ key: "busy", value: `b${i}.${j}` })) });
         await new Promise((r) => setTimeout(r, 50));
       }
-      await waitFor("late messages applied", async () => applied >= 22, 30_000);
+      await waitFor("busy messages applied", async () => applied >= 130, 30_000);
+      // Quiet, then a trickle: one message every 150 ms, each applied on its own without waiting.
+      await new Promise((r) => setTimeout(r, 600));
+      quietFrom = Date.now();
+      for (let i = 0; i < 4; i++) {
+        await producer.send({ topic, acks: -1, messages: [{ key: "trickle", value: `t${i}` }] });
+        const before = applied;
+        await waitFor("trickle message applied", async () => applied > before, 30_000);
+        await new Promise((r) => setTimeout(r, 150));
+      }
     } finally {
       await consumer.disconnect();
     }
-    // Rounds start at least 400 ms apart, so a window of D ms holds at most D / 400 + 1 of them.
-    const late = starts.filter((t) => t >= lateFrom);
-    const window = (late.at(-1) ?? lateFrom) - lateFrom;
-    expect(late.length).toBeLessThanOrEqual(Math.floor(window / 400) + 1);
-    expect(late.length).toBeLessThan(12);
+    // While busy rounds start at least 400 ms apart, so a window of D ms holds at most D / 400 + 1.
+    const busy = rounds.filter((r) => r.at >= busyFrom && r.at < quietFrom);
+    const window = (busy.at(-1)?.at ?? busyFrom) - busyFrom;
+    expect(busy.length).toBeLessThanOrEqual(Math.floor(window / 400) + 1);
+    expect(busy.length).toBeLessThan(12);
+    expect(rounds.filter((r) => r.at >= quietFrom).map((r) => r.messages)).toEqual([1, 1, 1, 1]);
   });
 });
