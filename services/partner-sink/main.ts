@@ -9,8 +9,6 @@ import { AvroCodec } from "../shared/wire/codec.ts";
 import { effectiveEnv, loadConfig, commonConfigShape, consumerConfigShape, kafkaConfigShape } from "../shared/config.ts";
 import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import type { Kafka } from "kafkajs";
-import { eachPartition } from "../shared/exactly-once-step.ts";
-import type { FetchedMessage } from "../shared/exactly-once-step.ts";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { waitForTopics } from "../shared/kafka.ts";
 import { connectedAdmin, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
@@ -18,8 +16,8 @@ import { createLogger } from "../shared/logging.ts";
 import type { Logger } from "../shared/logging.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
-import { applyFeedBatch } from "./applier.ts";
-import type { SinkDeps, SinkResult } from "./applier.ts";
+import { applyFeedRound } from "./applier.ts";
+import type { SinkDeps } from "./applier.ts";
 import { bootstrapFromSnapshot } from "./bootstrap.ts";
 import { buildLookupApi } from "./lookup-api.ts";
 import { watchForResumes } from "./resume-watch.ts";
@@ -105,7 +103,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     logger,
     // A halted partition is held at its stored offset (the halting record) and not fetched again
     // until `hashrelay-sink resume` clears the halt; watchForResumes notices that.
-    apply: eachPartition<FetchedMessage, SinkResult>((tx, batch) => applyFeedBatch(deps, tx, batch)),
+    apply: (tx, batches) => applyFeedRound(deps, tx, batches),
     afterCommit: ({ result, partitions }) => {
       const totals = { applied: 0, duplicates: 0, refused: 0 };
       for (const r of result.values()) {

@@ -133,30 +133,6 @@ export async function applyExactlyOnce<T extends Positioned, R>(
   });
 }
 
-/** The apply function's answer for one partition, for services that apply partition by partition. */
-export interface PartitionApplied<R> extends PartitionPosition {
-  readonly result: R;
-}
-
-/**
- * An apply function for services whose state is per partition (a feed's chain): applies the
- * round's batches one after the other in the round's transaction. The result is per partition.
- */
-export function eachPartition<T extends Positioned, R>(
-  applyOne: (tx: PoolClient, batch: UnappliedBatch<T>) => Promise<PartitionApplied<R>>,
-): ExactlyOnceStep<T, ReadonlyMap<number, R>>["apply"] {
-  return async (tx, batches) => {
-    const results = new Map<number, R>();
-    const positions = new Map<number, PartitionPosition>();
-    for (const batch of batches) {
-      const { result, ...position } = await applyOne(tx, batch);
-      results.set(batch.partition, result);
-      positions.set(batch.partition, position);
-    }
-    return { result: results, positions };
-  };
-}
-
 /**
  * Inside the step's transaction: the stored next offset of each partition, row-locked until
  * COMMIT. The rows exist after a partition's first round, so that is one statement; a round with

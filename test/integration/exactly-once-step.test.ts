@@ -4,7 +4,7 @@
  * behind in any partition of the round.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyExactlyOnce, eachPartition } from "../../services/shared/exactly-once-step.ts";
+import { applyExactlyOnce } from "../../services/shared/exactly-once-step.ts";
 import type { PartitionPosition, UnappliedBatch } from "../../services/shared/exactly-once-step.ts";
 import type { PoolClient } from "../../services/shared/postgres.ts";
 import { freshDatabase } from "../support/stack.ts";
@@ -116,23 +116,6 @@ describe("applyExactlyOnce", () => {
       { partition: 1, nextOffset: "6", hold: false },
     ]);
     expect(await stored("g2")).toEqual({ 0: 2, 1: 6 });
-  });
-
-  it("eachPartition applies partition by partition and keeps each one's result and position", async () => {
-    const step = {
-      apply: eachPartition<Message, number>(async (_tx, b) =>
-        b.partition === 1 ? { result: b.messages.length, nextOffset: b.storedOffset, hold: true } : { result: b.messages.length },
-      ),
-    };
-    const outcome = await applyExactlyOnce(db.pool, "g8", [batch(0, 3, 0), batch(0, 2, 1)], step);
-    expect([...outcome.result]).toEqual([
-      [0, 3],
-      [1, 2],
-    ]);
-    expect(outcome.partitions).toEqual([
-      { partition: 0, nextOffset: "3", hold: false },
-      { partition: 1, nextOffset: "0", hold: true },
-    ]);
   });
 
   it("rolls back the apply function's writes and every partition's offset when it throws", async () => {
