@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { sampleCanonicalRecord, sampleFeedRecord } from "../../test/support/fixtures.ts";
-import { LAW_ENFORCEMENT_ONLY_FIELDS } from "../shared/audit.ts";
+import { DISCLOSURES_PER_EVENT, DISCLOSURE_RUN_ACTION, LAW_ENFORCEMENT_ONLY_FIELDS, disclosuresOf } from "../shared/audit.ts";
 import { AvroCodec } from "../shared/wire/codec.ts";
-import { DISTRIBUTION_ACTOR, disclosureEvent, policyAppliedEvent } from "./audit.ts";
+import { DISTRIBUTION_ACTOR, disclosureEvents, policyAppliedEvent } from "./audit.ts";
+import type { Disclosure } from "./audit.ts";
 import { EXTRA_FIELDS, extrasFor } from "./policy.ts";
 import type { PartnerPolicy } from "./policy.ts";
 
@@ -48,9 +49,20 @@ describe("distribution audit events", () => {
       revision: record.revision,
       extra,
     };
-    const e = disclosureEvent({ record: feed, recordId: record.recordId, delivery: "both" }, { kind: "canonical" }, 1_700_000_000_000);
+    const [run, ...more] = disclosureEvents(
+      [{ record: feed, recordId: record.recordId, delivery: "both" }],
+      { kind: "canonical" },
+      1_700_000_000_000,
+    );
+    expect(more).toEqual([]);
+    if (!run) throw new Error("no event");
+    expect(run).toMatchObject({ action: DISCLOSURE_RUN_ACTION, subjectKind: "feed", subjectId: "taskforce/1", revision: null });
+    // Read back as operators read it: one event per record disclosed.
+    const [e] = disclosuresOf(codec.decode("AuditEvent", codec.encode("AuditEvent", run)).value);
+    if (!e) throw new Error("no disclosure");
 
     expect(e).toMatchObject({
+      eventId: `${run.eventId}#0`,
       service: "distribution",
       actor: DISTRIBUTION_ACTOR,
       action: "feed.upsert",
@@ -71,8 +83,11 @@ describe("distribution audit events", () => {
     });
     // Which extras went out, by name only.
     expect(e.detail["extraFields"]?.split(",").sort()).toEqual(Object.keys(extra).sort());
-    for (const field of LAW_ENFORCEMENT_ONLY_FIELDS) expect(e.detail[field], field).toBeUndefined();
-    const text = JSON.stringify(e);
+    for (const field of LAW_ENFORCEMENT_ONLY_FIELDS) {
+      expect(e.detail[field], field).toBeUndefined();
+      expect(run.detail[field], field).toBeUndefined();
+    }
+    const text = JSON.stringify(run);
     for (const secret of [
       "SYN-CASE-0001",
       "SYN-SERIES",
@@ -85,16 +100,40 @@ describe("distribution audit events", () => {
     ]) {
       expect(text, secret).not.toContain(secret);
     }
-    expect(codec.decode("AuditEvent", codec.encode("AuditEvent", e)).value).toEqual(e);
   });
 
   it("a removal is audited as feed.remove with the revision that caused it", () => {
     const feed = { ...sampleFeedRecord(), op: "REMOVE" as const, category: null, contentType: null, revision: 7, seq: 3 };
     const recordId = randomUUID();
-    const e = disclosureEvent({ record: feed, recordId, delivery: "kafka" }, { kind: "policy", version: 2 }, 1);
+    const [e] = disclosureEvents([{ record: feed, recordId, delivery: "kafka" }], { kind: "policy", version: 2 }, 1).flatMap(disclosuresOf);
+    if (!e) throw new Error("no disclosure");
     expect(e).toMatchObject({ action: "feed.remove", subjectId: recordId, revision: 7, detail: { seq: "3", cause: "policy v2" } });
     expect(e.detail["category"]).toBeUndefined();
     expect(e.detail["extraFields"]).toBeUndefined();
+  });
+
+  it("one run per feed partition in the order issued, split every DISCLOSURES_PER_EVENT records", () => {
+    const issued: Disclosure[] = [];
+    const seqs = new Map<number, number>();
+    for (let i = 0; i < 2 * DISCLOSURES_PER_EVENT + 7; i++) {
+      const partition = i % 3 === 0 ? 1 : 0;
+      const seq = (seqs.get(partition) ?? 0) + 1;
+      seqs.set(partition, seq);
+      issued.push({ record: { ...sampleFeedRecord(), partnerId: "hotline-uk", partition, seq }, recordId: `rec-${i}`, delivery: "kafka" });
+    }
+    const events = disclosureEvents(issued, { kind: "canonical" }, 9);
+    expect(events.map((e) => [e.subjectId, e.detail["firstSeq"], e.detail["lastSeq"], e.detail["records"]])).toEqual([
+      ["hotline-uk/1", "1", "336", "336"],
+      ["hotline-uk/0", "1", String(DISCLOSURES_PER_EVENT), String(DISCLOSURES_PER_EVENT)],
+      ["hotline-uk/0", String(DISCLOSURES_PER_EVENT + 1), "671", String(671 - DISCLOSURES_PER_EVENT)],
+    ]);
+    // Every record once, each partition's seqs in order.
+    const back = events.flatMap(disclosuresOf);
+    expect(back.map((e) => e.subjectId).sort()).toEqual(issued.map((d) => d.recordId).sort());
+    expect(back.filter((e) => e.detail["partition"] === "0").map((e) => Number(e.detail["seq"]))).toEqual(
+      Array.from({ length: 671 }, (_, i) => i + 1),
+    );
+    expect(disclosureEvents([], { kind: "canonical" }, 9)).toEqual([]);
   });
 
   it("a policy application names the partner, the versions and what it issued", () => {

@@ -19,7 +19,7 @@ import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { CanonicalRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
-import { disclosureEvent, enqueueAudit, policyAppliedEvent } from "./audit.ts";
+import { disclosureEvents, enqueueAudit, policyAppliedEvent } from "./audit.ts";
 import { FeedWriter } from "./feed-writer.ts";
 import type { HubSigner } from "./feed-writer.ts";
 import { FeedLedger, claimsOfRevision, planRecord, splitHashKey } from "./planner.ts";
@@ -115,12 +115,7 @@ export async function distributeBatch(
   await storeDistributedRecords(tx, latest);
   await writeLedgerChanges(tx, ledger);
   await writer.flush();
-  await enqueueAudit(
-    tx,
-    deps.codec,
-    deps.topics,
-    writer.issued.map((d) => disclosureEvent(d, { kind: "canonical" }, now)),
-  );
+  await enqueueAudit(tx, deps.codec, deps.topics, disclosureEvents(writer.issued, { kind: "canonical" }, now));
   return { result: { records: applied, skipped, feedRecords: writer.issued.length } };
 }
 
@@ -216,7 +211,7 @@ async function reconcileSlice(
   for (const r of records) await distributeRecord(tx, ledger, writer, r, [policy]);
   await writeLedgerChanges(tx, ledger);
   await writer.flush();
-  const audit = writer.issued.map((d) => disclosureEvent(d, { kind: "policy", version: policy.version }, now));
+  const audit = disclosureEvents(writer.issued, { kind: "policy", version: policy.version }, now);
   const counts = {
     records: records.length,
     upserts: writer.issued.filter((d) => d.record.op === "UPSERT").length,

@@ -13,6 +13,7 @@ import type { TestDatabase } from "../support/stack.ts";
 import { randomHex, sampleCanonicalRecord, unsignedSubmission } from "../support/fixtures.ts";
 import { applySubmission, finaliseChanges } from "../../services/dedup/engine.ts";
 import { emptyWorkingSet } from "../../services/dedup/store.ts";
+import { disclosuresOf } from "../../services/shared/audit.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { GENESIS_DIGEST, feedRecordDigest } from "../../services/shared/wire/feed-chain.ts";
 import { createLogger } from "../../services/shared/logging.ts";
@@ -119,11 +120,11 @@ function harness(db: TestDatabase) {
         [topics.audit],
       );
       const ours = new Set(policies.map((p) => p.partnerId));
-      const events = rows.map((r) => {
+      const events = rows.flatMap((r) => {
         const e = codec.decode("AuditEvent", r.message_value).value;
         expect(r.message_key).toBe(e.subjectId);
         expect(r.message_partition).toBeNull();
-        return e;
+        return disclosuresOf(e);
       });
       return events.filter((e) => ours.has(e.action === "policy.applied" ? e.subjectId : (e.detail["partnerId"] ?? "")));
     },
