@@ -7,8 +7,10 @@
  * become degenerate in a batch give every live record carrying them a new revision in the same
  * transaction, so distribution removes them from the feeds that held them.
  */
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { AvroCodec } from "../shared/wire/codec.ts";
+import { auditBatches } from "../shared/audit.ts";
+import type { AuditEventInput } from "../shared/audit.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { HashrelayError, reasonOf } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
@@ -17,7 +19,7 @@ import type { KeyLookup } from "../shared/key-registry.ts";
 import type { Logger } from "../shared/logging.ts";
 import type { Applied, PartitionBatch, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
-import type { AuditEvent, CanonicalRecord, Rejection, Submission } from "../shared/wire/records.ts";
+import type { CanonicalRecord, Rejection, Submission } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { ConsensusPolicy } from "./consensus.ts";
 import { applySubmission, finaliseChanges, hashKey, reviseCarriers, settleDegenerate } from "./engine.ts";
@@ -252,7 +254,11 @@ function decidePartition(
   }
 }
 
-/** The batch's outbox: changed canonical records, rejections, then the audit events of all three. */
+/**
+ * The batch's outbox: changed canonical records, rejections, then the audit events of all three,
+ * carried by as few audit.batch events as fit (shared/audit.ts): one event per submission and per
+ * record was two outbox rows and Kafka messages per submission besides the canonical record.
+ */
 function outboxMessages(
   deps: DedupDeps,
   now: number,
@@ -260,25 +266,34 @@ function outboxMessages(
   records: readonly CanonicalRecord[],
   rejections: readonly Rejection[],
 ): OutboxMessage[] {
-  const audit: AuditEvent[] = [
-    ...applied.map((a) =>
-      auditEvent(now, a.v.submission.agencyId, `submission.applied`, "submission", a.v.submission.submissionId, null, {
-        recordId: a.recordId ?? "",
-        op: a.v.submission.op,
-      }),
-    ),
-    ...records.map((r) =>
-      auditEvent(now, SERVICE, recordAction(r), "record", r.recordId, r.revision, {
-        gradingStatus: r.gradingStatus,
-        ...(r.mergedInto ? { mergedInto: r.mergedInto } : {}),
-      }),
-    ),
-    ...rejections.map((r) =>
-      auditEvent(now, r.agencyId ?? "unknown", "submission.rejected", "submission", r.submissionId ?? r.rejectionId, null, {
-        reason: r.reason,
-      }),
-    ),
+  const events: AuditEventInput[] = [
+    ...applied.map(({ v: { submission: s }, recordId }) => ({
+      service: SERVICE,
+      actor: s.agencyId,
+      action: "submission.applied",
+      subjectKind: "submission",
+      subjectId: s.submissionId,
+      detail: { recordId: recordId ?? "", op: s.op },
+    })),
+    ...records.map((r) => ({
+      service: SERVICE,
+      actor: SERVICE,
+      action: recordAction(r),
+      subjectKind: "record",
+      subjectId: r.recordId,
+      revision: r.revision,
+      detail: { gradingStatus: r.gradingStatus, ...(r.mergedInto ? { mergedInto: r.mergedInto } : {}) },
+    })),
+    ...rejections.map((r) => ({
+      service: SERVICE,
+      actor: r.agencyId ?? "unknown",
+      action: "submission.rejected",
+      subjectKind: "submission",
+      subjectId: r.submissionId ?? r.rejectionId,
+      detail: { reason: r.reason },
+    })),
   ];
+  const audit = auditBatches(SERVICE, deps.consumerGroup, now, events);
   return [
     ...records.map((r) => ({ topic: deps.topics.canonical, key: r.recordId, value: deps.codec.encode("CanonicalRecord", r) })),
     ...rejections.map((r) => ({ topic: deps.topics.rejected, key: r.agencyId, value: deps.codec.encode("Rejection", r) })),
@@ -288,16 +303,4 @@ function outboxMessages(
 
 function recordAction(r: CanonicalRecord): string {
   return r.mergedInto ? "record.merged" : r.deleted ? "record.withdrawn" : r.revision === 1 ? "record.created" : "record.revised";
-}
-
-function auditEvent(
-  at: number,
-  actor: string,
-  action: string,
-  subjectKind: string,
-  subjectId: string,
-  revision: number | null,
-  detail: Record<string, string>,
-): AuditEvent {
-  return { eventId: randomUUID(), at, service: SERVICE, actor, action, subjectKind, subjectId, revision, detail };
 }

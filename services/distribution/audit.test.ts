@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { sampleCanonicalRecord, sampleFeedRecord } from "../../test/support/fixtures.ts";
-import { DISCLOSURES_PER_EVENT, DISCLOSURE_RUN_ACTION, LAW_ENFORCEMENT_ONLY_FIELDS, disclosuresOf } from "../shared/audit.ts";
+import { DISCLOSURES_PER_EVENT, DISCLOSURE_RUN_ACTION, LAW_ENFORCEMENT_ONLY_FIELDS, expandAuditEvent } from "../shared/audit.ts";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { DISTRIBUTION_ACTOR, disclosureEvents, policyAppliedEvent } from "./audit.ts";
 import type { Disclosure } from "./audit.ts";
@@ -58,7 +58,7 @@ describe("distribution audit events", () => {
     if (!run) throw new Error("no event");
     expect(run).toMatchObject({ action: DISCLOSURE_RUN_ACTION, subjectKind: "feed", subjectId: "taskforce/1", revision: null });
     // Read back as operators read it: one event per record disclosed.
-    const [e] = disclosuresOf(codec.decode("AuditEvent", codec.encode("AuditEvent", run)).value);
+    const [e] = expandAuditEvent(codec.decode("AuditEvent", codec.encode("AuditEvent", run)).value);
     if (!e) throw new Error("no disclosure");
 
     expect(e).toMatchObject({
@@ -105,7 +105,9 @@ describe("distribution audit events", () => {
   it("a removal is audited as feed.remove with the revision that caused it", () => {
     const feed = { ...sampleFeedRecord(), op: "REMOVE" as const, category: null, contentType: null, revision: 7, seq: 3 };
     const recordId = randomUUID();
-    const [e] = disclosureEvents([{ record: feed, recordId, delivery: "kafka" }], { kind: "policy", version: 2 }, 1).flatMap(disclosuresOf);
+    const [e] = disclosureEvents([{ record: feed, recordId, delivery: "kafka" }], { kind: "policy", version: 2 }, 1).flatMap(
+      expandAuditEvent,
+    );
     if (!e) throw new Error("no disclosure");
     expect(e).toMatchObject({ action: "feed.remove", subjectId: recordId, revision: 7, detail: { seq: "3", cause: "policy v2" } });
     expect(e.detail["category"]).toBeUndefined();
@@ -128,7 +130,7 @@ describe("distribution audit events", () => {
       ["hotline-uk/0", String(DISCLOSURES_PER_EVENT + 1), "671", String(671 - DISCLOSURES_PER_EVENT)],
     ]);
     // Every record once, each partition's seqs in order.
-    const back = events.flatMap(disclosuresOf);
+    const back = events.flatMap(expandAuditEvent);
     expect(back.map((e) => e.subjectId).sort()).toEqual(issued.map((d) => d.recordId).sort());
     expect(back.filter((e) => e.detail["partition"] === "0").map((e) => Number(e.detail["seq"]))).toEqual(
       Array.from({ length: 671 }, (_, i) => i + 1),

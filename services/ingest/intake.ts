@@ -7,8 +7,9 @@
  * one of that agency's usable keys, and not a different submission reusing an id. A retry of an
  * identical submission is answered as a duplicate and not published again.
  */
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
 import type { AvroCodec } from "../shared/wire/codec.ts";
+import { auditBatches } from "../shared/audit.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { HashrelayError, reasonOf } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
@@ -137,17 +138,20 @@ export async function admitBatch(
     }
   }
 
-  const audit: AuditEvent[] = accepted.map((a) => ({
-    eventId: randomUUID(),
-    at: now.getTime(),
-    service: SERVICE,
-    actor: principal.agencyId,
-    action: a.submission.op === "RETRACT" ? "submission.retract-received" : "submission.received",
-    subjectKind: "submission",
-    subjectId: a.submission.submissionId,
-    revision: null,
-    detail: { channel, keyId: a.submission.keyId },
-  }));
+  // One audit.batch per request (shared/audit.ts), not one event per submission.
+  const audit = auditBatches(
+    SERVICE,
+    principal.agencyId,
+    now.getTime(),
+    accepted.map((a) => ({
+      service: SERVICE,
+      actor: principal.agencyId,
+      action: a.submission.op === "RETRACT" ? "submission.retract-received" : "submission.received",
+      subjectKind: "submission",
+      subjectId: a.submission.submissionId,
+      detail: { channel, keyId: a.submission.keyId },
+    })),
+  );
   await deps.sink.publish({ accepted, rejected, audit });
   // Only after Kafka has them: a crash in between means a retry re-publishes, which dedup absorbs.
   await deps.ledger.record(

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { LAW_ENFORCEMENT_ONLY_FIELDS, assertAuditDetailSafe, auditEvent, auditMessage } from "./audit.ts";
+import {
+  AUDIT_BATCH_ACTION,
+  EVENTS_PER_BATCH,
+  LAW_ENFORCEMENT_ONLY_FIELDS,
+  assertAuditDetailSafe,
+  auditBatches,
+  auditEvent,
+  auditMessage,
+  expandAuditEvent,
+} from "./audit.ts";
 import { AvroCodec } from "./wire/codec.ts";
 import { topicNames } from "./topics.ts";
 
@@ -31,5 +40,44 @@ describe("audit events", () => {
   it("needs who, what and to what", () => {
     expect(() => auditEvent({ ...base, actor: "" })).toThrow(/actor/);
     expect(() => auditEvent({ ...base, subjectId: "" })).toThrow(/subjectId/);
+  });
+
+  it("carries many events in few audit.batch events that read back as the events themselves", () => {
+    const codec = new AvroCodec();
+    const inputs = Array.from({ length: EVENTS_PER_BATCH + 3 }, (_, i) => ({
+      ...base,
+      service: "dedup",
+      actor: `force-${i % 2}`,
+      action: "submission.applied",
+      subjectKind: "submission",
+      subjectId: `sub-${i}`,
+      ...(i === 0 ? { revision: 4 } : {}),
+      detail: { recordId: `rec-${i}`, op: "ADD" },
+    }));
+    const batches = auditBatches("dedup", "hashrelay-dedup", 42, inputs);
+    expect(batches.map((b) => [b.action, b.subjectId, b.detail["count"]])).toEqual([
+      [AUDIT_BATCH_ACTION, "hashrelay-dedup", String(EVENTS_PER_BATCH)],
+      [AUDIT_BATCH_ACTION, "hashrelay-dedup", "3"],
+    ]);
+    const back = batches.flatMap((b) => expandAuditEvent(codec.decode("AuditEvent", codec.encode("AuditEvent", b)).value));
+    expect(back).toHaveLength(inputs.length);
+    expect(back[0]).toEqual({
+      eventId: `${batches[0]?.eventId}#0`,
+      at: 42,
+      service: "dedup",
+      actor: "force-0",
+      action: "submission.applied",
+      subjectKind: "submission",
+      subjectId: "sub-0",
+      revision: 4,
+      detail: { recordId: "rec-0", op: "ADD" },
+    });
+    expect(back.at(-1)).toMatchObject({ eventId: `${batches[1]?.eventId}#2`, subjectId: `sub-${EVENTS_PER_BATCH + 2}`, revision: null });
+    expect(auditBatches("dedup", "k", 1, [])).toEqual([]);
+    // A batched event is checked as one on its own would be.
+    expect(() => auditBatches("dedup", "k", 1, [{ ...base, detail: { caseRef: "SYN-1" } }])).toThrow(/law-enforcement-only/);
+    // Any other event reads back as itself.
+    const single = auditEvent(base);
+    expect(expandAuditEvent(single)).toEqual([single]);
   });
 });

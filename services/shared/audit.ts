@@ -84,7 +84,7 @@ export function auditMessage(
  * DISCLOSURES_PER_EVENT records each, rather than one event per record). Its detail has what all
  * of them share (partnerId, partition, delivery, keyId, cause) and `disclosures`, a JSON array
  * with one object per record: recordId, seq, op, revision, alg, and category and extraFields
- * where the record has them. disclosuresOf() turns it back into one feed.upsert / feed.remove
+ * where the record has them. expandAuditEvent() turns it back into one feed.upsert / feed.remove
  * event per record, which is what operators read (`bin/hashrelay audit list`).
  */
 export const DISCLOSURE_RUN_ACTION = "feed.disclosed";
@@ -102,12 +102,56 @@ export interface DisclosedRecord {
 }
 
 /**
- * An event as operators read it: a disclosure run becomes one event per record disclosed
+ * The action of an event that carries several events of one service and transaction (dedup
+ * writes one per batch for its submission and record events): `detail.events` is a JSON array of
+ * {actor, action, subjectKind, subjectId, revision, detail}; each shares the batch event's time
+ * and service. expandAuditEvent() turns it back into those events.
+ */
+export const AUDIT_BATCH_ACTION = "audit.batch";
+export const EVENTS_PER_BATCH = 500;
+
+type BatchedEvent = Pick<AuditEvent, "actor" | "action" | "subjectKind" | "subjectId" | "revision" | "detail">;
+
+/**
+ * Events of one transaction as few audit.batch events (at most EVENTS_PER_BATCH each), keyed by
+ * `key` (the subject of the batch event: e.g. the consumer group). Each event is checked as
+ * auditEvent checks it.
+ */
+export function auditBatches(service: string, key: string, at: number, events: readonly AuditEventInput[]): AuditEvent[] {
+  const batched: BatchedEvent[] = events.map((input) => {
+    const e = auditEvent({ ...input, at });
+    return { actor: e.actor, action: e.action, subjectKind: e.subjectKind, subjectId: e.subjectId, revision: e.revision, detail: e.detail };
+  });
+  const out: AuditEvent[] = [];
+  for (let i = 0; i < batched.length; i += EVENTS_PER_BATCH) {
+    const slice = batched.slice(i, i + EVENTS_PER_BATCH);
+    out.push(
+      auditEvent({
+        service,
+        actor: service,
+        action: AUDIT_BATCH_ACTION,
+        subjectKind: "batch",
+        subjectId: key,
+        at,
+        detail: { events: JSON.stringify(slice), count: String(slice.length) },
+      }),
+    );
+  }
+  return out;
+}
+
+/**
+ * An event as operators read it: an audit.batch becomes the events it carries, and a disclosure
+ * run becomes one event per record disclosed
  * (eventId `<run eventId>#<n>`, subject the hub's recordId, action feed.upsert or feed.remove,
  * the run's shared details plus the record's seq, alg, category and extraFields); any other event
  * is itself.
  */
-export function disclosuresOf(e: AuditEvent): AuditEvent[] {
+export function expandAuditEvent(e: AuditEvent): AuditEvent[] {
+  if (e.action === AUDIT_BATCH_ACTION) {
+    const events = JSON.parse(e.detail["events"] ?? "[]") as BatchedEvent[];
+    return events.map((b, i) => ({ ...b, eventId: `${e.eventId}#${i}`, at: e.at, service: e.service }));
+  }
   if (e.action !== DISCLOSURE_RUN_ACTION) return [e];
   const { disclosures, ...shared } = e.detail;
   const records = JSON.parse(disclosures ?? "[]") as DisclosedRecord[];

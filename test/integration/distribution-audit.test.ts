@@ -11,7 +11,7 @@ import { recordRef } from "../../services/distribution/feed-writer.ts";
 import { setPolicy } from "../../services/distribution/policy-store.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { LAW_ENFORCEMENT_ONLY_FIELDS } from "../../services/shared/audit.ts";
-import { disclosuresOf } from "../../services/shared/audit.ts";
+import { expandAuditEvent } from "../../services/shared/audit.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
@@ -89,7 +89,8 @@ async function settle(): Promise<void> {
 /** Distribution's audit events, once there are at least `disclosures` feed events and `policies` policy events. */
 async function distributionAudit(disclosures: number, policies: number): Promise<AuditEvent[]> {
   const isOurs = (e: AuditEvent) => e.service === "distribution";
-  const decoded = (ms: { value: Buffer }[]) => ms.flatMap((m) => disclosuresOf(codec.decode("AuditEvent", m.value).value)).filter(isOurs);
+  const decoded = (ms: { value: Buffer }[]) =>
+    ms.flatMap((m) => expandAuditEvent(codec.decode("AuditEvent", m.value).value)).filter(isOurs);
   const messages = await readTopic(
     kafka,
     p.names.audit,

@@ -13,7 +13,7 @@ import type { TestDatabase } from "../support/stack.ts";
 import { randomHex, sampleCanonicalRecord, unsignedSubmission } from "../support/fixtures.ts";
 import { applySubmission, finaliseChanges } from "../../services/dedup/engine.ts";
 import { emptyWorkingSet } from "../../services/dedup/store.ts";
-import { disclosuresOf } from "../../services/shared/audit.ts";
+import { expandAuditEvent } from "../../services/shared/audit.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { GENESIS_DIGEST, feedRecordDigest } from "../../services/shared/wire/feed-chain.ts";
 import { createLogger } from "../../services/shared/logging.ts";
@@ -124,7 +124,7 @@ function harness(db: TestDatabase) {
         const e = codec.decode("AuditEvent", r.message_value).value;
         expect(r.message_key).toBe(e.subjectId);
         expect(r.message_partition).toBeNull();
-        return disclosuresOf(e);
+        return expandAuditEvent(e);
       });
       return events.filter((e) => ours.has(e.action === "policy.applied" ? e.subjectId : (e.detail["partnerId"] ?? "")));
     },

@@ -3,7 +3,7 @@
  * queued in the hub database while Kafka was unreachable.
  */
 import type { Command } from "commander";
-import { disclosuresOf } from "../../shared/audit.ts";
+import { expandAuditEvent } from "../../shared/audit.ts";
 import { AvroCodec } from "../../shared/wire/codec.ts";
 import { readTopicToEnd } from "../../shared/kafka.ts";
 import { topicNames } from "../../shared/topics.ts";
@@ -47,7 +47,7 @@ export function addAuditCommands(program: Command): void {
           ...(o.since ? { since: parseDate(o.since).getTime() } : {}),
         };
         const events = (await readTopicToEnd(adminKafka(3), topicNames(o.namespace).audit, "audit-list"))
-          .flatMap((value) => disclosuresOf(codec.decode("AuditEvent", value).value))
+          .flatMap((value) => expandAuditEvent(codec.decode("AuditEvent", value).value))
           .filter((e) => matchesAudit(e, filter))
           .sort((a, b) => a.at - b.at);
         for (const e of events) console.log(o.json ? JSON.stringify(e) : formatAuditEvent(e));
