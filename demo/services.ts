@@ -8,6 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "../services/shared/config.ts";
+import { SERVICE_MALLOC_ENV, SERVICE_NODE_FLAGS } from "../services/shared/runtime-settings.ts";
 import { info, stamp, workDir } from "./context.ts";
 
 /** The environment every service gets (stack addresses, hub database, namespace); set once before the first start. */
@@ -22,12 +23,12 @@ export const children: { name: string; child: ChildProcess }[] = [];
 
 export function startService(name: string, service: string, extra: Record<string, string>): void {
   const log = createWriteStream(join(workDir, `${name}.log`));
-  const child = spawn(process.execPath, [`${REPO_ROOT}services/${service}/main.ts`], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, `${REPO_ROOT}services/${service}/main.ts`], {
     // Node runs the .ts file itself (type stripping): kill -9 reaches the service, no wrapper between.
     cwd: REPO_ROOT,
     // Each service finds its own principal's credentials (services/shared/config.ts effectiveEnv);
     // credentials in the demo's own environment must not make them all run as one principal.
-    env: { ...withoutKafkaCredentials(process.env), ...serviceEnv, ...extra },
+    env: { ...withoutKafkaCredentials(process.env), ...SERVICE_MALLOC_ENV, ...serviceEnv, ...extra },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout?.pipe(log);

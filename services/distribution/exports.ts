@@ -7,14 +7,15 @@
  * signed bytes are the contract in services/shared/wire/snapshot-manifest.ts.
  */
 import { createHash } from "node:crypto";
-import { gzipSync } from "node:zlib";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { DISTRIBUTION_APPLY_LOCK } from "../shared/advisory-locks.ts";
-import { inTransaction } from "../shared/postgres.ts";
-import type { Pool } from "../shared/postgres.ts";
+import { cursorPages, inTransaction } from "../shared/postgres.ts";
+import type { Pool, PoolClient } from "../shared/postgres.ts";
 import { feedsPrefix, latestSnapshotKey, serialiseManifest, signManifest } from "../shared/wire/snapshot-manifest.ts";
 import type { ExportManifest, SnapshotEntry } from "../shared/wire/snapshot-manifest.ts";
+import { uploadGzipLines } from "./export-object.ts";
+import type { WrittenObject } from "./export-object.ts";
 import { recordRef } from "./feed-writer.ts";
 import type { HubSigner } from "./feed-writer.ts";
 
@@ -50,62 +51,44 @@ async function put(deps: ExportDeps, key: string, body: Buffer, contentType: str
   await deps.s3.send(new PutObjectCommand({ Bucket: deps.bucket, Key: key, Body: body, ContentType: contentType }));
 }
 
+/** Rows an export reads per round trip while it streams its object. */
+const EXPORT_PAGE_ROWS = 2_000;
+/** How long a snapshot waits for the partner's feed outbox to drain (tries, 100 ms apart). */
+const OUTBOX_DRAIN_TRIES = 300;
+
 export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = new Date()): Promise<ExportManifest> {
   const base = `${deps.prefix ?? feedsPrefix("")}/${partnerId}`;
-  // One consistent read of entries, chain heads and (for Kafka feeds) topic offsets: under the
-  // distribution apply lock no feed record is issued meanwhile, and once the partner's outbox is
-  // empty every issued record is on Kafka, so the high watermarks sit just after the heads.
-  let attempt = 0;
-  let snapshot: { entries: SnapshotRow[]; heads: HeadRow[]; kafkaOffsets: Record<string, string> | undefined } | null = null;
-  while (!snapshot) {
-    snapshot = await inTransaction(deps.pool, async (client) => {
-      await client.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-      await client.query("SELECT pg_advisory_xact_lock($1)", [DISTRIBUTION_APPLY_LOCK]);
-      let kafkaOffsets: Record<string, string> | undefined;
-      if (deps.feedOffsets) {
-        const topic = deps.feedOffsets.topic(partnerId);
-        const { rows: pending } = await client.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox WHERE topic = $1", [
-          topic,
-        ]);
-        if (Number(pending[0]?.n) > 0) return null;
-        kafkaOffsets = await deps.feedOffsets.highWatermarks(topic);
-      }
-      const e = await client.query<SnapshotRow>(
-        "SELECT alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 ORDER BY alg, value",
-        [partnerId],
-      );
-      const h = await client.query<HeadRow>("SELECT partition, last_seq, last_digest FROM feed_partitions WHERE partner_id = $1", [
-        partnerId,
-      ]);
-      return { entries: e.rows, heads: h.rows, kafkaOffsets };
-    });
-    if (!snapshot) {
-      if (++attempt > 300) throw new Error(`feed outbox of ${partnerId} did not drain; snapshot not taken`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  const { entries, heads, kafkaOffsets } = snapshot;
-  const lines = entries.map((r) =>
-    JSON.stringify({
-      alg: r.alg,
-      value: r.value,
-      category: r.category,
-      contentType: r.content_type,
-      recordRef: recordRef(deps.hub.pseudonymSecret, partnerId, r.record_id),
-      revision: r.revision,
-      extra: r.extra,
-    } satisfies SnapshotEntry),
-  );
-  const body = gzipSync(Buffer.from(lines.length ? `${lines.join("\n")}\n` : ""));
   const object = `${base}/snapshots/${stamp(now)}.jsonl.gz`;
-  await put(deps, object, body, "application/gzip");
+  const client = await deps.pool.connect();
+  let failed = false;
+  let point: SnapshotPoint;
+  let written: WrittenObject;
+  try {
+    point = await openSnapshot(deps, client, partnerId);
+    const entries = cursorPages<SnapshotRow>(
+      client,
+      "SELECT alg, value, record_id, revision, category, content_type, extra FROM feed_entries WHERE partner_id = $1 ORDER BY alg, value",
+      [partnerId],
+      EXPORT_PAGE_ROWS,
+    );
+    written = await uploadGzipLines(deps.s3, deps.bucket, object, snapshotLines(entries, deps.hub, partnerId));
+    await client.query("COMMIT");
+  } catch (err) {
+    failed = true;
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    // A failed connection is closed rather than reused: that also drops the apply lock if it was still held.
+    client.release(failed);
+  }
+  const { heads, kafkaOffsets } = point;
   const manifest = signManifest(
     {
       partnerId,
       kind: "snapshot",
       object,
-      sha256: createHash("sha256").update(body).digest("hex"),
-      count: lines.length,
+      sha256: written.sha256,
+      count: written.count,
       heads: Object.fromEntries(heads.map((h) => [String(h.partition), { seq: h.last_seq, digest: h.last_digest.toString("hex") }])),
       ...(kafkaOffsets ? { kafkaOffsets } : {}),
       createdAt: now.toISOString(),
@@ -128,31 +111,119 @@ export async function exportSnapshot(deps: ExportDeps, partnerId: string, now = 
   return manifest;
 }
 
-/** Exports the feed records issued since the previous delta (S3-delivery partners), then prunes them. */
+/** Where a snapshot stands: the chain heads it covers and, for a Kafka feed, the offsets just after them. */
+interface SnapshotPoint {
+  readonly heads: HeadRow[];
+  readonly kafkaOffsets: Record<string, string> | undefined;
+}
+
+/**
+ * Opens, on `client`, the repeatable-read transaction a snapshot is read in, at a moment when every
+ * feed record issued is in the heads it reads and (Kafka feeds) on the topic: the session holds the
+ * distribution apply lock from before the transaction takes its snapshot until the heads and the
+ * topic's high watermarks are read, so no apply is half done or starts meanwhile, and the partner's
+ * outbox must be empty. Then it lets the lock go: applying carries on while the entries are read
+ * from the transaction's snapshot and uploaded. Leaves the transaction open; waits for the outbox.
+ */
+async function openSnapshot(deps: ExportDeps, client: PoolClient, partnerId: string): Promise<SnapshotPoint> {
+  for (let attempt = 1; ; attempt++) {
+    await client.query("SELECT pg_advisory_lock($1)", [DISTRIBUTION_APPLY_LOCK]);
+    let point: SnapshotPoint | null = null;
+    try {
+      // The transaction's snapshot is taken by its first statement, below: after the lock is held.
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
+      let kafkaOffsets: Record<string, string> | undefined;
+      if (deps.feedOffsets) {
+        const topic = deps.feedOffsets.topic(partnerId);
+        const { rows: pending } = await client.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_outbox WHERE topic = $1", [
+          topic,
+        ]);
+        if (Number(pending[0]?.n) === 0) kafkaOffsets = await deps.feedOffsets.highWatermarks(topic);
+      }
+      if (!deps.feedOffsets || kafkaOffsets) {
+        const h = await client.query<HeadRow>("SELECT partition, last_seq, last_digest FROM feed_partitions WHERE partner_id = $1", [
+          partnerId,
+        ]);
+        point = { heads: h.rows, kafkaOffsets };
+      } else {
+        await client.query("ROLLBACK");
+      }
+    } finally {
+      // Fails only after an error, which exportSnapshot answers by closing the connection (and the lock with it).
+      await client.query("SELECT pg_advisory_unlock($1)", [DISTRIBUTION_APPLY_LOCK]).catch(() => undefined);
+    }
+    if (point) return point;
+    if (attempt >= OUTBOX_DRAIN_TRIES) throw new Error(`feed outbox of ${partnerId} did not drain; snapshot not taken`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Snapshot lines (SnapshotEntry), a page of entries at a time. */
+async function* snapshotLines(pages: AsyncIterable<SnapshotRow[]>, hub: HubSigner, partnerId: string): AsyncGenerator<string[]> {
+  for await (const rows of pages) {
+    yield rows.map((r) =>
+      JSON.stringify({
+        alg: r.alg,
+        value: r.value,
+        category: r.category,
+        contentType: r.content_type,
+        recordRef: recordRef(hub.pseudonymSecret, partnerId, r.record_id),
+        revision: r.revision,
+        extra: r.extra,
+      } satisfies SnapshotEntry),
+    );
+  }
+}
+
+interface LogRow {
+  partition: number;
+  seq: number;
+  body: Buffer;
+}
+
+/**
+ * Exports the feed records issued since the previous delta (S3-delivery partners), then prunes them.
+ * The records are read a page at a time from one transaction's snapshot while the object uploads;
+ * records issued meanwhile wait for the next delta.
+ */
 export async function exportDelta(deps: ExportDeps, partnerId: string, now = new Date()): Promise<ExportManifest | null> {
   const base = `${deps.prefix ?? feedsPrefix("")}/${partnerId}`;
-  const { rows } = await deps.pool.query<{ partition: number; seq: number; body: Buffer }>(
-    "SELECT partition, seq, body FROM feed_log WHERE partner_id = $1 ORDER BY partition, seq",
-    [partnerId],
-  );
-  if (rows.length === 0) return null;
-  const body = gzipSync(Buffer.from(`${rows.map((r) => JSON.stringify({ record: r.body.toString("base64") })).join("\n")}\n`));
+  const object = `${base}/deltas/${stamp(now)}.jsonl.gz`;
   const heads: Record<string, { seq: number; digest: string }> = {};
   const from: Record<string, number> = {};
-  for (const r of rows) {
-    const p = String(r.partition);
-    from[p] = Math.min(from[p] ?? r.seq, r.seq);
-    heads[p] = { seq: r.seq, digest: createHash("sha256").update(r.body).digest("hex") };
-  }
-  const object = `${base}/deltas/${stamp(now)}.jsonl.gz`;
-  await put(deps, object, body, "application/gzip");
+  const written = await inTransaction(deps.pool, async (client): Promise<WrittenObject | null> => {
+    const pages = cursorPages<LogRow>(
+      client,
+      "SELECT partition, seq, body FROM feed_log WHERE partner_id = $1 ORDER BY partition, seq",
+      [partnerId],
+      EXPORT_PAGE_ROWS,
+    )[Symbol.asyncIterator]();
+    const first = await pages.next();
+    if (first.done) return null;
+    async function* lines(): AsyncGenerator<string[]> {
+      try {
+        for (let page = first; !page.done; page = await pages.next()) {
+          yield page.value.map((r) => {
+            const p = String(r.partition);
+            from[p] = Math.min(from[p] ?? r.seq, r.seq);
+            heads[p] = { seq: r.seq, digest: createHash("sha256").update(r.body).digest("hex") };
+            return JSON.stringify({ record: r.body.toString("base64") });
+          });
+        }
+      } finally {
+        await pages.return?.(undefined); // closes the cursor when the upload stops early
+      }
+    }
+    return uploadGzipLines(deps.s3, deps.bucket, object, lines());
+  });
+  if (written === null) return null;
   const manifest = signManifest(
     {
       partnerId,
       kind: "delta",
       object,
-      sha256: createHash("sha256").update(body).digest("hex"),
-      count: rows.length,
+      sha256: written.sha256,
+      count: written.count,
       heads,
       from,
       createdAt: now.toISOString(),

@@ -44,6 +44,33 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
   }
 }
 
+let cursors = 0;
+
+/**
+ * Reads a query's rows in pages of at most `pageRows` through a cursor in the caller's open
+ * transaction, so a result of any size is never in memory whole; the rows are those of the
+ * snapshot the cursor was opened in. The cursor is closed when the caller stops iterating.
+ */
+export async function* cursorPages<T extends pg.QueryResultRow>(
+  tx: pg.PoolClient,
+  sql: string,
+  params: readonly unknown[],
+  pageRows: number,
+): AsyncGenerator<T[]> {
+  const name = `hashrelay_cursor_${++cursors}`;
+  await tx.query(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, [...params]);
+  try {
+    for (;;) {
+      const { rows } = await tx.query<T>(`FETCH ${pageRows} FROM ${name}`);
+      if (rows.length) yield rows;
+      if (rows.length < pageRows) return;
+    }
+  } finally {
+    // Fails only when the transaction is already aborted, which closes the cursor anyway.
+    await tx.query(`CLOSE ${name}`).catch(() => undefined);
+  }
+}
+
 export const SHARED_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 
 /**

@@ -2,7 +2,7 @@
  * The Kubernetes manifests in infra/deploy cannot be applied here (no cluster), so they are checked
  * against the code instead: every variable they set is one the service reads, every variable the
  * service requires is set, secrets come from Secrets only, each service runs as its own Kafka
- * principal over TLS, and each entry point exists. A config change that the manifests miss fails here.
+ * principal over TLS, and each entry point exists, started with the services' V8 heap settings. A config change that the manifests miss fails here.
  */
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import { configShape as ingestShape } from "../../services/ingest/main.ts";
 import { configShape as sinkShape } from "../../services/partner-sink/main.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
 import { servicePrincipal } from "../../services/shared/kafka-access.ts";
+import { SERVICE_NODE_FLAGS } from "../../services/shared/runtime-settings.ts";
 
 const DEPLOY = join(REPO_ROOT, "infra", "deploy");
 
@@ -99,7 +100,8 @@ describe("deployment manifests", () => {
       const deployment = all.find((m) => m.kind === "Deployment" && m.metadata.name === s.deployment);
       const container = deployment?.spec?.template?.spec?.containers?.[0];
       if (!container) throw new Error(`no Deployment ${s.deployment} with a container in infra/deploy/${s.dir}`);
-      expect(container.args).toEqual([s.entry]);
+      // The V8 heap flags every service runs with, then its entry point (node is the image's entry point).
+      expect(container.args).toEqual([...SERVICE_NODE_FLAGS, s.entry]);
       expect(existsSync(join(REPO_ROOT, s.entry))).toBe(true);
 
       const env = environment(all, container);

@@ -2,7 +2,8 @@
  * What runs in production is Node 24 on the .ts sources with production dependencies only
  * (`npm ci --omit=dev`): no compiler, loader or test runner. This follows every entry point's
  * imports and fails when one reaches a package that is not a production dependency, a test,
- * bench or demo file, or syntax Node cannot strip; it also holds the Dockerfile to that.
+ * bench or demo file, or syntax Node cannot strip; it also holds the Dockerfile to that, and to the
+ * services' memory settings (services/shared/runtime-settings.ts).
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -10,6 +11,7 @@ import { builtinModules } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../services/shared/config.ts";
+import { SERVICE_MALLOC_ENV, SERVICE_NODE_FLAGS } from "../../services/shared/runtime-settings.ts";
 
 interface PackageJson {
   engines?: { node?: string };
@@ -95,6 +97,12 @@ describe("production runtime", () => {
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
     expect(dockerfile).toMatch(/^ENTRYPOINT \["node"\]$/m);
     expect(dockerfile).not.toMatch(/tsx|tsc|--import/);
+    // The services' memory settings: malloc's in the image's environment, V8's in its default command
+    // (as in the manifests' arguments).
+    const cmd = [...SERVICE_NODE_FLAGS, "services/ingest/main.ts"].map((a) => JSON.stringify(a)).join(", ");
+    expect(dockerfile.split("\n")).toContain(`CMD [${cmd}]`);
+    const env = Object.entries(SERVICE_MALLOC_ENV).map(([k, v]) => `${k}=${v}`);
+    expect(dockerfile.split("\n")).toContain(`ENV ${env.join(" ")}`);
     for (const dev of Object.keys(pkg.devDependencies ?? {})) expect(production.has(dev)).toBe(false);
   });
 });

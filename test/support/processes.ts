@@ -6,6 +6,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { REPO_ROOT } from "../../services/shared/config.ts";
+import { SERVICE_MALLOC_ENV, SERVICE_NODE_FLAGS } from "../../services/shared/runtime-settings.ts";
 
 export interface ServiceProcess {
   readonly child: ChildProcess;
@@ -24,10 +25,11 @@ export function startServiceProcess(service: string, env: Record<string, string>
   let stopped = false;
   let restarts = 0;
   const launch = (): ChildProcess => {
-    const c = spawn(process.execPath, [`${REPO_ROOT}services/${service}/main.ts`], {
+    // The memory settings of production (runtime-settings.ts), so memory measured here is what a deployment sees.
+    const c = spawn(process.execPath, [...SERVICE_NODE_FLAGS, `${REPO_ROOT}services/${service}/main.ts`], {
       // Node runs the .ts file itself (type stripping): kill -9 reaches the service, no wrapper between.
       cwd: REPO_ROOT,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...SERVICE_MALLOC_ENV, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     c.stdout?.on("data", keep);

@@ -64,6 +64,7 @@
 
 import { hashAlgorithm, nearMatch } from "../../shared/wire/hash-algorithms.ts";
 import type { NearDuplicateIndex } from "./index.ts";
+import { release, resized } from "./typed-memory.ts";
 
 function pdqRule(): { maxDistance: number; minQuality: number } {
   const match = nearMatch("pdq");
@@ -686,7 +687,13 @@ class Segment {
       }
       tables.push({ start: cStart, width, chunkMask, keyBits, keyMask, bitmap, cells, overflow });
     }
+    release(slots, keysA, valsA, keysB, valsB);
     return new Segment(start, end, n, layout, tables);
+  }
+
+  /** Frees the tables now (typed-memory.ts); the segment must not be searched again. */
+  release(): void {
+    for (const t of this.tables) release(t.bitmap, t.cells, t.overflow);
   }
 
   memoryBytes(): number {
@@ -897,7 +904,12 @@ function orderById(ids: Uint32Array, n: number): Uint32Array | null {
   if (sorted) return null;
   const slots = new Uint32Array(n);
   for (let i = 0; i < n; i++) slots[i] = i;
-  return radixSortPairs(ids.slice(0, n), slots, new Uint32Array(n), new Uint32Array(n), n, 32)[1];
+  const keys = ids.slice(0, n);
+  const tmpKeys = new Uint32Array(n);
+  const tmpVals = new Uint32Array(n);
+  const order = radixSortPairs(keys, slots, tmpKeys, tmpVals, n, 32)[1];
+  release(keys, tmpKeys, order === slots ? tmpVals : slots);
+  return order;
 }
 
 export class PdqIndex implements NearDuplicateIndex {
@@ -1029,7 +1041,11 @@ export class PdqIndex implements NearDuplicateIndex {
     this.live = k;
     this.tombstones = 0;
     // Until the new tables exist everything counts as unindexed (scanned), so a failed build (out of
-    // memory, say) leaves a slow index rather than one that misses entries.
+    // memory, say) leaves a slow index rather than one that misses entries. The old tables are freed
+    // first, so that a large index never holds two sets.
+    this.main?.release();
+    this.delta?.release();
+    release(this.idOrder);
     this.main = null;
     this.delta = null;
     this.idOrder = null;
@@ -1095,6 +1111,10 @@ export class PdqIndex implements NearDuplicateIndex {
       this.compact();
       return;
     }
+    // As in compact(): the old delta's entries are scanned until the new tables exist.
+    this.delta?.release();
+    this.delta = null;
+    this.deltaEnd = this.mainEnd;
     this.delta = Segment.build(this.words, this.alive, this.mainEnd, this.count, pickLayout(pending, this.maxDistance, this.chunks));
     this.deltaEnd = this.count;
   }
@@ -1105,14 +1125,9 @@ export class PdqIndex implements NearDuplicateIndex {
     // Cells keep slots below 2^31 (the top bit marks an overflow list).
     if (slots > MULTI - 1) throw new Error(`PdqIndex is full: at most ${MULTI - 1} hashes`);
     const next = Math.max(slots, Math.ceil(capacity * 1.5));
-    const words = new Uint32Array(next * WORDS_PER_HASH);
-    words.set(this.words.subarray(0, this.count * WORDS_PER_HASH));
-    const ids = new Uint32Array(next);
-    ids.set(this.ids.subarray(0, this.count));
-    const alive = new Uint8Array(next);
-    alive.set(this.alive.subarray(0, this.count));
-    this.words = words;
-    this.ids = ids;
-    this.alive = alive;
+    // Moved, not copied: the old store is freed at once (typed-memory.ts).
+    this.words = resized(this.words, next * WORDS_PER_HASH);
+    this.ids = resized(this.ids, next);
+    this.alive = resized(this.alive, next);
   }
 }

@@ -19,6 +19,7 @@
 
 import { hashAlgorithm, nearMatch } from "../../shared/wire/hash-algorithms.ts";
 import type { NearDuplicateIndex } from "./index.ts";
+import { resized } from "./typed-memory.ts";
 
 export const PHOTODNA_HASH_BYTES = hashAlgorithm("photodna").bytes;
 const BASE64_LENGTH = Math.ceil(PHOTODNA_HASH_BYTES / 3) * 4;
@@ -224,17 +225,10 @@ export class PhotoDnaIndex implements NearDuplicateIndex {
     const capacity = this.ids.length;
     if (slots <= capacity) return;
     const next = Math.max(slots, Math.ceil(capacity * 1.5));
-    const bytes = new Uint8Array(next * PHOTODNA_HASH_BYTES);
-    bytes.set(this.bytes.subarray(0, this.count * PHOTODNA_HASH_BYTES));
-    const ids = new Uint32Array(next);
-    ids.set(this.ids.subarray(0, this.count));
-    const norms = new Float64Array(next);
-    norms.set(this.norms.subarray(0, this.count));
-    const alive = new Uint8Array(next);
-    alive.set(this.alive.subarray(0, this.count));
-    this.bytes = bytes;
-    this.ids = ids;
-    this.norms = norms;
-    this.alive = alive;
+    // Moved, not copied: the old store is freed at once (typed-memory.ts).
+    this.bytes = resized(this.bytes, next * PHOTODNA_HASH_BYTES);
+    this.ids = resized(this.ids, next);
+    this.norms = resized(this.norms, next);
+    this.alive = resized(this.alive, next);
   }
 }

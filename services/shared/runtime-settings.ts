@@ -1,0 +1,35 @@
+/**
+ * How every service process is started, for memory: V8 heap flags on the command line
+ * (`node <SERVICE_NODE_FLAGS> services/<name>/main.ts`) and glibc malloc settings in the
+ * environment (SERVICE_MALLOC_ENV). The image (infra/deploy/Dockerfile: the malloc settings as ENV,
+ * the flags in its default command), the deploy manifests (the flags), the process supervisor of the
+ * tests and benchmarks (test/support/processes.ts) and the demo all apply them; test/deploy holds
+ * the image and the manifests to this file.
+ *
+ * V8 heap. Left alone, V8 sizes its heap from the memory of the machine, not from what the process
+ * needs: on a large host it gives the young generation two 64 MB semi-spaces and lets the old
+ * generation grow to several times what survived the last full collection before collecting again,
+ * so a service whose live JavaScript heap is a few tens of MB sits at several hundred MB resident,
+ * mostly garbage and the Buffers that garbage still holds; in a small container the same service
+ * gets other defaults. Fixed values make its memory the same wherever it runs:
+ *   - 16 MB semi-spaces (a 32 MB young generation);
+ *   - a 384 MB old generation. With a limit this low V8 also grows the heap by a smaller factor after
+ *     each full collection, so garbage goes sooner. A service needs a small part of it: a round is
+ *     at most CONSUMER_ROUND_MAX_MESSAGES messages, S3 exports and the sink's bootstrap stream, and
+ *     typed arrays (dedup's near-duplicate index) and Buffers live outside the V8 heap and this
+ *     limit. Reaching it is a bug: the process stops with a heap-out-of-memory error and is restarted.
+ *
+ * malloc. Buffers (Kafka fetches, PostgreSQL results, encoded records) are malloc'd outside the V8
+ * heap. glibc gives each thread that allocates an arena of its own (V8's helper threads, libuv's
+ * pool), each keeping what was freed in it, and raises its mmap threshold after large frees, so that
+ * later large buffers land in the heap between small ones and their memory is not given back. Two
+ * arenas, and a fixed threshold so that every buffer of 128 KiB or more is mapped on its own and
+ * unmapped when freed, keep the resident set close to what is in use.
+ */
+
+export const SERVICE_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16", "--max-old-space-size=384"];
+
+export const SERVICE_MALLOC_ENV: Readonly<Record<string, string>> = {
+  MALLOC_ARENA_MAX: "2",
+  MALLOC_MMAP_THRESHOLD_: "131072",
+};
