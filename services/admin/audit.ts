@@ -8,7 +8,7 @@
  * policy's grants by field name, never any record's values.
  */
 import type { Kafka } from "kafkajs";
-import { Partitioners } from "kafkajs";
+import { kafkaDefaultPartitioner } from "../shared/kafka-partitioner.ts";
 import { auditEvent, auditMessage } from "../shared/audit.ts";
 import type { AvroCodec } from "../shared/wire/codec.ts";
 import type { RegisteredKey } from "../shared/key-registry.ts";
@@ -234,7 +234,7 @@ export async function sendAcknowledged(
   messages: readonly { topic: string; key: string; value: Buffer }[],
   timeoutMs = 30_000,
 ): Promise<void> {
-  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: kafkaDefaultPartitioner });
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([

@@ -1,8 +1,9 @@
 /** kafkajs wiring shared by the services: client, durable producers, and topic provisioning. */
 import { readFileSync } from "node:fs";
-import { Kafka, Partitioners, logLevel } from "kafkajs";
+import { Kafka, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
 import { ConfigError } from "./errors.ts";
+import { kafkaDefaultPartitioner } from "./kafka-partitioner.ts";
 import "./kafkajs-request-queue.ts"; // corrects kafkajs's idle request-queue timer loop (see that file)
 import type { Logger } from "./logging.ts";
 import type { TopicSpec } from "./topics.ts";
@@ -203,7 +204,7 @@ export function createDurableProducer(kafka: Kafka, transactionalId?: string): R
       idempotent: true,
       maxInFlightRequests: 1,
       // Murmur2, as the Java client: the same key lands on the same partition whichever client wrote it.
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: kafkaDefaultPartitioner,
       allowAutoTopicCreation: false,
       ...(transactionalId ? { transactionalId } : {}),
     }),
