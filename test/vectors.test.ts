@@ -23,7 +23,9 @@ import { SUBMISSION_JSON_SCHEMA } from "../services/ingest/openapi.ts";
 import { authenticateRequest } from "../services/ingest/request-auth.ts";
 import { signRequest } from "../services/shared/wire/request-signature.ts";
 import { validateSubmission } from "../services/shared/wire/submission-validation.ts";
+import { decode, walkChain } from "../services/partner-sink/chain-walk.ts";
 import { parseTrustedHubKeys, verifyFeedRecord } from "../services/partner-sink/verifier.ts";
+import { createLogger } from "../services/shared/logging.ts";
 import { AvroCodec } from "../services/shared/wire/codec.ts";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { HashrelayError } from "../services/shared/errors.ts";
@@ -44,6 +46,7 @@ import type { Unsigned } from "../services/shared/wire/signing.ts";
 const read = (path: string) => readFileSync(`${REPO_ROOT}${path}`, "utf8");
 const vector = <T>(name: string) => JSON.parse(read(`docs/vectors/${name}`)) as T;
 const codec = new AvroCodec();
+const silent = createLogger("vectors", "silent");
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 interface KeyVector {
@@ -74,31 +77,32 @@ interface SubmissionVector {
 }
 const sv = vector<SubmissionVector>("submission.json");
 
+interface FeedRecordVector {
+  fields: Record<string, unknown> & { prevDigest: string };
+  prevDigestHex: string;
+  signedBytesHex: string;
+  signatureBase64: string;
+  signatureHex: string;
+  chainDigestHex: string;
+  singleObjectHex: string;
+}
 interface FeedVector {
   partnerId: string;
   recordRef: { secret: string; recordId: string; hmacInput: string; value: string };
   partitionOf: { alg: string; value: string; feedPartitions: number; sha256Hex: string; partition: number };
   domainTag: string;
   writerFingerprintHex: string;
-  records: {
-    fields: Record<string, unknown> & { prevDigest: string };
-    prevDigestHex: string;
-    signedBytesHex: string;
-    signatureBase64: string;
-    signatureHex: string;
-    chainDigestHex: string;
-    singleObjectHex: string;
-  }[];
+  records: FeedRecordVector[];
+  chainSigned: { records: FeedRecordVector[]; tampered: FeedRecordVector };
 }
 const fv = vector<FeedVector>("feed-records.json");
-const feedRecords: FeedRecord[] = fv.records.map(
-  (r) =>
-    ({
-      ...r.fields,
-      prevDigest: Buffer.from(r.prevDigestHex, "hex"),
-      signature: Buffer.from(r.signatureHex, "hex"),
-    }) as unknown as FeedRecord,
-);
+const feedRecordOf = (r: FeedRecordVector) =>
+  ({
+    ...r.fields,
+    prevDigest: Buffer.from(r.prevDigestHex, "hex"),
+    signature: Buffer.from(r.signatureHex, "hex"),
+  }) as unknown as FeedRecord;
+const feedRecords: FeedRecord[] = fv.records.map(feedRecordOf);
 
 interface RequestVector {
   method: string;
@@ -253,6 +257,72 @@ describe("test vectors: FeedRecord chain", () => {
   });
 });
 
+describe("test vectors: the chain-signed form", () => {
+  const writer = codec.schema("FeedRecord");
+  const run = fv.chainSigned.records.map(feedRecordOf);
+  const tampered = feedRecordOf(fv.chainSigned.tampered);
+
+  it("continues the chain after seq 3 with the code's bytes; only the last record of the run is signed", () => {
+    let prev: Buffer = Buffer.from((fv.records.at(-1) as FeedRecordVector).chainDigestHex, "hex");
+    run.forEach((record, i) => {
+      const v = fv.chainSigned.records[i] as FeedRecordVector;
+      expect(record.seq).toBe(fv.records.length + i + 1);
+      expect(hex(record.prevDigest)).toBe(hex(prev));
+      expect(hex(signingBytes("FeedRecord", writer.type, record))).toBe(v.signedBytesHex);
+      const digest = feedRecordDigest(writer.type, record);
+      expect(hex(digest)).toBe(v.chainDigestHex);
+      const encoded = codec.encode("FeedRecord", record);
+      expect(hex(encoded)).toBe(v.singleObjectHex);
+      expect(codec.decode("FeedRecord", encoded).value).toEqual(record);
+      const last = i === run.length - 1;
+      // The signed bytes are the body before the signature field: 0x80 0x01 + 64 bytes when signed, 0x00 when empty.
+      const tail = last ? 66 : 1;
+      expect(hex(Buffer.concat([Buffer.from(fv.domainTag), encoded.subarray(10, encoded.length - tail)]))).toBe(v.signedBytesHex);
+      expect(encoded.subarray(encoded.length - tail, encoded.length - tail + (last ? 2 : 1)).toString("hex")).toBe(last ? "8001" : "00");
+      if (last) {
+        const { signature: _signature, ...unsigned } = record;
+        expect(hex(signRecord("FeedRecord", writer.type, unsigned as Unsigned<FeedRecord>, hubKey).signature)).toBe(v.signatureHex);
+        expect(signatureMatches("FeedRecord", writer.type, record, createPublicKeyOf(keys.hub))).toBe(true);
+      } else {
+        expect(v.signatureHex).toBe("");
+      }
+      prev = digest;
+    });
+    expect(hex(feedRecordDigest(writer.type, tampered))).toBe(fv.chainSigned.tampered.chainDigestHex);
+    expect(fv.chainSigned.tampered.chainDigestHex).not.toBe(fv.chainSigned.records[1]?.chainDigestHex);
+    expect(hex((run[2] as FeedRecord).prevDigest)).toBe(fv.chainSigned.records[1]?.chainDigestHex);
+  });
+
+  it("is a run the partner sink applies after seq 3, and refuses whole with the tampered seq 5", () => {
+    const ctx = {
+      partnerId: fv.partnerId,
+      keys: parseTrustedHubKeys(keys.hub.hubPublicKeysEntry as string),
+      logger: silent,
+      now: new Date(),
+    };
+    const state = {
+      lastSeq: fv.records.length,
+      lastDigest: Buffer.from((fv.records.at(-1) as FeedRecordVector).chainDigestHex, "hex"),
+      bootstrapSeq: 0,
+      judgedTo: 0,
+    };
+    const messages = (vs: FeedRecordVector[]) =>
+      vs.map((v, i) => decode(codec, { offset: String(i), value: Buffer.from(v.singleObjectHex, "hex") }));
+    const p = fv.partitionOf.partition;
+    const applied = walkChain(ctx, p, 0, messages(fv.chainSigned.records), state, new Map());
+    expect(applied).toMatchObject({ applied: 3, refused: 0, halt: null, lastSeq: 6 });
+    expect(hex(applied.lastDigest)).toBe(fv.chainSigned.records[2]?.chainDigestHex);
+    const [s4, , s6] = fv.chainSigned.records as [FeedRecordVector, FeedRecordVector, FeedRecordVector];
+    const refused = walkChain(ctx, p, 0, messages([s4, fv.chainSigned.tampered, s6]), state, new Map());
+    expect(refused).toMatchObject({ applied: 0, lastSeq: 3 });
+    expect(refused.alerts.map((a) => [a.seq, a.reason])).toEqual([
+      [4, "BAD_SIGNATURE"],
+      [5, "BAD_SIGNATURE"],
+      [6, "SEQ_GAP"],
+    ]);
+  });
+});
+
 describe("test vectors: HTTP request signature", () => {
   it("has the string to sign and signature the client produces and the hub accepts", async () => {
     const body = Buffer.from(rv.body);
@@ -400,6 +470,9 @@ describe("docs quote the vectors and the code's rules", () => {
   it("docs/partners.md quotes the feed and manifest vectors", () => {
     for (const value of [
       ...fv.records.flatMap((r) => [r.signatureBase64, r.chainDigestHex, r.signedBytesHex]),
+      ...fv.chainSigned.records.flatMap((r) => [r.chainDigestHex, r.signedBytesHex, r.singleObjectHex]),
+      (fv.chainSigned.records.at(-1) as FeedRecordVector).signatureBase64,
+      fv.chainSigned.tampered.chainDigestHex,
       fv.recordRef.value,
       mv.snapshot.signedText,
       mv.snapshot.signatureBase64,

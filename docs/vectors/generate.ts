@@ -174,6 +174,46 @@ function withoutSignature(r: FeedRecord): Unsigned<FeedRecord> {
 const feedEncoded = feedRecords.map((r) => codec.encode("FeedRecord", r));
 const chainDigests = feedRecords.map((r) => feedRecordDigest(feedWriter.type, r));
 
+// The chain-signed form: three more records of the same partition, continuing the chain after seq
+// 3; only the last is signed, the two before it are authenticated by its chain.
+const chainChanges: typeof changes = [
+  { op: "UPSERT", category: "C", contentType: "image", revision: 4, extra: { gradingStatus: "indicative" } },
+  { op: "UPSERT", category: "B", contentType: "image", revision: 5, extra: { gradingStatus: "confirmed" } },
+  { op: "UPSERT", category: "A", contentType: "image", revision: 6, extra: { gradingStatus: "confirmed" } },
+];
+const chainRecords: FeedRecord[] = [];
+for (const [i, c] of chainChanges.entries()) {
+  const input: Unsigned<FeedRecord> = {
+    ...(feedInputs[0] as Unsigned<FeedRecord>),
+    seq: feedRecords.length + i + 1,
+    prevDigest: prev,
+    op: c.op as FeedRecord["op"],
+    category: c.category,
+    contentType: c.contentType as FeedRecord["contentType"],
+    revision: c.revision,
+    extra: c.extra,
+    issuedAt: issuedAt + 60_000,
+  };
+  const last = i === chainChanges.length - 1;
+  const record = last ? signRecord("FeedRecord", feedWriter.type, input, hubKey) : { ...input, signature: Buffer.alloc(0) };
+  chainRecords.push(record);
+  prev = feedRecordDigest(feedWriter.type, record);
+}
+// Seq 5 as someone other than the hub would alter it: its digest is no longer seq 6's prevDigest.
+const tamperedRecord: FeedRecord = { ...(chainRecords[1] as FeedRecord), category: "C" };
+
+function feedVector(r: FeedRecord) {
+  return {
+    fields: { ...withoutSignature(r), prevDigest: hex(r.prevDigest) },
+    prevDigestHex: hex(r.prevDigest),
+    signedBytesHex: hex(signingBytes("FeedRecord", feedWriter.type, r)),
+    signatureBase64: b64(r.signature),
+    signatureHex: hex(r.signature),
+    chainDigestHex: hex(feedRecordDigest(feedWriter.type, r)),
+    singleObjectHex: hex(codec.encode("FeedRecord", r)),
+  };
+}
+
 write("feed-records.json", {
   description:
     "Three FeedRecords of one partner feed partition, signed by the synthetic hub key (keys.json hub) and chained: " +
@@ -189,15 +229,16 @@ write("feed-records.json", {
   },
   domainTag: "hashrelay/sig/v1/FeedRecord\n",
   writerFingerprintHex: feedWriter.fingerprint,
-  records: feedRecords.map((r, i) => ({
-    fields: { ...withoutSignature(r), prevDigest: hex(r.prevDigest) },
-    prevDigestHex: hex(r.prevDigest),
-    signedBytesHex: hex(signingBytes("FeedRecord", feedWriter.type, r)),
-    signatureBase64: b64(r.signature),
-    signatureHex: hex(r.signature),
-    chainDigestHex: hex(chainDigests[i] as Buffer),
-    singleObjectHex: hex(feedEncoded[i] as Buffer),
-  })),
+  records: feedRecords.map(feedVector),
+  chainSigned: {
+    description:
+      "The chain-signed form: seqs 4 to 6 of the same partition, continuing after seq 3 above. Seqs 4 and 5 have an empty " +
+      "signature and are authenticated by seq 6, which is signed: seq 6's prevDigest is seq 5's chain digest, and seq 5's " +
+      "prevDigest is seq 4's. `tampered` is seq 5 with its category altered: its chain digest is not seq 6's prevDigest, " +
+      "so a partner refuses it and applies none of seqs 4 to 6.",
+    records: chainRecords.map(feedVector),
+    tampered: feedVector(tamperedRecord),
+  },
 });
 
 // ---- HTTP request signature -----------------------------------------------------------------

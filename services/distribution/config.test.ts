@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { z } from "zod";
 import { ConfigError } from "../shared/errors.ts";
 import { defaultMinInsyncReplicas } from "../shared/topics.ts";
-import { startDistribution } from "./main.ts";
+import { configShape, startDistribution } from "./main.ts";
 
 // Addresses nothing listens on: the checks under test must fail before any connection is tried.
 const base = {
@@ -26,5 +27,15 @@ describe("feed topic durability", () => {
     const start = startDistribution({ ...base, DISTRIBUTION_FEED_REPLICATION: 2, DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS: 3 });
     await expect(start).rejects.toThrow(ConfigError);
     await expect(start).rejects.toThrow(/MIN_INSYNC_REPLICAS 3 exceeds DISTRIBUTION_FEED_REPLICATION 2/);
+  });
+});
+
+describe("feed signing mode", () => {
+  it("signs every record unless the chain-signed form is asked for, and refuses anything else", async () => {
+    expect(z.object(configShape).parse(base).DISTRIBUTION_FEED_SIGNING).toBe("every-record");
+    expect(z.object(configShape).parse({ ...base, DISTRIBUTION_FEED_SIGNING: "chain" }).DISTRIBUTION_FEED_SIGNING).toBe("chain");
+    const start = startDistribution({ ...base, DISTRIBUTION_FEED_SIGNING: "sometimes" as "chain" });
+    await expect(start).rejects.toThrow(ConfigError);
+    await expect(start).rejects.toThrow(/DISTRIBUTION_FEED_SIGNING/);
   });
 });

@@ -3,17 +3,23 @@
  * transaction: extends each feed partition's chain and queues the records for Kafka and for S3
  * deltas according to the partner's delivery. Each partition's head is read (row-locked) once per
  * transaction and written back on flush(), so seq stays contiguous; the SQL is in store.ts.
+ *
+ * Records are signed on flush(), when the transaction's last record of each partition is known:
+ * `every-record` signs each one; `chain` signs only those (and every CHAIN_SIGNING_INTERVALth seq)
+ * and leaves the others' signature empty, authenticated by the chain (shared/wire/feed-chain.ts).
+ * Either way the partition's committed head is signed, which snapshots and deltas rely on.
  */
 import { createHmac } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import type { AvroCodec } from "../shared/wire/codec.ts";
-import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../shared/wire/feed-chain.ts";
+import { GENESIS_DIGEST, chainSignsRecord, feedPartitionOf, feedRecordDigest } from "../shared/wire/feed-chain.ts";
 import type { PoolClient } from "../shared/postgres.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import { signRecord } from "../shared/wire/signing.ts";
+import type { Unsigned } from "../shared/wire/signing.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { Disclosure } from "./audit.ts";
-import type { FeedChange, PartnerPolicy } from "./policy.ts";
+import type { Delivery, FeedChange, PartnerPolicy } from "./policy.ts";
 import { appendFeedLog, enqueueFeedRecords, lockChainHead, storeChainHeads } from "./store.ts";
 
 export interface HubSigner {
@@ -33,12 +39,24 @@ interface ChainHead {
   dirty: boolean;
 }
 
+/** Which feed records the hub signs: each one, or the chain-signed form (DISTRIBUTION_FEED_SIGNING). */
+export type FeedSigning = "every-record" | "chain";
+
+/** A record planned in this transaction, signed and queued on flush(). */
+interface Planned {
+  readonly record: Unsigned<FeedRecord>;
+  readonly recordId: string;
+  readonly delivery: Delivery;
+  readonly key: string;
+}
+
 /** Collects one transaction's feed writes; call flush() before COMMIT. */
 export class FeedWriter {
   private readonly heads = new Map<string, ChainHead>();
   private readonly outbox: { topic: string; key: string; value: Buffer; partition: number }[] = [];
   private readonly log: { partnerId: string; partition: number; seq: number; body: Buffer }[] = [];
-  /** Every record issued in this transaction, with the hub record it discloses (for audit.ts). */
+  private readonly planned: Planned[] = [];
+  /** Every record issued in this transaction, with the hub record it discloses (for audit.ts); filled by flush(). */
   readonly issued: Disclosure[] = [];
 
   private readonly client: PoolClient;
@@ -46,13 +64,22 @@ export class FeedWriter {
   private readonly topics: TopicNames;
   private readonly hub: HubSigner;
   private readonly now: number;
+  private readonly signing: FeedSigning;
 
-  constructor(client: PoolClient, codec: AvroCodec, topics: TopicNames, hub: HubSigner, now: number) {
+  constructor(
+    client: PoolClient,
+    codec: AvroCodec,
+    topics: TopicNames,
+    hub: HubSigner,
+    now: number,
+    signing: FeedSigning = "every-record",
+  ) {
     this.client = client;
     this.codec = codec;
     this.topics = topics;
     this.hub = hub;
     this.now = now;
+    this.signing = signing;
   }
 
   private async head(partnerId: string, partition: number): Promise<ChainHead> {
@@ -66,46 +93,36 @@ export class FeedWriter {
     return h;
   }
 
-  /** Signs and queues one planned change (planner.ts has already recorded it in its ledger). */
+  /** Chains one planned change (planner.ts has already recorded it in its ledger); flush() signs and queues it. */
   async apply(policy: PartnerPolicy, change: FeedChange): Promise<void> {
     const e = change.entry;
     const partition = feedPartitionOf(e.alg, e.value, policy.feedPartitions);
     const head = await this.head(policy.partnerId, partition);
-    const writer = this.codec.schema("FeedRecord").type;
-    const record = signRecord(
-      "FeedRecord",
-      writer,
-      {
-        partnerId: policy.partnerId,
-        partition,
-        seq: head.seq + 1,
-        prevDigest: head.digest,
-        op: change.op,
-        alg: e.alg,
-        value: e.value,
-        category: change.op === "UPSERT" ? e.category : null,
-        contentType: change.op === "UPSERT" ? (e.contentType as FeedRecord["contentType"]) : null,
-        revision: change.op === "UPSERT" ? e.revision : change.revision,
-        recordRef: recordRef(this.hub.pseudonymSecret, policy.partnerId, e.recordId),
-        extra: change.op === "UPSERT" ? e.extra : {},
-        issuedAt: this.now,
-        keyId: this.hub.keyId,
-      },
-      this.hub.privateKey,
-    );
+    const record: Unsigned<FeedRecord> = {
+      partnerId: policy.partnerId,
+      partition,
+      seq: head.seq + 1,
+      prevDigest: head.digest,
+      op: change.op,
+      alg: e.alg,
+      value: e.value,
+      category: change.op === "UPSERT" ? e.category : null,
+      contentType: change.op === "UPSERT" ? (e.contentType as FeedRecord["contentType"]) : null,
+      revision: change.op === "UPSERT" ? e.revision : change.revision,
+      recordRef: recordRef(this.hub.pseudonymSecret, policy.partnerId, e.recordId),
+      extra: change.op === "UPSERT" ? e.extra : {},
+      issuedAt: this.now,
+      keyId: this.hub.keyId,
+    };
     head.seq += 1;
-    head.digest = feedRecordDigest(writer, record);
+    head.digest = feedRecordDigest(this.codec.schema("FeedRecord").type, record);
     head.dirty = true;
-    const bytes = this.codec.encode("FeedRecord", record);
-    this.issued.push({ record, recordId: e.recordId, delivery: policy.delivery });
-    if (policy.delivery !== "s3") {
-      this.outbox.push({ topic: this.topics.feed(policy.partnerId), key: `${e.alg}:${e.value}`, value: bytes, partition });
-    }
-    if (policy.delivery !== "kafka") this.log.push({ partnerId: policy.partnerId, partition, seq: record.seq, body: bytes });
+    this.planned.push({ record, recordId: e.recordId, delivery: policy.delivery, key: `${e.alg}:${e.value}` });
   }
 
-  /** Stores the extended chain heads and queues the records issued (call before COMMIT). */
+  /** Signs the records chained, queues them and stores the extended chain heads (call before COMMIT). */
   async flush(): Promise<void> {
+    this.seal();
     const dirty = [...this.heads].filter(([, h]) => h.dirty);
     await storeChainHeads(
       this.client,
@@ -113,5 +130,24 @@ export class FeedWriter {
     );
     await enqueueFeedRecords(this.client, this.outbox);
     await appendFeedLog(this.client, this.log);
+  }
+
+  /** Signs what the signing mode asks for, encodes every planned record and queues it by delivery. */
+  private seal(): void {
+    const writer = this.codec.schema("FeedRecord").type;
+    // The transaction's last record of each partition: its seq is the head's.
+    const lastSeq = new Map([...this.heads].map(([k, h]) => [k, h.seq]));
+    for (const p of this.planned.splice(0)) {
+      const r = p.record;
+      const last = lastSeq.get(`${r.partnerId}/${r.partition}`) === r.seq;
+      const record: FeedRecord =
+        this.signing === "every-record" || chainSignsRecord(r.seq, last)
+          ? signRecord("FeedRecord", writer, r, this.hub.privateKey)
+          : { ...r, signature: Buffer.alloc(0) };
+      const bytes = this.codec.encode("FeedRecord", record);
+      this.issued.push({ record, recordId: p.recordId, delivery: p.delivery });
+      if (p.delivery !== "s3") this.outbox.push({ topic: this.topics.feed(r.partnerId), key: p.key, value: bytes, partition: r.partition });
+      if (p.delivery !== "kafka") this.log.push({ partnerId: r.partnerId, partition: r.partition, seq: r.seq, body: bytes });
+    }
   }
 }

@@ -40,6 +40,11 @@ export const configShape = {
   /** How often S3-delivery partners get a delta and (every Nth time) a snapshot; 0 turns the timer off. */
   DISTRIBUTION_EXPORT_INTERVAL_MS: z.coerce.number().int().min(0).default(60_000),
   DISTRIBUTION_SNAPSHOT_EVERY: z.coerce.number().int().positive().default(60),
+  /**
+   * Which feed records are signed: each one, or in the chain-signed form only the last of each
+   * partition per transaction (and every 256th seq). Partner sinks must all accept the chain form first.
+   */
+  DISTRIBUTION_FEED_SIGNING: z.enum(["every-record", "chain"]).default("every-record"),
   DISTRIBUTION_FEED_REPLICATION: z.coerce.number().int().positive().default(LOCAL_TOPIC_PLAN.replicationFactor),
   /** Defaults to 2 from 3 replicas up, else 1 (defaultMinInsyncReplicas); at most the replication factor. */
   DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS: z.coerce.number().int().positive().optional(),
@@ -84,7 +89,16 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     onReconciled: () => relay.notify(),
   });
   const consumerGroup = config.DISTRIBUTION_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).distribution;
-  const deps: DistributionDeps = { pool, codec: new AvroCodec(), topics, hub, consumerGroup, logger, policies: policies.current };
+  const deps: DistributionDeps = {
+    pool,
+    codec: new AvroCodec(),
+    topics,
+    hub,
+    feedSigning: config.DISTRIBUTION_FEED_SIGNING,
+    consumerGroup,
+    logger,
+    policies: policies.current,
+  };
   // Before any planning: claims of records distributed before distributed_hashes existed (a no-op afterwards).
   await backfillHashClaims(deps);
   const s3 = createS3Client(config);
@@ -119,7 +133,10 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     schedulePolicyRefresh(policies.refresh, config.DISTRIBUTION_POLICY_REFRESH_MS, logger),
     scheduleExports(exportNow, config.DISTRIBUTION_EXPORT_INTERVAL_MS, logger),
   ];
-  logger.info({ partners: policies.current().map((p) => p.partnerId) }, "distribution running");
+  logger.info(
+    { partners: policies.current().map((p) => p.partnerId), feedSigning: config.DISTRIBUTION_FEED_SIGNING },
+    "distribution running",
+  );
   const stop = stopInOrder({ timers, intake: [() => consumer.disconnect()], relay, kafka: [producer, admin], pool });
   return { deps, refreshPolicies: policies.refresh, exportNow, stop };
 }

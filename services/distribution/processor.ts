@@ -21,7 +21,7 @@ import type { CanonicalRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { disclosureEvents, enqueueAudit, policyAppliedEvent } from "./audit.ts";
 import { FeedWriter } from "./feed-writer.ts";
-import type { HubSigner } from "./feed-writer.ts";
+import type { FeedSigning, HubSigner } from "./feed-writer.ts";
 import { FeedLedger, claimsOfRevision, planRecord, splitHashKey } from "./planner.ts";
 import type { PartnerPolicy } from "./policy.ts";
 import {
@@ -44,6 +44,8 @@ export interface DistributionDeps {
   readonly codec: AvroCodec;
   readonly topics: TopicNames;
   readonly hub: HubSigner;
+  /** Which feed records are signed (feed-writer.ts); every one when left out. */
+  readonly feedSigning?: FeedSigning;
   readonly consumerGroup: string;
   readonly logger: Logger;
   /** Current policies; refreshed by the caller. */
@@ -88,7 +90,7 @@ export async function distributeBatch(
 ): Promise<Applied<DistributionResult>> {
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
-  const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now);
+  const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
   const policies = deps.policies();
   const decoded: { record: CanonicalRecord; bytes: Buffer }[] = [];
   for (const batch of batches) decoded.push(...(await decodeBatch(deps, tx, batch)));
@@ -202,7 +204,7 @@ async function reconcileSlice(
   const rows = await distributedRecordsAfter(tx, after, RECONCILE_SLICE);
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
-  const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now);
+  const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
   const records = rows.map((r) => deps.codec.decode("CanonicalRecord", r.body).value);
   for (const r of records) ledger.addRecord(r);
   await loadLedger(tx, deps.codec, ledger, [policy.partnerId], records);

@@ -4,7 +4,9 @@
  * with it): verified records are upserted or tombstoned; refused ones are recorded as alerts. A gap
  * or broken chain halts its partition at that record (nothing after it applies; the round's other
  * partitions go on) until an operator resumes it (`hashrelay-sink resume`, operator.ts); a forged
- * or reordered record is skipped and alerted. Each partition is judged on its own chain
+ * or reordered record is skipped and alerted. An unsigned tail of the chain-signed form that no
+ * signed record has authenticated yet is left to be read again: the partition's stored offset stays
+ * at its first record, and the consumer fetches from there. Each partition is judged on its own chain
  * (chain-walk.ts); the writes of all partitions go together, a few statements per round
  * (feed-store.ts).
  */
@@ -16,6 +18,7 @@ import type { FeedRecord } from "../shared/wire/records.ts";
 import { decode, walkChain } from "./chain-walk.ts";
 import type { ChainWalk } from "./chain-walk.ts";
 import { appliedDigestsOf, insertAlerts, lockFeedStates, recordApplied, storeChainHeads, storeHalts, writeHashes } from "./feed-store.ts";
+import type { FeedState } from "./feed-store.ts";
 import type { TrustedHubKey } from "./verifier.ts";
 
 export interface SinkDeps {
@@ -68,7 +71,7 @@ export async function applyFeedRound(
     const applied = appliedDigests.get(batch.partition) ?? new Map<number, Buffer>();
     walks.set(batch.partition, walkChain(ctx, batch.partition, batch.storedOffset, decoded, state, applied));
   }
-  await writeRound(tx, [...walks.values()]);
+  await writeRound(tx, [...walks.values()], states);
   const result = new Map<number, SinkResult>();
   const positions = new Map<number, PartitionPosition>();
   for (const { partition } of batches) {
@@ -86,7 +89,7 @@ export async function applyFeedRound(
 }
 
 /** Writes what the walks (in partition order) decided: one statement per kind of write, for all partitions. */
-async function writeRound(tx: PoolClient, walks: readonly ChainWalk[]): Promise<void> {
+async function writeRound(tx: PoolClient, walks: readonly ChainWalk[], before: ReadonlyMap<number, FeedState>): Promise<void> {
   await insertAlerts(
     tx,
     walks.flatMap((w) => w.alerts),
@@ -108,6 +111,6 @@ async function writeRound(tx: PoolClient, walks: readonly ChainWalk[]): Promise<
   );
   await storeChainHeads(
     tx,
-    walks.filter((w) => w.applied > 0),
+    walks.filter((w) => w.applied > 0 || w.judgedTo !== before.get(w.partition)?.judgedTo),
   );
 }

@@ -15,6 +15,8 @@ export interface FeedState {
   readonly lastDigest: Buffer;
   readonly bootstrapSeq: number;
   readonly haltedReason: string | null;
+  /** Kafka offset below which the partition's records have been read (chain-walk.ts). */
+  readonly judgedTo: number;
 }
 
 interface FeedStateRow {
@@ -23,6 +25,7 @@ interface FeedStateRow {
   last_digest: Buffer;
   bootstrap_seq: number;
   halted_reason: string | null;
+  judged_to: number;
 }
 
 /**
@@ -32,7 +35,7 @@ interface FeedStateRow {
 export async function lockFeedStates(tx: PoolClient, partitions: readonly number[]): Promise<Map<number, FeedState>> {
   const lock = async () => {
     const { rows } = await tx.query<FeedStateRow>(
-      `SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason FROM feed_state
+      `SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason, judged_to FROM feed_state
         WHERE partition = ANY($1::int[]) ORDER BY partition FOR UPDATE`,
       [partitions],
     );
@@ -45,6 +48,7 @@ export async function lockFeedStates(tx: PoolClient, partitions: readonly number
           lastDigest: r.last_digest,
           bootstrapSeq: Number(r.bootstrap_seq),
           haltedReason: r.halted_reason,
+          judgedTo: Number(r.judged_to),
         },
       ]),
     );
@@ -162,16 +166,16 @@ export async function recordApplied(tx: PoolClient, applied: readonly { partitio
   ]);
 }
 
-/** Moves the chain heads of the partitions that applied something. */
+/** Moves the chain heads, and how far the partitions were read, of the partitions where either changed. */
 export async function storeChainHeads(
   tx: PoolClient,
-  heads: readonly { partition: number; lastSeq: number; lastDigest: Buffer }[],
+  heads: readonly { partition: number; lastSeq: number; lastDigest: Buffer; judgedTo: number }[],
 ): Promise<void> {
   if (heads.length === 0) return;
   await tx.query(
-    `UPDATE feed_state f SET last_seq = h.last_seq, last_digest = h.last_digest
-       FROM unnest($1::int[], $2::bigint[], $3::bytea[]) AS h(partition, last_seq, last_digest)
+    `UPDATE feed_state f SET last_seq = h.last_seq, last_digest = h.last_digest, judged_to = h.judged_to
+       FROM unnest($1::int[], $2::bigint[], $3::bytea[], $4::bigint[]) AS h(partition, last_seq, last_digest, judged_to)
       WHERE f.partition = h.partition`,
-    [heads.map((h) => h.partition), heads.map((h) => h.lastSeq), heads.map((h) => h.lastDigest)],
+    [heads.map((h) => h.partition), heads.map((h) => h.lastSeq), heads.map((h) => h.lastDigest), heads.map((h) => h.judgedTo)],
   );
 }

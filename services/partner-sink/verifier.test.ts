@@ -3,7 +3,7 @@ import { AvroCodec } from "../shared/wire/codec.ts";
 import { GENESIS_DIGEST, feedRecordDigest } from "../shared/wire/feed-chain.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw, signRecord } from "../shared/wire/signing.ts";
-import { parseTrustedHubKeys, verifyFeedRecord } from "./verifier.ts";
+import { checkSigned, checkUnsigned, parseTrustedHubKeys, placeOnChain, verifyFeedRecord } from "./verifier.ts";
 import type { ChainState, TrustedHubKey } from "./verifier.ts";
 
 const codec = new AvroCodec();
@@ -80,5 +80,31 @@ describe("feed record verification", () => {
     const rotated = signRecord("FeedRecord", type, { ...first, keyId: "hub:2" }, privateKeyFromPem(next.privateKeyPem));
     expect(check(first, { lastSeq: 0, lastDigest: GENESIS_DIGEST }, undefined, parsed).kind).toBe("apply");
     expect(check(rotated, { lastSeq: 0, lastDigest: GENESIS_DIGEST }, undefined, parsed).kind).toBe("apply");
+  });
+});
+
+describe("feed record checks of the chain-signed form", () => {
+  const first = record(1, GENESIS_DIGEST);
+  const bare = { ...first, signature: Buffer.alloc(0) };
+
+  it("judges an unsigned record on its own only by partner and partition; as a signed one it is refused", () => {
+    expect(checkUnsigned(bare, { partnerId: "p1", partition: 0 })).toBeNull();
+    expect(checkUnsigned(bare, { partnerId: "p1", partition: 1 })).toMatchObject({ reason: "INVALID_FIELD" });
+    expect(checkUnsigned({ ...bare, partnerId: "p2" }, { partnerId: "p1", partition: 0 })).toMatchObject({ reason: "INVALID_FIELD" });
+    // A sink that knows only the every-record form refuses it.
+    expect(check(bare, { lastSeq: 0, lastDigest: GENESIS_DIGEST })).toMatchObject({ reason: "BAD_SIGNATURE", halt: false });
+    expect(checkSigned(bare, type, { partnerId: "p1", partition: 0, keys, now })).toMatchObject({ reason: "BAD_SIGNATURE" });
+  });
+
+  it("places a record by seq and digest alone: the signature is not part of the chain", () => {
+    const digest = feedRecordDigest(type, bare);
+    expect(digest.equals(feedRecordDigest(type, first))).toBe(true);
+    expect(placeOnChain(bare, digest, { lastSeq: 0, lastDigest: GENESIS_DIGEST })).toEqual({ kind: "apply", digest });
+    expect(placeOnChain(bare, digest, { lastSeq: 1, lastDigest: digest }, digest)).toEqual({ kind: "duplicate" });
+    expect(placeOnChain(bare, digest, { lastSeq: 1, lastDigest: digest }, Buffer.alloc(32))).toMatchObject({ reason: "SEQ_REORDER" });
+    expect(placeOnChain(bare, digest, { lastSeq: 0, lastDigest: Buffer.alloc(32, 1) })).toMatchObject({
+      reason: "CHAIN_BROKEN",
+      halt: true,
+    });
   });
 });

@@ -4,10 +4,11 @@
  * transaction as the state change). On every partition assignment it seeks to the stored offset
  * (the start when there is none). The batches of one fetch, one per partition, are applied as one
  * round (one transaction); a round starts at most every `minRoundIntervalMs`, so that at steady
- * load the next fetch brings what arrived meanwhile rather than one message per partition. Kafka's
- * committed offset is kept in step about once a second, only so that lag shows up in the usual
- * tools. A service gives only its apply function (and, optionally, work before the transaction and
- * after the commit).
+ * load the next fetch brings what arrived meanwhile rather than one message per partition. A
+ * partition whose apply stores an earlier next offset than its batch's end (without holding it) is
+ * sought back there, so that the rest is read again with what follows. Kafka's committed offset is
+ * kept in step about once a second, only so that lag shows up in the usual tools. A service gives
+ * only its apply function (and, optionally, work before the transaction and after the commit).
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import { applyExactlyOnce, storedOffsets } from "./exactly-once-step.ts";
@@ -148,6 +149,7 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
   await consumer.connect();
   await consumer.subscribe({ topic: o.topic, fromBeginning: true });
   const commits = new KafkaOffsetCommits(consumer, o.topic, o.logger);
+  const rereads = new Rereads(consumer, o.topic, held);
   let stopping = false;
   const rounds = new Rounds<T, R>({
     run: (batches) => applyExactlyOnce(o.pool, o.groupId, batches, o),
@@ -188,13 +190,19 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
       // Without `prepare`, T is FetchedMessage (the type parameter's default).
       const messages = o.prepare ? await o.prepare(fetched) : (fetched.messages as readonly Positioned[] as readonly T[]);
       const outcome = await rounds.apply({ ...fetched, messages });
+      const last = batch.messages[batch.messages.length - 1];
       if (outcome.hold) {
         // Held: leave the batch unresolved and stop fetching the partition, so that it is read
         // again from its stored offset once resumed (not from wherever the fetch had got to).
         consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
         held.add(batch.partition);
+      } else if (last && outcome.nextOffset !== null && Number(outcome.nextOffset) <= Number(last.offset)) {
+        // The apply left the end of the batch to be read again (a feed tail not yet authenticated):
+        // fetch the partition from the stored offset, after a pause when nothing new came since.
+        consumer.seek({ topic: batch.topic, partition: batch.partition, offset: outcome.nextOffset });
+        rereads.wait(batch.partition, outcome.nextOffset, last.offset);
       } else {
-        const last = batch.messages[batch.messages.length - 1];
+        rereads.clear(batch.partition);
         if (last) resolveOffset(last.offset);
       }
       // On the way out the group is still joined here (kafkajs leaves it after the last batch).
@@ -206,6 +214,7 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
     consumer,
     async stop() {
       stopping = true;
+      rereads.stop();
       await commits.flush();
       await consumer.disconnect();
     },
@@ -282,6 +291,56 @@ class Rounds<T extends Positioned, R> {
       this.running = false;
       if (this.waiting.length) setImmediate(() => void this.next());
     }
+  }
+}
+
+const REREAD_PAUSE_MIN_MS = 50;
+const REREAD_PAUSE_MAX_MS = 1_000;
+
+/**
+ * Partitions read again from an earlier offset than their batch's end: when a re-read brings
+ * nothing beyond the previous one (the same stored offset, the same last message), the partition
+ * is paused for a while, doubling up to a second, rather than fetched again at once in a loop.
+ */
+class Rereads {
+  private readonly last = new Map<number, { from: string; to: string; repeats: number }>();
+  private readonly timers = new Map<number, NodeJS.Timeout>();
+  private readonly consumer: Consumer;
+  private readonly topic: string;
+  private readonly held: ReadonlySet<number>;
+
+  constructor(consumer: Consumer, topic: string, held: ReadonlySet<number>) {
+    this.consumer = consumer;
+    this.topic = topic;
+    this.held = held;
+  }
+
+  /** After seeking `partition` back to `from` with a batch that ended at `to`. */
+  wait(partition: number, from: string, to: string): void {
+    const before = this.last.get(partition);
+    const repeats = before?.from === from && before.to === to ? before.repeats + 1 : 0;
+    this.last.set(partition, { from, to, repeats });
+    if (repeats === 0 || this.timers.has(partition)) return;
+    this.consumer.pause([{ topic: this.topic, partitions: [partition] }]);
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(partition);
+        // A partition held meanwhile stays paused until resumePartition.
+        if (!this.held.has(partition)) this.consumer.resume([{ topic: this.topic, partitions: [partition] }]);
+      },
+      Math.min(REREAD_PAUSE_MAX_MS, REREAD_PAUSE_MIN_MS * 2 ** (repeats - 1)),
+    );
+    timer.unref();
+    this.timers.set(partition, timer);
+  }
+
+  clear(partition: number): void {
+    this.last.delete(partition);
+  }
+
+  stop(): void {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
   }
 }
 

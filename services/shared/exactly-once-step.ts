@@ -44,7 +44,8 @@ export interface UnappliedBatch<T extends Positioned> extends PartitionBatch<T> 
 export interface PartitionPosition {
   /**
    * Where the partition's next batch starts, stored in the same transaction: an earlier offset
-   * leaves the rest to be read again (a halted feed partition); null leaves the stored offset as
+   * leaves the rest to be read again (a halted feed partition, with `hold`; or a feed tail not yet
+   * authenticated, which the consumer fetches again from there); null leaves the stored offset as
    * it is. Left out: just after the batch's last message.
    */
   readonly nextOffset?: number | null;

@@ -5,7 +5,7 @@
  * from the latest revision of every record. The feed records are replayed from feed_outbox the way
  * a partner sink applies them, with their chains checked.
  */
-import { randomUUID } from "node:crypto";
+import { createPublicKey, randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { freshDatabase } from "../support/stack.ts";
@@ -19,10 +19,10 @@ import { GENESIS_DIGEST, feedRecordDigest } from "../../services/shared/wire/fee
 import { createLogger } from "../../services/shared/logging.ts";
 import { migrate } from "../../services/shared/postgres.ts";
 import type { AuditEvent, CanonicalRecord, FeedRecord, Hash, Submission, UkCategory } from "../../services/shared/wire/records.ts";
-import { generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
+import { generateSigningKeyPair, privateKeyFromPem, signatureMatches } from "../../services/shared/wire/signing.ts";
 import { topicNames } from "../../services/shared/topics.ts";
 import { recordRef } from "../../services/distribution/feed-writer.ts";
-import type { HubSigner } from "../../services/distribution/feed-writer.ts";
+import type { FeedSigning, HubSigner } from "../../services/distribution/feed-writer.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { backfillHashClaims, processCanonicalBatch, reconcilePartner } from "../../services/distribution/processor.ts";
 import type { DistributionDeps } from "../../services/distribution/processor.ts";
@@ -37,6 +37,7 @@ const hub: HubSigner = {
   privateKey: privateKeyFromPem(generateSigningKeyPair().privateKeyPem),
   pseudonymSecret: "processor-test-secret-0123456789",
 };
+const hubPublic = createPublicKey(hub.privateKey);
 const logger = createLogger("distribution-test", "silent");
 let db: TestDatabase;
 
@@ -52,7 +53,7 @@ afterAll(async () => {
 let partnerNo = 0;
 
 /** Two partners of their own per scenario (feed state is per partner), and a consumer group of its own. */
-function harness(db: TestDatabase) {
+function harness(db: TestDatabase, options: { feedSigning?: FeedSigning } = {}) {
   const n = ++partnerNo;
   const policies: PartnerPolicy[] = [hotlinePolicy(`uk-${n}`), industryPolicy(`ics-${n}`, { delivery: "both" })];
   const deps: DistributionDeps = {
@@ -60,6 +61,7 @@ function harness(db: TestDatabase) {
     codec,
     topics,
     hub,
+    ...(options.feedSigning ? { feedSigning: options.feedSigning } : {}),
     consumerGroup: `group-${n}-${randomHex(4)}`,
     logger,
     policies: () => policies,
@@ -95,6 +97,8 @@ function harness(db: TestDatabase) {
         const head = heads.get(r.partition) ?? { seq: 0, digest: GENESIS_DIGEST };
         expect(r.seq, `${policy.partnerId}/${r.partition} seq`).toBe(head.seq + 1);
         expect(r.prevDigest.equals(head.digest), `${policy.partnerId}/${r.partition} chain at seq ${r.seq}`).toBe(true);
+        // Signed, or (chain-signed form) left to a later signed record of the partition.
+        if (r.signature.length) expect(signatureMatches("FeedRecord", writer, r, hubPublic), `signature at seq ${r.seq}`).toBe(true);
         heads.set(r.partition, { seq: r.seq, digest: feedRecordDigest(writer, r) });
         if (r.op === "UPSERT") held.set(`${r.alg}:${r.value}`, r);
         else held.delete(`${r.alg}:${r.value}`);
@@ -105,6 +109,14 @@ function harness(db: TestDatabase) {
       );
       for (const s of stored) expect(Number(s.last_seq)).toBe(heads.get(s.partition)?.seq);
       return held;
+    },
+    /** The feed records issued to a partner so far, in the order issued (the harness's partners all take Kafka delivery). */
+    async issued(policy: PartnerPolicy): Promise<FeedRecord[]> {
+      const { rows } = await db.pool.query<{ message_value: Buffer }>(
+        "SELECT message_value FROM feed_outbox WHERE topic = $1 ORDER BY id",
+        [topics.feed(policy.partnerId)],
+      );
+      return rows.map((r) => codec.decode("FeedRecord", r.message_value).value);
     },
     async feedEntries(policy: PartnerPolicy): Promise<Map<string, { category: string; recordId: string }>> {
       const { rows } = await db.pool.query<{ alg: string; value: string; category: string; record_id: string }>(
@@ -409,6 +421,36 @@ function dedupHistory(random: () => number): CanonicalRecord[] {
   }
   return out;
 }
+
+describe("the chain-signed feed form", () => {
+  it("signs only each partition's last record of a transaction, so every committed chain head is signed", async () => {
+    const h = harness(db, { feedSigning: "chain" });
+    const record = (i: number) => canonical(randomUUID(), 1, [hash("md5", 16), hash("sha1", 20)], 1_000 + i);
+    const batches = [Array.from({ length: 8 }, (_, i) => record(i)), [record(8)], Array.from({ length: 5 }, (_, i) => record(9 + i))];
+    const seen = new Map(h.policies.map((p) => [p.partnerId, 0]));
+    for (const batch of batches) {
+      await h.deliver(0, batch);
+      for (const policy of h.policies) {
+        const all = await h.issued(policy);
+        const fresh = all.slice(seen.get(policy.partnerId));
+        seen.set(policy.partnerId, all.length);
+        const last = new Map(fresh.map((r) => [r.partition, r.seq]));
+        for (const r of fresh)
+          expect(r.signature.length, `${policy.partnerId}/${r.partition} seq ${r.seq}`).toBe(last.get(r.partition) === r.seq ? 64 : 0);
+        const { rows } = await db.pool.query<{ partition: number; last_seq: string }>(
+          "SELECT partition, last_seq::text FROM feed_partitions WHERE partner_id = $1",
+          [policy.partnerId],
+        );
+        for (const head of rows)
+          expect(all.find((r) => r.partition === head.partition && r.seq === Number(head.last_seq))?.signature).toHaveLength(64);
+      }
+    }
+    const unsigned = (await Promise.all(h.policies.map((p) => h.issued(p)))).flat().filter((r) => r.signature.length === 0);
+    expect(unsigned.length).toBeGreaterThan(0);
+    await h.assertReconciled("chain-signed");
+    await h.assertAudited("chain-signed");
+  });
+});
 
 describe("distribution planning against dedup histories", () => {
   it.each(Array.from({ length: Number(process.env["DIST_SEEDS"] ?? 12) }, (_, i) => [i + 1]))(

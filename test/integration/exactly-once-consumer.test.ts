@@ -234,3 +234,66 @@ describe("exactly-once consumer rounds", () => {
     expect(rounds.filter((r) => r.at >= quietFrom).map((r) => r.messages)).toEqual([1, 1, 1, 1]);
   });
 });
+
+describe("exactly-once consumer re-reads", () => {
+  it("fetches a partition again from an earlier next offset the apply stored, pausing while nothing new arrives", async () => {
+    const { names } = await freshTopics([], 1);
+    const reread = names.submitted;
+    await producer.send({ topic: reread, acks: -1, messages: Array.from({ length: 10 }, (_, i) => ({ value: `v${i}` })) });
+    const db = await freshDatabase("eo-reread");
+    cleanups.push(() => db.drop());
+    const groupId = `${namespace}.eo-reread`;
+    const applied: number[] = [];
+    const rounds: { at: number; offsets: number[] }[] = [];
+    const consumer = await startExactlyOnceConsumer({
+      kafka,
+      pool: db.pool,
+      groupId,
+      topic: reread,
+      logger: createLogger("test", "silent"),
+      // Offsets from 5 on wait for a "seal" message: until it comes they are left to be read again.
+      apply: async (_tx, batches) => {
+        const positions = new Map<number, { nextOffset: number }>();
+        for (const b of batches) {
+          const offsets = b.messages.map((m) => Number(m.offset));
+          rounds.push({ at: Date.now(), offsets });
+          const sealed = b.messages.some((m) => m.value?.toString() === "seal");
+          const waiting = sealed ? [] : offsets.filter((o) => o >= 5);
+          applied.push(...offsets.filter((o) => !waiting.includes(o)));
+          if (waiting.length) positions.set(b.partition, { nextOffset: waiting[0] as number });
+        }
+        return { result: null, positions };
+      },
+    });
+    cleanups.push(() => consumer.disconnect());
+    const reads = (offset: number) => rounds.filter((r) => r.offsets.includes(offset)).length;
+    try {
+      await waitFor("offset 5 read again", async () => reads(5) >= 3, 30_000);
+      expect(applied).toEqual([0, 1, 2, 3, 4]);
+      const stored = await db.pool.query<{ next_offset: string }>(
+        "SELECT next_offset::text FROM consumer_offsets WHERE consumer_group = $1",
+        [groupId],
+      );
+      expect(stored.rows.map((r) => r.next_offset)).toEqual(["5"]);
+      // Nothing new arrives: the re-reads back off (50 ms doubling to 1 s), not a loop of rounds.
+      const from = Date.now();
+      await new Promise((r) => setTimeout(r, 2_000));
+      const idle = rounds.filter((r) => r.at >= from).length;
+      expect(idle).toBeGreaterThan(0);
+      expect(idle).toBeLessThanOrEqual(6);
+      expect(rounds.every((r) => r.offsets[0] === 0 || r.offsets[0] === 5)).toBe(true);
+      await producer.send({ topic: reread, acks: -1, messages: [{ value: "seal" }] });
+      await waitFor("the sealed tail applied", async () => applied.includes(10), 30_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    // Each offset applied once: the re-reads handed over only what was at or past the stored offset.
+    expect(applied).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(rounds.at(-1)?.offsets).toEqual([5, 6, 7, 8, 9, 10]);
+    const stored = await db.pool.query<{ next_offset: string }>(
+      "SELECT next_offset::text FROM consumer_offsets WHERE consumer_group = $1",
+      [groupId],
+    );
+    expect(stored.rows.map((r) => r.next_offset)).toEqual(["11"]);
+  });
+});

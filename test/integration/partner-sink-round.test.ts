@@ -217,6 +217,65 @@ describe("the sink applies a round of several feed partitions", () => {
     ]);
   });
 
+  it("takes the chain-signed form: an unsigned tail waits at its stored offset, a tampered run halts, the every-record form beside it", async () => {
+    const [c8, c9, c10] = [chain(8), chain(9), chain(10)];
+    const bare = (r: FeedRecord): FeedRecord => ({ ...r, signature: Buffer.alloc(0) });
+    const every = [c8.next(), c8.next()];
+    const run = [bare(c9.next()), bare(c9.next()), c9.next()];
+    // Partition 10: seq 1 signed (an earlier transaction), then seq 2 and 3 whose signed seq 4 is not there yet.
+    const [t1, t2, t3, t4] = [c10.next(), c10.next(), c10.next(), c10.next()];
+    const tail = [t1, bare(t2), Buffer.from("not avro"), bare(t3)];
+    const first = await applyExactlyOnce(db.pool, "chain-form", [batch(8, 0, every), batch(9, 0, run), batch(10, 0, tail)], sink);
+    expect([...first.result]).toEqual([
+      [8, { applied: 2, duplicates: 0, refused: 0, halted: false }],
+      [9, { applied: 3, duplicates: 0, refused: 0, halted: false }],
+      [10, { applied: 1, duplicates: 0, refused: 1, halted: false }],
+    ]);
+    expect(first.partitions).toEqual([
+      { partition: 8, nextOffset: "2", hold: false },
+      { partition: 9, nextOffset: "3", hold: false },
+      { partition: 10, nextOffset: "1", hold: false }, // at the first unsigned record still waiting
+    ]);
+    expect(await storedOffsets("chain-form")).toEqual({ 8: 2, 9: 3, 10: 1 });
+    expect(await held([...every, ...run, t1, t2, t3].map((r) => r.value))).toEqual(
+      Object.fromEntries([...every, ...run, t1].map((r) => [r.value, true])),
+    );
+
+    // Partition 10 read again from its stored offset with seq 4; partition 9's next run has a tampered seq 5.
+    const [u4, u5, s6] = [bare(c9.next()), bare(c9.next()), c9.next()];
+    const tampered = { ...u5, category: "C" };
+    const second = await applyExactlyOnce(
+      db.pool,
+      "chain-form",
+      [batch(9, 3, [u4, tampered, s6]), batch(10, 1, [bare(t2), Buffer.from("not avro"), bare(t3), t4])],
+      sink,
+    );
+    expect([...second.result]).toEqual([
+      [9, { applied: 0, duplicates: 0, refused: 3, halted: true }],
+      [10, { applied: 3, duplicates: 0, refused: 0, halted: false }], // the junk was alerted the first time
+    ]);
+    expect(second.partitions).toEqual([
+      { partition: 9, nextOffset: "5", hold: true },
+      { partition: 10, nextOffset: "5", hold: false },
+    ]);
+    expect(await held([t2, t3, t4, u4, u5].map((r) => r.value))).toEqual({ [t2.value]: true, [t3.value]: true, [t4.value]: true });
+    expect(
+      await rows("SELECT partition, seq, kafka_offset AS offset, reason FROM sink_alerts WHERE partition IN (8, 9, 10) ORDER BY id"),
+    ).toEqual([
+      { partition: 10, seq: null, offset: 2, reason: "BAD_MAGIC" },
+      { partition: 9, seq: 4, offset: 3, reason: "BAD_SIGNATURE" },
+      { partition: 9, seq: 5, offset: 4, reason: "BAD_SIGNATURE" },
+      { partition: 9, seq: 6, offset: 5, reason: "SEQ_GAP" },
+    ]);
+    expect(
+      await rows("SELECT partition, last_seq, halted_seq, judged_to FROM feed_state WHERE partition IN (8, 9, 10) ORDER BY partition"),
+    ).toEqual([
+      { partition: 8, last_seq: 2, halted_seq: null, judged_to: 2 },
+      { partition: 9, last_seq: 3, halted_seq: 6, judged_to: 5 },
+      { partition: 10, last_seq: 4, halted_seq: null, judged_to: 5 },
+    ]);
+  });
+
   it("writes a hash that came on two partitions of one round once, the higher partition's record winning", async () => {
     const [c6, c7] = [chain(6), chain(7)];
     const [x, y] = [randomHex(16), randomHex(16)];

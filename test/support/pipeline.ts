@@ -77,6 +77,8 @@ export async function startPipeline(options: {
   policies: PolicySpec[];
   /** Distinct records a perceptual value may sit on before it is degenerate (dedup's default otherwise). */
   degeneratePerceptualRecords?: number;
+  /** Which feed records distribution signs (its default otherwise). */
+  feedSigning?: "every-record" | "chain";
 }): Promise<Pipeline> {
   const env = stackEnv();
   const hubDb = await freshDatabase("hub");
@@ -130,6 +132,7 @@ export async function startPipeline(options: {
     DISTRIBUTION_EXPORT_INTERVAL_MS: 0,
     DISTRIBUTION_SNAPSHOT_EVERY: 1,
     DISTRIBUTION_FEED_REPLICATION: 1,
+    ...(options.feedSigning ? { DISTRIBUTION_FEED_SIGNING: options.feedSigning } : {}),
   });
   let distribution = await startDistribution(distributionConfig(hubKey));
   const sinks: Pipeline["sinks"] = {};

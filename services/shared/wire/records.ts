@@ -147,7 +147,7 @@ export interface FeedRecord {
   extra: Record<string, string>;
   issuedAt: number;
   keyId: string;
-  /** Hub Ed25519 signature; must stay the last field. */
+  /** Hub Ed25519 signature (64 bytes), or empty in the chain-signed form: then a later signed record of the partition authenticates this one through prevDigest (docs/partners.md). Must stay the last field. */
   signature: Buffer;
 }
 
