@@ -9,8 +9,9 @@ import { createHash, createPrivateKey } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import type { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
+import { recordingS3 } from "./support/recording-s3.ts";
+import { EXPORT_WRITES, standInPool } from "./support/stand-in-pool.ts";
 import { exportDelta, exportSnapshot } from "../services/distribution/exports.ts";
 import type { ExportDeps } from "../services/distribution/exports.ts";
 import { canonicalJson, manifestSignatureValid, signManifest } from "../services/shared/wire/snapshot-manifest.ts";
@@ -30,7 +31,6 @@ import { AvroCodec } from "../services/shared/wire/codec.ts";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { HashrelayError } from "../services/shared/errors.ts";
 import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../services/shared/wire/feed-chain.ts";
-import type { Pool } from "../services/shared/postgres.ts";
 import {
   ContentTypeValues,
   GradingStatusValues,
@@ -398,14 +398,9 @@ describe("test vectors: S3 snapshot and delta manifests", () => {
 
   it("matches what exports.ts writes for the vector's feed (manifest fields and object lines)", async () => {
     const puts = new Map<string, Buffer>();
-    const s3 = {
-      async send(cmd: PutObjectCommand) {
-        puts.set(cmd.input.Key as string, Buffer.from(cmd.input.Body as Buffer));
-        return {};
-      },
-    } as unknown as S3Client;
+    const s3 = recordingS3(puts);
     const held = feedRecords[1] as FeedRecord;
-    const answer = async (sql: string) => {
+    const answer = (sql: string) => {
       if (sql.includes("FROM feed_outbox")) return { rows: [{ n: "0" }] };
       if (sql.includes("FROM feed_entries")) {
         const e = { alg: held.alg, value: held.value, record_id: fv.recordRef.recordId, revision: held.revision, category: held.category };
@@ -420,9 +415,9 @@ describe("test vectors: S3 snapshot and delta manifests", () => {
         return {
           rows: fv.records.map((r) => ({ partition: held.partition, seq: r.fields["seq"], body: Buffer.from(r.singleObjectHex, "hex") })),
         };
-      return { rows: [] };
+      return null;
     };
-    const pool = { query: answer, connect: async () => ({ query: answer, release() {} }) } as unknown as Pool;
+    const pool = standInPool(answer, EXPORT_WRITES);
     const hub = { keyId: keys.hub.keyId, privateKey: hubKey, pseudonymSecret: fv.recordRef.secret };
     const deps: ExportDeps = { pool, s3, bucket: "hashrelay", hub };
     const offsets = { topic: (p: string) => `feed.${p}.v1`, highWatermarks: async () => ({ [String(held.partition)]: "2" }) };

@@ -15,7 +15,8 @@ import type { KeyObject } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
-import type { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { recordingS3 } from "../../test/support/recording-s3.ts";
+import { EXPORT_WRITES, standInPool } from "../../test/support/stand-in-pool.ts";
 import { exportDelta, exportSnapshot } from "../../services/distribution/exports.ts";
 import { canonicalJson } from "../../services/shared/wire/snapshot-manifest.ts";
 import type { ExportDeps } from "../../services/distribution/exports.ts";
@@ -268,16 +269,11 @@ write("request-signature.json", {
 // ---- S3 snapshot and delta manifests --------------------------------------------------------
 
 const puts = new Map<string, Buffer>();
-const s3 = {
-  async send(cmd: PutObjectCommand) {
-    puts.set(cmd.input.Key as string, Buffer.from(cmd.input.Body as Buffer));
-    return {};
-  },
-} as unknown as S3Client;
+const s3 = recordingS3(puts);
 
 /** Answers exports.ts's queries with the vector's state: the feed after seq 2 (snapshot) and seqs 1-3 (delta). */
 function fakePool(): Pool {
-  const answer = async (sql: string) => {
+  const answer = (sql: string) => {
     if (sql.includes("FROM feed_outbox")) return { rows: [{ n: "0" }] };
     if (sql.includes("FROM feed_entries")) {
       const r = feedRecords[1] as FeedRecord;
@@ -297,10 +293,9 @@ function fakePool(): Pool {
     }
     if (sql.includes("FROM feed_partitions")) return { rows: [{ partition, last_seq: 2, last_digest: chainDigests[1] }] };
     if (sql.includes("FROM feed_log")) return { rows: feedRecords.map((r, i) => ({ partition, seq: r.seq, body: feedEncoded[i] })) };
-    return { rows: [] };
+    return null;
   };
-  const client = { query: answer, release() {} };
-  return { query: answer, connect: async () => client } as unknown as Pool;
+  return standInPool(answer, EXPORT_WRITES);
 }
 
 const deps: ExportDeps = {
