@@ -8,9 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
-import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { Upload } from "@aws-sdk/lib-storage";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { createS3Client } from "../shared/s3.ts";
@@ -18,6 +16,7 @@ import { privateKeyFromPem } from "../shared/wire/signing.ts";
 import { IngestClient } from "./client.ts";
 import type { AgencySigner } from "./client.ts";
 import { exitCodeOf } from "./file-report.ts";
+import { s3PutLines } from "./s3-upload.ts";
 import type { InputFormat } from "./signer.ts";
 import { submitFile, uploadFile } from "./send.ts";
 import type { SendOptions } from "./send.ts";
@@ -92,10 +91,7 @@ export function buildForceCli(): Command {
       // Checked up front: a missing credential is named now, not found later as an S3 error.
       const s3Config = loadConfig("hashrelay-ingest", s3ConfigShape);
       const bucket = s3Config.S3_BUCKET;
-      const s3 = createS3Client(s3Config);
-      const put = async (key: string, body: Readable) => {
-        await new Upload({ client: s3, params: { Bucket: bucket, Key: key, Body: body, ContentType: "application/x-ndjson" } }).done();
-      };
+      const put = s3PutLines(createS3Client(s3Config), bucket);
       const signer = signerOf(o);
       const objectKey = o.keyName ?? `imports/${o.agency}/${Date.now()}-${basename(file)}.jsonl`;
       const report = await uploadFile(

@@ -4,7 +4,8 @@
  * read; the text it prints, and its exit code. Pure: no I/O.
  *
  * Invariant: a file fault is never only a count under a reason. The report says in words that the
- * file was truncated (or malformed), where, and whether anything of it was sent.
+ * file was truncated (or malformed), where, and whether anything of it was sent. Its size does not
+ * grow with the file: past MAX_REPORTED_HASH_NAMES distinct names, further ones are only counted.
  */
 import type { Receipt } from "../shared/wire/ingest-api.ts";
 import { addToReceipt, emptyReceipt } from "../shared/wire/ingest-api.ts";
@@ -16,8 +17,10 @@ export interface FileReport {
   /** Local refusals plus, once known, the hub's outcomes. */
   receipt: Receipt;
   fault: FileFault | null;
-  /** AlternativeHashes names not read, with the number of items that carried each. */
+  /** AlternativeHashes names not read, with the number of items that carried each (the first MAX_REPORTED_HASH_NAMES names). */
   readonly ignoredHashNames: Map<string, number>;
+  /** Items that carried a name not read beyond those in ignoredHashNames. */
+  otherIgnoredHashNames: number;
   /** Whether the CLI sent anything to the hub (false when it refused the file whole). */
   sent: boolean;
 }
@@ -26,14 +29,23 @@ export interface FileReport {
 export const EXIT_NOTHING_ACCEPTED = 2;
 export const EXIT_FILE_REFUSED = 3;
 
+/** Distinct AlternativeHashes names a report lists; a hostile file could otherwise make millions. */
+export const MAX_REPORTED_HASH_NAMES = 100;
+
 export function newReport(file: string): FileReport {
-  return { file, receipt: emptyReceipt(), fault: null, ignoredHashNames: new Map(), sent: false };
+  return { file, receipt: emptyReceipt(), fault: null, ignoredHashNames: new Map(), otherIgnoredHashNames: 0, sent: false };
 }
 
 /** Counts what the reader said about an item before it is sent: a local refusal, a file fault, ignored hash names. */
 export function noteItem(report: FileReport, item: SignedItem): void {
   if (item.ok) {
-    for (const name of item.ignoredHashNames ?? []) report.ignoredHashNames.set(name, (report.ignoredHashNames.get(name) ?? 0) + 1);
+    let other = false;
+    for (const name of item.ignoredHashNames ?? []) {
+      const n = report.ignoredHashNames.get(name);
+      if (n === undefined && report.ignoredHashNames.size >= MAX_REPORTED_HASH_NAMES) other = true;
+      else report.ignoredHashNames.set(name, (n ?? 0) + 1);
+    }
+    if (other) report.otherIgnoredHashNames++;
     return;
   }
   if (item.fileFault) report.fault = item.fileFault;
@@ -68,6 +80,12 @@ export function reportText(title: string, report: FileReport, rejectsFile: strin
   ];
   for (const [name, n] of report.ignoredHashNames) {
     lines.push(`  not read: AlternativeHashes "${name}" on ${n} item${n === 1 ? "" : "s"} (not an algorithm the hub takes)`);
+  }
+  const other = report.otherIgnoredHashNames;
+  if (other > 0) {
+    lines.push(
+      `  not read: AlternativeHashes of other names (past the first ${MAX_REPORTED_HASH_NAMES}) on ${other} item${other === 1 ? "" : "s"}`,
+    );
   }
   if (rejectsFile && r.rejected > 0) lines.push(`  rejected items and reasons: ${rejectsFile}`);
   return lines.join("\n");

@@ -7,7 +7,6 @@ import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { randomHex } from "../../test/support/fixtures.ts";
 import type { ImportJob } from "../shared/wire/ingest-api.ts";
@@ -78,9 +77,9 @@ function fakeHub() {
     puts,
     imports,
     bucket: "b",
-    async put(key: string, body: Readable) {
+    async put(key: string, lines: AsyncIterable<string>) {
       let text = "";
-      for await (const chunk of body) text += String(chunk);
+      for await (const line of lines) text += line;
       puts.push({ key, lines: text.split("\n").filter(Boolean) });
     },
     client: {

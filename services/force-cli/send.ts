@@ -6,10 +6,12 @@
  *
  * Invariants: items the CLI cannot read are never sent; each is written with its reason to
  * <file>.rejected.jsonl beside the input. A file the reader refuses whole (a truncated VICS
- * export, by default) sends nothing: no batch is posted and no object is uploaded.
+ * export, by default) sends nothing: no batch is posted and no object is uploaded. Memory does not
+ * grow with the file: items are pulled one at a time from the reader through the signer into a
+ * batch (submit) or the upload's part buffers (upload), and the rejects file is written as it goes.
  */
+import { once } from "node:events";
 import { createWriteStream, statSync } from "node:fs";
-import { Readable } from "node:stream";
 import { SingleBar } from "cli-progress";
 import { addToReceipt } from "../shared/wire/ingest-api.ts";
 import type { ImportJob } from "../shared/wire/ingest-api.ts";
@@ -19,6 +21,7 @@ import type { AgencySigner, IngestClient } from "./client.ts";
 import { newReport, noteItem, reportText } from "./file-report.ts";
 import { importProgress } from "./import-progress.ts";
 import type { FileReport } from "./file-report.ts";
+import type { PutLines } from "./s3-upload.ts";
 import { readDraftFile, signDrafts } from "./signer.ts";
 import type { InputFormat, SignedItem } from "./signer.ts";
 
@@ -60,16 +63,15 @@ function progressBar(file: string, show: boolean): { stop: () => void; tick: (or
   };
 }
 
-/** Writes local rejections (unreadable items) beside the input. */
+/** Writes local rejections (unreadable items) beside the input; a write waits while the disk is behind, so none pile up in memory. */
 function rejectLog(file: string) {
   const path = `${file}.rejected.jsonl`;
   const out = createWriteStream(path);
   return {
     path,
-    write(item: { index: number; reason: string; detail: string; original?: Buffer; submissionId?: string | null }) {
-      out.write(
-        `${JSON.stringify({ index: item.index, submissionId: item.submissionId ?? null, reason: item.reason, detail: item.detail, original: item.original?.toString("utf8") })}\n`,
-      );
+    async write(item: { index: number; reason: string; detail: string; original?: Buffer; submissionId?: string | null }) {
+      const line = `${JSON.stringify({ index: item.index, submissionId: item.submissionId ?? null, reason: item.reason, detail: item.detail, original: item.original?.toString("utf8") })}\n`;
+      if (!out.write(line)) await once(out, "drain");
     },
     close: () => new Promise<void>((resolve) => out.end(resolve)),
   };
@@ -89,7 +91,7 @@ async function* readSigned(
   for await (const item of signDrafts(readDraftFile(o.format, file, o.prefix, { allowPartial: o.allowPartial }), deps.signer)) {
     tick(item.original);
     noteItem(report, item);
-    if (!item.ok) rejects.write(item);
+    if (!item.ok) await rejects.write(item);
     yield item;
   }
 }
@@ -108,16 +110,16 @@ export async function submitFile(
     report.sent = true;
     const res = await deps.client.submit(batch.map((b) => b.submission));
     addToReceipt(report.receipt, res.items);
-    res.items.forEach((outcome, i) => {
+    for (const [i, outcome] of res.items.entries()) {
       if (outcome.status === "rejected") {
-        rejects.write({
+        await rejects.write({
           index: batch[i]?.index ?? -1,
           submissionId: outcome.submissionId,
           reason: outcome.reason ?? "INTERNAL",
           detail: outcome.detail ?? "",
         });
       }
-    });
+    }
     batch = [];
   };
   for await (const item of readSigned(file, o, deps, report, rejects, bar.tick)) {
@@ -146,8 +148,8 @@ async function* jsonLines(first: SignedItem | undefined, rest: AsyncIterator<Sig
 export interface UploadDeps extends SendDeps {
   readonly client: Pick<IngestClient, "startImport" | "waitForImport">;
   readonly bucket: string;
-  /** Stores `body` at `key` in the hub bucket. */
-  readonly put: (key: string, body: Readable) => Promise<void>;
+  /** Stores the JSON Lines at `key` in the hub bucket, reading them as it goes (s3-upload.ts). */
+  readonly put: PutLines;
 }
 
 export async function uploadFile(
@@ -169,7 +171,7 @@ export async function uploadFile(
     return report;
   }
   report.sent = true;
-  await deps.put(o.objectKey, Readable.from(jsonLines(first.done ? undefined : first.value, items)));
+  await deps.put(o.objectKey, jsonLines(first.done ? undefined : first.value, items));
   bar.stop();
   await rejects.close();
   deps.log(`uploaded s3://${deps.bucket}/${o.objectKey}`);

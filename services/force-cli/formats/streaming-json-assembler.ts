@@ -97,7 +97,7 @@ export class TokenPacker {
 export interface JsonValueAssemblerOptions {
   /** Largest value kept, in characters of JSON; a bigger one is dropped and marked oversize. */
   readonly limit: number;
-  /** Skip the value (still counting its size) instead of building it. */
+  /** Skip the value (still counting its size and depth) instead of building it. */
   readonly discard: boolean;
   /** Deepest nesting kept; a deeper value is dropped and marked tooDeep, like an oversize one. */
   readonly maxDepth: number;
@@ -176,7 +176,8 @@ export class JsonValueAssembler {
   private open(container: JsonObject | unknown[]): boolean {
     if (this.depth >= this.maxTotalDepth) throw this.refuse(`nested deeper than ${this.maxTotalDepth} levels`);
     this.grow(2);
-    if (!this.discard && this.depth >= this.maxDepth) {
+    // A skipped value is flagged too deep as a kept one would be, so a reader's passes agree on it.
+    if (this.depth >= this.maxDepth && !this.tooDeep && !this.oversize) {
       this.tooDeep = true;
       this.discard = true;
       this.stack.length = 0;

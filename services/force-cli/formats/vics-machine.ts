@@ -7,7 +7,9 @@
  * Invariants: memory is bounded per media item and case header (maxItemChars, MAX_ITEM_DEPTH),
  * plus, in a scan, one caseRef per case whose case-level fields come after its Media array (at
  * most MAX_LATE_CASES); items are numbered 0.. in file order in both passes, so a scan's counts
- * and case ordinals are the items pass's.
+ * and case ordinals are the items pass's. A scan builds no media item: of an element of "value"
+ * it keeps only the fields caseRefOf reads (CASE_REF_KEYS), counting the rest's size as the items
+ * pass does, so both passes agree on which case header is oversize.
  */
 import type { Token } from "stream-json/core/parser.js";
 import { ValidationError } from "../../shared/errors.ts";
@@ -15,7 +17,7 @@ import { failedItem } from "./common.ts";
 import type { DraftItem } from "./common.ts";
 import { JsonValueAssembler, NOT_SCALAR, newObject, scalarOf, setOwnProp } from "./streaming-json-assembler.ts";
 import type { JsonObject } from "./streaming-json-assembler.ts";
-import { caseRefOf, mediaToDraft, norm } from "./vics-media.ts";
+import { CASE_REF_KEYS, caseRefOf, mediaToDraft, norm } from "./vics-media.ts";
 import type { CaseContext, VicsProfile } from "./vics-media.ts";
 
 /**
@@ -42,6 +44,8 @@ type Frame =
       size: number;
       oversize: boolean;
       tooDeep: boolean;
+      /** A CaseNumber or CaseID key it gives twice (the same key: a JSON object keeps only the last). */
+      repeated: string | null;
       /** Set when its "Media" array opens: the element is a case, and this is its context. */
       caseCtx: CaseContext | null;
     }
@@ -50,7 +54,7 @@ type Frame =
 type Pending =
   | { readonly kind: "version"; readonly profile: VicsProfile }
   | { readonly kind: "skip" }
-  | { readonly kind: "field"; readonly key: string }
+  | { readonly kind: "field"; readonly key: string; readonly keep: boolean }
   | { readonly kind: "item"; readonly ctx: CaseContext | null; readonly where: string };
 
 const VERSION_KEYS: Readonly<Record<string, VicsProfile>> = {
@@ -60,13 +64,16 @@ const VERSION_KEYS: Readonly<Record<string, VicsProfile>> = {
   "odata.context": "vics-2.0",
 };
 
+/** What a case's fields say of its media: their caseRef, or why they have none (then each is refused). */
+export type CaseRef = Pick<CaseContext, "caseRef" | "refused">;
+
 /**
  * Which pass of a file the machine makes:
- * - "scan" yields no item: it skips every media item, counting them, and records the caseRef of
+ * - "scan" yields no item: it skips every media item, counting them, and records the CaseRef of
  *   each case whose case-level fields after its "Media" array change it (lateCaseRefs);
- * - "items" yields the items, taking a case's caseRef from lateCaseRefs (a scan's) when it is there.
+ * - "items" yields the items, taking a case's CaseRef from lateCaseRefs (a scan's) when it is there.
  */
-export type Pass = { readonly kind: "scan" } | { readonly kind: "items"; readonly lateCaseRefs: ReadonlyMap<number, string | null> };
+export type Pass = { readonly kind: "scan" } | { readonly kind: "items"; readonly lateCaseRefs: ReadonlyMap<number, CaseRef> };
 
 /**
  * Cases whose caseRef a scan records. A real export holds a few cases; past this many late ones
@@ -86,8 +93,8 @@ export class VicsMachine {
   private asm: JsonValueAssembler | null = null;
   private pending: Pending | null = null;
   private cases = 0;
-  /** What a scan found: caseRefs that case-level fields after "Media" set (by case ordinal). */
-  readonly lateCaseRefs = new Map<number, string | null>();
+  /** What a scan found: CaseRefs that case-level fields after "Media" set (by case ordinal). */
+  readonly lateCaseRefs = new Map<number, CaseRef>();
   /** A scan refused the file for holding more than MAX_LATE_CASES such cases. */
   lateCaseLimit = false;
 
@@ -171,8 +178,8 @@ export class VicsMachine {
         if (asm.oversize || asm.tooDeep || top.size > this.limit) {
           top.oversize = true;
           top.fields = newObject();
-        } else if (!top.oversize) {
-          setOwnProp(top.fields, pending.key, asm.value);
+        } else if (!top.oversize && pending.keep) {
+          this.setField(top, pending.key, asm.value);
         }
         return;
       }
@@ -247,7 +254,7 @@ export class VicsMachine {
       return;
     }
     if (tok.name === "startObject") {
-      this.stack.push({ t: "element", fields: newObject(), size: 0, oversize: false, tooDeep: false, caseCtx: null });
+      this.stack.push({ t: "element", fields: newObject(), size: 0, oversize: false, tooDeep: false, repeated: null, caseCtx: null });
       return;
     }
     this.assemble(tok, { kind: "item", ctx: null, where: `value[${this.nextIndex}]` }, this.pass.kind === "scan");
@@ -261,7 +268,7 @@ export class VicsMachine {
     if (tok.name === "endObject") {
       this.stack.pop();
       if (top.caseCtx) {
-        if (this.pass.kind === "scan") this.recordLateCaseRef(top.caseCtx, caseRefOf(top.fields));
+        if (this.pass.kind === "scan") this.recordLateCaseRef(top.caseCtx, this.caseRefFrom(top, top.caseCtx.ordinal));
         return;
       }
       const index = this.nextIndex++;
@@ -284,9 +291,8 @@ export class VicsMachine {
     const key = this.key ?? "";
     if (tok.name === "startArray" && !top.caseCtx && norm(key) === "media") {
       const ordinal = this.cases++;
-      const late = this.pass.kind === "items" ? this.pass.lateCaseRefs : undefined;
-      const caseRef = late?.has(ordinal) ? (late.get(ordinal) ?? null) : caseRefOf(top.fields);
-      top.caseCtx = { caseRef, ordinal };
+      const late = this.pass.kind === "items" ? this.pass.lateCaseRefs.get(ordinal) : undefined;
+      top.caseCtx = { ...(late ?? this.caseRefFrom(top, ordinal)), ordinal };
       this.stack.push({ t: "media", ctx: top.caseCtx });
       return;
     }
@@ -298,12 +304,13 @@ export class VicsMachine {
       if (top.size > this.limit) {
         top.oversize = true;
         top.fields = newObject();
-      } else if (!top.oversize) {
-        setOwnProp(top.fields, key, scalar);
+      } else if (!top.oversize && this.keeps(key)) {
+        this.setField(top, key, scalar);
       }
       return;
     }
-    this.assemble(tok, { kind: "field", key });
+    const keep = this.keeps(key);
+    this.assemble(tok, { kind: "field", key, keep }, !keep);
   }
 
   private inMedia(tok: Token, top: Extract<Frame, { t: "media" }>): void {
@@ -314,9 +321,32 @@ export class VicsMachine {
     this.assemble(tok, { kind: "item", ctx: top.ctx, where: `case ${top.ctx.ordinal} Media item` }, this.pass.kind === "scan");
   }
 
-  /** In a scan, at a case's end: its caseRef from all its fields, kept when the fields after "Media" changed it. */
-  private recordLateCaseRef(ctx: CaseContext, caseRef: string | null): void {
-    if (caseRef === ctx.caseRef) return;
+  /** Whether this pass keeps a field of an element of "value": a scan keeps only the case fields. */
+  private keeps(key: string): boolean {
+    return this.pass.kind === "items" || CASE_REF_KEYS.has(norm(key));
+  }
+
+  private setField(top: Extract<Frame, { t: "element" }>, key: string, value: unknown): void {
+    if (top.repeated === null && Object.hasOwn(top.fields, key) && CASE_REF_KEYS.has(norm(key))) top.repeated = key;
+    setOwnProp(top.fields, key, value);
+  }
+
+  /** The CaseRef of a case from the fields it has given so far. */
+  private caseRefFrom(top: Extract<Frame, { t: "element" }>, ordinal: number): CaseRef {
+    try {
+      return { caseRef: caseRefOf(top.fields, top.repeated), refused: null };
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      const detail =
+        `case ${ordinal}: ${err.detail}: which case its media belong to is uncertain, so each of its media items is refused; ` +
+        "export the case with one CaseNumber and at most one CaseID";
+      return { caseRef: null, refused: new ValidationError(err.reason, detail) };
+    }
+  }
+
+  /** In a scan, at a case's end: its CaseRef from all its fields, kept when the fields after "Media" changed it. */
+  private recordLateCaseRef(ctx: CaseContext, found: CaseRef): void {
+    if (found.refused ? ctx.refused : !ctx.refused && found.caseRef === ctx.caseRef) return;
     if (this.lateCaseRefs.size >= MAX_LATE_CASES) {
       this.lateCaseLimit = true;
       throw malformed(
@@ -324,10 +354,14 @@ export class VicsMachine {
           'export the case fields before "Media", or split the file',
       );
     }
-    this.lateCaseRefs.set(ctx.ordinal, caseRef);
+    this.lateCaseRefs.set(ctx.ordinal, found);
   }
 
   private emitMedia(index: number, media: JsonObject, ctx: CaseContext | null, original: Buffer): void {
+    if (ctx?.refused) {
+      this.out.push(failedItem(index, ctx.refused, original));
+      return;
+    }
     try {
       const { draft, ignoredHashNames } = mediaToDraft(media, ctx, this.profile as VicsProfile, this.prefix);
       this.out.push(

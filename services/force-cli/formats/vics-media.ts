@@ -49,9 +49,14 @@ export function norm(key: string): string {
 
 export interface CaseContext {
   readonly caseRef: string | null;
+  /** Why the case's fields give its media no caseRef (INVALID_FIELD): each of its media items is refused with it. */
+  readonly refused: ValidationError | null;
   /** 0 for the file's first case. */
   readonly ordinal: number;
 }
+
+/** The case-level fields caseRefOf reads, through `norm`; the scan pass keeps only these of an element. */
+export const CASE_REF_KEYS: ReadonlySet<string> = new Set(["casenumber", "caseid"]);
 
 /** Case-insensitive view of an object's properties; a property given twice (in two spellings) is refused when read. */
 class Props {
@@ -86,14 +91,31 @@ function textOrNumber(p: Prop): string | null {
   throw new ValidationError("INVALID_FIELD", `${p.key}: must be text or a number, got ${JSON.stringify(p.value)}`);
 }
 
-/** The caseRef a case's own fields give (CaseNumber, else CaseID), or null. */
-export function caseRefOf(fields: JsonObject): string | null {
-  try {
-    const props = new Props(fields);
-    return textOrNumber(props.get("casenumber")) ?? textOrNumber(props.get("caseid"));
-  } catch {
-    return null;
+/**
+ * The caseRef a case's own fields give (CaseNumber, else CaseID), or null; one that is not text or
+ * a number is no caseRef. A CaseNumber or CaseID given twice (`repeatedKey`, the same key twice;
+ * or in two spellings) throws INVALID_FIELD: which case the media belong to would be a guess.
+ */
+export function caseRefOf(fields: JsonObject, repeatedKey: string | null = null): string | null {
+  if (repeatedKey !== null) throw new ValidationError("INVALID_FIELD", `${repeatedKey} given twice`);
+  for (const name of CASE_REF_KEYS) {
+    const spellings = Object.keys(fields).filter((k) => norm(k) === name);
+    if (spellings.length > 1) {
+      throw new ValidationError(
+        "INVALID_FIELD",
+        `${spellings[0]} given twice, as ${spellings.map((k) => JSON.stringify(k)).join(" and ")}`,
+      );
+    }
   }
+  const props = new Props(fields);
+  const read = (name: string): string | null => {
+    try {
+      return textOrNumber(props.get(name));
+    } catch {
+      return null;
+    }
+  };
+  return read("casenumber") ?? read("caseid");
 }
 
 /** Each algorithm's VICS media property (and quality property), in the order drafts list their hashes (the table's vics.position). */

@@ -1,92 +1,78 @@
 /**
- * Bounded memory: a synthetic VICS export of 200k media items, generated on the fly (never held
- * whole), is read with a heap growth far below what holding the file or its items would take, in
- * one pass and in two (case fields after the Media array, read from a re-openable source).
- * A sanity check, not a benchmark: there is no timing assertion.
+ * Bounded memory: what the reader holds must not grow with the file. A child process (run with
+ * --expose-gc, so every sample is what is live after a full collection, not garbage) reads a
+ * generated VICS export twice over, as the CLI reads a file (scan pass, then items pass), and
+ * samples the heap plus the memory outside it (Buffers) as the source is read; the peak for 4N
+ * items must be within a small margin of the peak for N items. Holding the items, their drafts or
+ * their originals (hundreds of bytes each) would add megabytes over the 3N extra items. Both shapes
+ * are read: the Media form (every item an element of "value", which the scan must not build) and
+ * the Cases form with its CaseNumber after the Media array (the scan records it, the items pass
+ * applies it to every item).
  */
-import { randomBytes } from "node:crypto";
-import { Readable } from "node:stream";
+import { execFile } from "node:child_process";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { readVicsDrafts } from "./vics.ts";
 
-const ITEMS = 200_000;
-const CHUNK = 64 * 1024;
-const MAX_HEAP_GROWTH = 100 * 1024 * 1024;
+const N = 2_500;
+/** Allowed growth of the peak live memory from N to 4N items: far below 3N items held (megabytes). */
+const MAX_GROWTH_BYTES = 1024 * 1024;
 
-/** Random hex from a pool refilled by crypto.randomBytes: synthetic digests, cheaply. */
-function hexSource(): (bytes: number) => string {
-  let pool = Buffer.alloc(0);
-  let offset = 0;
-  return (bytes) => {
-    if (offset + bytes > pool.length) {
-      pool = randomBytes(CHUNK);
-      offset = 0;
-    }
-    const s = pool.toString("hex", offset, offset + bytes);
-    offset += bytes;
-    return s;
-  };
-}
+const READER = pathToFileURL(new URL("./vics.ts", import.meta.url).pathname).href;
+const EXPORT = pathToFileURL(new URL("../../../test/support/vics-export.ts", import.meta.url).pathname).href;
 
-/**
- * A VICS 2.0 Cases export, one case holding every media item, produced chunk by chunk; its case
- * fields before the Media array, or after it (`late`), as some tools write them.
- */
-function* syntheticVics(items: number, late = false): Generator<Buffer> {
-  const hex = hexSource();
-  let text =
-    '{"@odata.context":"http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/Default/$metadata#Cases",' +
-    (late ? '"value":[{"Media":[' : '"value":[{"CaseID":"synthetic-case","CaseNumber":"SYN-BIG-1","Media":[');
-  for (let i = 0; i < items; i++) {
-    const media = {
-      MediaID: i + 1,
-      Category: i % 5,
-      MD5: hex(16).toUpperCase(),
-      SHA1: hex(20).toUpperCase(),
-      PhotoDNA: i % 10 === 0 ? hex(144) : null,
-      IsDistributed: i % 2 === 0 ? "true" : false,
-      MediaSize: 1000 + i,
-      MediaFiles: [{ FileName: `synthetic-${i}.jpg` }],
-    };
-    text += (i === 0 ? "" : ",") + JSON.stringify(media);
-    if (text.length >= CHUNK) {
-      yield Buffer.from(text, "utf8");
-      text = "";
-    }
+/** Runs in the child: reads `items` items of `form` in two passes, printing counts and the peak live memory as JSON. */
+const CHILD = `
+import { Readable } from "node:stream";
+const { readVicsDrafts } = await import(${JSON.stringify(READER)});
+const { syntheticVicsExport, SYNTHETIC_CASE_NUMBER } = await import(${JSON.stringify(EXPORT)});
+const [items, form] = [Number(process.argv[1]), process.argv[2]];
+let peak = 0;
+let chunks = 0;
+const sample = () => {
+  globalThis.gc();
+  const m = process.memoryUsage();
+  peak = Math.max(peak, m.heapUsed + m.external);
+};
+function* sampled() {
+  for (const chunk of syntheticVicsExport({ items, form, late: true, chunkBytes: 16 * 1024 })) {
+    if (++chunks % 48 === 0) sample();
+    yield chunk;
   }
-  yield Buffer.from(`${text}]${late ? ',"CaseID":"synthetic-case","CaseNumber":"SYN-BIG-1"' : ""}}]}`, "utf8");
 }
+const counts = { ok: 0, failed: 0, caseRefs: 0, opened: 0 };
+const open = () => { counts.opened++; return Readable.from(sampled()); };
+let next = 0;
+for await (const item of readVicsDrafts(open, { submissionIdPrefix: "force-a:big:" })) {
+  if (item.index !== next++) throw new Error("item " + item.index + " out of order");
+  if (!item.ok) { counts.failed++; continue; }
+  counts.ok++;
+  if (item.draft.lawEnforcement.caseRef === SYNTHETIC_CASE_NUMBER) counts.caseRefs++;
+}
+sample();
+process.stdout.write(JSON.stringify({ counts, peak }));
+`;
 
-/** Reads `source` to the end, checking order and sampling the heap; counts ok items, failed ones and those with the case's caseRef. */
-async function readCounting(source: Parameters<typeof readVicsDrafts>[0]) {
-  const baseline = process.memoryUsage().heapUsed;
-  let peak = 0;
-  let ok = 0;
-  let failed = 0;
-  let lastIndex = -1;
-  let caseRefs = 0;
-  for await (const item of readVicsDrafts(source, { submissionIdPrefix: "force-a:big:" })) {
-    if (item.ok) {
-      ok++;
-      if (item.draft.lawEnforcement.caseRef === "SYN-BIG-1") caseRefs++;
-    } else failed++;
-    expect(item.index).toBe(lastIndex + 1);
-    lastIndex = item.index;
-    if ((item.index & 1023) === 0) peak = Math.max(peak, process.memoryUsage().heapUsed - baseline);
-  }
-  return { counts: { ok, failed, caseRefs }, peak };
+async function readInChild(items: number, form: "media" | "cases") {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ["--expose-gc", "--input-type=module", "--eval", CHILD, String(items), form],
+    { maxBuffer: 1 << 20 },
+  );
+  return JSON.parse(stdout) as { counts: { ok: number; failed: number; caseRefs: number; opened: number }; peak: number };
 }
 
 describe("readVicsDrafts memory", () => {
-  it(`reads ${ITEMS} media items in bounded memory`, { timeout: 180_000 }, async () => {
-    const { counts, peak } = await readCounting(Readable.from(syntheticVics(ITEMS)));
-    expect(counts).toEqual({ ok: ITEMS, failed: 0, caseRefs: ITEMS });
-    expect(peak).toBeLessThan(MAX_HEAP_GROWTH);
-  });
-
-  it(`reads ${ITEMS} media items whose CaseNumber follows them, in two passes, in bounded memory`, { timeout: 180_000 }, async () => {
-    const { counts, peak } = await readCounting(() => Readable.from(syntheticVics(ITEMS, true)));
-    expect(counts).toEqual({ ok: ITEMS, failed: 0, caseRefs: ITEMS });
-    expect(peak).toBeLessThan(MAX_HEAP_GROWTH);
-  });
+  it.concurrent.each(["media", "cases"] as const)(
+    "keeps live memory flat from %s-form exports of N to 4N items, in two passes",
+    async (form) => {
+      const [small, large] = await Promise.all([readInChild(N, form), readInChild(4 * N, form)]);
+      const caseRefs = (n: number) => (form === "cases" ? n : 0);
+      expect(small.counts).toEqual({ ok: N, failed: 0, caseRefs: caseRefs(N), opened: 2 });
+      expect(large.counts).toEqual({ ok: 4 * N, failed: 0, caseRefs: caseRefs(4 * N), opened: 2 });
+      expect(large.peak - small.peak, `peak live memory ${small.peak} bytes for ${N} items, ${large.peak} for ${4 * N}`).toBeLessThan(
+        MAX_GROWTH_BYTES,
+      );
+    },
+  );
 });

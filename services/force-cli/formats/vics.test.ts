@@ -513,6 +513,30 @@ describe("readVicsDrafts: exports as forensic tools write them", () => {
     expect((await read(doc)).map((i) => ok(i).draft.lawEnforcement.caseRef)).toEqual([null, null, "early-2", "early-3", null]);
   });
 
+  it("refuses each media item of a case that gives its CaseNumber or CaseID twice (INVALID_FIELD), before or after Media", async () => {
+    const m = [media(1), media(2), media(3), media(4), media(5)];
+    const cases = [
+      `{"CaseNumber":"SYN-A","Case_Number":"SYN-B","Media":[${JSON.stringify(m[0])},${JSON.stringify(m[1])}]}`,
+      `{"CaseNumber":"SYN-C","Media":[${JSON.stringify(m[2])}],"Contact":{"Name":"synthetic"}}`,
+      `{"CaseID":"id-3","Media":[${JSON.stringify(m[3])}],"caseid":"id-3b"}`,
+      `{"CaseNumber":"SYN-D","CaseNumber":"SYN-E","Media":[${JSON.stringify(m[4])}]}`,
+    ];
+    const doc = `{${JSON.stringify(V2_CASES).slice(1, -1)},"value":[${cases.join(",")}]}`;
+    const summary = (items: DraftItem[]) => items.map((i) => (i.ok ? i.draft.lawEnforcement.caseRef : i.reason));
+
+    const twice = await readFile(doc);
+    expect(summary(twice)).toEqual(["INVALID_FIELD", "INVALID_FIELD", "SYN-C", "INVALID_FIELD", "INVALID_FIELD"]);
+    expect(failed(twice[0]).detail).toBe(
+      'case 0: CaseNumber given twice, as "CaseNumber" and "Case_Number": which case its media belong to is uncertain, ' +
+        "so each of its media items is refused; export the case with one CaseNumber and at most one CaseID",
+    );
+    expect(JSON.parse(failed(twice[1]).original.toString())).toEqual(m[1]);
+    expect(failed(twice[3]).detail).toMatch(/^case 2: CaseID given twice, as "CaseID" and "caseid": /);
+    expect(failed(twice[4]).detail).toMatch(/^case 3: CaseNumber given twice: /);
+    // One pass (a stream) sees the fields before Media only: the CaseID repeated after Media goes unseen.
+    expect(summary(await read(doc))).toEqual(["INVALID_FIELD", "INVALID_FIELD", "SYN-C", "id-3", "INVALID_FIELD"]);
+  });
+
   it("decodes UTF-16 LE and BE with a byte-order mark, and UTF-8 with one", async () => {
     const series = "Sériés ✓ 𝔖ynthetic";
     const text = `\uFEFF${JSON.stringify({ ...V2, value: [media(1, { Series: series }), media(2)] })}`;

@@ -10,7 +10,9 @@
  * - either version in the Cases form: `{"…": "…#Cases", "value": [{"CaseID": …, "CaseNumber": …,
  *   "Media": [media...]}]}`. Case-level fields apply to the case's media (CaseNumber, else CaseID,
  *   becomes lawEnforcement.caseRef) wherever they stand in the case; ones after "Media" are seen
- *   only when the reader can read the file twice (below).
+ *   only when the reader can read the file twice (below). A case that gives its CaseNumber or
+ *   CaseID twice (the same key twice, or in two spellings) has each of its media items refused
+ *   (INVALID_FIELD, naming the case), since their caseRef would be a guess.
  * The metadata/context property must come before "value" (OData requires it first); it decides
  * the vics profile kept on each grade: "vics-1.x" or "vics-2.0".
  *
