@@ -22,6 +22,12 @@ export interface OutboxRelayOptions {
   readonly lockId: number;
   readonly table?: string;
   readonly batchSize?: number;
+  /**
+   * Most bytes of message values in one send. kafkajs puts a partition's messages of a send in one
+   * record batch, which the broker refuses above its max.message.bytes (1 MiB by default); a row is
+   * never split, so one row may be up to that limit.
+   */
+  readonly maxSendBytes?: number;
   /** The table has a message_partition column (explicit partitions, e.g. feed chains). */
   readonly partitioned?: boolean;
   /** Poll interval when nothing was notified (a commit by another instance is seen this late). */
@@ -47,6 +53,8 @@ export class OutboxRelay {
   private sentUpTo = 0;
   private deletedUpTo = 0;
   private lastDelete = 0;
+  /** The last read held more than one send's bytes: rows are waiting. */
+  private cutShort = false;
 
   private readonly o: OutboxRelayOptions;
 
@@ -107,7 +115,7 @@ export class OutboxRelay {
         this.deletedUpTo = 0;
         while (this.running) {
           const sent = await this.relayOnce(client);
-          if (sent === chunk) {
+          if (sent === chunk || this.cutShort) {
             await this.deleteSent(client, false);
             continue; // more may be waiting
           }
@@ -138,12 +146,22 @@ export class OutboxRelay {
   /** Relays the next chunk after what was sent; returns how many rows were sent. */
   async relayOnce(client: PoolClient): Promise<number> {
     const table = this.o.table ?? "outbox";
-    const { rows } = await client.query<OutboxRow>(
+    const { rows: read } = await client.query<OutboxRow>(
       `SELECT id, topic, message_key, message_value${this.o.partitioned ? ", message_partition" : ""} FROM ${table}
         WHERE id > $2 ORDER BY id LIMIT $1`,
       [this.o.batchSize ?? 1000, this.sentUpTo],
     );
-    if (rows.length === 0) return 0;
+    if (read.length === 0) return 0;
+    const limit = this.o.maxSendBytes ?? 512 * 1024;
+    let bytes = 0;
+    let take = 0;
+    for (const r of read) {
+      if (take > 0 && bytes + r.message_value.length > limit) break;
+      bytes += r.message_value.length;
+      take++;
+    }
+    this.cutShort = take < read.length;
+    const rows = read.slice(0, take);
     const byTopic = new Map<string, { key: string | null; value: Buffer; partition?: number }[]>();
     for (const r of rows) {
       const list = byTopic.get(r.topic) ?? [];

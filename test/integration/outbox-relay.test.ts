@@ -30,8 +30,9 @@ interface Sent {
   partition?: number;
 }
 
-function recordingProducer(sent: Sent[]): RecordProducer {
+function recordingProducer(sent: Sent[], sendBytes: number[] = []): RecordProducer {
   const sendBatch: Producer["sendBatch"] = async (batch) => {
+    sendBytes.push((batch.topicMessages ?? []).flatMap((t) => t.messages).reduce((n, m) => n + Buffer.byteLength(m.value as Buffer), 0));
     for (const { topic, messages } of batch.topicMessages ?? []) {
       for (const m of messages) {
         sent.push({
@@ -56,10 +57,14 @@ async function enqueue(values: string[], partition: number | null = null): Promi
 
 const remaining = async () => Number((await db.pool.query("SELECT count(*) AS n FROM relay_outbox")).rows[0]?.n);
 
-function relay(sent: Sent[], o: { idleMs: number; deleteIntervalMs: number; batchSize?: number }): OutboxRelay {
+function relay(
+  sent: Sent[],
+  o: { idleMs: number; deleteIntervalMs: number; batchSize?: number; maxSendBytes?: number },
+  sendBytes: number[] = [],
+): OutboxRelay {
   return new OutboxRelay({
     pool: db.pool,
-    producer: recordingProducer(sent),
+    producer: recordingProducer(sent, sendBytes),
     logger: createLogger("test", "silent"),
     lockId: 9_000_101,
     table: "relay_outbox",
@@ -90,6 +95,24 @@ describe("OutboxRelay", () => {
       await r.stop();
     }
     expect(await remaining()).toBe(0); // a clean stop deletes what it sent
+  });
+
+  it("keeps each send under maxSendBytes (a row alone may be bigger), in order, none left behind", async () => {
+    const sent: Sent[] = [];
+    const sendBytes: number[] = [];
+    const r = relay(sent, { idleMs: 60_000, deleteIntervalMs: 0, maxSendBytes: 1000 }, sendBytes);
+    const values = ["a".repeat(400), "b".repeat(400), "c".repeat(400), "d".repeat(1500), "e".repeat(10), "f".repeat(990)];
+    await enqueue(values);
+    r.start();
+    try {
+      await waitFor("all sent", async () => sent.length === values.length, 10_000);
+      expect(sent.map((m) => m.value)).toEqual(values);
+      // a+b, then c (c+d would pass 1000), then d alone (bigger than the limit), then e+f.
+      expect(sendBytes).toEqual([800, 400, 1500, 1000]);
+      await waitFor("deleted", async () => (await remaining()) === 0, 5_000);
+    } finally {
+      await r.stop();
+    }
   });
 
   it("deletes sent rows on a quiet moment (a poll with nothing notified)", async () => {
