@@ -48,7 +48,7 @@ function memoryClient() {
   const queued: Buffer[] = [];
   const client = {
     async query(sql: string, params: unknown[]) {
-      if (sql.includes("SELECT last_seq, last_digest FROM feed_partitions")) return { rows: head ? [head] : [] };
+      if (sql.includes("FROM feed_partitions")) return { rows: head ? [{ partner_id: policy.partnerId, partition: 0, ...head }] : [] };
       if (sql.includes("INSERT INTO feed_partitions")) {
         head = { last_seq: (params[2] as number[])[0] as number, last_digest: (params[3] as Buffer[])[0] as Buffer };
       }

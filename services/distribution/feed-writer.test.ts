@@ -30,8 +30,12 @@ function fakeClient(heads: Map<string, number>) {
   const client = {
     async query(sql: string, params: unknown[]) {
       if (sql.includes("FROM feed_partitions")) {
-        const seq = heads.get(`${params[0]}/${params[1]}`);
-        return { rows: seq === undefined ? [] : [{ last_seq: seq, last_digest: Buffer.alloc(32, seq % 251) }] };
+        return {
+          rows: [...heads].map(([k, seq]) => {
+            const [partner_id, partition] = k.split("/");
+            return { partner_id, partition: Number(partition), last_seq: seq, last_digest: Buffer.alloc(32, seq % 251) };
+          }),
+        };
       }
       if (sql.includes("INSERT INTO feed_outbox")) for (const v of params[2] as Buffer[]) outbox.push(codec.decode("FeedRecord", v).value);
       if (sql.includes("INSERT INTO feed_log")) for (const v of params[3] as Buffer[]) log.push(codec.decode("FeedRecord", v).value);

@@ -1,8 +1,9 @@
 /**
  * Turns planned feed changes (planner.ts) into signed, chained FeedRecords inside the caller's
  * transaction: extends each feed partition's chain and queues the records for Kafka and for S3
- * deltas according to the partner's delivery. Each partition's head is read (row-locked) once per
- * transaction and written back on flush(), so seq stays contiguous; the SQL is in store.ts.
+ * deltas according to the partner's delivery. The chain heads are read (row-locked, all of them in
+ * one statement) once per transaction that issues a record and written back on flush(), so seq
+ * stays contiguous; the SQL is in store.ts.
  *
  * Records are signed on flush(), when the transaction's last record of each partition is known:
  * `every-record` signs each one; `chain` signs only those (and every CHAIN_SIGNING_INTERVALth seq)
@@ -20,7 +21,7 @@ import type { Unsigned } from "../shared/wire/signing.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { Disclosure } from "./audit.ts";
 import type { Delivery, FeedChange, PartnerPolicy } from "./policy.ts";
-import { appendFeedLog, enqueueFeedRecords, lockChainHead, storeChainHeads } from "./store.ts";
+import { appendFeedLog, enqueueFeedRecords, lockChainHeads, storeChainHeads } from "./store.ts";
 
 export interface HubSigner {
   readonly keyId: string;
@@ -53,6 +54,7 @@ interface Planned {
 /** Collects one transaction's feed writes; call flush() before COMMIT. */
 export class FeedWriter {
   private readonly heads = new Map<string, ChainHead>();
+  private headsLocked = false;
   private readonly outbox: { topic: string; key: string; value: Buffer; partition: number }[] = [];
   private readonly log: { partnerId: string; partition: number; seq: number; body: Buffer }[] = [];
   private readonly planned: Planned[] = [];
@@ -83,11 +85,15 @@ export class FeedWriter {
   }
 
   private async head(partnerId: string, partition: number): Promise<ChainHead> {
+    if (!this.headsLocked) {
+      for (const h of await lockChainHeads(this.client))
+        this.heads.set(`${h.partnerId}/${h.partition}`, { seq: h.seq, digest: h.digest, dirty: false });
+      this.headsLocked = true;
+    }
     const k = `${partnerId}/${partition}`;
     let h = this.heads.get(k);
     if (!h) {
-      const stored = await lockChainHead(this.client, partnerId, partition);
-      h = stored ? { ...stored, dirty: false } : { seq: 0, digest: GENESIS_DIGEST, dirty: false };
+      h = { seq: 0, digest: GENESIS_DIGEST, dirty: false };
       this.heads.set(k, h);
     }
     return h;

@@ -244,13 +244,16 @@ async function upsertFeedEntries(tx: PoolClient, upserts: readonly { partnerId: 
 
 // Feed chains and queues (feed-writer.ts).
 
-/** A feed partition's chain head, row-locked until COMMIT; null before its first record. */
-export async function lockChainHead(tx: PoolClient, partnerId: string, partition: number): Promise<{ seq: number; digest: Buffer } | null> {
-  const { rows } = await tx.query<{ last_seq: number; last_digest: Buffer }>(
-    "SELECT last_seq, last_digest FROM feed_partitions WHERE partner_id = $1 AND partition = $2 FOR UPDATE",
-    [partnerId, partition],
+/**
+ * Every feed partition's chain head, row-locked until COMMIT (a partition without a row has
+ * issued nothing yet). One statement for all: a transaction holding the apply lock is the only
+ * writer anyway, and one lock per partner partition it touched was a statement each.
+ */
+export async function lockChainHeads(tx: PoolClient): Promise<{ partnerId: string; partition: number; seq: number; digest: Buffer }[]> {
+  const { rows } = await tx.query<{ partner_id: string; partition: number; last_seq: number; last_digest: Buffer }>(
+    "SELECT partner_id, partition, last_seq, last_digest FROM feed_partitions ORDER BY partner_id, partition FOR UPDATE",
   );
-  return rows[0] ? { seq: rows[0].last_seq, digest: rows[0].last_digest } : null;
+  return rows.map((r) => ({ partnerId: r.partner_id, partition: r.partition, seq: r.last_seq, digest: r.last_digest }));
 }
 
 export interface ChainHeadUpdate {
