@@ -69,7 +69,7 @@ export const consumerConfigShape = {
   /** Most messages applied in one transaction (a round of partitions); a bigger fetch is split. */
   CONSUMER_ROUND_MAX_MESSAGES: z.coerce.number().int().min(1).default(1_000),
   /** Least time between the starts of two rounds while busy: at steady load, fewer and fuller transactions. */
-  CONSUMER_ROUND_INTERVAL_MS: z.coerce.number().int().min(0).max(5_000).default(100),
+  CONSUMER_ROUND_INTERVAL_MS: z.coerce.number().int().min(0).max(5_000).default(300),
 };
 
 /** Settings every service shares. */
