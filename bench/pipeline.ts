@@ -140,14 +140,7 @@ async function throughputAndLatency(b: Bench): Promise<void> {
   const bulkItems = makeItems(setup.signer, args.count, "bulk");
   const bulkMessages = encodeItems(b.codec, bulkItems);
   const steadyItems = makeItems(setup.signer, steadyCount, "steady");
-  const client = new IngestClient(services.ingestUrl, setup.signer);
-  const probes = pipelineProbes(b, setup);
-  const cpuSnapshot = cpuSampler(
-    b.res.procs,
-    setup.hubDb.pool,
-    b.res.dbs.map((d) => new URL(d.url).pathname.slice(1)),
-  );
-  await waitUntil("ingest /readyz", async () => (await fetch(`${services.ingestUrl}/readyz`)).ok, 120_000, 300, probes.diagnose);
+  const { client, probes, cpuSnapshot } = await pipelineReady(b, setup, services);
 
   const idle = args.idleSeconds > 0 ? await idlePhase(args.idleSeconds, servicesStartedAt, cpuSnapshot) : null;
   await warmUp(client, probes, warmItems);
@@ -165,6 +158,23 @@ async function throughputAndLatency(b: Bench): Promise<void> {
   process.stdout.write(`${out.join("\n")}\n`);
 }
 
+/** The ingest client, the pipeline's probes and the CPU sampler, once ingest answers /readyz. */
+async function pipelineReady(
+  b: Bench,
+  setup: Awaited<ReturnType<typeof setUp>>,
+  services: Awaited<ReturnType<typeof startServices>>,
+): Promise<{ client: IngestClient; probes: ReturnType<typeof pipelineProbes>; cpuSnapshot: ReturnType<typeof cpuSampler> }> {
+  const client = new IngestClient(services.ingestUrl, setup.signer);
+  const probes = pipelineProbes(b, setup);
+  const cpuSnapshot = cpuSampler(
+    b.res.procs,
+    setup.hubDb.pool,
+    b.res.dbs.map((d) => new URL(d.url).pathname.slice(1)),
+  );
+  await waitUntil("ingest /readyz", async () => (await fetch(`${services.ingestUrl}/readyz`)).ok, 120_000, 300, probes.diagnose);
+  return { client, probes, cpuSnapshot };
+}
+
 /** --import: the warm-up, then --count submissions through one S3 bulk import, with memory sampled throughout. */
 async function importMode(b: Bench): Promise<void> {
   log(`bench/pipeline --import: N=${fmt(b.args.count)}, load average ${b.loadBefore.map((l) => l.toFixed(2)).join(" ")}`);
@@ -173,14 +183,7 @@ async function importMode(b: Bench): Promise<void> {
   const memory = memorySampler(b.res.procs);
   try {
     const warmItems = makeItems(setup.signer, WARMUP, "warm");
-    const client = new IngestClient(services.ingestUrl, setup.signer);
-    const probes = pipelineProbes(b, setup);
-    const cpuSnapshot = cpuSampler(
-      b.res.procs,
-      setup.hubDb.pool,
-      b.res.dbs.map((d) => new URL(d.url).pathname.slice(1)),
-    );
-    await waitUntil("ingest /readyz", async () => (await fetch(`${services.ingestUrl}/readyz`)).ok, 120_000, 300, probes.diagnose);
+    const { client, probes, cpuSnapshot } = await pipelineReady(b, setup, services);
     await warmUp(client, probes, warmItems);
     const loadStart = loadavg();
     const result = await importPhase(b, setup, client, probes, cpuSnapshot);
