@@ -46,19 +46,28 @@ export interface PolicyRefresh {
   refresh(): Promise<void>;
 }
 
+/**
+ * Feed topics are provisioned when the Kafka partners or their partition counts change, and
+ * otherwise at most this often (to recreate a topic deleted by hand): provisioning is a few admin
+ * requests, and every 5 s they were most of an idle distribution's work.
+ */
+const FEED_TOPIC_CHECK_MS = 60_000;
+
 export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   let policies: PartnerPolicy[] = [];
+  let provisioned = { specs: "", at: 0 };
   return {
     current: () => policies,
     async refresh() {
       const loaded = await loadPolicies(o.db);
       const applied = await appliedPolicyVersions(o.db);
-      const kafkaPartners = loaded.filter((p) => p.delivery !== "s3");
-      if (kafkaPartners.length) {
-        await provisionTopics(
-          o.admin,
-          kafkaPartners.map((p) => feedTopicSpec(p.partnerId, { ...o.feedTopicPlan, partitions: p.feedPartitions }, o.topics)),
-        );
+      const specs = loaded
+        .filter((p) => p.delivery !== "s3")
+        .map((p) => feedTopicSpec(p.partnerId, { ...o.feedTopicPlan, partitions: p.feedPartitions }, o.topics));
+      const key = JSON.stringify(specs);
+      if (specs.length && (key !== provisioned.specs || Date.now() - provisioned.at >= FEED_TOPIC_CHECK_MS)) {
+        await provisionTopics(o.admin, specs);
+        provisioned = { specs: key, at: Date.now() };
       }
       for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
         o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
