@@ -28,9 +28,8 @@ import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, GetObjectCommand } from "@aws-sdk/client-s3";
-import { createS3Client } from "../services/shared/s3.ts";
 import { syntheticVicsExport } from "../test/support/vics-export.ts";
-import { stackEnv } from "../test/support/stack.ts";
+import { stackEnv, stackS3Client } from "../test/support/stack.ts";
 
 const TARGET_MIB = 200;
 /** USER_HZ: /proc/<pid>/stat counts CPU time in these. */
@@ -196,12 +195,7 @@ async function main(): Promise<void> {
   const env = stackEnv();
   const loadBefore = loadavg();
   const work = mkdtempSync(join(tmpdir(), "hashrelay-bench-force-cli-"));
-  const s3 = createS3Client({
-    S3_ENDPOINT: env.s3.endpoint,
-    S3_REGION: env.s3.region,
-    S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-    S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-  });
+  const s3 = stackS3Client(env.s3);
   const objectKey = `imports/${AGENCY}/bench-${randomUUID()}.jsonl`;
   const hub = await stubHub();
   const file = args.file ?? join(work, "export.json");

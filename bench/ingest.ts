@@ -39,11 +39,10 @@ import type { RecordProducer } from "../services/shared/kafka.ts";
 import { ADMIN_PRINCIPAL, servicePrincipal } from "../services/shared/kafka-access.ts";
 import { createLogger } from "../services/shared/logging.ts";
 import type { Submission } from "../services/shared/wire/records.ts";
-import { createS3Client } from "../services/shared/s3.ts";
 import { LOCAL_TOPIC_PLAN } from "../services/shared/topics.ts";
 import type { TopicNames } from "../services/shared/topics.ts";
 import { registerTestAgency, signedSubmission } from "../test/support/agencies.ts";
-import { freshDatabase, freshTopics, principalEnv, stackEnv, uniqueName } from "../test/support/stack.ts";
+import { freshDatabase, freshTopics, principalEnv, stackEnv, uniqueName, stackS3Client } from "../test/support/stack.ts";
 import type { StackEnv, TestDatabase } from "../test/support/stack.ts";
 
 interface Args {
@@ -134,12 +133,7 @@ function openRun(args: Args): Run {
     logger: createLogger("bench", "error"),
   });
   const admin = kafka.admin();
-  const s3 = createS3Client({
-    S3_ENDPOINT: env.s3.endpoint,
-    S3_REGION: env.s3.region,
-    S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-    S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-  });
+  const s3 = stackS3Client(env.s3);
   const producer = createDurableProducer(kafka);
   let cleaned: Promise<void> | undefined;
   const run: Run = {

@@ -14,9 +14,9 @@ import { Readable } from "node:stream";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { IngestClient } from "../../services/force-cli/client.ts";
 import type { Pool } from "../../services/shared/postgres.ts";
-import { createS3Client } from "../../services/shared/s3.ts";
 import type { ImportJob } from "../../services/shared/wire/ingest-api.ts";
 import { submissionToJson } from "../../services/shared/wire/submission-json.ts";
+import { stackS3Client } from "../../test/support/stack.ts";
 import type { Bench } from "./context.ts";
 import type { CpuDelta, CpuSnapshot } from "./proc.ts";
 import { cpuDelta } from "./proc.ts";
@@ -82,12 +82,7 @@ async function upload(b: Bench, setup: Setup) {
     }
     if (lines.length) yield out();
   }
-  const s3 = createS3Client({
-    S3_ENDPOINT: env.s3.endpoint,
-    S3_REGION: env.s3.region,
-    S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-    S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-  });
+  const s3 = stackS3Client(env.s3);
   const started = Date.now();
   try {
     await new Upload({

@@ -11,8 +11,7 @@ import { REPO_ROOT } from "../../services/shared/config.ts";
 import { createKafka, kafkaConnection } from "../../services/shared/kafka.ts";
 import { ADMIN_PRINCIPAL } from "../../services/shared/kafka-access.ts";
 import { createLogger } from "../../services/shared/logging.ts";
-import { createS3Client } from "../../services/shared/s3.ts";
-import { principalEnv } from "../../test/support/stack.ts";
+import { principalEnv, stackS3Client } from "../../test/support/stack.ts";
 import type { StackEnv } from "../../test/support/stack.ts";
 import { sleep } from "./util.ts";
 
@@ -37,12 +36,7 @@ export interface JanitorState {
 /** Deletes objects from the stack's bucket; one that is already gone is no error. */
 export async function deleteObjects(s3: StackEnv["s3"], keys: readonly string[]): Promise<void> {
   if (keys.length === 0) return;
-  const client = createS3Client({
-    S3_ENDPOINT: s3.endpoint,
-    S3_REGION: s3.region,
-    S3_ACCESS_KEY_ID: s3.accessKeyId,
-    S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
-  });
+  const client = stackS3Client(s3);
   try {
     for (const key of keys) await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key }));
   } finally {

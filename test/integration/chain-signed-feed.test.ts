@@ -17,7 +17,7 @@ import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { feedPartitionOf } from "../../services/shared/wire/feed-chain.ts";
 import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../services/shared/wire/records.ts";
 import { signedSubmission } from "../support/agencies.ts";
-import { hotlinePolicy, randomHex } from "../support/fixtures.ts";
+import { hotlinePolicy, randomHex, sampleFeedRecord } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";
 import { pipelineSettled, startPipeline } from "../support/pipeline.ts";
 import type { Pipeline } from "../support/pipeline.ts";
@@ -112,19 +112,12 @@ describe("the chain-signed feed form end to end", () => {
     const head = rows[0];
     if (!head) throw new Error("no feed state");
     const forged: FeedRecord = {
+      ...sampleFeedRecord(),
       partnerId: PARTNER,
       partition: head.partition,
       seq: head.last_seq + 1,
       prevDigest: head.last_digest,
-      op: "UPSERT",
-      alg: "md5",
-      value: randomHex(16),
       category: "A",
-      contentType: "image",
-      revision: 1,
-      recordRef: randomHex(16),
-      extra: {},
-      issuedAt: Date.now(),
       keyId: p.hubKey.keyId,
       signature: Buffer.alloc(0),
     };

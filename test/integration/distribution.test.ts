@@ -17,7 +17,6 @@ import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
 import type { CanonicalRecord, FeedRecord, Hash, Submission } from "../../services/shared/wire/records.ts";
-import { createS3Client } from "../../services/shared/s3.ts";
 import { signRecord } from "../../services/shared/wire/signing.ts";
 import { signedSubmission } from "../support/agencies.ts";
 import { randomHex, sampleCanonicalRecord } from "../support/fixtures.ts";
@@ -25,7 +24,7 @@ import { readTopic } from "../support/kafka.ts";
 import { pipelineSettled, startPipeline } from "../support/pipeline.ts";
 import type { Pipeline } from "../support/pipeline.ts";
 import { waitFor } from "../support/processes.ts";
-import { kafkaAs, stackEnv } from "../support/stack.ts";
+import { kafkaAs, stackEnv, stackS3Client } from "../support/stack.ts";
 import { hotlinePolicy, industryPolicy, taskforcePolicy } from "../../test/support/fixtures.ts";
 
 const codec = new AvroCodec();
@@ -323,12 +322,7 @@ describe("distribution to partners", () => {
   it("writes signed S3 snapshots (the taskforce bundle in ICS) and a new partner bootstraps from one", async () => {
     await p.distribution.exportNow({ snapshots: true });
     const env = stackEnv();
-    const s3 = createS3Client({
-      S3_ENDPOINT: env.s3.endpoint,
-      S3_REGION: env.s3.region,
-      S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-      S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-    });
+    const s3 = stackS3Client(env.s3);
     const get = async (key: string) =>
       Buffer.from(
         await (

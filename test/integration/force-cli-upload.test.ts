@@ -7,17 +7,11 @@ import { randomUUID } from "node:crypto";
 import { DeleteObjectCommand, GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, describe, expect, it } from "vitest";
 import { s3PutLines } from "../../services/force-cli/s3-upload.ts";
-import { createS3Client } from "../../services/shared/s3.ts";
 import { randomHex } from "../support/fixtures.ts";
-import { stackEnv } from "../support/stack.ts";
+import { stackEnv, stackS3Client } from "../support/stack.ts";
 
 const env = stackEnv();
-const s3 = createS3Client({
-  S3_ENDPOINT: env.s3.endpoint,
-  S3_REGION: env.s3.region,
-  S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-  S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-});
+const s3 = stackS3Client(env.s3);
 const keys: string[] = [];
 afterAll(async () => {
   for (const key of keys) await s3.send(new DeleteObjectCommand({ Bucket: env.s3.bucket, Key: key }));

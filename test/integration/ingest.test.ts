@@ -24,12 +24,11 @@ import { EXIT_FILE_REFUSED, exitCodeOf } from "../../services/force-cli/file-rep
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { Rejection, Submission } from "../../services/shared/wire/records.ts";
-import { createS3Client } from "../../services/shared/s3.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { addTestKey, registerTestAgency, signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
 import { readTopic } from "../support/kafka.ts";
-import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv, uniqueName, stackS3Client } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const codec = new AvroCodec();
@@ -334,12 +333,7 @@ describe("a VICS export through the force CLI's submit path", () => {
 describe("S3 bulk import", () => {
   it("imports a JSON Lines object, counts by reason and writes the receipt back to S3", async () => {
     const env = stackEnv();
-    const s3 = createS3Client({
-      S3_ENDPOINT: env.s3.endpoint,
-      S3_REGION: env.s3.region,
-      S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-      S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-    });
+    const s3 = stackS3Client(env.s3);
     const good = Array.from({ length: 1200 }, () => signedSubmission(forceA));
     const lines = [
       ...good.map((s) => JSON.stringify(submissionToJson(s))),

@@ -18,12 +18,11 @@ import { bootstrapFromSnapshot } from "../../services/partner-sink/bootstrap.ts"
 import { SINK_MIGRATIONS } from "../../services/partner-sink/main.ts";
 import { DISTRIBUTION_APPLY_LOCK } from "../../services/shared/advisory-locks.ts";
 import { migrate } from "../../services/shared/postgres.ts";
-import { createS3Client } from "../../services/shared/s3.ts";
 import { manifestSignatureValid } from "../../services/shared/wire/snapshot-manifest.ts";
 import type { ExportManifest, SnapshotEntry } from "../../services/shared/wire/snapshot-manifest.ts";
 import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw } from "../../services/shared/wire/signing.ts";
 import { randomHex } from "../support/fixtures.ts";
-import { freshDatabase, stackEnv, uniqueName } from "../support/stack.ts";
+import { freshDatabase, stackEnv, uniqueName, stackS3Client } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 /** More than one page of the exporter (2,000 rows) and several slices of the bootstrap (1,000). */
@@ -31,12 +30,7 @@ const ENTRIES = 4_500;
 const LOG_RECORDS = 2_500;
 
 const env = stackEnv();
-const s3 = createS3Client({
-  S3_ENDPOINT: env.s3.endpoint,
-  S3_REGION: env.s3.region,
-  S3_ACCESS_KEY_ID: env.s3.accessKeyId,
-  S3_SECRET_ACCESS_KEY: env.s3.secretAccessKey,
-});
+const s3 = stackS3Client(env.s3);
 const keys = generateSigningKeyPair();
 const publicKey = publicKeyFromRaw(keys.publicKey);
 const hub = {

@@ -5,11 +5,13 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
+import type { S3Client } from "@aws-sdk/client-s3";
 import pg from "pg";
 import type { Kafka } from "kafkajs";
 import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../../services/shared/config.ts";
 import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, partnerGrants, partnerPrincipal } from "../../services/shared/kafka-access.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
+import { createS3Client } from "../../services/shared/s3.ts";
 import { ADMIN_MIGRATIONS } from "../../services/admin/audit-outbox.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../../services/shared/postgres.ts";
 import type { Pool } from "../../services/shared/postgres.ts";
@@ -41,6 +43,16 @@ export function stackEnv(): StackEnv {
       bucket: env["S3_BUCKET"] as string,
     },
   };
+}
+
+/** An S3 client for the local stack's S3 server (s3proxy), as the services configure theirs. */
+export function stackS3Client(s3: StackEnv["s3"] = stackEnv().s3): S3Client {
+  return createS3Client({
+    S3_ENDPOINT: s3.endpoint,
+    S3_REGION: s3.region,
+    S3_ACCESS_KEY_ID: s3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+  });
 }
 
 /** How the local broker is reached over TLS, as service config (it takes nothing else). */
