@@ -221,7 +221,8 @@ describe("readVicsDrafts: wrong shapes and types", () => {
       [`{${V2_CASES},"value":[{"CaseID":1,"Media":${m}}]}`, ["NO_HASHES"]],
       [`{${V2_CASES},"value":[{"CaseID":1,"Media":"x"}]}`, ["NO_HASHES"]],
       [`{${V2_CASES},"value":[{"CaseID":1,"Media":7}]}`, ["NO_HASHES"]],
-      [`{${V2_CASES},"value":[{"CaseID":{"a":1},"Media":[${m}]}]}`, ["ok"]],
+      // A case reference that is not text or a number: its media are refused, not sent without one.
+      [`{${V2_CASES},"value":[{"CaseID":{"a":1},"Media":[${m}]}]}`, ["INVALID_FIELD"]],
       [`{${V2_CASES},"value":[{"CaseID":1,"Media":[1,null,${m}]}]}`, ["MALFORMED_VICS", "MALFORMED_VICS", "ok"]],
       // Metadata: not a string, missing, after value; two value arrays; content after the object.
       [`{"odata.metadata":17,"value":[${m}]}`, ["MALFORMED_VICS"]],

@@ -92,9 +92,9 @@ function textOrNumber(p: Prop): string | null {
 }
 
 /**
- * The caseRef a case's own fields give (CaseNumber, else CaseID), or null; one that is not text or
- * a number is no caseRef. A CaseNumber or CaseID given twice (`repeatedKey`, the same key twice;
- * or in two spellings) throws INVALID_FIELD: which case the media belong to would be a guess.
+ * The caseRef a case's own fields give (CaseNumber, else CaseID), or null. Throws INVALID_FIELD for
+ * one that is neither text nor a number, and for a CaseNumber or CaseID given twice (`repeatedKey`,
+ * the same key twice; or in two spellings): which case the media belong to would be a guess.
  */
 export function caseRefOf(fields: JsonObject, repeatedKey: string | null = null): string | null {
   if (repeatedKey !== null) throw new ValidationError("INVALID_FIELD", `${repeatedKey} given twice`);
@@ -108,14 +108,7 @@ export function caseRefOf(fields: JsonObject, repeatedKey: string | null = null)
     }
   }
   const props = new Props(fields);
-  const read = (name: string): string | null => {
-    try {
-      return textOrNumber(props.get(name));
-    } catch {
-      return null;
-    }
-  };
-  return read("casenumber") ?? read("caseid");
+  return textOrNumber(props.get("casenumber")) ?? textOrNumber(props.get("caseid"));
 }
 
 /** Each algorithm's VICS media property (and quality property), in the order drafts list their hashes (the table's vics.position). */
