@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { sampleCanonicalRecord, sampleFeedRecord } from "../../test/support/fixtures.ts";
-import { DISCLOSURES_PER_EVENT, DISCLOSURE_RUN_ACTION, LAW_ENFORCEMENT_ONLY_FIELDS, expandAuditEvent } from "../shared/audit.ts";
+import { AUDIT_BATCH_ACTION, EVENTS_PER_BATCH, LAW_ENFORCEMENT_ONLY_FIELDS, expandAuditEvent } from "../shared/audit.ts";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { DISTRIBUTION_ACTOR, disclosureEvents, policyAppliedEvent } from "./audit.ts";
 import type { Disclosure } from "./audit.ts";
@@ -56,7 +56,7 @@ describe("distribution audit events", () => {
     );
     expect(more).toEqual([]);
     if (!run) throw new Error("no event");
-    expect(run).toMatchObject({ action: DISCLOSURE_RUN_ACTION, subjectKind: "feed", subjectId: "taskforce/1", revision: null });
+    expect(run).toMatchObject({ action: AUDIT_BATCH_ACTION, subjectKind: "batch", subjectId: DISTRIBUTION_ACTOR, revision: null });
     // Read back as operators read it: one event per record disclosed.
     const [e] = expandAuditEvent(codec.decode("AuditEvent", codec.encode("AuditEvent", run)).value);
     if (!e) throw new Error("no disclosure");
@@ -114,26 +114,18 @@ describe("distribution audit events", () => {
     expect(e.detail["extraFields"]).toBeUndefined();
   });
 
-  it("one run per feed partition in the order issued, split every DISCLOSURES_PER_EVENT records", () => {
-    const issued: Disclosure[] = [];
-    const seqs = new Map<number, number>();
-    for (let i = 0; i < 2 * DISCLOSURES_PER_EVENT + 7; i++) {
-      const partition = i % 3 === 0 ? 1 : 0;
-      const seq = (seqs.get(partition) ?? 0) + 1;
-      seqs.set(partition, seq);
-      issued.push({ record: { ...sampleFeedRecord(), partnerId: "hotline-uk", partition, seq }, recordId: `rec-${i}`, delivery: "kafka" });
-    }
+  it("a transaction's disclosures travel in audit.batch events of at most EVENTS_PER_BATCH, read back in order", () => {
+    const issued: Disclosure[] = Array.from({ length: 2 * EVENTS_PER_BATCH + 7 }, (_, i) => ({
+      record: { ...sampleFeedRecord(), partnerId: "hotline-uk", partition: i % 3, seq: i + 1 },
+      recordId: `rec-${i}`,
+      delivery: "kafka",
+    }));
     const events = disclosureEvents(issued, { kind: "canonical" }, 9);
-    expect(events.map((e) => [e.subjectId, e.detail["firstSeq"], e.detail["lastSeq"], e.detail["records"]])).toEqual([
-      ["hotline-uk/1", "1", "336", "336"],
-      ["hotline-uk/0", "1", String(DISCLOSURES_PER_EVENT), String(DISCLOSURES_PER_EVENT)],
-      ["hotline-uk/0", String(DISCLOSURES_PER_EVENT + 1), "671", String(671 - DISCLOSURES_PER_EVENT)],
-    ]);
-    // Every record once, each partition's seqs in order.
+    expect(events.map((e) => e.detail["count"])).toEqual([String(EVENTS_PER_BATCH), String(EVENTS_PER_BATCH), "7"]);
     const back = events.flatMap(expandAuditEvent);
-    expect(back.map((e) => e.subjectId).sort()).toEqual(issued.map((d) => d.recordId).sort());
-    expect(back.filter((e) => e.detail["partition"] === "0").map((e) => Number(e.detail["seq"]))).toEqual(
-      Array.from({ length: 671 }, (_, i) => i + 1),
+    expect(back.map((e) => e.subjectId)).toEqual(issued.map((d) => d.recordId));
+    expect(back.map((e) => [e.detail["partition"], e.detail["seq"]])).toEqual(
+      issued.map((d) => [String(d.record.partition), String(d.record.seq)]),
     );
     expect(disclosureEvents([], { kind: "canonical" }, 9)).toEqual([]);
   });

@@ -2,18 +2,17 @@
  * Distribution's audit trail (audit.v1): every disclosure to a partner, i.e. every FeedRecord
  * issued (UPSERT or REMOVE), and every policy version applied to a partner's feed. The events are
  * queued in feed_outbox in the transaction that issues the records, so they are written exactly
- * when the records are, and relayed with them. Pure builders besides enqueueAudit; planner.ts
- * stays unaware of auditing.
+ * when the records are, and relayed with them. The disclosures of a transaction travel in
+ * audit.batch events (shared/audit.ts), not one Kafka message each: at a bulk load one per record
+ * was as many outbox rows and messages as the feed records themselves. Pure builders besides
+ * enqueueAudit; planner.ts stays unaware of auditing.
  *
- * The records one transaction issues to one feed partition are audited as one disclosure run
- * (shared/audit.ts DISCLOSURE_RUN_ACTION), not one event each: at a bulk load one event per record
- * was as many outbox rows and Kafka messages as the feed records themselves. Each record in a run
- * names the hub's recordId (not the partner's pseudonym), its seq and algorithm; never the hash
- * value, the extra fields' values or anything law-enforcement-only: the feed record at that
- * position holds what was sent.
+ * A disclosure event names the hub's recordId (not the partner's pseudonym), the partner, the
+ * feed position (partition, seq) and the algorithm; never the hash value, the extra fields' values
+ * or anything law-enforcement-only: the feed record at that position holds what was sent.
  */
-import { DISCLOSURES_PER_EVENT, DISCLOSURE_RUN_ACTION, auditEvent, auditMessage } from "../shared/audit.ts";
-import type { DisclosedRecord } from "../shared/audit.ts";
+import { auditBatches, auditEvent, auditMessage } from "../shared/audit.ts";
+import type { AuditEventInput } from "../shared/audit.ts";
 import type { AvroCodec } from "../shared/wire/codec.ts";
 import { servicePrincipal } from "../shared/kafka-access.ts";
 import type { Queryable } from "../shared/postgres.ts";
@@ -36,61 +35,40 @@ export interface Disclosure {
 /** Why records were issued: a canonical revision arrived, or a partner's policy was (re)applied. */
 export type DisclosureCause = { readonly kind: "canonical" } | { readonly kind: "policy"; readonly version: number };
 
-/**
- * The audit events of the records issued in one transaction: one disclosure run per feed
- * partition (in the order first issued), split every DISCLOSURES_PER_EVENT records.
- */
-export function disclosureEvents(issued: readonly Disclosure[], cause: DisclosureCause, at: number): AuditEvent[] {
-  const runs = new Map<string, Disclosure[]>();
-  for (const d of issued) {
-    const k = `${d.record.partnerId}/${d.record.partition}/${d.delivery}/${d.record.keyId}`;
-    const run = runs.get(k) ?? [];
-    if (!run.length) runs.set(k, run);
-    run.push(d);
-  }
-  const events: AuditEvent[] = [];
-  for (const run of runs.values()) {
-    for (let i = 0; i < run.length; i += DISCLOSURES_PER_EVENT)
-      events.push(disclosureRun(run.slice(i, i + DISCLOSURES_PER_EVENT), cause, at));
-  }
-  return events;
-}
-
-/** One run's event: records of one partner, partition, delivery and hub key. */
-function disclosureRun(run: readonly Disclosure[], cause: DisclosureCause, at: number): AuditEvent {
-  const first = (run[0] as Disclosure).record;
-  const disclosures = run.map(({ record: r, recordId }): DisclosedRecord => {
-    const extraFields = Object.keys(r.extra).sort();
-    return {
-      recordId,
-      seq: r.seq,
-      op: r.op,
-      revision: r.revision,
+/** One disclosure, as the event operators read back (expandAuditEvent). */
+export function disclosureEvent(d: Disclosure, cause: DisclosureCause): AuditEventInput {
+  const r = d.record;
+  const extraFields = Object.keys(r.extra).sort();
+  return {
+    service: SERVICE,
+    actor: DISTRIBUTION_ACTOR,
+    action: r.op === "UPSERT" ? "feed.upsert" : "feed.remove",
+    subjectKind: "record",
+    subjectId: d.recordId,
+    revision: r.revision,
+    detail: {
+      partnerId: r.partnerId,
+      partition: String(r.partition),
+      seq: String(r.seq),
       alg: r.alg,
+      delivery: d.delivery,
+      keyId: r.keyId,
+      cause: cause.kind === "canonical" ? "canonical" : `policy v${cause.version}`,
       ...(r.category !== null ? { category: r.category } : {}),
       // The names of the extra fields disclosed (their values stay out of the audit log).
       ...(extraFields.length ? { extraFields: extraFields.join(",") } : {}),
-    };
-  });
-  return auditEvent({
-    service: SERVICE,
-    actor: DISTRIBUTION_ACTOR,
-    action: DISCLOSURE_RUN_ACTION,
-    subjectKind: "feed",
-    subjectId: `${first.partnerId}/${first.partition}`,
-    at,
-    detail: {
-      partnerId: first.partnerId,
-      partition: String(first.partition),
-      firstSeq: String(first.seq),
-      lastSeq: String((run[run.length - 1] as Disclosure).record.seq),
-      records: String(run.length),
-      delivery: (run[0] as Disclosure).delivery,
-      keyId: first.keyId,
-      cause: cause.kind === "canonical" ? "canonical" : `policy v${cause.version}`,
-      disclosures: JSON.stringify(disclosures),
     },
-  });
+  };
+}
+
+/** The audit events of the records issued in one transaction, in the order issued. */
+export function disclosureEvents(issued: readonly Disclosure[], cause: DisclosureCause, at: number): AuditEvent[] {
+  return auditBatches(
+    SERVICE,
+    DISTRIBUTION_ACTOR,
+    at,
+    issued.map((d) => disclosureEvent(d, cause)),
+  );
 }
 
 export interface PolicyApplication {

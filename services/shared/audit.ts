@@ -79,31 +79,8 @@ export function auditMessage(
 }
 
 /**
- * The action of an event that records a run of feed records issued to one partner's feed
- * partition (distribution writes one per partition per transaction, at most
- * DISCLOSURES_PER_EVENT records each, rather than one event per record). Its detail has what all
- * of them share (partnerId, partition, delivery, keyId, cause) and `disclosures`, a JSON array
- * with one object per record: recordId, seq, op, revision, alg, and category and extraFields
- * where the record has them. expandAuditEvent() turns it back into one feed.upsert / feed.remove
- * event per record, which is what operators read (`bin/hashrelay audit list`).
- */
-export const DISCLOSURE_RUN_ACTION = "feed.disclosed";
-export const DISCLOSURES_PER_EVENT = 500;
-
-/** One feed record of a disclosure run. */
-export interface DisclosedRecord {
-  readonly recordId: string;
-  readonly seq: number;
-  readonly op: "UPSERT" | "REMOVE";
-  readonly revision: number;
-  readonly alg: string;
-  readonly category?: string;
-  readonly extraFields?: string;
-}
-
-/**
- * The action of an event that carries several events of one service and transaction (dedup
- * writes one per batch for its submission and record events): `detail.events` is a JSON array of
+ * The action of an event that carries several events of one service and transaction (ingest
+ * writes one per request, dedup and distribution one per transaction): `detail.events` is a JSON array of
  * {actor, action, subjectKind, subjectId, revision, detail}; each shares the batch event's time
  * and service. expandAuditEvent() turns it back into those events.
  */
@@ -140,40 +117,11 @@ export function auditBatches(service: string, key: string, at: number, events: r
   return out;
 }
 
-/**
- * An event as operators read it: an audit.batch becomes the events it carries, and a disclosure
- * run becomes one event per record disclosed
- * (eventId `<run eventId>#<n>`, subject the hub's recordId, action feed.upsert or feed.remove,
- * the run's shared details plus the record's seq, alg, category and extraFields); any other event
- * is itself.
- */
+/** An event as operators read it: an audit.batch becomes the events it carries; any other is itself. */
 export function expandAuditEvent(e: AuditEvent): AuditEvent[] {
   if (e.action === AUDIT_BATCH_ACTION) {
     const events = JSON.parse(e.detail["events"] ?? "[]") as BatchedEvent[];
     return events.map((b, i) => ({ ...b, eventId: `${e.eventId}#${i}`, at: e.at, service: e.service }));
   }
-  if (e.action !== DISCLOSURE_RUN_ACTION) return [e];
-  const { disclosures, ...shared } = e.detail;
-  const records = JSON.parse(disclosures ?? "[]") as DisclosedRecord[];
-  return records.map((r, i) => ({
-    eventId: `${e.eventId}#${i}`,
-    at: e.at,
-    service: e.service,
-    actor: e.actor,
-    action: r.op === "UPSERT" ? "feed.upsert" : "feed.remove",
-    subjectKind: "record",
-    subjectId: r.recordId,
-    revision: r.revision,
-    detail: {
-      partnerId: shared["partnerId"] ?? "",
-      partition: shared["partition"] ?? "",
-      seq: String(r.seq),
-      alg: r.alg,
-      ...(shared["delivery"] !== undefined ? { delivery: shared["delivery"] } : {}),
-      ...(shared["keyId"] !== undefined ? { keyId: shared["keyId"] } : {}),
-      ...(shared["cause"] !== undefined ? { cause: shared["cause"] } : {}),
-      ...(r.category !== undefined ? { category: r.category } : {}),
-      ...(r.extraFields !== undefined ? { extraFields: r.extraFields } : {}),
-    },
-  }));
+  return [e];
 }
