@@ -59,6 +59,9 @@ describe("audit events", () => {
       [AUDIT_BATCH_ACTION, "hashrelay-dedup", String(EVENTS_PER_BATCH)],
       [AUDIT_BATCH_ACTION, "hashrelay-dedup", "3"],
     ]);
+    // What every event of a batch has alike is written once.
+    expect(JSON.parse(batches[0]?.detail["shared"] ?? "")).toEqual({ op: "ADD" });
+    expect(batches[0]?.detail["events"]).not.toContain('"op"');
     const back = batches.flatMap((b) => expandAuditEvent(codec.decode("AuditEvent", codec.encode("AuditEvent", b)).value));
     expect(back).toHaveLength(inputs.length);
     expect(back[0]).toEqual({

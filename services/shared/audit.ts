@@ -50,12 +50,18 @@ export function assertAuditDetailSafe(detail: Readonly<Record<string, string>>):
   }
 }
 
-export function auditEvent(input: AuditEventInput): AuditEvent {
+/** The checks every audit event passes, on its own or in a batch; returns its detail. */
+function checkedDetail(input: AuditEventInput): Record<string, string> {
   const detail = { ...(input.detail ?? {}) };
   assertAuditDetailSafe(detail);
   for (const field of ["service", "actor", "action", "subjectKind", "subjectId"] as const) {
     if (!input[field]) throw new Error(`audit event needs a non-empty ${field}`);
   }
+  return detail;
+}
+
+export function auditEvent(input: AuditEventInput): AuditEvent {
+  const detail = checkedDetail(input);
   return {
     eventId: randomUUID(),
     at: input.at ?? Date.now(),
@@ -82,12 +88,20 @@ export function auditMessage(
  * The action of an event that carries several events of one service and transaction (ingest
  * writes one per request, dedup and distribution one per transaction): `detail.events` is a JSON array of
  * {actor, action, subjectKind, subjectId, revision, detail}; each shares the batch event's time
- * and service. expandAuditEvent() turns it back into those events.
+ * and service, and `detail.shared` (a JSON object) holds the detail entries all of them have with
+ * the same value (a partner, a hub key, a cause), written once rather than in every event. expandAuditEvent() turns it back into those events.
  */
 export const AUDIT_BATCH_ACTION = "audit.batch";
 export const EVENTS_PER_BATCH = 500;
 
 type BatchedEvent = Pick<AuditEvent, "actor" | "action" | "subjectKind" | "subjectId" | "revision" | "detail">;
+
+/** Detail entries every event of a batch has with the same value: written once, in `shared`. */
+function sharedDetail(events: readonly BatchedEvent[]): Record<string, string> {
+  const [first, ...rest] = events;
+  if (!first || rest.length === 0) return {};
+  return Object.fromEntries(Object.entries(first.detail).filter(([k, v]) => rest.every((e) => e.detail[k] === v)));
+}
 
 /**
  * Events of one transaction as few audit.batch events (at most EVENTS_PER_BATCH each), keyed by
@@ -95,13 +109,19 @@ type BatchedEvent = Pick<AuditEvent, "actor" | "action" | "subjectKind" | "subje
  * auditEvent checks it.
  */
 export function auditBatches(service: string, key: string, at: number, events: readonly AuditEventInput[]): AuditEvent[] {
-  const batched: BatchedEvent[] = events.map((input) => {
-    const e = auditEvent({ ...input, at });
-    return { actor: e.actor, action: e.action, subjectKind: e.subjectKind, subjectId: e.subjectId, revision: e.revision, detail: e.detail };
-  });
+  const batched: BatchedEvent[] = events.map((input) => ({
+    actor: input.actor,
+    action: input.action,
+    subjectKind: input.subjectKind,
+    subjectId: input.subjectId,
+    revision: input.revision ?? null,
+    detail: checkedDetail(input),
+  }));
   const out: AuditEvent[] = [];
   for (let i = 0; i < batched.length; i += EVENTS_PER_BATCH) {
     const slice = batched.slice(i, i + EVENTS_PER_BATCH);
+    const shared = sharedDetail(slice);
+    const events = slice.map((b) => ({ ...b, detail: Object.fromEntries(Object.entries(b.detail).filter(([k]) => !(k in shared))) }));
     out.push(
       auditEvent({
         service,
@@ -110,7 +130,7 @@ export function auditBatches(service: string, key: string, at: number, events: r
         subjectKind: "batch",
         subjectId: key,
         at,
-        detail: { events: JSON.stringify(slice), count: String(slice.length) },
+        detail: { events: JSON.stringify(events), shared: JSON.stringify(shared), count: String(slice.length) },
       }),
     );
   }
@@ -121,7 +141,8 @@ export function auditBatches(service: string, key: string, at: number, events: r
 export function expandAuditEvent(e: AuditEvent): AuditEvent[] {
   if (e.action === AUDIT_BATCH_ACTION) {
     const events = JSON.parse(e.detail["events"] ?? "[]") as BatchedEvent[];
-    return events.map((b, i) => ({ ...b, eventId: `${e.eventId}#${i}`, at: e.at, service: e.service }));
+    const shared = JSON.parse(e.detail["shared"] ?? "{}") as Record<string, string>;
+    return events.map((b, i) => ({ ...b, detail: { ...shared, ...b.detail }, eventId: `${e.eventId}#${i}`, at: e.at, service: e.service }));
   }
   return [e];
 }
