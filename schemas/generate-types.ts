@@ -20,6 +20,7 @@ export const FILES: Record<string, string> = {
   FeedRecord: "feed-record.avsc",
   Rejection: "rejection.avsc",
   AuditEvent: "audit-event.avsc",
+  PartnerFeedback: "partner-feedback.avsc",
 };
 
 const PRIMITIVES: Record<string, string> = {

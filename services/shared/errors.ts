@@ -34,6 +34,12 @@ export const REASON_CODES = [
   "SEQ_GAP",
   "SEQ_REORDER",
   "CHAIN_BROKEN",
+  // partner feedback (hub side)
+  "MISSING_SIGNATURE",
+  "FEEDBACK_REPLAYED",
+  "UNKNOWN_RECORD_REF",
+  "FOREIGN_RECORD_REF",
+  "PARTNER_MISMATCH",
   // configuration and infrastructure
   "CONFIG_INVALID",
   "NOT_FOUND",

@@ -2,7 +2,15 @@
  * Synthetic records for tests and demos: random digests only, never real hash lists.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import type { Hash, Submission, FeedRecord, CanonicalRecord, Rejection, AuditEvent } from "../../services/shared/wire/records.ts";
+import type {
+  Hash,
+  Submission,
+  FeedRecord,
+  CanonicalRecord,
+  Rejection,
+  AuditEvent,
+  PartnerFeedback,
+} from "../../services/shared/wire/records.ts";
 import type { Unsigned } from "../../services/shared/wire/signing.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 
@@ -117,6 +125,24 @@ export function sampleAuditEvent(): AuditEvent {
     subjectId: randomUUID(),
     revision: 1,
     detail: { channel: "kafka" },
+  };
+}
+
+/** A FALSE_POSITIVE about a random recordRef, with a placeholder (unverifiable) signature. */
+export function samplePartnerFeedback(overrides: Partial<PartnerFeedback> = {}): PartnerFeedback {
+  return {
+    feedbackId: randomUUID(),
+    partnerId: "hotline-uk",
+    recordRef: randomHex(16),
+    kind: "FALSE_POSITIVE",
+    matchCount: null,
+    timeBucket: null,
+    reasonCode: "BENIGN_CONTENT",
+    freeText: "synthetic note",
+    sentAt: Date.now(),
+    keyId: "hotline-uk:0000000000000000",
+    signature: Buffer.alloc(64, 9),
+    ...overrides,
   };
 }
 

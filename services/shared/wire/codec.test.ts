@@ -5,6 +5,7 @@ import {
   sampleAuditEvent,
   sampleCanonicalRecord,
   sampleFeedRecord,
+  samplePartnerFeedback,
   sampleRejection,
   unsignedSubmission,
 } from "../../../test/support/fixtures.ts";
@@ -18,6 +19,7 @@ const samples: { [N in RecordName]: () => RecordOf<N> } = {
   FeedRecord: sampleFeedRecord,
   Rejection: sampleRejection,
   AuditEvent: sampleAuditEvent,
+  PartnerFeedback: samplePartnerFeedback,
 };
 
 function reasonOfThrow(fn: () => unknown): string {

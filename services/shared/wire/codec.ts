@@ -31,6 +31,7 @@ export const SCHEMA_FILES: Record<RecordName, string> = {
   FeedRecord: "feed-record.avsc",
   Rejection: "rejection.avsc",
   AuditEvent: "audit-event.avsc",
+  PartnerFeedback: "partner-feedback.avsc",
 };
 
 export const RECORD_NAMES = Object.keys(SCHEMA_FILES) as RecordName[];

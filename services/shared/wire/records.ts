@@ -184,7 +184,34 @@ export interface AuditEvent {
   detail: Record<string, string>;
 }
 
-export type RecordName = "Submission" | "CanonicalRecord" | "FeedRecord" | "Rejection" | "AuditEvent";
+export type FeedbackKind = "MATCHED" | "FALSE_POSITIVE" | "NOT_CSAM_IN_OUR_JURISDICTION";
+export const FeedbackKindValues = ["MATCHED", "FALSE_POSITIVE", "NOT_CSAM_IN_OUR_JURISDICTION"] as const;
+
+/** A partner's answer about one record it received, signed with the partner's own Ed25519 key. It names the record by the partner's recordRef (never the hub's recordId) and carries no user data. */
+export interface PartnerFeedback {
+  /** Idempotency key chosen by the partner (a UUID); the hub refuses a second record with the same one. */
+  feedbackId: string;
+  partnerId: string;
+  /** The recordRef of a feed record this partner received. */
+  recordRef: string;
+  kind: FeedbackKind;
+  /** MATCHED only: how many matches in the time bucket (at least 1). */
+  matchCount: null | number;
+  /** MATCHED only: the UTC day of the matches, YYYY-MM-DD; nothing finer. */
+  timeBucket: null | string;
+  /** FALSE_POSITIVE only: BENIGN_CONTENT, HASH_COLLISION, WRONG_CATEGORY or OTHER. */
+  reasonCode: null | string;
+  /** FALSE_POSITIVE only: a note for the grading authority, at most 1000 characters; kept at the hub, never sent to any partner. */
+  freeText: null | string;
+  /** Epoch milliseconds when the partner signed it. */
+  sentAt: number;
+  /** The partner's registered key that signed this record. */
+  keyId: string;
+  /** Ed25519 signature (64 bytes) over hashrelay/sig/v1/PartnerFeedback and the body (services/shared/wire/feedback.ts). Must stay the last field. */
+  signature: Buffer;
+}
+
+export type RecordName = "Submission" | "CanonicalRecord" | "FeedRecord" | "Rejection" | "AuditEvent" | "PartnerFeedback";
 
 export interface RecordTypes {
   Submission: Submission;
@@ -192,6 +219,7 @@ export interface RecordTypes {
   FeedRecord: FeedRecord;
   Rejection: Rejection;
   AuditEvent: AuditEvent;
+  PartnerFeedback: PartnerFeedback;
 }
 
 export type RecordOf<N extends RecordName> = RecordTypes[N];
