@@ -19,10 +19,13 @@ describe("access plan", () => {
   const of = (principal: string) => plan.filter((g) => g.principal === principal);
   const everyTopic = [names.submitted, names.rejected, names.canonical, names.audit, names.feed("hotline-uk"), names.feed("industry-x")];
 
-  it("gives a partner its own feed and consumer group, and nothing else", () => {
+  it("gives a partner its own feed, consumer group and feedback topic, and nothing else", () => {
     const grants = of("partner-hotline-uk");
-    expect(everyTopic.filter((t) => grants.some((g) => covers(g, t)))).toEqual([names.feed("hotline-uk")]);
-    expect(new Set(grants.map((g) => g.operation))).toEqual(new Set(["READ", "DESCRIBE"]));
+    const topics = [...everyTopic, names.feedback("hotline-uk"), names.feedback("industry-x")];
+    expect(topics.filter((t) => grants.some((g) => covers(g, t)))).toEqual([names.feed("hotline-uk"), names.feedback("hotline-uk")]);
+    const opsOn = (topic: string) => new Set(grants.filter((g) => covers(g, topic)).map((g) => g.operation));
+    expect(opsOn(names.feed("hotline-uk"))).toEqual(new Set(["READ", "DESCRIBE"]));
+    expect(opsOn(names.feedback("hotline-uk"))).toEqual(new Set(["WRITE", "DESCRIBE"]));
     expect(grants.filter((g) => g.resource === "group").map((g) => g.name)).toEqual([consumerGroups(ns).sink("hotline-uk")]);
     expect(partnerGrants("hotline-uk", names, ns)).toEqual(grants);
   });
@@ -47,6 +50,26 @@ describe("access plan", () => {
     expect(can("distribution", "WRITE", names.feed("a-partner-not-yet-known"))).toBe(true);
     expect(can("distribution", "WRITE", names.submitted)).toBe(false);
     expect(can("distribution", "WRITE", names.canonical)).toBe(false);
+    expect(can("distribution", "READ", names.feedback("a-partner-not-yet-known"))).toBe(true);
+    expect(can("distribution", "WRITE", names.feedback("hotline-uk"))).toBe(false);
+    expect(can("dedup", "READ", names.feedback("hotline-uk"))).toBe(false);
+  });
+
+  it("keeps feedback topics out of the feed prefix and the feed topics out of the feedback prefix", () => {
+    expect(names.feedback("x1").startsWith(names.feedPrefix)).toBe(false);
+    expect(names.feed("x1").startsWith(names.feedbackPrefix)).toBe(false);
+    const group = serviceGrants("distribution", names, ns).find((g) => g.resource === "group" && g.pattern === "prefixed");
+    expect(group?.name).toBe("t-1.hashrelay-distribution-feedback.");
+    expect(
+      consumerGroups(ns)
+        .feedback("hotline-uk")
+        .startsWith(group?.name ?? "?"),
+    ).toBe(true);
+    expect(
+      consumerGroups(ns)
+        .sink("hotline-uk")
+        .startsWith(group?.name ?? "?"),
+    ).toBe(false);
   });
 
   it("confines the distribution feed prefix to feed topics of its own namespace", () => {

@@ -37,11 +37,21 @@ export function agencyPrincipal(agencyId: string): string {
 }
 
 /** Consumer group names, namespaced like the topics so that test pipelines stay apart. */
-export function consumerGroups(namespace = ""): { dedup: string; distribution: string; sink(partnerId: string): string } {
+export function consumerGroups(namespace = ""): {
+  dedup: string;
+  distribution: string;
+  /** What every feedback consumer group starts with: distribution's prefixed group ACL. */
+  feedbackPrefix: string;
+  /** Distribution's group for one partner's feedback topic (one consumer per topic). */
+  feedback(partnerId: string): string;
+  sink(partnerId: string): string;
+} {
   const p = namespace ? `${namespace}.` : "";
   return {
     dedup: `${p}hashrelay-dedup`,
     distribution: `${p}hashrelay-distribution`,
+    feedbackPrefix: `${p}hashrelay-distribution-feedback.`,
+    feedback: (partnerId) => `${p}hashrelay-distribution-feedback.${checkedId("partner", partnerId)}`,
     sink: (partnerId) => `${p}partner-sink.${checkedId("partner", partnerId)}`,
   };
 }
@@ -61,8 +71,8 @@ function topicAccess(principal: string, name: string, ops: Operation[], pattern:
   return ops.map((operation) => ({ principal, resource: "topic", name, pattern, operation }));
 }
 
-function groupAccess(principal: string, name: string): AccessGrant {
-  return { principal: principal, resource: "group", name, pattern: "literal", operation: "READ" };
+function groupAccess(principal: string, name: string, pattern: AccessGrant["pattern"] = "literal"): AccessGrant {
+  return { principal: principal, resource: "group", name, pattern, operation: "READ" };
 }
 
 const PRODUCE: Operation[] = ["WRITE", "DESCRIBE"];
@@ -90,16 +100,23 @@ export function serviceGrants(service: HubService, names: TopicNames, namespace:
         groupAccess(principal, groups.distribution),
         // distribution creates a partner's feed topic when the partner's policy is first applied
         ...topicAccess(principal, names.feedPrefix, [...PRODUCE, "CREATE", "ALTER_CONFIGS", "DESCRIBE_CONFIGS"], "prefixed"),
+        // and reads every partner's feedback topic, which it provisions beside the feed topic
+        ...topicAccess(principal, names.feedbackPrefix, [...CONSUME, "CREATE", "ALTER_CONFIGS", "DESCRIBE_CONFIGS"], "prefixed"),
+        groupAccess(principal, groups.feedbackPrefix, "prefixed"),
         ...deadLetterAndAudit,
       ];
     }
   }
 }
 
-/** A partner reads its own feed topic through its own consumer group; nothing else. */
+/** A partner reads its own feed topic through its own consumer group and writes its own feedback topic; nothing else. */
 export function partnerGrants(partnerId: string, names: TopicNames, namespace: string): AccessGrant[] {
   const principal = partnerPrincipal(partnerId);
-  return [...topicAccess(principal, names.feed(partnerId), CONSUME), groupAccess(principal, consumerGroups(namespace).sink(partnerId))];
+  return [
+    ...topicAccess(principal, names.feed(partnerId), CONSUME),
+    groupAccess(principal, consumerGroups(namespace).sink(partnerId)),
+    ...topicAccess(principal, names.feedback(partnerId), PRODUCE),
+  ];
 }
 
 /** An agency that produces straight to Kafka (a bulk system instead of the HTTP API) may only write submissions. */

@@ -1,5 +1,6 @@
 /**
- * The key registry: which Ed25519 public keys belong to which agency (or to the hub), and when
+ * The key registry: which Ed25519 public keys belong to which agency, partner (for its feedback) or
+ * the hub, and when
  * each may be used. Trust rule (DESIGN guarantee 6): a signature counts only if its key is
  * registered to the claimed owner, not revoked, and inside its validity window.
  */
@@ -9,7 +10,7 @@ import type { Queryable } from "./postgres.ts";
 import { publicKeyFromRaw, signatureMatches } from "./wire/signing.ts";
 import type { SignedRecordName, SignedRecordOf } from "./wire/signing.ts";
 
-export type KeyOwnerKind = "agency" | "hub";
+export type KeyOwnerKind = "agency" | "hub" | "partner";
 
 export interface RegisteredKey {
   readonly keyId: string;
@@ -147,6 +148,10 @@ export class PgKeyRegistry implements KeyLookup {
     if (key.ownerKind === "agency") {
       const { rowCount } = await this.db.query("SELECT 1 FROM agencies WHERE agency_id = $1", [key.ownerId]);
       if (!rowCount) throw new SignatureError("UNKNOWN_KEY", `agency ${key.ownerId} is not registered; register it first`);
+    }
+    if (key.ownerKind === "partner") {
+      const { rowCount } = await this.db.query("SELECT 1 FROM partners WHERE partner_id = $1", [key.ownerId]);
+      if (!rowCount) throw new SignatureError("UNKNOWN_KEY", `partner ${key.ownerId} is not registered; register it first`);
     }
     await this.db.query(
       `INSERT INTO signing_keys (key_id, owner_kind, owner_id, public_key, valid_from, valid_until)

@@ -8,6 +8,10 @@ export interface TopicNames {
   /** What every feed topic's name starts with ("<ns>.feed."): the distribution ACL's prefix. */
   readonly feedPrefix: string;
   feed(partnerId: string): string;
+  /** What every partner feedback topic's name starts with ("<ns>.feedback."): distribution reads them all. */
+  readonly feedbackPrefix: string;
+  /** The topic only this partner may write its feedback to (PartnerFeedback records). */
+  feedback(partnerId: string): string;
 }
 
 const PARTNER_ID = /^[a-z0-9][a-z0-9-]{1,62}$/;
@@ -28,6 +32,11 @@ export function topicNames(namespace = ""): TopicNames {
     feed(partnerId: string): string {
       if (!PARTNER_ID.test(partnerId)) throw new Error(`invalid partner id ${JSON.stringify(partnerId)}`);
       return `${p}feed.${partnerId}.v1`; // starts with feedPrefix
+    },
+    feedbackPrefix: `${p}feedback.`,
+    feedback(partnerId: string): string {
+      if (!PARTNER_ID.test(partnerId)) throw new Error(`invalid partner id ${JSON.stringify(partnerId)}`);
+      return `${p}feedback.${partnerId}.v1`; // starts with feedbackPrefix, never with feedPrefix ("feed.")
     },
   };
 }
@@ -114,6 +123,20 @@ export function feedTopicSpec(partnerId: string, o: TopicPlanOptions, names: Top
       "min.insync.replicas": String(o.minInsyncReplicas),
       "cleanup.policy": "delete",
       "retention.ms": String(90 * DAY_MS),
+    },
+  };
+}
+
+/** A partner's feedback topic: few records, kept long enough for the hub to be down for weeks. */
+export function feedbackTopicSpec(partnerId: string, o: TopicPlanOptions, names: TopicNames = TOPICS): TopicSpec {
+  return {
+    topic: names.feedback(partnerId),
+    numPartitions: 3,
+    replicationFactor: o.replicationFactor,
+    configs: {
+      "min.insync.replicas": String(o.minInsyncReplicas),
+      "cleanup.policy": "delete",
+      "retention.ms": String(30 * DAY_MS),
     },
   };
 }

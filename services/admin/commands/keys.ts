@@ -40,7 +40,7 @@ export function addKeyCommands(program: Command): void {
   keys
     .command("generate")
     .description("make a key pair; writes the private key (mode 0600) and prints the key id and public key")
-    .requiredOption("--owner <id>", "agency id, or 'hub'")
+    .requiredOption("--owner <id>", "agency or partner id, or 'hub'")
     .requiredOption("--out <dir>", "directory for the private key file")
     .action((o: { owner: string; out: string }) => {
       const pair = generateSigningKeyPair();
@@ -55,7 +55,7 @@ export function addKeyCommands(program: Command): void {
     keys
       .command("register")
       .requiredOption("--key-id <id>")
-      .addOption(new Option("--owner-kind <kind>").choices(["agency", "hub"]).default("agency"))
+      .addOption(new Option("--owner-kind <kind>").choices(["agency", "hub", "partner"]).default("agency"))
       .requiredOption("--owner <id>")
       .requiredOption("--public-key <base64|file>")
       .option("--valid-from <iso>", "start of validity", new Date().toISOString())
