@@ -1,8 +1,10 @@
 /**
  * The partner's own CLI for its sink (`bin/hashrelay-sink`): inspect each feed partition, list the
- * sink's alerts, and resume a halted partition. It works on the partner database only
- * (PARTNER_DATABASE_URL), with no access to the hub or to Kafka; the running sink notices a resume
- * by itself (PARTNER_RESUME_POLL_MS). Semantics of `resume`: operator.ts (planResume).
+ * sink's alerts, and resume a halted partition, working on the partner database only
+ * (PARTNER_DATABASE_URL); the running sink notices a resume by itself (PARTNER_RESUME_POLL_MS).
+ * Semantics of `resume`: operator.ts (planResume). `feedback send` is the one command that reaches
+ * the hub: it signs feedback with the partner's key and produces it to the partner's feedback topic
+ * as the partner's Kafka principal (feedback.ts).
  *
  * Exit codes: 0 done; 1 error or refused; `status` exits 2 when a partition is halted.
  */
@@ -10,8 +12,15 @@ import { hostname, userInfo } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError } from "commander";
 import { z } from "zod";
-import { effectiveEnv, loadConfig } from "../shared/config.ts";
+import { commonConfigShape, effectiveEnv, kafkaConfigShape, loadConfig } from "../shared/config.ts";
 import { HashrelayError } from "../shared/errors.ts";
+import { partnerPrincipal } from "../shared/kafka-access.ts";
+import { createLogger } from "../shared/logging.ts";
+import { AvroCodec } from "../shared/wire/codec.ts";
+import { FALSE_POSITIVE_REASONS, timeBucketOf } from "../shared/wire/feedback.ts";
+import { FeedbackKindValues } from "../shared/wire/records.ts";
+import type { FeedbackKind } from "../shared/wire/records.ts";
+import { feedbackConfigShape, listSentFeedback, openFeedbackSender, sendFeedback } from "./feedback.ts";
 import { createPool, migrate } from "../shared/postgres.ts";
 import type { Pool } from "../shared/postgres.ts";
 import { formatAlerts, formatStatus, listAlerts, readStatus, resumePartition } from "./operator.ts";
@@ -83,6 +92,81 @@ async function withSinkDb<T>(work: (pool: Pool, url: string) => Promise<T>): Pro
   }
 }
 
+const feedbackCliShape = {
+  ...configShape,
+  ...kafkaConfigShape,
+  ...feedbackConfigShape,
+  TOPIC_NAMESPACE: commonConfigShape.TOPIC_NAMESPACE,
+  PARTNER_ID: z.string({ error: "not set: give this partner's id" }).regex(/^[a-z0-9][a-z0-9-]{1,62}$/),
+};
+
+/** Sends one feedback record as this partner (its key, its Kafka principal, its database). */
+async function sendFromCli(request: Parameters<typeof sendFeedback>[2]) {
+  const raw = effectiveEnv();
+  const partnerId = raw["PARTNER_ID"] ?? "";
+  const env = effectiveEnv(process.env, /^[a-z0-9][a-z0-9-]{1,62}$/.test(partnerId) ? partnerPrincipal(partnerId) : undefined);
+  const config = loadConfig("hashrelay-sink", feedbackCliShape, env);
+  const sender = await openFeedbackSender(config, new AvroCodec(), createLogger("hashrelay-sink", "warn"));
+  if (!sender) throw new HashrelayError("CONFIG_INVALID", "no feedback key: set PARTNER_FEEDBACK_KEY_ID and PARTNER_FEEDBACK_KEY_FILE");
+  try {
+    return await withSinkDb((pool) => sendFeedback(pool, sender, request));
+  } finally {
+    await sender.producer.disconnect();
+  }
+}
+
+function addFeedbackCommands(program: Command): void {
+  const feedback = program.command("feedback").description("signed feedback to the hub about records this partner received");
+  feedback
+    .command("send")
+    .description(
+      "sign a feedback record with PARTNER_FEEDBACK_KEY_FILE and send it to the hub (feedback.<partner>.v1). " +
+        "MATCHED takes --matches and --day; FALSE_POSITIVE takes --reason and optionally --text (kept at the hub, never shared)",
+    )
+    .requiredOption("--record-ref <ref>", "the recordRef of the feed record (as a lookup returns it)")
+    .requiredOption("--kind <kind>", FeedbackKindValues.join(" | "))
+    .option("--matches <n>", "MATCHED: how many matches that day", intOption("--matches", 1))
+    .option("--day <yyyy-mm-dd>", "MATCHED: the UTC day of the matches (default today)")
+    .option("--reason <code>", `FALSE_POSITIVE: ${FALSE_POSITIVE_REASONS.join(" | ")}`)
+    .option("--text <note>", "FALSE_POSITIVE: a note for the grading authority (at most 1000 characters; no user data)")
+    .option("--feedback-id <uuid>", "to retry a send: the id the first attempt printed")
+    .action(
+      async (o: {
+        recordRef: string;
+        kind: string;
+        matches?: number;
+        day?: string;
+        reason?: string;
+        text?: string;
+        feedbackId?: string;
+      }) => {
+        if (!(FeedbackKindValues as readonly string[]).includes(o.kind)) {
+          throw new InvalidArgumentError(`--kind must be one of ${FeedbackKindValues.join(", ")}`);
+        }
+        const kind = o.kind as FeedbackKind;
+        const sent = await sendFromCli({
+          recordRef: o.recordRef,
+          kind,
+          matchCount: kind === "MATCHED" ? (o.matches ?? 1) : null,
+          timeBucket: kind === "MATCHED" ? (o.day ?? timeBucketOf(Date.now())) : null,
+          reasonCode: o.reason ?? null,
+          freeText: o.text ?? null,
+          ...(o.feedbackId ? { feedbackId: o.feedbackId } : {}),
+        });
+        console.log(`${sent.status}\t${sent.feedbackId}`);
+      },
+    );
+  feedback
+    .command("list")
+    .description("feedback this partner has signed, newest first (sent_at empty: not yet in Kafka; send again with --feedback-id)")
+    .option("--limit <n>", "at most this many", intOption("--limit", 1), 50)
+    .action(async (o: { limit: number }) => {
+      for (const f of await withSinkDb((pool) => listSentFeedback(pool, o.limit))) {
+        console.log(`${f.feedbackId}\t${f.kind}\t${f.recordRef}\t${f.createdAt.toISOString()}\t${f.sentAt?.toISOString() ?? "NOT SENT"}`);
+      }
+    });
+}
+
 export function buildSinkCli(): Command {
   const program = new Command("hashrelay-sink")
     .description("inspect and resume this partner's hashrelay sink (its own database: PARTNER_DATABASE_URL)")
@@ -149,6 +233,7 @@ export function buildSinkCli(): Command {
       );
     });
 
+  addFeedbackCommands(program);
   return program;
 }
 

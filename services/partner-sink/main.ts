@@ -19,6 +19,7 @@ import { topicNames } from "../shared/topics.ts";
 import { applyFeedRound } from "./applier.ts";
 import type { SinkDeps } from "./applier.ts";
 import { bootstrapFromSnapshot } from "./bootstrap.ts";
+import { feedbackConfigShape, openFeedbackSender } from "./feedback.ts";
 import { buildLookupApi } from "./lookup-api.ts";
 import { watchForResumes } from "./resume-watch.ts";
 import { parseTrustedHubKeys } from "./verifier.ts";
@@ -50,6 +51,7 @@ export const configShape = {
   S3_ACCESS_KEY_ID: z.string().default(""),
   S3_SECRET_ACCESS_KEY: z.string().default(""),
   S3_BUCKET: z.string().default("hashrelay"),
+  ...feedbackConfigShape,
 };
 
 /**
@@ -124,10 +126,17 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     ...consumerTuning(config),
   });
   const resumePoll = watchForResumes(pool, consumer, config.PARTNER_RESUME_POLL_MS, logger);
-  const api = buildLookupApi(pool, logger);
+  const feedback = await openFeedbackSender(config, deps.codec, logger);
+  const api = buildLookupApi(pool, logger, feedback);
   const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });
   logger.info({ url, topic }, "partner sink running");
-  return { url, deps, stop: stopInOrder({ timers: [resumePoll], intake: [() => api.close(), () => consumer.disconnect()], pool }) };
+  const stop = stopInOrder({
+    timers: [resumePoll],
+    intake: [() => api.close(), () => consumer.disconnect()],
+    kafka: feedback ? [feedback.producer] : [],
+    pool,
+  });
+  return { url, deps, stop };
 }
 
 /** The hub creates the feed topic when the partner's policy is first applied; waits for it. */
