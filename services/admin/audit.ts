@@ -87,6 +87,7 @@ export function policySet(actor: string, policy: PartnerPolicy, approvedBy?: str
       withheldFieldsGranted: flagged.join(","),
       delivery: policy.delivery,
       feedPartitions: String(policy.feedPartitions),
+      withholdUnderReview: String(policy.withholdUnderReview === true),
       ...(approvedBy ? { approvedBy } : {}),
     },
   });

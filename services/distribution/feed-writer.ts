@@ -21,7 +21,7 @@ import type { Unsigned } from "../shared/wire/signing.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { Disclosure } from "./audit.ts";
 import type { Delivery, FeedChange, PartnerPolicy } from "./policy.ts";
-import { appendFeedLog, enqueueFeedRecords, lockChainHeads, storeChainHeads } from "./store.ts";
+import { appendFeedLog, enqueueFeedRecords, lockChainHeads, recordDisclosedRefs, storeChainHeads } from "./store.ts";
 
 export interface HubSigner {
   readonly keyId: string;
@@ -58,6 +58,8 @@ export class FeedWriter {
   private readonly outbox: { topic: string; key: string; value: Buffer; partition: number }[] = [];
   private readonly log: { partnerId: string; partition: number; seq: number; body: Buffer }[] = [];
   private readonly planned: Planned[] = [];
+  /** partner|recordRef -> recordId of every UPSERT: feedback names records by these refs (disclosed_refs). */
+  private readonly refs = new Map<string, { partnerId: string; recordRef: string; recordId: string }>();
   /** Every record issued in this transaction, with the hub record it discloses (for audit.ts); filled by flush(). */
   readonly issued: Disclosure[] = [];
 
@@ -136,6 +138,8 @@ export class FeedWriter {
     );
     await enqueueFeedRecords(this.client, this.outbox);
     await appendFeedLog(this.client, this.log);
+    await recordDisclosedRefs(this.client, [...this.refs.values()]);
+    this.refs.clear();
   }
 
   /** Signs what the signing mode asks for, encodes every planned record and queues it by delivery. */
@@ -152,6 +156,8 @@ export class FeedWriter {
           : { ...r, signature: Buffer.alloc(0) };
       const bytes = this.codec.encode("FeedRecord", record);
       this.issued.push({ record, recordId: p.recordId, delivery: p.delivery });
+      if (r.op === "UPSERT")
+        this.refs.set(`${r.partnerId}|${r.recordRef}`, { partnerId: r.partnerId, recordRef: r.recordRef, recordId: p.recordId });
       if (p.delivery !== "s3") this.outbox.push({ topic: this.topics.feed(r.partnerId), key: p.key, value: bytes, partition: r.partition });
       if (p.delivery !== "kafka") this.log.push({ partnerId: r.partnerId, partition: r.partition, seq: r.seq, body: bytes });
     }

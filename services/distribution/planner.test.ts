@@ -227,3 +227,51 @@ describe("planner", () => {
     expect(() => planRecord(ledger, sampleCanonicalRecord(), policies)).toThrow(/not loaded/);
   });
 });
+
+describe("records under review", () => {
+  const withholding = hotlinePolicy("hotline", { withholdUnderReview: true });
+  const keeping = industryPolicy("industry");
+  const both = [withholding, keeping];
+  const changesOf = (plans: ReturnType<typeof planRecord>, partnerId: string) =>
+    plans.find((p) => p.policy.partnerId === partnerId)?.changes.map((c) => `${c.op} ${c.entry.alg}`) ?? [];
+
+  it("a review withdraws the record from partners that withhold under review, and the decision restores it", () => {
+    const ledger = new FeedLedger(true);
+    const id = randomUUID();
+    const record = canonical(id, 1, [md5()], 1);
+    planRecord(ledger, record, both);
+    ledger.setReview(id, true);
+    const opened = planRecord(ledger, record, both);
+    expect(changesOf(opened, "hotline")).toEqual(["REMOVE md5"]);
+    expect(changesOf(opened, "industry")).toEqual([]);
+    // Revisions during the review reach only the partner that keeps receiving it.
+    const regraded = canonical(id, 2, record.hashes, 2, { classification: { uk: "B", ics: "B1" } });
+    const during = planRecord(ledger, regraded, both);
+    expect(changesOf(during, "hotline")).toEqual([]);
+    expect(changesOf(during, "industry")).toEqual(["UPSERT md5"]);
+    ledger.setReview(id, false);
+    const decided = planRecord(ledger, regraded, both);
+    expect(changesOf(decided, "hotline")).toEqual(["UPSERT md5"]);
+    expect(decided.find((p) => p.policy.partnerId === "hotline")?.changes[0]?.entry.category).toBe("B");
+    expect(changesOf(decided, "industry")).toEqual([]);
+  });
+
+  it("a record withdrawn while under review is not sent again when the review closes", () => {
+    const ledger = new FeedLedger(true);
+    const id = randomUUID();
+    const record = canonical(id, 1, [md5()], 1);
+    planRecord(ledger, record, both);
+    ledger.setReview(id, true);
+    planRecord(ledger, record, both);
+    const retracted = canonical(id, 2, record.hashes, 2, { deleted: true });
+    expect(changesOf(planRecord(ledger, retracted, both), "industry")).toEqual(["REMOVE md5"]);
+    ledger.setReview(id, false);
+    const decided = planRecord(ledger, retracted, both);
+    expect(decided.every((p) => p.changes.length === 0)).toBe(true);
+  });
+
+  it("an unloaded review state is a bug, not 'no review'", () => {
+    const ledger = new FeedLedger(false);
+    expect(() => ledger.underReview(randomUUID())).toThrow(/review of .* not loaded/);
+  });
+});

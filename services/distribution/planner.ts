@@ -25,6 +25,11 @@
  * Whenever a record's revision is applied, every hash it claimed, claims now or owns in a feed is
  * planned again, so each feed always equals that rule over the revisions applied so far, in
  * whatever order they came.
+ *
+ * One exception to that rule: a governing record under an open review (a partner reported it as a
+ * false positive; record_reviews) entitles no partner whose policy withholds under review. Opening
+ * and deciding a review re-plan the record like a revision does, so those partners get a REMOVE
+ * and, once the grading authority decides, whatever the record's latest revision implies.
  */
 import type { CanonicalRecord } from "../shared/wire/records.ts";
 import { distributableHashes, entitlement, feedEntryFor, sameFeedEntry } from "./policy.ts";
@@ -81,6 +86,8 @@ export class FeedLedger {
   private readonly storedEntries = new Map<string, FeedEntry | null>();
   /** partner|recordId -> hashes the record owns in that feed. */
   private readonly storedOwned = new Map<string, Set<HashKey>>();
+  /** recordId -> under an open review (loaded per record; changed when this transaction opens or closes one). */
+  private readonly reviews = new Map<string, boolean>();
 
   /** recordId -> claims, for records whose claims this transaction replaced. */
   readonly changedClaims = new Map<string, Set<HashKey>>();
@@ -108,6 +115,17 @@ export class FeedLedger {
   }
   hasOwned(partnerId: string, recordId: string): boolean {
     return this.storedOwned.has(`${partnerId}|${recordId}`);
+  }
+  hasReview(recordId: string): boolean {
+    return this.reviews.has(recordId);
+  }
+  /** Whether a record is under an open review, as loaded, or as this transaction leaves it. */
+  setReview(recordId: string, open: boolean): void {
+    this.reviews.set(recordId, open);
+  }
+  /** Every record whose body is known, for loading what else planning reads about them. */
+  knownRecordIds(): string[] {
+    return [...this.records.keys()];
   }
   /** A stored body; never replaces a newer revision. */
   addRecord(record: CanonicalRecord): void {
@@ -143,6 +161,10 @@ export class FeedLedger {
   /** The latest revision known of a record, if any. */
   knownRecord(recordId: string): CanonicalRecord | undefined {
     return this.records.get(recordId);
+  }
+
+  underReview(recordId: string): boolean {
+    return this.reviews.get(recordId) ?? (this.complete ? false : this.missing(`review of ${recordId}`));
   }
 
   record(recordId: string): CanonicalRecord {
@@ -241,10 +263,14 @@ export function awaitingSurvivor(ledger: FeedLedger, owner: CanonicalRecord | un
   return !survivor || survivor.updatedAt < owner.updatedAt;
 }
 
+/** Whether the partner is kept from a record for now: it is under an open review and the policy withholds such records. */
+export const withheldUnderReview = (ledger: FeedLedger, policy: PartnerPolicy, record: CanonicalRecord): boolean =>
+  policy.withholdUnderReview === true && ledger.underReview(record.recordId);
+
 /** The change (if any) that brings one partner's entry for one hash in line with its governing record. */
 export function planHash(ledger: FeedLedger, policy: PartnerPolicy, hash: HashKey): FeedChange | null {
   const governor = governingRecord(ledger, hash);
-  const want = governor ? feedEntryFor(governor, policy, hash) : null;
+  const want = governor && !withheldUnderReview(ledger, policy, governor) ? feedEntryFor(governor, policy, hash) : null;
   const have = ledger.entry(policy.partnerId, hash);
   if (want) return have && sameFeedEntry(have, want) ? null : { op: "UPSERT", entry: want };
   if (!have) return null;

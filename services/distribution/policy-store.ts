@@ -17,6 +17,7 @@ interface PolicyRow {
   delivery: Delivery;
   feed_partitions: number;
   version: number;
+  withhold_under_review: boolean;
 }
 
 const toPolicy = (r: PolicyRow): PartnerPolicy => ({
@@ -29,6 +30,7 @@ const toPolicy = (r: PolicyRow): PartnerPolicy => ({
   delivery: r.delivery,
   feedPartitions: r.feed_partitions,
   version: r.version,
+  withholdUnderReview: r.withhold_under_review,
 });
 
 /** The policies distribution acts on: every partner's but the suspended ones. */
@@ -100,13 +102,25 @@ export async function setPolicy(db: Queryable, p: Omit<PartnerPolicy, "version">
   check("extra field", p.extraFields, EXTRA_FIELDS);
   check("grading status", [p.minGradingStatus], GradingStatusValues);
   const { rows } = await db.query<{ version: number }>(
-    `INSERT INTO partner_policies (partner_id, categories, min_grading_status, algorithms, scheme, extra_fields, delivery, feed_partitions)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    `INSERT INTO partner_policies (partner_id, categories, min_grading_status, algorithms, scheme, extra_fields, delivery, feed_partitions,
+                                   withhold_under_review)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
      ON CONFLICT (partner_id) DO UPDATE SET categories = EXCLUDED.categories, min_grading_status = EXCLUDED.min_grading_status,
        algorithms = EXCLUDED.algorithms, scheme = EXCLUDED.scheme, extra_fields = EXCLUDED.extra_fields,
-       delivery = EXCLUDED.delivery, version = partner_policies.version + 1, updated_at = now()
+       delivery = EXCLUDED.delivery, withhold_under_review = EXCLUDED.withhold_under_review,
+       version = partner_policies.version + 1, updated_at = now()
      RETURNING version`,
-    [p.partnerId, p.categories, p.minGradingStatus, p.algorithms, p.scheme, p.extraFields, p.delivery, p.feedPartitions],
+    [
+      p.partnerId,
+      p.categories,
+      p.minGradingStatus,
+      p.algorithms,
+      p.scheme,
+      p.extraFields,
+      p.delivery,
+      p.feedPartitions,
+      p.withholdUnderReview ?? false,
+    ],
   );
   return (rows[0] as { version: number }).version;
 }

@@ -54,6 +54,8 @@ export interface PartnerPolicy {
   readonly delivery: Delivery;
   readonly feedPartitions: number;
   readonly version: number;
+  /** Stop sending a record while a false-positive report about it is under review (absent: keep sending). */
+  readonly withholdUnderReview?: boolean;
 }
 
 const STATUS_RANK: Record<GradingStatus, number> = { disputed: 0, indicative: 1, confirmed: 2 };

@@ -73,6 +73,19 @@ export async function loadLedger(
   await loadBodies(tx, codec, ledger, [...new Set([...[...touched].flatMap((h) => ledger.claimants(h)), ...holders])]);
   const mergedInto = [...records.map((r) => r.mergedInto), ...holders.map((id) => ledger.knownRecord(id)?.mergedInto)];
   await loadBodies(tx, codec, ledger, [...new Set(mergedInto.filter((id): id is string => Boolean(id)))]);
+  await loadReviews(tx, ledger, [...planned, ...ledger.knownRecordIds()]);
+}
+
+/** Which of these records are under an open review (planner.withheldUnderReview). */
+async function loadReviews(tx: PoolClient, ledger: FeedLedger, recordIds: readonly string[]): Promise<void> {
+  const unknown = [...new Set(recordIds)].filter((id) => !ledger.hasReview(id));
+  if (!unknown.length) return;
+  const { rows } = await tx.query<{ record_id: string }>(
+    "SELECT record_id FROM record_reviews WHERE state = 'open' AND record_id = ANY($1::uuid[])",
+    [unknown],
+  );
+  const open = new Set(rows.map((r) => r.record_id));
+  for (const id of unknown) ledger.setReview(id, open.has(id));
 }
 
 /** The records merged into each of these survivors. */
@@ -283,6 +296,19 @@ export async function enqueueFeedRecords(
     `INSERT INTO feed_outbox (topic, message_key, message_value, message_partition)
      SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[])`,
     [messages.map((m) => m.topic), messages.map((m) => m.key), messages.map((m) => m.value), messages.map((m) => m.partition)],
+  );
+}
+
+/** The recordRefs issued to partners (feedback names a record by the ref its partner received); known ones are kept. */
+export async function recordDisclosedRefs(
+  tx: PoolClient,
+  refs: readonly { partnerId: string; recordRef: string; recordId: string }[],
+): Promise<void> {
+  if (!refs.length) return;
+  await tx.query(
+    `INSERT INTO disclosed_refs (partner_id, record_ref, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+     ON CONFLICT DO NOTHING`,
+    [refs.map((r) => r.partnerId), refs.map((r) => r.recordRef), refs.map((r) => r.recordId)],
   );
 }
 

@@ -28,6 +28,7 @@ interface SetOptions extends AuditOptions {
   delivery: Delivery;
   partitions: string;
   approvedBy?: string;
+  withholdUnderReview?: boolean;
 }
 
 function splitList(v: string): string[] {
@@ -68,6 +69,7 @@ function policyFromOptions(o: SetOptions): Omit<PartnerPolicy, "version"> {
     extraFields: splitList(o.extra) as ExtraField[],
     delivery: o.delivery,
     feedPartitions: Number(o.partitions),
+    withholdUnderReview: o.withholdUnderReview === true,
   };
 }
 
@@ -75,7 +77,8 @@ function formatPolicy({ policy: p, suspension }: PolicyListing): string {
   const state = suspension ? `SUSPENDED since ${suspension.at.toISOString()}: ${suspension.reason}` : "active";
   return (
     `${p.partnerId}\tv${p.version}\t${p.scheme}\t${p.categories.join(",")}\t>=${p.minGradingStatus}\t` +
-    `${p.algorithms.join(",")}\t${p.delivery}\textra=${p.extraFields.join(",") || "-"}\t${state}`
+    `${p.algorithms.join(",")}\t${p.delivery}\textra=${p.extraFields.join(",") || "-"}\t` +
+    `${p.withholdUnderReview ? "withholds-under-review" : "keeps-under-review"}\t${state}`
   );
 }
 
@@ -94,7 +97,8 @@ function addSetCommand(policies: Command): void {
       .option("--extra <list>", "extra fields granted (newly granting a law-enforcement-only one, or agencies, needs --approved-by)", "")
       .option("--approved-by <name>", "the second person approving newly granted law-enforcement-only extras (not the --actor)")
       .addOption(new Option("--delivery <delivery>").choices(["kafka", "s3", "both"]).default("kafka"))
-      .option("--partitions <n>", "feed partitions (fixed once the feed exists)", "3"),
+      .option("--partitions <n>", "feed partitions (fixed once the feed exists)", "3")
+      .option("--withhold-under-review", "stop sending a record while a partner's false-positive report about it is under review", false),
   ).action(async (o: SetOptions) => {
     const { actor, topics } = auditTarget(o);
     const approvedBy = o.approvedBy?.trim();
