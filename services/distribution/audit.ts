@@ -33,7 +33,22 @@ export interface Disclosure {
 }
 
 /** Why records were issued: a canonical revision arrived, or a partner's policy was (re)applied. */
-export type DisclosureCause = { readonly kind: "canonical" } | { readonly kind: "policy"; readonly version: number };
+export type DisclosureCause =
+  | { readonly kind: "canonical" }
+  | { readonly kind: "policy"; readonly version: number }
+  /** A review opened on a partner's false-positive report, or an operator's decision on it. */
+  | { readonly kind: "review"; readonly state: "open" | "upheld" | "accepted" };
+
+function causeText(cause: DisclosureCause): string {
+  switch (cause.kind) {
+    case "canonical":
+      return "canonical";
+    case "policy":
+      return `policy v${cause.version}`;
+    case "review":
+      return `review ${cause.state}`;
+  }
+}
 
 /** One disclosure, as the event operators read back (expandAuditEvent). */
 export function disclosureEvent(d: Disclosure, cause: DisclosureCause): AuditEventInput {
@@ -53,7 +68,7 @@ export function disclosureEvent(d: Disclosure, cause: DisclosureCause): AuditEve
       alg: r.alg,
       delivery: d.delivery,
       keyId: r.keyId,
-      cause: cause.kind === "canonical" ? "canonical" : `policy v${cause.version}`,
+      cause: causeText(cause),
       ...(r.category !== null ? { category: r.category } : {}),
       // The names of the extra fields disclosed (their values stay out of the audit log).
       ...(extraFields.length ? { extraFields: extraFields.join(",") } : {}),

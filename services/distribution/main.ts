@@ -15,7 +15,10 @@ import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { LOCAL_TOPIC_PLAN, topicNames } from "../shared/topics.ts";
+import { PgKeyRegistry } from "../shared/key-registry.ts";
 import { feedExportDeps, s3Exports, scheduleExports } from "./export-schedule.ts";
+import { feedbackConsumers } from "./feedback-consumers.ts";
+import { applyReviewDecisions } from "./feedback-processor.ts";
 import type { ExportNow } from "./export-schedule.ts";
 import { loadHubSigner } from "./hub-signer.ts";
 import { feedTopicPlan, policyRefresh, schedulePolicyRefresh } from "./policy-refresh.ts";
@@ -56,8 +59,10 @@ export type DistributionConfigInput = z.input<z.ZodObject<typeof configShape>>;
 
 export interface RunningDistribution {
   readonly deps: DistributionDeps;
-  /** Re-reads policies and reconciles partners whose policy changed. */
+  /** Re-reads policies, reconciles partners whose policy changed, and starts their feedback consumers. */
   refreshPolicies(): Promise<void>;
+  /** Re-plans records whose review an operator decided; returns how many. */
+  applyReviewDecisions(): Promise<number>;
   /** Writes deltas (and snapshots when asked) for S3-delivery partners now. */
   exportNow: ExportNow;
   stop(): Promise<void>;
@@ -110,7 +115,28 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   });
   const producer = await connectedProducer(kafka);
   const relay = new OutboxRelay({ pool, producer, logger, lockId: DISTRIBUTION_RELAY_LOCK, table: "feed_outbox", partitioned: true });
-  await policies.refresh();
+  const feedback = feedbackConsumers({
+    kafka,
+    admin,
+    deps: { ...deps, keys: new PgKeyRegistry(pool) },
+    namespace: config.TOPIC_NAMESPACE,
+    topicPlan: feedPlan,
+    afterCommit: () => relay.notify(),
+    tuning: { maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES, sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS },
+  });
+  const refreshPolicies = async (): Promise<void> => {
+    await policies.refresh();
+    await feedback.ensure(policies.current().map((p) => p.partnerId));
+  };
+  const applyDecisions = async (): Promise<number> => {
+    const applied = await applyReviewDecisions(deps);
+    if (applied) {
+      logger.info({ applied }, "review decisions applied to partner feeds");
+      relay.notify();
+    }
+    return applied;
+  };
+  await refreshPolicies();
   relay.start();
   const consumer = await startExactlyOnceConsumer({
     kafka,
@@ -130,15 +156,22 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     ...consumerTuning(config),
   });
   const timers = [
-    schedulePolicyRefresh(policies.refresh, config.DISTRIBUTION_POLICY_REFRESH_MS, logger),
+    schedulePolicyRefresh(
+      async () => {
+        await refreshPolicies();
+        await applyDecisions();
+      },
+      config.DISTRIBUTION_POLICY_REFRESH_MS,
+      logger,
+    ),
     scheduleExports(exportNow, config.DISTRIBUTION_EXPORT_INTERVAL_MS, logger),
   ];
   logger.info(
     { partners: policies.current().map((p) => p.partnerId), feedSigning: config.DISTRIBUTION_FEED_SIGNING },
     "distribution running",
   );
-  const stop = stopInOrder({ timers, intake: [() => consumer.disconnect()], relay, kafka: [producer, admin], pool });
-  return { deps, refreshPolicies: policies.refresh, exportNow, stop };
+  const stop = stopInOrder({ timers, intake: [() => consumer.disconnect(), () => feedback.stop()], relay, kafka: [producer, admin], pool });
+  return { deps, refreshPolicies, applyReviewDecisions: applyDecisions, exportNow, stop };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
