@@ -268,3 +268,22 @@ export async function writeAuditEvent(
     throw new AuditNotWrittenError(message.topic, event, err);
   }
 }
+
+/** A grading authority's decision on a false-positive review, recorded by an operator (the note stays in the hub database). */
+export function reviewDecided(
+  actor: string,
+  recordId: string,
+  decision: "upheld" | "accepted",
+  authority: string,
+  revision: number,
+): AuditEvent {
+  return auditEvent({
+    service: SERVICE,
+    actor,
+    action: "review.decided",
+    subjectKind: "record",
+    subjectId: recordId,
+    revision,
+    detail: { decision, authority },
+  });
+}

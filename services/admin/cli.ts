@@ -30,6 +30,7 @@ import { addKeyCommands } from "./commands/keys.ts";
 import { addMigrateCommand } from "./commands/migrate.ts";
 import { addPartnerCommands } from "./commands/partners.ts";
 import { addPolicyCommands } from "./commands/policies.ts";
+import { addReviewCommands } from "./commands/review.ts";
 import { addTopicsCommand } from "./commands/topics.ts";
 
 /** The operator's Kafka client: the hub admin principal (KAFKA_SASL_*, or the local stack's hashrelay-admin). */
@@ -153,6 +154,7 @@ export function buildCli(): Command {
   addKeyCommands(program);
   addDlqCommands(program);
   addAuditCommands(program);
+  addReviewCommands(program);
   return program;
 }
 
