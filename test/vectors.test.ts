@@ -39,7 +39,16 @@ import {
   SubmissionOpValues,
   UkCategoryValues,
 } from "../services/shared/wire/records.ts";
-import type { FeedRecord, Submission } from "../services/shared/wire/records.ts";
+import type { FeedRecord, PartnerFeedback, Submission } from "../services/shared/wire/records.ts";
+import {
+  FALSE_POSITIVE_REASONS,
+  feedbackSignatureMatches,
+  feedbackSigningBytes,
+  signFeedback,
+  validateFeedback,
+} from "../services/shared/wire/feedback.ts";
+import { verifyFeedback } from "../services/distribution/feedback.ts";
+import { StaticKeyLookup } from "../services/shared/key-registry.ts";
 import { deriveKeyId, rawPublicKey, signRecord, signatureMatches, signingBytes } from "../services/shared/wire/signing.ts";
 import type { Unsigned } from "../services/shared/wire/signing.ts";
 
@@ -130,6 +139,16 @@ interface ManifestVector {
   latestSnapshotFile?: string;
 }
 const mv = vector<{ snapshot: ManifestVector; delta: ManifestVector }>("snapshot-manifest.json");
+
+interface FeedbackVector {
+  record: Omit<PartnerFeedback, "signature"> & { signatureBase64: string };
+  signedBytesHex: string;
+  signatureHex: string;
+  singleObjectHex: string;
+}
+const pfv = vector<{ partnerKey: KeyVector; domainTag: string; writerFingerprintHex: string; records: FeedbackVector[] }>(
+  "partner-feedback.json",
+);
 
 /** Read when a test asks, so a missing doc fails that test and not the whole file. */
 const docs = {
@@ -445,6 +464,54 @@ describe("test vectors: S3 snapshot and delta manifests", () => {
   });
 });
 
+describe("test vectors: PartnerFeedback", () => {
+  const writer = codec.schema("PartnerFeedback");
+  const partnerKey = privateKeyOf(pfv.partnerKey);
+  const publicKey = rawPublicKey(partnerKey);
+  const registry = new StaticKeyLookup([
+    {
+      keyId: pfv.partnerKey.keyId,
+      ownerKind: "partner",
+      ownerId: pfv.partnerKey.ownerId,
+      publicKey,
+      validFrom: new Date("2026-01-01T00:00:00Z"),
+      validUntil: null,
+      revokedAt: null,
+    },
+  ]);
+
+  it("derives the partner key and key id from the seed, and names the feed vector's recordRef", () => {
+    expect(publicKey.toString("hex")).toBe(pfv.partnerKey.publicKeyHex);
+    expect(deriveKeyId(pfv.partnerKey.ownerId, publicKey)).toBe(pfv.partnerKey.keyId);
+    expect(pfv.partnerKey.ownerId).toBe(fv.partnerId);
+    for (const v of pfv.records) expect(v.record.recordRef).toBe(fv.recordRef.value);
+  });
+
+  for (const v of pfv.records) {
+    it(`${v.record.kind}: has the signed bytes, signature and single-object bytes the code produces, and the hub accepts it`, async () => {
+      expect(writer.fingerprint).toBe(pfv.writerFingerprintHex);
+      const { signatureBase64, ...unsigned } = v.record;
+      expect(() => validateFeedback(unsigned)).not.toThrow();
+      const signed = feedbackSigningBytes(writer.type, unsigned);
+      expect(hex(signed)).toBe(v.signedBytesHex);
+      expect(signed.subarray(0, pfv.domainTag.length).toString("utf8")).toBe(pfv.domainTag);
+      const record = signFeedback(writer.type, unsigned, partnerKey);
+      expect(hex(record.signature)).toBe(v.signatureHex);
+      expect(record.signature.toString("base64")).toBe(signatureBase64);
+      expect(feedbackSignatureMatches(writer.type, record, createPublicKeyOf(pfv.partnerKey))).toBe(true);
+      const encoded = codec.encode("PartnerFeedback", record);
+      expect(hex(encoded)).toBe(v.singleObjectHex);
+      const body = encoded.subarray(10, encoded.length - 66);
+      expect(hex(Buffer.concat([Buffer.from(pfv.domainTag), body]))).toBe(v.signedBytesHex);
+      const verified = await verifyFeedback(codec, encoded, pfv.partnerKey.ownerId, registry, new Date(unsigned.sentAt + 60_000));
+      expect(verified).toEqual(record);
+      await expect(verifyFeedback(codec, encoded, "another-partner", registry, new Date(unsigned.sentAt))).rejects.toMatchObject({
+        reason: "PARTNER_MISMATCH",
+      });
+    });
+  }
+});
+
 describe("docs quote the vectors and the code's rules", () => {
   it("docs/forces.md quotes the submission and request vectors and prints the JSON Schema served at /openapi.json", () => {
     for (const value of [
@@ -476,6 +543,18 @@ describe("docs quote the vectors and the code's rules", () => {
       mv.delta.signatureBase64,
       keys.hub.seedHex,
       keys.hub.hubPublicKeysEntry as string,
+    ]) {
+      expect(docs.partners).toContain(value);
+    }
+  });
+
+  it("docs/partners.md quotes the feedback vectors and the false-positive reasons", () => {
+    for (const value of [
+      pfv.partnerKey.seedHex,
+      pfv.partnerKey.publicKeyBase64,
+      pfv.writerFingerprintHex,
+      ...pfv.records.flatMap((r) => [r.signedBytesHex, r.record.signatureBase64]),
+      ...FALSE_POSITIVE_REASONS,
     ]) {
       expect(docs.partners).toContain(value);
     }

@@ -28,6 +28,8 @@ import { GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../../service
 import type { Pool } from "../../services/shared/postgres.ts";
 import type { FeedRecord, Submission } from "../../services/shared/wire/records.ts";
 import { deriveKeyId, rawPublicKey, signRecord, signingBytes } from "../../services/shared/wire/signing.ts";
+import { FEEDBACK_SIGNING_DOMAIN, feedbackSigningBytes, signFeedback } from "../../services/shared/wire/feedback.ts";
+import type { UnsignedFeedback } from "../../services/shared/wire/feedback.ts";
 import type { Unsigned } from "../../services/shared/wire/signing.ts";
 
 const OUT = fileURLToPath(new URL("./", import.meta.url));
@@ -349,3 +351,63 @@ write("snapshot-manifest.json", {
 function linesOf(object: Buffer): string[] {
   return gunzipSync(object).toString("utf8").split("\n").filter(Boolean);
 }
+
+// ---- partner feedback -----------------------------------------------------------------------
+
+const partnerSeed = seedOf("partner key");
+const partnerKey = keyFromSeed(partnerSeed);
+const partnerPublic = rawPublicKey(partnerKey);
+const partnerKeyId = deriveKeyId(PARTNER_ID, partnerPublic);
+const feedbackWriter = codec.schema("PartnerFeedback");
+const feedbackRef = recordRef(PSEUDONYM_SECRET, PARTNER_ID, RECORD_ID);
+const feedbackVectors = (
+  [
+    {
+      feedbackId: "00000000-0000-4000-8000-00000000f001",
+      kind: "MATCHED",
+      matchCount: 3,
+      timeBucket: "2026-01-02",
+      reasonCode: null,
+      freeText: null,
+    },
+    {
+      feedbackId: "00000000-0000-4000-8000-00000000f002",
+      kind: "FALSE_POSITIVE",
+      matchCount: null,
+      timeBucket: null,
+      reasonCode: "BENIGN_CONTENT",
+      freeText: "synthetic note: a benign picture",
+    },
+  ] as const
+).map((v) => {
+  const unsigned: UnsignedFeedback = {
+    ...v,
+    partnerId: PARTNER_ID,
+    recordRef: feedbackRef,
+    sentAt: Date.UTC(2026, 0, 2, 18, 0, 0),
+    keyId: partnerKeyId,
+  };
+  const signed = signFeedback(feedbackWriter.type, unsigned, partnerKey);
+  return {
+    record: { ...unsigned, signatureBase64: b64(signed.signature) },
+    signedBytesHex: hex(feedbackSigningBytes(feedbackWriter.type, unsigned)),
+    signatureHex: hex(signed.signature),
+    singleObjectHex: hex(codec.encode("PartnerFeedback", signed)),
+  };
+});
+
+write("partner-feedback.json", {
+  description:
+    "PartnerFeedback records signed by the synthetic partner key below (SYNTHETIC, TEST-ONLY: its private half is public), " +
+    "about the recordRef of feed-records.json.",
+  partnerKey: {
+    ownerId: PARTNER_ID,
+    keyId: partnerKeyId,
+    seedHex: partnerSeed.toString("hex"),
+    publicKeyHex: partnerPublic.toString("hex"),
+    publicKeyBase64: partnerPublic.toString("base64"),
+  },
+  domainTag: FEEDBACK_SIGNING_DOMAIN,
+  writerFingerprintHex: feedbackWriter.fingerprint,
+  records: feedbackVectors,
+});
