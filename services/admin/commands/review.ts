@@ -26,7 +26,8 @@ export function addReviewCommands(program: Command): void {
     .action(async (o: { state?: ReviewState }) => {
       await migrateDistribution();
       for (const r of await withDb((db) => listReviews(db, o.state))) {
-        const decided = r.decidedAt ? `${r.decidedBy} ${r.decidedAt.toISOString()} ${r.appliedAt ? "applied" : "not yet applied"}` : "-";
+        const applied = r.appliedAt ? `applied ${r.appliedAt.toISOString()}` : "awaiting distribution";
+        const decided = r.decidedAt ? `by ${r.decidedBy} ${r.decidedAt.toISOString()}, ${applied}` : "-";
         console.log(
           `${r.recordId}\t${r.state}\topened ${r.openedAt.toISOString()}\trev ${r.openedRevision}->${r.currentRevision}\t` +
             `${r.reports} report(s)\t${decided}`,
