@@ -230,7 +230,8 @@ describe("partners", () => {
     const operator = kafkaAs("test-access-revoke").admin();
     await operator.connect();
     try {
-      expect(await revokePrincipalAccess(operator, principal)).toBe(2 * 1 + 1); // READ+DESCRIBE on the feed, READ on the group
+      // READ+DESCRIBE on the feed, READ on the group, WRITE+DESCRIBE on its feedback topic
+      expect(await revokePrincipalAccess(operator, principal)).toBe(5);
     } finally {
       await operator.disconnect();
     }
@@ -316,12 +317,18 @@ describe("operator CLI", () => {
 
       expect(await cli(["access", "apply", "--namespace", ns], env)).toMatch(/\d+ grants applied/);
       expect(await aclsOf(partnerPrincipal(partnerId))).toEqual(
-        [`${ns}.feed.${partnerId}.v1 DESCRIBE`, `${ns}.feed.${partnerId}.v1 READ`, `${ns}.partner-sink.${partnerId} READ`].sort(),
+        [
+          `${ns}.feed.${partnerId}.v1 DESCRIBE`,
+          `${ns}.feed.${partnerId}.v1 READ`,
+          `${ns}.partner-sink.${partnerId} READ`,
+          `${ns}.feedback.${partnerId}.v1 DESCRIBE`,
+          `${ns}.feedback.${partnerId}.v1 WRITE`,
+        ].sort(),
       );
       expect(await aclsOf("hashrelay-dedup")).toContain(`${ns}.hashes.submitted.v1 READ`);
 
       expect(await cli(["access", "revoke", "--partner", partnerId, "--namespace", ns, "--actor", "alice"], env)).toContain(
-        `3 ACLs of partner-${partnerId} removed`,
+        `5 ACLs of partner-${partnerId} removed`,
       );
       expect(await aclsOf(partnerPrincipal(partnerId))).toEqual([]);
 
@@ -339,7 +346,7 @@ describe("operator CLI", () => {
         actor: "alice",
         subjectKind: "principal",
         subjectId: partnerPrincipal(partnerId),
-        detail: { aclsRemoved: "3" },
+        detail: { aclsRemoved: "5" },
       });
     } finally {
       await db.drop();
