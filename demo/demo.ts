@@ -2,8 +2,9 @@
  * `make demo`: the main job end to end on the local stack. Registers synthetic agencies and
  * partners, provisions the namespace's topics and ACLs, starts every service as its own process
  * and its own Kafka principal, pushes a synthetic workload through HTTP and an S3 bulk import
- * (VICS file via the force CLI), waits for it to propagate, and prints what reached each partner,
- * the rejections by reason, and end-to-end latency.
+ * (VICS file via the force CLI), waits for it to propagate, has the partners answer back with
+ * signed feedback and the grading authority resolve their false-positive reports (feedback.ts), and
+ * prints what reached each partner, the rejections by reason, the review outcomes and end-to-end latency.
  * Each step is a function below, run in order by main; the hub's set-up is in setup.ts, the
  * service processes in services.ts, the closing summary in summary.ts.
  */
@@ -28,12 +29,18 @@ import { IMAGES, env, info, names, namespace, need, pseudonymSecret, stamp, step
 import { children, serviceEnv, startService, stopServices } from "./services.ts";
 import { createDatabases, provisionKafka, registerAgencies, registerPartners } from "./setup.ts";
 import type { Databases, Keys } from "./setup.ts";
+import { FEEDBACK_PARTNERS, feedbackLoop, registerFeedbackKeys } from "./feedback.ts";
+import type { FeedbackKey } from "./feedback.ts";
 import { printSummary } from "./summary.ts";
 import { overlappingSubmissions, sign, syntheticImages, syntheticVicsFile } from "./workload.ts";
 import type { SyntheticImage } from "./workload.ts";
 
-/** Starts every service as its own process and waits until ingest and the sinks answer; returns ingest's URL. */
-async function startAllServices(dbs: Databases, keys: Keys): Promise<string> {
+/** Starts every service as its own process and waits until ingest and the sinks answer; returns their URLs. */
+async function startAllServices(
+  dbs: Databases,
+  keys: Keys,
+  feedbackKeys: Record<string, FeedbackKey>,
+): Promise<{ ingestUrl: string; sinkUrls: Record<string, string> }> {
   step("Starting services: ingest, dedup, distribution, two partner sinks");
   Object.assign(serviceEnv, {
     KAFKA_BROKERS: need("KAFKA_BROKERS"),
@@ -65,6 +72,12 @@ async function startAllServices(dbs: Databases, keys: Keys): Promise<string> {
       PARTNER_DATABASE_URL: dbs.partnerUrls[partnerId] as string,
       HUB_PUBLIC_KEYS: `${keys.hubKeyId}=${keys.hubPair.publicKey.toString("base64")}`,
       PARTNER_HTTP_PORT: String(port++),
+      ...(FEEDBACK_PARTNERS.includes(partnerId)
+        ? {
+            PARTNER_FEEDBACK_KEY_ID: feedbackKeys[partnerId]?.keyId as string,
+            PARTNER_FEEDBACK_KEY_FILE: feedbackKeys[partnerId]?.file as string,
+          }
+        : {}),
     });
   }
   const ingestUrl = `http://127.0.0.1:${ingestPort}`;
@@ -77,7 +90,7 @@ async function startAllServices(dbs: Databases, keys: Keys): Promise<string> {
     },
     90_000,
   );
-  return ingestUrl;
+  return { ingestUrl, sinkUrls };
 }
 
 interface Workload {
@@ -245,15 +258,28 @@ async function main(): Promise<void> {
   const dbs = await createDatabases();
   const keys = await registerAgencies(dbs.hub);
   const policies = await registerPartners(dbs.hub);
+  const feedbackKeys = await registerFeedbackKeys(dbs.hub);
   const kafka = await provisionKafka(policies);
-  const ingestUrl = await startAllServices(dbs, keys);
+  const { ingestUrl, sinkUrls } = await startAllServices(dbs, keys, feedbackKeys);
   const workload = await submitWorkload(ingestUrl, keys.signers);
   await submitBadRecords(ingestUrl, keys.signers, workload);
   await retractOneHash(ingestUrl, keys.signers, workload);
   const imported = await uploadVicsExport(ingestUrl, keys.signers);
-  const partnerPools = await awaitPropagation(kafka, dbs);
+  let partnerPools = await awaitPropagation(kafka, dbs);
+  const feedback = await feedbackLoop({
+    hub: dbs.hub,
+    kafka,
+    ingestUrl,
+    signers: keys.signers,
+    partnerPools,
+    partnerUrls: dbs.partnerUrls,
+    sinkUrls,
+    feedbackKeys,
+  });
+  for (const pool of Object.values(partnerPools)) await pool.end();
+  partnerPools = await awaitPropagation(kafka, dbs);
   const bundle = await exportTaskforceBundle(dbs.hub, keys);
-  const allChecksPassed = await printSummary({ hub: dbs.hub, kafka, partnerPools, workload, imported, bundle });
+  const allChecksPassed = await printSummary({ hub: dbs.hub, kafka, partnerPools, workload, imported, bundle, feedback });
   for (const pool of Object.values(partnerPools)) await pool.end();
   await dbs.hub.end();
   if (!allChecksPassed) process.exitCode = 1;

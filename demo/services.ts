@@ -14,7 +14,8 @@ import { info, stamp, workDir } from "./context.ts";
 /** The environment every service gets (stack addresses, hub database, namespace); set once before the first start. */
 export const serviceEnv: Record<string, string> = {};
 
-function withoutKafkaCredentials(source: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+/** The environment without Kafka credentials: each process then finds its own principal's. */
+export function withoutKafkaCredentials(source: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const { KAFKA_SASL_USERNAME: _user, KAFKA_SASL_PASSWORD: _password, ...rest } = source;
   return rest;
 }

@@ -110,7 +110,8 @@ export async function registerAgencies(hub: Pool): Promise<Keys> {
 export async function registerPartners(hub: Pool): Promise<Omit<PartnerPolicy, "version">[]> {
   step("Registering partners and their policies");
   const policies: Omit<PartnerPolicy, "version">[] = [
-    hotlinePolicy("hotline-uk"),
+    // The hotline stops receiving a record while a partner's false-positive report is under review.
+    hotlinePolicy("hotline-uk", { withholdUnderReview: true }),
     industryPolicy("industry-x", { feedPartitions: 3 }),
     taskforcePolicy("taskforce"),
   ];
@@ -119,7 +120,7 @@ export async function registerPartners(hub: Pool): Promise<Omit<PartnerPolicy, "
     await setPolicy(hub, p);
     info(
       `${p.partnerId}: ${p.categories.join("/")} >= ${p.minGradingStatus}, ` +
-        `${p.scheme} scheme, ${p.algorithms.join("+")}, via ${p.delivery}`,
+        `${p.scheme} scheme, ${p.algorithms.join("+")}, via ${p.delivery}${p.withholdUnderReview ? ", withholds under review" : ""}`,
     );
   }
   return policies;
@@ -140,6 +141,8 @@ export async function provisionKafka(policies: Omit<PartnerPolicy, "version">[])
   const grants = await applyAccessPlan(admin, accessPlan({ names, namespace, partners: kafkaPartners, agencies: [] }));
   await admin.disconnect();
   info(`${names.submitted}, ${names.rejected}, ${names.canonical} (compacted), ${names.audit}; feed topics come with distribution`);
-  info(`${grants} ACLs: ingest, dedup and distribution to their topics, ${kafkaPartners.join(" and ")} each to its own feed`);
+  info(
+    `${grants} ACLs: ingest, dedup and distribution to their topics, ${kafkaPartners.join(" and ")} each to its own feed and feedback topic`,
+  );
   return kafka;
 }

@@ -3,13 +3,16 @@
  * the canonical records, each partner's holdings reconciled against what its policy entitles it
  * to, the broker's refusal of other partners' feeds, the taskforce bundle and end-to-end latency.
  * It also shows the VICS export's placeholder PhotoDNA as distinct records and the degenerate
- * perceptual values by reason. The demo fails (exit 1) unless every partner reconciles, no
- * degenerate value sits in any feed, and the access probes come out as expected.
+ * perceptual values by reason, and the partners' feedback with the outcome of each review. The
+ * demo fails (exit 1) unless every partner reconciles, no degenerate value sits in any feed, the
+ * access probes come out as expected, and each review's outcome reached both partners.
  */
 import type { Kafka } from "kafkajs";
 import { degenerateCounts } from "../services/dedup/degenerate-report.ts";
 import { loadPolicies } from "../services/distribution/policy-store.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../services/distribution/reconcile.ts";
+import { openReviews } from "../services/distribution/review-store.ts";
+import type { FeedbackOutcome } from "./feedback.ts";
 import type { Receipt } from "../services/shared/wire/ingest-api.ts";
 import type { Pool } from "../services/shared/postgres.ts";
 import { brokerSettings, codec, names, namespace, workDir } from "./context.ts";
@@ -32,6 +35,7 @@ export async function printSummary(o: {
   workload: { receipt: Receipt; firstSubmitted: Map<string, number> };
   imported: { accepted: number; rejected: number };
   bundle: { object: string; count: number };
+  feedback: FeedbackOutcome;
 }): Promise<boolean> {
   const { hub, kafka, partnerPools, bundle } = o;
   const { receipt, firstSubmitted } = o.workload;
@@ -79,19 +83,33 @@ export async function printSummary(o: {
         .join(", ") || "none"
     } ` + `(kept out of matching; in partner feeds: ${inFeeds})`,
   );
-  let allChecksPassed = inFeeds === 0 && placeholderRecords > 1;
+  let allChecksPassed = inFeeds === 0 && placeholderRecords > 1 && o.feedback.ok;
+  const underReview = await openReviews(hub);
   for (const policy of allPolicies.filter((p) => p.delivery !== "s3")) {
     const pool = partnerPools[policy.partnerId] as Pool;
     const live = await stats("SELECT count(*)::text AS n FROM partner_hashes WHERE NOT removed", [], pool);
     const removed = await stats("SELECT count(*)::text AS n FROM partner_hashes WHERE removed", [], pool);
     const alerts = await stats("SELECT count(*)::text AS n FROM sink_alerts", [], pool);
-    const report = reconcile(expectedHoldings(policy, records), await partnerHoldings(pool));
+    const report = reconcile(expectedHoldings(policy, records, underReview), await partnerHoldings(pool));
     allChecksPassed &&= report.ok;
     const outcome = report.ok
       ? "OK"
       : `FAILED (missing ${report.missing.length}, unexpected ${report.unexpected.length}, wrong category ${report.wrongCategory.length})`;
     console.log(`partner ${policy.partnerId.padEnd(12)} rows ${live}, removals ${removed}, alerts ${alerts}; reconciliation ${outcome}`);
   }
+  const fb = o.feedback;
+  console.log(
+    `partner feedback:         ${Object.entries(fb.accepted)
+      .map(([kind, n]) => `${kind} ${n}`)
+      .join(", ")} accepted (operators only; counts per record: bin/hashrelay review counts)`,
+  );
+  for (const r of fb.reviews) {
+    const partners = Object.entries(r.partners)
+      .map(([id, state]) => `${id} ${state}`)
+      .join(", ");
+    console.log(`  review ${r.recordId.slice(0, 8)}… ${r.decision}: ${partners}`);
+  }
+  console.log(`  review outcomes as expected in both partners' databases: ${fb.ok ? "yes" : "NO"}`);
   // The broker's side of minimisation: one partner's credentials reach its feed and nothing else.
   const { probePartnerAccess } = await import("./access-check.ts");
   const probes = await probePartnerAccess(brokerSettings(), "hotline-uk", [

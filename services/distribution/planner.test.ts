@@ -275,3 +275,14 @@ describe("records under review", () => {
     expect(() => ledger.underReview(randomUUID())).toThrow(/review of .* not loaded/);
   });
 });
+
+describe("reconciliation under review", () => {
+  it("expects nothing of a record under review from a partner that withholds, and everything from one that keeps", async () => {
+    const { expectedHoldings: expected } = await import("./reconcile.ts");
+    const record = canonical(randomUUID(), 1, [md5()], 1);
+    const review = new Set([record.recordId]);
+    expect(expected(hotlinePolicy("h", { withholdUnderReview: true }), [record], review).size).toBe(0);
+    expect(expected(hotlinePolicy("h"), [record], review).size).toBe(1);
+    expect(expected(hotlinePolicy("h", { withholdUnderReview: true }), [record]).size).toBe(1);
+  });
+});

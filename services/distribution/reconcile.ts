@@ -13,9 +13,14 @@ export type Holdings = Map<string, string>; // "alg:value" -> category
 
 /**
  * Latest revision per record wins; merged and deleted records grant nothing, degenerate values are
- * never held; a value listed by several live records goes by the governing one (planner.ts).
+ * never held; a value listed by several live records goes by the governing one (planner.ts), which
+ * grants nothing while under review to a partner whose policy withholds under review.
  */
-export function expectedHoldings(policy: PartnerPolicy, records: Iterable<CanonicalRecord>): Holdings {
+export function expectedHoldings(
+  policy: PartnerPolicy,
+  records: Iterable<CanonicalRecord>,
+  underReview: ReadonlySet<string> = new Set(),
+): Holdings {
   const latest = new Map<string, CanonicalRecord>();
   for (const r of records) {
     const prior = latest.get(r.recordId);
@@ -30,6 +35,7 @@ export function expectedHoldings(policy: PartnerPolicy, records: Iterable<Canoni
   }
   const out: Holdings = new Map();
   for (const [k, r] of governor) {
+    if (policy.withholdUnderReview && underReview.has(r.recordId)) continue;
     const e = entitlement(r, policy);
     if (e.entitled && (policy.algorithms as readonly string[]).includes(splitHashKey(k).alg)) out.set(k, e.category);
   }

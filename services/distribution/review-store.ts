@@ -53,6 +53,12 @@ export async function listReviews(db: Queryable, state?: ReviewState): Promise<R
   }));
 }
 
+/** The records under an open review (reconcile.ts expectedHoldings). */
+export async function openReviews(db: Queryable): Promise<Set<string>> {
+  const { rows } = await db.query<{ record_id: string }>("SELECT record_id FROM record_reviews WHERE state = 'open'");
+  return new Set(rows.map((r) => r.record_id));
+}
+
 export interface ReviewDecisionInput {
   readonly recordId: string;
   readonly decision: "upheld" | "accepted";

@@ -12,7 +12,14 @@ import { readVicsDrafts } from "../../services/force-cli/formats/vics.ts";
 import { readCsvDrafts } from "../../services/force-cli/formats/csv.ts";
 import { normaliseHash } from "../../services/shared/wire/submission-validation.ts";
 import type { DraftItem } from "../../services/force-cli/formats/common.ts";
-import { sampleAuditEvent, sampleCanonicalRecord, sampleFeedRecord, samplePartnerFeedback, sampleRejection, unsignedSubmission } from "../support/fixtures.ts";
+import {
+  sampleAuditEvent,
+  sampleCanonicalRecord,
+  sampleFeedRecord,
+  samplePartnerFeedback,
+  sampleRejection,
+  unsignedSubmission,
+} from "../support/fixtures.ts";
 import { bitFlips, byteSets, havoc, int, pick, prng, randomBuffer, show, sourceOf, splices, truncations } from "./fuzz.ts";
 
 type Sample = () => void;
