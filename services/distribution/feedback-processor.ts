@@ -16,13 +16,14 @@ import { HashrelayError, ValidationError } from "../shared/errors.ts";
 import type { FetchedMessage, UnappliedBatch, Applied } from "../shared/exactly-once-step.ts";
 import type { KeyLookup } from "../shared/key-registry.ts";
 import { inTransaction } from "../shared/postgres.ts";
-import type { PoolClient } from "../shared/postgres.ts";
+import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import type { PartnerFeedback } from "../shared/wire/records.ts";
 import { DISTRIBUTION_ACTOR, disclosureEvents, enqueueAudit } from "./audit.ts";
 import type { DisclosureCause } from "./audit.ts";
 import { partnerOfFeedbackTopic, verifyFeedback } from "./feedback.ts";
 import { feedbackReceived, feedbackRefused, reviewApplied, reviewOpened } from "./feedback-audit.ts";
 import {
+  heldRecordsAfter,
   markDecisionsApplied,
   reportFalsePositive,
   resolveRecordRef,
@@ -30,15 +31,19 @@ import {
   storedBodies,
   takeUnappliedDecisions,
 } from "./feedback-store.ts";
-import { FeedWriter } from "./feed-writer.ts";
+import { FeedWriter, recordRef } from "./feed-writer.ts";
 import { FeedLedger } from "./planner.ts";
 import { SERVICE, distributeRecord } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
-import { enqueueRejection, loadLedger, writeLedgerChanges } from "./store.ts";
+import { enqueueRejection, loadLedger, recordDisclosedRefs, takePendingBackfill, writeLedgerChanges } from "./store.ts";
 
 export interface FeedbackDeps extends DistributionDeps {
-  /** The hub's key registry: partners' feedback keys. */
-  readonly keys: KeyLookup;
+  /**
+   * The hub's key registry (partners' feedback keys), read on the round's own connection: a round
+   * holds the apply lock, and waiting for a second pool connection then could wait on rounds that
+   * hold one while they wait for the lock.
+   */
+  keys(tx: Queryable): KeyLookup;
 }
 
 export interface FeedbackResult {
@@ -55,6 +60,7 @@ export async function applyFeedbackBatch(
   batches: readonly UnappliedBatch<FetchedMessage>[],
 ): Promise<Applied<FeedbackResult>> {
   const now = deps.now?.() ?? Date.now();
+  const keys = deps.keys(tx);
   const audit: AuditEventInput[] = [];
   const opened = new Set<string>();
   let accepted = 0;
@@ -66,7 +72,7 @@ export async function applyFeedbackBatch(
       const bytes = m.value ?? Buffer.alloc(0);
       const where = { topic: batch.topic, partition: batch.partition, offset: m.offset };
       try {
-        const f = await verifyFeedback(deps.codec, bytes, partnerId, deps.keys, new Date(now));
+        const f = await verifyFeedback(deps.codec, bytes, partnerId, keys, new Date(now));
         const { recordId, revision, review } = await acceptFeedback(tx, f, bytes);
         accepted++;
         audit.push(feedbackReceived(f, recordId, revision));
@@ -184,4 +190,31 @@ export async function applyReviewDecisions(deps: DistributionDeps): Promise<numb
     applied += n;
     if (n < DECISIONS_PER_TRANSACTION) return applied;
   }
+}
+
+const BACKFILL_PAGE = 1000;
+
+/**
+ * Once, on a hub whose partners held records before disclosed_refs existed: the refs of what each
+ * partner holds now, so feedback about them resolves. Returns the refs written (0 when nothing to do).
+ */
+export async function backfillDisclosedRefs(deps: Pick<DistributionDeps, "pool" | "hub" | "logger">): Promise<number> {
+  return inTransaction(deps.pool, async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [DISTRIBUTION_APPLY_LOCK]);
+    if (!(await takePendingBackfill(tx, "disclosed_refs"))) return 0;
+    let written = 0;
+    let after = { partnerId: "", recordId: "00000000-0000-0000-0000-000000000000" };
+    for (;;) {
+      const page = await heldRecordsAfter(tx, after, BACKFILL_PAGE);
+      await recordDisclosedRefs(
+        tx,
+        page.map((h) => ({ ...h, recordRef: recordRef(deps.hub.pseudonymSecret, h.partnerId, h.recordId) })),
+      );
+      written += page.length;
+      if (page.length < BACKFILL_PAGE) break;
+      after = page[page.length - 1] as { partnerId: string; recordId: string };
+    }
+    deps.logger.info({ written }, "recordRefs of partners' holdings backfilled for feedback");
+    return written;
+  });
 }

@@ -100,3 +100,17 @@ export async function takeUnappliedDecisions(tx: PoolClient, limit: number): Pro
 export async function markDecisionsApplied(tx: PoolClient, recordIds: readonly string[]): Promise<void> {
   if (recordIds.length) await tx.query("UPDATE record_reviews SET applied_at = now() WHERE record_id = ANY($1::uuid[])", [recordIds]);
 }
+
+/** One page of the (partner, record) pairs partners hold, in order, after `after`. */
+export async function heldRecordsAfter(
+  tx: Queryable,
+  after: { partnerId: string; recordId: string },
+  limit: number,
+): Promise<{ partnerId: string; recordId: string }[]> {
+  const { rows } = await tx.query<{ partner_id: string; record_id: string }>(
+    `SELECT DISTINCT partner_id, record_id FROM feed_entries WHERE (partner_id, record_id) > ($1, $2::uuid)
+      ORDER BY partner_id, record_id LIMIT $3`,
+    [after.partnerId, after.recordId, limit],
+  );
+  return rows.map((r) => ({ partnerId: r.partner_id, recordId: r.record_id }));
+}

@@ -18,7 +18,7 @@ import { LOCAL_TOPIC_PLAN, topicNames } from "../shared/topics.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import { feedExportDeps, s3Exports, scheduleExports } from "./export-schedule.ts";
 import { feedbackConsumers } from "./feedback-consumers.ts";
-import { applyReviewDecisions } from "./feedback-processor.ts";
+import { applyReviewDecisions, backfillDisclosedRefs } from "./feedback-processor.ts";
 import type { ExportNow } from "./export-schedule.ts";
 import { loadHubSigner } from "./hub-signer.ts";
 import { feedTopicPlan, policyRefresh, schedulePolicyRefresh } from "./policy-refresh.ts";
@@ -106,6 +106,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   };
   // Before any planning: claims of records distributed before distributed_hashes existed (a no-op afterwards).
   await backfillHashClaims(deps);
+  await backfillDisclosedRefs(deps);
   const s3 = createS3Client(config);
   const exportNow = s3Exports({
     deps: feedExportDeps({ pool, s3, bucket: config.S3_BUCKET, hub, topics, admin, namespace: config.TOPIC_NAMESPACE }),
@@ -118,7 +119,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   const feedback = feedbackConsumers({
     kafka,
     admin,
-    deps: { ...deps, keys: new PgKeyRegistry(pool) },
+    deps: { ...deps, keys: (tx) => new PgKeyRegistry(tx, 0) },
     namespace: config.TOPIC_NAMESPACE,
     topicPlan: feedPlan,
     afterCommit: () => relay.notify(),

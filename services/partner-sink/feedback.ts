@@ -108,9 +108,23 @@ export async function sendFeedback(db: Queryable, sender: FeedbackSender, reques
   return { feedbackId, status: "sent" };
 }
 
+/** The feedback is signed and stored but Kafka did not take it: send again with this feedbackId. */
+export class FeedbackNotSentError extends Error {
+  readonly feedbackId: string;
+  constructor(feedbackId: string, cause: unknown) {
+    super(`feedback ${feedbackId} is stored but was not sent (${(cause as Error).message}); send it again with this feedbackId`, { cause });
+    this.name = "FeedbackNotSentError";
+    this.feedbackId = feedbackId;
+  }
+}
+
 async function produce(db: Queryable, sender: FeedbackSender, feedbackId: string, recordRef: string, body: Buffer): Promise<void> {
-  // Keyed by recordRef: one record's feedback stays in order on one partition.
-  await sender.producer.send({ topic: sender.topic, acks: -1, messages: [{ key: recordRef, value: body }] });
+  try {
+    // Keyed by recordRef: one record's feedback stays in order on one partition.
+    await sender.producer.send({ topic: sender.topic, acks: -1, messages: [{ key: recordRef, value: body }] });
+  } catch (err) {
+    throw new FeedbackNotSentError(feedbackId, err);
+  }
   await db.query("UPDATE sent_feedback SET sent_at = now() WHERE feedback_id = $1", [feedbackId]);
 }
 

@@ -13,7 +13,7 @@ import type { Pool } from "../shared/postgres.ts";
 import { HASH_ALGORITHM_NAMES, canonicalCase, isHashAlg } from "../shared/wire/hash-algorithms.ts";
 import { FeedbackKindValues } from "../shared/wire/records.ts";
 import type { FeedbackKind } from "../shared/wire/records.ts";
-import { sendFeedback } from "./feedback.ts";
+import { FeedbackNotSentError, sendFeedback } from "./feedback.ts";
 import type { FeedbackRequest, FeedbackSender } from "./feedback.ts";
 
 const FEEDBACK_STATUS: Partial<Record<ReasonCode, number>> = { INVALID_FIELD: 400, UNKNOWN_RECORD_REF: 404 };
@@ -59,6 +59,10 @@ export function buildLookupApi(pool: Pool, logger: Logger, feedback: FeedbackSen
       req.log.info({ feedbackId: sent.feedbackId, status: sent.status }, "feedback sent to the hub");
       return reply.code(sent.status === "already-sent" ? 200 : 202).send(sent);
     } catch (err) {
+      if (err instanceof FeedbackNotSentError) {
+        req.log.warn({ feedbackId: err.feedbackId, err: err.cause }, "feedback stored but not sent");
+        return reply.code(503).send({ reason: "INTERNAL", feedbackId: err.feedbackId, error: err.message });
+      }
       if (!(err instanceof HashrelayError) || !FEEDBACK_STATUS[err.reason]) throw err;
       return reply.code(FEEDBACK_STATUS[err.reason] as number).send({ reason: err.reason, error: err.detail });
     }

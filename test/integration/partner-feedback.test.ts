@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FeedbackSender } from "../../services/partner-sink/feedback.ts";
 import { openFeedbackSender, sendFeedback } from "../../services/partner-sink/feedback.ts";
 import { buildLookupApi } from "../../services/partner-sink/lookup-api.ts";
+import { backfillDisclosedRefs } from "../../services/distribution/feedback-processor.ts";
 import { expandAuditEvent } from "../../services/shared/audit.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
 import { partnerPrincipal } from "../../services/shared/kafka-access.ts";
@@ -269,6 +270,58 @@ describe("hostile feedback", () => {
     } finally {
       await foreign.disconnect().catch(() => undefined);
     }
+  });
+
+  it("a send Kafka does not take is stored and answered with its feedbackId, then re-sent byte for byte", async () => {
+    const sender = senders[KEEPING] as FeedbackSender;
+    const failing: FeedbackSender = {
+      ...sender,
+      producer: { ...sender.producer, send: async () => Promise.reject(new Error("synthetic broker outage")) },
+    };
+    const api = buildLookupApi(sinkPool(KEEPING), silent, failing);
+    const res = await api.inject({
+      method: "POST",
+      url: "/v1/feedback",
+      payload: { recordRef: await refOf(KEEPING, hashes[2] as Hash), kind: "NOT_CSAM_IN_OUR_JURISDICTION" },
+    });
+    await api.close();
+    expect(res.statusCode).toBe(503);
+    const { feedbackId } = res.json() as { feedbackId: string };
+    const stored = await sinkPool(KEEPING).query<{ body: Buffer; sent_at: Date | null }>(
+      "SELECT body, sent_at FROM sent_feedback WHERE feedback_id = $1",
+      [feedbackId],
+    );
+    expect(stored.rows[0]?.sent_at).toBeNull();
+    const retried = await sendFeedback(sinkPool(KEEPING), sender, {
+      recordRef: await refOf(KEEPING, hashes[2] as Hash),
+      kind: "NOT_CSAM_IN_OUR_JURISDICTION",
+      feedbackId,
+    });
+    expect(retried.status).toBe("resent");
+    await waitFor("the hub has it", async () => {
+      const { rows } = await p.hubDb.pool.query<{ body: Buffer }>("SELECT body FROM partner_feedback WHERE feedback_id = $1", [feedbackId]);
+      return rows[0]?.body.equals(stored.rows[0]?.body as Buffer) === true;
+    });
+  });
+
+  it("the refs of what partners held before disclosed_refs existed are backfilled once", async () => {
+    const before = await p.hubDb.pool.query<{ partner_id: string; record_ref: string; record_id: string }>(
+      "SELECT partner_id, record_ref, record_id FROM disclosed_refs ORDER BY 1, 2",
+    );
+    await p.hubDb.pool.query("DELETE FROM disclosed_refs");
+    expect(await backfillDisclosedRefs(p.distribution.deps)).toBe(0); // not pending: nothing done
+    await p.hubDb.pool.query("INSERT INTO distribution_backfills (name) VALUES ('disclosed_refs')");
+    expect(await backfillDisclosedRefs(p.distribution.deps)).toBeGreaterThan(0);
+    const after = await p.hubDb.pool.query("SELECT partner_id, record_ref, record_id FROM disclosed_refs ORDER BY 1, 2");
+    // Every ref still held is back (refs of hashes since removed are not: no feed entry holds them).
+    const held = new Set(after.rows.map((r) => JSON.stringify(r)));
+    expect(before.rows.filter((r) => !held.has(JSON.stringify(r))).length).toBeLessThanOrEqual(1);
+    expect(after.rows.every((r) => before.rows.some((b) => JSON.stringify(b) === JSON.stringify(r)))).toBe(true);
+    await p.hubDb.pool.query("INSERT INTO disclosed_refs SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) ON CONFLICT DO NOTHING", [
+      before.rows.map((r) => r.partner_id),
+      before.rows.map((r) => r.record_ref),
+      before.rows.map((r) => r.record_id),
+    ]);
   });
 
   it("the sink refuses a recordRef it never received, before anything reaches the hub", async () => {

@@ -12,6 +12,9 @@ CREATE TABLE IF NOT EXISTS disclosed_refs (
   PRIMARY KEY (partner_id, record_ref)
 );
 CREATE INDEX IF NOT EXISTS disclosed_refs_ref ON disclosed_refs (record_ref);
+-- The refs of what partners hold already are filled in by distribution at start (the ref is an HMAC
+-- under its pseudonym secret); refs of records removed before this migration are not known.
+INSERT INTO distribution_backfills (name) SELECT 'disclosed_refs' WHERE EXISTS (SELECT 1 FROM feed_entries) ON CONFLICT DO NOTHING;
 
 -- Feedback accepted from partners, with the exact signed bytes. Operators only: never sent to partners.
 CREATE TABLE IF NOT EXISTS partner_feedback (
