@@ -17,7 +17,7 @@ import type { AvroCodec } from "../shared/wire/codec.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import { decode, walkChain } from "./chain-walk.ts";
 import type { ChainWalk } from "./chain-walk.ts";
-import { appliedDigestsOf, lockFeedStates, writeRound } from "./feed-store.ts";
+import { readRound, writeRound } from "./feed-store.ts";
 import type { FeedState } from "./feed-store.ts";
 import type { TrustedHubKey } from "./verifier.ts";
 
@@ -51,18 +51,16 @@ export async function applyFeedRound(
   batches: readonly UnappliedBatch<{ offset: string; value: Buffer | null }>[],
   now = new Date(),
 ): Promise<Applied<ReadonlyMap<number, SinkResult>>> {
-  const states = await lockFeedStates(
+  const decodedByPartition = new Map(batches.map((b) => [b.partition, b.messages.map((m) => decode(deps.codec, m))]));
+  const { states, appliedDigests } = await readRound(
     tx,
     batches.map((b) => b.partition),
+    [...decodedByPartition].flatMap(([partition, ds]) => ds.flatMap((d) => (d.record ? [{ partition, seq: d.record.seq }] : []))),
   );
   // A partition halted in an earlier round is not read at all: it stays held where it was stored.
   const open = batches
     .filter((b) => !states.get(b.partition)?.haltedReason)
-    .map((b) => ({ batch: b, decoded: b.messages.map((m) => decode(deps.codec, m)) }));
-  const appliedDigests = await appliedDigestsOf(
-    tx,
-    open.flatMap(({ batch, decoded }) => decoded.flatMap((d) => (d.record ? [{ partition: batch.partition, seq: d.record.seq }] : []))),
-  );
+    .map((b) => ({ batch: b, decoded: decodedByPartition.get(b.partition) ?? [] }));
   const ctx = { partnerId: deps.partnerId, keys: deps.keys(), logger: deps.logger, now };
   const walks = new Map<number, ChainWalk>();
   for (const { batch, decoded } of open) {

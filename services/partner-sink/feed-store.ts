@@ -28,59 +28,69 @@ interface FeedStateRow {
   judged_to: number;
 }
 
-/**
- * The partitions' chain states, created at genesis where missing, row-locked until COMMIT in
- * partition order (as the step locks consumer_offsets): one statement once the rows exist.
- */
-export async function lockFeedStates(tx: PoolClient, partitions: readonly number[]): Promise<Map<number, FeedState>> {
-  const lock = async () => {
-    const { rows } = await tx.query<FeedStateRow>(
-      `SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason, judged_to FROM feed_state
-        WHERE partition = ANY($1::int[]) ORDER BY partition FOR UPDATE`,
-      [partitions],
-    );
-    return new Map(
-      rows.map((r): [number, FeedState] => [
-        r.partition,
-        {
-          partition: r.partition,
-          lastSeq: Number(r.last_seq),
-          lastDigest: r.last_digest,
-          bootstrapSeq: Number(r.bootstrap_seq),
-          haltedReason: r.halted_reason,
-          judgedTo: Number(r.judged_to),
-        },
-      ]),
-    );
-  };
-  let states = await lock();
-  if (states.size < partitions.length) {
-    await tx.query(
-      "INSERT INTO feed_state (partition, last_seq, last_digest) SELECT p, 0, $2 FROM unnest($1::int[]) AS p ON CONFLICT DO NOTHING",
-      [partitions.filter((p) => !states.has(p)), GENESIS_DIGEST],
-    );
-    states = await lock();
-  }
-  return states;
+/** What a round reads before it walks the chains. */
+export interface RoundState {
+  readonly states: Map<number, FeedState>;
+  /** The digests already applied at the round's (partition, seq) pairs, by partition then seq. */
+  readonly appliedDigests: Map<number, Map<number, Buffer>>;
 }
 
-/** The digests already applied at these (partition, seq) pairs, by partition then seq. */
-export async function appliedDigestsOf(
+type RoundRow = FeedStateRow & { seq: number | null; digest: Buffer | null };
+
+/**
+ * The partitions' chain states, created at genesis where missing, row-locked until COMMIT in
+ * partition order (as the step locks consumer_offsets), with the digests already applied at the
+ * round's (partition, seq) pairs: one statement once the rows exist. The step's offset lock, taken
+ * before, already keeps other instances off these partitions, so the applied digests read in the
+ * same statement are current.
+ */
+export async function readRound(
   tx: PoolClient,
+  partitions: readonly number[],
   wanted: readonly { partition: number; seq: number }[],
-): Promise<Map<number, Map<number, Buffer>>> {
-  const byPartition = new Map<number, Map<number, Buffer>>();
-  if (wanted.length === 0) return byPartition;
-  const { rows } = await tx.query<{ partition: number; seq: number; digest: Buffer }>(
-    `SELECT partition, seq, digest FROM feed_applied
-      WHERE (partition, seq) IN (SELECT * FROM unnest($1::int[], $2::bigint[]))`,
-    [wanted.map((w) => w.partition), wanted.map((w) => w.seq)],
-  );
-  for (const r of rows) {
-    const seqs = byPartition.get(r.partition) ?? new Map<number, Buffer>();
-    byPartition.set(r.partition, seqs.set(Number(r.seq), r.digest));
+): Promise<RoundState> {
+  const read = async () => {
+    const { rows } = await tx.query<RoundRow>(
+      `WITH s AS (SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason, judged_to FROM feed_state
+                   WHERE partition = ANY($1::int[]) ORDER BY partition FOR UPDATE)
+       SELECT s.*, NULL::bigint AS seq, NULL::bytea AS digest FROM s
+       UNION ALL
+       SELECT partition, NULL, NULL, NULL, NULL, NULL, seq, digest FROM feed_applied
+        WHERE (partition, seq) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))`,
+      [partitions, wanted.map((w) => w.partition), wanted.map((w) => w.seq)],
+    );
+    return roundStateOf(rows);
+  };
+  let round = await read();
+  if (round.states.size < partitions.length) {
+    await tx.query(
+      "INSERT INTO feed_state (partition, last_seq, last_digest) SELECT p, 0, $2 FROM unnest($1::int[]) AS p ON CONFLICT DO NOTHING",
+      [partitions.filter((p) => !round.states.has(p)), GENESIS_DIGEST],
+    );
+    round = await read();
   }
-  return byPartition;
+  return round;
+}
+
+function roundStateOf(rows: readonly RoundRow[]): RoundState {
+  const states = new Map<number, FeedState>();
+  const appliedDigests = new Map<number, Map<number, Buffer>>();
+  for (const r of rows) {
+    if (r.seq !== null && r.digest !== null) {
+      const seqs = appliedDigests.get(r.partition) ?? new Map<number, Buffer>();
+      appliedDigests.set(r.partition, seqs.set(Number(r.seq), r.digest));
+      continue;
+    }
+    states.set(r.partition, {
+      partition: r.partition,
+      lastSeq: Number(r.last_seq),
+      lastDigest: r.last_digest,
+      bootstrapSeq: Number(r.bootstrap_seq),
+      haltedReason: r.halted_reason,
+      judgedTo: Number(r.judged_to),
+    });
+  }
+  return { states, appliedDigests };
 }
 
 /** What a round writes, for all its partitions at once. */
