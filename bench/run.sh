@@ -14,6 +14,9 @@
 # the others get none.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+# The scripts are TypeScript run by Node 24's type stripping: put the same Node 24 as make first on PATH.
+node_bin="$(infra/node.sh)" || { echo "bench: no Node 24 (infra/node.sh failed, see above)" >&2; exit 1; }
+export PATH="$node_bin:$PATH"
 
 default_args() {
   case "$1" in
