@@ -24,6 +24,7 @@ import { SUBMISSION_JSON_SCHEMA } from "../services/ingest/openapi.ts";
 import { authenticateRequest } from "../services/ingest/request-auth.ts";
 import { signRequest } from "../services/shared/wire/request-signature.ts";
 import { validateSubmission } from "../services/shared/wire/submission-validation.ts";
+import { HASH_ALGORITHMS } from "../services/shared/wire/hash-algorithms.ts";
 import { decode, walkChain } from "../services/partner-sink/chain-walk.ts";
 import { parseTrustedHubKeys, verifyFeedRecord } from "../services/partner-sink/verifier.ts";
 import { createLogger } from "../services/shared/logging.ts";
@@ -585,5 +586,25 @@ describe("submission JSON Schema (SUBMISSION_JSON_SCHEMA) against the parser's r
     expect(new RegExp(rule?.then.properties.value.pattern as string).test(photodna)).toBe(true);
     expect(accepts({ ...base, hashes: [{ alg: "photodna", value: photodna }] })).toBe(true);
     expect(accepts({ ...base, hashes: [{ alg: "md5", value: hashes[0]?.value, quality: 90 }] })).toBe(false);
+  });
+
+  it("has the hash-algorithm table's quality ranges, and no quality where the table has none", () => {
+    for (const a of HASH_ALGORITHMS) {
+      const rule = schema.properties.hashes.items.allOf.find((r) => r.if.properties.alg.const === a.name);
+      const bytes = Buffer.alloc(a.bytes, 0x5a);
+      const value = a.encoding === "hex" ? bytes.toString("hex") : bytes.toString("base64");
+      expect(new RegExp(rule?.then.properties.value.pattern as string).test(value), a.name).toBe(true);
+      const withQuality = (quality: number) => ({ ...base, hashes: [{ alg: a.name, value, quality }] });
+      if (a.quality === null) {
+        expect(rule?.then.properties.quality, a.name).toEqual({ type: "null" });
+        expect(accepts(withQuality(0)), a.name).toBe(false);
+        continue;
+      }
+      expect(rule?.then.properties.quality, a.name).toEqual({ minimum: a.quality.min, maximum: a.quality.max });
+      expect(accepts(withQuality(a.quality.min)), a.name).toBe(true);
+      expect(accepts(withQuality(a.quality.max)), a.name).toBe(true);
+      expect(accepts(withQuality(a.quality.min - 1)), a.name).toBe(false);
+      expect(accepts(withQuality(a.quality.max + 1)), a.name).toBe(false);
+    }
   });
 });
