@@ -18,7 +18,7 @@ import type { KeyLookup } from "../shared/key-registry.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import type { PartnerFeedback } from "../shared/wire/records.ts";
-import { DISTRIBUTION_ACTOR, disclosureEvents, enqueueAudit } from "./audit.ts";
+import { DISTRIBUTION_ACTOR, auditOutbox, disclosureEvents } from "./audit.ts";
 import type { DisclosureCause } from "./audit.ts";
 import { partnerOfFeedbackTopic, verifyFeedback } from "./feedback.ts";
 import { feedbackReceived, feedbackRefused, reviewApplied, reviewOpened } from "./feedback-audit.ts";
@@ -35,7 +35,8 @@ import { FeedWriter, recordRef } from "./feed-writer.ts";
 import { FeedLedger } from "./planner.ts";
 import { SERVICE, distributeRecord } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
-import { enqueueRejection, loadLedger, recordDisclosedRefs, takePendingBackfill, writeLedgerChanges } from "./store.ts";
+import { loadRound, recordDisclosedRefs, takePendingBackfill, writeRound } from "./store.ts";
+import type { OutboxMessage } from "./store.ts";
 
 export interface FeedbackDeps extends DistributionDeps {
   /**
@@ -63,6 +64,7 @@ export async function applyFeedbackBatch(
   const keys = deps.keys(tx);
   const audit: AuditEventInput[] = [];
   const opened = new Set<string>();
+  const rejections: OutboxMessage[] = [];
   let accepted = 0;
   let refused = 0;
   for (const batch of batches) {
@@ -91,14 +93,14 @@ export async function applyFeedbackBatch(
           sourcePartition: where.partition,
           sourceOffset: where.offset,
         });
-        await enqueueRejection(tx, deps.topics.rejected, deps.codec.encode("Rejection", rejection));
+        rejections.push({ topic: deps.topics.rejected, key: null, value: deps.codec.encode("Rejection", rejection), partition: null });
         audit.push(feedbackRefused(partnerId, where, err.reason, claimedFeedbackId(deps, bytes)));
         deps.logger.warn({ partnerId, reason: err.reason, ...where }, "partner feedback refused");
       }
     }
   }
-  const feedRecords = await replanRecords(deps, tx, [...opened], { kind: "review", state: "open" }, now);
-  await enqueueAudit(tx, deps.codec, deps.topics, auditBatches(SERVICE, DISTRIBUTION_ACTOR, now, audit));
+  const extra = [...rejections, ...auditOutbox(deps.codec, deps.topics, auditBatches(SERVICE, DISTRIBUTION_ACTOR, now, audit))];
+  const feedRecords = await replanRecords(deps, tx, [...opened], { kind: "review", state: "open" }, now, extra);
   return { result: { accepted, refused, reviewsOpened: opened.size, feedRecords } };
 }
 
@@ -133,27 +135,41 @@ function claimedFeedbackId(deps: FeedbackDeps, bytes: Buffer): string | null {
 }
 
 /**
- * Plans these records' stored revisions again for every partner, as policy reconciliation does:
- * the review state loaded with the ledger decides who is withheld. Returns the feed records issued.
+ * Plans these records' stored revisions again for every partner, as policy reconciliation does (the
+ * review state loaded with the round decides who is withheld), and writes the round with `extra`
+ * outbox messages queued before the feed records. Returns the feed records issued.
  */
-async function replanRecords(deps: DistributionDeps, tx: PoolClient, recordIds: readonly string[], cause: DisclosureCause, now: number) {
-  if (!recordIds.length) return 0;
+async function replanRecords(
+  deps: DistributionDeps,
+  tx: PoolClient,
+  recordIds: readonly string[],
+  cause: DisclosureCause,
+  now: number,
+  extra: readonly OutboxMessage[],
+): Promise<number> {
   const policies = deps.policies();
   const records = (await storedBodies(tx, recordIds)).map((b) => deps.codec.decode("CanonicalRecord", b).value);
   const ledger = new FeedLedger();
   for (const r of records) ledger.addRecord(r);
-  await loadLedger(
+  const heads = await loadRound(
     tx,
     deps.codec,
     ledger,
     policies.map((p) => p.partnerId),
     records,
   );
-  const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
-  for (const r of records) await distributeRecord(tx, ledger, writer, r, policies);
-  await writeLedgerChanges(tx, ledger);
-  await writer.flush();
-  await enqueueAudit(tx, deps.codec, deps.topics, disclosureEvents(writer.issued, cause, now));
+  const writer = new FeedWriter(heads, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
+  // The same revisions again: their unmappable categories were counted when they arrived.
+  for (const r of records) distributeRecord(ledger, writer, r, policies, []);
+  const feed = writer.finish();
+  const audit = auditOutbox(deps.codec, deps.topics, disclosureEvents(writer.issued, cause, now));
+  await writeRound(tx, ledger, {
+    unmappable: [],
+    heads: feed.heads,
+    outbox: [...extra, ...feed.outbox, ...audit],
+    feedLog: feed.log,
+    refs: feed.refs,
+  });
   return writer.issued.length;
 }
 
@@ -172,10 +188,6 @@ export async function applyReviewDecisions(deps: DistributionDeps): Promise<numb
       const decisions = await takeUnappliedDecisions(tx, DECISIONS_PER_TRANSACTION);
       if (!decisions.length) return 0;
       const now = deps.now?.() ?? Date.now();
-      for (const state of ["upheld", "accepted"] as const) {
-        const ids = decisions.filter((d) => d.state === state).map((d) => d.recordId);
-        await replanRecords(deps, tx, ids, { kind: "review", state }, now);
-      }
       const ids = decisions.map((d) => d.recordId);
       const { rows } = await tx.query<{ record_id: string; revision: string }>(
         "SELECT record_id, revision FROM distributed_records WHERE record_id = ANY($1::uuid[])",
@@ -183,8 +195,13 @@ export async function applyReviewDecisions(deps: DistributionDeps): Promise<numb
       );
       const revisions = new Map(rows.map((r) => [r.record_id, Number(r.revision)]));
       await markDecisionsApplied(tx, ids);
-      const audit = decisions.map((d) => reviewApplied(d.recordId, d.state, d.decidedBy, revisions.get(d.recordId) ?? null));
-      await enqueueAudit(tx, deps.codec, deps.topics, auditBatches(SERVICE, DISTRIBUTION_ACTOR, now, audit));
+      const applied = decisions.map((d) => reviewApplied(d.recordId, d.state, d.decidedBy, revisions.get(d.recordId) ?? null));
+      const audit = auditOutbox(deps.codec, deps.topics, auditBatches(SERVICE, DISTRIBUTION_ACTOR, now, applied));
+      // One round per decision kind, each over a fresh load: the second sees the first's writes.
+      for (const state of ["upheld", "accepted"] as const) {
+        const decided = decisions.filter((d) => d.state === state).map((d) => d.recordId);
+        await replanRecords(deps, tx, decided, { kind: "review", state }, now, state === "accepted" ? audit : []);
+      }
       return decisions.length;
     });
     applied += n;
