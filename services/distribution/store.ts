@@ -185,8 +185,9 @@ export async function loadRound(
   // does not know (a record merged before it existed) is read here.
   const survivors = holders.map((id) => ledger.knownRecord(id)?.mergedInto).filter((id): id is string => Boolean(id));
   await loadBodies(tx, codec, ledger, [...new Set(survivors)]);
-  // Whether each record is under an open review (planner.withheldUnderReview); a body loaded apart
-  // from LOAD_ROUND (a survivor above) is asked for separately, which is rare.
+  // Whether each record is under an open review (planner.withheldUnderReview): LOAD_ROUND says it
+  // of the records it looked up, loadBodies of the survivors above; any other known record (none
+  // that planning reads, so far) is asked for in one statement more.
   const underReview = new Set(row.under_review);
   for (const id of row.looked_up) if (!ledger.hasReview(id)) ledger.setReview(id, underReview.has(id));
   await loadReviews(tx, ledger, ledger.knownRecordIds());
@@ -259,13 +260,26 @@ function addBodies(codec: AvroCodec, ledger: FeedLedger, row: LoadRow): void {
   for (const id of missing) ledger.addAbsentRecord(id);
 }
 
-/** Loads the latest applied body of each record not loaded yet; those with none are noted as absent. */
+/**
+ * Loads the latest applied body of each record not loaded yet, with whether it is under an open
+ * review; those with none are noted as absent.
+ */
 async function loadBodies(tx: PoolClient, codec: AvroCodec, ledger: FeedLedger, recordIds: readonly string[]): Promise<void> {
   const missing = recordIds.filter((id) => !ledger.hasRecord(id));
   if (!missing.length) return;
-  const { rows } = await tx.query<{ body: Buffer }>("SELECT body FROM distributed_records WHERE record_id = ANY($1::uuid[])", [missing]);
-  for (const r of rows) ledger.addRecord(codec.decode("CanonicalRecord", r.body).value);
-  for (const id of missing) ledger.addAbsentRecord(id);
+  const { rows } = await tx.query<{ record_id: string; body: Buffer; under_review: boolean }>(
+    `SELECT record_id, body, EXISTS (SELECT 1 FROM record_reviews v WHERE v.record_id = d.record_id AND v.state = 'open') AS under_review
+       FROM distributed_records d WHERE record_id = ANY($1::uuid[])`,
+    [missing],
+  );
+  for (const r of rows) {
+    ledger.addRecord(codec.decode("CanonicalRecord", r.body).value);
+    if (!ledger.hasReview(r.record_id)) ledger.setReview(r.record_id, r.under_review);
+  }
+  for (const id of missing) {
+    ledger.addAbsentRecord(id);
+    if (!ledger.hasReview(id)) ledger.setReview(id, false);
+  }
 }
 
 /** Which of these records, whose review state is not loaded yet, are under an open review. */

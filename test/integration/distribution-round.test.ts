@@ -212,7 +212,8 @@ describe("a distribution round", () => {
     // A record listing the value as degenerate touches it (its holder M is loaded, and M's survivor) without claiming it.
     const W = record({ hashes: [md5(), shared], degenerate: [{ alg: "pdq", value: shared.value, reason: "SHARED" }], updatedAt: 4_000 });
     const round = await h.deliver({ 2: [W] });
-    expect(round.statements).toEqual([ROUND[0], "SELECT body FROM", ROUND[1]]);
+    // The survivor's body, with whether it is under review.
+    expect(round.statements).toEqual([ROUND[0], "SELECT record_id, body,", ROUND[1]]);
     const { rows } = await db.pool.query<{ record_id: string }>("SELECT record_id FROM feed_entries WHERE partner_id = $1 AND value = $2", [
       ics.partnerId,
       shared.value,
