@@ -192,7 +192,12 @@ function addLoaded(
   listed: readonly HashKey[],
   row: LoadRow,
 ): string[] {
-  const merges = groupBy(planned, row.merges, (m) => m.survivor_id, (m) => m.merged_id);
+  const merges = groupBy(
+    planned,
+    row.merges,
+    (m) => m.survivor_id,
+    (m) => m.merged_id,
+  );
   for (const [id, merged] of merges) if (!ledger.hasMergesInto(id)) ledger.addMergesInto(id, merged);
   const ids = new Set([...planned, ...row.merges.map((m) => m.merged_id)]);
   const claims = groupBy([...ids], row.claims, (c) => c.record_id, hashKeyOf);
