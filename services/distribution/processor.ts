@@ -17,7 +17,7 @@ import type { Applied, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Logger } from "../shared/logging.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
-import type { CanonicalRecord } from "../shared/wire/records.ts";
+import type { CanonicalRecord, FeedRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { disclosureEvents, enqueueAudit, policyAppliedEvent } from "./audit.ts";
 import { FeedWriter } from "./feed-writer.ts";
@@ -58,6 +58,10 @@ export interface DistributionResult {
   /** Redelivered messages, and revisions no newer than the one already applied. */
   readonly skipped: number;
   readonly feedRecords: number;
+  /** Each feed record issued: its partner and operation, for metrics. */
+  readonly issued: readonly { readonly partnerId: string; readonly op: FeedRecord["op"] }[];
+  /** The reason code of each record dead-lettered (one that did not decode). */
+  readonly rejectionReasons: readonly string[];
 }
 
 type CanonicalMessage = { readonly offset: string; readonly value: Buffer | null };
@@ -93,7 +97,8 @@ export async function distributeBatch(
   const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
   const policies = deps.policies();
   const decoded: { record: CanonicalRecord; bytes: Buffer }[] = [];
-  for (const batch of batches) decoded.push(...(await decodeBatch(deps, tx, batch)));
+  const rejectionReasons: string[] = [];
+  for (const batch of batches) decoded.push(...(await decodeBatch(deps, tx, batch, rejectionReasons)));
   // Loads the stored revision of every record in the batch, and all that planning them touches.
   await loadLedger(
     tx,
@@ -118,14 +123,16 @@ export async function distributeBatch(
   await writeLedgerChanges(tx, ledger);
   await writer.flush();
   await enqueueAudit(tx, deps.codec, deps.topics, disclosureEvents(writer.issued, { kind: "canonical" }, now));
-  return { result: { records: applied, skipped, feedRecords: writer.issued.length } };
+  const issued = writer.issued.map((d) => ({ partnerId: d.record.partnerId, op: d.record.op }));
+  return { result: { records: applied, skipped, feedRecords: writer.issued.length, issued, rejectionReasons } };
 }
 
-/** Decodes the batch's records; one that does not decode goes to the dead-letter topic. */
+/** Decodes the batch's records; one that does not decode goes to the dead-letter topic (its reason to `rejected`). */
 async function decodeBatch(
   deps: DistributionDeps,
   tx: PoolClient,
   batch: UnappliedBatch<CanonicalMessage>,
+  rejected: string[],
 ): Promise<{ record: CanonicalRecord; bytes: Buffer }[]> {
   const decoded: { record: CanonicalRecord; bytes: Buffer }[] = [];
   for (const m of batch.messages) {
@@ -141,6 +148,7 @@ async function decodeBatch(
         sourceOffset: m.offset,
       });
       await enqueueRejection(tx, deps.topics.rejected, deps.codec.encode("Rejection", rejection));
+      rejected.push(rejection.reason);
     }
   }
   return decoded;
