@@ -8,6 +8,7 @@
  * docs/operators.md lists every series.
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { REASON_CODES } from "./errors.ts";
 import type { ReasonCode } from "./errors.ts";
 import type { RoundObserver } from "./exactly-once-consumer.ts";
 
@@ -53,6 +54,9 @@ export function recordMetrics(registry: Registry, what: string): RecordMetrics {
     labelNames: ["reason"] as const,
     registers: [registry],
   });
+  // Every reason starts at 0, so that the first rejection of a kind shows as an increase.
+  for (const reason of REASON_CODES) rejected.labels(reason).inc(0);
+  for (const reason of SIGNATURE_REASONS) signatureFailures.labels(reason).inc(0);
   return {
     applied: new Counter({ name: "hashrelay_records_applied_total", help: `${what} applied`, registers: [registry] }),
     skipped: new Counter({

@@ -53,6 +53,7 @@ export class ScrapeSources {
   }
 
   source<T>(name: string, read: () => Promise<T>): ScrapeSource<T> {
+    this.errors.labels(name).inc(0);
     let cached: { at: number; value: T | null } | null = null;
     let inFlight: Promise<T | null> | null = null;
     let failing = false;
