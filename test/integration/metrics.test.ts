@@ -189,8 +189,10 @@ describe("service metrics", () => {
         const partnerLag = sumOf(all.distribution, "hashrelay_partner_lag_messages", { partner: PARTNER });
         const outboxes = [all.dedup, all.distribution].map((s) => sumOf(s, "hashrelay_outbox_messages"));
         const heads = sumOf(all.distribution, "hashrelay_feed_head_seq", { partner: PARTNER }) ?? 0;
+        // Scrape-time gauges are cached for a few seconds: wait for them too, not only the counters.
         const settled =
           sumOf(all.dedup, "hashrelay_records_applied_total") === 30 &&
+          sumOf(all.ingest, "hashrelay_dead_letter_messages") === 3 &&
           lags.every((l) => l === 0) &&
           partnerLag === 0 &&
           outboxes.every((n) => n === 0) &&
