@@ -15,9 +15,11 @@ NODE_DEPS := node_modules/.package-lock.json
 
 .PHONY: setup up down clean status
 
+# Two runs on a fresh checkout both find the stamp stale: the lock makes the second wait for the
+# first's `npm ci` (which empties node_modules first), then find the stamp fresh and skip its own.
 $(NODE_DEPS): package-lock.json
-	npm ci --no-audit --no-fund
-	@touch $@
+	@mkdir -p .stack
+	flock .stack/npm.lock bash -c '[ $@ -nt package-lock.json ] || { npm ci --no-audit --no-fund && touch $@; }'
 
 ## setup: node packages, Java/Maven/PostgreSQL checks and the Kafka and s3proxy jars
 setup: $(NODE_DEPS)

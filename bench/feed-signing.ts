@@ -2,7 +2,7 @@
  * Benchmark: CPU per feed record of the hub's signing (FeedWriter: chain, sign, encode) and of a
  * partner sink's checking (decode and the chain walk: digest, verify, link), in the every-record
  * and the chain-signed forms, for transactions of L records per feed partition. No stack needed:
- * the writer's SQL goes to an in-memory stand-in, and the sink's walk is pure. Synthetic data only.
+ * the writer's output goes to an in-memory stand-in, and the sink's walk is pure. Synthetic data only.
  *
  *   node bench/feed-signing.ts [--count 6000] [--runs 1,3,10,30]
  *
@@ -11,11 +11,11 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { FeedWriter } from "../services/distribution/feed-writer.ts";
-import type { FeedSigning, HubSigner } from "../services/distribution/feed-writer.ts";
+import type { FeedSigning, FeedWrites, HubSigner } from "../services/distribution/feed-writer.ts";
 import type { FeedChange } from "../services/distribution/policy.ts";
+import type { ChainHead } from "../services/distribution/store.ts";
 import { decode, walkChain } from "../services/partner-sink/chain-walk.ts";
 import { createLogger } from "../services/shared/logging.ts";
-import type { PoolClient } from "../services/shared/postgres.ts";
 import { topicNames } from "../services/shared/topics.ts";
 import { AvroCodec } from "../services/shared/wire/codec.ts";
 import { GENESIS_DIGEST } from "../services/shared/wire/feed-chain.ts";
@@ -43,20 +43,17 @@ const sinkCtx = {
 };
 
 /** Stands in for the hub database: one chain head, and the feed records queued for Kafka. */
-function memoryClient() {
-  let head: { last_seq: number; last_digest: Buffer } | null = null;
+function memoryStore() {
+  let heads: ChainHead[] = [];
   const queued: Buffer[] = [];
-  const client = {
-    async query(sql: string, params: unknown[]) {
-      if (sql.includes("FROM feed_partitions")) return { rows: head ? [{ partner_id: policy.partnerId, partition: 0, ...head }] : [] };
-      if (sql.includes("INSERT INTO feed_partitions")) {
-        head = { last_seq: (params[2] as number[])[0] as number, last_digest: (params[3] as Buffer[])[0] as Buffer };
-      }
-      if (sql.includes("INSERT INTO feed_outbox")) queued.push(...(params[2] as Buffer[]));
-      return { rows: [] };
+  return {
+    queued,
+    heads: () => heads,
+    write(w: FeedWrites) {
+      if (w.heads.length) heads = w.heads;
+      queued.push(...w.outbox.map((m) => m.value));
     },
-  } as unknown as PoolClient;
-  return { client, queued };
+  };
 }
 
 const change = (): FeedChange => ({
@@ -66,14 +63,14 @@ const change = (): FeedChange => ({
 
 /** The hub's side: `count` records in transactions of `run`; returns the bytes and µs per record. */
 async function issue(form: FeedSigning, run: number, changes: readonly FeedChange[]): Promise<{ bytes: Buffer[]; usPerRecord: number }> {
-  const { client, queued } = memoryClient();
+  const store = memoryStore();
   const t0 = performance.now();
   for (let i = 0; i < changes.length; i += run) {
-    const writer = new FeedWriter(client, codec, topics, hub, Date.now(), form);
-    for (const c of changes.slice(i, i + run)) await writer.apply(policy, c);
-    await writer.flush();
+    const writer = new FeedWriter(store.heads(), codec, topics, hub, Date.now(), form);
+    for (const c of changes.slice(i, i + run)) writer.apply(policy, c);
+    store.write(writer.finish());
   }
-  return { bytes: queued, usPerRecord: ((performance.now() - t0) * 1000) / changes.length };
+  return { bytes: store.queued, usPerRecord: ((performance.now() - t0) * 1000) / changes.length };
 }
 
 /** The partner's side: decode and walk the records in fetches of 100; µs per record. */

@@ -10,8 +10,8 @@
  * with early exit: the strongest naive baseline) answers the first --brute-queries of them; its answers
  * must equal the index's. Prints a table and writes bench-results/near-duplicates.json.
  *
- * Memory: hashes and tables are typed arrays outside the JS heap, so the default heap is enough; 10M
- * needs about 1.3 GB for the index plus 360 MB for the benchmark's own copy of the data.
+ * Memory: hashes and tables are typed arrays outside the JS heap, so the default heap is enough; the
+ * process also holds the benchmark's own copy of the data. docs/benchmarks.md has the figures per size.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";

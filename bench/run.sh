@@ -8,12 +8,15 @@
 #   BENCH=ingest BENCH_ARGS="--count 50000" bench/run.sh
 #
 # BENCH_ARGS replaces the default arguments of every script run, so pair it with BENCH when the
-# scripts take different flags. Defaults: near-duplicates gets --sizes 1000000 (a few minutes; its
-# own default, 1M and 10M, takes much longer and ~2 GB); pipeline gets its own defaults spelled out
-# (10,000 submissions for throughput, then 200/s for 30 s for latency: about 2 minutes on 2 cores);
-# the others get none.
+# scripts take different flags. Defaults: near-duplicates gets --sizes 1000000 (its own default, 1M
+# and 10M, takes much longer and much more memory); pipeline gets its own defaults spelled out
+# (10,000 submissions for throughput, then 200/s for 30 s for latency); the others get none.
+# docs/benchmarks.md has what a run of each takes.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+# The scripts are TypeScript run by Node 24's type stripping: put the same Node 24 as make first on PATH.
+node_bin="$(infra/node.sh)" || { echo "bench: no Node 24 (infra/node.sh failed, see above)" >&2; exit 1; }
+export PATH="$node_bin:$PATH"
 
 default_args() {
   case "$1" in

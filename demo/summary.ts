@@ -4,8 +4,10 @@
  * to, the broker's refusal of other partners' feeds, the taskforce bundle and end-to-end latency.
  * It also shows the VICS export's placeholder PhotoDNA as distinct records and the degenerate
  * perceptual values by reason, and what the local Prometheus saw (targets up, alerts fired). The
- * demo fails (exit 1) unless every partner reconciles, no degenerate value sits in any feed, the
- * access probes come out as expected, and (with a Prometheus) every target is up and nothing pages.
+ * demo fails (exit 1) unless every partner reconciles, each of the export's placeholder items is a
+ * live record of its own, the placeholder turned SHARED and the all-zero value CONSTANT, no
+ * degenerate value sits in any feed, the access probes come out as expected, and (with a
+ * Prometheus) every target is up and nothing pages.
  */
 import type { Kafka } from "kafkajs";
 import { degenerateCounts } from "../services/dedup/degenerate-report.ts";
@@ -17,7 +19,7 @@ import { brokerSettings, codec, names, namespace, workDir } from "./context.ts";
 import { serviceEnv } from "./services.ts";
 import { printMonitoring } from "./prometheus.ts";
 import type { MonitoringReport } from "./prometheus.ts";
-import { PLACEHOLDER_PHOTODNA } from "./workload.ts";
+import { PLACEHOLDER_ITEMS, PLACEHOLDER_PHOTODNA } from "./workload.ts";
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -76,15 +78,23 @@ export async function printSummary(o: {
   );
   const degenerate = await degenerateCounts(hub);
   const inFeeds = await stats("SELECT count(*)::text AS n FROM feed_entries f JOIN degenerate_hashes d USING (alg, value)");
-  console.log(`placeholder PhotoDNA:     on ${placeholderRecords} distinct live records (different MD5s; never joined)`);
+  // The export has one item with the placeholder per PLACEHOLDER_ITEMS and one all-zero PhotoDNA.
+  const placeholderOk = placeholderRecords === PLACEHOLDER_ITEMS;
+  const degenerateOk = (degenerate.SHARED ?? 0) >= 1 && (degenerate.CONSTANT ?? 0) >= 1 && inFeeds === 0;
+  console.log(
+    `placeholder PhotoDNA:     on ${placeholderRecords} distinct live records (different MD5s; never joined)` +
+      (placeholderOk ? "" : `; FAILED (the export has ${PLACEHOLDER_ITEMS} items carrying it)`),
+  );
   console.log(
     `degenerate perceptual:    ${
       Object.entries(degenerate)
         .map(([reason, n]) => `${reason} ${n}`)
         .join(", ") || "none"
-    } ` + `(kept out of matching; in partner feeds: ${inFeeds})`,
+    } ` +
+      `(kept out of matching; in partner feeds: ${inFeeds})` +
+      (degenerateOk ? "" : "; FAILED (expected SHARED and CONSTANT each at least 1, and none in a feed)"),
   );
-  let allChecksPassed = inFeeds === 0 && placeholderRecords > 1;
+  let allChecksPassed = placeholderOk && degenerateOk;
   for (const policy of allPolicies.filter((p) => p.delivery !== "s3")) {
     const pool = partnerPools[policy.partnerId] as Pool;
     const live = await stats("SELECT count(*)::text AS n FROM partner_hashes WHERE NOT removed", [], pool);

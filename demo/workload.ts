@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import type { AgencySigner } from "../services/force-cli/client.ts";
+import { DEFAULT_DEGENERATE_PERCEPTUAL_RECORDS } from "../services/dedup/degenerate.ts";
 import { AvroCodec } from "../services/shared/wire/codec.ts";
 import type { Grade, Hash, Submission } from "../services/shared/wire/records.ts";
 import { signRecord } from "../services/shared/wire/signing.ts";
@@ -89,8 +90,8 @@ export function overlappingSubmissions(images: SyntheticImage[], forces: AgencyS
  * several items of one export, each a different file (different MD5s). Synthetic bytes.
  */
 export const PLACEHOLDER_PHOTODNA = Buffer.from(Array.from({ length: 144 }, (_, i) => (i * 37 + 11) & 0xff)).toString("base64");
-/** Items of the export carrying the placeholder (more than dedup's default threshold, so it turns degenerate). */
-export const PLACEHOLDER_ITEMS = 6;
+/** Items of the export carrying the placeholder: past dedup's default threshold, so it turns degenerate (SHARED). */
+export const PLACEHOLDER_ITEMS = DEFAULT_DEGENERATE_PERCEPTUAL_RECORDS + 1;
 /** An all-zero PhotoDNA on one item: constant, degenerate from the start. */
 const ZERO_PHOTODNA = Buffer.alloc(144).toString("base64");
 

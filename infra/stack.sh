@@ -44,6 +44,9 @@ INFRA="$ROOT/infra"
 STACK="${HASHRELAY_STACK_DIR:-$ROOT/.stack}"
 LIB="$STACK/lib"
 LOGS="$STACK/logs"
+# stack-check.mjs runs on the same Node 24 as everything else. Without one (infra/node.sh failed and
+# said why) the machine's node, or no helper at all (have_node_helper), is what is left.
+if NODE_BIN="$("$INFRA/node.sh")"; then export PATH="$NODE_BIN:$PATH"; fi
 
 KAFKA_PORT="${HASHRELAY_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${HASHRELAY_KAFKA_CONTROLLER_PORT:-19093}"

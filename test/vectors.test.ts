@@ -1,13 +1,14 @@
 /**
  * The test vectors of docs/vectors/*.json against the code: every byte string, digest and signature
- * in them is recomputed here from the committed inputs and must match exactly, and the docs must
- * quote the same values, so neither the docs nor the vectors can drift from what the hub and the
- * partner sink do. Needs nothing running. The vectors are never regenerated here: a difference
+ * in them, and every draft the force CLI's readers make from the input files, is recomputed here
+ * from the committed inputs and must match exactly, and the docs must quote the same values, so
+ * neither the docs nor the vectors can drift from what the hub, the force CLI and the partner sink do. Needs nothing running. The vectors are never regenerated here: a difference
  * means a format changed, which needs a new version (see docs/partners.md), not new vectors.
  */
 import { createHash, createPrivateKey } from "node:crypto";
 import type { KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
+import { Readable } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { recordingS3 } from "./support/recording-s3.ts";
@@ -17,13 +18,15 @@ import type { ExportDeps } from "../services/distribution/exports.ts";
 import { canonicalJson, manifestSignatureValid, signManifest } from "../services/shared/wire/snapshot-manifest.ts";
 import type { ExportManifest } from "../services/shared/wire/snapshot-manifest.ts";
 import { recordRef } from "../services/distribution/feed-writer.ts";
-import { CSV_COLUMNS } from "../services/force-cli/formats/csv.ts";
+import { CSV_COLUMNS, readCsvDrafts } from "../services/force-cli/formats/csv.ts";
+import type { DraftItem } from "../services/force-cli/formats/common.ts";
 import { parseSubmissionBatch, submissionFromJson, submissionToJson } from "../services/shared/wire/submission-json.ts";
-import { VICS_TO_UK } from "../services/force-cli/formats/vics.ts";
+import { VICS_TO_UK, readVicsDrafts } from "../services/force-cli/formats/vics.ts";
 import { SUBMISSION_JSON_SCHEMA } from "../services/ingest/openapi.ts";
 import { authenticateRequest } from "../services/ingest/request-auth.ts";
 import { signRequest } from "../services/shared/wire/request-signature.ts";
 import { validateSubmission } from "../services/shared/wire/submission-validation.ts";
+import { HASH_ALGORITHMS } from "../services/shared/wire/hash-algorithms.ts";
 import { decode, walkChain } from "../services/partner-sink/chain-walk.ts";
 import { parseTrustedHubKeys, verifyFeedRecord } from "../services/partner-sink/verifier.ts";
 import { createLogger } from "../services/shared/logging.ts";
@@ -130,6 +133,34 @@ interface ManifestVector {
   latestSnapshotFile?: string;
 }
 const mv = vector<{ snapshot: ManifestVector; delta: ManifestVector }>("snapshot-manifest.json");
+
+interface InputVector {
+  submissionIdPrefix: string;
+  file: string;
+  items: (
+    | { index: number; ok: true; draft: unknown; ignoredHashNames?: string[] }
+    | { index: number; ok: false; reason: string; original: string }
+  )[];
+}
+
+/** The file's bytes in chunks of `size`, so that items and rows straddle chunk boundaries. */
+function chunked(text: string, size: number): Readable {
+  const bytes = Buffer.from(text, "utf8");
+  const parts: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += size) parts.push(bytes.subarray(i, i + size));
+  return Readable.from(parts);
+}
+
+async function itemsOf(drafts: AsyncIterable<DraftItem>): Promise<InputVector["items"]> {
+  const out: InputVector["items"] = [];
+  for await (const item of drafts) {
+    if (!item.ok) out.push({ index: item.index, ok: false, reason: item.reason, original: item.original.toString("utf8") });
+    else if (item.ignoredHashNames?.length)
+      out.push({ index: item.index, ok: true, draft: item.draft, ignoredHashNames: [...item.ignoredHashNames] });
+    else out.push({ index: item.index, ok: true, draft: item.draft });
+  }
+  return out;
+}
 
 /** Read when a test asks, so a missing doc fails that test and not the whole file. */
 const docs = {
@@ -445,6 +476,38 @@ describe("test vectors: S3 snapshot and delta manifests", () => {
   });
 });
 
+describe("test vectors: force-side input files (the force CLI's readers)", () => {
+  it("vics-input.json: the VICS reader makes exactly these drafts and refusals, in one pass or two", async () => {
+    const v = vector<InputVector>("vics-input.json");
+    const opts = { submissionIdPrefix: v.submissionIdPrefix };
+    expect(await itemsOf(readVicsDrafts(() => chunked(v.file, 4096), opts))).toEqual(v.items);
+    expect(await itemsOf(readVicsDrafts(chunked(v.file, 7), opts))).toEqual(v.items);
+    expect(v.items.map((i) => i.ok)).toEqual([true, true, true, false, false]);
+  });
+
+  it("csv-input.json: the CSV reader makes exactly these drafts and refusals", async () => {
+    const v = vector<InputVector>("csv-input.json");
+    expect(await itemsOf(readCsvDrafts(chunked(v.file, 7), { submissionIdPrefix: v.submissionIdPrefix }))).toEqual(v.items);
+    expect(v.items.map((i) => i.ok)).toEqual([true, true, true, false, false]);
+  });
+
+  it("every draft is one the hub takes once signed", () => {
+    for (const name of ["vics-input.json", "csv-input.json"]) {
+      for (const item of vector<InputVector>(name).items) {
+        if (!item.ok) continue;
+        const submission = {
+          ...(item.draft as object),
+          agencyId: "vector-force",
+          keyId: keys.agency.keyId,
+          submittedAt: sv.json["submittedAt"],
+        };
+        const signed = signRecord("Submission", codec.schema("Submission").type, submission as Unsigned<Submission>, agencyKey);
+        expect(() => validateSubmission(signed, signed.submittedAt), `${name} item ${item.index}`).not.toThrow();
+      }
+    }
+  });
+});
+
 describe("docs quote the vectors and the code's rules", () => {
   it("docs/forces.md quotes the submission and request vectors and prints the JSON Schema served at /openapi.json", () => {
     for (const value of [
@@ -460,6 +523,12 @@ describe("docs quote the vectors and the code's rules", () => {
     ]) {
       expect(docs.forces).toContain(value);
     }
+  });
+
+  it("docs/forces.md lists every vector file", () => {
+    const files = readdirSync(`${REPO_ROOT}docs/vectors`).filter((f) => f.endsWith(".json"));
+    expect(files.length).toBeGreaterThan(6);
+    for (const f of files) expect(docs.forces).toContain(`\`${f}\``);
   });
 
   it("docs/partners.md quotes the feed and manifest vectors", () => {
@@ -585,5 +654,25 @@ describe("submission JSON Schema (SUBMISSION_JSON_SCHEMA) against the parser's r
     expect(new RegExp(rule?.then.properties.value.pattern as string).test(photodna)).toBe(true);
     expect(accepts({ ...base, hashes: [{ alg: "photodna", value: photodna }] })).toBe(true);
     expect(accepts({ ...base, hashes: [{ alg: "md5", value: hashes[0]?.value, quality: 90 }] })).toBe(false);
+  });
+
+  it("has the hash-algorithm table's quality ranges, and no quality where the table has none", () => {
+    for (const a of HASH_ALGORITHMS) {
+      const rule = schema.properties.hashes.items.allOf.find((r) => r.if.properties.alg.const === a.name);
+      const bytes = Buffer.alloc(a.bytes, 0x5a);
+      const value = a.encoding === "hex" ? bytes.toString("hex") : bytes.toString("base64");
+      expect(new RegExp(rule?.then.properties.value.pattern as string).test(value), a.name).toBe(true);
+      const withQuality = (quality: number) => ({ ...base, hashes: [{ alg: a.name, value, quality }] });
+      if (a.quality === null) {
+        expect(rule?.then.properties.quality, a.name).toEqual({ type: "null" });
+        expect(accepts(withQuality(0)), a.name).toBe(false);
+        continue;
+      }
+      expect(rule?.then.properties.quality, a.name).toEqual({ minimum: a.quality.min, maximum: a.quality.max });
+      expect(accepts(withQuality(a.quality.min)), a.name).toBe(true);
+      expect(accepts(withQuality(a.quality.max)), a.name).toBe(true);
+      expect(accepts(withQuality(a.quality.min - 1)), a.name).toBe(false);
+      expect(accepts(withQuality(a.quality.max + 1)), a.name).toBe(false);
+    }
   });
 });

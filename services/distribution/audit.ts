@@ -4,8 +4,8 @@
  * queued in feed_outbox in the transaction that issues the records, so they are written exactly
  * when the records are, and relayed with them. The disclosures of a transaction travel in
  * audit.batch events (shared/audit.ts), not one Kafka message each: at a bulk load one per record
- * was as many outbox rows and messages as the feed records themselves. Pure builders besides
- * enqueueAudit; planner.ts stays unaware of auditing.
+ * was as many outbox rows and messages as the feed records themselves. Pure builders only (store.ts
+ * writes the rows); planner.ts stays unaware of auditing.
  *
  * A disclosure event names the hub's recordId (not the partner's pseudonym), the partner, the
  * feed position (partition, seq) and the algorithm; never the hash value, the extra fields' values
@@ -15,10 +15,10 @@ import { auditBatches, auditEvent, auditMessage } from "../shared/audit.ts";
 import type { AuditEventInput } from "../shared/audit.ts";
 import type { AvroCodec } from "../shared/wire/codec.ts";
 import { servicePrincipal } from "../shared/kafka-access.ts";
-import type { Queryable } from "../shared/postgres.ts";
 import type { AuditEvent, FeedRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { Delivery, PartnerPolicy } from "./policy.ts";
+import type { OutboxMessage } from "./store.ts";
 
 const SERVICE = "distribution";
 /** Distribution acts as its Kafka principal. */
@@ -106,12 +106,7 @@ export function policyAppliedEvent(a: PolicyApplication, at: number): AuditEvent
   });
 }
 
-/** Queues audit events in feed_outbox (no explicit partition) inside the caller's transaction. */
-export async function enqueueAudit(client: Queryable, codec: AvroCodec, topics: TopicNames, events: readonly AuditEvent[]): Promise<void> {
-  if (!events.length) return;
-  const messages = events.map((e) => auditMessage(codec, topics, e));
-  await client.query(
-    `INSERT INTO feed_outbox (topic, message_key, message_value) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])`,
-    [messages.map((m) => m.topic), messages.map((m) => m.key), messages.map((m) => m.value)],
-  );
+/** Audit events as feed_outbox rows (no explicit partition), to queue in the transaction that issued the records. */
+export function auditOutbox(codec: AvroCodec, topics: TopicNames, events: readonly AuditEvent[]): OutboxMessage[] {
+  return events.map((e) => ({ ...auditMessage(codec, topics, e), partition: null }));
 }

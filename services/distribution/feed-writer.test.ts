@@ -1,12 +1,10 @@
 /**
- * FeedWriter without a database (a fake client answers the chain-head lock and keeps what flush()
- * queues): in both signing modes the records chain the same way, and in the chain-signed form only
+ * FeedWriter (no database: it is given the chain heads and returns what to queue): in both signing modes the records chain the same way, and in the chain-signed form only
  * each partition's last record of the transaction and every CHAIN_SIGNING_INTERVALth seq carry a
  * signature.
  */
 import { describe, expect, it } from "vitest";
 import { hotlinePolicy, randomHex } from "../../test/support/fixtures.ts";
-import type { PoolClient } from "../shared/postgres.ts";
 import { topicNames } from "../shared/topics.ts";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { CHAIN_SIGNING_INTERVAL, GENESIS_DIGEST, feedPartitionOf, feedRecordDigest } from "../shared/wire/feed-chain.ts";
@@ -15,6 +13,7 @@ import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw, signatureM
 import { FeedWriter } from "./feed-writer.ts";
 import type { FeedSigning, HubSigner } from "./feed-writer.ts";
 import type { FeedChange, PartnerPolicy } from "./policy.ts";
+import type { ChainHead } from "./store.ts";
 
 const codec = new AvroCodec();
 const type = codec.schema("FeedRecord").type;
@@ -23,27 +22,12 @@ const keys = generateSigningKeyPair();
 const hub: HubSigner = { keyId: "hub:1", privateKey: privateKeyFromPem(keys.privateKeyPem), pseudonymSecret: "feed-writer-test-secret" };
 const hubPublic = publicKeyFromRaw(keys.publicKey);
 
-/** A client whose feed_partitions rows are `heads` ("partner/partition" -> last seq) and that keeps the queued records. */
-function fakeClient(heads: Map<string, number>) {
-  const outbox: FeedRecord[] = [];
-  const log: FeedRecord[] = [];
-  const client = {
-    async query(sql: string, params: unknown[]) {
-      if (sql.includes("FROM feed_partitions")) {
-        return {
-          rows: [...heads].map(([k, seq]) => {
-            const [partner_id, partition] = k.split("/");
-            return { partner_id, partition: Number(partition), last_seq: seq, last_digest: Buffer.alloc(32, seq % 251) };
-          }),
-        };
-      }
-      if (sql.includes("INSERT INTO feed_outbox")) for (const v of params[2] as Buffer[]) outbox.push(codec.decode("FeedRecord", v).value);
-      if (sql.includes("INSERT INTO feed_log")) for (const v of params[3] as Buffer[]) log.push(codec.decode("FeedRecord", v).value);
-      return { rows: [] };
-    },
-  } as unknown as PoolClient;
-  return { client, outbox, log };
-}
+/** Stored chain heads ("partner/partition" -> last seq), each with a digest of its own. */
+const storedHeads = (heads: Map<string, number>): ChainHead[] =>
+  [...heads].map(([k, seq]) => {
+    const [partnerId, partition] = k.split("/");
+    return { partnerId: partnerId as string, partition: Number(partition), seq, digest: Buffer.alloc(32, seq % 251) };
+  });
 
 const upsert = (): FeedChange => ({
   op: "UPSERT",
@@ -52,14 +36,22 @@ const upsert = (): FeedChange => ({
 
 /** Writes `changes` for each policy in one transaction; returns the records queued, in order. */
 async function transaction(signing: FeedSigning, policies: PartnerPolicy[], changes: FeedChange[], heads = new Map<string, number>()) {
-  const fake = fakeClient(heads);
-  const writer = new FeedWriter(fake.client, codec, topics, hub, 1_700_000_000_000, signing);
-  for (const policy of policies) for (const change of changes) await writer.apply(policy, change);
+  const writer = new FeedWriter(storedHeads(heads), codec, topics, hub, 1_700_000_000_000, signing);
+  for (const policy of policies) for (const change of changes) writer.apply(policy, change);
   expect(writer.issued).toEqual([]);
-  await writer.flush();
+  const written = writer.finish();
+  const decoded = (values: Buffer[]) => values.map((v) => codec.decode("FeedRecord", v).value);
   // Kafka gets what is not S3-only, the S3 delta log what is not Kafka-only: the same signed bytes.
-  expect(fake.outbox).toEqual(writer.issued.filter((d) => d.delivery !== "s3").map((d) => d.record));
-  expect(fake.log).toEqual(writer.issued.filter((d) => d.delivery !== "kafka").map((d) => d.record));
+  expect(decoded(written.outbox.map((m) => m.value))).toEqual(writer.issued.filter((d) => d.delivery !== "s3").map((d) => d.record));
+  expect(decoded(written.log.map((l) => l.body))).toEqual(writer.issued.filter((d) => d.delivery !== "kafka").map((d) => d.record));
+  expect(written.outbox.map((m) => [m.topic, m.partition])).toEqual(
+    writer.issued.filter((d) => d.delivery !== "s3").map((d) => [topics.feed(d.record.partnerId), d.record.partition]),
+  );
+  // The heads written back are each extended partition's last record.
+  const last = new Map(writer.issued.map((d) => [key(d.record), d.record]));
+  expect(written.heads).toEqual(
+    [...last.values()].map((r) => ({ partnerId: r.partnerId, partition: r.partition, seq: r.seq, digest: feedRecordDigest(type, r) })),
+  );
   return writer.issued.map((d) => d.record);
 }
 

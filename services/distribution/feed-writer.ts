@@ -1,11 +1,11 @@
 /**
- * Turns planned feed changes (planner.ts) into signed, chained FeedRecords inside the caller's
- * transaction: extends each feed partition's chain and queues the records for Kafka and for S3
- * deltas according to the partner's delivery. The chain heads are read (row-locked, all of them in
- * one statement) once per transaction that issues a record and written back on flush(), so seq
- * stays contiguous; the SQL is in store.ts.
+ * Turns one transaction's planned feed changes (planner.ts) into signed, chained FeedRecords:
+ * extends each feed partition's chain from the heads it is given and returns the records to queue
+ * for Kafka and for S3 deltas according to the partner's delivery, with the extended heads. No SQL
+ * here: the caller gives it every chain head row-locked in its transaction (store.loadRound) and
+ * writes what finish() returns in the same transaction (store.writeRound), so seq stays contiguous.
  *
- * Records are signed on flush(), when the transaction's last record of each partition is known:
+ * Records are signed on finish(), when the transaction's last record of each partition is known:
  * `every-record` signs each one; `chain` signs only those (and every CHAIN_SIGNING_INTERVALth seq)
  * and leaves the others' signature empty, authenticated by the chain (shared/wire/feed-chain.ts).
  * Either way the partition's committed head is signed, which snapshots and deltas rely on.
@@ -14,14 +14,13 @@ import { createHmac } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import type { AvroCodec } from "../shared/wire/codec.ts";
 import { GENESIS_DIGEST, chainSignsRecord, feedPartitionOf, feedRecordDigest } from "../shared/wire/feed-chain.ts";
-import type { PoolClient } from "../shared/postgres.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import { signRecord } from "../shared/wire/signing.ts";
 import type { Unsigned } from "../shared/wire/signing.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { Disclosure } from "./audit.ts";
 import type { Delivery, FeedChange, PartnerPolicy } from "./policy.ts";
-import { appendFeedLog, enqueueFeedRecords, lockChainHeads, storeChainHeads } from "./store.ts";
+import type { ChainHead, FeedLogRow, OutboxMessage } from "./store.ts";
 
 export interface HubSigner {
   readonly keyId: string;
@@ -34,7 +33,7 @@ export function recordRef(secret: string, partnerId: string, recordId: string): 
   return createHmac("sha256", secret).update(`${partnerId}\n${recordId}`).digest("hex").slice(0, 32);
 }
 
-interface ChainHead {
+interface Head {
   seq: number;
   digest: Buffer;
   dirty: boolean;
@@ -43,7 +42,7 @@ interface ChainHead {
 /** Which feed records the hub signs: each one, or the chain-signed form (DISTRIBUTION_FEED_SIGNING). */
 export type FeedSigning = "every-record" | "chain";
 
-/** A record planned in this transaction, signed and queued on flush(). */
+/** A record planned in this transaction, signed and queued on finish(). */
 interface Planned {
   readonly record: Unsigned<FeedRecord>;
   readonly recordId: string;
@@ -51,32 +50,41 @@ interface Planned {
   readonly key: string;
 }
 
-/** Collects one transaction's feed writes; call flush() before COMMIT. */
+/** What one transaction writes for its feeds (store.writeRound). */
+export interface FeedWrites {
+  /** The chain heads extended. */
+  readonly heads: ChainHead[];
+  /** Feed records for Kafka, each to its explicit feed partition, in the order issued. */
+  readonly outbox: OutboxMessage[];
+  /** Feed records for the next S3 delta. */
+  readonly log: FeedLogRow[];
+}
+
+/** Collects one transaction's feed records; finish() signs them and says what to write before COMMIT. */
 export class FeedWriter {
-  private readonly heads = new Map<string, ChainHead>();
-  private headsLocked = false;
-  private readonly outbox: { topic: string; key: string; value: Buffer; partition: number }[] = [];
-  private readonly log: { partnerId: string; partition: number; seq: number; body: Buffer }[] = [];
+  private readonly heads = new Map<string, Head>();
+  private readonly outbox: OutboxMessage[] = [];
+  private readonly log: FeedLogRow[] = [];
   private readonly planned: Planned[] = [];
-  /** Every record issued in this transaction, with the hub record it discloses (for audit.ts); filled by flush(). */
+  /** Every record issued in this transaction, with the hub record it discloses (for audit.ts); filled by finish(). */
   readonly issued: Disclosure[] = [];
 
-  private readonly client: PoolClient;
   private readonly codec: AvroCodec;
   private readonly topics: TopicNames;
   private readonly hub: HubSigner;
   private readonly now: number;
   private readonly signing: FeedSigning;
 
+  /** `lockedHeads`: every chain head as stored, row-locked in the caller's transaction; a partition without one starts at genesis. */
   constructor(
-    client: PoolClient,
+    lockedHeads: readonly ChainHead[],
     codec: AvroCodec,
     topics: TopicNames,
     hub: HubSigner,
     now: number,
     signing: FeedSigning = "every-record",
   ) {
-    this.client = client;
+    for (const h of lockedHeads) this.heads.set(`${h.partnerId}/${h.partition}`, { seq: h.seq, digest: h.digest, dirty: false });
     this.codec = codec;
     this.topics = topics;
     this.hub = hub;
@@ -84,12 +92,7 @@ export class FeedWriter {
     this.signing = signing;
   }
 
-  private async head(partnerId: string, partition: number): Promise<ChainHead> {
-    if (!this.headsLocked) {
-      for (const h of await lockChainHeads(this.client))
-        this.heads.set(`${h.partnerId}/${h.partition}`, { seq: h.seq, digest: h.digest, dirty: false });
-      this.headsLocked = true;
-    }
+  private head(partnerId: string, partition: number): Head {
     const k = `${partnerId}/${partition}`;
     let h = this.heads.get(k);
     if (!h) {
@@ -99,11 +102,11 @@ export class FeedWriter {
     return h;
   }
 
-  /** Chains one planned change (planner.ts has already recorded it in its ledger); flush() signs and queues it. */
-  async apply(policy: PartnerPolicy, change: FeedChange): Promise<void> {
+  /** Chains one planned change (planner.ts has already recorded it in its ledger); finish() signs and queues it. */
+  apply(policy: PartnerPolicy, change: FeedChange): void {
     const e = change.entry;
     const partition = feedPartitionOf(e.alg, e.value, policy.feedPartitions);
-    const head = await this.head(policy.partnerId, partition);
+    const head = this.head(policy.partnerId, partition);
     const record: Unsigned<FeedRecord> = {
       partnerId: policy.partnerId,
       partition,
@@ -126,16 +129,20 @@ export class FeedWriter {
     this.planned.push({ record, recordId: e.recordId, delivery: policy.delivery, key: `${e.alg}:${e.value}` });
   }
 
-  /** Signs the records chained, queues them and stores the extended chain heads (call before COMMIT). */
-  async flush(): Promise<void> {
+  /** Signs the records chained; returns them, queued by delivery, with the extended chain heads (write them before COMMIT). */
+  finish(): FeedWrites {
     this.seal();
-    const dirty = [...this.heads].filter(([, h]) => h.dirty);
-    await storeChainHeads(
-      this.client,
-      dirty.map(([k, h]) => ({ partnerId: k.split("/")[0] as string, partition: Number(k.split("/")[1]), seq: h.seq, digest: h.digest })),
-    );
-    await enqueueFeedRecords(this.client, this.outbox);
-    await appendFeedLog(this.client, this.log);
+    const heads = [...this.heads].filter(([, h]) => h.dirty);
+    return {
+      heads: heads.map(([k, h]) => ({
+        partnerId: k.split("/")[0] as string,
+        partition: Number(k.split("/")[1]),
+        seq: h.seq,
+        digest: h.digest,
+      })),
+      outbox: this.outbox.splice(0),
+      log: this.log.splice(0),
+    };
   }
 
   /** Signs what the signing mode asks for, encodes every planned record and queues it by delivery. */

@@ -49,7 +49,7 @@ export interface PolicyRefresh {
 /**
  * Feed topics are provisioned when the Kafka partners or their partition counts change, and
  * otherwise at most this often (to recreate a topic deleted by hand): provisioning is a few admin
- * requests, and every 5 s they were most of an idle distribution's work.
+ * requests, and on every policy refresh they would be most of an idle distribution's work.
  */
 const FEED_TOPIC_CHECK_MS = 60_000;
 

@@ -19,23 +19,21 @@ import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { CanonicalRecord, FeedRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
-import { disclosureEvents, enqueueAudit, policyAppliedEvent } from "./audit.ts";
+import { auditOutbox, disclosureEvents, policyAppliedEvent } from "./audit.ts";
 import { FeedWriter } from "./feed-writer.ts";
 import type { FeedSigning, HubSigner } from "./feed-writer.ts";
 import { FeedLedger, claimsOfRevision, planRecord, splitHashKey } from "./planner.ts";
 import type { PartnerPolicy } from "./policy.ts";
 import {
-  countUnmappable,
   distributedRecordsAfter,
-  enqueueRejection,
   forgetAppliedPolicies,
   insertHashClaims,
-  loadLedger,
+  loadRound,
   recordPolicyApplied,
-  storeDistributedRecords,
   takePendingBackfill,
-  writeLedgerChanges,
+  writeRound,
 } from "./store.ts";
+import type { OutboxMessage } from "./store.ts";
 
 export const SERVICE = "distribution";
 
@@ -66,26 +64,31 @@ export interface DistributionResult {
 
 type CanonicalMessage = { readonly offset: string; readonly value: Buffer | null };
 
+/** An entitled record whose category has no mapping in a partner's scheme, to be counted. */
+type Unmappable = { readonly partnerId: string; readonly category: string };
+
 /**
- * Plans one record's revision for every partner (planner.ts) and signs and queues the changes.
- * The ledger must hold what the record touches (loadLedger).
+ * Plans one record's revision for every partner (planner.ts) and chains the changes; notes each
+ * partner it is entitled to but cannot be mapped for. The ledger must hold what the record touches
+ * (loadRound).
  */
-export async function distributeRecord(
-  tx: PoolClient,
+export function distributeRecord(
   ledger: FeedLedger,
   writer: FeedWriter,
   record: CanonicalRecord,
   policies: readonly PartnerPolicy[],
-): Promise<void> {
-  for (const { policy, changes, unmappable } of planRecord(ledger, record, policies)) {
-    for (const change of changes) await writer.apply(policy, change);
-    if (unmappable) await countUnmappable(tx, policy.partnerId, `${record.classification.uk}->${policy.scheme}`);
+  unmappable: Unmappable[],
+): void {
+  for (const { policy, changes, unmappable: unmapped } of planRecord(ledger, record, policies)) {
+    for (const change of changes) writer.apply(policy, change);
+    if (unmapped) unmappable.push({ partnerId: policy.partnerId, category: `${record.classification.uk}->${policy.scheme}` });
   }
 }
 
 /**
  * distribution's part of the exactly-once step: the unapplied canonical records of a round's
  * batches. A record is keyed by its id, so all its revisions are in one partition, in order.
+ * Two statements: one loads (locking the chain heads), one writes everything the round changed.
  */
 export async function distributeBatch(
   deps: DistributionDeps,
@@ -94,19 +97,20 @@ export async function distributeBatch(
 ): Promise<Applied<DistributionResult>> {
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
-  const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
   const policies = deps.policies();
-  const decoded: { record: CanonicalRecord; bytes: Buffer }[] = [];
+  const rejections: OutboxMessage[] = [];
   const rejectionReasons: string[] = [];
-  for (const batch of batches) decoded.push(...(await decodeBatch(deps, tx, batch, rejectionReasons)));
+  const decoded = batches.flatMap((batch) => decodeBatch(deps, batch, rejections, rejectionReasons));
   // Loads the stored revision of every record in the batch, and all that planning them touches.
-  await loadLedger(
+  const heads = await loadRound(
     tx,
     deps.codec,
     ledger,
     policies.map((p) => p.partnerId),
     decoded.map((b) => b.record),
   );
+  const writer = new FeedWriter(heads, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
+  const unmappable: Unmappable[] = [];
   let applied = 0;
   let skipped = batches.reduce((n, b) => n + b.redelivered, 0);
   const latest = new Map<string, { revision: number; bytes: Buffer }>();
@@ -116,24 +120,32 @@ export async function distributeBatch(
       continue;
     }
     latest.set(record.recordId, { revision: record.revision, bytes });
-    await distributeRecord(tx, ledger, writer, record, policies);
+    distributeRecord(ledger, writer, record, policies, unmappable);
     applied++;
   }
-  await storeDistributedRecords(tx, latest);
-  await writeLedgerChanges(tx, ledger);
-  await writer.flush();
-  await enqueueAudit(tx, deps.codec, deps.topics, disclosureEvents(writer.issued, { kind: "canonical" }, now));
+  const feed = writer.finish();
+  const audit = auditOutbox(deps.codec, deps.topics, disclosureEvents(writer.issued, { kind: "canonical" }, now));
+  await writeRound(tx, ledger, {
+    records: latest,
+    unmappable,
+    heads: feed.heads,
+    outbox: [...rejections, ...feed.outbox, ...audit],
+    feedLog: feed.log,
+  });
   const issued = writer.issued.map((d) => ({ partnerId: d.record.partnerId, op: d.record.op }));
   return { result: { records: applied, skipped, feedRecords: writer.issued.length, issued, rejectionReasons } };
 }
 
-/** Decodes the batch's records; one that does not decode goes to the dead-letter topic (its reason to `rejected`). */
-async function decodeBatch(
+/**
+ * Decodes the batch's records; one that does not decode becomes a rejection for the dead-letter
+ * topic (and its reason code goes to `reasons`, for metrics).
+ */
+function decodeBatch(
   deps: DistributionDeps,
-  tx: PoolClient,
   batch: UnappliedBatch<CanonicalMessage>,
-  rejected: string[],
-): Promise<{ record: CanonicalRecord; bytes: Buffer }[]> {
+  rejections: OutboxMessage[],
+  reasons: string[],
+): { record: CanonicalRecord; bytes: Buffer }[] {
   const decoded: { record: CanonicalRecord; bytes: Buffer }[] = [];
   for (const m of batch.messages) {
     const bytes = m.value ?? Buffer.alloc(0);
@@ -147,8 +159,8 @@ async function decodeBatch(
         sourcePartition: batch.partition,
         sourceOffset: m.offset,
       });
-      await enqueueRejection(tx, deps.topics.rejected, deps.codec.encode("Rejection", rejection));
-      rejected.push(rejection.reason);
+      rejections.push({ topic: deps.topics.rejected, key: null, value: deps.codec.encode("Rejection", rejection), partition: null });
+      reasons.push(rejection.reason);
     }
   }
   return decoded;
@@ -212,15 +224,15 @@ async function reconcileSlice(
   const rows = await distributedRecordsAfter(tx, after, RECONCILE_SLICE);
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
-  const writer = new FeedWriter(tx, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
   const records = rows.map((r) => deps.codec.decode("CanonicalRecord", r.body).value);
   for (const r of records) ledger.addRecord(r);
-  await loadLedger(tx, deps.codec, ledger, [policy.partnerId], records);
+  const heads = await loadRound(tx, deps.codec, ledger, [policy.partnerId], records);
+  const writer = new FeedWriter(heads, deps.codec, deps.topics, deps.hub, now, deps.feedSigning);
+  const unmappable: Unmappable[] = [];
   // Every hash a record claims or owns in the feed is planned again: entries the policy no
   // longer grants (e.g. a narrowed policy) are removed, newly granted ones upserted.
-  for (const r of records) await distributeRecord(tx, ledger, writer, r, [policy]);
-  await writeLedgerChanges(tx, ledger);
-  await writer.flush();
+  for (const r of records) distributeRecord(ledger, writer, r, [policy], unmappable);
+  const feed = writer.finish();
   const audit = disclosureEvents(writer.issued, { kind: "policy", version: policy.version }, now);
   const counts = {
     records: records.length,
@@ -237,7 +249,12 @@ async function reconcileSlice(
     };
     audit.push(policyAppliedEvent({ policy, previousVersion, ...run }, now));
   }
-  await enqueueAudit(tx, deps.codec, deps.topics, audit);
+  await writeRound(tx, ledger, {
+    unmappable,
+    heads: feed.heads,
+    outbox: [...feed.outbox, ...auditOutbox(deps.codec, deps.topics, audit)],
+    feedLog: feed.log,
+  });
   return { counts, last: done ? null : (rows[rows.length - 1] as { record_id: string }).record_id };
 }
 

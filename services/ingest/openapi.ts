@@ -15,12 +15,13 @@ import {
   SubmissionOpValues,
   UkCategoryValues,
 } from "../shared/wire/records.ts";
+import { EXACT_ALGORITHMS, HASH_ALGORITHMS, NEAR_ALGORITHMS, QUALITY_ALGORITHMS } from "../shared/wire/hash-algorithms.ts";
+import type { HashAlgorithm } from "../shared/wire/hash-algorithms.ts";
 import {
   ED25519_SIGNATURE_BYTES,
   MAX_HASHES_PER_SUBMISSION,
   MAX_TEXT_LENGTH,
   MIN_SUBMITTED_AT,
-  PHOTODNA_BYTES,
   SUBMISSION_ID_PATTERN,
 } from "../shared/wire/submission-validation.ts";
 
@@ -31,17 +32,38 @@ const nullableText = {
 };
 const nullableFlag = { type: ["boolean", "null"], description: "Absent or null: unknown." };
 
-/** Canonical value form per algorithm: what a signed submission must carry (nothing is rewritten after signing). */
-const HASH_VALUE_PATTERNS: Record<(typeof HashAlgValues)[number], string> = {
-  md5: "^[0-9a-f]{32}$",
-  sha1: "^[0-9a-f]{40}$",
-  sha256: "^[0-9a-f]{64}$",
-  pdq: "^[0-9a-f]{64}$",
-  photodna: `^[A-Za-z0-9+/]{${(PHOTODNA_BYTES / 3) * 4}}$`,
-};
+/** "a, b and c" */
+function listed(names: readonly string[]): string {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+}
 
 /**
- * JSON Schema (2020-12) of one submission in its JSON wire form (services/ingest/formats/submission-json.ts).
+ * What one algorithm's hash must look like, from the hash-algorithm table: the canonical value (what
+ * a signed submission must carry; nothing is rewritten after signing) and the quality score's range,
+ * or no quality at all.
+ */
+function hashRule(a: HashAlgorithm) {
+  const value = { pattern: a.pattern.source };
+  return {
+    if: { properties: { alg: { const: a.name } } },
+    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
+    then: a.quality
+      ? { properties: { value, quality: { minimum: a.quality.min, maximum: a.quality.max } } }
+      : { properties: { value, quality: { type: "null" } } },
+  } as const;
+}
+
+const qualityDescription = [
+  `Quality score; only on ${listed(QUALITY_ALGORITHMS)} hashes.`,
+  ...HASH_ALGORITHMS.flatMap((a) =>
+    a.quality
+      ? [`${a.name}: ${a.quality.min} to ${a.quality.max}; below ${a.quality.minForMatching} it is kept out of near matching.`]
+      : [],
+  ),
+].join(" ");
+
+/**
+ * JSON Schema (2020-12) of one submission in its JSON wire form (services/shared/wire/submission-json.ts).
  * Rules a schema cannot say are in the descriptions: one value per exact algorithm, no repeated
  * hash, submittedAt at most 10 minutes ahead of the hub clock, agencyId equal to the
  * authenticated agency, and the signature over the Avro encoding (docs/forces.md).
@@ -76,7 +98,7 @@ export const SUBMISSION_JSON_SCHEMA = {
       type: "array",
       minItems: 1,
       maxItems: MAX_HASHES_PER_SUBMISSION,
-      description: "At most one value each of md5, sha1 and sha256; no (alg, value) twice; pdq and photodna may repeat (video frames).",
+      description: `At most one value each of ${listed(EXACT_ALGORITHMS)}; no (alg, value) twice; ${listed(NEAR_ALGORITHMS)} may repeat (video frames).`,
       items: {
         type: "object",
         additionalProperties: false,
@@ -85,18 +107,11 @@ export const SUBMISSION_JSON_SCHEMA = {
           alg: { enum: [...HashAlgValues] },
           value: {
             type: "string",
-            description: "Canonical form: lower-case hex (md5, sha1, sha256, pdq); standard base64 of 144 bytes (photodna).",
+            description: `Canonical form. ${HASH_ALGORITHMS.map((a) => `${a.name}: ${a.description}`).join("; ")}.`,
           },
-          quality: { type: ["integer", "null"], minimum: 0, maximum: 100, description: "PDQ quality; only on pdq hashes." },
+          quality: { type: ["integer", "null"], description: qualityDescription },
         },
-        allOf: HashAlgValues.map((alg) => ({
-          if: { properties: { alg: { const: alg } } },
-          // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
-          then:
-            alg === "pdq"
-              ? { properties: { value: { pattern: HASH_VALUE_PATTERNS[alg] } } }
-              : { properties: { value: { pattern: HASH_VALUE_PATTERNS[alg] }, quality: { type: "null" } } },
-        })),
+        allOf: HASH_ALGORITHMS.map(hashRule),
       },
     },
     grade: {

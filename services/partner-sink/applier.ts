@@ -17,7 +17,7 @@ import type { AvroCodec } from "../shared/wire/codec.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import { decode, walkChain } from "./chain-walk.ts";
 import type { ChainWalk } from "./chain-walk.ts";
-import { appliedDigestsOf, insertAlerts, lockFeedStates, recordApplied, storeChainHeads, storeHalts, writeHashes } from "./feed-store.ts";
+import { readRound, writeRound } from "./feed-store.ts";
 import type { FeedState } from "./feed-store.ts";
 import type { TrustedHubKey } from "./verifier.ts";
 
@@ -53,18 +53,16 @@ export async function applyFeedRound(
   batches: readonly UnappliedBatch<{ offset: string; value: Buffer | null }>[],
   now = new Date(),
 ): Promise<Applied<ReadonlyMap<number, SinkResult>>> {
-  const states = await lockFeedStates(
+  const decodedByPartition = new Map(batches.map((b) => [b.partition, b.messages.map((m) => decode(deps.codec, m))]));
+  const { states, appliedDigests } = await readRound(
     tx,
     batches.map((b) => b.partition),
+    [...decodedByPartition].flatMap(([partition, ds]) => ds.flatMap((d) => (d.record ? [{ partition, seq: d.record.seq }] : []))),
   );
   // A partition halted in an earlier round is not read at all: it stays held where it was stored.
   const open = batches
     .filter((b) => !states.get(b.partition)?.haltedReason)
-    .map((b) => ({ batch: b, decoded: b.messages.map((m) => decode(deps.codec, m)) }));
-  const appliedDigests = await appliedDigestsOf(
-    tx,
-    open.flatMap(({ batch, decoded }) => decoded.flatMap((d) => (d.record ? [{ partition: batch.partition, seq: d.record.seq }] : []))),
-  );
+    .map((b) => ({ batch: b, decoded: decodedByPartition.get(b.partition) ?? [] }));
   const ctx = { partnerId: deps.partnerId, keys: deps.keys(), logger: deps.logger, now };
   const walks = new Map<number, ChainWalk>();
   for (const { batch, decoded } of open) {
@@ -73,7 +71,7 @@ export async function applyFeedRound(
     const applied = appliedDigests.get(batch.partition) ?? new Map<number, Buffer>();
     walks.set(batch.partition, walkChain(ctx, batch.partition, batch.storedOffset, decoded, state, applied));
   }
-  await writeRound(tx, [...walks.values()], states);
+  await writeWalks(tx, [...walks.values()], states);
   const result = new Map<number, SinkResult>();
   const positions = new Map<number, PartitionPosition>();
   for (const { partition } of batches) {
@@ -91,29 +89,19 @@ export async function applyFeedRound(
   return { result, positions };
 }
 
-/** Writes what the walks (in partition order) decided: one statement per kind of write, for all partitions. */
-async function writeRound(tx: PoolClient, walks: readonly ChainWalk[], before: ReadonlyMap<number, FeedState>): Promise<void> {
-  await insertAlerts(
-    tx,
-    walks.flatMap((w) => w.alerts),
-  );
-  await storeHalts(
-    tx,
-    walks.flatMap((w) => (w.halt ? [{ partition: w.partition, ...w.halt }] : [])),
-  );
+/** Writes what the walks (in partition order) decided, for all partitions in one statement. */
+async function writeWalks(tx: PoolClient, walks: readonly ChainWalk[], before: ReadonlyMap<number, FeedState>): Promise<void> {
   // The hub puts every change to a hash on one partition (feedPartitionOf(alg, value, n) in
   // shared/wire/feed-chain.ts, n fixed once the feed exists), so the partitions' final states do not
   // overlap. Should a hash still come on two partitions of a round, the higher partition's record
   // wins (partitions come in ascending order) and no statement touches a row twice.
   const finalState = new Map<string, FeedRecord>();
   for (const w of walks) for (const [hash, record] of w.finalState) finalState.set(hash, record);
-  await writeHashes(tx, [...finalState.values()]);
-  await recordApplied(
-    tx,
-    walks.flatMap((w) => w.newlyApplied.map((a) => ({ partition: w.partition, ...a }))),
-  );
-  await storeChainHeads(
-    tx,
-    walks.filter((w) => w.applied > 0 || w.judgedTo !== before.get(w.partition)?.judgedTo),
-  );
+  await writeRound(tx, {
+    alerts: walks.flatMap((w) => w.alerts),
+    halts: walks.flatMap((w) => (w.halt ? [{ partition: w.partition, ...w.halt }] : [])),
+    hashes: [...finalState.values()],
+    applied: walks.flatMap((w) => w.newlyApplied.map((a) => ({ partition: w.partition, ...a }))),
+    heads: walks.filter((w) => w.applied > 0 || w.judgedTo !== before.get(w.partition)?.judgedTo),
+  });
 }

@@ -1,7 +1,7 @@
 /**
  * Every SQL statement of applying a feed round (applier.ts), inside the exactly-once step's
  * transaction. Each one covers all partitions of the round (arrays through unnest), so a round
- * costs the same few round trips however many partitions it carries.
+ * costs the same few round trips however many partitions it carries: the reads, then one write.
  */
 import type { PoolClient } from "../shared/postgres.ts";
 import { GENESIS_DIGEST } from "../shared/wire/feed-chain.ts";
@@ -28,154 +28,163 @@ interface FeedStateRow {
   judged_to: number;
 }
 
+/** What a round reads before it walks the chains. */
+export interface RoundState {
+  readonly states: Map<number, FeedState>;
+  /** The digests already applied at the round's (partition, seq) pairs, by partition then seq. */
+  readonly appliedDigests: Map<number, Map<number, Buffer>>;
+}
+
+type RoundRow = FeedStateRow & { seq: number | null; digest: Buffer | null };
+
 /**
  * The partitions' chain states, created at genesis where missing, row-locked until COMMIT in
- * partition order (as the step locks consumer_offsets): one statement once the rows exist.
+ * partition order (as the step locks consumer_offsets), with the digests already applied at the
+ * round's (partition, seq) pairs: one statement once the rows exist. The step's offset lock, taken
+ * before, already keeps other instances off these partitions, so the applied digests read in the
+ * same statement are current.
  */
-export async function lockFeedStates(tx: PoolClient, partitions: readonly number[]): Promise<Map<number, FeedState>> {
-  const lock = async () => {
-    const { rows } = await tx.query<FeedStateRow>(
-      `SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason, judged_to FROM feed_state
-        WHERE partition = ANY($1::int[]) ORDER BY partition FOR UPDATE`,
-      [partitions],
+export async function readRound(
+  tx: PoolClient,
+  partitions: readonly number[],
+  wanted: readonly { partition: number; seq: number }[],
+): Promise<RoundState> {
+  const read = async () => {
+    const { rows } = await tx.query<RoundRow>(
+      `WITH s AS (SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason, judged_to FROM feed_state
+                   WHERE partition = ANY($1::int[]) ORDER BY partition FOR UPDATE)
+       SELECT s.*, NULL::bigint AS seq, NULL::bytea AS digest FROM s
+       UNION ALL
+       SELECT partition, NULL, NULL, NULL, NULL, NULL, seq, digest FROM feed_applied
+        WHERE (partition, seq) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))`,
+      [partitions, wanted.map((w) => w.partition), wanted.map((w) => w.seq)],
     );
-    return new Map(
-      rows.map((r): [number, FeedState] => [
-        r.partition,
-        {
-          partition: r.partition,
-          lastSeq: Number(r.last_seq),
-          lastDigest: r.last_digest,
-          bootstrapSeq: Number(r.bootstrap_seq),
-          haltedReason: r.halted_reason,
-          judgedTo: Number(r.judged_to),
-        },
-      ]),
-    );
+    return roundStateOf(rows);
   };
-  let states = await lock();
-  if (states.size < partitions.length) {
+  let round = await read();
+  if (round.states.size < partitions.length) {
     await tx.query(
       "INSERT INTO feed_state (partition, last_seq, last_digest) SELECT p, 0, $2 FROM unnest($1::int[]) AS p ON CONFLICT DO NOTHING",
-      [partitions.filter((p) => !states.has(p)), GENESIS_DIGEST],
+      [partitions.filter((p) => !round.states.has(p)), GENESIS_DIGEST],
     );
-    states = await lock();
+    round = await read();
   }
-  return states;
+  return round;
 }
 
-/** The digests already applied at these (partition, seq) pairs, by partition then seq. */
-export async function appliedDigestsOf(
-  tx: PoolClient,
-  wanted: readonly { partition: number; seq: number }[],
-): Promise<Map<number, Map<number, Buffer>>> {
-  const byPartition = new Map<number, Map<number, Buffer>>();
-  if (wanted.length === 0) return byPartition;
-  const { rows } = await tx.query<{ partition: number; seq: number; digest: Buffer }>(
-    `SELECT partition, seq, digest FROM feed_applied
-      WHERE (partition, seq) IN (SELECT * FROM unnest($1::int[], $2::bigint[]))`,
-    [wanted.map((w) => w.partition), wanted.map((w) => w.seq)],
-  );
+function roundStateOf(rows: readonly RoundRow[]): RoundState {
+  const states = new Map<number, FeedState>();
+  const appliedDigests = new Map<number, Map<number, Buffer>>();
   for (const r of rows) {
-    const seqs = byPartition.get(r.partition) ?? new Map<number, Buffer>();
-    byPartition.set(r.partition, seqs.set(Number(r.seq), r.digest));
+    if (r.seq !== null && r.digest !== null) {
+      const seqs = appliedDigests.get(r.partition) ?? new Map<number, Buffer>();
+      appliedDigests.set(r.partition, seqs.set(Number(r.seq), r.digest));
+      continue;
+    }
+    states.set(r.partition, {
+      partition: r.partition,
+      lastSeq: Number(r.last_seq),
+      lastDigest: r.last_digest,
+      bootstrapSeq: Number(r.bootstrap_seq),
+      haltedReason: r.halted_reason,
+      judgedTo: Number(r.judged_to),
+    });
   }
-  return byPartition;
+  return { states, appliedDigests };
 }
 
-/** Alerts as rows of sink_alerts, their ids in the order given. */
-export async function insertAlerts(tx: PoolClient, alerts: readonly Alert[]): Promise<void> {
-  if (alerts.length === 0) return;
-  await tx.query(
-    `INSERT INTO sink_alerts (partition, seq, kafka_offset, reason, detail)
-     SELECT p, s, o, r, d FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) WITH ORDINALITY AS a(p, s, o, r, d, n)
-      ORDER BY n`,
-    [
-      alerts.map((a) => a.partition),
-      alerts.map((a) => a.seq),
-      alerts.map((a) => a.offset),
-      alerts.map((a) => a.reason),
-      alerts.map((a) => a.detail),
-    ],
-  );
+/** What a round writes, for all its partitions at once. */
+export interface RoundWrites {
+  readonly alerts: readonly Alert[];
+  readonly halts: readonly (Halt & { partition: number })[];
+  /** The final state of each hash: one record per hash (a statement must not touch a row twice). */
+  readonly hashes: readonly FeedRecord[];
+  readonly applied: readonly { partition: number; seq: number; digest: Buffer }[];
+  /** Partitions whose chain head or read position moved. */
+  readonly heads: readonly { partition: number; lastSeq: number; lastDigest: Buffer; judgedTo: number }[];
 }
 
 /**
- * Marks partitions halted. The details let `hashrelay-sink resume` continue at exactly the halting
- * record. It passed the signature checks (they come before seq and chain), so its prevDigest is the hub's.
+ * Writes a round in one statement: each kind of write is a data-modifying CTE over all partitions,
+ * and kinds with nothing to write are left out. The CTEs share one snapshot and must not touch a
+ * row twice: hashes are one record each, UPSERT and REMOVE rows are disjoint, and a partition's
+ * halt and chain head are one UPDATE of its feed_state row.
  */
-export async function storeHalts(tx: PoolClient, halts: readonly (Halt & { partition: number })[]): Promise<void> {
-  if (halts.length === 0) return;
-  await tx.query(
-    `UPDATE feed_state f SET halted_reason = h.reason, halted_seq = h.seq, halted_offset = h.kafka_offset,
-            halted_prev_digest = h.prev_digest, halted_at = now()
-       FROM unnest($1::int[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[]) AS h(partition, reason, seq, kafka_offset, prev_digest)
-      WHERE f.partition = h.partition`,
-    [
-      halts.map((h) => h.partition),
-      halts.map((h) => h.reason),
-      halts.map((h) => h.seq),
-      halts.map((h) => h.offset),
-      halts.map((h) => h.prevDigest),
-    ],
-  );
-}
-
-/**
- * Writes the final state of each hash: UPSERT rows, and REMOVE as a tombstone row. One record per
- * hash: a statement must not touch the same row twice.
- */
-export async function writeHashes(tx: PoolClient, records: readonly FeedRecord[]): Promise<void> {
-  const upserts = records.filter((r) => r.op === "UPSERT");
-  const removes = records.filter((r) => r.op === "REMOVE");
+export async function writeRound(tx: PoolClient, w: RoundWrites): Promise<void> {
+  const params: unknown[] = [];
+  const $ = (value: unknown) => `$${params.push(value)}`;
+  const ctes: string[] = [];
+  if (w.alerts.length) {
+    // Ids in the order given: inserted in the array's order.
+    ctes.push(`INSERT INTO sink_alerts (partition, seq, kafka_offset, reason, detail)
+       SELECT p, s, o, r, d FROM unnest(${$(w.alerts.map((a) => a.partition))}::int[], ${$(w.alerts.map((a) => a.seq))}::bigint[],
+         ${$(w.alerts.map((a) => a.offset))}::bigint[], ${$(w.alerts.map((a) => a.reason))}::text[], ${$(w.alerts.map((a) => a.detail))}::text[])
+         WITH ORDINALITY AS a(p, s, o, r, d, n) ORDER BY n`);
+  }
+  const states = feedStateUpdates(w.halts, w.heads);
+  if (states.length) {
+    // A halt keeps what `hashrelay-sink resume` needs to continue at exactly the halting record; it
+    // passed the signature checks (they come before seq and chain), so its prevDigest is the hub's.
+    ctes.push(`UPDATE feed_state f SET last_seq = coalesce(u.last_seq, f.last_seq), last_digest = coalesce(u.last_digest, f.last_digest),
+         judged_to = coalesce(u.judged_to, f.judged_to), halted_reason = coalesce(u.reason, f.halted_reason),
+         halted_seq = CASE WHEN u.reason IS NULL THEN f.halted_seq ELSE u.halt_seq END,
+         halted_offset = CASE WHEN u.reason IS NULL THEN f.halted_offset ELSE u.halt_offset END,
+         halted_prev_digest = CASE WHEN u.reason IS NULL THEN f.halted_prev_digest ELSE u.prev_digest END,
+         halted_at = CASE WHEN u.reason IS NULL THEN f.halted_at ELSE now() END
+       FROM unnest(${$(states.map((u) => u.partition))}::int[], ${$(states.map((u) => u.lastSeq))}::bigint[], ${$(states.map((u) => u.lastDigest))}::bytea[],
+         ${$(states.map((u) => u.judgedTo))}::bigint[], ${$(states.map((u) => u.reason))}::text[], ${$(states.map((u) => u.haltSeq))}::bigint[],
+         ${$(states.map((u) => u.haltOffset))}::bigint[], ${$(states.map((u) => u.prevDigest))}::bytea[])
+         AS u(partition, last_seq, last_digest, judged_to, reason, halt_seq, halt_offset, prev_digest)
+      WHERE f.partition = u.partition`);
+  }
+  const upserts = w.hashes.filter((r) => r.op === "UPSERT");
   if (upserts.length) {
-    await tx.query(
-      `INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, extra, removed, updated_at)
+    ctes.push(`INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, extra, removed, updated_at)
        SELECT a, v, c, ct, r, rev, e::jsonb, false, now()
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[]) AS t(a, v, c, ct, r, rev, e)
+         FROM unnest(${$(upserts.map((r) => r.alg))}::text[], ${$(upserts.map((r) => r.value))}::text[], ${$(upserts.map((r) => r.category))}::text[],
+           ${$(upserts.map((r) => r.contentType))}::text[], ${$(upserts.map((r) => r.recordRef))}::text[], ${$(upserts.map((r) => r.revision))}::bigint[],
+           ${$(upserts.map((r) => JSON.stringify(r.extra)))}::text[]) AS t(a, v, c, ct, r, rev, e)
        ON CONFLICT (alg, value) DO UPDATE SET category = EXCLUDED.category, content_type = EXCLUDED.content_type,
-         record_ref = EXCLUDED.record_ref, revision = EXCLUDED.revision, extra = EXCLUDED.extra, removed = false, updated_at = now()`,
-      [
-        upserts.map((r) => r.alg),
-        upserts.map((r) => r.value),
-        upserts.map((r) => r.category),
-        upserts.map((r) => r.contentType),
-        upserts.map((r) => r.recordRef),
-        upserts.map((r) => r.revision),
-        upserts.map((r) => JSON.stringify(r.extra)),
-      ],
-    );
+         record_ref = EXCLUDED.record_ref, revision = EXCLUDED.revision, extra = EXCLUDED.extra, removed = false, updated_at = now()`);
   }
+  const removes = w.hashes.filter((r) => r.op === "REMOVE");
   if (removes.length) {
-    await tx.query(
-      `INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, removed, updated_at)
-       SELECT a, v, NULL, NULL, r, rev, true, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS t(a, v, r, rev)
-       ON CONFLICT (alg, value) DO UPDATE SET removed = true, category = NULL, extra = '{}'::jsonb, revision = EXCLUDED.revision, updated_at = now()`,
-      [removes.map((r) => r.alg), removes.map((r) => r.value), removes.map((r) => r.recordRef), removes.map((r) => r.revision)],
-    );
+    // REMOVE leaves a tombstone row.
+    ctes.push(`INSERT INTO partner_hashes (alg, value, category, content_type, record_ref, revision, removed, updated_at)
+       SELECT a, v, NULL, NULL, r, rev, true, now()
+         FROM unnest(${$(removes.map((r) => r.alg))}::text[], ${$(removes.map((r) => r.value))}::text[], ${$(removes.map((r) => r.recordRef))}::text[],
+           ${$(removes.map((r) => r.revision))}::bigint[]) AS t(a, v, r, rev)
+       ON CONFLICT (alg, value) DO UPDATE SET removed = true, category = NULL, extra = '{}'::jsonb, revision = EXCLUDED.revision, updated_at = now()`);
   }
+  if (w.applied.length) {
+    // The seq and digest of every record applied, so a redelivery is told from a reorder or forgery.
+    ctes.push(`INSERT INTO feed_applied (partition, seq, digest)
+       SELECT * FROM unnest(${$(w.applied.map((a) => a.partition))}::int[], ${$(w.applied.map((a) => a.seq))}::bigint[], ${$(w.applied.map((a) => a.digest))}::bytea[])`);
+  }
+  if (ctes.length === 0) return;
+  await tx.query(`WITH ${ctes.map((c, i) => `w${i} AS (${c})`).join(",\n")}\nSELECT 1`, params);
 }
 
-/** The seq and digest of every record applied, so a redelivery is told from a reorder or forgery. */
-export async function recordApplied(tx: PoolClient, applied: readonly { partition: number; seq: number; digest: Buffer }[]): Promise<void> {
-  if (applied.length === 0) return;
-  await tx.query("INSERT INTO feed_applied (partition, seq, digest) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[])", [
-    applied.map((a) => a.partition),
-    applied.map((a) => a.seq),
-    applied.map((a) => a.digest),
-  ]);
+interface FeedStateUpdate {
+  readonly partition: number;
+  readonly lastSeq: number | null;
+  readonly lastDigest: Buffer | null;
+  readonly judgedTo: number | null;
+  readonly reason: string | null;
+  readonly haltSeq: number | null;
+  readonly haltOffset: number | null;
+  readonly prevDigest: Buffer | null;
 }
 
-/** Moves the chain heads, and how far the partitions were read, of the partitions where either changed. */
-export async function storeChainHeads(
-  tx: PoolClient,
-  heads: readonly { partition: number; lastSeq: number; lastDigest: Buffer; judgedTo: number }[],
-): Promise<void> {
-  if (heads.length === 0) return;
-  await tx.query(
-    `UPDATE feed_state f SET last_seq = h.last_seq, last_digest = h.last_digest, judged_to = h.judged_to
-       FROM unnest($1::int[], $2::bigint[], $3::bytea[], $4::bigint[]) AS h(partition, last_seq, last_digest, judged_to)
-      WHERE f.partition = h.partition`,
-    [heads.map((h) => h.partition), heads.map((h) => h.lastSeq), heads.map((h) => h.lastDigest), heads.map((h) => h.judgedTo)],
-  );
+/** One row per partition whose head moved, whose partition halted, or both. */
+function feedStateUpdates(halts: RoundWrites["halts"], heads: RoundWrites["heads"]): FeedStateUpdate[] {
+  const none = { lastSeq: null, lastDigest: null, judgedTo: null, reason: null, haltSeq: null, haltOffset: null, prevDigest: null };
+  const byPartition = new Map<number, FeedStateUpdate>();
+  for (const h of heads)
+    byPartition.set(h.partition, { ...none, partition: h.partition, lastSeq: h.lastSeq, lastDigest: h.lastDigest, judgedTo: h.judgedTo });
+  for (const h of halts) {
+    const u = byPartition.get(h.partition) ?? { ...none, partition: h.partition };
+    byPartition.set(h.partition, { ...u, reason: h.reason, haltSeq: h.seq, haltOffset: h.offset, prevDigest: h.prevDigest });
+  }
+  return [...byPartition.values()].sort((a, b) => a.partition - b.partition);
 }

@@ -83,7 +83,11 @@ export interface RunningConsumer {
 /** More than any topic here has partitions: every batch of a fetch joins the same round. */
 const PARTITIONS_PER_ROUND = 64;
 const KAFKA_COMMIT_INTERVAL_MS = 1_000;
-/** A round at least this big means traffic is steady: the next one waits out minRoundIntervalMs. */
+/**
+ * A round at least this big means traffic is steady: the next one waits out minRoundIntervalMs,
+ * unless its own batches already have at least this many messages behind them on Kafka (a backlog:
+ * the fetch after it brings a full round anyway, so waiting would only slow the catch-up).
+ */
 const BUSY_ROUND_MESSAGES = 8;
 
 /**
@@ -204,7 +208,8 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
       const fetched: PartitionBatch = { topic: batch.topic, partition: batch.partition, messages: batch.messages };
       // Without `prepare`, T is FetchedMessage (the type parameter's default).
       const messages = o.prepare ? await o.prepare(fetched) : (fetched.messages as readonly Positioned[] as readonly T[]);
-      const outcome = await rounds.apply({ ...fetched, messages });
+      const behind = Math.max(0, Number(batch.highWatermark) - 1 - Number(batch.lastOffset()));
+      const outcome = await rounds.apply({ ...fetched, messages }, behind);
       const last = batch.messages[batch.messages.length - 1];
       if (outcome.hold) {
         // Held: leave the batch unresolved and stop fetching the partition, so that it is read
@@ -238,6 +243,8 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
 
 interface RoundEntry<T extends Positioned> {
   readonly batch: PartitionBatch<T>;
+  /** Messages on the partition after this batch when it was fetched. */
+  readonly behind: number;
   resolve(outcome: PartitionOutcome): void;
   reject(err: unknown): void;
 }
@@ -267,9 +274,9 @@ class Rounds<T extends Positioned, R> {
     this.settings = settings;
   }
 
-  apply(batch: PartitionBatch<T>): Promise<PartitionOutcome> {
+  apply(batch: PartitionBatch<T>, behind = 0): Promise<PartitionOutcome> {
     return new Promise((resolve, reject) => {
-      this.waiting.push({ batch, resolve, reject });
+      this.waiting.push({ batch, behind, resolve, reject });
       // setImmediate: after the other batches of the same fetch have been handed over too.
       if (this.waiting.length === 1 && !this.running) setImmediate(() => void this.next());
     });
@@ -287,8 +294,10 @@ class Rounds<T extends Positioned, R> {
       take++;
     }
     const entries = this.waiting.splice(0, take);
-    // Only while busy: after a small round a message is not held back for company that is not coming.
-    const wait = this.lastMessages >= BUSY_ROUND_MESSAGES ? this.lastStart + minIntervalMs - Date.now() : 0;
+    // Only while busy: after a small round a message is not held back for company that is not coming,
+    // and with a backlog behind this round the next fetch is full without waiting.
+    const backlog = entries.reduce((n, e) => n + e.behind, 0) >= BUSY_ROUND_MESSAGES;
+    const wait = this.lastMessages >= BUSY_ROUND_MESSAGES && !backlog ? this.lastStart + minIntervalMs - Date.now() : 0;
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.lastStart = Date.now();
     this.lastMessages = messages;

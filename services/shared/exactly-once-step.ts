@@ -9,7 +9,6 @@
  * from being paid once for every partition that has a few messages. exactly-once-consumer.ts feeds
  * it from Kafka.
  */
-import { inTransaction } from "./postgres.ts";
 import type { Pool, PoolClient } from "./postgres.ts";
 
 /** A message as fetched from Kafka. */
@@ -108,73 +107,98 @@ export async function applyExactlyOnce<T extends Positioned, R>(
     if (b.topic !== topic) throw new Error(`applyExactlyOnce: one topic per round (${topic}, ${b.topic})`);
     if (i > 0 && ordered[i - 1]?.partition === b.partition) throw new Error(`applyExactlyOnce: partition ${b.partition} twice in a round`);
   });
-  return inTransaction(pool, async (tx) => {
-    if (step.applyLock !== undefined) await tx.query("SELECT pg_advisory_xact_lock($1)", [step.applyLock]);
-    const stored = await lockStoredOffsets(
-      tx,
-      groupId,
-      topic,
-      ordered.map((b) => b.partition),
-    );
+  const partitions = ordered.map((b) => b.partition);
+  const tx = await pool.connect();
+  try {
+    const stored = await beginRound(tx, step.applyLock, groupId, topic, partitions);
     const unapplied = ordered.map((b): UnappliedBatch<T> => {
       const storedOffset = stored.get(b.partition) ?? 0;
       const messages = b.messages.filter((m) => Number(m.offset) >= storedOffset);
       return { topic, partition: b.partition, messages, redelivered: b.messages.length - messages.length, storedOffset };
     });
     const applied = await step.apply(tx, unapplied);
-    const partitions = unapplied.map((b, i): PartitionOutcome => {
+    const outcomes = unapplied.map((b, i): PartitionOutcome => {
       const position = applied.positions?.get(b.partition);
       // Messages come in offset order: the batch ends at its last one (or stays where it was stored).
       const last = ordered[i]?.messages.at(-1);
       const next = position?.nextOffset === undefined ? Math.max(b.storedOffset, last ? Number(last.offset) + 1 : 0) : position.nextOffset;
       return { partition: b.partition, nextOffset: next === null ? null : String(next), hold: position?.hold ?? false };
     });
-    await storeNextOffsets(tx, groupId, topic, partitions);
-    return { result: applied.result, partitions };
-  });
+    await commitRound(tx, groupId, topic, outcomes);
+    return { result: applied.result, partitions: outcomes };
+  } catch (err) {
+    await tx.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    tx.release();
+  }
 }
 
-/**
- * Inside the step's transaction: the stored next offset of each partition, row-locked until
- * COMMIT. The rows exist after a partition's first round, so that is one statement; a round with
- * a new partition creates its row (at 0) and then locks again.
+/*
+ * A round's fixed statements go in as few round trips as the protocol allows: BEGIN, the apply lock
+ * and the offset lock in one simple query, and the offset update with COMMIT in another. A simple
+ * query takes no parameters, so its values are written as literals: the group and topic through
+ * the driver's escaping, the rest are checked integers.
  */
-async function lockStoredOffsets(
+
+/**
+ * BEGIN, the apply lock, then the stored next offset of each partition, row-locked until COMMIT.
+ * The rows exist after a partition's first round; a round with a new partition creates its row
+ * (at 0) and then locks again.
+ */
+async function beginRound(
   tx: PoolClient,
+  applyLock: number | undefined,
   group: string,
   topic: string,
   partitions: readonly number[],
 ): Promise<Map<number, number>> {
-  const lock = async () => {
-    const { rows } = await tx.query<{ partition: number; next_offset: string }>(
-      `SELECT partition, next_offset FROM consumer_offsets
-        WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3::int[]) ORDER BY partition FOR UPDATE`,
-      [group, topic, partitions],
-    );
-    return new Map(rows.map((r) => [r.partition, Number(r.next_offset)]));
-  };
-  let stored = await lock();
+  const selectOffsets = `SELECT partition, next_offset FROM consumer_offsets
+    WHERE consumer_group = ${tx.escapeLiteral(group)} AND topic = ${tx.escapeLiteral(topic)}
+      AND partition = ANY(${intArray(partitions)}::int[]) ORDER BY partition FOR UPDATE`;
+  const begin = ["BEGIN", ...(applyLock === undefined ? [] : [`SELECT pg_advisory_xact_lock(${integer(applyLock)})`]), selectOffsets];
+  let stored = offsetsOf(lastResult(await tx.query(begin.join(";\n"))));
   if (stored.size < partitions.length) {
     await tx.query(
       `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
        SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p ON CONFLICT DO NOTHING`,
       [group, topic, partitions.filter((p) => !stored.has(p))],
     );
-    stored = await lock();
+    stored = offsetsOf(await tx.query(selectOffsets));
   }
   return stored;
 }
 
-/** Inside the same transaction: where each partition's next batch starts (null: unchanged). */
-async function storeNextOffsets(tx: PoolClient, group: string, topic: string, partitions: readonly PartitionOutcome[]): Promise<void> {
-  const moved = partitions.filter((p) => p.nextOffset !== null);
-  if (moved.length === 0) return;
-  await tx.query(
-    `UPDATE consumer_offsets o SET next_offset = n.next_offset
-       FROM unnest($3::int[], $4::bigint[]) AS n(partition, next_offset)
-      WHERE o.consumer_group = $1 AND o.topic = $2 AND o.partition = n.partition`,
-    [group, topic, moved.map((p) => p.partition), moved.map((p) => p.nextOffset)],
-  );
+/** Where each partition's next batch starts (null: unchanged), stored, then COMMIT. */
+async function commitRound(tx: PoolClient, group: string, topic: string, partitions: readonly PartitionOutcome[]): Promise<void> {
+  const moved = partitions.filter((p): p is PartitionOutcome & { nextOffset: string } => p.nextOffset !== null);
+  const update = `UPDATE consumer_offsets o SET next_offset = n.next_offset
+      FROM unnest(${intArray(moved.map((p) => p.partition))}::int[], ${intArray(moved.map((p) => Number(p.nextOffset)))}::bigint[])
+        AS n(partition, next_offset)
+     WHERE o.consumer_group = ${tx.escapeLiteral(group)} AND o.topic = ${tx.escapeLiteral(topic)} AND o.partition = n.partition`;
+  await tx.query(moved.length ? `${update};\nCOMMIT` : "COMMIT");
+}
+
+type Rows = { rows: Record<string, unknown>[] };
+
+/** A simple query of several statements answers with one result each. */
+function lastResult(result: Rows | Rows[]): Rows {
+  const last = Array.isArray(result) ? result.at(-1) : result;
+  if (!last) throw new Error("exactly-once step: no result for the offset lock");
+  return last;
+}
+
+function offsetsOf(result: Rows): Map<number, number> {
+  return new Map(result.rows.map((r) => [Number(r.partition), Number(r.next_offset)]));
+}
+
+function integer(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new Error(`exactly-once step: ${n} is not an integer`);
+  return String(n);
+}
+
+function intArray(ns: readonly number[]): string {
+  return `'{${ns.map(integer).join(",")}}'`;
 }
 
 /** The stored next offset of each partition of a topic, outside any transaction. */

@@ -2,10 +2,10 @@
  * The producers' partitioner: Kafka's default (as the Java client, and kafkajs's
  * DefaultPartitioner): a message's own partition if it names one, else murmur2 of its key modulo
  * the topic's partitions, else round robin over the partitions with a leader. Only the hash is
- * different code: kafkajs computes murmur2 with emulated 64-bit integers (about 4 us a key here);
- * Math.imul gives the same 32-bit result in a twentieth of the time. The same key must keep landing
- * on the same partition whichever client wrote it: kafka-partitioner.test.ts holds this hash to
- * kafkajs's on random keys.
+ * different code: kafkajs computes murmur2 with emulated 64-bit integers, a cost the produce path
+ * feels; Math.imul gives the same 32-bit result far more cheaply (docs/benchmarks.md has the
+ * figures). The same key must keep landing on the same partition whichever client wrote it:
+ * kafka-partitioner.test.ts holds this hash to kafkajs's on random keys.
  */
 import { randomInt } from "node:crypto";
 import type { ICustomPartitioner } from "kafkajs";

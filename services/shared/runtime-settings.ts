@@ -7,18 +7,18 @@
  * the image and the manifests to this file.
  *
  * V8 heap. Left alone, V8 sizes its heap from the memory of the machine, not from what the process
- * needs: on a large host it gives the young generation two 64 MB semi-spaces and lets the old
+ * needs: on a large host it gives the young generation large semi-spaces and lets the old
  * generation grow to several times what survived the last full collection before collecting again,
- * so a service whose live JavaScript heap is a few tens of MB sits at several hundred MB resident,
- * mostly garbage and the Buffers that garbage still holds; in a small container the same service
- * gets other defaults. Fixed values make its memory the same wherever it runs:
+ * so a service with a small live JavaScript heap sits at many times that resident, mostly garbage
+ * and the Buffers that garbage still holds; in a small container the same service gets other
+ * defaults. Fixed values make its memory the same wherever it runs:
  *   - 16 MB semi-spaces (a 32 MB young generation);
  *   - a 1024 MB old generation. With a limit below about 2 GB V8 also grows the heap by a smaller
- *     factor after each full collection, so garbage goes sooner (384 MB kept the resident set as low
- *     but cost about a tenth more CPU in collections). A service needs a small part of it: a round
- *     is at most CONSUMER_ROUND_MAX_MESSAGES messages, S3 exports and the sink's bootstrap stream,
- *     and typed arrays (dedup's near-duplicate index) and Buffers live outside the V8 heap and this
- *     limit. Reaching it is a bug: the process stops with a heap-out-of-memory error and is restarted.
+ *     factor after each full collection, so garbage goes sooner; a lower limit kept the resident set
+ *     no lower but cost CPU in collections (docs/operators.md, "Memory", has the figures). A service
+ *     needs a small part of it: a round is at most CONSUMER_ROUND_MAX_MESSAGES messages, S3 exports
+ *     and the sink's bootstrap stream, and typed arrays (dedup's near-duplicate index) and Buffers
+ *     live outside the V8 heap and this limit. Reaching it is a bug: the process stops with a heap-out-of-memory error and is restarted.
  *
  * malloc. Buffers (Kafka fetches, PostgreSQL results, encoded records) are malloc'd outside the V8
  * heap. glibc gives each thread that allocates an arena of its own (V8's helper threads, libuv's

@@ -43,8 +43,9 @@ interface Summary {
 }
 
 /**
- * The hostile families run in a child process with a 96 MB heap and a deadline (runIsolated): before the
- * bounds check, one of these bodies claimed 2^31 hashes and took the process down after a minute.
+ * The hostile families run in a child process with a 96 MB heap and a deadline (runIsolated): without
+ * the bounds check, a body claiming 2^31 hashes runs the decoder out of memory, and that must fail the
+ * test, not take the test runner down.
  */
 let families: Record<string, Promise<IsolatedResult>> | undefined;
 

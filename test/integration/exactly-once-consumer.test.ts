@@ -233,6 +233,49 @@ describe("exactly-once consumer rounds", () => {
     expect(busy.length).toBeLessThan(12);
     expect(rounds.filter((r) => r.at >= quietFrom).map((r) => r.messages)).toEqual([1, 1, 1, 1]);
   });
+
+  it("does not wait out minRoundIntervalMs while a backlog is behind the round in hand", async () => {
+    const { names } = await freshTopics([], 1);
+    const backlogTopic = names.submitted;
+    // 30 record batches of 10; fetches of at most ~1 KB bring one or two of them at a time.
+    for (let i = 0; i < 30; i++) {
+      await producer.send({
+        topic: backlogTopic,
+        acks: -1,
+        messages: Array.from({ length: 10 }, (_, j) => ({ key: "b", value: `m${i}.${j}` })),
+      });
+    }
+    const db = await freshDatabase("eo-backlog");
+    cleanups.push(() => db.drop());
+    const rounds: { at: number; messages: number }[] = [];
+    let applied = 0;
+    const consumer = await startExactlyOnceConsumer({
+      kafka,
+      pool: db.pool,
+      groupId: `${namespace}.eo-backlog`,
+      topic: backlogTopic,
+      logger: createLogger("test", "silent"),
+      minRoundIntervalMs: 1_000,
+      maxBytesPerPartition: 1_000,
+      apply: async (_tx, batches) => {
+        const messages = batches.reduce((n, b) => n + b.messages.length, 0);
+        rounds.push({ at: Date.now(), messages });
+        applied += messages;
+        return { result: null };
+      },
+    });
+    cleanups.push(() => consumer.disconnect());
+    try {
+      await waitFor("backlog applied", async () => applied >= 300, 30_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    // Waiting 1 s between busy rounds would take at least (rounds - 2) s; with the backlog rule the
+    // rounds that had messages behind them follow one another at once.
+    expect(rounds.length).toBeGreaterThan(5);
+    const span = (rounds.at(-1)?.at ?? 0) - (rounds[0]?.at ?? 0);
+    expect(span).toBeLessThan((rounds.length - 2) * 1_000);
+  });
 });
 
 describe("exactly-once consumer re-reads", () => {

@@ -158,4 +158,47 @@ describe("applyExactlyOnce", () => {
     await Promise.all([first, second]);
     expect(order).toEqual(["first in", "first out", "second"]);
   });
+
+  it("takes two round trips of its own per round once the partitions' rows exist, with any group or topic name", async () => {
+    // Quotes and a backslash: the names are written as literals in the round's simple queries.
+    const group = "g6 'quoted' \\ group";
+    const topic = "t'6";
+    const at = (from: number, partition: number) => ({ ...batch(from, 2, partition), topic });
+    const queries: string[] = [];
+    const counted = new WeakSet<PoolClient>();
+    let countQueries = true;
+    const countOn = (client: PoolClient) => {
+      if (counted.has(client)) return;
+      counted.add(client);
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        if (countQueries) queries.push(String(typeof args[0] === "string" ? args[0] : (args[0] as { text: string }).text));
+        return query(...args);
+      };
+    };
+    db.pool.on("acquire", countOn);
+    try {
+      await applyExactlyOnce(db.pool, group, [at(0, 0), at(0, 1)], counting([]));
+      queries.length = 0;
+      const outcome = await applyExactlyOnce(db.pool, group, [at(2, 0), at(2, 1)], { applyLock: 9_000_002, ...counting([]) });
+      expect(outcome.partitions.map((p) => p.nextOffset)).toEqual(["4", "4"]);
+      expect(queries).toHaveLength(2);
+      expect(queries[0]).toMatch(/^BEGIN;/);
+      expect(queries[1]).toMatch(/COMMIT$/);
+    } finally {
+      db.pool.off("acquire", countOn);
+      countQueries = false;
+    }
+    expect(
+      (
+        await db.pool.query("SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = $1 AND topic = $2 ORDER BY 1", [
+          group,
+          topic,
+        ])
+      ).rows,
+    ).toEqual([
+      { partition: 0, next_offset: 4 },
+      { partition: 1, next_offset: 4 },
+    ]);
+  });
 });

@@ -2,14 +2,17 @@
  * Perceptual values against the real stack (dedup, distribution, a partner sink): equal PDQ or
  * PhotoDNA values never join records, only link them as near duplicates; retractions and regrades
  * stay with the one record; degenerate values (low quality, constant, or on too many records) are
- * kept out of matching and out of every feed, and a value turning degenerate reaches the partner
- * that held it as a REMOVE.
+ * kept out of matching and out of every feed, a value turning degenerate reaches the partner that
+ * held it as a REMOVE, and `bin/hashrelay hashes degenerate` reports them to operators.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import type { Kafka } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { degenerateCounts, degenerateValues } from "../../services/dedup/degenerate-report.ts";
 import { expectedHoldings, partnerHoldings, reconcile } from "../../services/distribution/reconcile.ts";
 import type { PartnerPolicy } from "../../services/distribution/policy.ts";
+import { REPO_ROOT } from "../../services/shared/config.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
@@ -114,6 +117,8 @@ describe("perceptual values are evidence of similarity, never identity", () => {
   const sharedPdq = pdq();
   const files = [md5(), md5(), md5()];
   const pdqFiles = [md5(), md5(), md5()];
+  // Degenerate from the start: a low-quality PDQ, an all-zero and a flat PhotoDNA.
+  const [weak, zero, flat] = [pdq(30), photodna(() => 0), photodna(() => 128)];
 
   it("three files with different MD5s and one PhotoDNA (or one PDQ) are three live records linked as near duplicates", async () => {
     await publish([
@@ -177,23 +182,31 @@ describe("perceptual values are evidence of similarity, never identity", () => {
     expect(held.has(`pdq:${sharedPdq.value}`)).toBe(true); // still carried by live records
   });
 
-  it("low-quality PDQ and constant PhotoDNA are degenerate from the start and never reach a feed", async () => {
-    const [weak, zero, flat, file] = [pdq(30), photodna(() => 0), photodna(() => 128), md5()];
-    await publish([signedSubmission(agency("force-a"), { hashes: [file, weak, zero, flat], submittedAt: Date.now() })]);
-    await waitFor("record arrives", async () => !!withMd5(await latestRecords(), file));
+  it("low-quality PDQ and constant PhotoDNA are degenerate from the start, link nothing and never reach a feed", async () => {
+    const files = [md5(), md5()];
+    // Two files with the same degenerate values, in one send under one key, so one dedup round sees
+    // both: equal values in one batch are the case the linker's own batch index would link.
+    await publish(files.map((file) => signedSubmission(agency("force-a"), { hashes: [zero, file, weak, flat], submittedAt: Date.now() })));
+    await waitFor("both records", async () => {
+      const rs = await latestRecords();
+      return files.every((f) => !!withMd5(rs, f));
+    });
     const records = await settled();
-    const r = withMd5(records, file);
-    expect(r?.hashes).toHaveLength(4);
-    expect(r?.degenerate.map((d) => d.reason).sort()).toEqual(["CONSTANT", "CONSTANT", "LOW_QUALITY"]);
+    for (const file of files) {
+      const r = withMd5(records, file);
+      expect(r?.hashes).toHaveLength(4);
+      expect(r?.degenerate.map((d) => d.reason).sort()).toEqual(["CONSTANT", "CONSTANT", "LOW_QUALITY"]);
+      expect(r?.nearDuplicates).toEqual([]);
+    }
     for (const h of [weak, zero, flat]) expect(await feedEntries(h)).toEqual([]);
     const { rows } = await p.hubDb.pool.query<{ reason: string; records: number }>(
       "SELECT reason, records FROM degenerate_hashes WHERE value = ANY($1::text[]) ORDER BY reason",
       [[weak.value, zero.value, flat.value]],
     );
     expect(rows).toEqual([
-      { reason: "CONSTANT", records: 1 },
-      { reason: "CONSTANT", records: 1 },
-      { reason: "LOW_QUALITY", records: 1 },
+      { reason: "CONSTANT", records: 2 },
+      { reason: "CONSTANT", records: 2 },
+      { reason: "LOW_QUALITY", records: 2 },
     ]);
   });
 
@@ -239,6 +252,49 @@ describe("perceptual values are evidence of similarity, never identity", () => {
     expect(await degenerateCounts(p.hubDb.pool)).toEqual({ CONSTANT: 2, LOW_QUALITY: 1, SHARED: 1 });
     const listed = await degenerateValues(p.hubDb.pool, { reason: "SHARED", limit: 10 });
     expect(listed).toMatchObject([{ alg: "pdq", valuePrefix: `${sharedPdq.value.slice(0, 12)}…`, reason: "SHARED", records: 4 }]);
+  });
+
+  it("bin/hashrelay hashes degenerate lists each degenerate value by prefix with its reason and records carrying it", async () => {
+    const cli = async (...args: string[]) =>
+      (
+        await promisify(execFile)(`${REPO_ROOT}bin/hashrelay`, ["hashes", "degenerate", ...args], {
+          env: { ...process.env, DATABASE_URL: p.hubDb.url },
+          timeout: 60_000,
+        })
+      ).stdout;
+    const rows = (out: string) =>
+      out
+        .trim()
+        .split("\n")
+        .slice(0, -1)
+        .map((line) => {
+          const [alg, prefix, reason, records, since] = line.split("\t");
+          expect(Number.isNaN(Date.parse(since?.replace(/^since /, "") ?? ""))).toBe(false);
+          return [alg, prefix, reason, records];
+        });
+    const row = (h: Hash, reason: string, records: number) => [h.alg, `${h.value.slice(0, 12)}…`, reason, `${records} records`];
+
+    const all = await cli();
+    // Most carried first, then the three that two records each carry.
+    expect(rows(all)[0]).toEqual(row(sharedPdq, "SHARED", 4));
+    expect(rows(all).slice(1)).toEqual(
+      expect.arrayContaining([row(weak, "LOW_QUALITY", 2), row(zero, "CONSTANT", 2), row(flat, "CONSTANT", 2)]),
+    );
+    expect(rows(all)).toHaveLength(4);
+    expect(all.trim().split("\n").at(-1)).toBe("4 degenerate values (LOW_QUALITY 1, CONSTANT 2, SHARED 1)");
+    // A prefix only, never the whole value.
+    for (const h of [sharedPdq, weak, zero, flat]) expect(all).not.toContain(h.value);
+
+    const constant = await cli("--reason", "constant");
+    expect(rows(constant).sort()).toEqual([row(zero, "CONSTANT", 2), row(flat, "CONSTANT", 2)].sort());
+    expect(rows(await cli("--limit", "1"))).toEqual([row(sharedPdq, "SHARED", 4)]);
+
+    const refused = await cli("--reason", "BLURRY").then(
+      () => null,
+      (err: { code?: number; stderr?: string }) => err,
+    );
+    expect(refused?.code).toBe(1);
+    expect(refused?.stderr).toContain("--reason must be one of LOW_QUALITY, CONSTANT, SHARED");
   });
 
   it("a RETRACT naming only a perceptual value withdraws the retracting agency's record, not another agency's", async () => {

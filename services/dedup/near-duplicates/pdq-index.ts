@@ -51,9 +51,9 @@
  * is small), and when the delta would pass max(DELTA_MIN, main / 8), capped at DELTA_MAX (262,144),
  * it runs compact(): drop tombstones, rebuild the main tables over everything. The check runs at
  * query time, so a burst of add() calls (a start-up catch-up, say) costs one build, not thousands;
- * that first query then waits for it (about 10 s at 10M here) unless the caller calls compact()
- * first. addBulk() builds straight away. remove() sets tombstones; they are compacted away once more
- * than a quarter of the entries.
+ * that first query then waits for it (docs/benchmarks.md has the rebuild times) unless the caller
+ * calls compact() first. addBulk() builds straight away. remove() sets tombstones; they are
+ * compacted away once more than a quarter of the entries.
  *
  * Ids are caller-chosen integers in [0, 2^32 - 1]. One id may hold several hashes (a record with
  * several PDQ hashes); query() reports each id once, at its smallest distance, sorted by distance then
@@ -631,7 +631,7 @@ class Segment {
   /**
    * Builds the tables: per chunk, radix-sort (key, slot) pairs by key, then fill bitmap, cells and
    * overflow in one sequential pass. Sorting keeps memory writes sequential; a direct counting sort
-   * scatters them at random over hundreds of MB, several times slower at 10M entries.
+   * scatters them at random over tables far larger than the caches, which is much slower at scale.
    */
   static build(words: Uint32Array, alive: Uint8Array, start: number, end: number, layout: Layout): Segment {
     let n = 0;

@@ -161,8 +161,8 @@ export class AvroCodec {
 // ---- bounds check before decoding (hostile input) --------------------------------------------
 //
 // avsc trusts the item count of each array or map block: a body of a few bytes claiming 2^31
-// hashes made it run new Array(2^31) and loop two billion times, and the process died out of
-// memory after a minute; a claim of 2e7 took 5 s and 1 GB before failing as truncated. So
+// hashes makes it run new Array(2^31) and loop that many times until the process runs out of
+// memory, and a smaller claim still costs seconds and much memory before failing as truncated. So
 // decode first walks the body over the writer schema without building anything, and refuses
 // (MALFORMED_AVRO) a block count the bytes left cannot hold (every item takes at least
 // minEncodedSize bytes), a string or bytes length past the end, a bad union branch, and a

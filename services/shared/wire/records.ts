@@ -49,7 +49,7 @@ export interface LawEnforcementMetadata {
   graderRef: null | string;
 }
 
-/** A hash record submitted by a contributing agency and signed with that agency's Ed25519 key. The signature covers the Avro encoding of every field before it (see services/shared/signing.ts). */
+/** A hash record submitted by a contributing agency and signed with that agency's Ed25519 key. The signature covers the Avro encoding of every field before it (see services/shared/wire/signing.ts). */
 export interface Submission {
   /** Idempotency key chosen by the submitter (UUID recommended). */
   submissionId: string;

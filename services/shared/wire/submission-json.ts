@@ -382,11 +382,12 @@ function linesOf(body: Buffer, start: number, max: number): { lines: { line: num
 }
 
 /**
- * Most items one body is split into (hostile input). Without a cap, an 8 MB body of
- * "[0,0,0,…]" (4 million items) took over a minute and 1.2 GB of heap before the HTTP layer could
- * count the items and refuse them. Past the cap, everything else is one BODY_TOO_LARGE item
- * (original: the bytes from the first item not read), so a caller that limits items per request
- * (well below this) still sees more items than it allows and refuses the body.
+ * Most items one body is split into (hostile input). Without a cap, a body within the size limit
+ * but made of tiny items ("[0,0,0,…]") is split into millions of them, at a cost in time and heap
+ * far beyond a real request's, before the HTTP layer can count the items and refuse them. Past the
+ * cap, everything else is one BODY_TOO_LARGE item (original: the bytes from the first item not
+ * read), so a caller that limits items per request (well below this) still sees more items than
+ * it allows and refuses the body.
  */
 const MAX_BATCH_ITEMS = 50_000;
 
