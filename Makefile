@@ -76,8 +76,9 @@ bench: $(NODE_DEPS)
 	@status=0; BENCH='$(BENCH)' BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh || status=$$?; \
 	  $(STACK) stop-started; exit $$status
 
-## demo: install, start the stack, run every service on a synthetic workload, print what reached each partner
+## demo: install, start the stack and Prometheus, run every service on a synthetic workload, print what reached each partner
+# Prometheus is started when it is installed (make setup installs it where it can); the demo says so when it is not.
 demo: setup
-	$(STACK) up
+	$(STACK) up kafka pg s3 $$(command -v prometheus >/dev/null && echo prometheus)
 	@status=0; node demo/demo.ts || status=$$?; \
 	  $(STACK) stop-started; exit $$status

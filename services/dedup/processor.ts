@@ -65,6 +65,8 @@ export interface InboundMessage {
 export interface BatchResult {
   readonly applied: number;
   readonly rejected: number;
+  /** The reason code of each rejection, for metrics. */
+  readonly rejectionReasons: readonly string[];
   /** Messages below the stored offset: applied before, left out. */
   readonly skipped: number;
   readonly records: CanonicalRecord[];
@@ -186,7 +188,8 @@ export async function applyBatch(
   await enqueueOutbox(tx, outboxMessages(deps, now, applied, records, rejections));
   await deps.beforeCommit?.();
   const skipped = batches.reduce((n, b) => n + b.redelivered, 0);
-  return { result: { applied: applied.length, rejected: rejections.length, skipped, records, degenerate } };
+  const rejectionReasons = rejections.map((r) => r.reason);
+  return { result: { applied: applied.length, rejected: rejections.length, rejectionReasons, skipped, records, degenerate } };
 }
 
 /**

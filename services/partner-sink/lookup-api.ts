@@ -1,13 +1,18 @@
-/** The partner's lookup endpoint: is this hash in our list, and in which category. */
+/**
+ * The partner's lookup endpoint: is this hash in our list, and in which category. The sink's
+ * operational endpoints (/metrics, /healthz, /readyz) answer beside it.
+ */
 import Fastify from "fastify";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { Logger } from "../shared/logging.ts";
+import { addOpsRoutes } from "../shared/ops-http.ts";
+import type { OpsEndpoints } from "../shared/ops-http.ts";
 import type { Pool } from "../shared/postgres.ts";
 import { HASH_ALGORITHM_NAMES, canonicalCase, isHashAlg } from "../shared/wire/hash-algorithms.ts";
 
-export function buildLookupApi(pool: Pool, logger: Logger): FastifyInstance {
+export function buildLookupApi(pool: Pool, logger: Logger, ops: OpsEndpoints): FastifyInstance {
   const app: FastifyInstance = Fastify({ loggerInstance: logger as FastifyBaseLogger });
-  app.get("/healthz", async () => ({ status: "ok" }));
+  addOpsRoutes(app, ops);
   app.get("/v1/hashes/:alg/:value", async (req, reply) => {
     const { alg, value } = req.params as { alg: string; value: string };
     if (!isHashAlg(alg)) {

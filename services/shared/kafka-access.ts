@@ -37,12 +37,19 @@ export function agencyPrincipal(agencyId: string): string {
 }
 
 /** Consumer group names, namespaced like the topics so that test pipelines stay apart. */
-export function consumerGroups(namespace = ""): { dedup: string; distribution: string; sink(partnerId: string): string } {
+export function consumerGroups(namespace = ""): {
+  dedup: string;
+  distribution: string;
+  sink(partnerId: string): string;
+  /** What every partner sink's group starts with (and nothing else's). */
+  sinkPrefix: string;
+} {
   const p = namespace ? `${namespace}.` : "";
   return {
     dedup: `${p}hashrelay-dedup`,
     distribution: `${p}hashrelay-distribution`,
     sink: (partnerId) => `${p}partner-sink.${checkedId("partner", partnerId)}`,
+    sinkPrefix: `${p}partner-sink.`,
   };
 }
 
@@ -90,6 +97,8 @@ export function serviceGrants(service: HubService, names: TopicNames, namespace:
         groupAccess(principal, groups.distribution),
         // distribution creates a partner's feed topic when the partner's policy is first applied
         ...topicAccess(principal, names.feedPrefix, [...PRODUCE, "CREATE", "ALTER_CONFIGS", "DESCRIBE_CONFIGS"], "prefixed"),
+        // reads the offsets partner sinks commit (each partner's lag, for metrics); cannot join their groups
+        { principal, resource: "group", name: groups.sinkPrefix, pattern: "prefixed", operation: "DESCRIBE" },
         ...deadLetterAndAudit,
       ];
     }
