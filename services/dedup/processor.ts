@@ -159,6 +159,7 @@ export async function applyBatch(
     })),
     outbox: outboxMessages(deps, now, applied, records, rejections),
   });
+  // Before COMMIT: a round rolled back leaves no row, which the next catch-up finds out.
   deps.nearDuplicates.wrote(inserted);
   await deps.beforeCommit?.();
   const skipped = batches.reduce((n, b) => n + b.redelivered, 0);

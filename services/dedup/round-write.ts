@@ -6,9 +6,10 @@
  *
  * The sub-statements see one snapshot and run in no set order, so none of them modifies a row
  * another one does: the rows a record no longer has are deleted and its current ones upserted (two
- * disjoint sets of rows, never a delete and an insert of one key); a degenerate value's carriers
- * are counted as the snapshot's rows minus the deleted plus the inserted ones. Foreign keys are
- * checked at the end of the statement, when the new canonical records exist.
+ * disjoint sets of rows, never a delete and an insert of one key); the recount updates stored
+ * degenerate values and the new ones are inserted with their count, which is the snapshot's rows
+ * minus the deleted plus the inserted ones. Foreign keys are checked at the end of the statement,
+ * when the new canonical records exist.
  */
 import type { PoolClient } from "../shared/postgres.ts";
 import { hashKey, isIdentity } from "./engine.ts";
