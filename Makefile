@@ -50,7 +50,7 @@ RESULTS := .stack/test-results
 VITEST_REPORT = --reporter=default --reporter=json --outputFile.json=$(RESULTS)/$(1).json
 test: setup
 	$(STACK) up
-	@rm -rf $(RESULTS); status=0; npx tsc --noEmit -p . && npx biome check . && npx vitest run $(call VITEST_REPORT,main) && \
+	@rm -rf $(RESULTS); status=0; export HASHRELAY_REQUIRE_PROMTOOL=1; npx tsc --noEmit -p . && npx biome check . && npx vitest run $(call VITEST_REPORT,main) && \
 	  HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,faults) || status=$$?; \
 	  $(STACK) stop-started; \
 	  if [ $$status -ne 0 ]; then node test/support/failures.ts $(RESULTS)/main.json $(RESULTS)/faults.json; fi; exit $$status
@@ -76,8 +76,9 @@ bench: $(NODE_DEPS)
 	@status=0; BENCH='$(BENCH)' BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh || status=$$?; \
 	  $(STACK) stop-started; exit $$status
 
-## demo: install, start the stack, run every service on a synthetic workload, print what reached each partner
+## demo: install, start the stack and Prometheus, run every service on a synthetic workload, print what reached each partner
+# Prometheus is started when it is installed (make setup installs it where it can); the demo says so when it is not.
 demo: setup
-	$(STACK) up
+	$(STACK) up kafka pg s3 $$(command -v prometheus >/dev/null && echo prometheus)
 	@status=0; node demo/demo.ts || status=$$?; \
 	  $(STACK) stop-started; exit $$status

@@ -4,9 +4,10 @@
  * and its own Kafka principal, pushes a synthetic workload through HTTP and an S3 bulk import
  * (VICS file via the force CLI), waits for it to propagate, has the partners answer back with
  * signed feedback and the grading authority resolve their false-positive reports (feedback.ts), and
- * prints what reached each partner, the rejections by reason, the review outcomes and end-to-end latency.
+ * prints what reached each partner, the rejections by reason, the review outcomes, end-to-end
+ * latency, and what the local Prometheus saw of it all.
  * Each step is a function below, run in order by main; the hub's set-up is in setup.ts, the
- * service processes in services.ts, the closing summary in summary.ts.
+ * service processes in services.ts, Prometheus in prometheus.ts, the closing summary in summary.ts.
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -32,15 +33,24 @@ import type { Databases, Keys } from "./setup.ts";
 import { FEEDBACK_PARTNERS, feedbackLoop, registerFeedbackKeys } from "./feedback.ts";
 import type { FeedbackKey } from "./feedback.ts";
 import { printSummary } from "./summary.ts";
+import { monitoringReport, unwatchServices, watchServices } from "./prometheus.ts";
+import type { DemoTarget, Monitoring, MonitoringReport } from "./prometheus.ts";
 import { overlappingSubmissions, sign, syntheticImages, syntheticVicsFile } from "./workload.ts";
 import type { SyntheticImage } from "./workload.ts";
 
-/** Starts every service as its own process and waits until ingest and the sinks answer; returns their URLs. */
+/** Where dedup and distribution serve /metrics, /healthz and /readyz in the demo. */
+const DEDUP_METRICS_PORT = 18101;
+const DISTRIBUTION_METRICS_PORT = 18102;
+
+/**
+ * Starts every service as its own process and waits until each one is ready; returns ingest's URL,
+ * each partner sink's URL and every service's /metrics address.
+ */
 async function startAllServices(
   dbs: Databases,
   keys: Keys,
   feedbackKeys: Record<string, FeedbackKey>,
-): Promise<{ ingestUrl: string; sinkUrls: Record<string, string> }> {
+): Promise<{ ingestUrl: string; sinkUrls: Record<string, string>; targets: DemoTarget[] }> {
   step("Starting services: ingest, dedup, distribution, two partner sinks");
   Object.assign(serviceEnv, {
     KAFKA_BROKERS: need("KAFKA_BROKERS"),
@@ -55,13 +65,14 @@ async function startAllServices(
   });
   const ingestPort = process.env["DEMO_INGEST_PORT"] ?? "18080";
   startService("ingest", "ingest", { INGEST_PORT: ingestPort });
-  startService("dedup", "dedup", {});
+  startService("dedup", "dedup", { DEDUP_METRICS_PORT: String(DEDUP_METRICS_PORT) });
   startService("distribution", "distribution", {
     HUB_KEY_ID: keys.hubKeyId,
     HUB_SIGNING_KEY_FILE: keys.hubKeyFile,
     DISTRIBUTION_PSEUDONYM_SECRET: pseudonymSecret,
     DISTRIBUTION_EXPORT_INTERVAL_MS: "0",
     DISTRIBUTION_POLICY_REFRESH_MS: "2000",
+    DISTRIBUTION_METRICS_PORT: String(DISTRIBUTION_METRICS_PORT),
   });
   const sinkUrls: Record<string, string> = {};
   let port = 18090;
@@ -81,16 +92,21 @@ async function startAllServices(
     });
   }
   const ingestUrl = `http://127.0.0.1:${ingestPort}`;
-  await waitUntil("ingest is ready", async () => (await fetch(`${ingestUrl}/readyz`)).ok, 90_000);
+  const targets: DemoTarget[] = [
+    { service: "ingest", url: ingestUrl },
+    { service: "dedup", url: `http://127.0.0.1:${DEDUP_METRICS_PORT}` },
+    { service: "distribution", url: `http://127.0.0.1:${DISTRIBUTION_METRICS_PORT}` },
+    ...Object.entries(sinkUrls).map(([partner, url]) => ({ service: "partner-sink", partner, url })),
+  ];
   await waitUntil(
-    "partner sinks are up",
+    "every service is ready (/readyz)",
     async () => {
-      for (const u of Object.values(sinkUrls)) if (!(await fetch(`${u}/healthz`)).ok) return false;
+      for (const t of targets) if (!(await fetch(`${t.url}/readyz`)).ok) return false;
       return true;
     },
     90_000,
   );
-  return { ingestUrl, sinkUrls };
+  return { ingestUrl, sinkUrls, targets };
 }
 
 interface Workload {
@@ -252,6 +268,15 @@ async function exportTaskforceBundle(hub: Pool, keys: Keys): Promise<{ object: s
   );
 }
 
+let monitoring: Monitoring | null = null;
+
+/** Once everything has propagated: what the local Prometheus saw (null when none runs). */
+async function readMonitoring(): Promise<MonitoringReport | null> {
+  if (!monitoring) return null;
+  step("Reading the local Prometheus: targets and alerts");
+  return monitoringReport(monitoring, Date.now());
+}
+
 async function main(): Promise<void> {
   mkdirSync(join(workDir, "keys"), { recursive: true });
   console.log(`hashrelay demo ${stamp}: synthetic data only (random digests), namespace ${namespace}`);
@@ -260,7 +285,8 @@ async function main(): Promise<void> {
   const policies = await registerPartners(dbs.hub);
   const feedbackKeys = await registerFeedbackKeys(dbs.hub);
   const kafka = await provisionKafka(policies);
-  const { ingestUrl, sinkUrls } = await startAllServices(dbs, keys, feedbackKeys);
+  const { ingestUrl, sinkUrls, targets } = await startAllServices(dbs, keys, feedbackKeys);
+  monitoring = await watchServices(targets);
   const workload = await submitWorkload(ingestUrl, keys.signers);
   await submitBadRecords(ingestUrl, keys.signers, workload);
   await retractOneHash(ingestUrl, keys.signers, workload);
@@ -279,7 +305,17 @@ async function main(): Promise<void> {
   for (const pool of Object.values(partnerPools)) await pool.end();
   partnerPools = await awaitPropagation(kafka, dbs);
   const bundle = await exportTaskforceBundle(dbs.hub, keys);
-  const allChecksPassed = await printSummary({ hub: dbs.hub, kafka, partnerPools, workload, imported, bundle, feedback });
+  const report = await readMonitoring();
+  const allChecksPassed = await printSummary({
+    hub: dbs.hub,
+    kafka,
+    partnerPools,
+    workload,
+    imported,
+    bundle,
+    feedback,
+    monitoring: report,
+  });
   for (const pool of Object.values(partnerPools)) await pool.end();
   await dbs.hub.end();
   if (!allChecksPassed) process.exitCode = 1;
@@ -291,6 +327,7 @@ main()
     process.exitCode = 1;
   })
   .finally(async () => {
+    unwatchServices(monitoring);
     if (children.length) {
       step("Stopping services");
       await stopServices();

@@ -3,10 +3,12 @@
  * the canonical records, each partner's holdings reconciled against what its policy entitles it
  * to, the broker's refusal of other partners' feeds, the taskforce bundle and end-to-end latency.
  * It also shows the VICS export's placeholder PhotoDNA as distinct records and the degenerate
- * perceptual values by reason. The demo fails (exit 1) unless every partner reconciles, each of
- * the export's placeholder items is a live record of its own, the placeholder turned SHARED and
- * the all-zero value CONSTANT, no degenerate value sits in any feed, the access probes come out as
- * expected, and each review of the partners' false-positive reports reached both partners as decided.
+ * perceptual values by reason, the partners' feedback with each review's outcome, and what the
+ * local Prometheus saw (targets up, alerts fired). The demo fails (exit 1) unless every partner
+ * reconciles, each of the export's placeholder items is a live record of its own, the placeholder
+ * turned SHARED and the all-zero value CONSTANT, no degenerate value sits in any feed, the access
+ * probes come out as expected, each review of the partners' false-positive reports reached both
+ * partners as decided, and (with a Prometheus) every target is up and nothing pages.
  */
 import type { Kafka } from "kafkajs";
 import { degenerateCounts } from "../services/dedup/degenerate-report.ts";
@@ -18,6 +20,8 @@ import type { Receipt } from "../services/shared/wire/ingest-api.ts";
 import type { Pool } from "../services/shared/postgres.ts";
 import { brokerSettings, codec, names, namespace, workDir } from "./context.ts";
 import { serviceEnv } from "./services.ts";
+import { printMonitoring } from "./prometheus.ts";
+import type { MonitoringReport } from "./prometheus.ts";
 import { PLACEHOLDER_ITEMS, PLACEHOLDER_PHOTODNA } from "./workload.ts";
 
 function percentile(sorted: number[], p: number): number {
@@ -37,6 +41,8 @@ export async function printSummary(o: {
   imported: { accepted: number; rejected: number };
   bundle: { object: string; count: number };
   feedback: FeedbackOutcome;
+  /** What the local Prometheus saw; null when none runs. */
+  monitoring: MonitoringReport | null;
 }): Promise<boolean> {
   const { hub, kafka, partnerPools, bundle } = o;
   const { receipt, firstSubmitted } = o.workload;
@@ -155,6 +161,7 @@ export async function printSummary(o: {
     `end-to-end latency:       p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms ` +
       `(force HTTP submission to row in hotline-uk's database, ${latencies.length} hashes; includes queueing behind the whole burst)`,
   );
+  allChecksPassed &&= printMonitoring(o.monitoring);
   console.log(`logs and keys:            ${workDir}`);
   console.log("════════════════════════════════════════════════════════════════════════════");
   return allChecksPassed;

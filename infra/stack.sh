@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # hashrelay local stack: Kafka (KRaft, single node), PostgreSQL and an S3-compatible server (s3proxy),
-# run as plain local processes (no Docker). Data, logs, pids and the env file live in .stack/.
+# run as plain local processes (no Docker), and on request Prometheus. Data, logs, pids and the env
+# file live in .stack/.
 #
-#   infra/stack.sh setup                 check java/mvn/postgres, fetch the jars (once)
-#   infra/stack.sh up [kafka|pg|s3]...   setup, start what is not running, wait healthy, write .stack/env
-#   infra/stack.sh down [kafka|pg|s3]... stop (TERM, then KILL after a grace period); data is kept
+#   infra/stack.sh setup                 check java/mvn/postgres/prometheus, fetch the jars (once)
+#   infra/stack.sh up [kafka|pg|s3|prometheus]...  setup, start what is not running, wait healthy,
+#                                        write .stack/env (no names: kafka pg s3). A running
+#                                        Prometheus named again re-reads infra/prometheus/
+#   infra/stack.sh down [kafka|pg|s3|prometheus]... stop (TERM, then KILL after a grace period); data
+#                                        is kept (no names: all four)
 #   infra/stack.sh stop-started          stop only what the last `up` started (see .stack/started-by-us)
 #   infra/stack.sh clean                 down, then delete .stack except the downloaded jars (.stack/lib)
-#   infra/stack.sh status                what runs and answers; exit 0 only if all three are healthy
+#   infra/stack.sh status                what runs and answers; exit 0 only if Kafka, PostgreSQL and
+#                                        S3 are healthy (Prometheus is reported, not required)
 #   infra/stack.sh env                   print `export NAME=value` lines for a shell: eval "$(infra/stack.sh env)"
 #   infra/stack.sh principal [--retire|--rotate] NAME...  create Kafka SASL/SCRAM principals (or
 #                                        retire them, or give them new passwords)
@@ -19,8 +24,14 @@
 # file in .stack/kafka/principals/ (mode 600); hashrelay-admin is the super user; ACLs come from
 # `bin/hashrelay access apply` (services/shared/kafka-access.ts).
 #
+# Prometheus (Debian's package; setup installs it with apt-get when it can) runs with
+# infra/prometheus/prometheus.yml and its rules, data in .stack/prometheus/data, and scrapes the
+# targets listed in .stack/prometheus/targets/*.json: whoever starts services writes one (make demo
+# does). Its address is PROMETHEUS_URL in .stack/env.
+#
 # Overrides (environment): HASHRELAY_KAFKA_PORT (19092), HASHRELAY_KAFKA_CONTROLLER_PORT (19093),
-# HASHRELAY_PG_PORT (15432), HASHRELAY_S3_PORT (19000), HASHRELAY_START_TIMEOUT (seconds, 120),
+# HASHRELAY_PG_PORT (15432), HASHRELAY_S3_PORT (19000), HASHRELAY_PROMETHEUS_PORT (19090),
+# HASHRELAY_START_TIMEOUT (seconds, 120),
 # HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack), HASHRELAY_S3_ACCESS_KEY_ID,
 # HASHRELAY_S3_SECRET_ACCESS_KEY, HASHRELAY_S3_BUCKET, HASHRELAY_KAFKA_MVN_ARGS (e.g. -Pkafka3 for the
 # Kafka 3.9 line; run `clean` first when switching, as 4.x data cannot be read by 3.9).
@@ -41,6 +52,7 @@ KAFKA_PORT="${HASHRELAY_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${HASHRELAY_KAFKA_CONTROLLER_PORT:-19093}"
 PG_PORT="${HASHRELAY_PG_PORT:-15432}"
 S3_PORT="${HASHRELAY_S3_PORT:-19000}"
+PROM_PORT="${HASHRELAY_PROMETHEUS_PORT:-19090}"
 START_TIMEOUT="${HASHRELAY_START_TIMEOUT:-120}"
 KAFKA_HEAP="${HASHRELAY_KAFKA_HEAP:-768m}"
 HOST=127.0.0.1
@@ -164,8 +176,26 @@ find_pgbin() {
   PGBIN="$d"
 }
 
+# Prometheus and promtool from Debian's prometheus package (the recommended exporters are not
+# needed). Not having them is no reason to fail setup: only `up prometheus`, the demo's Prometheus
+# and the promtool checks of `make test` need them, and each says so.
+ensure_prometheus() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+  if is_root && command -v apt-get >/dev/null; then
+    say "prometheus/promtool not found: installing Debian's prometheus package with apt-get"
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; then
+      return 0
+    fi
+    warn "apt-get install prometheus failed: 'up prometheus' and the promtool checks will not run"
+  else
+    warn "prometheus/promtool not found and cannot be installed here (needs root and apt-get):" \
+      "'up prometheus', the demo's Prometheus and the promtool checks need them (Debian: sudo apt-get install prometheus)"
+  fi
+}
+
 cmd_setup() {
   ensure_java_mvn
+  ensure_prometheus
   mkdir -p "$LIB" "$LOGS"
   # shellcheck disable=SC2086
   fetch_lib kafka ${HASHRELAY_KAFKA_MVN_ARGS:-}
@@ -539,6 +569,66 @@ stop_pg() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Prometheus (Debian's binary; config and rules from infra/prometheus/, copied in at each start)
+
+PROM_DIR="$STACK/prometheus"
+PROM_PIDFILE="$STACK/prometheus.pid"
+PROM_LOG="$LOGS/prometheus.log"
+PROM_MARKER="--config.file=$PROM_DIR/prometheus.yml"
+
+prometheus_healthy() { curl -sf -o /dev/null --max-time 2 "http://$HOST:$PROM_PORT/-/ready"; }
+
+# The config and rules as they are in infra/prometheus/; targets/ is left alone (others write it).
+copy_prometheus_config() {
+  mkdir -p "$PROM_DIR/targets" "$PROM_DIR/data" "$LOGS"
+  rm -rf "$PROM_DIR/rules.new" && cp -r "$INFRA/prometheus/rules" "$PROM_DIR/rules.new"
+  rm -rf "$PROM_DIR/rules" && mv "$PROM_DIR/rules.new" "$PROM_DIR/rules"
+  cp "$INFRA/prometheus/prometheus.yml" "$PROM_DIR/prometheus.yml"
+  if command -v promtool >/dev/null; then
+    promtool check config "$PROM_DIR/prometheus.yml" >"$LOGS/promtool.log" 2>&1 ||
+      { cat "$LOGS/promtool.log" >&2; die "promtool refuses infra/prometheus/ (see above)"; }
+  fi
+}
+
+start_prometheus() {
+  command -v prometheus >/dev/null ||
+    die "prometheus not found: run 'infra/stack.sh setup' as root with apt-get, or install Debian's prometheus package (sudo apt-get install prometheus)"
+  if find_pid "$PROM_MARKER" "$PROM_PIDFILE" >/dev/null; then
+    copy_prometheus_config
+    curl -sf -o /dev/null --max-time 5 -X POST "http://$HOST:$PROM_PORT/-/reload" ||
+      warn "the running Prometheus did not take the reload; restart it (down prometheus, up prometheus)"
+    return 0
+  fi
+  port_open "$HOST" "$PROM_PORT" && die "port $PROM_PORT is taken by another process (not this stack's Prometheus); free it or set HASHRELAY_PROMETHEUS_PORT"
+  copy_prometheus_config
+  say "starting Prometheus on $HOST:$PROM_PORT"
+  echo "==== $(date -Is) start" >>"$PROM_LOG"
+  setsid nohup prometheus "$PROM_MARKER" --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=2d \
+    --web.listen-address="$HOST:$PROM_PORT" --web.enable-lifecycle >>"$PROM_LOG" 2>&1 </dev/null 8>&- &
+  echo $! >"$PROM_PIDFILE"
+  started prometheus
+}
+
+wait_prometheus() {
+  local deadline=$((SECONDS + START_TIMEOUT))
+  while ! prometheus_healthy; do
+    find_pid "$PROM_MARKER" "$PROM_PIDFILE" >/dev/null || { log_tail "$PROM_LOG"; die "Prometheus exited during start-up; see $PROM_LOG"; }
+    [ $SECONDS -lt $deadline ] || { log_tail "$PROM_LOG"; die "Prometheus not ready after ${START_TIMEOUT}s; see $PROM_LOG"; }
+    sleep 0.3
+  done
+  say "Prometheus ready on http://$HOST:$PROM_PORT (targets: ${PROM_DIR#"$ROOT"/}/targets/*.json)"
+}
+
+stop_prometheus() {
+  local pid
+  if pid="$(find_pid "$PROM_MARKER" "$PROM_PIDFILE")"; then
+    say "stopping Prometheus (pid $pid)"
+    stop_pid "$pid" 15 Prometheus
+  fi
+  rm -f "$PROM_PIDFILE"
+}
+
+# ---------------------------------------------------------------------------------------------
 # env file and commands
 
 env_lines() {
@@ -558,17 +648,22 @@ S3_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID_VALUE
 S3_SECRET_ACCESS_KEY=$S3_SECRET_VALUE
 S3_BUCKET=$S3_BUCKET_VALUE
 S3_FORCE_PATH_STYLE=true
+PROMETHEUS_URL=http://$HOST:$PROM_PORT
+PROMETHEUS_TARGETS_DIR=$PROM_DIR/targets
 EOF
 }
 
+# The services named, or without names the default set ($1: what no names means).
 services_from_args() {
-  local s out=()
-  [ $# -eq 0 ] && set -- kafka pg s3
+  local defaults="$1" s out=()
+  shift
+  # shellcheck disable=SC2086
+  [ $# -eq 0 ] && set -- $defaults
   for s in "$@"; do
     case "$s" in
-      kafka | pg | s3) out+=("$s") ;;
+      kafka | pg | s3 | prometheus) out+=("$s") ;;
       postgres | postgresql) out+=(pg) ;;
-      *) die "unknown service '$s' (kafka, pg, s3)" ;;
+      *) die "unknown service '$s' (kafka, pg, s3, prometheus)" ;;
     esac
   done
   echo "${out[*]}"
@@ -581,7 +676,7 @@ STARTED=()
 started() { STARTED+=("$1"); echo "$1" >>"$STACK/started-by-us"; }
 
 cmd_up() {
-  SERVICES="$(services_from_args "$@")"
+  SERVICES="$(services_from_args "kafka pg s3" "$@")"
   cmd_setup
   mkdir -p "$STACK" "$LOGS"
   # started-by-us lists the services this `up` started; a test run that found the stack down can
@@ -591,9 +686,11 @@ cmd_up() {
   want s3 && start_s3
   want kafka && start_kafka
   want pg && start_pg
+  want prometheus && start_prometheus
   want pg && wait_pg
   want s3 && { wait_s3; ensure_bucket; }
   want kafka && { wait_kafka; ensure_principals "${LOCAL_PRINCIPALS[@]}"; }
+  want prometheus && wait_prometheus
   env_lines >"$STACK/env.tmp" && mv "$STACK/env.tmp" "$STACK/env"
   want pg && pg_external && say "PostgreSQL: using DATABASE_URL from the environment (none started)"
   if [ ${#STARTED[@]} -gt 0 ]; then
@@ -605,7 +702,8 @@ cmd_up() {
 }
 
 cmd_down() {
-  SERVICES="$(services_from_args "$@")"
+  SERVICES="$(services_from_args "kafka pg s3 prometheus" "$@")"
+  want prometheus && stop_prometheus
   want kafka && stop_kafka
   want s3 && stop_s3
   want pg && stop_pg
@@ -652,6 +750,10 @@ cmd_status() {
     if s3_healthy; then say "s3     running  pid $pid  http://$HOST:$S3_PORT  healthy"
     else say "s3     running  pid $pid  http://$HOST:$S3_PORT  NOT answering (log: $S3_LOG)"; ok=1; fi
   else say "s3     stopped"; ok=1; fi
+  if pid="$(find_pid "$PROM_MARKER" "$PROM_PIDFILE")"; then
+    if prometheus_healthy; then say "prometheus  running  pid $pid  http://$HOST:$PROM_PORT  healthy (optional)"
+    else say "prometheus  running  pid $pid  http://$HOST:$PROM_PORT  NOT answering (log: $PROM_LOG; optional)"; fi
+  else say "prometheus  stopped (optional: infra/stack.sh up prometheus)"; fi
   [ -f "$STACK/started-by-us" ] && say "started by the last 'up': $(paste -sd' ' "$STACK/started-by-us")"
   return $ok
 }

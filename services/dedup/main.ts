@@ -5,17 +5,19 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/wire/codec.ts";
-import { commonConfigShape, effectiveEnv, loadConfig } from "../shared/config.ts";
+import { commonConfigShape, effectiveEnv, loadConfig, opsHost, opsPort } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { DEDUP_APPLY_LOCK, DEDUP_RELAY_LOCK } from "../shared/advisory-locks.ts";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
-import { connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
+import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
+import { startOpsServer } from "../shared/ops-http.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { topicNames } from "../shared/topics.ts";
 import { DEFAULT_DEGENERATE_PERCEPTUAL_RECORDS, valuePrefix } from "./degenerate.ts";
+import { createDedupMetrics } from "./metrics.ts";
 import { IndexedNearDuplicateLinker } from "./near-duplicate-linker.ts";
 import { PHOTODNA_DEFAULT_THRESHOLD } from "./near-duplicates/photodna-index.ts";
 import { SERVICE, applyBatch, verifyBatch } from "./processor.ts";
@@ -38,6 +40,9 @@ export const configShape = {
   DEDUP_MAX_SUBMISSION_AGE_DAYS: z.coerce.number().positive().default(30),
   /** A perceptual value carried by this many distinct canonical records is degenerate (kept out of matching and feeds). */
   DEDUP_DEGENERATE_PERCEPTUAL_RECORDS: z.coerce.number().int().min(2).default(DEFAULT_DEGENERATE_PERCEPTUAL_RECORDS),
+  /** Where /metrics, /healthz and /readyz answer (dedup has no other HTTP endpoint). */
+  DEDUP_METRICS_HOST: opsHost,
+  DEDUP_METRICS_PORT: opsPort,
 };
 
 export type DedupConfig = z.infer<z.ZodObject<typeof configShape>>;
@@ -46,6 +51,8 @@ export type DedupConfigInput = z.input<z.ZodObject<typeof configShape>>;
 
 export interface RunningDedup {
   readonly deps: DedupDeps;
+  /** Where /metrics, /healthz and /readyz answer. */
+  readonly opsUrl: string;
   stop(): Promise<void>;
 }
 
@@ -81,7 +88,9 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
   };
   const kafka = serviceKafka(config, "hashrelay-dedup", logger);
   const producer = await connectedProducer(kafka);
-  const relay = new OutboxRelay({ pool, producer, logger, lockId: DEDUP_RELAY_LOCK });
+  const admin = await connectedAdmin(kafka);
+  const metrics = createDedupMetrics({ db: pool, admin, group: deps.consumerGroup, topic: deps.topics.submitted, logger });
+  const relay = new OutboxRelay({ pool, producer, logger, lockId: DEDUP_RELAY_LOCK, onRelayed: metrics.relayed });
   relay.start();
   const consumer = await startExactlyOnceConsumer({
     kafka,
@@ -92,7 +101,9 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     applyLock: DEDUP_APPLY_LOCK,
     prepare: (batch) => verifyBatch(deps, batch),
     apply: (tx, batch) => applyBatch(deps, tx, batch),
+    observer: metrics.rounds,
     afterCommit: ({ result: r, partitions }) => {
+      metrics.counted(r);
       const counts = { applied: r.applied, rejected: r.rejected, skipped: r.skipped, records: r.records.length };
       logger.info({ partitions: partitions.map((p) => p.partition), ...counts }, "batch applied");
       for (const d of r.degenerate) {
@@ -103,9 +114,23 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     },
     ...consumerTuning(config),
   });
-  logger.info({ authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes }, "dedup running");
+  const ops = await startOpsServer({
+    host: config.DEDUP_METRICS_HOST,
+    port: config.DEDUP_METRICS_PORT,
+    registry: metrics.registry,
+    logger,
+    ready: async () => {
+      await pool.query("SELECT 1");
+      await admin.fetchTopicMetadata({ topics: [deps.topics.submitted] });
+    },
+  });
+  logger.info(
+    { authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes, metricsUrl: ops.url },
+    "dedup running",
+  );
   // The consumer's disconnect waits for the batch in hand to commit or roll back.
-  return { deps, stop: stopInOrder({ intake: [() => consumer.disconnect()], relay, kafka: [producer], pool }) };
+  const stop = stopInOrder({ intake: [() => ops.close(), () => consumer.disconnect()], relay, kafka: [producer, admin], pool });
+  return { deps, opsUrl: ops.url, stop };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

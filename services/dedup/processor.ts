@@ -25,17 +25,10 @@ import type { ConsensusPolicy } from "./consensus.ts";
 import { applySubmission, finaliseChanges, hashKey, reviseCarriers, settleDegenerate } from "./engine.ts";
 import type { Degeneracy, WorkingSet } from "./engine.ts";
 import type { NearDuplicateLinker } from "./near-duplicate-linker.ts";
-import { carriersOf, loadDegenerateStatus, loadPerceptual, ownCarriersOf, writeDegenerate } from "./perceptual-store.ts";
-import {
-  appliedSubmissionIds,
-  emptyWorkingSet,
-  enqueueOutbox,
-  loadByHashes,
-  loadRecords,
-  recordAppliedSubmissions,
-  writeChanges,
-} from "./store.ts";
-import type { OutboxMessage } from "./store.ts";
+import { loadDegenerateStatus } from "./perceptual-store.ts";
+import { writeRound } from "./round-write.ts";
+import type { OutboxMessage } from "./round-write.ts";
+import { emptyWorkingSet, loadRecords, loadRound } from "./store.ts";
 
 export const SERVICE = "dedup";
 
@@ -65,6 +58,8 @@ export interface InboundMessage {
 export interface BatchResult {
   readonly applied: number;
   readonly rejected: number;
+  /** The reason code of each rejection, for metrics. */
+  readonly rejectionReasons: readonly string[];
   /** Messages below the stored offset: applied before, left out. */
   readonly skipped: number;
   readonly records: CanonicalRecord[];
@@ -145,24 +140,9 @@ export async function applyBatch(
 ): Promise<Applied<BatchResult>> {
   const now = deps.now?.() ?? Date.now();
   const candidates = batches.flatMap((b) => b.messages.filter((v): v is Accepted => v.ok));
-  // Replays: a submission id already applied changes nothing and is reported.
-  const seen = await appliedSubmissionIds(
-    tx,
-    candidates.map((c) => c.submission.submissionId),
-  );
   const ws = emptyWorkingSet();
-  const hashes = candidates.flatMap((c) => c.submission.hashes);
-  await loadByHashes(tx, ws, hashes);
-  await loadPerceptual(tx, ws, hashes);
-  // A RETRACT whose exact hashes the hub does not hold reaches the retracting agency's records
-  // carrying its perceptual values (engine.ts): load them for every RETRACT, so the outcome never
-  // depends on what else the batch happened to load.
-  const perceptualRetractions = candidates
-    .map((c) => c.submission)
-    .filter((s) => s.op === "RETRACT")
-    .flatMap((s) => s.hashes.map((hash) => ({ agencyId: s.agencyId, hash })));
-  await loadRecords(tx, ws, await ownCarriersOf(tx, perceptualRetractions));
-  await deps.nearDuplicates.catchUp(tx);
+  // Replays: a submission id already applied changes nothing and is reported.
+  const seen = candidates.length ? await loadCandidates(deps, tx, ws, candidates) : new Set<string>();
 
   const { applied, rejections } = decide(ws, batches, seen, now);
 
@@ -171,22 +151,46 @@ export async function applyBatch(
   await deps.nearDuplicates.link(tx, ws);
   await loadDegenerateStatus(tx, ws); // records the linker loaded and linked
   const records = finaliseChanges(ws, deps.policy, now);
-  await writeChanges(tx, ws);
-  await writeDegenerate(tx, ws);
-  await recordAppliedSubmissions(
-    tx,
-    applied.map(({ v: { submission: s, digest }, recordId }) => ({
+  const inserted = await writeRound(tx, ws, {
+    applied: applied.map(({ v: { submission: s, digest }, recordId }) => ({
       submissionId: s.submissionId,
       agencyId: s.agencyId,
       keyId: s.keyId,
       digest,
       recordId,
     })),
-  );
-  await enqueueOutbox(tx, outboxMessages(deps, now, applied, records, rejections));
+    outbox: outboxMessages(deps, now, applied, records, rejections),
+  });
+  // Before COMMIT: a round rolled back leaves no row, which the next catch-up finds out.
+  deps.nearDuplicates.wrote(inserted);
   await deps.beforeCommit?.();
   const skipped = batches.reduce((n, b) => n + b.redelivered, 0);
-  return { result: { applied: applied.length, rejected: rejections.length, skipped, records, degenerate } };
+  const rejectionReasons = rejections.map((r) => r.reason);
+  return { result: { applied: applied.length, rejected: rejections.length, rejectionReasons, skipped, records, degenerate } };
+}
+
+/**
+ * The round's load (store.ts, one statement) for the accepted submissions, with the near-duplicate
+ * indexes' catch-up read alongside; returns the submission ids applied before. A round without an
+ * accepted submission loads nothing and leaves the catch-up to the next round.
+ */
+async function loadCandidates(deps: DedupDeps, tx: PoolClient, ws: WorkingSet, candidates: readonly Accepted[]): Promise<Set<string>> {
+  const linker = deps.nearDuplicates;
+  const catchUp = await linker.catchUpFrom(tx);
+  const loaded = await loadRound(tx, ws, {
+    submissionIds: candidates.map((c) => c.submission.submissionId),
+    hashes: candidates.flatMap((c) => c.submission.hashes),
+    // A RETRACT whose exact hashes the hub does not hold reaches the retracting agency's records
+    // carrying its perceptual values (engine.ts): they are loaded for every RETRACT, so the outcome
+    // never depends on what else the batch happened to load.
+    retractions: candidates
+      .map((c) => c.submission)
+      .filter((s) => s.op === "RETRACT")
+      .flatMap((s) => s.hashes.map((hash) => ({ agencyId: s.agencyId, hash }))),
+    catchUp,
+  });
+  await linker.caughtUp(tx, catchUp, loaded.catchUp);
+  return loaded.applied;
 }
 
 /**
@@ -197,7 +201,7 @@ async function settleDegenerateValues(deps: DedupDeps, tx: PoolClient, ws: Worki
   const fresh = settleDegenerate(ws, deps.degeneratePerceptualRecords, now);
   const shared = fresh.filter((d) => d.reason === "SHARED");
   if (shared.length) {
-    await loadRecords(tx, ws, await carriersOf(tx, shared));
+    await loadRecords(tx, ws, { carrying: shared });
     reviseCarriers(ws, new Set(shared.map(hashKey)));
   }
   return fresh;

@@ -6,11 +6,12 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { DISTRIBUTION_APPLY_LOCK, DISTRIBUTION_RELAY_LOCK } from "../shared/advisory-locks.ts";
 import { AvroCodec } from "../shared/wire/codec.ts";
-import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
+import { commonConfigShape, effectiveEnv, loadConfig, opsHost, opsPort, s3ConfigShape } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
+import { startOpsServer } from "../shared/ops-http.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
@@ -21,6 +22,7 @@ import { feedbackConsumers } from "./feedback-consumers.ts";
 import { applyReviewDecisions, backfillDisclosedRefs } from "./feedback-processor.ts";
 import type { ExportNow } from "./export-schedule.ts";
 import { loadHubSigner } from "./hub-signer.ts";
+import { createDistributionMetrics } from "./metrics.ts";
 import { feedTopicPlan, policyRefresh, schedulePolicyRefresh } from "./policy-refresh.ts";
 import { SERVICE, backfillHashClaims, distributeBatch, reconcilePartner } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
@@ -51,6 +53,9 @@ export const configShape = {
   DISTRIBUTION_FEED_REPLICATION: z.coerce.number().int().positive().default(LOCAL_TOPIC_PLAN.replicationFactor),
   /** Defaults to 2 from 3 replicas up, else 1 (defaultMinInsyncReplicas); at most the replication factor. */
   DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS: z.coerce.number().int().positive().optional(),
+  /** Where /metrics, /healthz and /readyz answer (distribution has no other HTTP endpoint). */
+  DISTRIBUTION_METRICS_HOST: opsHost,
+  DISTRIBUTION_METRICS_PORT: opsPort,
 };
 
 export type DistributionConfig = z.infer<z.ZodObject<typeof configShape>>;
@@ -59,6 +64,8 @@ export type DistributionConfigInput = z.input<z.ZodObject<typeof configShape>>;
 
 export interface RunningDistribution {
   readonly deps: DistributionDeps;
+  /** Where /metrics, /healthz and /readyz answer. */
+  readonly opsUrl: string;
   /** Re-reads policies, reconciles partners whose policy changed, and starts their feedback consumers. */
   refreshPolicies(): Promise<void>;
   /** Re-plans records whose review an operator decided; returns how many. */
@@ -114,8 +121,26 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     policies: policies.current,
     logger,
   });
+  const metrics = createDistributionMetrics({
+    db: pool,
+    admin,
+    topics,
+    namespace: config.TOPIC_NAMESPACE,
+    group: consumerGroup,
+    policies: policies.current,
+    exportIntervalMs: config.DISTRIBUTION_EXPORT_INTERVAL_MS,
+    logger,
+  });
   const producer = await connectedProducer(kafka);
-  const relay = new OutboxRelay({ pool, producer, logger, lockId: DISTRIBUTION_RELAY_LOCK, table: "feed_outbox", partitioned: true });
+  const relay = new OutboxRelay({
+    pool,
+    producer,
+    logger,
+    lockId: DISTRIBUTION_RELAY_LOCK,
+    table: "feed_outbox",
+    partitioned: true,
+    onRelayed: metrics.relayed,
+  });
   const feedback = feedbackConsumers({
     kafka,
     admin,
@@ -147,7 +172,9 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     logger,
     applyLock: DISTRIBUTION_APPLY_LOCK,
     apply: (tx, batches) => distributeBatch(deps, tx, batches),
+    observer: metrics.rounds,
     afterCommit: ({ result: r, partitions }) => {
+      metrics.counted(r);
       logger.info(
         { partitions: partitions.map((p) => p.partition), records: r.records, skipped: r.skipped, feedRecords: r.feedRecords },
         "canonical batch distributed",
@@ -167,12 +194,28 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     ),
     scheduleExports(exportNow, config.DISTRIBUTION_EXPORT_INTERVAL_MS, logger),
   ];
+  const ops = await startOpsServer({
+    host: config.DISTRIBUTION_METRICS_HOST,
+    port: config.DISTRIBUTION_METRICS_PORT,
+    registry: metrics.registry,
+    logger,
+    ready: async () => {
+      await pool.query("SELECT 1");
+      await admin.fetchTopicMetadata({ topics: [topics.canonical] });
+    },
+  });
   logger.info(
-    { partners: policies.current().map((p) => p.partnerId), feedSigning: config.DISTRIBUTION_FEED_SIGNING },
+    { partners: policies.current().map((p) => p.partnerId), feedSigning: config.DISTRIBUTION_FEED_SIGNING, metricsUrl: ops.url },
     "distribution running",
   );
-  const stop = stopInOrder({ timers, intake: [() => consumer.disconnect(), () => feedback.stop()], relay, kafka: [producer, admin], pool });
-  return { deps, refreshPolicies, applyReviewDecisions: applyDecisions, exportNow, stop };
+  const stop = stopInOrder({
+    timers,
+    intake: [() => ops.close(), () => consumer.disconnect(), () => feedback.stop()],
+    relay,
+    kafka: [producer, admin],
+    pool,
+  });
+  return { deps, opsUrl: ops.url, refreshPolicies, applyReviewDecisions: applyDecisions, exportNow, stop };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

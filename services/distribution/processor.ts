@@ -17,7 +17,7 @@ import type { Applied, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Logger } from "../shared/logging.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
-import type { CanonicalRecord } from "../shared/wire/records.ts";
+import type { CanonicalRecord, FeedRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { auditOutbox, disclosureEvents, policyAppliedEvent } from "./audit.ts";
 import { FeedWriter } from "./feed-writer.ts";
@@ -56,6 +56,10 @@ export interface DistributionResult {
   /** Redelivered messages, and revisions no newer than the one already applied. */
   readonly skipped: number;
   readonly feedRecords: number;
+  /** Each feed record issued: its partner and operation, for metrics. */
+  readonly issued: readonly { readonly partnerId: string; readonly op: FeedRecord["op"] }[];
+  /** The reason code of each record dead-lettered (one that did not decode). */
+  readonly rejectionReasons: readonly string[];
 }
 
 type CanonicalMessage = { readonly offset: string; readonly value: Buffer | null };
@@ -95,7 +99,8 @@ export async function distributeBatch(
   const ledger = new FeedLedger();
   const policies = deps.policies();
   const rejections: OutboxMessage[] = [];
-  const decoded = batches.flatMap((batch) => decodeBatch(deps, batch, rejections));
+  const rejectionReasons: string[] = [];
+  const decoded = batches.flatMap((batch) => decodeBatch(deps, batch, rejections, rejectionReasons));
   // Loads the stored revision of every record in the batch, and all that planning them touches.
   const heads = await loadRound(
     tx,
@@ -128,14 +133,19 @@ export async function distributeBatch(
     feedLog: feed.log,
     refs: feed.refs,
   });
-  return { result: { records: applied, skipped, feedRecords: writer.issued.length } };
+  const issued = writer.issued.map((d) => ({ partnerId: d.record.partnerId, op: d.record.op }));
+  return { result: { records: applied, skipped, feedRecords: writer.issued.length, issued, rejectionReasons } };
 }
 
-/** Decodes the batch's records; one that does not decode becomes a rejection for the dead-letter topic. */
+/**
+ * Decodes the batch's records; one that does not decode becomes a rejection for the dead-letter
+ * topic (and its reason code goes to `reasons`, for metrics).
+ */
 function decodeBatch(
   deps: DistributionDeps,
   batch: UnappliedBatch<CanonicalMessage>,
   rejections: OutboxMessage[],
+  reasons: string[],
 ): { record: CanonicalRecord; bytes: Buffer }[] {
   const decoded: { record: CanonicalRecord; bytes: Buffer }[] = [];
   for (const m of batch.messages) {
@@ -151,6 +161,7 @@ function decodeBatch(
         sourceOffset: m.offset,
       });
       rejections.push({ topic: deps.topics.rejected, key: null, value: deps.codec.encode("Rejection", rejection), partition: null });
+      reasons.push(rejection.reason);
     }
   }
   return decoded;

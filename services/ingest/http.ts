@@ -10,6 +10,8 @@ import { HashrelayError, SignatureError } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
 import type { KeyLookup } from "../shared/key-registry.ts";
 import type { Logger } from "../shared/logging.ts";
+import { SIGNATURE_REASONS } from "../shared/metrics.ts";
+import { addOpsRoutes } from "../shared/ops-http.ts";
 import { parseSubmissionBatch } from "../shared/wire/submission-json.ts";
 import type { ImportService } from "./imports.ts";
 import { addToReceipt, emptyReceipt } from "../shared/wire/ingest-api.ts";
@@ -123,6 +125,7 @@ function addAgencyAuthentication(app: FastifyInstance, deps: IngestApiDeps): voi
     } catch (err) {
       if (err instanceof SignatureError) {
         req.log.warn({ agencyId: req.headers["x-hashrelay-agency"], reason: err.reason }, "request refused");
+        if (SIGNATURE_REASONS.has(err.reason)) deps.metrics.records.signatureFailures.labels(err.reason).inc();
       }
       throw err;
     }
@@ -131,19 +134,7 @@ function addAgencyAuthentication(app: FastifyInstance, deps: IngestApiDeps): voi
 
 /** Health, readiness, metrics and the OpenAPI document: unauthenticated, outside /v1. */
 function addOperationalRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
-  app.get("/healthz", async () => ({ status: "ok" }));
-  app.get("/readyz", async (_req, reply) => {
-    try {
-      await deps.ready();
-      return { status: "ready" };
-    } catch (err) {
-      return reply.code(503).send({ status: "not ready", error: (err as Error).message });
-    }
-  });
-  app.get("/metrics", async (_req, reply) => {
-    reply.header("content-type", deps.metrics.registry.contentType);
-    return deps.metrics.registry.metrics();
-  });
+  addOpsRoutes(app, { registry: deps.metrics.registry, ready: deps.ready });
   app.get("/openapi.json", async () => OPENAPI_DOCUMENT);
 }
 
@@ -166,8 +157,7 @@ function addSubmissionRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
     if (!media.ok) {
       // Refused bytes are kept on the dead-letter topic, as a body that is not JSON is.
       const refused: IntakeItem = { index: 0, ok: false, reason: "UNSUPPORTED_MEDIA_TYPE", detail: media.detail, original: body };
-      const outcomes = await admitBatch(deps.intake, agency, "http", [refused]);
-      for (const o of outcomes) deps.metrics.items.labels("http", o.status, o.reason ?? "").inc();
+      deps.metrics.admitted("http", await admitBatch(deps.intake, agency, "http", [refused]));
       throw new HashrelayError("UNSUPPORTED_MEDIA_TYPE", media.detail);
     }
     const items: IntakeItem[] = parseSubmissionBatch(body);
@@ -175,7 +165,7 @@ function addSubmissionRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
       return sendError(reply, 413, "BODY_TOO_LARGE", `at most ${deps.maxItemsPerRequest} submissions per request; use POST /v1/imports`);
     }
     const outcomes = await admitBatch(deps.intake, agency, "http", items);
-    for (const o of outcomes) deps.metrics.items.labels("http", o.status, o.reason ?? "").inc();
+    deps.metrics.admitted("http", outcomes);
     const receipt = addToReceipt(emptyReceipt(), outcomes);
     req.log.info({ agencyId: agency.agencyId, ...receipt }, "submissions admitted");
     const status = receipt.rejected === 0 ? 202 : receipt.rejected === outcomes.length ? 422 : 207;

@@ -257,8 +257,8 @@ export class ImportService {
       if (chunk.length === 0) return;
       const outcomes = await admitBatch(this.deps.intake, { agencyId }, "s3-import", chunk);
       addToReceipt(receipt, outcomes);
+      this.deps.metrics?.admitted("s3-import", outcomes);
       for (const o of outcomes) {
-        this.deps.metrics?.items.labels("s3-import", o.status, o.reason ?? "").inc();
         if (o.status === "rejected" && rejectedLines.length < MAX_RECEIPT_DETAILS) {
           rejectedLines.push(lineOf(o));
         }

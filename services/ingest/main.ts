@@ -60,7 +60,8 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
   const codec = new AvroCodec();
   const keys = new PgKeyRegistry(pool);
   const topics = topicNames(config.TOPIC_NAMESPACE);
-  const metrics = createIngestMetrics();
+  const admin = await connectedAdmin(kafka);
+  const metrics = createIngestMetrics({ db: pool, admin, deadLetterTopic: topics.rejected, logger });
   const intake: IntakeDeps = {
     codec,
     keys,
@@ -76,7 +77,6 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
     logger,
     metrics,
   });
-  const admin = await connectedAdmin(kafka);
   const app = buildIngestApi({
     intake,
     keys,

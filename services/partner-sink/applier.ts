@@ -34,10 +34,12 @@ export interface SinkResult {
   readonly applied: number;
   readonly duplicates: number;
   readonly refused: number;
+  /** The reason code of each refusal, for metrics. */
+  readonly refusals: readonly string[];
   readonly halted: boolean;
 }
 
-const HELD: SinkResult = { applied: 0, duplicates: 0, refused: 0, halted: true };
+const HELD: SinkResult = { applied: 0, duplicates: 0, refused: 0, refusals: [], halted: true };
 
 /**
  * The partner sink's part of the exactly-once step: locks the round's chain states, walks each
@@ -80,7 +82,8 @@ export async function applyFeedRound(
       continue;
     }
     const halted = walk.halt !== null;
-    result.set(partition, { applied: walk.applied, duplicates: walk.duplicates, refused: walk.refused, halted });
+    const refusals = walk.alerts.map((a) => a.reason);
+    result.set(partition, { applied: walk.applied, duplicates: walk.duplicates, refused: walk.refused, refusals, halted });
     positions.set(partition, { nextOffset: walk.next, hold: halted });
   }
   return { result, positions };

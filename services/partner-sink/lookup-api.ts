@@ -1,14 +1,17 @@
 /**
- * The partner's lookup endpoint: is this hash in our list, and in which category. And the partner's
- * way to answer back: POST /v1/feedback signs and sends a PartnerFeedback (feedback.ts) about a
- * recordRef a lookup returned. Like the lookups it serves the partner's own systems only (it
- * listens on PARTNER_HTTP_HOST, loopback by default).
+ * The partner's lookup endpoint: is this hash in our list, and in which category. The sink's
+ * operational endpoints (/metrics, /healthz, /readyz) answer beside it. And the partner's way to
+ * answer back: POST /v1/feedback signs and sends a PartnerFeedback (feedback.ts) about a recordRef
+ * a lookup returned. Like the lookups it serves the partner's own systems only (it listens on
+ * PARTNER_HTTP_HOST, loopback by default).
  */
 import Fastify from "fastify";
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import { HashrelayError } from "../shared/errors.ts";
 import type { ReasonCode } from "../shared/errors.ts";
 import type { Logger } from "../shared/logging.ts";
+import { addOpsRoutes } from "../shared/ops-http.ts";
+import type { OpsEndpoints } from "../shared/ops-http.ts";
 import type { Pool } from "../shared/postgres.ts";
 import { HASH_ALGORITHM_NAMES, canonicalCase, isHashAlg } from "../shared/wire/hash-algorithms.ts";
 import { FeedbackKindValues } from "../shared/wire/records.ts";
@@ -46,8 +49,9 @@ function feedbackRequestOf(body: unknown): FeedbackRequest {
   };
 }
 
-export function buildLookupApi(pool: Pool, logger: Logger, feedback: FeedbackSender | null = null): FastifyInstance {
+export function buildLookupApi(pool: Pool, logger: Logger, ops: OpsEndpoints, feedback: FeedbackSender | null = null): FastifyInstance {
   const app: FastifyInstance = Fastify({ loggerInstance: logger as FastifyBaseLogger });
+  addOpsRoutes(app, ops);
   app.post("/v1/feedback", async (req, reply) => {
     if (!feedback) {
       return reply
@@ -67,7 +71,6 @@ export function buildLookupApi(pool: Pool, logger: Logger, feedback: FeedbackSen
       return reply.code(FEEDBACK_STATUS[err.reason] as number).send({ reason: err.reason, error: err.detail });
     }
   });
-  app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/v1/hashes/:alg/:value", async (req, reply) => {
     const { alg, value } = req.params as { alg: string; value: string };
     if (!isHashAlg(alg)) {

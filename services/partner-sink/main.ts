@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AvroCodec } from "../shared/wire/codec.ts";
-import { effectiveEnv, loadConfig, commonConfigShape, consumerConfigShape, kafkaConfigShape } from "../shared/config.ts";
+import { effectiveEnv, loadConfig, commonConfigShape, consumerConfigShape, kafkaConfigShape, opsHost, opsPort } from "../shared/config.ts";
 import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import type { Kafka } from "kafkajs";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
@@ -21,6 +21,7 @@ import type { SinkDeps } from "./applier.ts";
 import { bootstrapFromSnapshot } from "./bootstrap.ts";
 import { feedbackConfigShape, openFeedbackSender } from "./feedback.ts";
 import { buildLookupApi } from "./lookup-api.ts";
+import { createSinkMetrics } from "./metrics.ts";
 import { watchForResumes } from "./resume-watch.ts";
 import { parseTrustedHubKeys } from "./verifier.ts";
 import { feedsPrefix } from "../shared/wire/snapshot-manifest.ts";
@@ -41,8 +42,9 @@ export const configShape = {
   PARTNER_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   /** Trusted hub keys: "keyId=base64[@ISO-until],..." — list two during a hub key rotation. */
   HUB_PUBLIC_KEYS: z.string().min(1),
-  PARTNER_HTTP_HOST: z.string().default("127.0.0.1"),
-  PARTNER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  /** The lookup API, with /metrics, /healthz and /readyz beside it. */
+  PARTNER_HTTP_HOST: opsHost,
+  PARTNER_HTTP_PORT: opsPort,
   PARTNER_BOOTSTRAP: z.enum(["s3", "none"]).default("s3"),
   /** How often a halted (held) partition checks whether an operator resumed it (hashrelay-sink resume). */
   PARTNER_RESUME_POLL_MS: z.coerce.number().int().min(100).max(300_000).default(2_000),
@@ -97,6 +99,9 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
   const deps: SinkDeps = { pool, codec: new AvroCodec(), partnerId: config.PARTNER_ID, consumerGroup, keys: () => keys, logger };
   const kafka = serviceKafka(config, `partner-sink-${config.PARTNER_ID}`, logger);
   await waitForFeedTopic(kafka, topic, logger);
+  const admin = await connectedAdmin(kafka);
+  let held = (): number => 0;
+  const metrics = createSinkMetrics({ db: pool, admin, group: consumerGroup, topic, keys: deps.keys, held: () => held(), logger });
   const consumer = await startExactlyOnceConsumer({
     kafka,
     pool,
@@ -106,7 +111,9 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     // A halted partition is held at its stored offset (the halting record) and not fetched again
     // until `hashrelay-sink resume` clears the halt; watchForResumes notices that.
     apply: (tx, batches) => applyFeedRound(deps, tx, batches),
+    observer: metrics.rounds,
     afterCommit: ({ result, partitions }) => {
+      metrics.counted(result);
       const totals = { applied: 0, duplicates: 0, refused: 0 };
       for (const r of result.values()) {
         totals.applied += r.applied;
@@ -125,15 +132,27 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     },
     ...consumerTuning(config),
   });
+  held = () => consumer.pausedPartitions().length;
   const resumePoll = watchForResumes(pool, consumer, config.PARTNER_RESUME_POLL_MS, logger);
   const feedback = await openFeedbackSender(config, deps.codec, logger);
-  const api = buildLookupApi(pool, logger, feedback);
+  const api = buildLookupApi(
+    pool,
+    logger,
+    {
+      registry: metrics.registry,
+      ready: async () => {
+        await pool.query("SELECT 1");
+        await admin.fetchTopicMetadata({ topics: [topic] });
+      },
+    },
+    feedback,
+  );
   const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });
   logger.info({ url, topic }, "partner sink running");
   const stop = stopInOrder({
     timers: [resumePoll],
     intake: [() => api.close(), () => consumer.disconnect()],
-    kafka: feedback ? [feedback.producer] : [],
+    kafka: feedback ? [admin, feedback.producer] : [admin],
     pool,
   });
   return { url, deps, stop };

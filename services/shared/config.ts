@@ -84,6 +84,11 @@ export const commonConfigShape = {
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 };
 
+/** Listen address of a service's operational endpoints (ops-http.ts: /metrics, /healthz, /readyz). */
+export const opsHost = z.string().min(1).default("127.0.0.1");
+/** Their port: 0 takes a free one (logged), for tests and one-off runs; a deployment sets one Prometheus scrapes. */
+export const opsPort = z.coerce.number().int().min(0).max(65535).default(0);
+
 export const s3ConfigShape = {
   S3_ENDPOINT: z.string().url().optional(),
   S3_REGION: z.string().default("us-east-1"),

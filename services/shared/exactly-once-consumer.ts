@@ -8,7 +8,8 @@
  * partition whose apply stores an earlier next offset than its batch's end (without holding it) is
  * sought back there, so that the rest is read again with what follows. Kafka's committed offset is
  * kept in step about once a second, only so that lag shows up in the usual tools. A service gives
- * only its apply function (and, optionally, work before the transaction and after the commit).
+ * only its apply function (and, optionally, work before the transaction and after the commit, and
+ * an observer told of each round's size and time, for metrics).
  */
 import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
 import { applyExactlyOnce, storedOffsets } from "./exactly-once-step.ts";
@@ -38,6 +39,18 @@ export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends Exa
   readonly minRoundIntervalMs?: number;
   /** Most messages in one round; the batches of a bigger fetch are applied in several. */
   readonly maxRoundMessages?: number;
+  /** Told of every round and restart (metrics.ts consumerRoundMetrics); nothing slower than a counter. */
+  readonly observer?: RoundObserver;
+}
+
+/** What the consumer reports as it goes: the hot path, so counters and histograms only. */
+export interface RoundObserver {
+  /** A round committed: its messages as fetched (redeliveries included) and its time from BEGIN to COMMIT. */
+  committed(messages: number, elapsedSeconds: number): void;
+  /** A round rolled back on an error. */
+  failed(): void;
+  /** The consumer stopped for good and a fresh one is being started. */
+  restarted(): void;
 }
 
 /** The consumer settings of a service's validated config (config.ts consumerConfigShape). */
@@ -101,6 +114,7 @@ export async function startExactlyOnceConsumer<T extends Positioned = FetchedMes
     consumer.on(consumer.events.CRASH, (event) => {
       if (event.payload.restart || stopped) return; // kafkajs restarts it itself
       o.logger.error({ err: event.payload.error }, "consumer stopped for good; starting a new one");
+      o.observer?.restarted();
       restartTimer = setTimeout(() => {
         void running
           .stop()
@@ -159,6 +173,7 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
     run: (batches) => applyExactlyOnce(o.pool, o.groupId, batches, o),
     minIntervalMs: o.minRoundIntervalMs ?? 0,
     maxMessages: o.maxRoundMessages ?? Number.POSITIVE_INFINITY,
+    ...(o.observer ? { observer: o.observer } : {}),
     committed: (outcome) => {
       commits.note(outcome.partitions);
       o.afterCommit?.(outcome);
@@ -238,6 +253,7 @@ interface RoundSettings<T extends Positioned, R> {
   run(batches: readonly PartitionBatch<T>[]): Promise<StepOutcome<R>>;
   readonly minIntervalMs: number;
   readonly maxMessages: number;
+  readonly observer?: RoundObserver;
   committed(outcome: StepOutcome<R>): void;
 }
 
@@ -269,7 +285,7 @@ class Rounds<T extends Positioned, R> {
   private async next(): Promise<void> {
     if (this.running || this.waiting.length === 0) return;
     this.running = true;
-    const { run, minIntervalMs, maxMessages, committed } = this.settings;
+    const { run, minIntervalMs, maxMessages, committed, observer } = this.settings;
     let take = 0;
     let messages = 0;
     for (const e of this.waiting) {
@@ -285,8 +301,10 @@ class Rounds<T extends Positioned, R> {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.lastStart = Date.now();
     this.lastMessages = messages;
+    const started = performance.now();
     try {
       const outcome = await run(entries.map((e) => e.batch));
+      observer?.committed(messages, (performance.now() - started) / 1000);
       committed(outcome);
       const byPartition = new Map(outcome.partitions.map((p) => [p.partition, p]));
       for (const e of entries) {
@@ -295,6 +313,7 @@ class Rounds<T extends Positioned, R> {
         else e.reject(new Error(`no outcome for partition ${e.batch.partition}`));
       }
     } catch (err) {
+      observer?.failed();
       for (const e of entries) e.reject(err);
     } finally {
       this.running = false;

@@ -73,11 +73,30 @@ describe("access plan", () => {
   });
 
   it("confines the distribution feed prefix to feed topics of its own namespace", () => {
-    const prefix = serviceGrants("distribution", names, ns).find((g) => g.pattern === "prefixed");
+    const prefix = serviceGrants("distribution", names, ns).find((g) => g.pattern === "prefixed" && g.resource === "topic");
     expect(prefix?.name).toBe("t-1.feed.");
     expect(covers(prefix as AccessGrant, "t-10.feed.x.v1")).toBe(false);
     expect(covers(prefix as AccessGrant, "feed.x.v1")).toBe(false);
-    expect(serviceGrants("distribution", topicNames(""), "").find((g) => g.pattern === "prefixed")?.name).toBe("feed.");
+    const unnamespaced = serviceGrants("distribution", topicNames(""), "");
+    expect(unnamespaced.find((g) => g.pattern === "prefixed" && g.resource === "topic")?.name).toBe("feed.");
+  });
+
+  it("lets distribution describe the partner sinks' groups of its namespace (their lag), and not join them", () => {
+    const groups = serviceGrants("distribution", names, ns).filter((g) => g.resource === "group");
+    const onSinks = groups.filter((g) => consumerGroups(ns).sink("hotline-uk").startsWith(g.name) && g.pattern === "prefixed");
+    expect(onSinks).toEqual([
+      { principal: "hashrelay-distribution", resource: "group", name: "t-1.partner-sink.", pattern: "prefixed", operation: "DESCRIBE" },
+    ]);
+    // READ (joining) only its own group and its feedback consumers' groups, never a sink's.
+    expect(groups.filter((g) => g.operation === "READ").map((g) => g.name)).toEqual([
+      consumerGroups(ns).distribution,
+      consumerGroups(ns).feedbackPrefix,
+    ]);
+    expect(
+      consumerGroups("t-10")
+        .sink("x1")
+        .startsWith(onSinks[0]?.name ?? ""),
+    ).toBe(false);
   });
 
   it("refuses ids that could widen a grant", () => {

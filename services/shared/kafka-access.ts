@@ -45,6 +45,8 @@ export function consumerGroups(namespace = ""): {
   /** Distribution's group for one partner's feedback topic (one consumer per topic). */
   feedback(partnerId: string): string;
   sink(partnerId: string): string;
+  /** What every partner sink's group starts with (and nothing else's). */
+  sinkPrefix: string;
 } {
   const p = namespace ? `${namespace}.` : "";
   return {
@@ -53,6 +55,7 @@ export function consumerGroups(namespace = ""): {
     feedbackPrefix: `${p}hashrelay-distribution-feedback.`,
     feedback: (partnerId) => `${p}hashrelay-distribution-feedback.${checkedId("partner", partnerId)}`,
     sink: (partnerId) => `${p}partner-sink.${checkedId("partner", partnerId)}`,
+    sinkPrefix: `${p}partner-sink.`,
   };
 }
 
@@ -103,6 +106,8 @@ export function serviceGrants(service: HubService, names: TopicNames, namespace:
         // and reads every partner's feedback topic, which it provisions beside the feed topic
         ...topicAccess(principal, names.feedbackPrefix, [...CONSUME, "CREATE", "ALTER_CONFIGS", "DESCRIBE_CONFIGS"], "prefixed"),
         groupAccess(principal, groups.feedbackPrefix, "prefixed"),
+        // reads the offsets partner sinks commit (each partner's lag, for metrics); cannot join their groups
+        { principal, resource: "group", name: groups.sinkPrefix, pattern: "prefixed", operation: "DESCRIBE" },
         ...deadLetterAndAudit,
       ];
     }

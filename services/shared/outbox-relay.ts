@@ -34,6 +34,8 @@ export interface OutboxRelayOptions {
   readonly idleMs?: number;
   /** Least time between two deletes of sent rows while rows keep coming. */
   readonly deleteIntervalMs?: number;
+  /** After each send, with the rows it carried (a metrics counter). */
+  readonly onRelayed?: (rows: number) => void;
 }
 
 interface OutboxRow {
@@ -178,6 +180,7 @@ export class OutboxRelay {
     });
     this.sentUpTo = (rows[rows.length - 1] as OutboxRow).id;
     this.relayed += rows.length;
+    this.o.onRelayed?.(rows.length);
     return rows.length;
   }
 }

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Kafka } from "kafkajs";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FeedbackSender } from "../../services/partner-sink/feedback.ts";
 import { openFeedbackSender, sendFeedback } from "../../services/partner-sink/feedback.ts";
@@ -42,6 +43,8 @@ import { kafkaAs, principalEnv, stackEnv } from "../support/stack.ts";
 const codec = new AvroCodec();
 const run = promisify(execFile);
 const silent = createLogger("test", "silent");
+/** The lookup API's operational endpoints, which these tests do not ask for. */
+const OPS = { registry: new Registry(), ready: async () => undefined };
 const WITHHOLDING = "hotline-uk";
 const KEEPING = "industry-x";
 let kafka: Kafka;
@@ -278,7 +281,7 @@ describe("hostile feedback", () => {
       ...sender,
       producer: { ...sender.producer, send: async () => Promise.reject(new Error("synthetic broker outage")) },
     };
-    const api = buildLookupApi(sinkPool(KEEPING), silent, failing);
+    const api = buildLookupApi(sinkPool(KEEPING), silent, OPS, failing);
     const res = await api.inject({
       method: "POST",
       url: "/v1/feedback",
@@ -338,7 +341,7 @@ describe("the review loop", () => {
   it("a FALSE_POSITIVE withdraws the record from the withholding partner only; upheld restores it", async () => {
     const h = hashes[0] as Hash;
     const recordId = await recordIdOf(h);
-    const api = buildLookupApi(sinkPool(KEEPING), silent, senders[KEEPING] as FeedbackSender);
+    const api = buildLookupApi(sinkPool(KEEPING), silent, OPS, senders[KEEPING] as FeedbackSender);
     const res = await api.inject({
       method: "POST",
       url: "/v1/feedback",

@@ -132,9 +132,9 @@ describe("the sink applies a round of several feed partitions", () => {
       sink,
     );
     expect([...first.result]).toEqual([
-      [0, { applied: 3, duplicates: 0, refused: 0, halted: false }],
-      [1, { applied: 2, duplicates: 0, refused: 1, halted: true }],
-      [2, { applied: 3, duplicates: 0, refused: 2, halted: false }],
+      [0, { applied: 3, duplicates: 0, refused: 0, refusals: [], halted: false }],
+      [1, { applied: 2, duplicates: 0, refused: 1, refusals: ["SEQ_GAP"], halted: true }],
+      [2, { applied: 3, duplicates: 0, refused: 2, refusals: ["BAD_SIGNATURE", "BAD_MAGIC"], halted: false }],
     ]);
     expect(first.partitions).toEqual([
       { partition: 0, nextOffset: "3", hold: false },
@@ -193,9 +193,9 @@ describe("the sink applies a round of several feed partitions", () => {
       sink,
     );
     expect([...second.result]).toEqual([
-      [0, { applied: 1, duplicates: 1, refused: 0, halted: false }],
-      [1, { applied: 0, duplicates: 0, refused: 0, halted: true }],
-      [2, { applied: 1, duplicates: 0, refused: 1, halted: false }],
+      [0, { applied: 1, duplicates: 1, refused: 0, refusals: [], halted: false }],
+      [1, { applied: 0, duplicates: 0, refused: 0, refusals: [], halted: true }],
+      [2, { applied: 1, duplicates: 0, refused: 1, refusals: ["SEQ_REORDER"], halted: false }],
     ]);
     expect(second.partitions).toEqual([
       { partition: 0, nextOffset: "5", hold: false },
@@ -227,9 +227,9 @@ describe("the sink applies a round of several feed partitions", () => {
     const tail = [t1, bare(t2), Buffer.from("not avro"), bare(t3)];
     const first = await applyExactlyOnce(db.pool, "chain-form", [batch(8, 0, every), batch(9, 0, run), batch(10, 0, tail)], sink);
     expect([...first.result]).toEqual([
-      [8, { applied: 2, duplicates: 0, refused: 0, halted: false }],
-      [9, { applied: 3, duplicates: 0, refused: 0, halted: false }],
-      [10, { applied: 1, duplicates: 0, refused: 1, halted: false }],
+      [8, { applied: 2, duplicates: 0, refused: 0, refusals: [], halted: false }],
+      [9, { applied: 3, duplicates: 0, refused: 0, refusals: [], halted: false }],
+      [10, { applied: 1, duplicates: 0, refused: 1, refusals: ["BAD_MAGIC"], halted: false }],
     ]);
     expect(first.partitions).toEqual([
       { partition: 8, nextOffset: "2", hold: false },
@@ -251,8 +251,8 @@ describe("the sink applies a round of several feed partitions", () => {
       sink,
     );
     expect([...second.result]).toEqual([
-      [9, { applied: 0, duplicates: 0, refused: 3, halted: true }],
-      [10, { applied: 3, duplicates: 0, refused: 0, halted: false }], // the junk was alerted the first time
+      [9, { applied: 0, duplicates: 0, refused: 3, refusals: ["BAD_SIGNATURE", "BAD_SIGNATURE", "SEQ_GAP"], halted: true }],
+      [10, { applied: 3, duplicates: 0, refused: 0, refusals: [], halted: false }], // the junk was alerted the first time
     ]);
     expect(second.partitions).toEqual([
       { partition: 9, nextOffset: "5", hold: true },

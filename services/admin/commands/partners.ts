@@ -8,7 +8,7 @@ import { consumerGroups } from "../../shared/kafka-access.ts";
 import { migrate } from "../../shared/postgres.ts";
 import { topicNames } from "../../shared/topics.ts";
 import { partnerRegistered } from "../audit.ts";
-import { feedLag } from "../feed-lag.ts";
+import { feedLag } from "../../shared/feed-lag.ts";
 import { listPartners, registerPartner } from "../registry.ts";
 import {
   DISTRIBUTION_MIGRATIONS_DIR,
