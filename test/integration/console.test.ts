@@ -73,6 +73,9 @@ async function figures(page: Page): Promise<Record<string, string>> {
 
 describe.skipIf(!browserAvailable && !browserRequired)("operator console in a browser", () => {
   beforeAll(async () => {
+    // First, so that a missing browser fails at once rather than after the services started.
+    browser = await launchBrowser();
+    mkdirSync(SHOTS, { recursive: true });
     const stack = stackEnv();
     hubDb = await freshDatabase("console");
     partnerDb = await freshDatabase("cpartner");
@@ -144,14 +147,13 @@ describe.skipIf(!browserAvailable && !browserRequired)("operator console in a br
     // Caught up: every record's md5 and sha1 held by the partner's sink.
     await waitFor(
       "the partner holds every hash",
-      async () => (await partnerDb.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM partner_hashes")).rows[0]?.n === SUBMISSIONS * 2,
+      async () =>
+        (await partnerDb.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM partner_hashes")).rows[0]?.n === SUBMISSIONS * 2,
       120_000,
       500,
     ).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}\n${outputOf()}`);
     });
-    browser = await launchBrowser();
-    mkdirSync(SHOTS, { recursive: true });
   }, 300_000);
 
   afterAll(async () => {
