@@ -18,7 +18,9 @@ import { setPolicy } from "../../services/distribution/policy-store.ts";
 import { IngestClient } from "../../services/force-cli/client.ts";
 import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
-import { createDurableProducer } from "../../services/shared/kafka.ts";
+import { expandAuditEvent } from "../../services/shared/audit.ts";
+import { createDurableProducer, readTopicToEnd } from "../../services/shared/kafka.ts";
+import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { readTopicDepth } from "../../services/shared/pipeline-state.ts";
 import { migrate } from "../../services/shared/postgres.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
@@ -278,5 +280,17 @@ describe.skipIf(!browserAvailable && !browserRequired)("operator console in a br
     const leText = (await le.$eval("main", (e) => e.textContent)) ?? "";
     expect(leText).toContain("force-a");
     expect(leText).toContain("SYN-CASE-0001");
+    // Both consultations and the re-drive are on audit.v1, as who did them, without the value looked up.
+    const codec = new AvroCodec();
+    const events = (await readTopicToEnd(kafkaAs("test-console-audit"), names.audit, "test-console"))
+      .flatMap((v) => expandAuditEvent(codec.decode("AuditEvent", v).value))
+      .filter((e) => e.service === "admin");
+    const lookups = events.filter((e) => e.action === "console.lookup" && e.subjectId === hash.record_id);
+    expect(lookups.map((e) => [e.actor, e.detail["role"], e.detail["algs"]])).toEqual([
+      ["olivia", "operator", "md5"],
+      ["lee", "law-enforcement", "md5"],
+    ]);
+    expect(JSON.stringify(events)).not.toContain(hash.value);
+    expect(events.find((e) => e.action === "dlq.redriven")?.actor).toBe("olivia");
   });
 });

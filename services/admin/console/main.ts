@@ -19,7 +19,7 @@ import { SHARED_MIGRATIONS } from "../../shared/postgres.ts";
 import { topicNames } from "../../shared/topics.ts";
 import { AvroCodec } from "../../shared/wire/codec.ts";
 import { ADMIN_MIGRATIONS, flushAuditOutbox, queueAuditMessage } from "../audit-outbox.ts";
-import { dlqRedriven } from "../audit.ts";
+import { consoleLookup, dlqRedriven } from "../audit.ts";
 import { redrive } from "../redrive.ts";
 import { ConsoleAuthenticator, FormTokens, parseConsoleUsers } from "./auth.ts";
 import { RateTracker } from "./overview.ts";
@@ -94,6 +94,13 @@ export async function startConsole(input: ConsoleConfigInput): Promise<RunningCo
     ready: async () => {
       await pool.query("SELECT 1");
       await admin.fetchTopicMetadata({ topics: [topics.rejected, topics.audit] });
+    },
+    async recordLookup(user, algs, recordIds) {
+      // Queued in the hub database first (durable), then sent with whatever else waits.
+      for (const event of consoleLookup(user.name, user.role, algs, recordIds)) {
+        await queueAuditMessage(pool, { ...auditMessage(codec, topics, event), action: event.action });
+      }
+      await flushAuditOutbox(pool, kafka).catch((err: unknown) => logger.warn({ err }, "console.lookup audit queued, not yet written"));
     },
     async redrive(filter, actor) {
       const keys = new PgKeyRegistry(pool, 0);

@@ -125,6 +125,8 @@ const reads: ConsoleReads = {
   ],
 };
 
+const lookups: { user: string; algs: readonly string[]; records: readonly string[] }[] = [];
+
 function app(
   redrive = vi.fn(async (_f: RedriveFilter, actor: string) => ({
     report: { matched: 1, republished: 0, readmitted: { accepted: 1, duplicates: 0, rejected: 0 }, skipped: 0 },
@@ -137,6 +139,10 @@ function app(
     auth: new ConsoleAuthenticator(users),
     forms,
     redrive,
+    recordLookup: async (user, algs, records) => {
+      if (user.name === "viewer") throw new Error("audit outbox unreachable");
+      lookups.push({ user: user.name, algs, records });
+    },
     thresholds: { partnerLag: 1, exportMaxAgeSeconds: 0, keyWarningDays: 14 },
     namespace: "t",
     logger: pino({ level: "silent" }),
@@ -221,6 +227,15 @@ describe("console edge", () => {
     expect(le.body).toContain("caseRef=OP-NIGHTJAR");
     const none = await a.inject({ url: `/lookup?hash=${"b".repeat(40)}`, headers: as("operator") });
     expect(none.body).toContain('data-lookup="none"');
+    // Every lookup that reached the records is audited, without the value looked up; none goes unlogged.
+    expect(lookups).toEqual([
+      { user: "operator", algs: ["md5"], records: [record.recordId] },
+      { user: "lee", algs: ["md5"], records: [record.recordId] },
+      { user: "operator", algs: ["sha1"], records: [] },
+    ]);
+    const unlogged = await a.inject({ url, headers: as("viewer") });
+    expect(unlogged.statusCode).toBe(500);
+    expect(unlogged.body).not.toContain(record.recordId);
     const bad = await a.inject({ url: `/lookup?hash=${encodeURIComponent(XSS)}`, headers: as("operator") });
     expect(bad.statusCode).toBe(400);
     expect(bad.body).toContain('data-lookup="invalid"');

@@ -26,6 +26,11 @@ export interface ConsoleDeps {
   readonly forms: FormTokens;
   /** Runs a re-drive as `actor` and records its audit event; returns what to tell the operator about the audit. */
   readonly redrive: (filter: RedriveFilter, actor: string) => Promise<{ report: RedriveReport; audit: string }>;
+  /**
+   * Records that `user` looked a hash up (the records found): the lookup is refused when this
+   * fails, so no consultation goes unlogged.
+   */
+  readonly recordLookup: (user: ConsoleUser, algs: readonly string[], recordIds: readonly string[]) => Promise<void>;
   readonly thresholds: AlertThresholds;
   readonly namespace: string;
   readonly logger: Logger;
@@ -131,6 +136,11 @@ export function buildConsoleApp(deps: ConsoleDeps): FastifyInstance {
     const q = parseHashQuery(input);
     if (!q) return send(reply, lookupPage(ctx, { input, algs: null, records: [], disclosures: null }), input ? 400 : 200);
     const records = (await deps.reads.lookup(q)).map((r) => visibleRecord(r, ctx.role));
+    await deps.recordLookup(
+      ctx.user,
+      q.algs,
+      records.map((r) => r.recordId),
+    );
     let disclosures: Part<Awaited<ReturnType<ConsoleReads["disclosures"]>>> | null = null;
     if (records.length) {
       try {
