@@ -173,16 +173,9 @@ export function pgKafkaReads(deps: PgKafkaReadsDeps): ConsoleReads {
       const policies = listings.map((l) => l.policy);
       const lag = await part(() => readPartnerLag(admin, topics, deps.namespace, policies));
       const exports = await part(() => readExportStatus(db, policies));
-      const at = now();
       return listings.map((listing) => {
         const id = listing.policy.partnerId;
         const own = lag.ok ? (lag.value.find((l) => l.partnerId === id) ?? null) : null;
-        if (own)
-          rates.record(
-            `partner:${id}`,
-            own.partitions.reduce((n, p) => n + (p.position ?? 0), 0),
-            at,
-          );
         const errors: string[] = [];
         if (!lag.ok && listing.policy.delivery !== "s3") errors.push(`feed lag (${lag.error})`);
         if (!exports.ok && listing.policy.delivery !== "kafka") errors.push(`export status (${exports.error})`);
