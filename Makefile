@@ -50,7 +50,7 @@ RESULTS := .stack/test-results
 VITEST_REPORT = --reporter=default --reporter=json --outputFile.json=$(RESULTS)/$(1).json
 test: setup
 	$(STACK) up
-	@rm -rf $(RESULTS); status=0; export HASHRELAY_REQUIRE_PROMTOOL=1; npx tsc --noEmit -p . && npx biome check . && npx vitest run $(call VITEST_REPORT,main) && \
+	@rm -rf $(RESULTS); status=0; export HASHRELAY_REQUIRE_PROMTOOL=1 HASHRELAY_REQUIRE_BROWSER=1; npx tsc --noEmit -p . && npx biome check . && npx vitest run $(call VITEST_REPORT,main) && \
 	  HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,faults) || status=$$?; \
 	  $(STACK) stop-started; \
 	  if [ $$status -ne 0 ]; then node test/support/failures.ts $(RESULTS)/main.json $(RESULTS)/faults.json; fi; exit $$status

@@ -3,7 +3,7 @@
 # run as plain local processes (no Docker), and on request Prometheus. Data, logs, pids and the env
 # file live in .stack/.
 #
-#   infra/stack.sh setup                 check java/mvn/postgres/prometheus, fetch the jars (once)
+#   infra/stack.sh setup                 check java/mvn/postgres/prometheus/chromium, fetch the jars (once)
 #   infra/stack.sh up [kafka|pg|s3|prometheus]...  setup, start what is not running, wait healthy,
 #                                        write .stack/env (no names: kafka pg s3). A running
 #                                        Prometheus named again re-reads infra/prometheus/
@@ -193,9 +193,27 @@ ensure_prometheus() {
   fi
 }
 
+# Debian's chromium, for the operator console's browser test (puppeteer-core drives it and
+# downloads no browser). Like Prometheus, not having it fails nothing here: `make test` fails that
+# test instead (HASHRELAY_REQUIRE_BROWSER), saying how to install it.
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  if is_root && command -v apt-get >/dev/null; then
+    say "chromium not found: installing Debian's chromium package with apt-get (for the console's browser test)"
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then
+      return 0
+    fi
+    warn "apt-get install chromium failed: the console's browser test will not run"
+  else
+    warn "chromium not found and cannot be installed here (needs root and apt-get):" \
+      "the console's browser test needs it (Debian: sudo apt-get install chromium)"
+  fi
+}
+
 cmd_setup() {
   ensure_java_mvn
   ensure_prometheus
+  ensure_chromium
   mkdir -p "$LIB" "$LOGS"
   # shellcheck disable=SC2086
   fetch_lib kafka ${HASHRELAY_KAFKA_MVN_ARGS:-}

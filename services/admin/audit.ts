@@ -287,3 +287,18 @@ export function reviewDecided(
     detail: { decision, authority },
   });
 }
+
+/**
+ * An operator consulted the hub about a hash in the console: one event per record found (or one
+ * naming no record), so `audit list --subject <recordId>` shows who looked a record up. Never the
+ * value looked up, only its algorithm(s).
+ */
+export function consoleLookup(actor: string, role: string, algs: readonly string[], recordIds: readonly string[]): AuditEvent[] {
+  const detail = { role, algs: algs.join(","), records: String(recordIds.length) };
+  if (recordIds.length === 0) {
+    return [auditEvent({ service: SERVICE, actor, action: "console.lookup", subjectKind: "lookup", subjectId: "no-record", detail })];
+  }
+  return recordIds.map((id) =>
+    auditEvent({ service: SERVICE, actor, action: "console.lookup", subjectKind: "record", subjectId: id, detail }),
+  );
+}

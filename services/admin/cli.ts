@@ -24,6 +24,7 @@ import { AuditNotWrittenError, AuditQueuedError, defaultActor, writeAuditEvent }
 import { addAccessCommands } from "./commands/access.ts";
 import { addAgencyCommands } from "./commands/agencies.ts";
 import { addAuditCommands } from "./commands/audit.ts";
+import { addConsoleCommands } from "./commands/console.ts";
 import { addDlqCommands } from "./commands/dlq.ts";
 import { addHashCommands } from "./commands/hashes.ts";
 import { addKeyCommands } from "./commands/keys.ts";
@@ -155,6 +156,7 @@ export function buildCli(): Command {
   addDlqCommands(program);
   addAuditCommands(program);
   addReviewCommands(program);
+  addConsoleCommands(program);
   return program;
 }
 

@@ -46,6 +46,8 @@ export const REASON_CODES = [
   "INTERNAL",
   // operator actions recorded beside refusals (partner side: sink_alerts)
   "RESUMED",
+  // operator console: a signed-in operator whose role does not allow the request
+  "FORBIDDEN",
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];

@@ -9,12 +9,13 @@ import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { describe, expect, it } from "vitest";
 import type { z } from "zod";
+import { configShape as consoleShape } from "../../services/admin/console/main.ts";
 import { configShape as dedupShape } from "../../services/dedup/main.ts";
 import { configShape as distributionShape } from "../../services/distribution/main.ts";
 import { configShape as ingestShape } from "../../services/ingest/main.ts";
 import { configShape as sinkShape } from "../../services/partner-sink/main.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
-import { servicePrincipal } from "../../services/shared/kafka-access.ts";
+import { ADMIN_PRINCIPAL, servicePrincipal } from "../../services/shared/kafka-access.ts";
 import { SERVICE_NODE_FLAGS } from "../../services/shared/runtime-settings.ts";
 
 const DEPLOY = join(REPO_ROOT, "infra", "deploy");
@@ -66,7 +67,14 @@ function required(shape: z.ZodRawShape): string[] {
     .map(([key]) => key);
 }
 
-const SECRETS = ["KAFKA_SASL_PASSWORD", "DATABASE_URL", "PARTNER_DATABASE_URL", "S3_SECRET_ACCESS_KEY", "DISTRIBUTION_PSEUDONYM_SECRET"];
+const SECRETS = [
+  "KAFKA_SASL_PASSWORD",
+  "CONSOLE_USERS",
+  "DATABASE_URL",
+  "PARTNER_DATABASE_URL",
+  "S3_SECRET_ACCESS_KEY",
+  "DISTRIBUTION_PSEUDONYM_SECRET",
+];
 
 const SERVICES = [
   {
@@ -83,6 +91,13 @@ const SERVICES = [
     entry: "services/distribution/main.ts",
     shape: distributionShape,
     principal: servicePrincipal("distribution"),
+  },
+  {
+    dir: "hub",
+    deployment: "hashrelay-console",
+    entry: "services/admin/console/main.ts",
+    shape: consoleShape,
+    principal: ADMIN_PRINCIPAL,
   },
   {
     dir: "partner-sink",
