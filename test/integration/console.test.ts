@@ -31,7 +31,7 @@ import { hotlinePolicy } from "../support/fixtures.ts";
 import { createHubKey } from "../support/pipeline.ts";
 import { startServiceProcess, waitFor } from "../support/processes.ts";
 import type { ServiceProcess } from "../support/processes.ts";
-import { freshDatabase, freshTopics, kafkaAs, stackEnv } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, stackEnv, hubServiceEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const PARTNER = "hotline-uk";
@@ -88,17 +88,7 @@ describe.skipIf(!browserAvailable && !browserRequired)("operator console in a br
     await migrate(hubDb.pool, [{ namespace: "distribution", dir: DISTRIBUTION_MIGRATIONS }]);
     await registerPartner(hubDb.pool, { partnerId: PARTNER, name: "UK hotline <synthetic>" });
     await setPolicy(hubDb.pool, hotlinePolicy(PARTNER));
-    const common = {
-      KAFKA_BROKERS: stack.brokers.join(","),
-      DATABASE_URL: hubDb.url,
-      TOPIC_NAMESPACE: namespace,
-      LOG_LEVEL: "warn",
-      S3_ENDPOINT: stack.s3.endpoint,
-      S3_REGION: stack.s3.region,
-      S3_ACCESS_KEY_ID: stack.s3.accessKeyId,
-      S3_SECRET_ACCESS_KEY: stack.s3.secretAccessKey,
-      S3_BUCKET: stack.s3.bucket,
-    };
+    const common = hubServiceEnv(hubDb.url, namespace, stack);
     procs["ingest"] = startServiceProcess("ingest", { ...common, INGEST_PORT: String(ports.ingest) });
     procs["dedup"] = startServiceProcess("dedup", { ...common, DEDUP_METRICS_PORT: String(ports.dedup) });
     procs["distribution"] = startServiceProcess("distribution", {

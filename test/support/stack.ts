@@ -45,6 +45,21 @@ export function stackEnv(): StackEnv {
   };
 }
 
+/** The environment every hub service process needs on this stack: its brokers, S3, a hub database and a topic namespace. */
+export function hubServiceEnv(databaseUrl: string, namespace: string, stack: StackEnv = stackEnv()): Record<string, string> {
+  return {
+    KAFKA_BROKERS: stack.brokers.join(","),
+    DATABASE_URL: databaseUrl,
+    TOPIC_NAMESPACE: namespace,
+    LOG_LEVEL: "warn",
+    S3_ENDPOINT: stack.s3.endpoint,
+    S3_REGION: stack.s3.region,
+    S3_ACCESS_KEY_ID: stack.s3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: stack.s3.secretAccessKey,
+    S3_BUCKET: stack.s3.bucket,
+  };
+}
+
 /** An S3 client for the local stack's S3 server (s3proxy), as the services configure theirs. */
 export function stackS3Client(s3: StackEnv["s3"] = stackEnv().s3): S3Client {
   return createS3Client({
