@@ -39,6 +39,12 @@ clean:
 status:
 	$(STACK) status
 
+.PHONY: images
+
+## images: build the hub, partner-sink and test stack images with docker or podman (infra/images/build.sh)
+images:
+	infra/images/build.sh
+
 .PHONY: test test-unit typecheck lint format demo bench
 
 ## test: install what is needed, start the stack if it is not running, run every test, stop what it started
