@@ -13,6 +13,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import pino from "pino";
 import { GenericContainer, getContainerRuntimeClient, Wait } from "testcontainers";
 import type { StartedTestContainer } from "testcontainers";
 import { REPO_ROOT } from "../../services/shared/config.ts";
@@ -92,6 +93,28 @@ export function ownerLabel(): Record<string, string> {
   return { [STACK_LABEL]: `${hostLabel()}:${process.pid}` };
 }
 
+/**
+ * One group id on each partition of __consumer_offsets (offsets.topic.num.partitions in
+ * infra/kafka/broker.properties.in). Kafka places a group by the Java hashCode of its id.
+ */
+function groupPerOffsetsPartition(partitions = 10): string[] {
+  const byPartition = new Map<number, string>();
+  for (let i = 0; byPartition.size < partitions; i++) {
+    const id = `hashrelay-stack-check-${i}`;
+    let hash = 0;
+    for (const ch of id) hash = (Math.imul(hash, 31) + ch.charCodeAt(0)) | 0;
+    const partition = (hash & 0x7fffffff) % partitions;
+    if (!byPartition.has(partition)) byPartition.set(partition, id);
+  }
+  return [...byPartition.values()];
+}
+
+/**
+ * Waits until the broker authenticates the admin and every group coordinator has loaded: a fresh
+ * broker creates __consumer_offsets at the first group request and answers GROUP_LOAD_IN_PROGRESS
+ * until it has, which a test's first consumer would otherwise meet (the local stack's long-lived
+ * broker never shows it).
+ */
 async function kafkaAnswers(env: Record<string, string>, adminPassword: string, timeoutMs: number): Promise<void> {
   const kafka = createKafka({
     ...kafkaConnection({
@@ -103,6 +126,8 @@ async function kafkaAnswers(env: Record<string, string>, adminPassword: string, 
       KAFKA_SASL_PASSWORD: adminPassword,
     }),
     clientId: "container-stack-check",
+    // The errors of the wait itself (coordinator still loading) are expected: not worth a log line.
+    logger: pino({ level: "silent" }),
   });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -110,6 +135,7 @@ async function kafkaAnswers(env: Record<string, string>, adminPassword: string, 
     try {
       await admin.connect();
       await admin.describeCluster();
+      await admin.describeGroups(groupPerOffsetsPartition());
       return;
     } catch (err) {
       if (Date.now() > deadline)
