@@ -194,6 +194,9 @@ main() {
       *) die "unknown image '$what' (hub, partner-sink, kafka, postgres, s3proxy)" ;;
     esac
   done
+  # Images an earlier build made and this one replaced (untagged now, no child): gone, so that
+  # rebuilds on a CI machine do not fill its disk. The current images' layers stay the cache.
+  "$ENGINE" image prune -f --filter label=org.hashrelay.image >/dev/null 2>&1 || true
   say "done in $((SECONDS - t0)) s"
 }
 
