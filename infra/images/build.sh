@@ -42,11 +42,12 @@ stage() {
   echo "$dest"
 }
 
-# Every build reaches the package registries through the host's network (apt-get, npm ci).
+# Every build reaches the package registries through the host's network (apt-get, npm ci); a failed
+# one leaves no build container behind (--force-rm).
 build() {
   local tag="$1" t0=$SECONDS log="$WORK/build.log"
   shift
-  if ! "$ENGINE" build --network host -t "$tag" "$@" >"$log" 2>&1; then
+  if ! "$ENGINE" build --network host --force-rm -t "$tag" "$@" >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     die "building $tag failed: $ENGINE build --network host -t $tag $*"
   fi

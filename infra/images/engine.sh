@@ -2,7 +2,7 @@
 # The container engine the image builds and the containers test pass use: a Docker engine that
 # answers, else podman. On a Debian machine without either (as root), podman and runc are installed
 # with apt-get and set up the way they work on hosts with cgroups in hybrid mode and lower open-file
-# limits than podman's defaults (docs/containers.md): runc, cgroupfs, explicit ulimits.
+# limits than podman's defaults (docs/development.md, the containers pass): runc, cgroupfs, explicit ulimits.
 #
 #   infra/images/engine.sh name           print docker or podman (installing and configuring podman if needed)
 #   infra/images/engine.sh env            print `export` lines for Docker-API clients (testcontainers):
