@@ -12,12 +12,9 @@
  * containers share the host's network, so the test stack's broker (advertised as 127.0.0.1) is
  * reachable as it is from the tests; what differs from the manifests is listed in TEST_OVERRIDES.
  */
-import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { GenericContainer, Wait } from "testcontainers";
-import type { StartedTestContainer } from "testcontainers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerPartner } from "../../services/admin/registry.ts";
 import { DISTRIBUTION_MIGRATIONS } from "../../services/distribution/main.ts";
@@ -30,9 +27,11 @@ import { partnerPrincipal, servicePrincipal } from "../../services/shared/kafka-
 import { migrate } from "../../services/shared/postgres.ts";
 import type { Hash, Submission } from "../../services/shared/wire/records.ts";
 import { registerTestAgency, signedSubmission } from "../support/agencies.ts";
-import { imageName, ownerLabel } from "../support/container-stack.ts";
-import { deploymentPod, environment, literalEnvironment, manifests } from "../support/deploy-manifests.ts";
+import { imageName } from "../support/container-stack.ts";
+import { deploymentPod, manifests } from "../support/deploy-manifests.ts";
 import type { Manifest } from "../support/deploy-manifests.ts";
+import { freePort, startFromManifest } from "../support/manifest-container.ts";
+import type { ManifestContainer } from "../support/manifest-container.ts";
 import { hotlinePolicy, randomHex } from "../support/fixtures.ts";
 import { createHubKey } from "../support/pipeline.ts";
 import { waitFor } from "../support/processes.ts";
@@ -63,49 +62,17 @@ const TEST_OVERRIDES = [
   "HUB_PUBLIC_KEYS",
 ];
 
-/** The manifests' hardening that the Docker API has no builder method for. */
-class DeployedContainer extends GenericContainer {
-  withReadOnlyRootFilesystem(): this {
-    this.hostConfig.ReadonlyRootfs = true;
-    return this;
-  }
-  withNoNewPrivileges(): this {
-    this.hostConfig.SecurityOpt = [...(this.hostConfig.SecurityOpt ?? []), "no-new-privileges"];
-    return this;
-  }
-}
-
-interface Running {
-  readonly container: StartedTestContainer;
-  readonly output: string[];
-}
-
 const hub = manifests("hub");
 const sink = manifests("partner-sink");
 const PARTNER = "industry-x"; // the partner the sink manifest is written for
-const running: Record<string, Running> = {};
+const running: Record<string, ManifestContainer> = {};
 const files = mkdtempSync(join(tmpdir(), "hashrelay-image-"));
 let hubDb: TestDatabase;
 let partnerDb: TestDatabase;
 let force: AgencySigner;
 let ingestPort: number;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/**
- * Starts one Deployment's container from an image as its manifest says, with `values` for the
- * variables the test supplies (secrets and TEST_OVERRIDES); every variable the manifest sets must
- * have a value.
- */
+/** Starts one Deployment's container as its manifest says (test/support/manifest-container.ts). */
 async function deploy(
   name: string,
   image: string,
@@ -115,55 +82,12 @@ async function deploy(
   mounts: Record<string, string>,
   ready: RegExp,
 ): Promise<void> {
-  const { container, volumes } = deploymentPod(all, deployment);
-  expect(
-    Object.keys(values).filter((k) => !TEST_OVERRIDES.includes(k)),
-    `${deployment}: departures not in TEST_OVERRIDES`,
-  ).toEqual([]);
-  const env = { ...literalEnvironment(all, container), ...values };
-  expect(
-    [...environment(all, container).keys()].filter((k) => env[k] === undefined),
-    `${deployment}: variables without a value`,
-  ).toEqual([]);
-  const output: string[] = [];
-  const security = container.securityContext ?? {};
-  let c = new DeployedContainer(image)
-    .withCommand(container.args ?? [])
-    .withNetworkMode("host")
-    .withEnvironment(env)
-    .withLabels(ownerLabel())
-    .withDroppedCapabilities(...(security.capabilities?.drop ?? []))
-    .withLogConsumer((stream) => {
-      stream.on("data", (chunk: Buffer | string) => {
-        output.push(chunk.toString());
-        if (output.length > 200) output.splice(0, output.length - 200);
-      });
-    })
-    .withWaitStrategy(Wait.forLogMessage(ready))
-    .withStartupTimeout(180_000);
-  if (security.readOnlyRootFilesystem) c = c.withReadOnlyRootFilesystem();
-  if (security.allowPrivilegeEscalation === false) c = c.withNoNewPrivileges();
-  const binds: { source: string; target: string; mode: "ro" }[] = [];
-  for (const mount of container.volumeMounts ?? []) {
-    const volume = volumes.find((v) => v.name === mount.name);
-    if (volume?.emptyDir) c = c.withTmpFs({ [mount.mountPath]: "rw,nosuid,nodev,size=64m" });
-    else {
-      const source = mounts[mount.mountPath];
-      if (!source) throw new Error(`${deployment} mounts ${mount.mountPath}: the test has nothing to mount there`);
-      binds.push({ source, target: mount.mountPath, mode: "ro" });
-    }
-  }
-  c = c.withBindMounts(binds);
-  try {
-    running[name] = { container: await c.start(), output };
-  } catch (err) {
-    throw new Error(`${name} did not start: ${(err as Error).message}\n${output.join("").slice(-3000)}`);
-  }
+  running[name] = await startFromManifest({ image, all, deployment, values, mounts, ready, overrides: TEST_OVERRIDES });
 }
 
 /** What a process in the container prints, and its exit code. */
 async function run(name: string, command: string[]): Promise<{ exitCode: number; output: string }> {
-  const r = await (running[name] as Running).container.exec(command);
+  const r = await (running[name] as ManifestContainer).container.exec(command);
   return { exitCode: r.exitCode, output: r.output.trim() };
 }
 
@@ -272,6 +196,7 @@ afterAll(async () => {
   for (const r of Object.values(running)) await r.container.stop({ timeout: 20_000 }).catch(() => undefined);
   await partnerDb?.drop().catch(() => undefined);
   await hubDb?.drop().catch(() => undefined);
+  rmSync(files, { recursive: true, force: true });
 });
 
 describe("hub and partner-sink images", () => {

@@ -5,7 +5,8 @@
  * - HASHRELAY_STACK=containers (`make test STACK=containers`): Kafka, PostgreSQL and s3proxy
  *   containers from the images of `make images`, started through testcontainers with the local
  *   stack's security settings on other ports (test/support/container-stack.ts), removed afterwards.
- * Variables already set in the environment win, so CI or a developer can point tests elsewhere.
+ * With the local stack, variables already set in the environment win, so CI or a developer can
+ * point tests elsewhere; the container stack's own values always apply.
  */
 import { localStackEnv } from "../../services/shared/config.ts";
 
@@ -13,9 +14,9 @@ export default async function setup(): Promise<(() => Promise<void>) | void> {
   if (process.env["HASHRELAY_STACK"] === "containers") {
     const { startContainerStack } = await import("./container-stack.ts");
     const stack = await startContainerStack();
-    // The stack dir first: localStackEnv() in the workers (and the services they start) reads its env file.
-    for (const [key, value] of Object.entries(stack.control)) process.env[key] = value;
-    for (const [key, value] of Object.entries(stack.env)) process.env[key] ??= value;
+    // This stack's values replace any in the environment (a shell with the local stack's exported
+    // would otherwise mix the two), and its stack dir is where the workers' localStackEnv() reads.
+    for (const [key, value] of Object.entries({ ...stack.control, ...stack.env })) process.env[key] = value;
     return stack.stop;
   }
   for (const [key, value] of Object.entries(localStackEnv())) {
