@@ -1,7 +1,13 @@
 # hashrelay developer entry points. The local stack (Kafka, PostgreSQL, S3) runs as plain local
 # processes managed by infra/stack.sh; data, logs and .stack/env live in .stack/ (see infra/README.md).
 SHELL := /bin/bash
-STACK := infra/stack.sh
+STACK_SH := infra/stack.sh
+# The stack `make test` runs against: local (the processes of infra/stack.sh, the default) or
+# containers (Kafka, PostgreSQL and s3proxy containers from `make images`, through testcontainers).
+STACK ?= local
+ifeq ($(filter $(STACK),local containers),)
+$(error STACK must be local or containers, not '$(STACK)')
+endif
 # Every target runs on Node 24: the machine's own when it is 24.x, else one infra/node.sh fetches
 # from the npm registry into .stack/lib/node. npm, npx and the tests all find it first on PATH.
 NODE_BIN := $(shell infra/node.sh)
@@ -23,23 +29,29 @@ $(NODE_DEPS): package-lock.json
 
 ## setup: node packages, Java/Maven/PostgreSQL checks and the Kafka and s3proxy jars
 setup: $(NODE_DEPS)
-	$(STACK) setup
+	$(STACK_SH) setup
 
 ## up: start Kafka, PostgreSQL and S3 if not running, wait until healthy, write .stack/env
 up: $(NODE_DEPS)
-	$(STACK) up
+	$(STACK_SH) up
 
 ## down: stop the stack, keeping its data
 down:
-	$(STACK) down
+	$(STACK_SH) down
 
 ## clean: stop the stack and delete its data (keeps the downloaded jars in .stack/lib)
 clean:
-	$(STACK) clean
+	$(STACK_SH) clean
 
 ## status: what runs and answers (exit status 0 only when all three are healthy)
 status:
-	$(STACK) status
+	$(STACK_SH) status
+
+.PHONY: images
+
+## images: build the hub, partner-sink and test stack images with docker or podman (infra/images/build.sh)
+images:
+	infra/images/build.sh
 
 .PHONY: test test-unit typecheck lint format demo bench
 
@@ -48,12 +60,28 @@ status:
 # after the stack's shutdown messages, so the end of a CI log says what failed.
 RESULTS := .stack/test-results
 VITEST_REPORT = --reporter=default --reporter=json --outputFile.json=$(RESULTS)/$(1).json
+ifeq ($(STACK),local)
 test: setup
-	$(STACK) up
-	@rm -rf $(RESULTS); status=0; export HASHRELAY_REQUIRE_PROMTOOL=1 HASHRELAY_REQUIRE_BROWSER=1; npx tsc --noEmit -p . && npx biome check . && npx vitest run $(call VITEST_REPORT,main) && \
+	$(STACK_SH) up
+	@rm -rf $(RESULTS)/main.json $(RESULTS)/faults.json; status=0; export HASHRELAY_REQUIRE_PROMTOOL=1 HASHRELAY_REQUIRE_BROWSER=1; npx tsc --noEmit -p . && npx biome check . && \
+	  npx vitest run $(call VITEST_REPORT,main) && \
 	  HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,faults) || status=$$?; \
-	  $(STACK) stop-started; \
+	  $(STACK_SH) stop-started; \
 	  if [ $$status -ne 0 ]; then node test/support/failures.ts $(RESULTS)/main.json $(RESULTS)/faults.json; fi; exit $$status
+else
+## test STACK=containers: build the images (cached), then the integration and image tests and the
+##   fault suite against containers started by testcontainers; the unit tests, type check and lint
+##   are the main pass's. With podman, its Docker-API service runs only for the pass if not running.
+test: setup
+	infra/images/build.sh
+	@rm -rf $(RESULTS)/containers.json $(RESULTS)/containers-faults.json; status=0; \
+	  eval "$$(infra/images/engine.sh env)" && \
+	  HASHRELAY_STACK=containers npx vitest run $(call VITEST_REPORT,containers) && \
+	  HASHRELAY_STACK=containers HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,containers-faults) || status=$$?; \
+	  infra/images/engine.sh stop-started; \
+	  if [ $$status -ne 0 ]; then node test/support/failures.ts $(RESULTS)/containers.json $(RESULTS)/containers-faults.json; fi; \
+	  exit $$status
+endif
 
 ## test-unit: the tests that need nothing running (no stack)
 test-unit: $(NODE_DEPS)
@@ -72,13 +100,13 @@ format: $(NODE_DEPS)
 ## bench: start the stack if needed, run every bench/*.ts (bench/run.sh), stop what it started.
 ##   BENCH="ingest" picks scripts; BENCH_ARGS="--count 50000" replaces their default arguments.
 bench: $(NODE_DEPS)
-	$(STACK) up
+	$(STACK_SH) up
 	@status=0; BENCH='$(BENCH)' BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh || status=$$?; \
-	  $(STACK) stop-started; exit $$status
+	  $(STACK_SH) stop-started; exit $$status
 
 ## demo: install, start the stack and Prometheus, run every service on a synthetic workload, print what reached each partner
 # Prometheus is started when it is installed (make setup installs it where it can); the demo says so when it is not.
 demo: setup
-	$(STACK) up kafka pg s3 $$(command -v prometheus >/dev/null && echo prometheus)
+	$(STACK_SH) up kafka pg s3 $$(command -v prometheus >/dev/null && echo prometheus)
 	@status=0; node demo/demo.ts || status=$$?; \
-	  $(STACK) stop-started; exit $$status
+	  $(STACK_SH) stop-started; exit $$status

@@ -1,12 +1,17 @@
 import { defineConfig } from "vitest/config";
 
-// Three projects: "unit" needs nothing running (npm run test:unit), "stack" runs against the local
+// Projects: "unit" needs nothing running (npm run test:unit), "stack" runs against the local
 // Kafka, PostgreSQL and S3 (global setup reads .stack/env), and "faults" restarts the shared broker,
 // so it only runs in a pass of its own (HASHRELAY_FAULTS=1, the second pass of make test).
+// With HASHRELAY_STACK=containers (make test STACK=containers) the stack is containers started by
+// the global setup; the unit tests are left to the main pass, and test/images/ runs the built images.
 const UNIT = ["services/**/*.test.ts", "schemas/**/*.test.ts", "test/hostile/**/*.test.ts", "test/deploy/**/*.test.ts", "test/*.test.ts"];
 const NEEDS_STACK = ["test/integration/**/*.test.ts", "test/repo-hygiene.test.ts"];
+const IMAGES = ["test/images/**/*.test.ts"];
 const FAULTS = ["test/faults/**/*.test.ts"];
 const faults = Boolean(process.env["HASHRELAY_FAULTS"]);
+const containers = process.env["HASHRELAY_STACK"] === "containers";
+const setup = { globalSetup: ["test/support/global-setup.ts"] };
 
 const shared = {
   testTimeout: 60_000,
@@ -19,10 +24,13 @@ export default defineConfig({
     pool: "forks",
     maxWorkers: 2,
     projects: faults
-      ? [{ test: { ...shared, name: "faults", include: FAULTS, globalSetup: ["test/support/global-setup.ts"] } }]
-      : [
-          { test: { ...shared, name: "unit", include: UNIT, exclude: [...NEEDS_STACK, "**/node_modules/**"] } },
-          { test: { ...shared, name: "stack", include: NEEDS_STACK, globalSetup: ["test/support/global-setup.ts"] } },
-        ],
+      ? [{ test: { ...shared, ...setup, name: "faults", include: FAULTS } }]
+      : containers
+        ? // One project, so one global setup: one container stack for both file sets.
+          [{ test: { ...shared, ...setup, name: "stack", include: [...NEEDS_STACK, ...IMAGES] } }]
+        : [
+            { test: { ...shared, name: "unit", include: UNIT, exclude: [...NEEDS_STACK, "**/node_modules/**"] } },
+            { test: { ...shared, ...setup, name: "stack", include: NEEDS_STACK } },
+          ],
   },
 });

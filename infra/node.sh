@@ -6,9 +6,12 @@
 # cannot run them at all.
 #
 #   infra/node.sh            print the bin directory (installing Node 24 first if needed)
+#   infra/node.sh --package  the same, but always the npm registry's build (what the offline images
+#                            carry: infra/images/build.sh), never the machine's own node
 #   PATH="$(infra/node.sh):$PATH" node --version
 #
-# Overrides: HASHRELAY_NODE_VERSION (the exact version fetched, default below), HASHRELAY_STACK_DIR.
+# Overrides: HASHRELAY_NODE_VERSION (the exact version fetched, default below), HASHRELAY_STACK_DIR,
+# HASHRELAY_LIB_DIR (where the downloads live, default .stack/lib).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +19,7 @@ STACK="${HASHRELAY_STACK_DIR:-$ROOT/.stack}"
 WANT_MAJOR=24
 VERSION="${HASHRELAY_NODE_VERSION:-24.22.3}"
 
-if command -v node >/dev/null 2>&1 && [[ "$(node --version 2>/dev/null)" == v$WANT_MAJOR.* ]]; then
+if [ "${1:-}" != --package ] && command -v node >/dev/null 2>&1 && [[ "$(node --version 2>/dev/null)" == v$WANT_MAJOR.* ]]; then
   dirname "$(command -v node)"
   exit 0
 fi
@@ -26,7 +29,7 @@ case "$(uname -m)" in
   aarch64 | arm64) arch=arm64 ;;
   *) echo "node.sh: no Node $WANT_MAJOR package for $(uname -m); install Node $WANT_MAJOR and put it first on PATH" >&2; exit 1 ;;
 esac
-prefix="$STACK/lib/node"
+prefix="${HASHRELAY_LIB_DIR:-$STACK/lib}/node"
 bin="$prefix/node_modules/node-linux-$arch/bin"
 if [ ! -x "$bin/node" ] || [[ "$("$bin/node" --version 2>/dev/null)" != "v$VERSION" ]]; then
   command -v npm >/dev/null 2>&1 || { echo "node.sh: npm is needed once to fetch Node $VERSION (found no Node $WANT_MAJOR)" >&2; exit 1; }

@@ -32,7 +32,8 @@
 # Overrides (environment): HASHRELAY_KAFKA_PORT (19092), HASHRELAY_KAFKA_CONTROLLER_PORT (19093),
 # HASHRELAY_PG_PORT (15432), HASHRELAY_S3_PORT (19000), HASHRELAY_PROMETHEUS_PORT (19090),
 # HASHRELAY_START_TIMEOUT (seconds, 120),
-# HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack), HASHRELAY_S3_ACCESS_KEY_ID,
+# HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack), HASHRELAY_LIB_DIR (the jars, default
+# $HASHRELAY_STACK_DIR/lib; the containers test pass keeps its own stack dir and shares these), HASHRELAY_S3_ACCESS_KEY_ID,
 # HASHRELAY_S3_SECRET_ACCESS_KEY, HASHRELAY_S3_BUCKET, HASHRELAY_KAFKA_MVN_ARGS (e.g. -Pkafka3 for the
 # Kafka 3.9 line; run `clean` first when switching, as 4.x data cannot be read by 3.9).
 # A DATABASE_URL that points anywhere else than this stack's own PostgreSQL is used as is, and no
@@ -42,7 +43,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 INFRA="$ROOT/infra"
 STACK="${HASHRELAY_STACK_DIR:-$ROOT/.stack}"
-LIB="$STACK/lib"
+LIB="${HASHRELAY_LIB_DIR:-$STACK/lib}"
 LOGS="$STACK/logs"
 # stack-check.mjs runs on the same Node 24 as everything else. Without one (infra/node.sh failed and
 # said why) the machine's node, or no helper at all (have_node_helper), is what is left.

@@ -9,8 +9,12 @@ import { ConfigError } from "./errors.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-/** Variables from .stack/env (written by `make up`), so local runs need no manual exports. */
-export function localStackEnv(path = `${REPO_ROOT}.stack/env`): Record<string, string> {
+/**
+ * Variables from .stack/env (written by `make up`), so local runs need no manual exports. A stack
+ * kept elsewhere (HASHRELAY_STACK_DIR, as for infra/stack.sh) has its env file there: the containers
+ * test pass keeps its own.
+ */
+export function localStackEnv(path = `${process.env["HASHRELAY_STACK_DIR"] ?? `${REPO_ROOT}.stack`}/env`): Record<string, string> {
   if (!existsSync(path)) return {};
   const env: Record<string, string> = {};
   for (const line of readFileSync(path, "utf8").split("\n")) {

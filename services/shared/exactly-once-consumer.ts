@@ -11,7 +11,7 @@
  * only its apply function (and, optionally, work before the transaction and after the commit, and
  * an observer told of each round's size and time, for metrics).
  */
-import type { Consumer, EachBatchPayload, Kafka } from "kafkajs";
+import type { Consumer, ConsumerCrashEvent, EachBatchPayload, Kafka } from "kafkajs";
 import { applyExactlyOnce, storedOffsets } from "./exactly-once-step.ts";
 import type { ExactlyOnceStep, FetchedMessage, PartitionBatch, PartitionOutcome, Positioned, StepOutcome } from "./exactly-once-step.ts";
 import type { Logger } from "./logging.ts";
@@ -108,16 +108,15 @@ export async function startExactlyOnceConsumer<T extends Positioned = FetchedMes
   const launch = async (): Promise<void> => {
     const held = new Set<number>();
     paused = held;
-    const running = await runConsumer(o, held);
-    current = running;
-    const { consumer } = running;
-    consumer.on(consumer.events.CRASH, (event) => {
+    let running: Running | null = null;
+    // Listening from before the first join: a join that fails for good (no group coordinator) ends
+    // in a crash while consumer.run() is still being awaited, which kafkajs does not repeat.
+    const onCrash = (event: ConsumerCrashEvent) => {
       if (event.payload.restart || stopped) return; // kafkajs restarts it itself
       o.logger.error({ err: event.payload.error }, "consumer stopped for good; starting a new one");
       o.observer?.restarted();
       restartTimer = setTimeout(() => {
-        void running
-          .stop()
+        void (running?.stop() ?? Promise.resolve())
           .catch(() => undefined)
           .then(() => (stopped ? undefined : launch()))
           .catch((err: unknown) => {
@@ -125,7 +124,9 @@ export async function startExactlyOnceConsumer<T extends Positioned = FetchedMes
             restartTimer = setTimeout(() => void launch().catch(() => undefined), 5_000);
           });
       }, 2_000);
-    });
+    };
+    running = await runConsumer(o, held, onCrash);
+    current = running;
   };
   await launch();
   return {
@@ -154,7 +155,11 @@ interface Running {
   stop(): Promise<void>;
 }
 
-async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOptions<T, R>, held: Set<number>): Promise<Running> {
+async function runConsumer<T extends Positioned, R>(
+  o: ExactlyOnceConsumerOptions<T, R>,
+  held: Set<number>,
+  onCrash: (event: ConsumerCrashEvent) => void,
+): Promise<Running> {
   const consumer = o.kafka.consumer({
     groupId: o.groupId,
     sessionTimeout: o.sessionTimeoutMs ?? 30_000,
@@ -164,6 +169,7 @@ async function runConsumer<T extends Positioned, R>(o: ExactlyOnceConsumerOption
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1_048_576,
     allowAutoTopicCreation: false,
   });
+  consumer.on(consumer.events.CRASH, onCrash);
   await consumer.connect();
   await consumer.subscribe({ topic: o.topic, fromBeginning: true });
   const commits = new KafkaOffsetCommits(consumer, o.topic, o.logger);

@@ -3,10 +3,12 @@
  * against the code instead: every variable they set is one the service reads, every variable the
  * service requires is set, secrets come from Secrets only, each service runs as its own Kafka
  * principal over TLS, and each entry point exists, started with the services' V8 heap settings. A config change that the manifests miss fails here.
+ * Each document is also validated against the Kubernetes API's JSON schemas (bundled in the
+ * kubernetes-models package, so offline), and each pod against the hardening the images are tested
+ * with (test/images/hub-image.test.ts): non-root uid 1000, read-only root, no capabilities.
  */
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { parseAllDocuments } from "yaml";
 import { describe, expect, it } from "vitest";
 import type { z } from "zod";
 import { configShape as consoleShape } from "../../services/admin/console/main.ts";
@@ -17,47 +19,30 @@ import { configShape as sinkShape } from "../../services/partner-sink/main.ts";
 import { REPO_ROOT } from "../../services/shared/config.ts";
 import { ADMIN_PRINCIPAL, servicePrincipal } from "../../services/shared/kafka-access.ts";
 import { SERVICE_NODE_FLAGS } from "../../services/shared/runtime-settings.ts";
+import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { Service } from "kubernetes-models/v1/Service";
+import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { DEPLOY, deploymentPod, environment, manifests } from "../support/deploy-manifests.ts";
+import type { Manifest } from "../support/deploy-manifests.ts";
 
-const DEPLOY = join(REPO_ROOT, "infra", "deploy");
+/** The schema of each kind the manifests use; a kind not listed here fails the schema test. */
+const MODELS: Record<string, (m: Manifest) => { validate(): void }> = {
+  "v1/Namespace": (m) => new Namespace(m as never),
+  "v1/ConfigMap": (m) => new ConfigMap(m as never),
+  "v1/Service": (m) => new Service(m as never),
+  "apps/v1/Deployment": (m) => new Deployment(m as never),
+};
 
-interface EnvVar {
-  name: string;
-  value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string }; configMapKeyRef?: unknown };
-}
-interface Container {
-  args?: string[];
-  env?: EnvVar[];
-  envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
-}
-interface Manifest {
-  kind: string;
-  metadata: { name: string };
-  data?: Record<string, string>;
-  spec?: { template?: { spec?: { containers?: Container[] } } };
-}
-
-function manifests(dir: string): Manifest[] {
-  return readdirSync(join(DEPLOY, dir))
-    .filter((f) => f.endsWith(".yaml") && f !== "kustomization.yaml")
-    .flatMap((f) =>
-      parseAllDocuments(readFileSync(join(DEPLOY, dir, f), "utf8")).map((d) => {
-        if (d.errors.length) throw new Error(`${dir}/${f}: ${d.errors[0]?.message}`);
-        return d.toJS() as Manifest;
-      }),
-    );
-}
-
-/** What the container's environment holds: variable -> where its value comes from. */
-function environment(all: Manifest[], c: Container): Map<string, "literal" | "secret" | "configmap"> {
-  const env = new Map<string, "literal" | "secret" | "configmap">();
-  for (const from of c.envFrom ?? []) {
-    const map = all.find((m) => m.kind === "ConfigMap" && m.metadata.name === from.configMapRef?.name);
-    if (!map) throw new Error(`envFrom names ConfigMap ${from.configMapRef?.name ?? "?"}, which is not in the manifests`);
-    for (const key of Object.keys(map.data ?? {})) env.set(key, "configmap");
+function schemaErrors(m: Manifest): string | null {
+  const model = MODELS[`${m.apiVersion}/${m.kind}`];
+  if (!model) return `${m.apiVersion}/${m.kind} has no schema here`;
+  try {
+    model(m).validate();
+    return null;
+  } catch (err) {
+    return (err as Error).message;
   }
-  for (const v of c.env ?? []) env.set(v.name, v.valueFrom?.secretKeyRef ? "secret" : v.valueFrom ? "configmap" : "literal");
-  return env;
 }
 
 /** Variables a service cannot start without: no default, not optional. */
@@ -112,9 +97,7 @@ describe("deployment manifests", () => {
   for (const s of SERVICES) {
     it(`${s.deployment}: sets only what the service reads, everything it requires, secrets from Secrets`, () => {
       const all = manifests(s.dir);
-      const deployment = all.find((m) => m.kind === "Deployment" && m.metadata.name === s.deployment);
-      const container = deployment?.spec?.template?.spec?.containers?.[0];
-      if (!container) throw new Error(`no Deployment ${s.deployment} with a container in infra/deploy/${s.dir}`);
+      const { container } = deploymentPod(all, s.deployment);
       // The V8 heap flags every service runs with, then its entry point (node is the image's entry point).
       expect(container.args).toEqual([...SERVICE_NODE_FLAGS, s.entry]);
       expect(existsSync(join(REPO_ROOT, s.entry))).toBe(true);
@@ -131,6 +114,41 @@ describe("deployment manifests", () => {
       expect(literal("KAFKA_SASL_USERNAME")).toBe(s.principal);
       expect(setting("KAFKA_SSL")).toBe("true");
       expect(setting("KAFKA_SSL_CA_FILE")).toMatch(/^\/etc\/hashrelay\/kafka-ca\//);
+    });
+  }
+
+  for (const dir of ["hub", "partner-sink"]) {
+    it(`${dir}: every document is valid against the Kubernetes API schema`, () => {
+      const all = manifests(dir);
+      expect(all.length).toBeGreaterThan(0);
+      expect(all.map((m) => [`${m.kind}/${m.metadata.name}`, schemaErrors(m)])).toEqual(
+        all.map((m) => [`${m.kind}/${m.metadata.name}`, null]),
+      );
+    });
+  }
+
+  it("the schema check refuses a malformed Deployment (it can fail)", () => {
+    const { container } = deploymentPod(manifests("hub"), "hashrelay-ingest");
+    const broken = structuredClone(manifests("hub").find((m) => m.kind === "Deployment") as Manifest);
+    const first = broken.spec?.template?.spec?.containers?.[0] as typeof container;
+    first.ports = [{ name: "http", containerPort: "8080" as unknown as number }];
+    expect(schemaErrors(broken)).toMatch(/containerPort must be integer/);
+    expect(schemaErrors({ ...broken, kind: "StatefulSet" })).toMatch(/no schema here/);
+  });
+
+  for (const s of SERVICES) {
+    it(`${s.deployment}: runs as uid 1000, non-root, read-only root, no capabilities, /tmp an emptyDir`, () => {
+      const { pod, container, volumes } = deploymentPod(manifests(s.dir), s.deployment);
+      // The images' user (infra/deploy/Dockerfile USER 1000:1000); fsGroup makes mounted Secrets
+      // (mode 0400, owned by root) readable to it, as the hub key file must be.
+      expect(pod).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000 });
+      expect(container.securityContext).toEqual({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+      });
+      const tmp = container.volumeMounts?.find((v) => v.mountPath === "/tmp");
+      expect(volumes.find((v) => v.name === tmp?.name)?.emptyDir).toEqual({});
     });
   }
 

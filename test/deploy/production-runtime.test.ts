@@ -93,9 +93,14 @@ describe("production runtime", () => {
 
   it("builds the image from production dependencies and starts services with plain node", () => {
     const dockerfile = readFileSync(join(REPO_ROOT, "infra", "deploy", "Dockerfile"), "utf8");
-    expect(dockerfile).toMatch(/^FROM node:24[-.\w]*$/m);
+    // Node 24 by default; infra/images/build.sh passes its own Node 24 image where no registry answers.
+    expect(dockerfile).toMatch(/^ARG NODE_IMAGE=node:24[-.\w]*$/m);
+    const froms = dockerfile.split("\n").filter((l) => l.startsWith("FROM "));
+    for (const from of froms) expect(from).toMatch(/^FROM (\$\{NODE_IMAGE\}|runtime) AS [a-z-]+$/);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["node"\]$/m);
+    // Both targets (hub, partner-sink) start plain node as the numeric non-root user the manifests run.
+    expect(dockerfile.match(/^ENTRYPOINT \["node"\]$/gm)).toHaveLength(2);
+    expect(dockerfile.match(/^USER 1000:1000$/gm)).toHaveLength(2);
     expect(dockerfile).not.toMatch(/tsx|tsc|--import/);
     // The services' memory settings: malloc's in the image's environment, V8's in its default command
     // (as in the manifests' arguments).

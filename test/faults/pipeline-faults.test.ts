@@ -7,14 +7,13 @@
  * duplicated, every feed chain contiguous.
  *
  * Runs on its own (`HASHRELAY_FAULTS=1 npx vitest run`, part of `make test`) because it restarts
- * the shared Kafka broker.
+ * the shared Kafka broker (the local process, or the container stack's broker container).
  */
 import { localStackEnv } from "../../services/shared/config.ts";
 import { consumerGroups } from "../../services/shared/kafka-access.ts";
 import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
-import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import type { Kafka } from "kafkajs";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -26,7 +25,6 @@ import { expectedHoldings, partnerHoldings, reconcile } from "../../services/dis
 import { IngestClient } from "../../services/force-cli/client.ts";
 import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
-import { REPO_ROOT } from "../../services/shared/config.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { migrate } from "../../services/shared/postgres.ts";
@@ -38,7 +36,7 @@ import { readTopic } from "../support/kafka.ts";
 import { createHubKey } from "../support/pipeline.ts";
 import { startServiceProcess, waitFor } from "../support/processes.ts";
 import type { ServiceProcess } from "../support/processes.ts";
-import { freshDatabase, freshTopics, kafkaAs, stackEnv } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, restartBroker, stackEnv } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 import { hotlinePolicy, industryPolicy } from "../../test/support/fixtures.ts";
 
@@ -270,16 +268,7 @@ describe("pipeline under faults", () => {
 
     // 4. Restart the Kafka broker while records flow.
     await publish(wave(200));
-    const marker = `${REPO_ROOT}.stack/started-by-us`;
-    const startedBefore = existsSync(marker) ? readFileSync(marker, "utf8") : null;
-    execFileSync(`${REPO_ROOT}infra/stack.sh`, ["down", "kafka"], { stdio: "ignore" });
-    await new Promise((r) => setTimeout(r, 2_000));
-    execFileSync(`${REPO_ROOT}infra/stack.sh`, ["up", "kafka"], { stdio: "ignore" });
-    // The restarted broker must not keep stack.sh's lock: `make test`'s final stop would wait on it.
-    execFileSync("flock", ["-n", `${REPO_ROOT}.stack/lib/.stack.lock`, "true"]);
-    if (startedBefore !== null)
-      writeFileSync(marker, startedBefore); // keep `make test`'s record of what it started
-    else if (existsSync(marker)) writeFileSync(marker, "");
+    await restartBroker();
 
     // 5. Take the industry partner's database away for a while.
     const industry = partnerDbs["industry-x"] as TestDatabase;

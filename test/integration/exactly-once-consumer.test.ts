@@ -1,14 +1,19 @@
 /**
  * Where a consumer starts reading is decided by its PostgreSQL, not by the offset its Kafka group
  * committed: a new or restored database (a partner re-bootstrapping, a hub database rebuilt) must
- * not skip what the group had read into the database it replaced.
+ * not skip what the group had read into the database it replaced. Also how rounds are formed and
+ * paced, re-reads, and that a consumer kafkajs gives up on is replaced, even at its first join.
  */
 import type { Producer } from "kafkajs";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startExactlyOnceConsumer } from "../../services/shared/exactly-once-consumer.ts";
+import { applyAccessPlan, consumerGroups, partnerGrants, partnerPrincipal } from "../../services/shared/kafka-access.ts";
+import { createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
 import { createLogger } from "../../services/shared/logging.ts";
+import { feedTopicSpec, LOCAL_TOPIC_PLAN, topicNames } from "../../services/shared/topics.ts";
 import { waitFor } from "../support/processes.ts";
-import { freshDatabase, freshTopics, kafkaAs } from "../support/stack.ts";
+import { freshDatabase, freshTopics, kafkaAs, principalEnv, stackEnv, uniqueName } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 const kafka = kafkaAs("test-exactly-once");
@@ -338,5 +343,62 @@ describe("exactly-once consumer re-reads", () => {
       [groupId],
     );
     expect(stored.rows.map((r) => r.next_offset)).toEqual(["11"]);
+  });
+});
+
+describe("exactly-once consumer crashes", () => {
+  it("starts a new consumer when the first join fails for good, as after any later crash", async () => {
+    // A group the broker refuses is reported by kafkajs as "no group coordinator": a crash it does
+    // not retry, met here at the very first join (as a restarted service meets a restarting broker).
+    const ns = uniqueName("t");
+    const names = topicNames(ns);
+    const grants = partnerGrants("partner-x", names, ns);
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await provisionTopics(admin, [feedTopicSpec("partner-x", { ...LOCAL_TOPIC_PLAN, partitions: 1 }, names)]);
+      await applyAccessPlan(
+        admin,
+        grants.filter((g) => g.resource === "topic"),
+      );
+    } finally {
+      await admin.disconnect();
+    }
+    const topic = names.feed("partner-x");
+    await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, i) => ({ value: `v${i}` })) });
+    const db = await freshDatabase("eo-crash");
+    cleanups.push(() => db.drop());
+    const logged: string[] = [];
+    const applied: number[] = [];
+    const consumer = await startExactlyOnceConsumer({
+      kafka: createKafka({
+        ...kafkaConnection({ KAFKA_BROKERS: stackEnv().brokers, ...principalEnv(partnerPrincipal("partner-x")) }),
+        clientId: "test-exactly-once-crash",
+        retries: 0,
+      }),
+      pool: db.pool,
+      groupId: consumerGroups(ns).sink("partner-x"),
+      topic,
+      logger: pino({ level: "error" }, { write: (line: string) => void logged.push(line) }),
+      apply: async (_tx, batches) => {
+        for (const batch of batches) applied.push(...batch.messages.map((m) => Number(m.offset)));
+        return { result: null };
+      },
+    });
+    cleanups.push(() => consumer.disconnect());
+    try {
+      await waitFor("the crash noticed", async () => logged.some((l) => l.includes("consumer stopped for good")), 30_000);
+      expect(applied).toEqual([]);
+      const granting = kafka.admin();
+      await granting.connect();
+      await applyAccessPlan(
+        granting,
+        grants.filter((g) => g.resource === "group"),
+      ).finally(() => granting.disconnect());
+      await waitFor("offset 9 applied by a new consumer", async () => applied.includes(9), 60_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    expect(applied).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 });

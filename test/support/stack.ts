@@ -2,7 +2,8 @@
  * Access to the real local stack for tests that cross a service boundary: a fresh PostgreSQL
  * database per test file and a fresh topic namespace, so files can run side by side.
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -125,6 +126,29 @@ export async function onboardPartner(partnerId: string, namespace: string): Prom
 export const LOCAL_PARTNERS = ["hotline-uk", "industry-x", "taskforce", "partner-x"];
 /** Agencies with a local principal for producing straight to Kafka. */
 export const LOCAL_KAFKA_AGENCIES = ["met-police", "nca"];
+
+/**
+ * Restarts the stack's Kafka broker, keeping its data: the local process through infra/stack.sh, or
+ * the container stack's broker container (HASHRELAY_KAFKA_CONTAINER, set by the global setup).
+ */
+export async function restartBroker(): Promise<void> {
+  const container = process.env["HASHRELAY_KAFKA_CONTAINER"];
+  if (container) {
+    const { restartKafkaContainer } = await import("./container-stack.ts");
+    await restartKafkaContainer(container);
+    return;
+  }
+  const marker = `${REPO_ROOT}.stack/started-by-us`;
+  const startedBefore = existsSync(marker) ? readFileSync(marker, "utf8") : null;
+  execFileSync(`${REPO_ROOT}infra/stack.sh`, ["down", "kafka"], { stdio: "ignore" });
+  await new Promise((r) => setTimeout(r, 2_000));
+  execFileSync(`${REPO_ROOT}infra/stack.sh`, ["up", "kafka"], { stdio: "ignore" });
+  // The restarted broker must not keep stack.sh's lock: `make test`'s final stop would wait on it.
+  execFileSync("flock", ["-n", `${REPO_ROOT}.stack/lib/.stack.lock`, "true"]);
+  if (startedBefore !== null)
+    writeFileSync(marker, startedBefore); // keep `make test`'s record of what it started
+  else if (existsSync(marker)) writeFileSync(marker, "");
+}
 
 export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
