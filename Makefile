@@ -10,6 +10,13 @@ $(error no Node 24: infra/node.sh failed (see above))
 endif
 export PATH := $(NODE_BIN):$(PATH)
 export KAFKAJS_NO_PARTITIONER_WARNING := 1
+# `make up KAFKA_BROKERS=3` starts a three-broker KRaft cluster (infra/stack.sh HASHRELAY_KAFKA_BROKERS).
+# Only a count given on the command line is read that way: KAFKA_BROKERS in the environment is the
+# services' host:port list, and a command-line count must not reach them as one.
+ifeq ($(origin KAFKA_BROKERS),command line)
+export HASHRELAY_KAFKA_BROKERS := $(KAFKA_BROKERS)
+unexport KAFKA_BROKERS
+endif
 # npm writes this file on every install: missing or older than package-lock.json means `npm ci`.
 NODE_DEPS := node_modules/.package-lock.json
 
@@ -26,6 +33,7 @@ setup: $(NODE_DEPS)
 	$(STACK) setup
 
 ## up: start Kafka, PostgreSQL and S3 if not running, wait until healthy, write .stack/env
+##   KAFKA_BROKERS=3: Kafka as a three-broker cluster (remembered until `make clean`; `make down` first to switch)
 up: $(NODE_DEPS)
 	$(STACK) up
 
