@@ -84,6 +84,16 @@ bench: $(NODE_DEPS)
 	@status=0; BENCH='$(BENCH)' BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh || status=$$?; \
 	  $(STACK) stop-started; exit $$status
 
+## chaos: faults under load on a stack of its own (.stack/chaos: three brokers, PostgreSQL, S3, other ports),
+##   then a reconciliation; exit 1 on any difference. MINUTES=10, SEED=<n> to repeat a schedule, CHAOS_ARGS=...
+.PHONY: chaos soak
+chaos: setup
+	node test/chaos/chaos.ts --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
+
+## soak: the chaos run's stream without faults; memory and lag plotted in bench-results/chaos-soak-*.svg (MINUTES=30)
+soak: setup
+	node test/chaos/chaos.ts --soak --minutes $(or $(MINUTES),30) $(CHAOS_ARGS)
+
 ## demo: install, start the stack, run every service on a synthetic workload, print what reached each partner
 demo: setup
 	$(STACK) up

@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 // Three projects: "unit" needs nothing running (npm run test:unit), "stack" runs against the local
 // Kafka, PostgreSQL and S3 (global setup reads .stack/env), and "faults" restarts the shared broker,
 // so it only runs in a pass of its own (HASHRELAY_FAULTS=1, the second pass of make test).
-const UNIT = ["services/**/*.test.ts", "schemas/**/*.test.ts", "test/hostile/**/*.test.ts", "test/deploy/**/*.test.ts", "test/*.test.ts"];
+const UNIT = ["services/**/*.test.ts", "schemas/**/*.test.ts", "test/hostile/**/*.test.ts", "test/deploy/**/*.test.ts", "test/chaos/**/*.test.ts", "test/*.test.ts"];
 const NEEDS_STACK = ["test/integration/**/*.test.ts", "test/repo-hygiene.test.ts"];
 const FAULTS = ["test/faults/**/*.test.ts"];
 const faults = Boolean(process.env["HASHRELAY_FAULTS"]);
