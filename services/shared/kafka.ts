@@ -1,4 +1,6 @@
 /** kafkajs wiring shared by the services: client, durable producers, and topic provisioning. */
+// First, before kafkajs loads: its produce path can drop a partition's records when a leader moves (see that file).
+import "./kafkajs-send-messages.ts";
 import { readFileSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
