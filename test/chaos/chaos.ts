@@ -197,8 +197,18 @@ async function stackDown(stack: ChaosStack): Promise<void> {
   await stack.down().catch((err: unknown) => log(`  ! stopping the chaos stack failed: ${String(err)}`));
 }
 
-/** Outboxes empty and every stage's stored offsets at its topic's end, twice in a row a few seconds apart. */
+/**
+ * Outboxes empty and every stage's stored offsets at its topic's end, twice in a row a few seconds
+ * apart. A halted feed partition never catches up by itself (a gap or a broken chain: an operator
+ * must act), so it ends the wait at once.
+ */
 async function pipelineSettled(h: ChaosHub, stages: readonly Stage[]): Promise<boolean> {
+  for (const [partnerId, p] of Object.entries(h.partners)) {
+    const { rows } = await p.pool.query<{ partition: number; halted_reason: string }>(
+      "SELECT partition, halted_reason FROM feed_state WHERE halted_reason IS NOT NULL",
+    );
+    if (rows.length) throw new HaltedFeed(`${partnerId} partition ${rows[0]?.partition} halted: ${rows[0]?.halted_reason}`);
+  }
   for (let round = 0; round < 2; round++) {
     const { rows } = await h.hub.query<{ n: string }>(
       "SELECT ((SELECT count(*) FROM outbox) + (SELECT count(*) FROM feed_outbox) + (SELECT count(*) FROM admin_audit_outbox))::text AS n",
@@ -210,6 +220,8 @@ async function pipelineSettled(h: ChaosHub, stages: readonly Stage[]): Promise<b
   return true;
 }
 
+class HaltedFeed extends Error {}
+
 async function until(what: string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
@@ -217,6 +229,7 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs: num
     try {
       if (await probe()) return;
     } catch (err) {
+      if (err instanceof HaltedFeed) throw err;
       last = `: ${(err as Error).message}`;
     }
     await sleep(1_000);

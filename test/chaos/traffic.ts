@@ -79,6 +79,7 @@ export interface TrafficOptions {
 export async function runTraffic(o: TrafficOptions, stopped: () => boolean): Promise<void> {
   const background: Promise<void>[] = [];
   let tick = 0;
+  const t0 = Date.now();
   while (!stopped()) {
     const started = Date.now();
     tick++;
@@ -90,7 +91,7 @@ export async function runTraffic(o: TrafficOptions, stopped: () => boolean): Pro
     if (tick % 30 === 0) {
       const c = o.ledger.counts;
       o.log(
-        `  ${tick} s: ${o.ledger.accepted.size} accepted, ${o.ledger.uncertain.size} uncertain, ${c.http} sent over HTTP, ${c.imported} in ${c.imports} imports, ${c.retries} retries`,
+        `  ${((Date.now() - t0) / 1000).toFixed(0)} s: ${o.ledger.accepted.size} accepted, ${o.ledger.uncertain.size} uncertain, ${c.http} sent over HTTP, ${c.imported} in ${c.imports} imports, ${c.retries} retries`,
       );
     }
     await sleep(Math.max(0, 1_000 - (Date.now() - started)));
