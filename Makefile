@@ -84,7 +84,7 @@ bench: $(NODE_DEPS)
 	@status=0; BENCH='$(BENCH)' BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh || status=$$?; \
 	  $(STACK) stop-started; exit $$status
 
-## chaos: faults under load on a stack of its own (.stack/chaos: three brokers, PostgreSQL, S3, other ports),
+## chaos: faults under load on a stack of its own (.chaos/stack: three brokers, PostgreSQL, S3, other ports),
 ##   then a reconciliation; exit 1 on any difference. MINUTES=10, SEED=<n> to repeat a schedule, CHAOS_ARGS=...
 .PHONY: chaos soak
 chaos: setup

@@ -24,7 +24,7 @@ export interface ChaosArgs {
 }
 
 const USAGE = `usage: node test/chaos/chaos.ts [--minutes 10] [--seed N] [--soak | --short] [--rate 6] [--instances 2]
-       [--brokers 3] [--stack-dir .stack/chaos] [--port-base 47090] [--shared-postgres] [--keep] [--results bench-results]`;
+       [--brokers 3] [--stack-dir .chaos/stack] [--port-base 47090] [--shared-postgres] [--keep] [--results bench-results]`;
 
 export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
   const { values } = parseArgs({
@@ -37,7 +37,8 @@ export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
       rate: { type: "string", default: "6" },
       instances: { type: "string", default: "2" },
       brokers: { type: "string", default: "3" },
-      "stack-dir": { type: "string", default: join(REPO_ROOT, ".stack", "chaos") },
+      // Beside .stack, not in it: infra/stack.sh finds a stack's processes by its folder in their command lines.
+      "stack-dir": { type: "string", default: join(REPO_ROOT, ".chaos", "stack") },
       "port-base": { type: "string", default: "47090" },
       "shared-postgres": { type: "boolean", default: false },
       keep: { type: "boolean", default: false },

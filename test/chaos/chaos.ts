@@ -36,7 +36,6 @@ import type { Ledger } from "./traffic.ts";
 import { Workload } from "./workload.ts";
 import { printReport, writeSoakResults } from "./report.ts";
 
-const log = (line: string) => console.log(line);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface ChaosResult {
@@ -47,7 +46,8 @@ export interface ChaosResult {
   readonly problems: string[];
 }
 
-export async function runChaos(a: ChaosArgs): Promise<ChaosResult> {
+/** Runs it; every line of progress and of the report goes to `log`. */
+export async function runChaos(a: ChaosArgs, log: (line: string) => void = (line) => console.log(line)): Promise<ChaosResult> {
   const stamp = new Date().toISOString().replace(/\D/g, "").slice(0, 14);
   const runDir = join(a.stackDir, "runs", stamp);
   mkdirSync(runDir, { recursive: true });
@@ -69,7 +69,7 @@ export async function runChaos(a: ChaosArgs): Promise<ChaosResult> {
     log(`\n${signal}: stopping the service instances${a.keep ? "" : " and the chaos stack"}`);
     void fleet
       .stopAll()
-      .then(() => (a.keep ? undefined : stackDown(stack)))
+      .then(() => (a.keep ? undefined : stackDown(stack, log)))
       .finally(() => process.exit(130));
   };
   process.once("SIGINT", interrupted);
@@ -189,11 +189,11 @@ export async function runChaos(a: ChaosArgs): Promise<ChaosResult> {
     await fleet.stopAll();
     if (hub && passed && !a.keep) await hub.drop().catch((err: unknown) => log(`  (could not drop the run's databases: ${String(err)})`));
     else if (hub) log(`  kept the run's databases and topics (namespace ${hub.namespace}) for inspection`);
-    if (!a.keep) await stackDown(stack);
+    if (!a.keep) await stackDown(stack, log);
   }
 }
 
-async function stackDown(stack: ChaosStack): Promise<void> {
+async function stackDown(stack: ChaosStack, log: (line: string) => void): Promise<void> {
   await stack.down().catch((err: unknown) => log(`  ! stopping the chaos stack failed: ${String(err)}`));
 }
 

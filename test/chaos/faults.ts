@@ -97,21 +97,31 @@ async function fire(c: FaultContext, e: FaultEvent, firedAt: number): Promise<st
   }
 }
 
-/** Takes the sink's tables with exclusive locks, so every round waits until they are released. */
+/**
+ * Takes the sink's tables with exclusive locks, so every round waits until they are released. The
+ * locks are taken in the order a round takes its own (offsets first), so the two wait for each other
+ * rather than deadlock; a deadlock with something else is tried again.
+ */
 async function lockPartner(c: FaultContext, e: FaultEvent, at: string): Promise<string> {
-  const client = new pg.Client({ connectionString: c.partnerDbUrls[e.target] as string, application_name: "hashrelay-chaos" });
-  await client.connect();
-  try {
-    await client.query("BEGIN");
-    await client.query("SET LOCAL lock_timeout = '60s'");
-    await client.query("LOCK TABLE partner_hashes, feed_applied, consumer_offsets IN ACCESS EXCLUSIVE MODE");
-    c.log(`  ${at}: ${e.target}'s tables locked`);
-    await sleep(e.downMs);
-    await client.query("ROLLBACK");
-  } finally {
-    await client.end().catch(() => undefined);
+  for (let attempt = 1; ; attempt++) {
+    const client = new pg.Client({ connectionString: c.partnerDbUrls[e.target] as string, application_name: "hashrelay-chaos" });
+    await client.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("SET LOCAL lock_timeout = '60s'");
+      for (const table of ["consumer_offsets", "feed_state", "partner_hashes", "feed_applied"]) {
+        await client.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      }
+      c.log(`  ${at}: ${e.target}'s tables locked`);
+      await sleep(e.downMs);
+      await client.query("ROLLBACK");
+      return `${e.target} (table locks${attempt > 1 ? `, attempt ${attempt}` : ""})`;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "40P01" || attempt >= 3) throw err;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
-  return `${e.target} (table locks)`;
 }
 
 /** Freezes the partner database's backends (SIGSTOP), as a stalled disk or VM would, then resumes them. */

@@ -46,7 +46,7 @@ export interface ScheduleOptions {
 /** Faults per minute of the full profile, and the least of each in any run. */
 export const FULL_RATES = {
   serviceKills: { perMinute: 2.5, least: 2 },
-  brokers: { perMinute: 1.3, least: 1 },
+  brokers: { perMinute: 1.1, least: 1 },
   pgRestarts: { perMinute: 0.2, least: 1 },
   partnerPauses: { perMinute: 0.25, least: 1 },
 } as const;
@@ -101,11 +101,14 @@ export function planSchedule(o: ScheduleOptions): FaultEvent[] {
 
   if (o.brokers > 1) {
     const roles: BrokerRole[] = ["controller", "leader", "any"];
+    // Spread evenly (a broker takes tens of seconds to start again, and one is down at a time).
     const n = o.profile === "short" ? 1 : count(FULL_RATES.brokers);
+    const slot = (end - start) / n;
     for (let i = 0; i < n; i++) {
       const role = o.profile === "short" ? "controller" : (roles[i % roles.length] as BrokerRole);
       const mode = o.profile === "short" || i % 2 === 0 ? "kill" : "stop";
-      events.push({ at: when(), kind: "broker", target: role, mode, downMs: between(2_000, 12_000) });
+      const at = o.profile === "short" ? when() : Math.round(start + slot * (i + rnd() * 0.3));
+      events.push({ at, kind: "broker", target: role, mode, downMs: between(1_000, 6_000) });
     }
   }
 
@@ -137,6 +140,12 @@ export function scheduleCounts(events: readonly FaultEvent[]): Record<FaultKind,
   return out;
 }
 
+const BROKER_ROLE_NAMES: Record<BrokerRole, string> = {
+  controller: "the active controller",
+  leader: "the leader of a canonical or submitted partition",
+  any: "a broker",
+};
+
 export function describeEvent(e: FaultEvent): string {
   const t = `${(e.at / 1000).toFixed(1).padStart(6)} s`;
   const down = `${(e.downMs / 1000).toFixed(1)} s`;
@@ -144,7 +153,7 @@ export function describeEvent(e: FaultEvent): string {
     case "kill-service":
       return `${t}  kill -9 ${e.target}, restart after ${down}`;
     case "broker":
-      return `${t}  ${e.mode === "kill" ? "kill -9" : "stop (SIGTERM)"} the ${e.target === "any" ? "broker" : e.target} broker, start after ${down}`;
+      return `${t}  ${e.mode === "kill" ? "kill -9" : "stop (SIGTERM)"} ${BROKER_ROLE_NAMES[e.target as BrokerRole]}, start after ${down}`;
     case "pg-restart":
       return `${t}  restart the hub PostgreSQL (${e.mode} stop), down ${down}`;
     case "partner-db-pause":
