@@ -112,6 +112,19 @@ export function writeSoakResults(o: {
     }),
   );
   o.log(`\n  soak results: ${base}.svg and ${base}.json`);
+  // Lag after the warm-up: the mean of its first and last third, so a backlog that grows shows.
+  const after = o.samples.filter((s) => s.t >= warmupS);
+  const third = Math.max(1, Math.floor(after.length / 3));
+  for (const stage of [...new Set(after.flatMap((s) => Object.keys(s.lag)))]) {
+    const mean = (xs: readonly Sample[]) => {
+      const v = xs.map((s) => s.lag[stage]).filter((x): x is number => typeof x === "number");
+      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0;
+    };
+    const max = Math.max(0, ...after.map((s) => s.lag[stage] ?? 0));
+    o.log(
+      `  lag ${stage.padEnd(18)} mean ${mean(after.slice(0, third)).toFixed(1)} -> ${mean(after.slice(-third)).toFixed(1)}, max ${max}`,
+    );
+  }
   for (const m of o.memory)
     o.log(
       `  ${m.instance.padEnd(22)} rss ${m.rss.growthPct >= 0 ? "+" : ""}${m.rss.growthPct.toFixed(1)}%, heap ${m.heapUsed.growthPct >= 0 ? "+" : ""}${m.heapUsed.growthPct.toFixed(1)}%`,
