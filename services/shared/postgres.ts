@@ -17,6 +17,10 @@ export function createPool(databaseUrl: string, options: { max?: number; applica
     connectionString: databaseUrl,
     max: options.max ?? 5,
     application_name: options.applicationName ?? "hashrelay",
+    // The rounds' set-based statements are planned for arrays of unknown length, so their cost
+    // estimates pass jit_above_cost while each run touches a few index rows: compiling them took
+    // far longer than running them, on every execution.
+    options: "-c jit=off",
   });
   // An idle connection dropped by the server (restart, failover) must not crash the process:
   // the pool discards it and the next query opens a fresh one, or fails visibly there.

@@ -1,5 +1,5 @@
 /**
- * A server-side disconnect (restart, failover, an operator's pg_terminate_backend) must reach
+ * The services' pool: its session settings, and a server-side disconnect (restart, failover, an operator's pg_terminate_backend) must reach
  * the code that holds the connection as a query error, never as an uncaught exception that
  * kills the service: the outbox relay keeps one client checked out between queries.
  */
@@ -52,6 +52,24 @@ describe("PostgreSQL connection loss", () => {
       expect(uncaught).toEqual([]);
     } finally {
       process.off("uncaughtException", record);
+      await pool.end();
+    }
+  });
+});
+
+describe("the services' pool", () => {
+  it("opens sessions with JIT compilation off", async () => {
+    const pool = createPool(db.url, { max: 1, applicationName: "pg-settings" });
+    try {
+      const { rows } = await pool.query<{ jit: string }>("SHOW jit");
+      expect(rows[0]?.jit).toBe("off");
+      // The server's own default is what the pool overrides (on, unless an operator turned it off).
+      const plain = new pg.Client({ connectionString: db.url });
+      await plain.connect();
+      const server = await plain.query<{ jit: string }>("SHOW jit");
+      await plain.end();
+      expect(server.rows[0]?.jit).toBe("on");
+    } finally {
       await pool.end();
     }
   });
