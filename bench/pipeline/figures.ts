@@ -7,7 +7,7 @@ import type { BulkResult } from "./bulk.ts";
 import type { IdleResult } from "./idle.ts";
 import type { Bench } from "./context.ts";
 import { batchStats, readLogLines } from "./logs.ts";
-import type { BatchStats } from "./logs.ts";
+import type { BatchStats, LogLine } from "./logs.ts";
 import type { RawResult } from "./raw.ts";
 import type { Services } from "./services.ts";
 import type { StageTimes, SteadyPhaseResult } from "./steady.ts";
@@ -91,7 +91,18 @@ export function computeFigures(b: Bench, m: Measurements): Figures {
 export interface LogFigures {
   batches2: Record<string, BatchStats>;
   batches3: Record<string, BatchStats>;
-  warnings: Record<string, { warn: number; error: number; first: string | null; groupJoins: number }>;
+  warnings: Record<string, { warn: number; error: number; first: string | null; groupRejoins: number }>;
+}
+
+/**
+ * Assignments beyond each consumer's first: the exactly-once consumer logs one on every
+ * assignment, and a process may run several (distribution: its canonical consumer and one per
+ * partner feedback topic, told apart by partnerId), so each consumer's first is its join.
+ */
+function rejoins(lines: readonly LogLine[]): number {
+  const assignments = lines.filter((l) => l.msg === "partitions assigned; resuming from stored offsets");
+  const consumers = new Set(assignments.map((l) => String(l.fields["partnerId"] ?? "")));
+  return assignments.length - consumers.size;
 }
 
 /** Batch sizes per stage during the bulk and the steady phase, and warnings, from the service logs. */
@@ -118,8 +129,7 @@ export async function logFigures(b: Bench, services: Services, m: Measurements):
         warn: ls.filter((l) => l.level === 40).length,
         error: ls.filter((l) => l.level >= 50).length,
         first: ls.find((l) => l.level >= 50)?.msg ?? ls.find((l) => l.level === 40)?.msg ?? null,
-        // The exactly-once consumer logs this on every assignment: more than one means the member re-joined its group.
-        groupJoins: ls.filter((l) => l.msg === "partitions assigned; resuming from stored offsets").length,
+        groupRejoins: rejoins(ls),
       },
     ]),
   );

@@ -243,10 +243,10 @@ function cpuSection(b: Bench, m: Measurements, _f: Figures, l: LogFigures): stri
     out.push(
       `service log warnings/errors: ${warnList.map(([n, w]) => `${n} ${w.warn}/${w.error}${w.first ? ` ("${w.first}")` : ""}`).join("; ")}`,
     );
-  const rejoins = Object.entries(warnings).filter(([, w]) => w.groupJoins > 1);
+  const rejoins = Object.entries(warnings).filter(([, w]) => w.groupRejoins > 0);
   if (rejoins.length) {
     out.push(
-      `consumer group re-joins (a batch outlasted CONSUMER_SESSION_TIMEOUT_MS, so the member was dropped and joined again): ${rejoins.map(([n, w]) => `${n} ${w.groupJoins - 1}`).join(", ")}`,
+      `consumer group re-joins (a batch outlasted CONSUMER_SESSION_TIMEOUT_MS, so the member was dropped and joined again): ${rejoins.map(([n, w]) => `${n} ${w.groupRejoins}`).join(", ")}`,
     );
   }
   out.push(
