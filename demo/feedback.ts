@@ -8,20 +8,18 @@
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Kafka } from "kafkajs";
 import type { AgencySigner } from "../services/force-cli/client.ts";
 import { IngestClient } from "../services/force-cli/client.ts";
 import { listReviews } from "../services/distribution/review-store.ts";
 import { REPO_ROOT } from "../services/shared/config.ts";
-import { PgKeyRegistry } from "../services/shared/key-registry.ts";
 import type { Pool } from "../services/shared/postgres.ts";
 import type { Hash } from "../services/shared/wire/records.ts";
-import { deriveKeyId, generateSigningKeyPair } from "../services/shared/wire/signing.ts";
 import { codec, info, names, step, waitUntil, workDir } from "./context.ts";
 import { serviceEnv, withoutKafkaCredentials } from "./services.ts";
 import { sign } from "./workload.ts";
+import { registerFreshKey } from "../test/support/keys.ts";
 
 export const FEEDBACK_PARTNERS = ["hotline-uk", "industry-x"];
 
@@ -32,21 +30,10 @@ export interface FeedbackKey {
 
 /** What the partner does when it makes a key: the hub operator registers the public half. */
 export async function registerFeedbackKeys(hub: Pool): Promise<Record<string, FeedbackKey>> {
-  const registry = new PgKeyRegistry(hub, 0);
   const keys: Record<string, FeedbackKey> = {};
   for (const partnerId of FEEDBACK_PARTNERS) {
-    const pair = generateSigningKeyPair();
-    const keyId = deriveKeyId(partnerId, pair.publicKey);
-    await registry.registerKey({
-      keyId,
-      ownerKind: "partner",
-      ownerId: partnerId,
-      publicKey: pair.publicKey,
-      validFrom: new Date(Date.now() - 60_000),
-      validUntil: null,
-    });
     const file = join(workDir, "keys", `${partnerId}-feedback.pem`);
-    writeFileSync(file, pair.privateKeyPem, { mode: 0o600 });
+    const { keyId } = await registerFreshKey(hub, "partner", partnerId, { file });
     keys[partnerId] = { keyId, file };
     info(`${partnerId}: feedback key ${keyId}`);
   }

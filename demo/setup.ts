@@ -3,7 +3,6 @@
  * fresh Ed25519 keys (private keys written with mode 0600 under the run's work directory), partners
  * with their policies, and the namespace's topics and ACLs.
  */
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Kafka } from "kafkajs";
 import pg from "pg";
@@ -14,15 +13,15 @@ import { setPolicy } from "../services/distribution/policy-store.ts";
 import type { AgencySigner } from "../services/force-cli/client.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
 import { accessPlan, applyAccessPlan } from "../services/shared/kafka-access.ts";
-import { PgKeyRegistry } from "../services/shared/key-registry.ts";
 import { ADMIN_MIGRATIONS } from "../services/admin/audit-outbox.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../services/shared/postgres.ts";
 import type { Pool } from "../services/shared/postgres.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../services/shared/wire/signing.ts";
+import { privateKeyFromPem } from "../services/shared/wire/signing.ts";
 import type { GeneratedKeyPair } from "../services/shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs } from "../services/shared/topics.ts";
 import { adminCredentials, brokerSettings, info, names, namespace, need, stamp, step, workDir } from "./context.ts";
 import { hotlinePolicy, industryPolicy, taskforcePolicy } from "../test/support/fixtures.ts";
+import { registerFreshKey } from "../test/support/keys.ts";
 
 async function createDatabase(name: string): Promise<string> {
   const base = new URL(need("DATABASE_URL"));
@@ -66,7 +65,6 @@ export interface Keys {
 
 export async function registerAgencies(hub: Pool): Promise<Keys> {
   step("Registering agencies (three forces and the NCA as grading authority) with fresh Ed25519 keys");
-  const registry = new PgKeyRegistry(hub, 0);
   const signers: Record<string, AgencySigner> = {};
   const agencies = [
     { id: "met-police", name: "Synthetic Metropolitan force", kind: "force" as const },
@@ -76,35 +74,14 @@ export async function registerAgencies(hub: Pool): Promise<Keys> {
   ];
   for (const a of agencies) {
     await registerAgency(hub, { agencyId: a.id, name: a.name, kind: a.kind, gradingAuthority: a.id === "nca" });
-    const pair = generateSigningKeyPair();
-    const keyId = deriveKeyId(a.id, pair.publicKey);
-    await registry.registerKey({
-      keyId,
-      ownerKind: "agency",
-      ownerId: a.id,
-      publicKey: pair.publicKey,
-      validFrom: new Date(Date.now() - 60_000),
-      validUntil: null,
-    });
-    const keyFile = join(workDir, "keys", `${a.id}.pem`);
-    writeFileSync(keyFile, pair.privateKeyPem, { mode: 0o600 });
-    signers[a.id] = { agencyId: a.id, keyId, privateKey: privateKeyFromPem(pair.privateKeyPem) };
-    info(`${a.id}: key ${keyId}`);
+    const key = await registerFreshKey(hub, "agency", a.id, { file: join(workDir, "keys", `${a.id}.pem`) });
+    signers[a.id] = { agencyId: a.id, keyId: key.keyId, privateKey: privateKeyFromPem(key.privateKeyPem) };
+    info(`${a.id}: key ${key.keyId}`);
   }
-  const hubPair = generateSigningKeyPair();
-  const hubKeyId = deriveKeyId("hub", hubPair.publicKey);
-  await registry.registerKey({
-    keyId: hubKeyId,
-    ownerKind: "hub",
-    ownerId: "hub",
-    publicKey: hubPair.publicKey,
-    validFrom: new Date(Date.now() - 60_000),
-    validUntil: null,
-  });
   const hubKeyFile = join(workDir, "keys", "hub.pem");
-  writeFileSync(hubKeyFile, hubPair.privateKeyPem, { mode: 0o600 });
-  info(`hub: key ${hubKeyId}`);
-  return { signers, hubKeyId, hubKeyFile, hubPair };
+  const hubPair = await registerFreshKey(hub, "hub", "hub", { file: hubKeyFile });
+  info(`hub: key ${hubPair.keyId}`);
+  return { signers, hubKeyId: hubPair.keyId, hubKeyFile, hubPair };
 }
 
 export async function registerPartners(hub: Pool): Promise<Omit<PartnerPolicy, "version">[]> {

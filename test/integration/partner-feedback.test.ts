@@ -9,7 +9,7 @@
  */
 import { execFile } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -25,15 +25,15 @@ import { REPO_ROOT } from "../../services/shared/config.ts";
 import { partnerPrincipal } from "../../services/shared/kafka-access.ts";
 import { createDurableProducer } from "../../services/shared/kafka.ts";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
-import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import { createLogger } from "../../services/shared/logging.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { signFeedback } from "../../services/shared/wire/feedback.ts";
 import type { UnsignedFeedback } from "../../services/shared/wire/feedback.ts";
 import type { Hash, Submission } from "../../services/shared/wire/records.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
+import { privateKeyFromPem } from "../../services/shared/wire/signing.ts";
 import { signedSubmission } from "../support/agencies.ts";
 import { randomHex } from "../support/fixtures.ts";
+import { registerFreshKey } from "../support/keys.ts";
 import { readTopic } from "../support/kafka.ts";
 import { startPipeline } from "../support/pipeline.ts";
 import type { Pipeline } from "../support/pipeline.ts";
@@ -72,21 +72,10 @@ beforeAll(async () => {
       { ...policy, partnerId: KEEPING, delivery: "kafka", feedPartitions: 2 },
     ],
   });
-  const registry = new PgKeyRegistry(p.hubDb.pool);
   for (const partnerId of [WITHHOLDING, KEEPING]) {
-    const pair = generateSigningKeyPair();
-    const keyId = deriveKeyId(partnerId, pair.publicKey);
-    await registry.registerKey({
-      keyId,
-      ownerKind: "partner",
-      ownerId: partnerId,
-      publicKey: pair.publicKey,
-      validFrom: new Date(Date.now() - 60_000),
-      validUntil: null,
-    });
-    keyFiles[partnerId] = { keyId, pem: pair.privateKeyPem };
     const file = join(mkdtempSync(join(tmpdir(), "hashrelay-partner-")), "key.pem");
-    writeFileSync(file, pair.privateKeyPem, { mode: 0o600 });
+    const { keyId, privateKeyPem } = await registerFreshKey(p.hubDb.pool, "partner", partnerId, { file });
+    keyFiles[partnerId] = { keyId, pem: privateKeyPem };
     const sender = await openFeedbackSender(
       {
         KAFKA_BROKERS: stackEnv().brokers,

@@ -1,15 +1,15 @@
 /** Registering synthetic agencies with fresh keys in a test's hub database. */
 import { registerAgency } from "../../services/admin/registry.ts";
 import type { AgencyKind } from "../../services/admin/registry.ts";
-import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import type { Queryable } from "../../services/shared/postgres.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
+import { privateKeyFromPem } from "../../services/shared/wire/signing.ts";
 import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { signRecord } from "../../services/shared/wire/signing.ts";
 import type { Unsigned } from "../../services/shared/wire/signing.ts";
 import type { Submission } from "../../services/shared/wire/records.ts";
 import { unsignedSubmission } from "./fixtures.ts";
+import { registerFreshKey } from "./keys.ts";
 
 export async function registerTestAgency(
   db: Queryable,
@@ -30,17 +30,11 @@ export async function addTestKey(
   agencyId: string,
   options: { validFrom?: Date; validUntil?: Date | null } = {},
 ): Promise<AgencySigner> {
-  const pair = generateSigningKeyPair();
-  const keyId = deriveKeyId(agencyId, pair.publicKey);
-  await new PgKeyRegistry(db).registerKey({
-    keyId,
-    ownerKind: "agency",
-    ownerId: agencyId,
-    publicKey: pair.publicKey,
+  const key = await registerFreshKey(db, "agency", agencyId, {
     validFrom: options.validFrom ?? new Date(Date.now() - 3_600_000),
     validUntil: options.validUntil ?? null,
   });
-  return { agencyId, keyId, privateKey: privateKeyFromPem(pair.privateKeyPem) };
+  return { agencyId, keyId: key.keyId, privateKey: privateKeyFromPem(key.privateKeyPem) };
 }
 
 const codec = new AvroCodec();

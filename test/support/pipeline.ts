@@ -6,7 +6,7 @@
 import { servicePrincipal, partnerPrincipal, consumerGroups } from "../../services/shared/kafka-access.ts";
 import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import type { Kafka } from "kafkajs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,12 +21,12 @@ import { DISTRIBUTION_MIGRATIONS } from "../../services/distribution/main.ts";
 import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { startPartnerSink } from "../../services/partner-sink/main.ts";
 import type { RunningSink } from "../../services/partner-sink/main.ts";
-import { PgKeyRegistry } from "../../services/shared/key-registry.ts";
 import { migrate } from "../../services/shared/postgres.ts";
-import { deriveKeyId, generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
+import { privateKeyFromPem } from "../../services/shared/wire/signing.ts";
 import type { KeyObject } from "node:crypto";
 import type { TopicNames } from "../../services/shared/topics.ts";
 import { registerTestAgency } from "./agencies.ts";
+import { registerFreshKey } from "./keys.ts";
 import { freshDatabase, freshTopics, LOCAL_PARTNERS, onboardPartner, principalEnv, stackEnv } from "./stack.ts";
 import type { TestDatabase } from "./stack.ts";
 
@@ -57,19 +57,9 @@ export interface Pipeline {
 export type PolicySpec = Omit<PartnerPolicy, "version">;
 
 export async function createHubKey(db: TestDatabase): Promise<HubKey> {
-  const pair = generateSigningKeyPair();
-  const keyId = deriveKeyId("hub", pair.publicKey);
-  await new PgKeyRegistry(db.pool).registerKey({
-    keyId,
-    ownerKind: "hub",
-    ownerId: "hub",
-    publicKey: pair.publicKey,
-    validFrom: new Date(Date.now() - 3_600_000),
-    validUntil: null,
-  });
   const file = join(mkdtempSync(join(tmpdir(), "hashrelay-hub-")), "hub.pem");
-  writeFileSync(file, pair.privateKeyPem, { mode: 0o600 });
-  return { keyId, publicKey: pair.publicKey, privateKey: privateKeyFromPem(pair.privateKeyPem), file };
+  const key = await registerFreshKey(db.pool, "hub", "hub", { validFrom: new Date(Date.now() - 3_600_000), file });
+  return { keyId: key.keyId, publicKey: key.publicKey, privateKey: privateKeyFromPem(key.privateKeyPem), file };
 }
 
 export async function startPipeline(options: {
