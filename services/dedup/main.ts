@@ -10,7 +10,16 @@ import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { DEDUP_APPLY_LOCK, DEDUP_RELAY_LOCK } from "../shared/advisory-locks.ts";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
-import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
+import {
+  connectedAdmin,
+  connectedProducer,
+  onShutdown,
+  openDatabase,
+  reachable,
+  runMain,
+  serviceKafka,
+  stopInOrder,
+} from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { startOpsServer } from "../shared/ops-http.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
@@ -119,10 +128,7 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
     port: config.DEDUP_METRICS_PORT,
     registry: metrics.registry,
     logger,
-    ready: async () => {
-      await pool.query("SELECT 1");
-      await admin.fetchTopicMetadata({ topics: [deps.topics.submitted] });
-    },
+    ready: reachable(pool, admin, [deps.topics.submitted]),
   });
   logger.info(
     { authorities: [...authorities], indexedNearDuplicateHashes: nearDuplicates.indexedHashes, metricsUrl: ops.url },

@@ -7,9 +7,9 @@ import type { Admin } from "kafkajs";
 import type { Registry } from "prom-client";
 import type { RoundObserver } from "../shared/exactly-once-consumer.ts";
 import type { Logger } from "../shared/logging.ts";
-import { consumerRoundMetrics, countRejections, createRegistry, outboxRelayedCounter, recordMetrics } from "../shared/metrics.ts";
+import { countRejections, createRegistry, recordMetrics } from "../shared/metrics.ts";
 import type { RecordMetrics } from "../shared/metrics.ts";
-import { outboxGauges, stageLagGauge } from "../shared/pipeline-gauges.ts";
+import { hubStageMetrics } from "../shared/pipeline-gauges.ts";
 import type { Queryable } from "../shared/postgres.ts";
 import { ScrapeSources } from "../shared/scrape-sources.ts";
 import type { BatchResult } from "./processor.ts";
@@ -27,13 +27,10 @@ export function createDedupMetrics(o: { db: Queryable; admin: Admin; group: stri
   const registry = createRegistry();
   const records = recordMetrics(registry, "Submissions");
   const sources = new ScrapeSources(registry, o.logger);
-  stageLagGauge(sources, o);
-  outboxGauges(sources, o.db, "outbox");
   return {
     registry,
     records,
-    rounds: consumerRoundMetrics(registry),
-    relayed: outboxRelayedCounter(registry, "outbox"),
+    ...hubStageMetrics(registry, sources, { ...o, outbox: "outbox" }),
     counted(result) {
       records.applied.inc(result.applied);
       records.skipped.inc(result.skipped);

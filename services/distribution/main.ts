@@ -9,7 +9,16 @@ import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, opsHost, opsPort, s3ConfigShape } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
-import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
+import {
+  connectedAdmin,
+  connectedProducer,
+  onShutdown,
+  openDatabase,
+  reachable,
+  runMain,
+  serviceKafka,
+  stopInOrder,
+} from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { startOpsServer } from "../shared/ops-http.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
@@ -199,10 +208,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     port: config.DISTRIBUTION_METRICS_PORT,
     registry: metrics.registry,
     logger,
-    ready: async () => {
-      await pool.query("SELECT 1");
-      await admin.fetchTopicMetadata({ topics: [topics.canonical] });
-    },
+    ready: reachable(pool, admin, [topics.canonical]),
   });
   logger.info(
     { partners: policies.current().map((p) => p.partnerId), feedSigning: config.DISTRIBUTION_FEED_SIGNING, metricsUrl: ops.url },

@@ -9,9 +9,9 @@ import { Counter, Gauge } from "prom-client";
 import type { Registry } from "prom-client";
 import type { RoundObserver } from "../shared/exactly-once-consumer.ts";
 import type { Logger } from "../shared/logging.ts";
-import { consumerRoundMetrics, countRejections, createRegistry, outboxRelayedCounter, recordMetrics } from "../shared/metrics.ts";
+import { countRejections, createRegistry, recordMetrics } from "../shared/metrics.ts";
 import type { RecordMetrics } from "../shared/metrics.ts";
-import { outboxGauges, registryKeyGauges, stageLagGauge } from "../shared/pipeline-gauges.ts";
+import { hubStageMetrics, registryKeyGauges } from "../shared/pipeline-gauges.ts";
 import type { Queryable } from "../shared/postgres.ts";
 import { ScrapeSources } from "../shared/scrape-sources.ts";
 import type { TopicNames } from "../shared/topics.ts";
@@ -50,15 +50,19 @@ export function createDistributionMetrics(o: DistributionMetricSources): Distrib
     registers: [registry],
   });
   const sources = new ScrapeSources(registry, o.logger);
-  stageLagGauge(sources, { db: o.db, admin: o.admin, group: o.group, topic: o.topics.canonical });
-  outboxGauges(sources, o.db, "feed_outbox");
+  const stage = hubStageMetrics(registry, sources, {
+    db: o.db,
+    admin: o.admin,
+    group: o.group,
+    topic: o.topics.canonical,
+    outbox: "feed_outbox",
+  });
   registryKeyGauges(sources, o.db, "hub");
   feedGauges(registry, sources, o);
   return {
     registry,
     records,
-    rounds: consumerRoundMetrics(registry),
-    relayed: outboxRelayedCounter(registry, "feed_outbox"),
+    ...stage,
     counted(result) {
       records.applied.inc(result.records);
       records.skipped.inc(result.skipped);

@@ -8,7 +8,16 @@ import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, s3ConfigShape } from "../shared/config.ts";
 import { servicePrincipal } from "../shared/kafka-access.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
-import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
+import {
+  connectedAdmin,
+  connectedProducer,
+  onShutdown,
+  openDatabase,
+  reachable,
+  runMain,
+  serviceKafka,
+  stopInOrder,
+} from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
@@ -86,10 +95,7 @@ export async function startIngest(input: IngestConfigInput): Promise<RunningInge
     logger,
     bodyLimitBytes: config.INGEST_BODY_LIMIT_BYTES,
     maxItemsPerRequest: config.INGEST_MAX_ITEMS_PER_REQUEST,
-    ready: async () => {
-      await pool.query("SELECT 1");
-      await admin.fetchTopicMetadata({ topics: [topics.submitted, topics.rejected] });
-    },
+    ready: reachable(pool, admin, [topics.submitted, topics.rejected]),
   });
   const url = await app.listen({ host: config.INGEST_HOST, port: config.INGEST_PORT });
   const resumed = await imports.resumePending();

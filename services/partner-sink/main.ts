@@ -11,7 +11,7 @@ import { consumerGroups, partnerPrincipal } from "../shared/kafka-access.ts";
 import type { Kafka } from "kafkajs";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
 import { waitForTopics } from "../shared/kafka.ts";
-import { connectedAdmin, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
+import { connectedAdmin, onShutdown, openDatabase, reachable, runMain, serviceKafka, stopInOrder } from "../shared/lifecycle.ts";
 import { createLogger } from "../shared/logging.ts";
 import type { Logger } from "../shared/logging.ts";
 import { createS3Client } from "../shared/s3.ts";
@@ -140,10 +140,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     logger,
     {
       registry: metrics.registry,
-      ready: async () => {
-        await pool.query("SELECT 1");
-        await admin.fetchTopicMetadata({ topics: [topic] });
-      },
+      ready: reachable(pool, admin, [topic]),
     },
     feedback,
   );

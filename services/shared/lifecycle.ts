@@ -10,7 +10,7 @@ import { createDurableProducer, createKafka, kafkaConnection } from "./kafka.ts"
 import type { KafkaConnectionSettings, RecordProducer } from "./kafka.ts";
 import type { Logger } from "./logging.ts";
 import { createPool, migrate } from "./postgres.ts";
-import type { Pool } from "./postgres.ts";
+import type { Pool, Queryable } from "./postgres.ts";
 
 /** Opens a service's pool and applies its migration folders, in the order given. */
 export async function openDatabase(
@@ -118,4 +118,12 @@ function kafkaAccessHint(e: { type?: string; name?: string }): string {
     return " (this principal lacks ACLs for these topics or its consumer group: bin/hashrelay access apply [--namespace <ns>])";
   }
   return "";
+}
+
+/** The readiness check of /readyz: the database answers and the broker knows the service's topics. */
+export function reachable(db: Queryable, admin: Admin, topics: readonly string[]): () => Promise<void> {
+  return async () => {
+    await db.query("SELECT 1");
+    await admin.fetchTopicMetadata({ topics: [...topics] });
+  };
 }

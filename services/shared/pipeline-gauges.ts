@@ -7,6 +7,8 @@
 import type { Admin } from "kafkajs";
 import { Gauge } from "prom-client";
 import type { Registry } from "prom-client";
+import type { RoundObserver } from "./exactly-once-consumer.ts";
+import { consumerRoundMetrics, outboxRelayedCounter } from "./metrics.ts";
 import { readKeyCoverage, readOutboxBacklog, readStageLag, readTopicDepth } from "./pipeline-state.ts";
 import type { KeyCoverage, OutboxTable, RegistryKeyKind } from "./pipeline-state.ts";
 import type { Queryable } from "./postgres.ts";
@@ -94,4 +96,15 @@ export function keyExpiryGauges(sources: ScrapeSources, kind: string, read: () =
 /** keyExpiryGauges over the hub's key registry. */
 export function registryKeyGauges(sources: ScrapeSources, db: Queryable, kind: RegistryKeyKind): void {
   keyExpiryGauges(sources, kind, () => readKeyCoverage(db, kind));
+}
+
+/** What dedup and distribution both report as a hub stage: lag, outbox backlog, rounds, rows relayed. */
+export function hubStageMetrics(
+  registry: Registry,
+  sources: ScrapeSources,
+  o: { db: Queryable; admin: Admin; group: string; topic: string; outbox: OutboxTable },
+): { readonly rounds: RoundObserver; readonly relayed: (rows: number) => void } {
+  stageLagGauge(sources, o);
+  outboxGauges(sources, o.db, o.outbox);
+  return { rounds: consumerRoundMetrics(registry), relayed: outboxRelayedCounter(registry, o.outbox) };
 }

@@ -13,7 +13,16 @@ import { commonConfigShape, effectiveEnv, loadConfig } from "../../shared/config
 import { ConfigError } from "../../shared/errors.ts";
 import { ADMIN_PRINCIPAL } from "../../shared/kafka-access.ts";
 import { PgKeyRegistry } from "../../shared/key-registry.ts";
-import { connectedAdmin, connectedProducer, onShutdown, openDatabase, runMain, serviceKafka, stopInOrder } from "../../shared/lifecycle.ts";
+import {
+  connectedAdmin,
+  connectedProducer,
+  onShutdown,
+  openDatabase,
+  reachable,
+  runMain,
+  serviceKafka,
+  stopInOrder,
+} from "../../shared/lifecycle.ts";
 import { createLogger } from "../../shared/logging.ts";
 import { SHARED_MIGRATIONS } from "../../shared/postgres.ts";
 import { topicNames } from "../../shared/topics.ts";
@@ -91,10 +100,7 @@ export async function startConsole(input: ConsoleConfigInput): Promise<RunningCo
     },
     namespace: config.TOPIC_NAMESPACE,
     logger,
-    ready: async () => {
-      await pool.query("SELECT 1");
-      await admin.fetchTopicMetadata({ topics: [topics.rejected, topics.audit] });
-    },
+    ready: reachable(pool, admin, [topics.rejected, topics.audit]),
     async recordLookup(user, algs, recordIds) {
       // Queued in the hub database first (durable), then sent with whatever else waits.
       for (const event of consoleLookup(user.name, user.role, algs, recordIds)) {
