@@ -8,6 +8,15 @@ STACK ?= local
 ifeq ($(filter $(STACK),local containers),)
 $(error STACK must be local or containers, not '$(STACK)')
 endif
+# What the containers pass runs: full (every integration, image and fault test; run by hand) or ci
+# (the files CONTAINERS_CI in vitest.config.ts names; what .ci/run runs).
+SUITE ?= full
+ifeq ($(filter $(SUITE),full ci),)
+$(error SUITE must be full or ci, not '$(SUITE)')
+endif
+ifeq ($(STACK)-$(SUITE),local-ci)
+$(error SUITE=ci narrows the containers pass: use it with STACK=containers)
+endif
 # Every target runs on Node 24: the machine's own when it is 24.x, else one infra/node.sh fetches
 # from the npm registry into .stack/lib/node. npm, npx and the tests all find it first on PATH.
 NODE_BIN := $(shell infra/node.sh)
@@ -72,14 +81,15 @@ else
 ## test STACK=containers: build the images (cached), then the integration and image tests and the
 ##   fault suite against containers started by testcontainers; the unit tests, type check and lint
 ##   are the main pass's. With podman, its Docker-API service runs only for the pass if not running.
+##   SUITE=ci: only the files of CONTAINERS_CI in vitest.config.ts, as .ci/run runs it.
 test: setup
 	infra/images/build.sh
-	@rm -rf $(RESULTS)/containers.json $(RESULTS)/containers-faults.json; status=0; \
+	@rm -rf $(RESULTS)/containers-$(SUITE).json $(RESULTS)/containers-$(SUITE)-faults.json; status=0; \
 	  eval "$$(infra/images/engine.sh env)" && \
-	  HASHRELAY_STACK=containers npx vitest run $(call VITEST_REPORT,containers) && \
-	  HASHRELAY_STACK=containers HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,containers-faults) || status=$$?; \
+	  HASHRELAY_STACK=containers HASHRELAY_SUITE=$(SUITE) npx vitest run $(call VITEST_REPORT,containers-$(SUITE)) && \
+	  HASHRELAY_STACK=containers HASHRELAY_SUITE=$(SUITE) HASHRELAY_FAULTS=1 npx vitest run $(call VITEST_REPORT,containers-$(SUITE)-faults) || status=$$?; \
 	  infra/images/engine.sh stop-started; \
-	  if [ $$status -ne 0 ]; then node test/support/failures.ts $(RESULTS)/containers.json $(RESULTS)/containers-faults.json; fi; \
+	  if [ $$status -ne 0 ]; then node test/support/failures.ts $(RESULTS)/containers-$(SUITE).json $(RESULTS)/containers-$(SUITE)-faults.json; fi; \
 	  exit $$status
 endif
 

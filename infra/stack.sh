@@ -735,10 +735,13 @@ cmd_down() {
 }
 
 cmd_stop_started() {
-  if [ -f "$STACK/started-by-us" ]; then
+  # An empty marker (a broker restart by the fault pass, on a stack that was already running) means
+  # nothing was started; `down` with no names would stop everything.
+  if [ -s "$STACK/started-by-us" ]; then
     # shellcheck disable=SC2046
     cmd_down $(cat "$STACK/started-by-us")
   else
+    rm -f "$STACK/started-by-us"
     say "nothing to stop: the stack was already running before the last 'up'"
   fi
 }

@@ -109,7 +109,8 @@ debootstrap_base() {
     security="$(debian_source security)" && printf 'deb %s %s-security main\n' "$security" "$SUITE"
   } >"$root/etc/apt/sources.list"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*
-  tar -C "$root" -c . | "$ENGINE" import --change 'CMD ["/bin/bash"]' - "$tag" >/dev/null || die "importing the base image failed"
+  tar -C "$root" -c . | "$ENGINE" import --change 'CMD ["/bin/bash"]' - "$tag" >"$WORK/import.log" 2>&1 ||
+    { tail -n 20 "$WORK/import.log" >&2; die "importing the base image failed"; }
   rm -rf "$root"
   say "$tag ($((SECONDS - t0)) s)"
 }

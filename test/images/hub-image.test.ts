@@ -27,7 +27,7 @@ import { partnerPrincipal, servicePrincipal } from "../../services/shared/kafka-
 import { migrate } from "../../services/shared/postgres.ts";
 import type { Hash, Submission } from "../../services/shared/wire/records.ts";
 import { registerTestAgency, signedSubmission } from "../support/agencies.ts";
-import { imageName } from "../support/container-stack.ts";
+import { imageName, requireImages } from "../support/container-stack.ts";
 import { deploymentPod, manifests } from "../support/deploy-manifests.ts";
 import type { Manifest } from "../support/deploy-manifests.ts";
 import { freePort, startFromManifest } from "../support/manifest-container.ts";
@@ -103,6 +103,7 @@ function devPackages(): { dev: string[]; production: string[] } {
 }
 
 beforeAll(async () => {
+  await requireImages(["hashrelay", "hashrelay-partner-sink"]);
   const stack = stackEnv();
   hubDb = await freshDatabase("image");
   partnerDb = await freshDatabase("imagepartner");

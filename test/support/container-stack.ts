@@ -14,7 +14,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import pino from "pino";
-import { GenericContainer, getContainerRuntimeClient, Wait } from "testcontainers";
+import { GenericContainer, getContainerRuntimeClient, ImageName, Wait } from "testcontainers";
 import type { StartedTestContainer } from "testcontainers";
 import { REPO_ROOT } from "../../services/shared/config.ts";
 import { createKafka, kafkaConnection } from "../../services/shared/kafka.ts";
@@ -34,11 +34,22 @@ export interface ContainerStack {
 
 const VERSION = (JSON.parse(readFileSync(`${REPO_ROOT}package.json`, "utf8")) as { version: string }).version;
 
+type ImageKind = "hashrelay" | "hashrelay-partner-sink" | "hashrelay-kafka" | "hashrelay-postgres" | "hashrelay-s3proxy";
+
 /** The image tag build.sh gives this checkout's images. */
-export function imageName(
-  name: "hashrelay" | "hashrelay-partner-sink" | "hashrelay-kafka" | "hashrelay-postgres" | "hashrelay-s3proxy",
-): string {
+export function imageName(name: ImageKind): string {
   return `localhost/${name}:${process.env["HASHRELAY_IMAGE_TAG"] ?? VERSION}`;
+}
+
+/**
+ * Fails at once, naming the command that builds them, when images are missing: the engine would
+ * otherwise try to pull them from a registry called "localhost" and fail with a connection error.
+ */
+export async function requireImages(names: readonly ImageKind[]): Promise<void> {
+  const client = await getContainerRuntimeClient();
+  const missing: string[] = [];
+  for (const name of names) if (!(await client.image.exists(ImageName.fromString(imageName(name))))) missing.push(imageName(name));
+  if (missing.length > 0) throw new Error(`missing images ${missing.join(", ")}: build them with \`make images\` (infra/images/build.sh)`);
 }
 
 function port(variable: string, fallback: number): number {
@@ -157,6 +168,7 @@ export async function startContainerStack(): Promise<ContainerStack> {
   const control = { HASHRELAY_STACK_DIR: dir, HASHRELAY_LIB_DIR: lib, HASHRELAY_KAFKA_PORT: String(kafkaPort) };
 
   useContainerEngine();
+  await requireImages(["hashrelay-kafka", "hashrelay-postgres", "hashrelay-s3proxy"]);
   await removeLeftovers();
   // A fresh broker each run: fresh passwords, formatted in at its start (infra/kafka/compose-start.sh).
   // The TLS material is kept; the broker logs start empty.
