@@ -5,7 +5,14 @@ import { defineConfig } from "vitest/config";
 // so it only runs in a pass of its own (HASHRELAY_FAULTS=1, the second pass of make test).
 // With HASHRELAY_STACK=containers (make test STACK=containers) the stack is containers started by
 // the global setup; the unit tests are left to the main pass, and test/images/ runs the built images.
-const UNIT = ["services/**/*.test.ts", "schemas/**/*.test.ts", "test/hostile/**/*.test.ts", "test/deploy/**/*.test.ts", "test/*.test.ts"];
+const UNIT = [
+  "services/**/*.test.ts",
+  "schemas/**/*.test.ts",
+  "test/hostile/**/*.test.ts",
+  "test/deploy/**/*.test.ts",
+  "test/chaos/**/*.test.ts",
+  "test/*.test.ts",
+];
 const NEEDS_STACK = ["test/integration/**/*.test.ts", "test/repo-hygiene.test.ts"];
 const IMAGES = ["test/images/**/*.test.ts"];
 const FAULTS = ["test/faults/**/*.test.ts"];

@@ -1,4 +1,6 @@
 /** kafkajs wiring shared by the services: client, durable producers, and topic provisioning. */
+// First, before kafkajs loads: its produce path can drop a partition's records when a leader moves (see that file).
+import "./kafkajs-send-messages.ts";
 import { readFileSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
@@ -6,7 +8,8 @@ import { ConfigError } from "./errors.ts";
 import { kafkaDefaultPartitioner } from "./kafka-partitioner.ts";
 import "./kafkajs-request-queue.ts"; // corrects kafkajs's idle request-queue timer loop (see that file)
 import type { Logger } from "./logging.ts";
-import type { TopicSpec } from "./topics.ts";
+import { topicPlanForBrokers } from "./topics.ts";
+import type { TopicPlanOptions, TopicSpec } from "./topics.ts";
 
 export interface KafkaCredentials {
   readonly mechanism: "scram-sha-512" | "scram-sha-256" | "plain";
@@ -245,6 +248,23 @@ export async function provisionTopics(admin: Admin, specs: TopicSpec[]): Promise
     });
   }
   return { created: missing.map((s) => s.topic), updated: present.map((s) => s.topic) };
+}
+
+/**
+ * The topic plan for the cluster `admin` is connected to (topicPlanForBrokers): provisioning on three
+ * brokers replicates three times without anyone passing a replication factor.
+ */
+export async function clusterTopicPlan(admin: Admin, partitions?: number): Promise<TopicPlanOptions> {
+  const { brokers } = await admin.describeCluster();
+  return topicPlanForBrokers(brokers.length, partitions);
+}
+
+/** How many replicas each partition of an existing topic has (its first partition's). */
+export async function topicReplication(admin: Admin, topic: string): Promise<number> {
+  const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+  const replicas = topics[0]?.partitions[0]?.replicas.length;
+  if (!replicas) throw new Error(`topic ${topic} has no partitions in the metadata`);
+  return replicas;
 }
 
 /** Resolves once every topic answers metadata with a leader for each partition (up to `timeoutMs`). */

@@ -11,12 +11,12 @@ import pg from "pg";
 import type { Kafka } from "kafkajs";
 import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../../services/shared/config.ts";
 import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, partnerGrants, partnerPrincipal } from "../../services/shared/kafka-access.ts";
-import { createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
+import { clusterTopicPlan, createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
 import { createS3Client } from "../../services/shared/s3.ts";
 import { ADMIN_MIGRATIONS } from "../../services/admin/audit-outbox.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../../services/shared/postgres.ts";
 import type { Pool } from "../../services/shared/postgres.ts";
-import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../../services/shared/topics.ts";
+import { coreTopicSpecs, feedTopicSpec, topicNames } from "../../services/shared/topics.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 
 export interface StackEnv {
@@ -189,10 +189,10 @@ export async function freshDatabase(prefix = "t"): Promise<TestDatabase> {
 export async function freshTopics(partners: string[] = [], partitions = 3): Promise<{ namespace: string; names: TopicNames }> {
   const namespace = uniqueName("t");
   const names = topicNames(namespace);
-  const plan = { ...LOCAL_TOPIC_PLAN, partitions };
   const admin = kafkaAs("test-provision").admin();
   await admin.connect();
   try {
+    const plan = await clusterTopicPlan(admin, partitions);
     await provisionTopics(admin, [...coreTopicSpecs(plan, names), ...partners.map((p) => feedTopicSpec(p, plan, names))]);
     // The ACLs `bin/hashrelay access apply` would grant in this namespace.
     const grantees = [...new Set([...LOCAL_PARTNERS, ...partners])];
