@@ -73,14 +73,33 @@ function brokerTls(config: KafkaConnectionSettings): KafkaTls {
   return { ca: [pem] };
 }
 
+/**
+ * How kafkajs spaces the retries of a send, a metadata refresh or a connection: every field given,
+ * because kafkajs takes a missing one from defaults that change with NODE_ENV (under vitest's
+ * NODE_ENV=test, waits stop growing at 1 s and the same retries give up within seconds, shorter
+ * than a restarted broker may take to lead its partitions again).
+ */
+export const KAFKA_RETRY_POLICY = { initialRetryTime: 200, maxRetryTime: 30_000, multiplier: 2, factor: 0.2 } as const;
+
 const IDEMPOTENT_RETRIES_WARNING = "Limiting retries for the idempotent producer may invalidate EoS guarantees";
 
-export function createKafka(options: KafkaConnection & { clientId: string; logger?: Logger; retries?: number }): Kafka {
+export interface KafkaClientOptions extends KafkaConnection {
+  readonly clientId: string;
+  readonly logger?: Logger;
+  readonly retries?: number;
+}
+
+export function createKafka(options: KafkaClientOptions): Kafka {
+  return new Kafka(kafkaClientConfig(options));
+}
+
+/** The kafkajs configuration createKafka builds (its retry policy is what every producer, consumer and admin of the client uses). */
+export function kafkaClientConfig(options: KafkaClientOptions): KafkaConfig {
   const config: KafkaConfig = {
     clientId: options.clientId,
     brokers: options.brokers,
     // Services ride out a broker restart; a one-shot CLI call may prefer to give up sooner.
-    retry: { initialRetryTime: 200, retries: options.retries ?? 8 },
+    retry: { ...KAFKA_RETRY_POLICY, retries: options.retries ?? 8 },
     // kafkajs's 1 s default is too short for a TLS handshake plus SASL on a busy machine or right
     // after a broker restart; each timed-out attempt also spends one of the retries above.
     connectionTimeout: 10_000,
@@ -102,7 +121,7 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
         else log.debug(rest, message);
       };
   }
-  return new Kafka(config);
+  return config;
 }
 
 /** What the services do with a producer. */

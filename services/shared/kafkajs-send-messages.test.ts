@@ -1,8 +1,8 @@
 import { createRequire } from "node:module";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { correctedSendMessages, kafkajsSendMessages, producersUsingCorrection } from "./kafkajs-send-messages.ts";
 import type { SendMessagesDeps } from "./kafkajs-send-messages.ts";
-import { createKafka } from "./kafka.ts";
+import { createKafka, kafkaClientConfig } from "./kafka.ts";
 
 const require = createRequire(import.meta.url);
 const createRetry = require("kafkajs/src/retry") as (o: object) => SendMessagesDeps["retrier"];
@@ -120,5 +120,93 @@ describe("kafkajs produce path under a leader move", () => {
     const before = producersUsingCorrection();
     createKafka({ brokers: ["127.0.0.1:9"], clientId: "correction-check" }).producer();
     expect(producersUsingCorrection()).toBe(before + 1);
+  });
+});
+
+/**
+ * One broker that was just restarted: it answers, but leads none of its partitions until `readyAt`
+ * (ms on the fake clock) and answers every produce before then with NOT_LEADER_FOR_PARTITION.
+ */
+function restartedBroker(readyAt: number) {
+  const c = cluster();
+  const leaders: Record<number, number> = { 0: 1, 1: 1, 2: 1 };
+  let attempts = 0;
+  const broker = {
+    nodeId: 1,
+    async produce(req: Record<string, unknown>) {
+      attempts++;
+      if (Date.now() < readyAt) throw notLeader();
+      const topicData = req["topicData"] as { topic: string; partitions: { partition: number }[] }[];
+      c.produced.push({ broker: 1, partitions: topicData.flatMap((t) => t.partitions.map((p) => Number(p.partition))) });
+      return {
+        topics: topicData.map((t) => ({
+          topicName: t.topic,
+          partitions: t.partitions.map((p) => ({ partition: p.partition, errorCode: 0, baseOffset: "0" })),
+        })),
+      };
+    },
+  };
+  const deps: SendMessagesDeps = {
+    ...c.deps,
+    cluster: {
+      ...c.deps.cluster,
+      findTopicPartitionMetadata: () => [0, 1, 2].map((p) => ({ partitionId: p, leader: leaders[p] as number })),
+      findLeaderForPartitions: (_topic, partitions) => ({ 1: partitions.map(Number) }),
+      findBroker: async () => broker,
+    },
+    // The producer's retrier exactly as kafkajs makes it from the services' client settings
+    // (Object.assign over kafkajs's defaults, which vitest's NODE_ENV=test changes).
+    retrier: createRetry(kafkaClientConfig({ brokers: ["127.0.0.1:9"], clientId: "retry-budget" }).retry ?? {}),
+  };
+  return { deps, produced: c.produced, sequences: c.sequences, attempts: () => attempts };
+}
+
+describe("a send during a broker restart, with the services' retry settings", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+
+  /** Runs the send on a fake clock (retry jitter fixed at its middle) and says how it ended, and when. */
+  async function sendOnFakeClock(deps: SendMessagesDeps) {
+    vi.useFakeTimers({ now: 0 });
+    vi.spyOn(Math, "random").mockReturnValue(0.5);
+    let outcome: { ok: true; answers: unknown[] } | { ok: false; error: Error } | null = null;
+    let endedAt = -1;
+    void correctedSendMessages(deps)(request).then(
+      (answers) => {
+        outcome = { ok: true, answers };
+        endedAt = Date.now();
+      },
+      (error: Error) => {
+        outcome = { ok: false, error };
+        endedAt = Date.now();
+      },
+    );
+    for (let t = 0; t < 600 && outcome === null; t++) await vi.advanceTimersByTimeAsync(1_000);
+    return { outcome: outcome as { ok: true; answers: unknown[] } | { ok: false; error: Error } | null, endedAt };
+  }
+
+  it("rides out a restarted broker that takes 20 s to lead its partitions again", async () => {
+    const b = restartedBroker(20_000);
+    const { outcome, endedAt } = await sendOnFakeClock(b.deps);
+    expect(outcome?.ok ? "sent" : `failed: ${outcome?.error.name} ${outcome?.error.message}`).toBe("sent");
+    expect(endedAt).toBeGreaterThanOrEqual(20_000);
+    expect(b.produced).toEqual([{ broker: 1, partitions: [0, 1, 2] }]);
+    // Every failed attempt gave its sequence numbers back: the broker sees each batch once, at 0.
+    expect([0, 1, 2].map((p) => b.sequences.get(`feed:${p}`))).toEqual([1, 1, 1]);
+  });
+
+  it("gives up only when its retries are spent, tens of seconds later, naming NOT_LEADER_FOR_PARTITION", async () => {
+    const b = restartedBroker(Number.POSITIVE_INFINITY);
+    const { outcome, endedAt } = await sendOnFakeClock(b.deps);
+    expect(outcome?.ok).toBe(false);
+    const error = (outcome as { error: Error & { cause?: { type?: string } } }).error;
+    expect(error.name).toBe("KafkaJSNumberOfRetriesExceeded");
+    expect(error.cause?.type).toBe("NOT_LEADER_FOR_PARTITION");
+    expect(b.attempts()).toBe(9); // the first attempt and 8 retries
+    expect(endedAt).toBeGreaterThanOrEqual(45_000);
+    expect(b.produced).toEqual([]);
+    expect([0, 1, 2].map((p) => b.sequences.get(`feed:${p}`) ?? 0)).toEqual([0, 0, 0]);
   });
 });
