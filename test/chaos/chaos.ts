@@ -175,7 +175,7 @@ export async function runChaos(a: ChaosArgs, log: (line: string) => void = (line
     if (!settled) for (const i of fleet.all()) log(`--- ${i.spec.name}\n${fleet.tail(i.spec.name)}`);
 
     log("\n▶ reconciling from outside: topics read to their ends, every database compared");
-    const reconciliation = settled ? await reconcileRun(h, ledger, h.kafka) : null;
+    const reconciliation = settled ? await reconcileRun(h, ledger, h.kafka, { s3, bucket: stack.env["S3_BUCKET"] as string }) : null;
     const memory = memoryChanges(fleet, t0 + Math.min(durationMs * 0.2, 120_000), t0 + durationMs);
     passed = printReport({ args: a, schedule, outcomes, ledger, reconciliation, fleet, samples: sampling.samples, memory, problems, log });
     if (a.profile === "none") writeSoakResults({ args: a, stamp, samples: sampling.samples, memory, durationMs, log });

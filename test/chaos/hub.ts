@@ -50,7 +50,8 @@ export async function setUpHub(stack: ChaosStack, stamp: string): Promise<ChaosH
   const suffix = `${stamp}_${randomBytes(2).toString("hex")}`;
   const policies: Omit<PartnerPolicy, "version">[] = [
     hotlinePolicy("hotline-uk", { feedPartitions: 3 }),
-    industryPolicy("industry-x", { feedPartitions: 3 }),
+    // Kafka and S3: every distribution instance exports on a timer through the faults (reconcile-exports.ts).
+    industryPolicy("industry-x", { feedPartitions: 3, delivery: "both" }),
   ];
   const dbNames = {
     hub: `chaos_hub_${suffix}`,
@@ -162,7 +163,8 @@ export function instanceSpecs(stack: ChaosStack, h: ChaosHub, o: { instances: nu
         HUB_KEY_ID: h.hubKey.keyId,
         HUB_SIGNING_KEY_FILE: h.hubKey.file,
         DISTRIBUTION_PSEUDONYM_SECRET: `chaos-${h.namespace}-pseudonym-secret`,
-        DISTRIBUTION_EXPORT_INTERVAL_MS: "0",
+        DISTRIBUTION_EXPORT_INTERVAL_MS: "15000",
+        DISTRIBUTION_SNAPSHOT_EVERY: "4",
         DISTRIBUTION_POLICY_REFRESH_MS: "2000",
       },
     });

@@ -9,7 +9,8 @@
  *     hub's head, a re-sent seq byte-identical, and the partner applied exactly that run;
  *   - one disclosure event per (partner, partition, seq) issued, and none for seqs never issued;
  *   - every outbox empty, no sink alert, no halted partition;
- *   - every bad record on the DLQ, and nothing else there.
+ *   - every bad record on the DLQ, and nothing else there;
+ *   - S3 exports whole, signed, never two of one record, and covering each feed (reconcile-exports.ts).
  */
 import { createPublicKey } from "node:crypto";
 import type { Kafka } from "kafkajs";
@@ -23,6 +24,8 @@ import { GENESIS_DIGEST, feedRecordDigest } from "../../services/shared/wire/fee
 import type { CanonicalRecord, FeedRecord } from "../../services/shared/wire/records.ts";
 import { signatureMatches } from "../../services/shared/wire/signing.ts";
 import type { ChaosHub } from "./hub.ts";
+import { checkExports } from "./reconcile-exports.ts";
+import type { ExportStore } from "./reconcile-exports.ts";
 import type { Ledger } from "./traffic.ts";
 
 export interface Reconciliation {
@@ -38,7 +41,7 @@ const codec = new AvroCodec();
 const count = async (pool: Pool, sql: string, params: unknown[] = []) =>
   Number((await pool.query<{ n: string }>(sql, params)).rows[0]?.n ?? 0);
 
-export async function reconcileRun(h: ChaosHub, ledger: Ledger, kafka: Kafka): Promise<Reconciliation> {
+export async function reconcileRun(h: ChaosHub, ledger: Ledger, kafka: Kafka, exports: ExportStore): Promise<Reconciliation> {
   const figures: Record<string, number> = {};
   const differences: Record<string, number> = {};
   const examples: string[] = [];
@@ -102,6 +105,7 @@ export async function reconcileRun(h: ChaosHub, ledger: Ledger, kafka: Kafka): P
 
   await checkFeeds(h, topic, figures, differ);
   await checkDisclosures(h, topic, figures, differ);
+  await checkExports(h, exports, kafka, figures, differ);
 
   const outboxes = await count(
     h.hub,
