@@ -926,7 +926,8 @@ cmd_down() {
 }
 
 cmd_stop_started() {
-  if [ -f "$STACK/started-by-us" ]; then
+  # An empty record names nothing to stop (cmd_down with no names would stop everything).
+  if [ -s "$STACK/started-by-us" ]; then
     # shellcheck disable=SC2046
     cmd_down $(cat "$STACK/started-by-us")
   else

@@ -3,7 +3,7 @@
  * database per test file and a fresh topic namespace, so files can run side by side.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -145,9 +145,10 @@ export async function restartBroker(): Promise<void> {
   execFileSync(`${REPO_ROOT}infra/stack.sh`, ["up", "kafka"], { stdio: "ignore" });
   // The restarted broker must not keep stack.sh's lock: `make test`'s final stop would wait on it.
   execFileSync("flock", ["-n", `${REPO_ROOT}.stack/lib/.stack.lock`, "true"]);
-  if (startedBefore !== null)
-    writeFileSync(marker, startedBefore); // keep `make test`'s record of what it started
-  else if (existsSync(marker)) writeFileSync(marker, "");
+  // Keep `make test`'s record of what it started. None means it started nothing: an empty record
+  // would tell `stack.sh stop-started` to stop everything, the stack that was running before included.
+  if (startedBefore !== null) writeFileSync(marker, startedBefore);
+  else rmSync(marker, { force: true });
 }
 
 export function uniqueName(prefix: string): string {
