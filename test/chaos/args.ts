@@ -24,7 +24,7 @@ export interface ChaosArgs {
 }
 
 const USAGE = `usage: node test/chaos/chaos.ts [--minutes 10] [--seed N] [--soak | --short] [--rate 6] [--instances 2]
-       [--brokers 3] [--stack-dir .chaos/stack] [--port-base 47090] [--shared-postgres] [--keep] [--results bench-results]`;
+       [--brokers 3] [--stack-dir .chaos/stack] [--port-base 17090] [--shared-postgres] [--keep] [--results bench-results]`;
 
 export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
   const { values } = parseArgs({
@@ -39,7 +39,7 @@ export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
       brokers: { type: "string", default: "3" },
       // Beside .stack, not in it: infra/stack.sh finds a stack's processes by its folder in their command lines.
       "stack-dir": { type: "string", default: join(REPO_ROOT, ".chaos", "stack") },
-      "port-base": { type: "string", default: "47090" },
+      "port-base": { type: "string", default: "17090" },
       "shared-postgres": { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
       results: { type: "string", default: join(REPO_ROOT, "bench-results") },
@@ -73,7 +73,12 @@ export function parseChaosArgs(argv: readonly string[]): ChaosArgs {
   };
 }
 
-/** The stack's ports from one base: Kafka clients base+2, +4, +6 (controllers +3, +5, +7), PostgreSQL base+10, S3 base+11. */
+/**
+ * The stack's ports from one base: Kafka clients base+2, +4, +6 (controllers +3, +5, +7), PostgreSQL
+ * base+10, S3 base+11. Bases stay below the kernel's ephemeral range (32768 up on Linux), where any
+ * outgoing connection may hold the port when a broker starts, and clear of the ports tests pick at
+ * random (20000 up).
+ */
 export function stackPorts(base: number): { kafka: number; controller: number; pg: number; s3: number } {
   return { kafka: base + 2, controller: base + 3, pg: base + 10, s3: base + 11 };
 }

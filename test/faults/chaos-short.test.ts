@@ -30,7 +30,7 @@ describe("short chaos run", () => {
         instances: 2,
         brokers: 3,
         stackDir: join(REPO_ROOT, ".chaos", "short"),
-        portBase: 48_090,
+        portBase: 16_090,
         sharedPostgres: true,
         keep: false,
         resultsDir: join(REPO_ROOT, "bench-results"),
