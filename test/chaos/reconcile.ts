@@ -2,7 +2,8 @@
  * The chaos run's reconciliation, made from outside the services: what Kafka's topics hold (read
  * to their ends as the admin) against what the driver knows it sent and what each database holds.
  * Every check is a count of differences, and the run passes only when all of them are zero:
- *   - every accepted submission applied by dedup, and nothing applied that was never sent;
+ *   - every accepted submission applied by dedup, or superseded by its agency's newer sighting
+ *     (superseded.ts), and nothing applied that was never sent;
  *   - the latest revision of each record on the canonical topic is the one in dedup's store;
  *   - every partner database equals what its current policy implies from the canonical topic;
  *   - each feed partition on Kafka is a contiguous, hash-chained, hub-signed run from seq 1 to the
@@ -25,6 +26,7 @@ import type { CanonicalRecord, FeedRecord } from "../../services/shared/wire/rec
 import { signatureMatches } from "../../services/shared/wire/signing.ts";
 import type { ChaosHub } from "./hub.ts";
 import { checkExports } from "./reconcile-exports.ts";
+import { supersededSubmissions } from "./superseded.ts";
 import type { ExportStore } from "./reconcile-exports.ts";
 import type { Ledger } from "./traffic.ts";
 
@@ -51,16 +53,19 @@ export async function reconcileRun(h: ChaosHub, ledger: Ledger, kafka: Kafka, ex
   };
   const topic = (name: string) => readTopicToEnd(kafka, name, "chaos-reconcile", 300_000);
 
-  // Submissions: accepted ⊆ applied ⊆ accepted ∪ uncertain.
+  // Submissions: accepted ⊆ applied ∪ superseded, applied ⊆ accepted ∪ uncertain.
   const applied = new Set(
     (await h.hub.query<{ submission_id: string }>("SELECT submission_id FROM applied_submissions")).rows.map((r) => r.submission_id),
   );
+  const rejections = (await topic(h.names.rejected)).map((b) => codec.decode("Rejection", b).value);
+  const superseded = await supersededSubmissions(h.hub, rejections, ledger.accepted);
   figures["accepted submissions"] = ledger.accepted.size;
   figures["uncertain submissions (given up, not counted)"] = ledger.uncertain.size;
   figures["applied submissions"] = applied.size;
+  figures["accepted, then superseded by the agency's newer sighting (STALE_SUBMISSION)"] = superseded.size;
   differ(
     "accepted but not applied",
-    [...ledger.accepted].filter((id) => !applied.has(id)),
+    [...ledger.accepted].filter((id) => !applied.has(id) && !superseded.has(id)),
   );
   differ(
     "applied but never accepted",
@@ -115,8 +120,7 @@ export async function reconcileRun(h: ChaosHub, ledger: Ledger, kafka: Kafka, ex
 
   // The DLQ: each bad record's token in some rejection's original bytes; besides them only replays
   // dedup ignored (a submission ingest published twice, when it was killed between publishing it and
-  // recording it, and the force sent it again) of submissions that were applied.
-  const rejections = (await topic(h.names.rejected)).map((b) => codec.decode("Rejection", b).value);
+  // recording it, and the force sent it again) of submissions that were applied, and superseded ones.
   const found = new Set<string>();
   const stray: string[] = [];
   let replays = 0;
@@ -125,6 +129,7 @@ export async function reconcileRun(h: ChaosHub, ledger: Ledger, kafka: Kafka, ex
     const token = [...ledger.badTokens.keys()].find((t) => text.includes(t));
     if (token) found.add(token);
     else if (r.reason === "DUPLICATE_SUBMISSION" && r.service === "dedup" && r.submissionId && applied.has(r.submissionId)) replays++;
+    else if (r.submissionId && superseded.has(r.submissionId)) continue;
     else stray.push(`${r.reason} from ${r.service}: ${r.detail}`);
   }
   figures["bad records sent"] = ledger.badTokens.size;
