@@ -25,6 +25,13 @@ $(error no Node 24: infra/node.sh failed (see above))
 endif
 export PATH := $(NODE_BIN):$(PATH)
 export KAFKAJS_NO_PARTITIONER_WARNING := 1
+# `make up KAFKA_BROKERS=3` starts a three-broker KRaft cluster (infra/stack.sh HASHRELAY_KAFKA_BROKERS).
+# Only a count given on the command line is read that way: KAFKA_BROKERS in the environment is the
+# services' host:port list, and a command-line count must not reach them as one.
+ifeq ($(origin KAFKA_BROKERS),command line)
+export HASHRELAY_KAFKA_BROKERS := $(KAFKA_BROKERS)
+unexport KAFKA_BROKERS
+endif
 # npm writes this file on every install: missing or older than package-lock.json means `npm ci`.
 NODE_DEPS := node_modules/.package-lock.json
 
@@ -41,6 +48,7 @@ setup: $(NODE_DEPS)
 	$(STACK_SH) setup
 
 ## up: start Kafka, PostgreSQL and S3 if not running, wait until healthy, write .stack/env
+##   KAFKA_BROKERS=3: Kafka as a three-broker cluster (remembered until `make clean`; `make down` first to switch)
 up: $(NODE_DEPS)
 	$(STACK_SH) up
 
@@ -113,6 +121,16 @@ bench: $(NODE_DEPS)
 	$(STACK_SH) up
 	@status=0; BENCH='$(BENCH)' BENCH_ARGS='$(BENCH_ARGS)' bench/run.sh || status=$$?; \
 	  $(STACK_SH) stop-started; exit $$status
+
+## chaos: faults under load on a stack of its own (.chaos/stack: three brokers, PostgreSQL, S3, other ports),
+##   then a reconciliation; exit 1 on any difference. MINUTES=10, SEED=<n> to repeat a schedule, CHAOS_ARGS=...
+.PHONY: chaos soak
+chaos: setup
+	node test/chaos/chaos.ts --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
+
+## soak: the chaos run's stream without faults; memory and lag plotted in bench-results/chaos-soak-*.svg (MINUTES=30)
+soak: setup
+	node test/chaos/chaos.ts --soak --minutes $(or $(MINUTES),30) $(CHAOS_ARGS)
 
 ## demo: install, start the stack and Prometheus, run every service on a synthetic workload, print what reached each partner
 # Prometheus is started when it is installed (make setup installs it where it can); the demo says so when it is not.

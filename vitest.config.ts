@@ -8,7 +8,14 @@ import { defineConfig } from "vitest/config";
 // the global setup; the unit tests are left to the main pass, and test/images/ runs the built images.
 // HASHRELAY_SUITE=ci (`make test STACK=containers SUITE=ci`, what .ci/run runs) narrows that pass
 // and its fault pass to CONTAINERS_CI and CONTAINERS_CI_FAULTS; the full pass stays the default.
-const UNIT = ["services/**/*.test.ts", "schemas/**/*.test.ts", "test/hostile/**/*.test.ts", "test/deploy/**/*.test.ts", "test/*.test.ts"];
+const UNIT = [
+  "services/**/*.test.ts",
+  "schemas/**/*.test.ts",
+  "test/hostile/**/*.test.ts",
+  "test/deploy/**/*.test.ts",
+  "test/chaos/**/*.test.ts",
+  "test/*.test.ts",
+];
 const NEEDS_STACK = ["test/integration/**/*.test.ts", "test/repo-hygiene.test.ts"];
 const IMAGES = ["test/images/**/*.test.ts"];
 const FAULTS = ["test/faults/**/*.test.ts"];

@@ -11,7 +11,7 @@ import { DISTRIBUTION_MIGRATIONS } from "../services/distribution/main.ts";
 import type { PartnerPolicy } from "../services/distribution/policy.ts";
 import { setPolicy } from "../services/distribution/policy-store.ts";
 import type { AgencySigner } from "../services/force-cli/client.ts";
-import { createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
+import { clusterTopicPlan, createKafka, kafkaConnection, provisionTopics } from "../services/shared/kafka.ts";
 import { accessPlan, applyAccessPlan } from "../services/shared/kafka-access.ts";
 import { ADMIN_MIGRATIONS } from "../services/admin/audit-outbox.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../services/shared/postgres.ts";
@@ -111,7 +111,7 @@ export async function provisionKafka(policies: Omit<PartnerPolicy, "version">[])
   const kafka = createKafka({ ...kafkaConnection({ ...brokerSettings(), ...adminCredentials() }), clientId: "hashrelay-demo" });
   const admin = kafka.admin();
   await admin.connect();
-  await provisionTopics(admin, coreTopicSpecs(LOCAL_TOPIC_PLAN, names));
+  await provisionTopics(admin, coreTopicSpecs(await clusterTopicPlan(admin, LOCAL_TOPIC_PLAN.partitions), names));
   // What `bin/hashrelay access apply` grants in this namespace: the hub services, and the partners
   // (their local principals come with `make up`); the agencies submit over HTTP, not to Kafka.
   const kafkaPartners = policies.filter((p) => p.delivery === "kafka").map((p) => p.partnerId);

@@ -1,12 +1,13 @@
 // Health checks and provisioning used by infra/stack.sh (plain ESM, so it runs with `node` alone).
-//   node infra/stack-check.mjs kafka HOST:PORT   -> exit 0 when the broker answers a metadata request
+//   node infra/stack-check.mjs kafka HOST:PORT [N]  -> exit 0 when the broker answers a metadata request
+//                                                     (listing at least N brokers: a cluster's nodes)
 //   node infra/stack-check.mjs s3-bucket         -> creates $S3_BUCKET if missing (uses the S3_* vars)
 import { readFileSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
 
-const [cmd, arg] = process.argv.slice(2);
+const [cmd, arg, minBrokers] = process.argv.slice(2);
 
-async function kafkaReady(brokers) {
+async function kafkaReady(brokers, want = 1) {
   const kafka = new Kafka({
     clientId: "hashrelay-stack-check",
     brokers: brokers.split(","),
@@ -25,7 +26,7 @@ async function kafkaReady(brokers) {
     await admin.connect();
     const cluster = await admin.describeCluster();
     await admin.listTopics();
-    if (cluster.brokers.length === 0) throw new Error("no brokers in metadata");
+    if (cluster.brokers.length < want) throw new Error(`${cluster.brokers.length} brokers in metadata, want ${want}`);
     console.log(`kafka ok: cluster ${cluster.clusterId}, controller ${cluster.controller}`);
   } finally {
     await admin.disconnect().catch(() => {});
@@ -53,7 +54,7 @@ async function s3Bucket() {
 }
 
 try {
-  if (cmd === "kafka") await kafkaReady(arg ?? "127.0.0.1:19092");
+  if (cmd === "kafka") await kafkaReady(arg ?? "127.0.0.1:19092", Number(minBrokers ?? 1));
   else if (cmd === "s3-bucket") await s3Bucket();
   else throw new Error(`unknown command ${cmd ?? "(none)"}; use kafka HOST:PORT | s3-bucket`);
   process.exit(0);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hashrelay local stack: Kafka (KRaft, single node), PostgreSQL and an S3-compatible server (s3proxy),
+# hashrelay local stack: Kafka (KRaft, one node or a three-node cluster), PostgreSQL and an S3-compatible server (s3proxy),
 # run as plain local processes (no Docker), and on request Prometheus. Data, logs, pids and the env
 # file live in .stack/.
 #
@@ -29,7 +29,8 @@
 # targets listed in .stack/prometheus/targets/*.json: whoever starts services writes one (make demo
 # does). Its address is PROMETHEUS_URL in .stack/env.
 #
-# Overrides (environment): HASHRELAY_KAFKA_PORT (19092), HASHRELAY_KAFKA_CONTROLLER_PORT (19093),
+# Overrides (environment): HASHRELAY_KAFKA_BROKERS (1, or 3 for a three-node KRaft cluster; see
+# "Kafka cluster" below), HASHRELAY_KAFKA_PORT (19092), HASHRELAY_KAFKA_CONTROLLER_PORT (19093),
 # HASHRELAY_PG_PORT (15432), HASHRELAY_S3_PORT (19000), HASHRELAY_PROMETHEUS_PORT (19090),
 # HASHRELAY_START_TIMEOUT (seconds, 120),
 # HASHRELAY_KAFKA_HEAP (768m), HASHRELAY_STACK_DIR (.stack), HASHRELAY_LIB_DIR (the jars, default
@@ -93,7 +94,7 @@ find_pid() {
     fi
   fi
   for d in /proc/[0-9]*; do
-    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null || true)"
+    cmd="$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null || true)"
     [ -n "$cmd" ] || continue
     case "$cmd" in *bash*stack.sh*|*grep*) continue ;; esac
     if [[ "$cmd" == *"$marker"* && "$cmd" == *"$STACK/"* ]]; then echo "${d#/proc/}"; return 0; fi
@@ -230,6 +231,13 @@ KAFKA_DIR="$STACK/kafka"
 KAFKA_PIDFILE="$STACK/kafka.pid"
 KAFKA_LOG="$LOGS/kafka.log"      # log4j file appender
 KAFKA_OUT="$LOGS/kafka.out"      # stdout/stderr of the JVM
+# HASHRELAY_KAFKA_BROKERS=3 runs a three-node cluster instead ("Kafka cluster" below) with its own CA,
+# password files and metadata under .stack/kafka-cluster, so the single broker's data is left alone.
+# `up` records the count in .stack/kafka-nodes; later commands without the variable use it.
+KAFKA_NODES="${HASHRELAY_KAFKA_BROKERS:-$(cat "$STACK/kafka-nodes" 2>/dev/null || echo 1)}"
+[[ "$KAFKA_NODES" =~ ^[13]$ ]] || die "HASHRELAY_KAFKA_BROKERS (make up KAFKA_BROKERS=N) must be 1 or 3, not '$KAFKA_NODES'"
+kafka_cluster() { [ "$KAFKA_NODES" -gt 1 ]; }
+if kafka_cluster; then KAFKA_DIR="$STACK/kafka-cluster"; fi
 
 kafka_jvm_opts() {
   echo "-Xms256m -Xmx$KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent" \
@@ -306,7 +314,7 @@ write_kafka_properties() {
 
 # Runs infra/kafka/ScramCredentials.java (kafkajs cannot alter SCRAM credentials) with commands on stdin.
 scram_tool() {
-  java -Xmx256m -cp "$LIB/kafka/*" "$INFRA/kafka/ScramCredentials.java" "$HOST:$KAFKA_PORT" "$KAFKA_ADMIN" \
+  java -Xmx256m -cp "$LIB/kafka/*" "$INFRA/kafka/ScramCredentials.java" "$(kafka_bootstrap)" "$KAFKA_ADMIN" \
     "$(principal_password_file "$KAFKA_ADMIN")" "$KAFKA_CA_FILE" >>"$LOGS/kafka-principals.log" 2>&1
 }
 
@@ -418,6 +426,189 @@ stop_kafka() {
   fi
   rm -f "$KAFKA_PIDFILE"
 }
+
+# ---------------------------------------------------------------------------------------------
+# Kafka cluster: three KRaft nodes (HASHRELAY_KAFKA_BROKERS=3, `make up KAFKA_BROKERS=3`)
+#
+# Each node is a combined broker+controller run from the same jars and filled in from the same
+# template as the single broker (infra/kafka/broker.properties.in), so TLS, SASL/SCRAM and the ACL
+# authorizer are the same; only its node id, the three-voter quorum and the replication of internal
+# and new topics (3 replicas, min.insync.replicas 2: one node can be down and no acknowledged write
+# is lost) are set after the template. Node N listens for clients on HASHRELAY_KAFKA_PORT + 2(N-1)
+# and for the quorum on HASHRELAY_KAFKA_CONTROLLER_PORT + 2(N-1); its data is in
+# .stack/kafka-cluster/node-N, its logs in .stack/logs/kafka-N/, its pid in .stack/kafka-N.pid.
+# `up kafka` starts whichever nodes are not running (a restart after a crash) and waits for all.
+
+kafka_bootstrap() {
+  if ! kafka_cluster; then echo "$HOST:$KAFKA_PORT"; return 0; fi
+  local i out=()
+  for ((i = 1; i <= KAFKA_NODES; i++)); do out+=("$HOST:$(cluster_client_port "$i")"); done
+  (IFS=,; echo "${out[*]}")
+}
+
+cluster_client_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+cluster_controller_port() { echo $((KAFKA_CONTROLLER_PORT + 2 * ($1 - 1))); }
+cluster_node_dir() { echo "$KAFKA_DIR/node-$1"; }
+cluster_pidfile() { echo "$STACK/kafka-$1.pid"; }
+cluster_node_pid() { find_pid "$(cluster_node_dir "$1")/server.properties" "$(cluster_pidfile "$1")"; }
+
+cluster_voters() {
+  local i out=()
+  for ((i = 1; i <= KAFKA_NODES; i++)); do out+=("$i@127.0.0.1:$(cluster_controller_port "$i")"); done
+  (IFS=,; echo "${out[*]}")
+}
+
+# The single broker's properties for node N's ports and data folder, with the cluster's settings in
+# place of the single node's (the keys are removed, then set once at the end).
+write_cluster_node_properties() {
+  local i="$1" dir admin_pw controller_pw store_pw
+  dir="$(cluster_node_dir "$i")"
+  mkdir -p "$dir/data"
+  ensure_kafka_tls
+  admin_pw="$(cat "$(principal_password_file "$KAFKA_ADMIN")")"
+  controller_pw="$(cat "$(principal_password_file controller)")"
+  store_pw="$(cat "$TLS_DIR/store-password")"
+  local overrides=(
+    "node.id=$i"
+    "controller.quorum.voters=$(cluster_voters)"
+    "offsets.topic.replication.factor=3"
+    "transaction.state.log.replication.factor=3"
+    "transaction.state.log.min.isr=2"
+    "share.coordinator.state.topic.replication.factor=3"
+    "share.coordinator.state.topic.min.isr=2"
+    "default.replication.factor=3"
+    "min.insync.replicas=2"
+  )
+  local drop="" o
+  for o in "${overrides[@]}"; do drop+="/^${o%%=*}=/d;"; done
+  (umask 077 && {
+    sed -e "s|@LISTEN_HOST@|$HOST|; s|@CLIENT_PORT@|$(cluster_client_port "$i")|g; s|@CONTROLLER_PORT@|$(cluster_controller_port "$i")|g" \
+      -e "s|@ADMIN_PASSWORD@|$admin_pw|; s|@CONTROLLER_PASSWORD@|$controller_pw|g; s|@LOG_DIRS@|$dir/data|" \
+      -e "s|@TLS_DIR@|$TLS_DIR|g; s|@STORE_PASSWORD@|$store_pw|g" -e "$drop" "$INFRA/kafka/broker.properties.in"
+    echo "# node $i of a $KAFKA_NODES-node cluster (infra/stack.sh)"
+    printf '%s\n' "${overrides[@]}"
+  } >"$dir/server.properties")
+}
+
+start_kafka_cluster() {
+  command -v node >/dev/null && [ -d "$ROOT/node_modules/kafkajs" ] ||
+    die "the Kafka cluster's health check needs node_modules: run 'make setup' first"
+  local i dir fresh=1 cid todo=()
+  for ((i = 1; i <= KAFKA_NODES; i++)); do
+    [ -f "$(cluster_node_dir "$i")/data/meta.properties" ] && fresh=0
+    cluster_node_pid "$i" >/dev/null && continue
+    port_open "$HOST" "$(cluster_client_port "$i")" &&
+      die "port $(cluster_client_port "$i") (Kafka node $i) is taken by another process (the single broker? 'make down' first); free it or set HASHRELAY_KAFKA_PORT"
+    port_open "$HOST" "$(cluster_controller_port "$i")" &&
+      die "port $(cluster_controller_port "$i") (Kafka node $i controller) is taken; free it or set HASHRELAY_KAFKA_CONTROLLER_PORT"
+    todo+=("$i")
+  done
+  [ ${#todo[@]} -gt 0 ] || return 0
+  mkdir -p "$KAFKA_DIR"
+  if [ -f "$KAFKA_DIR/cluster.id" ]; then cid="$(cat "$KAFKA_DIR/cluster.id")"; else
+    cid=-
+    while [[ "$cid" == -* ]]; do cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; done
+    echo "$cid" >"$KAFKA_DIR/cluster.id"
+  fi
+  for i in "${todo[@]}"; do
+    dir="$(cluster_node_dir "$i")"
+    write_cluster_node_properties "$i"
+    mkdir -p "$LOGS/kafka-$i"
+    if [ ! -f "$dir/data/meta.properties" ]; then
+      say "formatting Kafka node $i storage (cluster id $cid)"
+      # shellcheck disable=SC2046
+      java $(kafka_jvm_opts) -cp "$LIB/kafka/*" kafka.tools.StorageTool format -t "$cid" \
+        -c "$dir/server.properties" --ignore-formatted \
+        --add-scram "SCRAM-SHA-512=[name=$KAFKA_ADMIN,password=$(cat "$(principal_password_file "$KAFKA_ADMIN")")]" \
+        >"$LOGS/kafka-$i/format.log" 2>&1 ||
+        { log_tail "$LOGS/kafka-$i/format.log"; die "Kafka node $i storage format failed (log: $LOGS/kafka-$i/format.log)"; }
+    fi
+  done
+  # A cluster formatted afresh has no principals yet: ensure_principals creates them once it answers.
+  [ "$fresh" = 1 ] && : >"$KAFKA_DIR/principals.created"
+  for i in "${todo[@]}"; do
+    dir="$(cluster_node_dir "$i")"
+    say "starting Kafka node $i on $HOST:$(cluster_client_port "$i") (controller $(cluster_controller_port "$i"))"
+    echo "==== $(date -Is) start" >>"$LOGS/kafka-$i/kafka.out"
+    # The later -Dkafka.logs.dir wins: each node logs into its own folder.
+    # shellcheck disable=SC2046
+    setsid nohup java $(kafka_jvm_opts) "-Dkafka.logs.dir=$LOGS/kafka-$i" -cp "$LIB/kafka/*" "$KAFKA_MAIN" "$dir/server.properties" \
+      >>"$LOGS/kafka-$i/kafka.out" 2>&1 </dev/null 8>&- &
+    echo $! >"$(cluster_pidfile "$i")"
+  done
+  echo "$KAFKA_NODES" >"$STACK/kafka-nodes"
+  started kafka
+}
+
+# Node N answers a metadata request, and the metadata it serves lists every node of the cluster.
+cluster_node_healthy() {
+  port_open "$HOST" "$(cluster_client_port "$1")" || return 1
+  KAFKA_SASL_USERNAME="$KAFKA_ADMIN" KAFKA_SASL_PASSWORD="$(cat "$(principal_password_file "$KAFKA_ADMIN")")" \
+    KAFKA_SSL_CA_FILE="$KAFKA_CA_FILE" NODE_NO_WARNINGS=1 \
+    node "$INFRA/stack-check.mjs" kafka "$HOST:$(cluster_client_port "$1")" "$KAFKA_NODES" >/dev/null 2>&1
+}
+
+wait_kafka_cluster() {
+  local deadline=$((SECONDS + START_TIMEOUT)) i waiting
+  for ((;;)); do
+    waiting=()
+    for ((i = 1; i <= KAFKA_NODES; i++)); do
+      cluster_node_healthy "$i" && continue
+      waiting+=("$i")
+      if ! cluster_node_pid "$i" >/dev/null; then
+        log_tail "$LOGS/kafka-$i/kafka.out"; log_tail "$LOGS/kafka-$i/kafka.log"
+        die "Kafka node $i exited during start-up; see $LOGS/kafka-$i/"
+      fi
+    done
+    [ ${#waiting[@]} -gt 0 ] || break
+    if [ $SECONDS -ge $deadline ]; then
+      for i in "${waiting[@]}"; do log_tail "$LOGS/kafka-$i/kafka.log"; done
+      die "Kafka nodes ${waiting[*]} not ready after ${START_TIMEOUT}s; see $LOGS/kafka-N/"
+    fi
+    sleep 1
+  done
+  say "Kafka cluster ready: $(kafka_bootstrap)"
+}
+
+# All nodes are asked to stop at once: stopped one by one, the last ones would wait for a quorum
+# that is already gone before giving up their controlled shutdown.
+stop_kafka_cluster() {
+  local i pid pids=() grace=45
+  for ((i = 1; i <= KAFKA_NODES; i++)); do
+    if pid="$(cluster_node_pid "$i")"; then
+      say "stopping Kafka node $i (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
+  for ((i = 0; i < grace * 5; i++)); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 1 ] || break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then warn "Kafka (pid $pid) did not stop within ${grace}s; sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  done
+  [ ${#pids[@]} -eq 0 ] || say "Kafka cluster stopped"
+  for ((i = 1; i <= KAFKA_NODES; i++)); do rm -f "$(cluster_pidfile "$i")"; done
+}
+
+cluster_status() {
+  local i pid ok=0
+  for ((i = 1; i <= KAFKA_NODES; i++)); do
+    if pid="$(cluster_node_pid "$i")"; then
+      if cluster_node_healthy "$i"; then say "kafka-$i running  pid $pid  $HOST:$(cluster_client_port "$i")  healthy"
+      else say "kafka-$i running  pid $pid  $HOST:$(cluster_client_port "$i")  NOT answering (log: $LOGS/kafka-$i/kafka.log)"; ok=1; fi
+    else say "kafka-$i stopped"; ok=1; fi
+  done
+  return $ok
+}
+
+# One broker or the cluster, whichever this stack runs.
+start_kafka_any() { if kafka_cluster; then start_kafka_cluster; else start_kafka; fi; }
+wait_kafka_any() { if kafka_cluster; then wait_kafka_cluster; else wait_kafka; fi; }
+stop_kafka_any() { if kafka_cluster; then stop_kafka_cluster; else stop_kafka; fi; }
 
 # ---------------------------------------------------------------------------------------------
 # S3 (s3proxy over the local filesystem)
@@ -654,7 +845,7 @@ env_lines() {
   local db="$LOCAL_DATABASE_URL"
   pg_external && db="$DATABASE_URL"
   cat <<EOF
-KAFKA_BROKERS=$HOST:$KAFKA_PORT
+KAFKA_BROKERS=$(kafka_bootstrap)
 KAFKA_SASL_MECHANISM=scram-sha-512
 KAFKA_SSL=true
 KAFKA_SSL_CA_FILE=$KAFKA_CA_FILE
@@ -703,12 +894,12 @@ cmd_up() {
   rm -f "$STACK/started-by-us"
   # start everything first, then wait: the JVMs boot in parallel
   want s3 && start_s3
-  want kafka && start_kafka
+  want kafka && start_kafka_any
   want pg && start_pg
   want prometheus && start_prometheus
   want pg && wait_pg
   want s3 && { wait_s3; ensure_bucket; }
-  want kafka && { wait_kafka; ensure_principals "${LOCAL_PRINCIPALS[@]}"; }
+  want kafka && { wait_kafka_any; ensure_principals "${LOCAL_PRINCIPALS[@]}"; }
   want prometheus && wait_prometheus
   env_lines >"$STACK/env.tmp" && mv "$STACK/env.tmp" "$STACK/env"
   want pg && pg_external && say "PostgreSQL: using DATABASE_URL from the environment (none started)"
@@ -723,7 +914,7 @@ cmd_up() {
 cmd_down() {
   SERVICES="$(services_from_args "kafka pg s3 prometheus" "$@")"
   want prometheus && stop_prometheus
-  want kafka && stop_kafka
+  want kafka && stop_kafka_any
   want s3 && stop_s3
   want pg && stop_pg
   if [ -f "$STACK/started-by-us" ]; then
@@ -735,8 +926,7 @@ cmd_down() {
 }
 
 cmd_stop_started() {
-  # An empty marker (a broker restart by the fault pass, on a stack that was already running) means
-  # nothing was started; `down` with no names would stop everything.
+  # An empty record names nothing to stop (cmd_down with no names would stop everything).
   if [ -s "$STACK/started-by-us" ]; then
     # shellcheck disable=SC2046
     cmd_down $(cat "$STACK/started-by-us")
@@ -756,7 +946,8 @@ cmd_clean() {
 
 cmd_status() {
   local ok=0 pid
-  if pid="$(find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE")"; then
+  if kafka_cluster; then cluster_status || ok=1
+  elif pid="$(find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE")"; then
     if kafka_healthy; then say "kafka  running  pid $pid  $HOST:$KAFKA_PORT  healthy"
     else say "kafka  running  pid $pid  $HOST:$KAFKA_PORT  NOT answering (log: $KAFKA_LOG)"; ok=1; fi
   else say "kafka  stopped"; ok=1; fi

@@ -11,7 +11,7 @@ import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { setPolicy } from "../../services/distribution/policy-store.ts";
 import type { AgencySigner } from "../../services/force-cli/client.ts";
 import { sinkConsumerGroup } from "../../services/partner-sink/main.ts";
-import { provisionTopics } from "../../services/shared/kafka.ts";
+import { clusterTopicPlan, provisionTopics } from "../../services/shared/kafka.ts";
 import { accessPlan, applyAccessPlan, consumerGroups, toAclEntry } from "../../services/shared/kafka-access.ts";
 import { migrate } from "../../services/shared/postgres.ts";
 import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../../services/shared/topics.ts";
@@ -64,11 +64,12 @@ export async function setUp(b: Bench): Promise<Setup> {
   }
   const names = topicNames(namespace);
   const rawNames = topicNames(uniqueName("bpraw"));
+  const plan = await clusterTopicPlan(admin, LOCAL_TOPIC_PLAN.partitions);
   const specs = [
-    ...coreTopicSpecs(LOCAL_TOPIC_PLAN, names),
-    ...policies.map((p) => feedTopicSpec(p.partnerId, { ...LOCAL_TOPIC_PLAN, partitions: p.feedPartitions }, names)),
+    ...coreTopicSpecs(plan, names),
+    ...policies.map((p) => feedTopicSpec(p.partnerId, { ...plan, partitions: p.feedPartitions }, names)),
     // the raw baseline's topic: the settings of hashes.submitted.v1 (the import mode has no baseline)
-    ...(b.args.import ? [] : coreTopicSpecs(LOCAL_TOPIC_PLAN, rawNames).filter((s) => s.topic === rawNames.submitted)),
+    ...(b.args.import ? [] : coreTopicSpecs(plan, rawNames).filter((s) => s.topic === rawNames.submitted)),
   ];
   res.topics.push(...specs.map((s) => s.topic));
   res.saveState();

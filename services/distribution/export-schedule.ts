@@ -6,6 +6,7 @@
  */
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Admin } from "kafkajs";
+import { DISTRIBUTION_EXPORT_LOCK } from "../shared/advisory-locks.ts";
 import type { Logger } from "../shared/logging.ts";
 import type { Pool } from "../shared/postgres.ts";
 import type { TopicNames } from "../shared/topics.ts";
@@ -39,9 +40,16 @@ export function feedExportDeps(o: {
   };
 }
 
-export type ExportNow = (options?: { snapshots?: boolean }) => Promise<void>;
+/** Resolves true once the round is done, false when another instance was exporting (this round is skipped). */
+export type ExportNow = (options?: { snapshots?: boolean }) => Promise<boolean>;
 
-/** One export round over the current policies; `snapshots: true` takes a snapshot whatever the round. */
+/**
+ * One export round over the current policies; `snapshots: true` takes a snapshot whatever the round.
+ * A round holds DISTRIBUTION_EXPORT_LOCK on a session of its own, so the instances of one hub export
+ * one at a time: none writes a snapshot or the latest-snapshot pointer while another does, and the
+ * one that finds the lock taken skips its round (the exporting one covers the same records). Each
+ * instance counts its own rounds for `snapshotEvery`.
+ */
 export function s3Exports(o: {
   deps: ExportDeps;
   snapshotEvery: number;
@@ -50,13 +58,32 @@ export function s3Exports(o: {
 }): ExportNow {
   let round = 0;
   return async (options = {}) => {
-    round++;
-    for (const p of o.policies().filter((x) => x.delivery !== "kafka")) {
-      const delta = await exportDelta(o.deps, p.partnerId);
-      // An S3-only partner has no topic whose offsets a snapshot could name.
-      const snapshotDeps = p.delivery === "s3" ? { ...o.deps, feedOffsets: undefined } : o.deps;
-      const snapshot = options.snapshots || (round - 1) % o.snapshotEvery === 0 ? await exportSnapshot(snapshotDeps, p.partnerId) : null;
-      o.logger.info({ partnerId: p.partnerId, delta: delta?.object ?? null, snapshot: snapshot?.object ?? null }, "S3 feed exported");
+    const session = await o.deps.pool.connect();
+    let held = false;
+    let broken = false;
+    try {
+      const { rows } = await session.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [DISTRIBUTION_EXPORT_LOCK]);
+      held = rows[0]?.ok === true;
+      if (!held) {
+        o.logger.debug("another instance is exporting to S3; round skipped");
+        return false;
+      }
+      round++;
+      for (const p of o.policies().filter((x) => x.delivery !== "kafka")) {
+        const delta = await exportDelta(o.deps, p.partnerId);
+        // An S3-only partner has no topic whose offsets a snapshot could name.
+        const snapshotDeps = p.delivery === "s3" ? { ...o.deps, feedOffsets: undefined } : o.deps;
+        const snapshot = options.snapshots || (round - 1) % o.snapshotEvery === 0 ? await exportSnapshot(snapshotDeps, p.partnerId) : null;
+        o.logger.info({ partnerId: p.partnerId, delta: delta?.object ?? null, snapshot: snapshot?.object ?? null }, "S3 feed exported");
+      }
+      return true;
+    } catch (err) {
+      broken = true;
+      throw err;
+    } finally {
+      if (held) await session.query("SELECT pg_advisory_unlock($1)", [DISTRIBUTION_EXPORT_LOCK]).catch(() => (broken = true));
+      // A session that failed is closed, not reused: that also drops the lock if it was still held.
+      session.release(broken);
     }
   };
 }

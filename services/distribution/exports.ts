@@ -184,17 +184,21 @@ interface LogRow {
 /**
  * Exports the feed records issued since the previous delta (S3-delivery partners), then prunes them.
  * The records are read a page at a time from one transaction's snapshot while the object uploads;
- * records issued meanwhile wait for the next delta.
+ * records issued meanwhile wait for the next delta. The rows are read FOR UPDATE, and the same
+ * transaction records the delta and prunes them once its manifest is written: a delta running at
+ * the same time (another instance whose export lock was lost) waits for them, then finds them gone,
+ * so no record is in two deltas. A delta whose transaction fails after its manifest was written
+ * leaves its rows, and the next delta carries them again.
  */
 export async function exportDelta(deps: ExportDeps, partnerId: string, now = new Date()): Promise<ExportManifest | null> {
   const base = `${deps.prefix ?? feedsPrefix("")}/${partnerId}`;
   const object = `${base}/deltas/${stamp(now)}.jsonl.gz`;
   const heads: Record<string, { seq: number; digest: string }> = {};
   const from: Record<string, number> = {};
-  const written = await inTransaction(deps.pool, async (client): Promise<WrittenObject | null> => {
+  return inTransaction(deps.pool, async (client): Promise<ExportManifest | null> => {
     const pages = cursorPages<LogRow>(
       client,
-      "SELECT partition, seq, body FROM feed_log WHERE partner_id = $1 ORDER BY partition, seq",
+      "SELECT partition, seq, body FROM feed_log WHERE partner_id = $1 ORDER BY partition, seq FOR UPDATE",
       [partnerId],
       EXPORT_PAGE_ROWS,
     )[Symbol.asyncIterator]();
@@ -214,26 +218,23 @@ export async function exportDelta(deps: ExportDeps, partnerId: string, now = new
         await pages.return?.(undefined); // closes the cursor when the upload stops early
       }
     }
-    return uploadGzipLines(deps.s3, deps.bucket, object, lines());
-  });
-  if (written === null) return null;
-  const manifest = signManifest(
-    {
-      partnerId,
-      kind: "delta",
-      object,
-      sha256: written.sha256,
-      count: written.count,
-      heads,
-      from,
-      createdAt: now.toISOString(),
-      keyId: deps.hub.keyId,
-    },
-    deps.hub.privateKey,
-  );
-  const manifestKey = `${object}.manifest.json`;
-  await put(deps, manifestKey, serialiseManifest(manifest), "application/json");
-  await inTransaction(deps.pool, async (client) => {
+    const written = await uploadGzipLines(deps.s3, deps.bucket, object, lines());
+    const manifest = signManifest(
+      {
+        partnerId,
+        kind: "delta",
+        object,
+        sha256: written.sha256,
+        count: written.count,
+        heads,
+        from,
+        createdAt: now.toISOString(),
+        keyId: deps.hub.keyId,
+      },
+      deps.hub.privateKey,
+    );
+    const manifestKey = `${object}.manifest.json`;
+    await put(deps, manifestKey, serialiseManifest(manifest), "application/json");
     await client.query("INSERT INTO feed_exports (partner_id, kind, object_key, manifest_key, covers) VALUES ($1, 'delta', $2, $3, $4)", [
       partnerId,
       object,
@@ -243,6 +244,6 @@ export async function exportDelta(deps: ExportDeps, partnerId: string, now = new
     for (const [p, h] of Object.entries(heads)) {
       await client.query("DELETE FROM feed_log WHERE partner_id = $1 AND partition = $2 AND seq <= $3", [partnerId, Number(p), h.seq]);
     }
+    return manifest;
   });
-  return manifest;
 }

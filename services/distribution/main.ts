@@ -9,6 +9,7 @@ import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, opsHost, opsPort, s3ConfigShape } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
 import { consumerTuning, startExactlyOnceConsumer } from "../shared/exactly-once-consumer.ts";
+import { topicReplication } from "../shared/kafka.ts";
 import {
   connectedAdmin,
   connectedProducer,
@@ -24,7 +25,7 @@ import { startOpsServer } from "../shared/ops-http.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
 import { createS3Client } from "../shared/s3.ts";
-import { LOCAL_TOPIC_PLAN, topicNames } from "../shared/topics.ts";
+import { topicNames } from "../shared/topics.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
 import { feedExportDeps, s3Exports, scheduleExports } from "./export-schedule.ts";
 import { feedbackConsumers } from "./feedback-consumers.ts";
@@ -59,7 +60,8 @@ export const configShape = {
    * partition per transaction (and every 256th seq). Partner sinks must all accept the chain form first.
    */
   DISTRIBUTION_FEED_SIGNING: z.enum(["every-record", "chain"]).default("every-record"),
-  DISTRIBUTION_FEED_REPLICATION: z.coerce.number().int().positive().default(LOCAL_TOPIC_PLAN.replicationFactor),
+  /** Unset: as many replicas as the canonical topic has (what the operator provisioned for this cluster). */
+  DISTRIBUTION_FEED_REPLICATION: z.coerce.number().int().positive().optional(),
   /** Defaults to 2 from 3 replicas up, else 1 (defaultMinInsyncReplicas); at most the replication factor. */
   DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS: z.coerce.number().int().positive().optional(),
   /** Where /metrics, /healthz and /readyz answer (distribution has no other HTTP endpoint). */
@@ -86,7 +88,9 @@ export interface RunningDistribution {
 
 export async function startDistribution(input: DistributionConfigInput): Promise<RunningDistribution> {
   const config = loadConfig(SERVICE_NAME, configShape, input as Record<string, unknown>);
-  const feedPlan = feedTopicPlan(config.DISTRIBUTION_FEED_REPLICATION, config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS);
+  const replication = config.DISTRIBUTION_FEED_REPLICATION;
+  // Checked before anything is opened when given; otherwise once the canonical topic's replication is known.
+  if (replication !== undefined) feedTopicPlan(replication, config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS);
   const logger = createLogger(SERVICE, config.LOG_LEVEL);
   const pool = await openDatabase(config.DATABASE_URL, { max: 6, applicationName: "hashrelay-distribution" }, [
     { namespace: "shared", dir: SHARED_MIGRATIONS },
@@ -100,6 +104,10 @@ export async function startDistribution(input: DistributionConfigInput): Promise
   const topics = topicNames(config.TOPIC_NAMESPACE);
   const kafka = serviceKafka(config, "hashrelay-distribution", logger);
   const admin = await connectedAdmin(kafka);
+  const feedPlan = feedTopicPlan(
+    replication ?? (await topicReplication(admin, topics.canonical)),
+    config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS,
+  );
   const policies = policyRefresh({
     db: pool,
     admin,

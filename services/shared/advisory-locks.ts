@@ -23,3 +23,9 @@ export const DISTRIBUTION_APPLY_LOCK = 7431004;
 
 /** Session lock: one relay of feed_outbox per hub database, so each feed partition's order is kept. */
 export const DISTRIBUTION_RELAY_LOCK = 7431005;
+
+/**
+ * Session lock: one S3 export round (export-schedule.ts) per hub database at a time, whatever the
+ * number of distribution instances; an instance that finds it taken skips its round.
+ */
+export const DISTRIBUTION_EXPORT_LOCK = 7431006;

@@ -3,6 +3,8 @@
  * the ACLs each one gets. The broker denies everything not granted here (no
  * allow.everyone.if.no.acl.found), so a partner's credentials reach its own feed and nothing else.
  */
+// First, before kafkajs loads (see that file).
+import "./kafkajs-send-messages.ts";
 import kafkajs from "kafkajs";
 import type { Admin, AclEntry } from "kafkajs";
 

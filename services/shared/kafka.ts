@@ -1,4 +1,6 @@
 /** kafkajs wiring shared by the services: client, durable producers, and topic provisioning. */
+// First, before kafkajs loads: its produce path can drop a partition's records when a leader moves (see that file).
+import "./kafkajs-send-messages.ts";
 import { readFileSync } from "node:fs";
 import { Kafka, logLevel } from "kafkajs";
 import type { Admin, Producer, KafkaConfig, ITopicConfig } from "kafkajs";
@@ -6,7 +8,8 @@ import { ConfigError } from "./errors.ts";
 import { kafkaDefaultPartitioner } from "./kafka-partitioner.ts";
 import "./kafkajs-request-queue.ts"; // corrects kafkajs's idle request-queue timer loop (see that file)
 import type { Logger } from "./logging.ts";
-import type { TopicSpec } from "./topics.ts";
+import { topicPlanForBrokers } from "./topics.ts";
+import type { TopicPlanOptions, TopicSpec } from "./topics.ts";
 
 export interface KafkaCredentials {
   readonly mechanism: "scram-sha-512" | "scram-sha-256" | "plain";
@@ -70,14 +73,33 @@ function brokerTls(config: KafkaConnectionSettings): KafkaTls {
   return { ca: [pem] };
 }
 
+/**
+ * How kafkajs spaces the retries of a send, a metadata refresh or a connection: every field given,
+ * because kafkajs takes a missing one from defaults that change with NODE_ENV (under vitest's
+ * NODE_ENV=test, waits stop growing at 1 s and the same retries give up within seconds, shorter
+ * than a restarted broker may take to lead its partitions again).
+ */
+export const KAFKA_RETRY_POLICY = { initialRetryTime: 200, maxRetryTime: 30_000, multiplier: 2, factor: 0.2 } as const;
+
 const IDEMPOTENT_RETRIES_WARNING = "Limiting retries for the idempotent producer may invalidate EoS guarantees";
 
-export function createKafka(options: KafkaConnection & { clientId: string; logger?: Logger; retries?: number }): Kafka {
+export interface KafkaClientOptions extends KafkaConnection {
+  readonly clientId: string;
+  readonly logger?: Logger;
+  readonly retries?: number;
+}
+
+export function createKafka(options: KafkaClientOptions): Kafka {
+  return new Kafka(kafkaClientConfig(options));
+}
+
+/** The kafkajs configuration createKafka builds (its retry policy is what every producer, consumer and admin of the client uses). */
+export function kafkaClientConfig(options: KafkaClientOptions): KafkaConfig {
   const config: KafkaConfig = {
     clientId: options.clientId,
     brokers: options.brokers,
     // Services ride out a broker restart; a one-shot CLI call may prefer to give up sooner.
-    retry: { initialRetryTime: 200, retries: options.retries ?? 8 },
+    retry: { ...KAFKA_RETRY_POLICY, retries: options.retries ?? 8 },
     // kafkajs's 1 s default is too short for a TLS handshake plus SASL on a busy machine or right
     // after a broker restart; each timed-out attempt also spends one of the retries above.
     connectionTimeout: 10_000,
@@ -99,7 +121,7 @@ export function createKafka(options: KafkaConnection & { clientId: string; logge
         else log.debug(rest, message);
       };
   }
-  return new Kafka(config);
+  return config;
 }
 
 /** What the services do with a producer. */
@@ -245,6 +267,23 @@ export async function provisionTopics(admin: Admin, specs: TopicSpec[]): Promise
     });
   }
   return { created: missing.map((s) => s.topic), updated: present.map((s) => s.topic) };
+}
+
+/**
+ * The topic plan for the cluster `admin` is connected to (topicPlanForBrokers): provisioning on three
+ * brokers replicates three times without anyone passing a replication factor.
+ */
+export async function clusterTopicPlan(admin: Admin, partitions?: number): Promise<TopicPlanOptions> {
+  const { brokers } = await admin.describeCluster();
+  return topicPlanForBrokers(brokers.length, partitions);
+}
+
+/** How many replicas each partition of an existing topic has (its first partition's). */
+export async function topicReplication(admin: Admin, topic: string): Promise<number> {
+  const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+  const replicas = topics[0]?.partitions[0]?.replicas.length;
+  if (!replicas) throw new Error(`topic ${topic} has no partitions in the metadata`);
+  return replicas;
 }
 
 /** Resolves once every topic answers metadata with a leader for each partition (up to `timeoutMs`). */

@@ -71,6 +71,16 @@ export function defaultMinInsyncReplicas(replicationFactor: number): number {
   return replicationFactor >= 3 ? 2 : 1;
 }
 
+/**
+ * The plan for a cluster of `brokers` brokers: three replicas wherever there are three or more (one
+ * broker can then be down without losing an acknowledged write), else one on each broker.
+ */
+export function topicPlanForBrokers(brokers: number, partitions: number = LOCAL_TOPIC_PLAN.partitions): TopicPlanOptions {
+  if (!Number.isInteger(brokers) || brokers < 1) throw new Error(`a cluster has at least one broker, not ${brokers}`);
+  const replicationFactor = Math.min(3, brokers);
+  return { partitions, replicationFactor, minInsyncReplicas: defaultMinInsyncReplicas(replicationFactor) };
+}
+
 export function coreTopicSpecs(o: TopicPlanOptions, names: TopicNames = TOPICS): TopicSpec[] {
   const base = { replicationFactor: o.replicationFactor };
   const durable = { "min.insync.replicas": String(o.minInsyncReplicas) };

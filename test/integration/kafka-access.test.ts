@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
+import "../../services/shared/kafkajs-send-messages.ts"; // before kafkajs loads
 import kafkajs from "kafkajs";
 import type { Kafka, Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

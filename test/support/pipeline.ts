@@ -121,7 +121,6 @@ export async function startPipeline(options: {
     DISTRIBUTION_POLICY_REFRESH_MS: 500,
     DISTRIBUTION_EXPORT_INTERVAL_MS: 0,
     DISTRIBUTION_SNAPSHOT_EVERY: 1,
-    DISTRIBUTION_FEED_REPLICATION: 1,
     ...(options.feedSigning ? { DISTRIBUTION_FEED_SIGNING: options.feedSigning } : {}),
   });
   let distribution = await startDistribution(distributionConfig(hubKey));

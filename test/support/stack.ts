@@ -3,7 +3,7 @@
  * database per test file and a fresh topic namespace, so files can run side by side.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
@@ -11,12 +11,12 @@ import pg from "pg";
 import type { Kafka } from "kafkajs";
 import { REPO_ROOT, effectiveEnv, localPrincipalEnv } from "../../services/shared/config.ts";
 import { ADMIN_PRINCIPAL, accessPlan, applyAccessPlan, partnerGrants, partnerPrincipal } from "../../services/shared/kafka-access.ts";
-import { createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
+import { clusterTopicPlan, createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
 import { createS3Client } from "../../services/shared/s3.ts";
 import { ADMIN_MIGRATIONS } from "../../services/admin/audit-outbox.ts";
 import { SHARED_MIGRATIONS, createPool, migrate } from "../../services/shared/postgres.ts";
 import type { Pool } from "../../services/shared/postgres.ts";
-import { LOCAL_TOPIC_PLAN, coreTopicSpecs, feedTopicSpec, topicNames } from "../../services/shared/topics.ts";
+import { coreTopicSpecs, feedTopicSpec, topicNames } from "../../services/shared/topics.ts";
 import type { TopicNames } from "../../services/shared/topics.ts";
 
 export interface StackEnv {
@@ -145,9 +145,10 @@ export async function restartBroker(): Promise<void> {
   execFileSync(`${REPO_ROOT}infra/stack.sh`, ["up", "kafka"], { stdio: "ignore" });
   // The restarted broker must not keep stack.sh's lock: `make test`'s final stop would wait on it.
   execFileSync("flock", ["-n", `${REPO_ROOT}.stack/lib/.stack.lock`, "true"]);
-  if (startedBefore !== null)
-    writeFileSync(marker, startedBefore); // keep `make test`'s record of what it started
-  else if (existsSync(marker)) writeFileSync(marker, "");
+  // Keep `make test`'s record of what it started. None means it started nothing: an empty record
+  // would tell `stack.sh stop-started` to stop everything, the stack that was running before included.
+  if (startedBefore !== null) writeFileSync(marker, startedBefore);
+  else rmSync(marker, { force: true });
 }
 
 export function uniqueName(prefix: string): string {
@@ -189,10 +190,10 @@ export async function freshDatabase(prefix = "t"): Promise<TestDatabase> {
 export async function freshTopics(partners: string[] = [], partitions = 3): Promise<{ namespace: string; names: TopicNames }> {
   const namespace = uniqueName("t");
   const names = topicNames(namespace);
-  const plan = { ...LOCAL_TOPIC_PLAN, partitions };
   const admin = kafkaAs("test-provision").admin();
   await admin.connect();
   try {
+    const plan = await clusterTopicPlan(admin, partitions);
     await provisionTopics(admin, [...coreTopicSpecs(plan, names), ...partners.map((p) => feedTopicSpec(p, plan, names))]);
     // The ACLs `bin/hashrelay access apply` would grant in this namespace.
     const grantees = [...new Set([...LOCAL_PARTNERS, ...partners])];
