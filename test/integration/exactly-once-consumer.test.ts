@@ -211,21 +211,23 @@ describe("exactly-once consumer rounds", () => {
     let busyFrom = 0;
     let quietFrom = 0;
     try {
-      await waitFor("first round", async () => applied >= 10, 30_000);
+      // Waits allow for a retry back-off of up to 30 s (KAFKA_RETRY_POLICY): this file runs first,
+      // while a freshly started broker may still be loading its group coordinator.
+      await waitFor("first round", async () => applied >= 10, 90_000);
       // Busy: ten messages every 50 ms. Without the interval each burst would be a round of its own.
       busyFrom = Date.now();
       for (let i = 0; i < 12; i++) {
         await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, j) => ({ key: "busy", value: `b${i}.${j}` })) });
         await new Promise((r) => setTimeout(r, 50));
       }
-      await waitFor("busy messages applied", async () => applied >= 130, 30_000);
+      await waitFor("busy messages applied", async () => applied >= 130, 90_000);
       // Quiet, then a trickle: one message every 150 ms, each applied on its own without waiting.
       await new Promise((r) => setTimeout(r, 600));
       quietFrom = Date.now();
       for (let i = 0; i < 4; i++) {
         await producer.send({ topic, acks: -1, messages: [{ key: "trickle", value: `t${i}` }] });
         const before = applied;
-        await waitFor("trickle message applied", async () => applied > before, 30_000);
+        await waitFor("trickle message applied", async () => applied > before, 90_000);
         await new Promise((r) => setTimeout(r, 150));
       }
     } finally {
@@ -237,7 +239,7 @@ describe("exactly-once consumer rounds", () => {
     expect(busy.length).toBeLessThanOrEqual(Math.floor(window / 400) + 1);
     expect(busy.length).toBeLessThan(12);
     expect(rounds.filter((r) => r.at >= quietFrom).map((r) => r.messages)).toEqual([1, 1, 1, 1]);
-  });
+  }, 300_000);
 
   it("does not wait out minRoundIntervalMs while a backlog is behind the round in hand", async () => {
     const { names } = await freshTopics([], 1);
