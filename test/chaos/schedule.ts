@@ -4,6 +4,7 @@
  * "the leader of a canonical partition", "dedup-2"); which broker that is gets resolved when the
  * fault fires. Pure: the executor (faults.ts) carries it out.
  */
+import { seededRandom } from "../support/seeded-random.ts";
 
 /** What a fault does. */
 export type FaultKind = "kill-service" | "broker" | "pg-restart" | "partner-db-pause";
@@ -51,17 +52,8 @@ export const FULL_RATES = {
   partnerPauses: { perMinute: 0.25, least: 1 },
 } as const;
 
-/** A small, fast, seedable generator (mulberry32): the same seed gives the same schedule. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The same seed gives the same schedule.
+export { seededRandom };
 
 /** The service an instance runs: "sink-hotline-uk-2" -> "sink-hotline-uk", "ingest" -> "ingest". */
 export function serviceOfInstance(instance: string): string {

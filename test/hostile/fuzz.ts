@@ -4,18 +4,12 @@
  * mutators, chunkers. The seed is HOSTILE_SEED (a number) when set, else a fixed one, so a
  * failure reproduces; `show` renders an input for failure messages.
  */
+import { seededRandom } from "../support/seeded-random.ts";
 export const SEED = Number(process.env["HOSTILE_SEED"] ?? 0x5eed_0007);
 
-/** mulberry32: small, fast, seeded; good enough to pick mutations. */
+/** Seeded (HOSTILE_SEED) and good enough to pick mutations. */
 export function prng(seed: number = SEED): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandom(seed);
 }
 
 export type Rng = () => number;
