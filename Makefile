@@ -124,7 +124,12 @@ bench: $(NODE_DEPS)
 
 ## chaos: faults under load on a stack of its own (.chaos/stack: three brokers, PostgreSQL, S3, other ports),
 ##   then a reconciliation; exit 1 on any difference. MINUTES=10, SEED=<n> to repeat a schedule, CHAOS_ARGS=...
-.PHONY: chaos soak
+.PHONY: chaos chaos-short soak
+## chaos-short: the two-minute chaos run (test/faults/chaos-short.test.ts) against the local stack
+chaos-short: setup
+	$(STACK_SH) up
+	HASHRELAY_FAULTS=1 HASHRELAY_CHAOS_SHORT=1 npx vitest run
+
 chaos: setup
 	node test/chaos/chaos.ts --minutes $(or $(MINUTES),10) $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
