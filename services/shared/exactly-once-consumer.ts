@@ -89,6 +89,12 @@ const KAFKA_COMMIT_INTERVAL_MS = 1_000;
  * the fetch after it brings a full round anyway, so waiting would only slow the catch-up).
  */
 const BUSY_ROUND_MESSAGES = 8;
+/**
+ * A round of at least this share of maxRoundMessages means a backlog upstream (a bulk load arriving
+ * in the previous stage's relay bursts, which the broker's high watermark does not show yet): the
+ * next round starts at once, as after a backlog, rather than holding the stage for the interval.
+ */
+const FULL_ROUND_SHARE = 0.25;
 
 /**
  * Starts the consumer and keeps it running: kafkajs gives up for good on some errors (a broker
@@ -301,9 +307,10 @@ class Rounds<T extends Positioned, R> {
     }
     const entries = this.waiting.splice(0, take);
     // Only while busy: after a small round a message is not held back for company that is not coming,
-    // and with a backlog behind this round the next fetch is full without waiting.
+    // and with a backlog behind this round, or after a full round, the next fetch is full without waiting.
     const backlog = entries.reduce((n, e) => n + e.behind, 0) >= BUSY_ROUND_MESSAGES;
-    const wait = this.lastMessages >= BUSY_ROUND_MESSAGES && !backlog ? this.lastStart + minIntervalMs - Date.now() : 0;
+    const busy = this.lastMessages >= BUSY_ROUND_MESSAGES && this.lastMessages < maxMessages * FULL_ROUND_SHARE;
+    const wait = busy && !backlog ? this.lastStart + minIntervalMs - Date.now() : 0;
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.lastStart = Date.now();
     this.lastMessages = messages;

@@ -283,6 +283,50 @@ describe("exactly-once consumer rounds", () => {
     const span = (rounds.at(-1)?.at ?? 0) - (rounds[0]?.at ?? 0);
     expect(span).toBeLessThan((rounds.length - 2) * 1_000);
   });
+
+  it("does not wait out minRoundIntervalMs after a round of a quarter of maxRoundMessages or more", async () => {
+    const { names } = await freshTopics([], 1);
+    const burstTopic = names.submitted;
+    const db = await freshDatabase("eo-full-round");
+    cleanups.push(() => db.drop());
+    const rounds: { at: number; messages: number }[] = [];
+    let applied = 0;
+    const consumer = await startExactlyOnceConsumer({
+      kafka,
+      pool: db.pool,
+      groupId: `${namespace}.eo-full-round`,
+      topic: burstTopic,
+      logger: createLogger("test", "silent"),
+      minRoundIntervalMs: 1_000,
+      maxRoundMessages: 40,
+      apply: async (_tx, batches) => {
+        const messages = batches.reduce((n, b) => n + b.messages.length, 0);
+        rounds.push({ at: Date.now(), messages });
+        applied += messages;
+        return { result: null };
+      },
+    });
+    cleanups.push(() => consumer.disconnect());
+    let from = 0;
+    try {
+      await producer.send({ topic: burstTopic, acks: -1, messages: [{ key: "f", value: "first" }] });
+      await waitFor("first round", async () => applied >= 1, 90_000);
+      // Bursts of 12 (each round at least a quarter of 40) every 100 ms, each produced whole, as an
+      // upstream relay does: nothing is behind a round when it is fetched, so only its size tells.
+      from = Date.now();
+      for (let i = 0; i < 16; i++) {
+        await producer.send({ topic: burstTopic, acks: -1, messages: Array.from({ length: 12 }, (_, j) => ({ key: "f", value: `f${i}.${j}` })) });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await waitFor("bursts applied", async () => applied >= 1 + 16 * 12, 90_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    // Waiting 1 s after each round of 12 or more would allow at most window / 1000 + 1 rounds.
+    const bursts = rounds.filter((r) => r.at >= from);
+    const window = (bursts.at(-1)?.at ?? from) - from;
+    expect(bursts.length).toBeGreaterThan(Math.floor(window / 1_000) + 2);
+  }, 300_000);
 });
 
 describe("exactly-once consumer re-reads", () => {
