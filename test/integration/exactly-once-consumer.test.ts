@@ -315,7 +315,11 @@ describe("exactly-once consumer rounds", () => {
       // upstream relay does: nothing is behind a round when it is fetched, so only its size tells.
       from = Date.now();
       for (let i = 0; i < 16; i++) {
-        await producer.send({ topic: burstTopic, acks: -1, messages: Array.from({ length: 12 }, (_, j) => ({ key: "f", value: `f${i}.${j}` })) });
+        await producer.send({
+          topic: burstTopic,
+          acks: -1,
+          messages: Array.from({ length: 12 }, (_, j) => ({ key: "f", value: `f${i}.${j}` })),
+        });
         await new Promise((r) => setTimeout(r, 100));
       }
       await waitFor("bursts applied", async () => applied >= 1 + 16 * 12, 90_000);
