@@ -348,6 +348,27 @@ kafka_healthy() {
   fi
 }
 
+# The cluster id in $KAFKA_DIR/cluster.id, made once: a Kafka Uuid, 16 random bytes in URL-safe
+# base64 without padding (not starting with '-').
+kafka_cluster_id() {
+  local cid=-
+  if [ -f "$KAFKA_DIR/cluster.id" ]; then cat "$KAFKA_DIR/cluster.id"; return; fi
+  while [[ "$cid" == -* ]]; do cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; done
+  echo "$cid" >"$KAFKA_DIR/cluster.id"
+  echo "$cid"
+}
+
+# format_kafka_storage <cluster id> <server.properties> <log> <what>: formats one node's storage
+# with the admin principal's SCRAM credential (the broker needs it before it can answer anyone).
+format_kafka_storage() {
+  # shellcheck disable=SC2046
+  java $(kafka_jvm_opts) -cp "$LIB/kafka/*" kafka.tools.StorageTool format -t "$1" \
+    -c "$2" --ignore-formatted \
+    --add-scram "SCRAM-SHA-512=[name=$KAFKA_ADMIN,password=$(cat "$(principal_password_file "$KAFKA_ADMIN")")]" \
+    >"$3" 2>&1 ||
+    { log_tail "$3"; die "$4 format failed (log: $3)"; }
+}
+
 start_kafka() {
   if find_pid "$KAFKA_MAIN" "$KAFKA_PIDFILE" >/dev/null; then
     # A broker started before the client listener took TLS would never pass the TLS health check.
@@ -367,19 +388,9 @@ start_kafka() {
   fi
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     local cid
-    if [ -f "$KAFKA_DIR/cluster.id" ]; then cid="$(cat "$KAFKA_DIR/cluster.id")"; else
-      # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding (not starting with '-').
-      cid=-
-      while [[ "$cid" == -* ]]; do cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; done
-      echo "$cid" >"$KAFKA_DIR/cluster.id"
-    fi
+    cid="$(kafka_cluster_id)"
     say "formatting Kafka storage (cluster id $cid)"
-    # shellcheck disable=SC2046
-    java $(kafka_jvm_opts) -cp "$LIB/kafka/*" kafka.tools.StorageTool format -t "$cid" \
-      -c "$KAFKA_DIR/server.properties" --ignore-formatted \
-      --add-scram "SCRAM-SHA-512=[name=$KAFKA_ADMIN,password=$(cat "$(principal_password_file "$KAFKA_ADMIN")")]" \
-      >"$LOGS/kafka-format.log" 2>&1 ||
-      { log_tail "$LOGS/kafka-format.log"; die "Kafka storage format failed (log: $LOGS/kafka-format.log)"; }
+    format_kafka_storage "$cid" "$KAFKA_DIR/server.properties" "$LOGS/kafka-format.log" "Kafka storage"
     : >"$KAFKA_DIR/principals.created"
     touch "$KAFKA_DIR/sasl-scram.v2"
   fi
@@ -505,23 +516,14 @@ start_kafka_cluster() {
   done
   [ ${#todo[@]} -gt 0 ] || return 0
   mkdir -p "$KAFKA_DIR"
-  if [ -f "$KAFKA_DIR/cluster.id" ]; then cid="$(cat "$KAFKA_DIR/cluster.id")"; else
-    cid=-
-    while [[ "$cid" == -* ]]; do cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; done
-    echo "$cid" >"$KAFKA_DIR/cluster.id"
-  fi
+  cid="$(kafka_cluster_id)"
   for i in "${todo[@]}"; do
     dir="$(cluster_node_dir "$i")"
     write_cluster_node_properties "$i"
     mkdir -p "$LOGS/kafka-$i"
     if [ ! -f "$dir/data/meta.properties" ]; then
       say "formatting Kafka node $i storage (cluster id $cid)"
-      # shellcheck disable=SC2046
-      java $(kafka_jvm_opts) -cp "$LIB/kafka/*" kafka.tools.StorageTool format -t "$cid" \
-        -c "$dir/server.properties" --ignore-formatted \
-        --add-scram "SCRAM-SHA-512=[name=$KAFKA_ADMIN,password=$(cat "$(principal_password_file "$KAFKA_ADMIN")")]" \
-        >"$LOGS/kafka-$i/format.log" 2>&1 ||
-        { log_tail "$LOGS/kafka-$i/format.log"; die "Kafka node $i storage format failed (log: $LOGS/kafka-$i/format.log)"; }
+      format_kafka_storage "$cid" "$dir/server.properties" "$LOGS/kafka-$i/format.log" "Kafka node $i storage"
     fi
   done
   # A cluster formatted afresh has no principals yet: ensure_principals creates them once it answers.
