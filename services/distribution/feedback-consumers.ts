@@ -65,7 +65,8 @@ export function feedbackConsumers(o: FeedbackConsumersOptions): FeedbackConsumer
       }
     },
     async stop() {
-      for (const c of running.values()) await c.disconnect();
+      // Together: each waits for its fetch in hand (up to the consumer's fetch wait).
+      await Promise.all([...running.values()].map((c) => c.disconnect()));
       running.clear();
     },
   };

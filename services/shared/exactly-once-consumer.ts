@@ -170,8 +170,9 @@ async function runConsumer<T extends Positioned, R>(
     groupId: o.groupId,
     sessionTimeout: o.sessionTimeoutMs ?? 30_000,
     heartbeatInterval: Math.min(3_000, Math.floor((o.sessionTimeoutMs ?? 30_000) / 3)),
-    // Short fetch waits keep rebalances quick: kafkajs heartbeats only between fetches.
-    maxWaitTimeInMs: 500,
+    // kafkajs heartbeats only between fetches, and a stop waits for the fetch in hand: 2 s keeps
+    // rebalances and stops within a few seconds while an idle consumer fetches only every 2 s.
+    maxWaitTimeInMs: 2_000,
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1_048_576,
     allowAutoTopicCreation: false,
   });
