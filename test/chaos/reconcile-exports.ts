@@ -14,8 +14,6 @@ import { createHash, createPublicKey } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { Kafka } from "kafkajs";
-import { readTopicToEnd } from "../../services/shared/kafka.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { feedsPrefix, latestSnapshotKey, manifestSignatureValid } from "../../services/shared/wire/snapshot-manifest.ts";
 import type { ExportManifest } from "../../services/shared/wire/snapshot-manifest.ts";
@@ -27,6 +25,12 @@ export interface ExportStore {
   readonly s3: S3Client;
   readonly bucket: string;
 }
+
+/** What the check reads of the run's hub: its database, key, namespace and S3-delivered partners. */
+export type ExportsHub = Pick<ChaosHub, "hub" | "hubKey" | "namespace" | "policies">;
+
+/** A partner's feed topic read to its end: each record's bytes. */
+export type FeedTopicReader = (partnerId: string) => Promise<readonly Buffer[]>;
 
 type Differ = (check: string, items: readonly string[]) => void;
 
@@ -47,9 +51,9 @@ async function keysUnder(store: ExportStore, prefix: string): Promise<string[]> 
 }
 
 export async function checkExports(
-  h: ChaosHub,
+  h: ExportsHub,
   store: ExportStore,
-  kafka: Kafka,
+  feedTopic: FeedTopicReader,
   figures: Record<string, number>,
   differ: Differ,
 ): Promise<void> {
@@ -80,7 +84,7 @@ export async function checkExports(
     differ(`${partnerId} S3 export torn or unsigned`, torn);
 
     const onTopic = new Map<string, Buffer>();
-    for (const bytes of await readTopicToEnd(kafka, h.names.feed(partnerId), "chaos-reconcile-exports", 300_000)) {
+    for (const bytes of await feedTopic(partnerId)) {
       const r = codec.decode("FeedRecord", bytes).value;
       onTopic.set(`${r.partition}:${r.seq}`, bytes);
     }
