@@ -18,10 +18,9 @@ const UNIT = [
 ];
 const NEEDS_STACK = ["test/integration/**/*.test.ts", "test/repo-hygiene.test.ts"];
 const IMAGES = ["test/images/**/*.test.ts"];
-// The short chaos run is left out of make test's fault pass (its S3 export reconciliation found a
-// feed seq in no delta once, unexplained: docs/operators.md known gaps) and run by `make chaos-short`.
+// `make chaos-short` runs the short chaos run alone; make test's fault pass runs it with the rest.
 const CHAOS_SHORT = "test/faults/chaos-short.test.ts";
-const FAULTS = process.env["HASHRELAY_CHAOS_SHORT"] ? [CHAOS_SHORT] : ["test/faults/pipeline-faults.test.ts"];
+const FAULTS = process.env["HASHRELAY_CHAOS_SHORT"] ? [CHAOS_SHORT] : ["test/faults/**/*.test.ts"];
 // The containers pass CI runs: the files whose outcome depends on how the images and the container
 // stack are built and configured rather than on the code, which the main pass already tests.
 const CONTAINERS_CI = [

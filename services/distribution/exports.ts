@@ -188,7 +188,9 @@ interface LogRow {
  * transaction records the delta and prunes them once its manifest is written: a delta running at
  * the same time (another instance whose export lock was lost) waits for them, then finds them gone,
  * so no record is in two deltas. A delta whose transaction fails after its manifest was written
- * leaves its rows, and the next delta carries them again.
+ * leaves its rows, and the next delta carries them again. Pruning up to each partition's last seq
+ * read removes only rows read: a partition's records commit in seq order, since every round that
+ * issues them holds the apply lock and row-locks the chain heads (store.ts loadRound).
  */
 export async function exportDelta(deps: ExportDeps, partnerId: string, now = new Date()): Promise<ExportManifest | null> {
   const base = `${deps.prefix ?? feedsPrefix("")}/${partnerId}`;

@@ -9,7 +9,7 @@
  * difference. `--soak` runs the same stream without faults and plots memory and lag
  * (bench-results/chaos-soak-<stamp>.svg); `--short` is the fault pass's version.
  */
-import { mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { consumerCaughtUp } from "../../services/shared/exactly-once-consumer.ts";
 import { consumerGroups } from "../../services/shared/kafka-access.ts";
@@ -46,11 +46,17 @@ export interface ChaosResult {
   readonly problems: string[];
 }
 
-/** Runs it; every line of progress and of the report goes to `log`. */
-export async function runChaos(a: ChaosArgs, log: (line: string) => void = (line) => console.log(line)): Promise<ChaosResult> {
+/** Runs it; every line of progress and of the report goes to `print` and to report.txt in the run's folder. */
+export async function runChaos(a: ChaosArgs, print: (line: string) => void = (line) => console.log(line)): Promise<ChaosResult> {
   const stamp = new Date().toISOString().replace(/\D/g, "").slice(0, 14);
   const runDir = join(a.stackDir, "runs", stamp);
   mkdirSync(runDir, { recursive: true });
+  // The report is kept beside the instances' logs: a passing short run's goes nowhere else.
+  const report = join(runDir, "report.txt");
+  const log = (line: string) => {
+    print(line);
+    appendFileSync(report, `${line}\n`);
+  };
   log(
     `hashrelay chaos ${stamp}: ${a.profile === "none" ? "soak, no faults" : `${a.profile} fault schedule`}, ${a.minutes} min, seed ${a.seed}`,
   );

@@ -110,7 +110,8 @@ export async function reconcileRun(h: ChaosHub, ledger: Ledger, kafka: Kafka, ex
 
   await checkFeeds(h, topic, figures, differ);
   await checkDisclosures(h, topic, figures, differ);
-  await checkExports(h, exports, kafka, figures, differ);
+  const feedTopic = (partnerId: string) => readTopicToEnd(kafka, h.names.feed(partnerId), "chaos-reconcile-exports", 300_000);
+  await checkExports(h, exports, feedTopic, figures, differ);
 
   const outboxes = await count(
     h.hub,
