@@ -81,6 +81,84 @@ describe("dedup engine", () => {
     expect(applySubmission(ws, sub("force-a", [md5(a)], { submittedAt: 5 }), 11)).toMatchObject({ reason: "STALE_SUBMISSION" });
   });
 
+  /**
+   * Chaos run 20261204210134 (seed 676011107): force-b's merge (md5 of one record, sha1 of another)
+   * and its newer RETRACT of the other record sat on two partitions and were applied newest first;
+   * the merge was dead-lettered STALE_SUBMISSION and the two records stayed apart. Applied in either
+   * order, the submissions must leave the same records.
+   */
+  describe("an agency's merge applied after its newer sighting of one of the records", () => {
+    const setup = () => {
+      const ws = emptyWorkingSet();
+      const r1 = { md5: md5(randomHex(16)), sha1: sha1(randomHex(20)) };
+      const r2 = { md5: md5(randomHex(16)), sha1: sha1(randomHex(20)) };
+      applySubmission(ws, sub("force-b", [r1.md5, r1.sha1], { submittedAt: 100 }), 100);
+      applySubmission(ws, sub("force-c", [r1.md5], { submittedAt: 110 }), 110);
+      applySubmission(ws, sub("force-c", [r2.md5, r2.sha1], { submittedAt: 200 }), 200);
+      applySubmission(ws, sub("nca", [r2.sha1], { submittedAt: 210 }), 210);
+      applySubmission(ws, sub("force-b", [r2.md5], { submittedAt: 220 }), 220);
+      const merge = sub("force-b", [r2.md5, r1.sha1], { submittedAt: 290 });
+      return { ws, r1, r2, merge };
+    };
+    /** The live records as hash sets with each agency's sighting: record ids differ between runs. */
+    const live = (ws: WorkingSet) =>
+      [...ws.records.values()]
+        .filter((r) => !r.mergedInto)
+        .map((r) => ({
+          hashes: [...r.hashes.keys()].sort(),
+          sightings: Object.fromEntries([...r.sightings].map(([a, s]) => [a, `${s.op}@${s.submittedAt}`]).sort()),
+        }))
+        .sort((a, b) => (a.hashes[0] ?? "").localeCompare(b.hashes[0] ?? ""));
+
+    for (const retracted of ["r1", "r2"] as const) {
+      it(`leaves what in-order application leaves (RETRACT through ${retracted}'s md5)`, () => {
+        const inOrder = setup();
+        const retract = sub("force-b", [inOrder[retracted].md5], { op: "RETRACT", submittedAt: 300 });
+        expect(applySubmission(inOrder.ws, inOrder.merge, 300).kind).toBe("applied");
+        expect(applySubmission(inOrder.ws, retract, 301).kind).toBe("applied");
+
+        const reversed = setup();
+        const sameRetract = { ...retract, hashes: [reversed[retracted].md5] };
+        expect(applySubmission(reversed.ws, sameRetract, 300).kind).toBe("applied");
+        expect(applySubmission(reversed.ws, reversed.merge, 301).kind).toBe("applied");
+
+        const want = live(inOrder.ws);
+        expect(want).toHaveLength(1);
+        expect(want[0]?.sightings).toEqual({ "force-b": "RETRACT@300", "force-c": "ASSERT@200", nca: "ASSERT@210" });
+        expect(live(reversed.ws).map((r) => r.sightings)).toEqual(want.map((r) => r.sightings));
+        expect(live(reversed.ws).map((r) => r.hashes.length)).toEqual(want.map((r) => r.hashes.length));
+      });
+    }
+
+    it("a retraction of two records older than the agency's sighting of one still reaches the other", () => {
+      const { ws, r1, r2 } = setup();
+      applySubmission(ws, sub("force-b", [r1.md5], { submittedAt: 300 }), 300);
+      const retract = sub("force-b", [r1.sha1, r2.sha1], { op: "RETRACT", submittedAt: 250 });
+      expect(applySubmission(ws, retract, 301).kind).toBe("applied");
+      const bySha1 = (h: ReturnType<typeof sha1>) => [...ws.records.values()].find((r) => r.hashes.has(hashKey(h)));
+      expect(bySha1(r1.sha1)?.sightings.get("force-b")).toMatchObject({ op: "ASSERT", submittedAt: 300 });
+      expect(bySha1(r2.sha1)?.sightings.get("force-b")).toMatchObject({ op: "RETRACT", submittedAt: 250 });
+    });
+
+    it("still refuses a stale assertion that adds no hash and merges nothing", () => {
+      const { ws, r1 } = setup();
+      applySubmission(ws, sub("force-b", [r1.md5], { op: "RETRACT", submittedAt: 300 }), 300);
+      expect(applySubmission(ws, sub("force-b", [r1.md5, r1.sha1], { submittedAt: 290 }), 301)).toMatchObject({
+        reason: "STALE_SUBMISSION",
+      });
+    });
+
+    it("keeps the newer sighting's grade when the stale one brings a new hash", () => {
+      const { ws, r1 } = setup();
+      applySubmission(ws, sub("force-b", [r1.md5], { submittedAt: 300, grade: { uk: "C", ics: null, vics: null } }), 300);
+      const extra = sha1(randomHex(20));
+      expect(applySubmission(ws, sub("force-b", [r1.md5, extra], { submittedAt: 290 }), 301).kind).toBe("applied");
+      const rec = [...ws.records.values()].find((r) => r.hashes.has(hashKey(r1.md5)));
+      expect(rec?.hashes.has(hashKey(extra))).toBe(true);
+      expect(rec?.sightings.get("force-b")).toMatchObject({ uk: "C", submittedAt: 300 });
+    });
+  });
+
   it("keeps law-enforcement metadata in the restricted block only", () => {
     const ws = emptyWorkingSet();
     applySubmission(ws, sub("force-a", [md5(randomHex(16))]), 1);

@@ -157,6 +157,21 @@ function ownRecordsByPerceptual(ws: WorkingSet, sub: Submission): RecordState[] 
     .sort((a, b) => a.firstSeenAt - b.firstSeenAt || a.recordId.localeCompare(b.recordId));
 }
 
+/** The agency's newest sighting on any of these records (a merge keeps the newest of each agency). */
+function newestSighting(records: readonly RecordState[], agencyId: string): Sighting | undefined {
+  let newest: Sighting | undefined;
+  for (const rec of records) {
+    const s = rec.sightings.get(agencyId);
+    if (s && (!newest || s.submittedAt > newest.submittedAt)) newest = s;
+  }
+  return newest;
+}
+
+/** Whether an assertion on these records merges two of them or brings a hash none of them carries. */
+function addsIdentity(records: readonly RecordState[], sub: Submission): boolean {
+  return records.length > 1 || sub.hashes.some((h) => !records.some((r) => r.hashes.has(hashKey(h))));
+}
+
 export function applySubmission(ws: WorkingSet, sub: Submission, now: number): ApplyOutcome {
   const exact = recordsFor(ws, sub.hashes);
   const incoming = sightingOf(sub);
@@ -166,17 +181,18 @@ export function applySubmission(ws: WorkingSet, sub: Submission, now: number): A
     if (matches.length === 0) {
       return { kind: "rejected", reason: "NOT_FOUND", detail: "retraction names no hash the hub holds" };
     }
-    for (const rec of matches) {
-      const prior = rec.sightings.get(sub.agencyId);
-      if (prior && prior.submittedAt > sub.submittedAt) {
-        return { kind: "rejected", reason: "STALE_SUBMISSION", detail: `older than ${sub.agencyId}'s sighting ${prior.submissionId}` };
-      }
+    // Each record keeps the agency's newest sighting: a retraction older than it on one record
+    // still reaches the others, as it would have, applied in order.
+    const current = matches.filter((rec) => !((rec.sightings.get(sub.agencyId)?.submittedAt ?? -Infinity) > sub.submittedAt));
+    if (current.length === 0) {
+      const prior = newestSighting(matches, sub.agencyId);
+      return { kind: "rejected", reason: "STALE_SUBMISSION", detail: `older than ${sub.agencyId}'s sighting ${prior?.submissionId}` };
     }
-    for (const rec of matches) {
+    for (const rec of current) {
       rec.sightings.set(sub.agencyId, incoming);
       rec.changed = true;
     }
-    return { kind: "applied", recordIds: matches.map((r) => r.recordId) };
+    return { kind: "applied", recordIds: current.map((r) => r.recordId) };
   }
 
   const matches = exact;
@@ -200,8 +216,12 @@ export function applySubmission(ws: WorkingSet, sub: Submission, now: number): A
     ws.records.set(target.recordId, target);
   } else {
     target = matches[0] as RecordState;
-    const prior = target.sightings.get(sub.agencyId);
-    if (prior && prior.submittedAt > sub.submittedAt) {
+    // Submissions naming one record by different hashes sit on different partitions, so an agency's
+    // newer sighting may be applied first. Its grade and metadata then win, but the older one's
+    // hashes and merges are facts of identity that in-order application would have kept: they are
+    // applied all the same, and only a stale submission that adds nothing is refused.
+    const prior = newestSighting(matches, sub.agencyId);
+    if (prior && prior.submittedAt > sub.submittedAt && !addsIdentity(matches, sub)) {
       return { kind: "rejected", reason: "STALE_SUBMISSION", detail: `older than ${sub.agencyId}'s sighting ${prior.submissionId}` };
     }
     for (const other of matches.slice(1)) absorb(ws, target, other);
@@ -212,7 +232,8 @@ export function applySubmission(ws: WorkingSet, sub: Submission, now: number): A
     else if (!target.hashes.has(k)) bump(ws.perceptualDelta, k, 1);
     if (!target.hashes.has(k)) target.hashes.set(k, h);
   }
-  target.sightings.set(sub.agencyId, incoming);
+  const prior = target.sightings.get(sub.agencyId);
+  if (!prior || prior.submittedAt <= sub.submittedAt) target.sightings.set(sub.agencyId, incoming);
   target.changed = true;
   return { kind: "applied", recordIds: [target.recordId, ...matches.slice(1).map((r) => r.recordId)] };
 }

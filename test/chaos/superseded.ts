@@ -3,9 +3,10 @@
  * sighting of the same record was applied first. A force's two submissions in one batch can name
  * one record by two of its hashes (after a merge), so they carry different partition keys, and the
  * two dedup instances may apply them in either order. The engine keeps each agency's newest sighting
- * either way, so the older submission is superseded rather than lost, provided every cryptographic
- * hash it carries is on a record where that agency's sighting is newer; a stale one that carried a
- * hash the hub does not hold that way (a lost merge or hash) is not superseded and stays a difference.
+ * either way and still applies an older one's new hashes and merges, so it dead-letters only an older
+ * submission that changes nothing: superseded, provided every cryptographic hash it carries is on a
+ * record where that agency's sighting is newer. A stale one that carried a hash the hub does not hold
+ * that way (a lost merge or hash) is not superseded and stays a difference.
  */
 import type { Pool } from "../../services/shared/postgres.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
