@@ -111,6 +111,9 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     // A halted partition is held at its stored offset (the halting record) and not fetched again
     // until `hashrelay-sink resume` clears the halt; watchForResumes notices that.
     apply: (tx, batches) => applyFeedRound(deps, tx, batches),
+    // A feed tail waiting for its signed chain head pauses its partition to read it again shortly;
+    // with every partition paused kafkajs sleeps a whole fetch wait before it looks again.
+    fetchWaitMs: 500,
     observer: metrics.rounds,
     afterCommit: ({ result, partitions }) => {
       metrics.counted(result);

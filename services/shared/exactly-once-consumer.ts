@@ -37,6 +37,12 @@ export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends Exa
    * messages (a steady load); after a small round the next starts at once. 0: never wait.
    */
   readonly minRoundIntervalMs?: number;
+  /**
+   * How long a fetch waits on the broker for something new (default 2 s): an idle consumer fetches
+   * this often. kafkajs also sleeps this long when every assigned partition is paused, so a consumer
+   * that pauses partitions to read them again soon (the partner sink) wants it short.
+   */
+  readonly fetchWaitMs?: number;
   /** Most messages in one round; the batches of a bigger fetch are applied in several. */
   readonly maxRoundMessages?: number;
   /** Told of every round and restart (metrics.ts consumerRoundMetrics); nothing slower than a counter. */
@@ -172,7 +178,7 @@ async function runConsumer<T extends Positioned, R>(
     heartbeatInterval: Math.min(3_000, Math.floor((o.sessionTimeoutMs ?? 30_000) / 3)),
     // kafkajs heartbeats only between fetches, and a stop waits for the fetch in hand: 2 s keeps
     // rebalances and stops within a few seconds while an idle consumer fetches only every 2 s.
-    maxWaitTimeInMs: 2_000,
+    maxWaitTimeInMs: o.fetchWaitMs ?? 2_000,
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1_048_576,
     allowAutoTopicCreation: false,
   });
