@@ -33,7 +33,7 @@ import {
 } from "./feedback-store.ts";
 import { FeedWriter, recordRef } from "./feed-writer.ts";
 import { FeedLedger } from "./planner.ts";
-import { SERVICE, distributeRecord } from "./processor.ts";
+import { SERVICE, distributeRecord, policiesForRound } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
 import { loadRound, recordDisclosedRefs, takePendingBackfill, writeRound } from "./store.ts";
 import type { OutboxMessage } from "./store.ts";
@@ -147,7 +147,7 @@ async function replanRecords(
   now: number,
   extra: readonly OutboxMessage[],
 ): Promise<number> {
-  const policies = deps.policies();
+  const policies = await policiesForRound(deps, tx);
   const records = (await storedBodies(tx, recordIds)).map((b) => deps.codec.decode("CanonicalRecord", b).value);
   const ledger = new FeedLedger();
   for (const r of records) ledger.addRecord(r);

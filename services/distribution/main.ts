@@ -127,6 +127,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     consumerGroup,
     logger,
     policies: policies.current,
+    roundPolicies: policies.forRound,
   };
   // Before any planning: claims of records distributed before distributed_hashes existed (a no-op afterwards).
   await backfillHashClaims(deps);

@@ -44,6 +44,13 @@ export interface PolicyRefresh {
   /** The policies of the last refresh (none before the first). */
   current(): readonly PartnerPolicy[];
   refresh(): Promise<void>;
+  /**
+   * The policies to plan a round with, in the round's transaction (holding the apply lock, as every
+   * reconciliation does): reloaded when the applied versions changed since last seen. Another
+   * instance may have reconciled a newer policy since this one's last refresh; planning with the
+   * older one would then undo that reconciliation, and nothing would reconcile it again.
+   */
+  forRound(tx: Queryable): Promise<readonly PartnerPolicy[]>;
 }
 
 /**
@@ -56,8 +63,18 @@ const FEED_TOPIC_CHECK_MS = 60_000;
 export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   let policies: PartnerPolicy[] = [];
   let provisioned = { specs: "", at: 0 };
+  // The applied versions the policies were last checked against in a round ("" after a refresh).
+  let appliedSeen = "";
   return {
     current: () => policies,
+    async forRound(tx) {
+      const applied = JSON.stringify([...(await appliedPolicyVersions(tx))].sort(([a], [b]) => a.localeCompare(b)));
+      if (applied !== appliedSeen) {
+        policies = await loadPolicies(tx);
+        appliedSeen = applied;
+      }
+      return policies;
+    },
     async refresh() {
       const loaded = await loadPolicies(o.db);
       const applied = await appliedPolicyVersions(o.db);
@@ -73,6 +90,7 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
         o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
       }
       policies = loaded;
+      appliedSeen = "";
       for (const p of loaded) {
         if (applied.get(p.partnerId) === p.version) continue;
         const issued = await o.reconcile(p);

@@ -16,7 +16,7 @@ import { applyExactlyOnce } from "../shared/exactly-once-step.ts";
 import type { Applied, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Logger } from "../shared/logging.ts";
 import { inTransaction } from "../shared/postgres.ts";
-import type { Pool, PoolClient } from "../shared/postgres.ts";
+import type { Pool, PoolClient, Queryable } from "../shared/postgres.ts";
 import type { CanonicalRecord, FeedRecord } from "../shared/wire/records.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import { auditOutbox, disclosureEvents, policyAppliedEvent } from "./audit.ts";
@@ -48,6 +48,12 @@ export interface DistributionDeps {
   readonly logger: Logger;
   /** Current policies; refreshed by the caller. */
   policies(): readonly PartnerPolicy[];
+  /**
+   * The policies to plan a round with, read in its transaction (which holds the apply lock): the
+   * current ones, reloaded first when another instance has reconciled a policy since (policy
+   * refresh forRound). Without it, `policies()`.
+   */
+  roundPolicies?(tx: Queryable): Promise<readonly PartnerPolicy[]>;
   readonly now?: () => number;
 }
 
@@ -85,6 +91,11 @@ export function distributeRecord(
   }
 }
 
+/** The policies a round plans with: see DistributionDeps.roundPolicies. */
+export function policiesForRound(deps: DistributionDeps, tx: Queryable): Promise<readonly PartnerPolicy[]> {
+  return deps.roundPolicies ? deps.roundPolicies(tx) : Promise.resolve(deps.policies());
+}
+
 /**
  * distribution's part of the exactly-once step: the unapplied canonical records of a round's
  * batches. A record is keyed by its id, so all its revisions are in one partition, in order.
@@ -97,7 +108,7 @@ export async function distributeBatch(
 ): Promise<Applied<DistributionResult>> {
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
-  const policies = deps.policies();
+  const policies = await policiesForRound(deps, tx);
   const rejections: OutboxMessage[] = [];
   const rejectionReasons: string[] = [];
   const decoded = batches.flatMap((batch) => decodeBatch(deps, batch, rejections, rejectionReasons));
