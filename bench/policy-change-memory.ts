@@ -1,11 +1,12 @@
 /**
- * Memory of one distribution process (started as the services are: runtime-settings.ts) under policy
- * changes on a fixed dataset, with nothing else sent: --records synthetic canonical records are
- * distributed before it starts, then industry's minimum grading status flips every --every-ms, --changes
- * times (as the soak does). Samples the process's resident set by kind of mapping from
- * /proc/<pid>/smaps and its V8 heap (test/chaos/heap-probe.ts). Uses the local stack.
+ * Memory of distribution under policy changes on a fixed dataset, with nothing else sent: --records
+ * synthetic canonical records are distributed before --instances distribution processes start (as
+ * the services are started: runtime-settings.ts), then industry's minimum grading status flips every
+ * --every-ms, --changes times (as the soak does). Samples each process's resident set by kind of
+ * mapping from /proc/<pid>/smaps and its V8 heap (test/chaos/heap-probe.ts). Uses the local stack.
  *
- *   node bench/policy-change-memory.ts [--records 2300] [--changes 40] [--every-ms 3000] [--flags "..."] [--env K=V,...]
+ *   node bench/policy-change-memory.ts [--records 2300] [--changes 40] [--every-ms 3000] [--instances 1]
+ *     [--flags "..."] [--env K=V,...]
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -37,12 +38,14 @@ const { values } = parseArgs({
     changes: { type: "string", default: "40" },
     "every-ms": { type: "string", default: "3000" },
     flags: { type: "string", default: "" },
+    instances: { type: "string", default: "1" },
     env: { type: "string", default: "" },
   },
 });
 const RECORDS = Number(values.records);
 const CHANGES = Number(values.changes);
 const EVERY_MS = Number(values["every-ms"]);
+const INSTANCES = Number(values.instances);
 const MB = 1024 * 1024;
 const sleep = promisify(setTimeout);
 const root = fileURLToPath(new URL("../", import.meta.url));
@@ -97,7 +100,6 @@ for (let i = 0; i < records.length; i += 100) {
   );
 }
 
-const heapFile = join(mkdtempSync(join(tmpdir(), "rss-bench-")), "heap.jsonl");
 const extraEnv = Object.fromEntries(
   values.env
     .split(",")
@@ -105,29 +107,33 @@ const extraEnv = Object.fromEntries(
     .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
 );
 const flags = values.flags ? values.flags.split(" ") : [...SERVICE_NODE_FLAGS];
-const child = spawn(process.execPath, [...flags, `${root}services/distribution/main.ts`], {
-  cwd: root,
-  env: {
-    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "NODE_OPTIONS")),
-    ...SERVICE_MALLOC_ENV,
-    ...hubServiceEnv(hubDb.url, namespace),
-    ...principalEnv(servicePrincipal("distribution")),
-    HUB_KEY_ID: key.keyId,
-    HUB_SIGNING_KEY_FILE: keyFile,
-    DISTRIBUTION_PSEUDONYM_SECRET: PSEUDONYM_SECRET,
-    DISTRIBUTION_EXPORT_INTERVAL_MS: "15000",
-    DISTRIBUTION_SNAPSHOT_EVERY: "4",
-    DISTRIBUTION_POLICY_REFRESH_MS: "2000",
-    NODE_OPTIONS: `--import=${root}test/chaos/heap-probe.ts`,
-    CHAOS_HEAP_FILE: heapFile,
-    CHAOS_HEAP_EVERY_MS: "1000",
-    ...extraEnv,
-  },
-  stdio: ["ignore", "inherit", "inherit"],
+/** Instances as the hub runs them: the same database, each with its own relay, exports and refresh. */
+const instances = Array.from({ length: INSTANCES }, () => {
+  const heapFile = join(mkdtempSync(join(tmpdir(), "rss-bench-")), "heap.jsonl");
+  const child = spawn(process.execPath, [...flags, `${root}services/distribution/main.ts`], {
+    cwd: root,
+    env: {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== "NODE_OPTIONS")),
+      ...SERVICE_MALLOC_ENV,
+      ...hubServiceEnv(hubDb.url, namespace),
+      ...principalEnv(servicePrincipal("distribution")),
+      HUB_KEY_ID: key.keyId,
+      HUB_SIGNING_KEY_FILE: keyFile,
+      DISTRIBUTION_PSEUDONYM_SECRET: PSEUDONYM_SECRET,
+      DISTRIBUTION_EXPORT_INTERVAL_MS: "15000",
+      DISTRIBUTION_SNAPSHOT_EVERY: "4",
+      DISTRIBUTION_POLICY_REFRESH_MS: "2000",
+      NODE_OPTIONS: `--import=${root}test/chaos/heap-probe.ts`,
+      CHAOS_HEAP_FILE: heapFile,
+      CHAOS_HEAP_EVERY_MS: "1000",
+      ...extraEnv,
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  return { child, pid: child.pid as number, heapFile };
 });
-const pid = child.pid as number;
 
-function mappings(): { rss: number; v8: number; v8Pages: number; anon: number; brk: number; file: number } {
+function mappings(pid: number): { rss: number; v8: number; v8Pages: number; anon: number; brk: number; file: number } {
   const out = { v8Pages: 0, v8: 0, anon: 0, brk: 0, file: 0 };
   let kind: "v8" | "anon" | "brk" | "file" = "anon";
   for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
@@ -152,7 +158,7 @@ function mappings(): { rss: number; v8: number; v8Pages: number; anon: number; b
     file: mb(out.file),
   };
 }
-function heap(): { heapTotal: number; heapUsed: number; newSpace: number } {
+function heap(heapFile: string): { heapTotal: number; heapUsed: number; newSpace: number } {
   const last = readFileSync(heapFile, "utf8").trim().split("\n").at(-1) ?? "{}";
   const h = JSON.parse(last) as { heapTotal: number; heapUsed: number; newSpace: number };
   return { heapTotal: Math.round(h.heapTotal / MB), heapUsed: Math.round(h.heapUsed / MB), newSpace: Math.round(h.newSpace / MB) };
@@ -160,19 +166,27 @@ function heap(): { heapTotal: number; heapUsed: number; newSpace: number } {
 
 await hubDb.pool.query("DELETE FROM feed_outbox");
 await sleep(30_000); // started, with its first exports and snapshot
-const start = { ...mappings(), ...heap() };
-console.log(`records ${RECORDS}, changes ${CHANGES} every ${EVERY_MS} ms, flags ${flags.join(" ")} ${values.env}`);
+const sample = () => instances.map((i) => ({ ...mappings(i.pid), ...heap(i.heapFile) }));
+const start = sample();
+console.log(
+  `records ${RECORDS}, changes ${CHANGES} every ${EVERY_MS} ms, ${INSTANCES} instance(s), flags ${flags.join(" ")} ${values.env}`,
+);
 console.log(`change 0: ${JSON.stringify(start)}`);
 for (let change = 1; change <= CHANGES; change++) {
   industry = { ...industry, minGradingStatus: industry.minGradingStatus === "confirmed" ? "indicative" : "confirmed" };
   await setPolicy(hubDb.pool, industry);
   await sleep(EVERY_MS);
-  if (change % 5 === 0) console.log(`change ${change}: ${JSON.stringify({ ...mappings(), ...heap() })}`);
+  if (change % 5 === 0) console.log(`change ${change}: ${JSON.stringify(sample())}`);
 }
 await sleep(20_000);
-const end = { ...mappings(), ...heap() };
+const end = sample();
 console.log(`after 20 s quiet: ${JSON.stringify(end)}`);
-console.log(`rss ${start.rss} -> ${end.rss} MB (${(((end.rss - start.rss) / start.rss) * 100).toFixed(1)}%)`);
-child.kill("SIGTERM");
-await new Promise((r) => child.once("exit", r));
+end.forEach((e, i) => {
+  const s = start[i] as { rss: number };
+  console.log(`instance ${i + 1}: rss ${s.rss} -> ${e.rss} MB (${(((e.rss - s.rss) / s.rss) * 100).toFixed(1)}%)`);
+});
+for (const i of instances) {
+  i.child.kill("SIGTERM");
+  await new Promise((r) => i.child.once("exit", r));
+}
 await hubDb.drop();

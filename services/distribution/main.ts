@@ -41,8 +41,8 @@ import type { DistributionDeps } from "./processor.ts";
 export const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 
 const SERVICE_NAME = "distribution";
-/** Quiet time after the last reconciliation before freed memory is released (release-memory.ts). */
-const RELEASE_AFTER_RECONCILING_MS = 10_000;
+/** Quiet time after the last policy change or reconciliation before freed memory is released (release-memory.ts). */
+const RELEASE_AFTER_POLICY_CHANGE_MS = 10_000;
 
 /** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
 export const configShape = {
@@ -111,8 +111,9 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     replication ?? (await topicReplication(admin, topics.canonical)),
     config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS,
   );
-  // A reconciliation allocates in a burst; its freed pages go back to the system once the relay has sent what it queued.
-  const afterReconciling = releaseAfterBursts(RELEASE_AFTER_RECONCILING_MS);
+  // A policy change sets off a burst (reconciliation here or in another instance, then the relay
+  // and exports reissuing the feed); its freed pages go back to the system once it is over.
+  const afterPolicyChanges = releaseAfterBursts(RELEASE_AFTER_POLICY_CHANGE_MS);
   const policies = policyRefresh({
     db: pool,
     admin,
@@ -122,8 +123,9 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     reconcile: (p) => reconcilePartner(deps, p),
     onReconciled: () => {
       relay.notify();
-      afterReconciling.soon();
+      afterPolicyChanges.soon();
     },
+    onPolicyChanged: () => afterPolicyChanges.soon(),
   });
   const consumerGroup = config.DISTRIBUTION_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).distribution;
   const deps: DistributionDeps = {
@@ -238,7 +240,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     pool,
   });
   const stop = async (): Promise<void> => {
-    afterReconciling.stop();
+    afterPolicyChanges.stop();
     await stopServices();
   };
   return { deps, opsUrl: ops.url, refreshPolicies, applyReviewDecisions: applyDecisions, exportNow, stop };

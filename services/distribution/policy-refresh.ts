@@ -38,6 +38,12 @@ export interface PolicyRefreshOptions {
   readonly reconcile: (policy: PartnerPolicy) => Promise<number>;
   /** After a partner's feed was reconciled: its records are in the outbox. */
   readonly onReconciled: () => void;
+  /**
+   * After a refresh that found a partner's policy other than the last refresh did, whether this
+   * instance reconciled it or another one already had: its feed is being reissued, which this
+   * instance's relay and exports carry too.
+   */
+  readonly onPolicyChanged?: () => void;
 }
 
 export interface PolicyRefresh {
@@ -55,6 +61,7 @@ const FEED_TOPIC_CHECK_MS = 60_000;
 
 export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   let policies: PartnerPolicy[] = [];
+  let loadedOnce = false;
   let provisioned = { specs: "", at: 0 };
   return {
     current: () => policies,
@@ -72,13 +79,17 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
       for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
         o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
       }
+      const versions = new Map(policies.map((p) => [p.partnerId, p.version]));
+      const changed = loadedOnce && loaded.some((p) => versions.get(p.partnerId) !== p.version);
       policies = loaded;
+      loadedOnce = true;
       for (const p of loaded) {
         if (applied.get(p.partnerId) === p.version) continue;
         const issued = await o.reconcile(p);
         o.logger.info({ partnerId: p.partnerId, version: p.version, issued }, "partner feed reconciled with its policy");
         o.onReconciled();
       }
+      if (changed) o.onPolicyChanged?.();
     },
   };
 }
