@@ -3,14 +3,15 @@
  * synthetic canonical records are distributed before --instances distribution processes start (as
  * the services are started: runtime-settings.ts), then industry's minimum grading status flips every
  * --every-ms, --changes times (as the soak does). Samples each process's resident set by kind of
- * mapping from /proc/<pid>/smaps and its V8 heap (test/chaos/heap-probe.ts). Uses the local stack.
+ * mapping from /proc/<pid>/smaps and its V8 heap (test/chaos/heap-probe.ts); writes
+ * bench-results/policy-change-memory.json. Uses the local stack.
  *
  *   node bench/policy-change-memory.ts [--records 2300] [--changes 40] [--every-ms 3000] [--instances 1]
  *     [--flags "..."] [--env K=V,...]
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -168,6 +169,7 @@ await hubDb.pool.query("DELETE FROM feed_outbox");
 await sleep(30_000); // started, with its first exports and snapshot
 const sample = () => instances.map((i) => ({ ...mappings(i.pid), ...heap(i.heapFile) }));
 const start = sample();
+const samples: { change: number; instances: ReturnType<typeof sample> }[] = [{ change: 0, instances: start }];
 console.log(
   `records ${RECORDS}, changes ${CHANGES} every ${EVERY_MS} ms, ${INSTANCES} instance(s), flags ${flags.join(" ")} ${values.env}`,
 );
@@ -176,10 +178,16 @@ for (let change = 1; change <= CHANGES; change++) {
   industry = { ...industry, minGradingStatus: industry.minGradingStatus === "confirmed" ? "indicative" : "confirmed" };
   await setPolicy(hubDb.pool, industry);
   await sleep(EVERY_MS);
-  if (change % 5 === 0) console.log(`change ${change}: ${JSON.stringify(sample())}`);
+  samples.push({ change, instances: sample() });
+  if (change % 5 === 0) console.log(`change ${change}: ${JSON.stringify(samples.at(-1)?.instances)}`);
 }
 await sleep(20_000);
 const end = sample();
+mkdirSync("bench-results", { recursive: true });
+writeFileSync(
+  "bench-results/policy-change-memory.json",
+  JSON.stringify({ records: RECORDS, changes: CHANGES, everyMs: EVERY_MS, flags, samples, afterQuiet: end }, null, 1),
+);
 console.log(`after 20 s quiet: ${JSON.stringify(end)}`);
 end.forEach((e, i) => {
   const s = start[i] as { rss: number };
