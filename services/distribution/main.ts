@@ -24,6 +24,7 @@ import { createLogger } from "../shared/logging.ts";
 import { startOpsServer } from "../shared/ops-http.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
+import { releaseAfterBursts } from "../shared/release-memory.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
@@ -40,6 +41,8 @@ import type { DistributionDeps } from "./processor.ts";
 export const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 
 const SERVICE_NAME = "distribution";
+/** Quiet time after the last policy change or reconciliation before freed memory is released (release-memory.ts). */
+const RELEASE_AFTER_POLICY_CHANGE_MS = 10_000;
 
 /** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
 export const configShape = {
@@ -108,6 +111,9 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     replication ?? (await topicReplication(admin, topics.canonical)),
     config.DISTRIBUTION_FEED_MIN_INSYNC_REPLICAS,
   );
+  // A policy change sets off a burst (reconciliation here or in another instance, then the relay
+  // and exports reissuing the feed); its freed pages go back to the system once it is over.
+  const afterPolicyChanges = releaseAfterBursts(RELEASE_AFTER_POLICY_CHANGE_MS);
   const policies = policyRefresh({
     db: pool,
     admin,
@@ -115,7 +121,11 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     feedTopicPlan: feedPlan,
     logger,
     reconcile: (p) => reconcilePartner(deps, p),
-    onReconciled: () => relay.notify(),
+    onReconciled: () => {
+      relay.notify();
+      afterPolicyChanges.soon();
+    },
+    onPolicyChanged: () => afterPolicyChanges.soon(),
   });
   const consumerGroup = config.DISTRIBUTION_CONSUMER_GROUP ?? consumerGroups(config.TOPIC_NAMESPACE).distribution;
   const deps: DistributionDeps = {
@@ -223,13 +233,17 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     { partners: policies.current().map((p) => p.partnerId), feedSigning: config.DISTRIBUTION_FEED_SIGNING, metricsUrl: ops.url },
     "distribution running",
   );
-  const stop = stopInOrder({
+  const stopServices = stopInOrder({
     timers,
     intake: [() => ops.close(), () => consumer.disconnect(), () => feedback.stop()],
     relay,
     kafka: [producer, admin],
     pool,
   });
+  const stop = async (): Promise<void> => {
+    afterPolicyChanges.stop();
+    await stopServices();
+  };
   return { deps, opsUrl: ops.url, refreshPolicies, applyReviewDecisions: applyDecisions, exportNow, stop };
 }
 

@@ -38,6 +38,12 @@ export interface PolicyRefreshOptions {
   readonly reconcile: (policy: PartnerPolicy) => Promise<number>;
   /** After a partner's feed was reconciled: its records are in the outbox. */
   readonly onReconciled: () => void;
+  /**
+   * After a refresh that found a partner's policy other than the last refresh did, whether this
+   * instance reconciled it or another one already had: its feed is being reissued, which this
+   * instance's relay and exports carry too.
+   */
+  readonly onPolicyChanged?: () => void;
 }
 
 export interface PolicyRefresh {
@@ -62,6 +68,7 @@ const FEED_TOPIC_CHECK_MS = 60_000;
 
 export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   let policies: PartnerPolicy[] = [];
+  let loadedOnce = false;
   let provisioned = { specs: "", at: 0 };
   // The applied versions the policies were last checked against in a round ("" after a refresh).
   let appliedSeen = "";
@@ -70,7 +77,10 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
     async forRound(tx) {
       const applied = JSON.stringify([...(await appliedPolicyVersions(tx))].sort(([a], [b]) => a.localeCompare(b)));
       if (applied !== appliedSeen) {
-        policies = await loadPolicies(tx);
+        const versions = new Map(policies.map((p) => [p.partnerId, p.version]));
+        const loaded = await loadPolicies(tx);
+        if (loadedOnce && loaded.some((p) => versions.get(p.partnerId) !== p.version)) o.onPolicyChanged?.();
+        policies = loaded;
         appliedSeen = applied;
       }
       return policies;
@@ -89,14 +99,18 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
       for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
         o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
       }
+      const versions = new Map(policies.map((p) => [p.partnerId, p.version]));
+      const changed = loadedOnce && loaded.some((p) => versions.get(p.partnerId) !== p.version);
       policies = loaded;
       appliedSeen = "";
+      loadedOnce = true;
       for (const p of loaded) {
         if (applied.get(p.partnerId) === p.version) continue;
         const issued = await o.reconcile(p);
         o.logger.info({ partnerId: p.partnerId, version: p.version, issued }, "partner feed reconciled with its policy");
         o.onReconciled();
       }
+      if (changed) o.onPolicyChanged?.();
     },
   };
 }

@@ -18,7 +18,10 @@
  *     no lower but cost CPU in collections (docs/operators.md, "Memory", has the figures). A service
  *     needs a small part of it: a round is at most CONSUMER_ROUND_MAX_MESSAGES messages, S3 exports
  *     and the sink's bootstrap stream, and typed arrays (dedup's near-duplicate index) and Buffers
- *     live outside the V8 heap and this limit. Reaching it is a bug: the process stops with a heap-out-of-memory error and is restarted.
+ *     live outside the V8 heap and this limit. Reaching it is a bug: the process stops with a
+ *     heap-out-of-memory error and is restarted;
+ *   - --expose-gc, so that a service can give back the pages a burst left in V8's page pool once the
+ *     burst is over (release-memory.ts); nothing else calls gc.
  *
  * malloc. Buffers (Kafka fetches, PostgreSQL results, encoded records) are malloc'd outside the V8
  * heap. glibc gives each thread that allocates an arena of its own (V8's helper threads, libuv's
@@ -28,7 +31,7 @@
  * unmapped when freed, keep the resident set close to what is in use.
  */
 
-export const SERVICE_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16", "--max-old-space-size=1024"];
+export const SERVICE_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16", "--max-old-space-size=1024", "--expose-gc"];
 
 export const SERVICE_MALLOC_ENV: Readonly<Record<string, string>> = {
   MALLOC_ARENA_MAX: "2",
