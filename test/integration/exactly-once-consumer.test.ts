@@ -8,6 +8,7 @@ import type { Producer } from "kafkajs";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startExactlyOnceConsumer } from "../../services/shared/exactly-once-consumer.ts";
+import type { RunningConsumer } from "../../services/shared/exactly-once-consumer.ts";
 import { applyAccessPlan, consumerGroups, partnerGrants, partnerPrincipal } from "../../services/shared/kafka-access.ts";
 import { createKafka, kafkaConnection, provisionTopics } from "../../services/shared/kafka.ts";
 import { createLogger } from "../../services/shared/logging.ts";
@@ -57,6 +58,34 @@ async function consume(db: TestDatabase, groupId: string): Promise<number[]> {
     await consumer.disconnect();
   }
   return applied;
+}
+
+/** A consumer of `topic` on a fresh database that records each round's start and size. */
+async function roundRecorder(
+  name: string,
+  topicName: string,
+  options: { minRoundIntervalMs: number; maxBytesPerPartition?: number; maxRoundMessages?: number },
+): Promise<{ rounds: { at: number; messages: number }[]; applied: () => number; consumer: RunningConsumer }> {
+  const db = await freshDatabase(name);
+  cleanups.push(() => db.drop());
+  const rounds: { at: number; messages: number }[] = [];
+  let applied = 0;
+  const consumer = await startExactlyOnceConsumer({
+    kafka,
+    pool: db.pool,
+    groupId: `${namespace}.${name}`,
+    topic: topicName,
+    logger: createLogger("test", "silent"),
+    ...options,
+    apply: async (_tx, batches) => {
+      const messages = batches.reduce((n, b) => n + b.messages.length, 0);
+      rounds.push({ at: Date.now(), messages });
+      applied += messages;
+      return { result: null };
+    },
+  });
+  cleanups.push(() => consumer.disconnect());
+  return { rounds, applied: () => applied, consumer };
 }
 
 /** The group's committed Kafka offset, as a previous database's consumer would have left it. */
@@ -189,45 +218,27 @@ describe("exactly-once consumer rounds", () => {
   });
 
   it("while busy starts rounds no closer together than minRoundIntervalMs; after small rounds at once", async () => {
-    const db = await freshDatabase("eo-interval");
-    cleanups.push(() => db.drop());
-    const rounds: { at: number; messages: number }[] = [];
-    let applied = 0;
-    const consumer = await startExactlyOnceConsumer({
-      kafka,
-      pool: db.pool,
-      groupId: `${namespace}.eo-interval`,
-      topic,
-      logger: createLogger("test", "silent"),
-      minRoundIntervalMs: 400,
-      apply: async (_tx, batches) => {
-        const messages = batches.reduce((n, b) => n + b.messages.length, 0);
-        rounds.push({ at: Date.now(), messages });
-        applied += messages;
-        return { result: null };
-      },
-    });
-    cleanups.push(() => consumer.disconnect());
+    const { rounds, applied, consumer } = await roundRecorder("eo-interval", topic, { minRoundIntervalMs: 400 });
     let busyFrom = 0;
     let quietFrom = 0;
     try {
       // Waits allow for a retry back-off of up to 30 s (KAFKA_RETRY_POLICY): this file runs first,
       // while a freshly started broker may still be loading its group coordinator.
-      await waitFor("first round", async () => applied >= 10, 90_000);
+      await waitFor("first round", async () => applied() >= 10, 90_000);
       // Busy: ten messages every 50 ms. Without the interval each burst would be a round of its own.
       busyFrom = Date.now();
       for (let i = 0; i < 12; i++) {
         await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, j) => ({ key: "busy", value: `b${i}.${j}` })) });
         await new Promise((r) => setTimeout(r, 50));
       }
-      await waitFor("busy messages applied", async () => applied >= 130, 90_000);
+      await waitFor("busy messages applied", async () => applied() >= 130, 90_000);
       // Quiet, then a trickle: one message every 150 ms, each applied on its own without waiting.
       await new Promise((r) => setTimeout(r, 600));
       quietFrom = Date.now();
       for (let i = 0; i < 4; i++) {
         await producer.send({ topic, acks: -1, messages: [{ key: "trickle", value: `t${i}` }] });
-        const before = applied;
-        await waitFor("trickle message applied", async () => applied > before, 90_000);
+        const before = applied();
+        await waitFor("trickle message applied", async () => applied() > before, 90_000);
         await new Promise((r) => setTimeout(r, 150));
       }
     } finally {
@@ -252,28 +263,12 @@ describe("exactly-once consumer rounds", () => {
         messages: Array.from({ length: 10 }, (_, j) => ({ key: "b", value: `m${i}.${j}` })),
       });
     }
-    const db = await freshDatabase("eo-backlog");
-    cleanups.push(() => db.drop());
-    const rounds: { at: number; messages: number }[] = [];
-    let applied = 0;
-    const consumer = await startExactlyOnceConsumer({
-      kafka,
-      pool: db.pool,
-      groupId: `${namespace}.eo-backlog`,
-      topic: backlogTopic,
-      logger: createLogger("test", "silent"),
+    const { rounds, applied, consumer } = await roundRecorder("eo-backlog", backlogTopic, {
       minRoundIntervalMs: 1_000,
       maxBytesPerPartition: 1_000,
-      apply: async (_tx, batches) => {
-        const messages = batches.reduce((n, b) => n + b.messages.length, 0);
-        rounds.push({ at: Date.now(), messages });
-        applied += messages;
-        return { result: null };
-      },
     });
-    cleanups.push(() => consumer.disconnect());
     try {
-      await waitFor("backlog applied", async () => applied >= 300, 30_000);
+      await waitFor("backlog applied", async () => applied() >= 300, 30_000);
     } finally {
       await consumer.disconnect();
     }
@@ -287,30 +282,14 @@ describe("exactly-once consumer rounds", () => {
   it("does not wait out minRoundIntervalMs after a round of a quarter of maxRoundMessages or more", async () => {
     const { names } = await freshTopics([], 1);
     const burstTopic = names.submitted;
-    const db = await freshDatabase("eo-full-round");
-    cleanups.push(() => db.drop());
-    const rounds: { at: number; messages: number }[] = [];
-    let applied = 0;
-    const consumer = await startExactlyOnceConsumer({
-      kafka,
-      pool: db.pool,
-      groupId: `${namespace}.eo-full-round`,
-      topic: burstTopic,
-      logger: createLogger("test", "silent"),
+    const { rounds, applied, consumer } = await roundRecorder("eo-full-round", burstTopic, {
       minRoundIntervalMs: 1_000,
       maxRoundMessages: 40,
-      apply: async (_tx, batches) => {
-        const messages = batches.reduce((n, b) => n + b.messages.length, 0);
-        rounds.push({ at: Date.now(), messages });
-        applied += messages;
-        return { result: null };
-      },
     });
-    cleanups.push(() => consumer.disconnect());
     let from = 0;
     try {
       await producer.send({ topic: burstTopic, acks: -1, messages: [{ key: "f", value: "first" }] });
-      await waitFor("first round", async () => applied >= 1, 90_000);
+      await waitFor("first round", async () => applied() >= 1, 90_000);
       // Bursts of 12 (each round at least a quarter of 40) every 100 ms, each produced whole, as an
       // upstream relay does: nothing is behind a round when it is fetched, so only its size tells.
       from = Date.now();
@@ -322,7 +301,7 @@ describe("exactly-once consumer rounds", () => {
         });
         await new Promise((r) => setTimeout(r, 100));
       }
-      await waitFor("bursts applied", async () => applied >= 1 + 16 * 12, 90_000);
+      await waitFor("bursts applied", async () => applied() >= 1 + 16 * 12, 90_000);
     } finally {
       await consumer.disconnect();
     }
