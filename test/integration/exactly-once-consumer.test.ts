@@ -236,8 +236,9 @@ describe("exactly-once consumer rounds", () => {
       await new Promise((r) => setTimeout(r, 600));
       quietFrom = Date.now();
       for (let i = 0; i < 4; i++) {
-        await producer.send({ topic, acks: -1, messages: [{ key: "trickle", value: `t${i}` }] });
+        // Counted before the send: the fetch answering it can be applied before send() returns.
         const before = applied();
+        await producer.send({ topic, acks: -1, messages: [{ key: "trickle", value: `t${i}` }] });
         await waitFor("trickle message applied", async () => applied() > before, 90_000);
         await new Promise((r) => setTimeout(r, 150));
       }
