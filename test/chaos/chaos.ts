@@ -184,7 +184,10 @@ export async function runChaos(a: ChaosArgs, print: (line: string) => void = (li
     const reconciliation = settled ? await reconcileRun(h, ledger, h.kafka, { s3, bucket: stack.env["S3_BUCKET"] as string }) : null;
     const memory = memoryChanges(fleet, t0 + Math.min(durationMs * 0.2, 120_000), t0 + durationMs);
     passed = printReport({ args: a, schedule, outcomes, ledger, reconciliation, fleet, samples: sampling.samples, memory, problems, log });
-    if (a.profile === "none") writeSoakResults({ args: a, stamp, samples: sampling.samples, memory, durationMs, log });
+    if (a.profile === "none") {
+      const policyChangesS = ledger.policyChangedAt.map((at) => (at - t0) / 1000);
+      writeSoakResults({ args: a, stamp, samples: sampling.samples, memory, durationMs, policyChangesS, log });
+    }
     await producer.disconnect();
     await admin.disconnect();
     s3.destroy();

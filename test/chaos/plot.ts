@@ -13,7 +13,14 @@ interface Panel {
   readonly series: { name: string; points: { x: number; y: number }[] }[];
 }
 
-export function soakSvg(o: { samples: readonly Sample[]; warmupS: number; title: string; subtitle: string[] }): string {
+export function soakSvg(o: {
+  samples: readonly Sample[];
+  warmupS: number;
+  /** Seconds at which a policy was changed: dotted marks on the lag panel. */
+  policyChangesS: readonly number[];
+  title: string;
+  subtitle: string[];
+}): string {
   const instances = [...new Set(o.samples.flatMap((s) => Object.keys(s.rssMb)))].sort();
   const stages = [...new Set(o.samples.flatMap((s) => Object.keys(s.lag)))];
   const panels: Panel[] = [
@@ -66,6 +73,9 @@ export function soakSvg(o: { samples: readonly Sample[]; warmupS: number; title:
       out.push(`<text x="${X(x)}" y="${top + PH + 18}" text-anchor="middle">${Math.round(x)}</text>`);
     out.push(`</g>`);
     out.push(`<line x1="${X(o.warmupS)}" x2="${X(o.warmupS)}" y1="${top}" y2="${top + PH}" stroke="#999" stroke-dasharray="4 4"/>`);
+    if (k === 1)
+      for (const at of o.policyChangesS)
+        out.push(`<line x1="${X(at)}" x2="${X(at)}" y1="${top}" y2="${top + PH}" stroke="#bbb" stroke-dasharray="1 3"/>`);
     out.push(
       `<g stroke="#333" stroke-width="1.2"><line x1="${m.l}" y1="${top + PH}" x2="${m.l + pw}" y2="${top + PH}"/><line x1="${m.l}" y1="${top}" x2="${m.l}" y2="${top + PH}"/></g>`,
     );
@@ -81,7 +91,7 @@ export function soakSvg(o: { samples: readonly Sample[]; warmupS: number; title:
     });
   });
   out.push(
-    `<text x="${m.l + pw / 2}" y="${H - 14}" font-size="13" text-anchor="middle" fill="#222">seconds since the start of the run (dashed: end of the warm-up)</text>`,
+    `<text x="${m.l + pw / 2}" y="${H - 14}" font-size="13" text-anchor="middle" fill="#222">seconds since the start of the run (dashed: end of the warm-up; dotted: a policy change)</text>`,
   );
   out.push("</svg>");
   return `${out.join("\n")}\n`;

@@ -12,6 +12,7 @@ import type { Fleet } from "./fleet.ts";
 import { soakSvg } from "./plot.ts";
 import type { Reconciliation } from "./reconcile.ts";
 import type { MemoryChange, Sample } from "./samples.ts";
+import { lagOverRun } from "./samples.ts";
 import type { FaultEvent } from "./schedule.ts";
 import { describeEvent, scheduleCounts } from "./schedule.ts";
 import type { Ledger } from "./traffic.ts";
@@ -90,18 +91,24 @@ export function writeSoakResults(o: {
   samples: readonly Sample[];
   memory: readonly MemoryChange[];
   durationMs: number;
+  /** Seconds since the start of the run at which a policy was changed. */
+  policyChangesS: readonly number[];
   log: (line: string) => void;
 }): void {
   mkdirSync(o.args.resultsDir, { recursive: true });
   const base = join(o.args.resultsDir, `chaos-soak-${o.stamp}`);
   const warmupS = Math.min((o.durationMs / 1000) * 0.2, 120);
   const worst = [...o.memory].sort((a, b) => b.rss.growthPct - a.rss.growthPct)[0];
-  writeFileSync(`${base}.json`, `${JSON.stringify({ args: o.args, warmupS, memory: o.memory, samples: o.samples }, null, 1)}\n`);
+  writeFileSync(
+    `${base}.json`,
+    `${JSON.stringify({ args: o.args, warmupS, memory: o.memory, policyChangesS: o.policyChangesS, samples: o.samples }, null, 1)}\n`,
+  );
   writeFileSync(
     `${base}.svg`,
     soakSvg({
       samples: o.samples,
       warmupS,
+      policyChangesS: o.policyChangesS,
       title: `hashrelay soak: ${o.args.minutes} min, ${o.args.rate} submissions/s, ${o.args.instances} instances of each consumer service`,
       subtitle: [
         `${o.args.brokers} broker${o.args.brokers > 1 ? "s" : ""}, no faults; growth after the warm-up is measured between the first and last tenth of the window`,
@@ -112,17 +119,21 @@ export function writeSoakResults(o: {
     }),
   );
   o.log(`\n  soak results: ${base}.svg and ${base}.json`);
-  // Lag after the warm-up: the mean of its first and last third, so a backlog that grows shows.
-  const after = o.samples.filter((s) => s.t >= warmupS);
-  const third = Math.max(1, Math.floor(after.length / 3));
-  for (const stage of [...new Set(after.flatMap((s) => Object.keys(s.lag)))]) {
-    const mean = (xs: readonly Sample[]) => {
-      const v = xs.map((s) => s.lag[stage]).filter((x): x is number => typeof x === "number");
-      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0;
-    };
-    const max = Math.max(0, ...after.map((s) => s.lag[stage] ?? 0));
+  // Lag after the warm-up: the mean of its first and last third, so a backlog that grows shows;
+  // then the same outside the bursts that policy changes cause, and those bursts.
+  for (const stage of [...new Set(o.samples.flatMap((s) => Object.keys(s.lag)))]) {
+    const lag = lagOverRun(o.samples, stage, o.policyChangesS, warmupS);
+    const drained = lag.bursts.flatMap((b) => (b.drainS === null ? [] : [b.drainS]));
+    const largest = [...lag.bursts].sort((a, b) => b.peak - a.peak)[0];
     o.log(
-      `  lag ${stage.padEnd(18)} mean ${mean(after.slice(0, third)).toFixed(1)} -> ${mean(after.slice(-third)).toFixed(1)}, max ${max}`,
+      `  lag ${stage.padEnd(18)} mean ${lag.all.first.toFixed(1)} -> ${lag.all.last.toFixed(1)}, max ${lag.all.max}; ` +
+        `outside policy-change bursts ${lag.steady.first.toFixed(1)} -> ${lag.steady.last.toFixed(1)} (${lag.steady.readings} readings); ` +
+        `${lag.bursts.length} bursts` +
+        (largest
+          ? `, drained in at most ${Math.max(0, ...drained).toFixed(0)} s, largest ${largest.peak} at ${largest.at.toFixed(0)} s` +
+            (largest.drainS === null ? " (not drained)" : ` (drained in ${largest.drainS.toFixed(0)} s)`) +
+            `, ${lag.bursts.length - drained.length} not drained`
+          : ""),
     );
   }
   for (const m of o.memory)

@@ -101,3 +101,75 @@ export function memoryChanges(fleet: Fleet, from: number, to: number): MemoryCha
   }
   return out;
 }
+
+/** What one policy change did to a stage's lag: its peak, and how long until it was back down. */
+export interface LagBurst {
+  /** Seconds since the start of the run that the policy was changed. */
+  readonly at: number;
+  readonly peak: number;
+  /** Seconds from the change to the first reading back at the level before it; null if never. */
+  readonly drainS: number | null;
+}
+
+export interface LagOverRun {
+  readonly stage: string;
+  /** Mean of every reading in the first and the last third of the window, and the largest. */
+  readonly all: { readonly first: number; readonly last: number; readonly max: number };
+  /** The same over the readings outside the bursts: whether the stage keeps up with the stream. */
+  readonly steady: { readonly first: number; readonly last: number; readonly readings: number };
+  readonly bursts: LagBurst[];
+}
+
+/** How long a change may take to show in a stage's lag before it counts as no burst there. */
+const BURST_ONSET_S = 30;
+
+/**
+ * A stage's lag over the window from `fromS`, with the bursts that policy changes cause told
+ * apart: a change reissues part of a partner's feed at once, a burst that grows with the data
+ * held, so a mean over every reading rises over a long run even while the stage keeps up.
+ * A burst runs from the change until the lag is back at most at the highest of the three readings
+ * before it (the stream's own level), once it has risen above that.
+ */
+export function lagOverRun(samples: readonly Sample[], stage: string, changesS: readonly number[], fromS: number): LagOverRun {
+  const readings = samples.flatMap((s) => {
+    const lag = s.lag[stage];
+    return typeof lag === "number" ? [{ t: s.t, lag }] : [];
+  });
+  const inBurst = new Set<number>();
+  const bursts: LagBurst[] = [];
+  for (const at of changesS) {
+    const before = readings.filter((r) => r.t < at).slice(-3);
+    const level = Math.max(0, ...before.map((r) => r.lag));
+    let peak = 0;
+    let drainS: number | null = null;
+    const members: number[] = [];
+    for (let i = readings.findIndex((r) => r.t >= at); i >= 0 && i < readings.length; i++) {
+      const r = readings[i] as { t: number; lag: number };
+      if (r.lag > level) {
+        peak = Math.max(peak, r.lag);
+        members.push(i);
+      } else if (peak > 0) {
+        drainS = r.t - at;
+        break;
+      } else if (r.t - at >= BURST_ONSET_S) break;
+    }
+    if (peak === 0) continue;
+    for (const i of members) inBurst.add(i);
+    bursts.push({ at, peak, drainS });
+  }
+  const window = readings.map((r, i) => ({ ...r, i })).filter((r) => r.t >= fromS);
+  const steady = window.filter((r) => !inBurst.has(r.i));
+  return {
+    stage,
+    all: { ...thirds(window.map((r) => r.lag)), max: Math.max(0, ...window.map((r) => r.lag)) },
+    steady: { ...thirds(steady.map((r) => r.lag)), readings: steady.length },
+    bursts: bursts.filter((b) => b.at >= fromS),
+  };
+}
+
+/** The mean of the first and of the last third of a series. */
+function thirds(xs: readonly number[]): { first: number; last: number } {
+  const third = Math.max(1, Math.floor(xs.length / 3));
+  const mean = (v: readonly number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0);
+  return { first: mean(xs.slice(0, third)), last: mean(xs.slice(-third)) };
+}

@@ -29,6 +29,8 @@ export interface Ledger {
   /** Tokens of the bad records sent, each of which must be on the DLQ. */
   readonly badTokens: Map<string, string>;
   readonly counts: Record<SubmissionKind | "http" | "imported" | "imports" | "importRestarts" | "policyChanges" | "retries", number>;
+  /** When each policy change was stored (epoch ms): each reissues part of a partner's feed at once. */
+  readonly policyChangedAt: number[];
 }
 
 export function emptyLedger(): Ledger {
@@ -37,6 +39,7 @@ export function emptyLedger(): Ledger {
     uncertain: new Set(),
     wronglyRejected: [],
     badTokens: new Map(),
+    policyChangedAt: [],
     counts: {
       new: 0,
       confirm: 0,
@@ -220,6 +223,7 @@ async function changePolicy(o: TrafficOptions, tick: number): Promise<void> {
   await retry(() => setPolicy(o.hub, next), o.giveUpMs);
   o.policies[i] = next;
   o.ledger.counts.policyChanges++;
+  o.ledger.policyChangedAt.push(Date.now());
   o.log(`  policy of ${next.partnerId} changed: ${next.categories.join("/")} >= ${next.minGradingStatus}`);
 }
 
