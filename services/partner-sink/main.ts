@@ -22,6 +22,7 @@ import { bootstrapFromSnapshot } from "./bootstrap.ts";
 import { feedbackConfigShape, openFeedbackSender } from "./feedback.ts";
 import { buildLookupApi } from "./lookup-api.ts";
 import { createSinkMetrics } from "./metrics.ts";
+import { releaseAfterBursts } from "../shared/release-memory.ts";
 import { watchForResumes } from "./resume-watch.ts";
 import { parseTrustedHubKeys } from "./verifier.ts";
 import { feedsPrefix } from "../shared/wire/snapshot-manifest.ts";
@@ -29,6 +30,12 @@ import { feedsPrefix } from "../shared/wire/snapshot-manifest.ts";
 export const SINK_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
 
 const SERVICE_NAME = "partner-sink";
+/**
+ * A round applying this many records is part of a burst (a policy change's reissue, a catch-up):
+ * its freed pages go back to the system once the burst has been over this long (release-memory.ts).
+ */
+const BURST_ROUND_RECORDS = 200;
+const RELEASE_AFTER_BURST_MS = 10_000;
 
 /** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
 export const configShape = {
@@ -101,6 +108,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
   await waitForFeedTopic(kafka, topic, logger);
   const admin = await connectedAdmin(kafka);
   let held = (): number => 0;
+  const afterBursts = releaseAfterBursts(RELEASE_AFTER_BURST_MS);
   const metrics = createSinkMetrics({ db: pool, admin, group: consumerGroup, topic, keys: deps.keys, held: () => held(), logger });
   const consumer = await startExactlyOnceConsumer({
     kafka,
@@ -123,6 +131,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
         totals.duplicates += r.duplicates;
         totals.refused += r.refused;
       }
+      if (totals.applied >= BURST_ROUND_RECORDS) afterBursts.soon();
       if (totals.applied || totals.refused) {
         const nextOffsets = Object.fromEntries(partitions.map((p) => [p.partition, p.nextOffset]));
         logger.info({ partitions: partitions.map((p) => p.partition), ...totals, nextOffsets }, "feed batch applied");
@@ -149,12 +158,16 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
   );
   const url = await api.listen({ host: config.PARTNER_HTTP_HOST, port: config.PARTNER_HTTP_PORT });
   logger.info({ url, topic }, "partner sink running");
-  const stop = stopInOrder({
+  const stopParts = stopInOrder({
     timers: [resumePoll],
     intake: [() => api.close(), () => consumer.disconnect()],
     kafka: feedback ? [admin, feedback.producer] : [admin],
     pool,
   });
+  const stop = async (): Promise<void> => {
+    afterBursts.stop();
+    await stopParts();
+  };
   return { url, deps, stop };
 }
 

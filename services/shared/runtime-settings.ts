@@ -20,8 +20,8 @@
  *     and the sink's bootstrap stream, and typed arrays (dedup's near-duplicate index) and Buffers
  *     live outside the V8 heap and this limit. Reaching it is a bug: the process stops with a
  *     heap-out-of-memory error and is restarted;
- *   - --expose-gc, so that a service can give back the pages a burst left in V8's page pool once the
- *     burst is over (release-memory.ts); nothing else calls gc.
+ *   - --expose-gc, so that distribution and the partner sink can give back the pages a burst left in
+ *     V8's page pool once the burst is over (release-memory.ts); nothing else calls gc.
  *
  * malloc. Buffers (Kafka fetches, PostgreSQL results, encoded records) are malloc'd outside the V8
  * heap. glibc gives each thread that allocates an arena of its own (V8's helper threads, libuv's
