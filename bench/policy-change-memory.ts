@@ -32,6 +32,7 @@ import type { CanonicalRecord, Hash, UkCategory } from "../services/shared/wire/
 import { hotlinePolicy, industryPolicy, randomHex, sampleCanonicalRecord } from "../test/support/fixtures.ts";
 import { registerFreshKey } from "../test/support/keys.ts";
 import { freshDatabase, freshTopics, hubServiceEnv, principalEnv } from "../test/support/stack.ts";
+import { residentByMapping } from "./pipeline/memory.ts";
 
 const { values } = parseArgs({
   options: {
@@ -134,31 +135,6 @@ const instances = Array.from({ length: INSTANCES }, () => {
   return { child, pid: child.pid as number, heapFile };
 });
 
-function mappings(pid: number): { rss: number; v8: number; v8Pages: number; anon: number; brk: number; file: number } {
-  const out = { v8Pages: 0, v8: 0, anon: 0, brk: 0, file: 0 };
-  let kind: "v8" | "anon" | "brk" | "file" = "anon";
-  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
-    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
-    if (head) {
-      const size = Number.parseInt(head[2] as string, 16) - Number.parseInt(head[1] as string, 16);
-      const name = head[3] ?? "";
-      kind = name === "[heap]" ? "brk" : name.startsWith("/") ? "file" : name === "" && size === 256 * 1024 ? "v8" : "anon";
-      if (kind === "v8") out.v8Pages++;
-      continue;
-    }
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) out[kind] += Number(rss[1]) * 1024;
-  }
-  const mb = (n: number) => Math.round(n / MB);
-  return {
-    rss: mb(out.v8 + out.anon + out.brk + out.file),
-    v8: mb(out.v8),
-    v8Pages: out.v8Pages,
-    anon: mb(out.anon),
-    brk: mb(out.brk),
-    file: mb(out.file),
-  };
-}
 function heap(heapFile: string): { heapTotal: number; heapUsed: number; newSpace: number } {
   const last = readFileSync(heapFile, "utf8").trim().split("\n").at(-1) ?? "{}";
   const h = JSON.parse(last) as { heapTotal: number; heapUsed: number; newSpace: number };
@@ -167,7 +143,7 @@ function heap(heapFile: string): { heapTotal: number; heapUsed: number; newSpace
 
 await hubDb.pool.query("DELETE FROM feed_outbox");
 await sleep(30_000); // started, with its first exports and snapshot
-const sample = () => instances.map((i) => ({ ...mappings(i.pid), ...heap(i.heapFile) }));
+const sample = () => instances.map((i) => ({ ...residentByMapping(i.pid), ...heap(i.heapFile) }));
 const start = sample();
 const samples: { change: number; instances: ReturnType<typeof sample> }[] = [{ change: 0, instances: start }];
 console.log(
@@ -190,8 +166,8 @@ writeFileSync(
 );
 console.log(`after 20 s quiet: ${JSON.stringify(end)}`);
 end.forEach((e, i) => {
-  const s = start[i] as { rss: number };
-  console.log(`instance ${i + 1}: rss ${s.rss} -> ${e.rss} MB (${(((e.rss - s.rss) / s.rss) * 100).toFixed(1)}%)`);
+  const s = start[i] as { rssMb: number };
+  console.log(`instance ${i + 1}: rss ${s.rssMb} -> ${e.rssMb} MB (${(((e.rssMb - s.rssMb) / s.rssMb) * 100).toFixed(1)}%)`);
 });
 for (const i of instances) {
   i.child.kill("SIGTERM");

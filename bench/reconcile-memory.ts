@@ -25,6 +25,7 @@ import { processCanonicalBatch, reconcilePartner } from "../services/distributio
 import type { DistributionDeps } from "../services/distribution/processor.ts";
 import { hotlinePolicy, industryPolicy, randomHex, sampleCanonicalRecord } from "../test/support/fixtures.ts";
 import { freshDatabase } from "../test/support/stack.ts";
+import { residentByMapping } from "./pipeline/memory.ts";
 
 const { values } = parseArgs({ options: { records: { type: "string", default: "3000" }, changes: { type: "string", default: "150" } } });
 const RECORDS = Number(values.records);
@@ -45,31 +46,6 @@ function rssNow(): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
 }
 
-/** Resident KiB by kind of mapping: V8's 256 KiB pages, other anonymous mappings, glibc's brk heap, files. */
-function mappings(): { v8Pages: number; v8Mb: number; anonMb: number; brkMb: number; fileMb: number } {
-  const out = { v8Pages: 0, v8Mb: 0, anonMb: 0, brkMb: 0, fileMb: 0 };
-  let kind: "v8" | "anon" | "brk" | "file" = "anon";
-  for (const line of readFileSync("/proc/self/smaps", "utf8").split("\n")) {
-    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
-    if (head) {
-      const size = Number.parseInt(head[2] as string, 16) - Number.parseInt(head[1] as string, 16);
-      const name = head[3] ?? "";
-      kind = name === "[heap]" ? "brk" : name.startsWith("/") ? "file" : name === "" && size === 256 * 1024 ? "v8" : "anon";
-      if (kind === "v8") out.v8Pages++;
-      continue;
-    }
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) out[`${kind}Mb` as "v8Mb"] += Number(rss[1]) / 1024;
-  }
-  return {
-    v8Pages: out.v8Pages,
-    v8Mb: Math.round(out.v8Mb),
-    anonMb: Math.round(out.anonMb),
-    brkMb: Math.round(out.brkMb),
-    fileMb: Math.round(out.fileMb),
-  };
-}
-
 function snapshot() {
   const m = process.memoryUsage();
   const spaces = Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, Math.round(s.physical_space_size / MB)]));
@@ -79,7 +55,7 @@ function snapshot() {
     heapUsed: Math.round(m.heapUsed / MB),
     external: Math.round(m.external / MB),
     spaces,
-    maps: mappings(),
+    maps: residentByMapping("self"),
   };
 }
 

@@ -8,6 +8,47 @@
 import { readFileSync } from "node:fs";
 import type { ServiceProcess } from "../../test/support/processes.ts";
 
+/** A process's resident set by kind of mapping, MB (2^20 bytes), from /proc/<pid>/smaps. */
+export interface ResidentByMapping {
+  readonly rssMb: number;
+  /** V8's heap pages: anonymous mappings of exactly 256 KiB. */
+  readonly v8Mb: number;
+  readonly v8Pages: number;
+  /** Other anonymous mappings: malloc's arenas and large blocks, thread stacks. */
+  readonly anonMb: number;
+  /** glibc's brk heap. */
+  readonly brkMb: number;
+  readonly fileMb: number;
+}
+
+/** Where a process's resident set is, to tell V8's page pool from malloc's memory. */
+export function residentByMapping(pid: number | "self"): ResidentByMapping {
+  const bytes = { v8: 0, anon: 0, brk: 0, file: 0 };
+  let v8Pages = 0;
+  let kind: keyof typeof bytes = "anon";
+  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      const size = Number.parseInt(head[2] as string, 16) - Number.parseInt(head[1] as string, 16);
+      const name = head[3] ?? "";
+      kind = name === "[heap]" ? "brk" : name.startsWith("/") ? "file" : name === "" && size === 256 * 1024 ? "v8" : "anon";
+      if (kind === "v8") v8Pages++;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) bytes[kind] += Number(rss[1]) * 1024;
+  }
+  const mb = (n: number) => Math.round(n / 1048576);
+  return {
+    rssMb: mb(bytes.v8 + bytes.anon + bytes.brk + bytes.file),
+    v8Mb: mb(bytes.v8),
+    v8Pages,
+    anonMb: mb(bytes.anon),
+    brkMb: mb(bytes.brk),
+    fileMb: mb(bytes.file),
+  };
+}
+
 /** kB (KiB) as /proc reports them; null when the process is gone. */
 export function procMemoryKb(pid: number | undefined): { rss: number; hwm: number } | null {
   if (!pid) return null;
