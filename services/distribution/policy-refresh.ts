@@ -12,7 +12,7 @@ import type { Queryable } from "../shared/postgres.ts";
 import { LOCAL_TOPIC_PLAN, defaultMinInsyncReplicas, feedTopicSpec } from "../shared/topics.ts";
 import type { TopicNames, TopicPlanOptions } from "../shared/topics.ts";
 import type { PartnerPolicy } from "./policy.ts";
-import { loadPolicies } from "./policy-store.ts";
+import { activePolicyVersions, loadPolicies, policyVersionsKey } from "./policy-store.ts";
 import { appliedPolicyVersions } from "./store.ts";
 
 /**
@@ -52,9 +52,12 @@ export interface PolicyRefresh {
   refresh(): Promise<void>;
   /**
    * The policies to plan a round with, in the round's transaction (holding the apply lock, as every
-   * reconciliation does): reloaded when the applied versions changed since last seen. Another
-   * instance may have reconciled a newer policy since this one's last refresh; planning with the
-   * older one would then undo that reconciliation, and nothing would reconcile it again.
+   * reconciliation slice does): the newest stored, reloaded whenever they changed, whether or not
+   * any instance has reconciled them yet. A reconciliation walks the distributed records in slices,
+   * one transaction each, and rounds run between them: a round planning with the older policy would
+   * place its records behind the slices already done, and once the newer version is marked applied
+   * nothing reconciles them again. The same holds when another instance reconciled a newer policy
+   * since this one's last refresh.
    */
   forRound(tx: Queryable): Promise<readonly PartnerPolicy[]>;
 }
@@ -70,39 +73,45 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   let policies: PartnerPolicy[] = [];
   let loadedOnce = false;
   let provisioned = { specs: "", at: 0 };
-  // The applied versions the policies were last checked against in a round ("" after a refresh).
-  let appliedSeen = "";
+  // The versions of `policies` (policyVersionsKey), which a round compares with the stored ones.
+  let versions = "";
+  /** Feed topics of Kafka-delivered partners: created or checked when their set changed, or `recheck` is due. */
+  const provisionFeedTopics = async (loaded: readonly PartnerPolicy[], recheck: boolean) => {
+    const specs = loaded
+      .filter((p) => p.delivery !== "s3")
+      .map((p) => feedTopicSpec(p.partnerId, { ...o.feedTopicPlan, partitions: p.feedPartitions }, o.topics));
+    const key = JSON.stringify(specs);
+    if (specs.length && (key !== provisioned.specs || (recheck && Date.now() - provisioned.at >= FEED_TOPIC_CHECK_MS))) {
+      await provisionTopics(o.admin, specs);
+      provisioned = { specs: key, at: Date.now() };
+    }
+  };
+  /** Acts on `loaded` from now on; true when a partner's version is not the one acted on before. */
+  const adopt = (loaded: PartnerPolicy[]): boolean => {
+    for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
+      o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
+    }
+    const before = new Map(policies.map((p) => [p.partnerId, p.version]));
+    const changed = loadedOnce && loaded.some((p) => before.get(p.partnerId) !== p.version);
+    policies = loaded;
+    versions = policyVersionsKey(loaded);
+    return changed;
+  };
   return {
     current: () => policies,
     async forRound(tx) {
-      const applied = JSON.stringify([...(await appliedPolicyVersions(tx))].sort(([a], [b]) => a.localeCompare(b)));
-      if (applied !== appliedSeen) {
-        const versions = new Map(policies.map((p) => [p.partnerId, p.version]));
-        const loaded = await loadPolicies(tx);
-        if (loadedOnce && loaded.some((p) => versions.get(p.partnerId) !== p.version)) o.onPolicyChanged?.();
-        policies = loaded;
-        appliedSeen = applied;
-      }
+      if ((await activePolicyVersions(tx)) === versions) return policies;
+      const loaded = await loadPolicies(tx);
+      // A partner's first records may be planned here, before any refresh: its topic comes first.
+      await provisionFeedTopics(loaded, false);
+      if (adopt(loaded)) o.onPolicyChanged?.();
       return policies;
     },
     async refresh() {
       const loaded = await loadPolicies(o.db);
       const applied = await appliedPolicyVersions(o.db);
-      const specs = loaded
-        .filter((p) => p.delivery !== "s3")
-        .map((p) => feedTopicSpec(p.partnerId, { ...o.feedTopicPlan, partitions: p.feedPartitions }, o.topics));
-      const key = JSON.stringify(specs);
-      if (specs.length && (key !== provisioned.specs || Date.now() - provisioned.at >= FEED_TOPIC_CHECK_MS)) {
-        await provisionTopics(o.admin, specs);
-        provisioned = { specs: key, at: Date.now() };
-      }
-      for (const gone of policies.filter((p) => !loaded.some((l) => l.partnerId === p.partnerId))) {
-        o.logger.warn({ partnerId: gone.partnerId }, "partner feed stopped: policy suspended");
-      }
-      const versions = new Map(policies.map((p) => [p.partnerId, p.version]));
-      const changed = loadedOnce && loaded.some((p) => versions.get(p.partnerId) !== p.version);
-      policies = loaded;
-      appliedSeen = "";
+      await provisionFeedTopics(loaded, true);
+      const changed = adopt(loaded);
       loadedOnce = true;
       for (const p of loaded) {
         if (applied.get(p.partnerId) === p.version) continue;

@@ -39,6 +39,26 @@ export async function loadPolicies(db: Queryable): Promise<PartnerPolicy[]> {
   return rows.map(toPolicy);
 }
 
+/**
+ * The versions of the policies loadPolicies returns, as one key a round compares with the last it
+ * saw: every change (a new partner, a new version, a suspension or resumption) changes it.
+ */
+export async function activePolicyVersions(db: Queryable): Promise<string> {
+  const { rows } = await db.query<{ versions: string }>(
+    `SELECT coalesce(string_agg(partner_id || ':' || version, ',' ORDER BY partner_id), '') AS versions
+       FROM partner_policies WHERE suspended_at IS NULL`,
+  );
+  return rows[0]?.versions ?? "";
+}
+
+/** The same key as activePolicyVersions, of policies already loaded. */
+export function policyVersionsKey(policies: readonly PartnerPolicy[]): string {
+  return [...policies]
+    .sort((a, b) => (a.partnerId < b.partnerId ? -1 : a.partnerId > b.partnerId ? 1 : 0))
+    .map((p) => `${p.partnerId}:${p.version}`)
+    .join(",");
+}
+
 export interface PolicyListing {
   readonly policy: PartnerPolicy;
   /** Set while the partner is suspended. */

@@ -2,7 +2,8 @@
  * Two distribution instances share one hub database, and each refreshes its policies on a timer of
  * its own. When one reconciles a partner's newer policy, a round of the other must not plan with
  * the older policy it still holds in memory: its records would reach the partner as the older policy
- * allowed, and no later refresh reconciles a version already marked applied.
+ * allowed, and no later refresh reconciles a version already marked applied. The same goes for a
+ * round between the slices of a reconciliation in progress.
  */
 import type { Admin } from "kafkajs";
 import { fileURLToPath } from "node:url";
@@ -91,5 +92,36 @@ describe("distribution instances and a policy change", () => {
     const { rows } = await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_log WHERE partner_id = $1", [partnerId]);
     expect(rows[0]?.n, "feed records issued for a category C record under the A/B policy").toBe("0");
     expect(b.refresh.current().map((p) => p.version)).toEqual([2]);
+  });
+
+  it("a round plans with a policy stored but not yet reconciled: a reconciliation's slices already done are not walked again", async () => {
+    const partnerId = "hotline-widened";
+    const narrow = hotlinePolicy(partnerId, { delivery: "s3", categories: ["A", "B"] });
+    await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
+    await setPolicy(db.pool, narrow);
+    const a = instance("widen-a");
+    await a.refresh.refresh();
+    // A round under the narrow policy, as every round before the change.
+    const before = { ...sampleCanonicalRecord(), classification: { uk: "A" as const, ics: "A1" as const } };
+    await processCanonicalBatch(a.deps, topics.canonical, 1, [{ offset: "0", value: codec.encode("CanonicalRecord", before) }]);
+
+    // The operator widens the policy to C. A reconciliation of it walks the distributed records in
+    // slices of their ids, one transaction each; a round between two slices may distribute a record
+    // whose id sorts before the slices done, and the reconciliation never sees it.
+    await setPolicy(db.pool, { ...narrow, categories: ["A", "B", "C"] });
+    const record = {
+      ...sampleCanonicalRecord(),
+      recordId: "00000000-0000-4000-8000-000000000001",
+      classification: { uk: "C" as const, ics: "B2" as const },
+    };
+    await processCanonicalBatch(a.deps, topics.canonical, 1, [{ offset: "1", value: codec.encode("CanonicalRecord", record) }]);
+    const { rows } = await db.pool.query<{ n: string }>(
+      "SELECT count(*)::text AS n FROM feed_entries WHERE partner_id = $1 AND record_id = $2",
+      [partnerId, record.recordId],
+    );
+    expect(Number(rows[0]?.n), "feed entries of a category C record under the widened, not yet applied policy").toBe(
+      record.hashes.filter((h) => narrow.algorithms.includes(h.alg)).length,
+    );
+    expect(a.refresh.current().find((p) => p.partnerId === partnerId)?.version).toBe(2);
   });
 });
