@@ -35,6 +35,7 @@ import type { ExportNow } from "./export-schedule.ts";
 import { loadHubSigner } from "./hub-signer.ts";
 import { createDistributionMetrics } from "./metrics.ts";
 import { feedTopicPlan, policyRefresh, schedulePolicyRefresh } from "./policy-refresh.ts";
+import { isActivePolicy } from "./policy-store.ts";
 import { SERVICE, backfillHashClaims, distributeBatch, reconcilePartner } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
 
@@ -138,6 +139,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     logger,
     policies: policies.current,
     roundPolicies: policies.forRound,
+    reconcileWhile: isActivePolicy,
   };
   // Before any planning: claims of records distributed before distributed_hashes existed (a no-op afterwards).
   await backfillHashClaims(deps);

@@ -51,6 +51,15 @@ export async function activePolicyVersions(db: Queryable): Promise<string> {
   return rows[0]?.versions ?? "";
 }
 
+/** Whether `policy` is the partner's stored policy, unsuspended: the one distribution acts on. */
+export async function isActivePolicy(db: Queryable, policy: Pick<PartnerPolicy, "partnerId" | "version">): Promise<boolean> {
+  const { rows } = await db.query("SELECT 1 FROM partner_policies WHERE partner_id = $1 AND version = $2 AND suspended_at IS NULL", [
+    policy.partnerId,
+    policy.version,
+  ]);
+  return rows.length > 0;
+}
+
 /** The same key as activePolicyVersions, of policies already loaded. */
 export function policyVersionsKey(policies: readonly PartnerPolicy[]): string {
   return [...policies]

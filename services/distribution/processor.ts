@@ -54,6 +54,12 @@ export interface DistributionDeps {
    * refresh forRound). Without it, `policies()`.
    */
   roundPolicies?(tx: Queryable): Promise<readonly PartnerPolicy[]>;
+  /**
+   * Whether a reconciliation of `policy` should go on, asked in each slice's transaction (holding the
+   * apply lock): false once a newer version is stored or the partner is suspended (policy-store
+   * isActivePolicy). Without it, every slice runs.
+   */
+  reconcileWhile?(tx: Queryable, policy: PartnerPolicy): Promise<boolean>;
   readonly now?: () => number;
 }
 
@@ -202,6 +208,9 @@ const BACKFILL_PAGE = 1000;
  * the last slice records the applied version and its "policy.applied" audit event. Counts in that
  * event cover this run: when a run is interrupted and started again, the slices committed before
  * were audited record by record but are not counted again.
+ * A run stops, without marking its version applied, at the first slice that finds a newer version
+ * stored (or the partner suspended): rounds already plan with the newer one, and a run of it, here or
+ * in another instance, walks every record again; slices of the older one after it would undo it.
  */
 export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPolicy): Promise<number> {
   const totals = { records: 0, upserts: 0, removes: 0 };
@@ -209,8 +218,16 @@ export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPo
   for (;;) {
     const slice = await inTransaction(deps.pool, async (tx) => {
       await tx.query("SELECT pg_advisory_xact_lock($1)", [DISTRIBUTION_APPLY_LOCK]);
+      if (deps.reconcileWhile && !(await deps.reconcileWhile(tx, policy))) return null;
       return reconcileSlice(deps, tx, policy, after, totals);
     });
+    if (slice === null) {
+      deps.logger.info(
+        { partnerId: policy.partnerId, version: policy.version, issued: totals.upserts + totals.removes },
+        "reconciliation stopped: the partner's policy changed again",
+      );
+      return totals.upserts + totals.removes;
+    }
     totals.records += slice.counts.records;
     totals.upserts += slice.counts.upserts;
     totals.removes += slice.counts.removes;

@@ -16,9 +16,10 @@ import { createLogger } from "../../services/shared/logging.ts";
 import { migrate } from "../../services/shared/postgres.ts";
 import { generateSigningKeyPair, privateKeyFromPem } from "../../services/shared/wire/signing.ts";
 import { LOCAL_TOPIC_PLAN, topicNames } from "../../services/shared/topics.ts";
+import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { policyRefresh } from "../../services/distribution/policy-refresh.ts";
 import type { PolicyRefresh } from "../../services/distribution/policy-refresh.ts";
-import { setPolicy } from "../../services/distribution/policy-store.ts";
+import { isActivePolicy, setPolicy } from "../../services/distribution/policy-store.ts";
 import { processCanonicalBatch, reconcilePartner } from "../../services/distribution/processor.ts";
 import type { DistributionDeps } from "../../services/distribution/processor.ts";
 
@@ -62,6 +63,7 @@ function instance(name: string): { refresh: PolicyRefresh; deps: DistributionDep
     logger,
     policies: refresh.current,
     roundPolicies: refresh.forRound,
+    reconcileWhile: isActivePolicy,
   };
   return { refresh, deps };
 }
@@ -123,5 +125,37 @@ describe("distribution instances and a policy change", () => {
       record.hashes.filter((h) => narrow.algorithms.includes(h.alg)).length,
     );
     expect(a.refresh.current().find((p) => p.partnerId === partnerId)?.version).toBe(2);
+  });
+
+  it("a reconciliation of an older version stops at its next slice, leaving the newer one's feed as it is", async () => {
+    const partnerId = "hotline-two-runs";
+    const narrow = hotlinePolicy(partnerId, { delivery: "s3", categories: ["A", "B"] });
+    await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
+    await setPolicy(db.pool, narrow);
+    const a = instance("runs-a");
+    const b = instance("runs-b");
+    await a.refresh.refresh();
+    const older = a.refresh.current().find((p) => p.partnerId === partnerId) as PartnerPolicy;
+    const record = { ...sampleCanonicalRecord(), classification: { uk: "C" as const, ics: "B2" as const } };
+    await processCanonicalBatch(a.deps, topics.canonical, 2, [{ offset: "0", value: codec.encode("CanonicalRecord", record) }]);
+
+    // Widened to C; instance b reconciles it while instance a is still in a run of the version before.
+    await setPolicy(db.pool, { ...narrow, categories: ["A", "B", "C"] });
+    await b.refresh.refresh();
+    const entries = async () =>
+      Number(
+        (
+          await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_entries WHERE partner_id = $1 AND record_id = $2", [
+            partnerId,
+            record.recordId,
+          ])
+        ).rows[0]?.n,
+      );
+    expect(await entries()).toBeGreaterThan(0);
+    // The older run's next slice: it must not take C back out, nor mark its version applied.
+    expect(await reconcilePartner(a.deps, older)).toBe(0);
+    expect(await entries(), "the widened policy's entries after a slice of the older run").toBeGreaterThan(0);
+    const { rows } = await db.pool.query<{ version: number }>("SELECT version FROM policy_applied WHERE partner_id = $1", [partnerId]);
+    expect(rows[0]?.version).toBe(2);
   });
 });
