@@ -138,6 +138,11 @@ export function writeSoakResults(o: {
   }
   for (const m of o.memory)
     o.log(
-      `  ${m.instance.padEnd(22)} rss ${m.rss.growthPct >= 0 ? "+" : ""}${m.rss.growthPct.toFixed(1)}%, heap ${m.heapUsed.growthPct >= 0 ? "+" : ""}${m.heapUsed.growthPct.toFixed(1)}%`,
+      `  ${m.instance.padEnd(22)} rss ${signedPct(m.rss.growthPct)}, heap ${signedPct(m.heapUsed.growthPct)}, ` +
+        `rss between bursts ${signedPct(m.rssFloor.growthPct)} (${m.rssFloor.start.toFixed(0)} -> ${m.rssFloor.end.toFixed(0)} MB)`,
     );
+}
+
+function signedPct(x: number): string {
+  return `${x >= 0 ? "+" : ""}${x.toFixed(1)}%`;
 }

@@ -74,6 +74,12 @@ export interface MemoryChange {
   /** MB at the start and the end of the window, and the growth in per cent of the start. */
   readonly rss: { start: number; end: number; growthPct: number };
   readonly heapUsed: { start: number; end: number; growthPct: number };
+  /**
+   * The lowest resident set in the first and the last tenth: what the process holds between bursts.
+   * A mean rises with the bursts in hand at the end (a reconciliation walks every record, so its
+   * peak grows with the data); memory kept for good raises this as well.
+   */
+  readonly rssFloor: { start: number; end: number; growthPct: number };
 }
 
 /**
@@ -92,12 +98,13 @@ export function memoryChanges(fleet: Fleet, from: number, to: number): MemoryCha
     const head = same.filter((r) => r.t <= (same[0]?.t ?? from) + tenth);
     const tail = same.filter((r) => r.t >= last.t - tenth);
     const mean = (rs: HeapReading[], f: (r: HeapReading) => number) => rs.reduce((n, r) => n + f(r), 0) / Math.max(1, rs.length) / 1048576;
-    const change = (f: (r: HeapReading) => number) => {
-      const start = mean(head, f);
-      const end = mean(tail, f);
+    const least = (rs: HeapReading[], f: (r: HeapReading) => number) => (rs.length ? Math.min(...rs.map(f)) / 1048576 : 0);
+    const change = (f: (r: HeapReading) => number, of = mean) => {
+      const start = of(head, f);
+      const end = of(tail, f);
       return { start, end, growthPct: start > 0 ? (100 * (end - start)) / start : 0 };
     };
-    out.push({ instance: name, rss: change((r) => r.rss), heapUsed: change((r) => r.heapUsed) });
+    out.push({ instance: name, rss: change((r) => r.rss), heapUsed: change((r) => r.heapUsed), rssFloor: change((r) => r.rss, least) });
   }
   return out;
 }
