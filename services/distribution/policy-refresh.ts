@@ -55,8 +55,9 @@ export interface PolicyRefresh {
    * reconciliation does): reloaded when the applied versions changed since last seen. Another
    * instance may have reconciled a newer policy since this one's last refresh; planning with the
    * older one would then undo that reconciliation, and nothing would reconcile it again.
+   * `applied`: the versions as the round read them under the apply lock; read here when left out.
    */
-  forRound(tx: Queryable): Promise<readonly PartnerPolicy[]>;
+  forRound(tx: Queryable, applied?: ReadonlyMap<string, number>): Promise<readonly PartnerPolicy[]>;
 }
 
 /**
@@ -74,8 +75,9 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   let appliedSeen = "";
   return {
     current: () => policies,
-    async forRound(tx) {
-      const applied = JSON.stringify([...(await appliedPolicyVersions(tx))].sort(([a], [b]) => a.localeCompare(b)));
+    async forRound(tx, read) {
+      const appliedNow = read ?? (await appliedPolicyVersions(tx));
+      const applied = JSON.stringify([...appliedNow].sort(([a], [b]) => a.localeCompare(b)));
       if (applied !== appliedSeen) {
         const versions = new Map(policies.map((p) => [p.partnerId, p.version]));
         const loaded = await loadPolicies(tx);

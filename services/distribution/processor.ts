@@ -13,7 +13,7 @@ import type { AvroCodec } from "../shared/wire/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { reasonOf } from "../shared/errors.ts";
 import { applyExactlyOnce } from "../shared/exactly-once-step.ts";
-import type { Applied, UnappliedBatch } from "../shared/exactly-once-step.ts";
+import type { Applied, ExactlyOnceStep, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Logger } from "../shared/logging.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient, Queryable } from "../shared/postgres.ts";
@@ -25,6 +25,8 @@ import type { FeedSigning, HubSigner } from "./feed-writer.ts";
 import { FeedLedger, claimsOfRevision, planRecord, splitHashKey } from "./planner.ts";
 import type { PartnerPolicy } from "./policy.ts";
 import {
+  APPLIED_POLICY_VERSIONS,
+  appliedVersionsOf,
   distributedRecordsAfter,
   forgetAppliedPolicies,
   insertHashClaims,
@@ -53,7 +55,7 @@ export interface DistributionDeps {
    * current ones, reloaded first when another instance has reconciled a policy since (policy
    * refresh forRound). Without it, `policies()`.
    */
-  roundPolicies?(tx: Queryable): Promise<readonly PartnerPolicy[]>;
+  roundPolicies?(tx: Queryable, applied?: ReadonlyMap<string, number>): Promise<readonly PartnerPolicy[]>;
   readonly now?: () => number;
 }
 
@@ -92,23 +94,38 @@ export function distributeRecord(
 }
 
 /** The policies a round plans with: see DistributionDeps.roundPolicies. */
-export function policiesForRound(deps: DistributionDeps, tx: Queryable): Promise<readonly PartnerPolicy[]> {
-  return deps.roundPolicies ? deps.roundPolicies(tx) : Promise.resolve(deps.policies());
+export function policiesForRound(
+  deps: DistributionDeps,
+  tx: Queryable,
+  applied?: ReadonlyMap<string, number>,
+): Promise<readonly PartnerPolicy[]> {
+  return deps.roundPolicies ? deps.roundPolicies(tx, applied) : Promise.resolve(deps.policies());
+}
+
+/** distribution's exactly-once step over hashes.canonical.v1: the applied policy versions come with the round's first round trip. */
+export function canonicalStep(deps: DistributionDeps): ExactlyOnceStep<CanonicalMessage, DistributionResult> {
+  return {
+    applyLock: DISTRIBUTION_APPLY_LOCK,
+    readAtBegin: APPLIED_POLICY_VERSIONS,
+    apply: (tx, batches, begun) => distributeBatch(deps, tx, batches, appliedVersionsOf(begun)),
+  };
 }
 
 /**
  * distribution's part of the exactly-once step: the unapplied canonical records of a round's
  * batches. A record is keyed by its id, so all its revisions are in one partition, in order.
  * Two statements: one loads (locking the chain heads), one writes everything the round changed.
+ * `appliedPolicies`: the applied policy versions, when the round read them at its start (canonicalStep).
  */
 export async function distributeBatch(
   deps: DistributionDeps,
   tx: PoolClient,
   batches: readonly UnappliedBatch<CanonicalMessage>[],
+  appliedPolicies?: ReadonlyMap<string, number>,
 ): Promise<Applied<DistributionResult>> {
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
-  const policies = await policiesForRound(deps, tx);
+  const policies = await policiesForRound(deps, tx, appliedPolicies);
   const rejections: OutboxMessage[] = [];
   const rejectionReasons: string[] = [];
   const decoded = batches.flatMap((batch) => decodeBatch(deps, batch, rejections, rejectionReasons));
@@ -185,10 +202,7 @@ export async function processCanonicalBatch(
   partition: number,
   messages: readonly CanonicalMessage[],
 ): Promise<DistributionResult & { nextOffset: string | null }> {
-  const outcome = await applyExactlyOnce(deps.pool, deps.consumerGroup, [{ topic, partition, messages }], {
-    applyLock: DISTRIBUTION_APPLY_LOCK,
-    apply: (tx, batches) => distributeBatch(deps, tx, batches),
-  });
+  const outcome = await applyExactlyOnce(deps.pool, deps.consumerGroup, [{ topic, partition, messages }], canonicalStep(deps));
   return { ...outcome.result, nextOffset: outcome.partitions[0]?.nextOffset ?? null };
 }
 

@@ -460,10 +460,16 @@ export async function distributedRecordsAfter(
   return rows;
 }
 
-/** The policy version last reconciled into each partner's feed. */
+/** The policy version last reconciled into each partner's feed: a round reads it at its start (readAtBegin). */
+export const APPLIED_POLICY_VERSIONS = "SELECT partner_id, version FROM policy_applied";
+
 export async function appliedPolicyVersions(db: Queryable): Promise<Map<string, number>> {
-  const { rows } = await db.query<{ partner_id: string; version: number }>("SELECT partner_id, version FROM policy_applied");
-  return new Map(rows.map((r) => [r.partner_id, r.version]));
+  return appliedVersionsOf((await db.query(APPLIED_POLICY_VERSIONS)).rows);
+}
+
+/** The rows of APPLIED_POLICY_VERSIONS, by partner. */
+export function appliedVersionsOf(rows: readonly Record<string, unknown>[]): Map<string, number> {
+  return new Map(rows.map((r) => [String(r["partner_id"]), Number(r["version"])]));
 }
 
 /** Records that a partner's feed now follows this policy version; returns the version before, if any. */
