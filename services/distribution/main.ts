@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { DISTRIBUTION_APPLY_LOCK, DISTRIBUTION_RELAY_LOCK } from "../shared/advisory-locks.ts";
+import { DISTRIBUTION_RELAY_LOCK } from "../shared/advisory-locks.ts";
 import { AvroCodec } from "../shared/wire/codec.ts";
 import { commonConfigShape, effectiveEnv, loadConfig, opsHost, opsPort, s3ConfigShape } from "../shared/config.ts";
 import { consumerGroups, servicePrincipal } from "../shared/kafka-access.ts";
@@ -36,7 +36,7 @@ import { loadHubSigner } from "./hub-signer.ts";
 import { createDistributionMetrics } from "./metrics.ts";
 import { feedTopicPlan, policyRefresh, schedulePolicyRefresh } from "./policy-refresh.ts";
 import { isActivePolicy } from "./policy-store.ts";
-import { SERVICE, backfillHashClaims, distributeBatch, reconcilePartner } from "./processor.ts";
+import { SERVICE, backfillHashClaims, canonicalStep, reconcilePartner } from "./processor.ts";
 import type { DistributionDeps } from "./processor.ts";
 
 export const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("./migrations/", import.meta.url));
@@ -200,8 +200,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     groupId: consumerGroup,
     topic: topics.canonical,
     logger,
-    applyLock: DISTRIBUTION_APPLY_LOCK,
-    apply: (tx, batches) => distributeBatch(deps, tx, batches),
+    ...canonicalStep(deps),
     observer: metrics.rounds,
     afterCommit: ({ result: r, partitions }) => {
       metrics.counted(r);

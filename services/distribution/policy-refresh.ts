@@ -57,9 +57,10 @@ export interface PolicyRefresh {
    * one transaction each, and rounds run between them: a round planning with the older policy would
    * place its records behind the slices already done, and once the newer version is marked applied
    * nothing reconciles them again. The same holds when another instance reconciled a newer policy
-   * since this one's last refresh.
+   * since this one's last refresh. `stored`: the key of the stored versions as the round read them
+   * under the apply lock (policy-store ACTIVE_POLICY_VERSIONS); read here when left out.
    */
-  forRound(tx: Queryable): Promise<readonly PartnerPolicy[]>;
+  forRound(tx: Queryable, stored?: string): Promise<readonly PartnerPolicy[]>;
 }
 
 /**
@@ -99,8 +100,8 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   };
   return {
     current: () => policies,
-    async forRound(tx) {
-      if ((await activePolicyVersions(tx)) === versions) return policies;
+    async forRound(tx, stored) {
+      if ((stored ?? (await activePolicyVersions(tx))) === versions) return policies;
       const loaded = await loadPolicies(tx);
       // A partner's first records may be planned here, before any refresh: its topic comes first.
       await provisionFeedTopics(loaded, false);

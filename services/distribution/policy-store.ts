@@ -41,14 +41,19 @@ export async function loadPolicies(db: Queryable): Promise<PartnerPolicy[]> {
 
 /**
  * The versions of the policies loadPolicies returns, as one key a round compares with the last it
- * saw: every change (a new partner, a new version, a suspension or resumption) changes it.
+ * saw: every change (a new partner, a new version, a suspension or resumption) changes it. Without
+ * parameters, so that a round can send it with its first statements (exactly-once-step readAtBegin).
  */
+export const ACTIVE_POLICY_VERSIONS = `SELECT coalesce(string_agg(partner_id || ':' || version, ',' ORDER BY partner_id), '') AS versions
+  FROM partner_policies WHERE suspended_at IS NULL`;
+
 export async function activePolicyVersions(db: Queryable): Promise<string> {
-  const { rows } = await db.query<{ versions: string }>(
-    `SELECT coalesce(string_agg(partner_id || ':' || version, ',' ORDER BY partner_id), '') AS versions
-       FROM partner_policies WHERE suspended_at IS NULL`,
-  );
-  return rows[0]?.versions ?? "";
+  return activeVersionsOf((await db.query(ACTIVE_POLICY_VERSIONS)).rows);
+}
+
+/** The key in the rows of ACTIVE_POLICY_VERSIONS. */
+export function activeVersionsOf(rows: readonly Record<string, unknown>[]): string {
+  return String(rows[0]?.["versions"] ?? "");
 }
 
 /** Whether `policy` is the partner's stored policy, unsuspended: the one distribution acts on. */

@@ -13,7 +13,7 @@ import type { AvroCodec } from "../shared/wire/codec.ts";
 import { buildRejection } from "../shared/dead-letter.ts";
 import { reasonOf } from "../shared/errors.ts";
 import { applyExactlyOnce } from "../shared/exactly-once-step.ts";
-import type { Applied, UnappliedBatch } from "../shared/exactly-once-step.ts";
+import type { Applied, ExactlyOnceStep, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Logger } from "../shared/logging.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient, Queryable } from "../shared/postgres.ts";
@@ -24,6 +24,7 @@ import { FeedWriter } from "./feed-writer.ts";
 import type { FeedSigning, HubSigner } from "./feed-writer.ts";
 import { FeedLedger, claimsOfRevision, planRecord, splitHashKey } from "./planner.ts";
 import type { PartnerPolicy } from "./policy.ts";
+import { ACTIVE_POLICY_VERSIONS, activeVersionsOf } from "./policy-store.ts";
 import {
   distributedRecordsAfter,
   forgetAppliedPolicies,
@@ -50,10 +51,10 @@ export interface DistributionDeps {
   policies(): readonly PartnerPolicy[];
   /**
    * The policies to plan a round with, read in its transaction (which holds the apply lock): the
-   * current ones, reloaded first when another instance has reconciled a policy since (policy
-   * refresh forRound). Without it, `policies()`.
+   * newest stored, reloaded first when they changed (policy refresh forRound); `stored` is the key of
+   * their versions when the round read it at its start (canonicalStep). Without it, `policies()`.
    */
-  roundPolicies?(tx: Queryable): Promise<readonly PartnerPolicy[]>;
+  roundPolicies?(tx: Queryable, stored?: string): Promise<readonly PartnerPolicy[]>;
   /**
    * Whether a reconciliation of `policy` should go on, asked in each slice's transaction (holding the
    * apply lock): false once a newer version is stored or the partner is suspended (policy-store
@@ -98,23 +99,34 @@ export function distributeRecord(
 }
 
 /** The policies a round plans with: see DistributionDeps.roundPolicies. */
-export function policiesForRound(deps: DistributionDeps, tx: Queryable): Promise<readonly PartnerPolicy[]> {
-  return deps.roundPolicies ? deps.roundPolicies(tx) : Promise.resolve(deps.policies());
+export function policiesForRound(deps: DistributionDeps, tx: Queryable, stored?: string): Promise<readonly PartnerPolicy[]> {
+  return deps.roundPolicies ? deps.roundPolicies(tx, stored) : Promise.resolve(deps.policies());
+}
+
+/** distribution's exactly-once step over hashes.canonical.v1: the stored policy versions come with the round's first round trip. */
+export function canonicalStep(deps: DistributionDeps): ExactlyOnceStep<CanonicalMessage, DistributionResult> {
+  return {
+    applyLock: DISTRIBUTION_APPLY_LOCK,
+    readAtBegin: ACTIVE_POLICY_VERSIONS,
+    apply: (tx, batches, begun) => distributeBatch(deps, tx, batches, activeVersionsOf(begun)),
+  };
 }
 
 /**
  * distribution's part of the exactly-once step: the unapplied canonical records of a round's
  * batches. A record is keyed by its id, so all its revisions are in one partition, in order.
  * Two statements: one loads (locking the chain heads), one writes everything the round changed.
+ * `storedPolicies`: the key of the stored policy versions, when the round read it at its start (canonicalStep).
  */
 export async function distributeBatch(
   deps: DistributionDeps,
   tx: PoolClient,
   batches: readonly UnappliedBatch<CanonicalMessage>[],
+  storedPolicies?: string,
 ): Promise<Applied<DistributionResult>> {
   const now = deps.now?.() ?? Date.now();
   const ledger = new FeedLedger();
-  const policies = await policiesForRound(deps, tx);
+  const policies = await policiesForRound(deps, tx, storedPolicies);
   const rejections: OutboxMessage[] = [];
   const rejectionReasons: string[] = [];
   const decoded = batches.flatMap((batch) => decodeBatch(deps, batch, rejections, rejectionReasons));
@@ -191,10 +203,7 @@ export async function processCanonicalBatch(
   partition: number,
   messages: readonly CanonicalMessage[],
 ): Promise<DistributionResult & { nextOffset: string | null }> {
-  const outcome = await applyExactlyOnce(deps.pool, deps.consumerGroup, [{ topic, partition, messages }], {
-    applyLock: DISTRIBUTION_APPLY_LOCK,
-    apply: (tx, batches) => distributeBatch(deps, tx, batches),
-  });
+  const outcome = await applyExactlyOnce(deps.pool, deps.consumerGroup, [{ topic, partition, messages }], canonicalStep(deps));
   return { ...outcome.result, nextOffset: outcome.partitions[0]?.nextOffset ?? null };
 }
 

@@ -69,10 +69,15 @@ export interface ExactlyOnceStep<T extends Positioned, R> {
    */
   readonly applyLock?: number;
   /**
-   * The service's part: applies the unapplied messages of every partition in the round (ascending
-   * partition order) with `tx`; must not commit or roll back.
+   * A SELECT without parameters that the service needs every round, run under the apply lock in
+   * the round's first round trip rather than as a statement of its own; its rows reach `apply`.
    */
-  readonly apply: (tx: PoolClient, batches: readonly UnappliedBatch<T>[]) => Promise<Applied<R>>;
+  readonly readAtBegin?: string;
+  /**
+   * The service's part: applies the unapplied messages of every partition in the round (ascending
+   * partition order) with `tx`; must not commit or roll back. `begun`: the rows of `readAtBegin`.
+   */
+  readonly apply: (tx: PoolClient, batches: readonly UnappliedBatch<T>[], begun: readonly Record<string, unknown>[]) => Promise<Applied<R>>;
 }
 
 /** How one partition of a committed round was left. */
@@ -110,13 +115,13 @@ export async function applyExactlyOnce<T extends Positioned, R>(
   const partitions = ordered.map((b) => b.partition);
   const tx = await pool.connect();
   try {
-    const stored = await beginRound(tx, step.applyLock, groupId, topic, partitions);
+    const { stored, begun } = await beginRound(tx, step.applyLock, step.readAtBegin, groupId, topic, partitions);
     const unapplied = ordered.map((b): UnappliedBatch<T> => {
       const storedOffset = stored.get(b.partition) ?? 0;
       const messages = b.messages.filter((m) => Number(m.offset) >= storedOffset);
       return { topic, partition: b.partition, messages, redelivered: b.messages.length - messages.length, storedOffset };
     });
-    const applied = await step.apply(tx, unapplied);
+    const applied = await step.apply(tx, unapplied, begun);
     const outcomes = unapplied.map((b, i): PartitionOutcome => {
       const position = applied.positions?.get(b.partition);
       // Messages come in offset order: the batch ends at its last one (or stays where it was stored).
@@ -135,29 +140,37 @@ export async function applyExactlyOnce<T extends Positioned, R>(
 }
 
 /*
- * A round's fixed statements go in as few round trips as the protocol allows: BEGIN, the apply lock
- * and the offset lock in one simple query, and the offset update with COMMIT in another. A simple
+ * A round's fixed statements go in as few round trips as the protocol allows: BEGIN, the apply lock,
+ * the service's readAtBegin and the offset lock in one simple query, and the offset update with COMMIT in another. A simple
  * query takes no parameters, so its values are written as literals: the group and topic through
  * the driver's escaping, the rest are checked integers.
  */
 
 /**
- * BEGIN, the apply lock, then the stored next offset of each partition, row-locked until COMMIT.
- * The rows exist after a partition's first round; a round with a new partition creates its row
- * (at 0) and then locks again.
+ * BEGIN, the apply lock, the service's readAtBegin, then the stored next offset of each partition,
+ * row-locked until COMMIT. The rows exist after a partition's first round; a round with a new
+ * partition creates its row (at 0) and then locks again.
  */
 async function beginRound(
   tx: PoolClient,
   applyLock: number | undefined,
+  readAtBegin: string | undefined,
   group: string,
   topic: string,
   partitions: readonly number[],
-): Promise<Map<number, number>> {
+): Promise<{ stored: Map<number, number>; begun: readonly Record<string, unknown>[] }> {
   const selectOffsets = `SELECT partition, next_offset FROM consumer_offsets
     WHERE consumer_group = ${tx.escapeLiteral(group)} AND topic = ${tx.escapeLiteral(topic)}
       AND partition = ANY(${intArray(partitions)}::int[]) ORDER BY partition FOR UPDATE`;
-  const begin = ["BEGIN", ...(applyLock === undefined ? [] : [`SELECT pg_advisory_xact_lock(${integer(applyLock)})`]), selectOffsets];
-  let stored = offsetsOf(lastResult(await tx.query(begin.join(";\n"))));
+  const begin = [
+    "BEGIN",
+    ...(applyLock === undefined ? [] : [`SELECT pg_advisory_xact_lock(${integer(applyLock)})`]),
+    ...(readAtBegin === undefined ? [] : [readAtBegin]),
+    selectOffsets,
+  ];
+  const results = await tx.query(begin.join(";\n"));
+  let stored = offsetsOf(lastResult(results));
+  const begun = readAtBegin === undefined ? [] : resultAt(results, begin.length - 2).rows;
   if (stored.size < partitions.length) {
     await tx.query(
       `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
@@ -166,7 +179,7 @@ async function beginRound(
     );
     stored = offsetsOf(await tx.query(selectOffsets));
   }
-  return stored;
+  return { stored, begun };
 }
 
 /** Where each partition's next batch starts (null: unchanged), stored, then COMMIT. */
@@ -186,6 +199,12 @@ function lastResult(result: Rows | Rows[]): Rows {
   const last = Array.isArray(result) ? result.at(-1) : result;
   if (!last) throw new Error("exactly-once step: no result for the offset lock");
   return last;
+}
+
+function resultAt(result: Rows | Rows[], i: number): Rows {
+  const at = Array.isArray(result) ? result[i] : undefined;
+  if (!at) throw new Error(`exactly-once step: no result for statement ${i} of the round's first query`);
+  return at;
 }
 
 function offsetsOf(result: Rows): Map<number, number> {

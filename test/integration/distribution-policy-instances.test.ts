@@ -20,7 +20,9 @@ import type { PartnerPolicy } from "../../services/distribution/policy.ts";
 import { policyRefresh } from "../../services/distribution/policy-refresh.ts";
 import type { PolicyRefresh } from "../../services/distribution/policy-refresh.ts";
 import { isActivePolicy, setPolicy } from "../../services/distribution/policy-store.ts";
-import { processCanonicalBatch, reconcilePartner } from "../../services/distribution/processor.ts";
+import { canonicalStep, processCanonicalBatch, reconcilePartner } from "../../services/distribution/processor.ts";
+import { applyExactlyOnce } from "../../services/shared/exactly-once-step.ts";
+import type { PoolClient } from "../../services/shared/postgres.ts";
 import type { DistributionDeps } from "../../services/distribution/processor.ts";
 
 const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("../../services/distribution/migrations/", import.meta.url));
@@ -157,5 +159,46 @@ describe("distribution instances and a policy change", () => {
     expect(await entries(), "the widened policy's entries after a slice of the older run").toBeGreaterThan(0);
     const { rows } = await db.pool.query<{ version: number }>("SELECT version FROM policy_applied WHERE partner_id = $1", [partnerId]);
     expect(rows[0]?.version).toBe(2);
+  });
+});
+
+/** `tx` with the text (or prepared name) of each statement it runs recorded in `statements`. */
+function recording(tx: PoolClient, statements: string[]): PoolClient {
+  return new Proxy(tx, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop);
+      if (prop !== "query" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
+      return (...args: unknown[]) => {
+        const q = args[0] as string | { name?: string; text: string };
+        statements.push(typeof q === "string" ? q.replace(/\s+/g, " ").trim() : (q.name ?? q.text));
+        return v.apply(target, args);
+      };
+    },
+  });
+}
+
+describe("a distribution round's policy check", () => {
+  it("comes with the round's first round trip: the apply runs only its load and write statements", async () => {
+    const partnerId = "hotline-round-trip";
+    await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
+    await setPolicy(db.pool, hotlinePolicy(partnerId, { delivery: "s3" }));
+    const { refresh, deps } = instance("round-trip");
+    await refresh.refresh();
+    const step = canonicalStep(deps);
+    const round = async (offset: number): Promise<{ records: number; statements: string[] }> => {
+      const statements: string[] = [];
+      const record = { ...sampleCanonicalRecord(), classification: { uk: "A" as const, ics: "A1" as const } };
+      const value = codec.encode("CanonicalRecord", record);
+      const outcome = await applyExactlyOnce(
+        deps.pool,
+        deps.consumerGroup,
+        [{ topic: topics.canonical, partition: 0, messages: [{ offset: String(offset), key: null, value }] }],
+        { ...step, apply: (tx, batches, begun) => step.apply(recording(tx, statements), batches, begun) },
+      );
+      return { records: outcome.result.records, statements };
+    };
+    // The first round after a refresh loads the policies once more; the next ones do not.
+    await round(0);
+    expect(await round(1)).toEqual({ records: 1, statements: ["distribution.load-round", "distribution.write-round"] });
   });
 });
