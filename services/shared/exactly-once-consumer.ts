@@ -38,12 +38,6 @@ export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends Exa
    */
   readonly minRoundIntervalMs?: number;
   /**
-   * Least time from the start of one small round (a trickle) to the next fetch: what arrives
-   * meanwhile waits at most this long and then shares one round, rather than paying a transaction,
-   * a fetch and a relay send each. A message after a quiet spell is applied at once. 0: never wait.
-   */
-  readonly trickleRoundIntervalMs?: number;
-  /**
    * How long a fetch waits on the broker for something new (default 2 s): an idle consumer fetches
    * this often. kafkajs also sleeps this long when every assigned partition is paused, so a consumer
    * that pauses partitions to read them again soon (the partner sink) wants it short.
@@ -71,17 +65,15 @@ export function consumerTuning(config: {
   readonly CONSUMER_SESSION_TIMEOUT_MS: number;
   readonly CONSUMER_ROUND_MAX_MESSAGES: number;
   readonly CONSUMER_ROUND_INTERVAL_MS: number;
-  readonly CONSUMER_TRICKLE_INTERVAL_MS: number;
 }): Pick<
   ExactlyOnceConsumerOptions<Positioned, unknown>,
-  "maxBytesPerPartition" | "sessionTimeoutMs" | "maxRoundMessages" | "minRoundIntervalMs" | "trickleRoundIntervalMs"
+  "maxBytesPerPartition" | "sessionTimeoutMs" | "maxRoundMessages" | "minRoundIntervalMs"
 > {
   return {
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
     sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
     maxRoundMessages: config.CONSUMER_ROUND_MAX_MESSAGES,
     minRoundIntervalMs: config.CONSUMER_ROUND_INTERVAL_MS,
-    trickleRoundIntervalMs: config.CONSUMER_TRICKLE_INTERVAL_MS,
   };
 }
 
@@ -100,11 +92,9 @@ const KAFKA_COMMIT_INTERVAL_MS = 1_000;
 /**
  * A round at least this big means traffic is steady: the next one waits out minRoundIntervalMs,
  * unless its own batches already have at least this many messages behind them on Kafka (a backlog:
- * the fetch after it brings a full round anyway, so waiting would only slow the catch-up). A trickle
- * paced by the first stage (trickleRoundIntervalMs) reaches the later stages as bursts of a few,
- * multiplied by fan-out (two feed records per submission for one partner), and stays below it.
+ * the fetch after it brings a full round anyway, so waiting would only slow the catch-up).
  */
-const BUSY_ROUND_MESSAGES = 16;
+const BUSY_ROUND_MESSAGES = 8;
 /**
  * A round of at least this share of maxRoundMessages means a backlog upstream (a bulk load arriving
  * in the previous stage's relay bursts, which the broker's high watermark does not show yet): the
@@ -201,7 +191,6 @@ async function runConsumer<T extends Positioned, R>(
   const rounds = new Rounds<T, R>({
     run: (batches) => applyExactlyOnce(o.pool, o.groupId, batches, o),
     minIntervalMs: o.minRoundIntervalMs ?? 0,
-    trickleIntervalMs: o.trickleRoundIntervalMs ?? 0,
     maxMessages: o.maxRoundMessages ?? Number.POSITIVE_INFINITY,
     ...(o.observer ? { observer: o.observer } : {}),
     committed: (outcome) => {
@@ -282,7 +271,6 @@ interface RoundEntry<T extends Positioned> {
 interface RoundSettings<T extends Positioned, R> {
   run(batches: readonly PartitionBatch<T>[]): Promise<StepOutcome<R>>;
   readonly minIntervalMs: number;
-  readonly trickleIntervalMs: number;
   readonly maxMessages: number;
   readonly observer?: RoundObserver;
   committed(outcome: StepOutcome<R>): void;
@@ -316,7 +304,7 @@ class Rounds<T extends Positioned, R> {
   private async next(): Promise<void> {
     if (this.running || this.waiting.length === 0) return;
     this.running = true;
-    const { run, minIntervalMs, trickleIntervalMs, maxMessages, committed, observer } = this.settings;
+    const { run, minIntervalMs, maxMessages, committed, observer } = this.settings;
     let take = 0;
     let messages = 0;
     for (const e of this.waiting) {
@@ -338,10 +326,6 @@ class Rounds<T extends Positioned, R> {
       const outcome = await run(entries.map((e) => e.batch));
       observer?.committed(messages, (performance.now() - started) / 1000);
       committed(outcome);
-      // A small round with nothing behind it: kafkajs fetches again only once this round's batches
-      // settle, so holding them until the trickle interval lets the next fetch bring company.
-      const hold = messages < BUSY_ROUND_MESSAGES && !backlog ? this.lastStart + trickleIntervalMs - Date.now() : 0;
-      if (hold > 0) await new Promise((r) => setTimeout(r, hold));
       const byPartition = new Map(outcome.partitions.map((p) => [p.partition, p]));
       for (const e of entries) {
         const p = byPartition.get(e.batch.partition);
