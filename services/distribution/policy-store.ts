@@ -44,7 +44,7 @@ export async function loadPolicies(db: Queryable): Promise<PartnerPolicy[]> {
  * saw: every change (a new partner, a new version, a suspension or resumption) changes it. Without
  * parameters, so that a round can send it with its first statements (exactly-once-step readAtBegin).
  */
-export const ACTIVE_POLICY_VERSIONS = `SELECT coalesce(string_agg(partner_id || ':' || version, ',' ORDER BY partner_id), '') AS versions
+export const ACTIVE_POLICY_VERSIONS = `SELECT coalesce(string_agg(partner_id || ':' || version, ',' ORDER BY partner_id COLLATE "C"), '') AS versions
   FROM partner_policies WHERE suspended_at IS NULL`;
 
 export async function activePolicyVersions(db: Queryable): Promise<string> {
@@ -65,7 +65,7 @@ export async function isActivePolicy(db: Queryable, policy: Pick<PartnerPolicy, 
   return rows.length > 0;
 }
 
-/** The same key as activePolicyVersions, of policies already loaded. */
+/** The same key as activePolicyVersions, of policies already loaded (ids in byte order, as COLLATE "C"). */
 export function policyVersionsKey(policies: readonly PartnerPolicy[]): string {
   return [...policies]
     .sort((a, b) => (a.partnerId < b.partnerId ? -1 : a.partnerId > b.partnerId ? 1 : 0))
