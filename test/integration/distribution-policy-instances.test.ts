@@ -70,12 +70,27 @@ function instance(name: string): { refresh: PolicyRefresh; deps: DistributionDep
   return { refresh, deps };
 }
 
+/** A registered partner with an S3-delivered hotline policy of these categories, as set (version 1). */
+async function hotlinePartner(partnerId: string, categories: PartnerPolicy["categories"]): Promise<Omit<PartnerPolicy, "version">> {
+  const policy = hotlinePolicy(partnerId, { delivery: "s3", categories });
+  await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
+  await setPolicy(db.pool, policy);
+  return policy;
+}
+
+/** The partner's feed entries of one record. */
+async function feedEntries(partnerId: string, recordId: string): Promise<number> {
+  const { rows } = await db.pool.query<{ n: string }>(
+    "SELECT count(*)::text AS n FROM feed_entries WHERE partner_id = $1 AND record_id = $2",
+    [partnerId, recordId],
+  );
+  return Number(rows[0]?.n);
+}
+
 describe("distribution instances and a policy change", () => {
   it("a round plans with the policy another instance reconciled, not the one it last refreshed", async () => {
     const partnerId = "hotline-two-instances";
-    const wide = hotlinePolicy(partnerId, { delivery: "s3", categories: ["A", "B", "C"] });
-    await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
-    await setPolicy(db.pool, wide);
+    const wide = await hotlinePartner(partnerId, ["A", "B", "C"]);
     const a = instance("a");
     const b = instance("b");
     await a.refresh.refresh();
@@ -100,9 +115,7 @@ describe("distribution instances and a policy change", () => {
 
   it("a round plans with a policy stored but not yet reconciled: a reconciliation's slices already done are not walked again", async () => {
     const partnerId = "hotline-widened";
-    const narrow = hotlinePolicy(partnerId, { delivery: "s3", categories: ["A", "B"] });
-    await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
-    await setPolicy(db.pool, narrow);
+    const narrow = await hotlinePartner(partnerId, ["A", "B"]);
     const a = instance("widen-a");
     await a.refresh.refresh();
     // A round under the narrow policy, as every round before the change.
@@ -119,21 +132,16 @@ describe("distribution instances and a policy change", () => {
       classification: { uk: "C" as const, ics: "B2" as const },
     };
     await processCanonicalBatch(a.deps, topics.canonical, 1, [{ offset: "1", value: codec.encode("CanonicalRecord", record) }]);
-    const { rows } = await db.pool.query<{ n: string }>(
-      "SELECT count(*)::text AS n FROM feed_entries WHERE partner_id = $1 AND record_id = $2",
-      [partnerId, record.recordId],
-    );
-    expect(Number(rows[0]?.n), "feed entries of a category C record under the widened, not yet applied policy").toBe(
-      record.hashes.filter((h) => narrow.algorithms.includes(h.alg)).length,
-    );
+    expect(
+      await feedEntries(partnerId, record.recordId),
+      "feed entries of a category C record under the widened, not yet applied policy",
+    ).toBe(record.hashes.filter((h) => narrow.algorithms.includes(h.alg)).length);
     expect(a.refresh.current().find((p) => p.partnerId === partnerId)?.version).toBe(2);
   });
 
   it("a reconciliation of an older version stops at its next slice, leaving the newer one's feed as it is", async () => {
     const partnerId = "hotline-two-runs";
-    const narrow = hotlinePolicy(partnerId, { delivery: "s3", categories: ["A", "B"] });
-    await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
-    await setPolicy(db.pool, narrow);
+    const narrow = await hotlinePartner(partnerId, ["A", "B"]);
     const a = instance("runs-a");
     const b = instance("runs-b");
     await a.refresh.refresh();
@@ -144,15 +152,7 @@ describe("distribution instances and a policy change", () => {
     // Widened to C; instance b reconciles it while instance a is still in a run of the version before.
     await setPolicy(db.pool, { ...narrow, categories: ["A", "B", "C"] });
     await b.refresh.refresh();
-    const entries = async () =>
-      Number(
-        (
-          await db.pool.query<{ n: string }>("SELECT count(*)::text AS n FROM feed_entries WHERE partner_id = $1 AND record_id = $2", [
-            partnerId,
-            record.recordId,
-          ])
-        ).rows[0]?.n,
-      );
+    const entries = () => feedEntries(partnerId, record.recordId);
     expect(await entries()).toBeGreaterThan(0);
     // The older run's next slice: it must not take C back out, nor mark its version applied.
     expect(await reconcilePartner(a.deps, older)).toBe(0);
@@ -180,8 +180,7 @@ function recording(tx: PoolClient, statements: string[]): PoolClient {
 describe("a distribution round's policy check", () => {
   it("comes with the round's first round trip: the apply runs only its load and write statements", async () => {
     const partnerId = "hotline-round-trip";
-    await db.pool.query("INSERT INTO partners (partner_id, name) VALUES ($1, $1)", [partnerId]);
-    await setPolicy(db.pool, hotlinePolicy(partnerId, { delivery: "s3" }));
+    await hotlinePartner(partnerId, ["A", "B", "C"]);
     const { refresh, deps } = instance("round-trip");
     await refresh.refresh();
     const step = canonicalStep(deps);
