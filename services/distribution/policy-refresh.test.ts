@@ -4,7 +4,7 @@ import { createLogger } from "../shared/logging.ts";
 import type { Queryable } from "../shared/postgres.ts";
 import { LOCAL_TOPIC_PLAN, topicNames } from "../shared/topics.ts";
 import type { PartnerPolicy } from "./policy.ts";
-import { policyRefresh } from "./policy-refresh.ts";
+import { policyRefresh, schedulePolicyRefresh } from "./policy-refresh.ts";
 
 /** partner_policies and policy_applied as the refresh reads them; S3 delivery, so no feed topic is provisioned. */
 function hubTables() {
@@ -66,5 +66,40 @@ describe("policyRefresh", () => {
     expect(reconcile).toHaveBeenCalledTimes(1);
     expect(onReconciled).toHaveBeenCalledTimes(1);
     expect(onPolicyChanged).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe("schedulePolicyRefresh", () => {
+  it("skips the ticks that come while a refresh is still in hand, then refreshes again", async () => {
+    vi.useFakeTimers();
+    try {
+      let finish: () => void = () => undefined;
+      const refresh = vi.fn(() => new Promise<void>((resolve) => (finish = resolve)));
+      const timer = schedulePolicyRefresh(refresh, 2_000, createLogger("test", "silent"));
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(refresh).toHaveBeenCalledTimes(1);
+      // A long reconciliation: three more ticks pass while the first refresh is in hand.
+      await vi.advanceTimersByTimeAsync(6_000);
+      expect(refresh).toHaveBeenCalledTimes(1);
+      finish();
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(refresh).toHaveBeenCalledTimes(2);
+      clearInterval(timer);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("refreshes again after a refresh that failed", async () => {
+    vi.useFakeTimers();
+    try {
+      const refresh = vi.fn().mockRejectedValueOnce(new Error("database away")).mockResolvedValue(undefined);
+      const timer = schedulePolicyRefresh(refresh, 2_000, createLogger("test", "silent"));
+      await vi.advanceTimersByTimeAsync(4_000);
+      expect(refresh).toHaveBeenCalledTimes(2);
+      clearInterval(timer);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

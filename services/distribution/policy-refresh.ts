@@ -116,8 +116,10 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
       loadedOnce = true;
       for (const p of loaded) {
         if (applied.get(p.partnerId) === p.version) continue;
+        const started = performance.now();
         const issued = await o.reconcile(p);
-        o.logger.info({ partnerId: p.partnerId, version: p.version, issued }, "partner feed reconciled with its policy");
+        const ms = Math.round(performance.now() - started);
+        o.logger.info({ partnerId: p.partnerId, version: p.version, issued, ms }, "partner feed reconciled with its policy");
         o.onReconciled();
       }
       if (changed) o.onPolicyChanged?.();
@@ -125,9 +127,21 @@ export function policyRefresh(o: PolicyRefreshOptions): PolicyRefresh {
   };
 }
 
-/** Refreshes every `everyMs` (DISTRIBUTION_POLICY_REFRESH_MS); a failed refresh is logged and tried again next time. */
+/**
+ * Refreshes every `everyMs` (DISTRIBUTION_POLICY_REFRESH_MS); a failed refresh is logged and tried
+ * again next time. A tick that comes while a refresh is still in hand is skipped: a reconciliation
+ * over every record can outlast the interval, and a second refresh would reconcile the same version
+ * again beside it, doubling its work and memory.
+ */
 export function schedulePolicyRefresh(refresh: () => Promise<void>, everyMs: number, logger: Logger): NodeJS.Timeout {
+  let inHand = false;
   return setInterval(() => {
-    refresh().catch((err: unknown) => logger.error({ err }, "policy refresh failed"));
+    if (inHand) return;
+    inHand = true;
+    refresh()
+      .catch((err: unknown) => logger.error({ err }, "policy refresh failed"))
+      .finally(() => {
+        inHand = false;
+      });
   }, everyMs);
 }
