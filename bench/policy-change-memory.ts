@@ -15,6 +15,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
 import { parseArgs, promisify } from "node:util";
 import { registerPartner } from "../services/admin/registry.ts";
 import { DISTRIBUTION_MIGRATIONS } from "../services/distribution/main.ts";
@@ -128,12 +129,46 @@ const instances = Array.from({ length: INSTANCES }, () => {
       NODE_OPTIONS: `--import=${root}test/chaos/heap-probe.ts`,
       CHAOS_HEAP_FILE: heapFile,
       CHAOS_HEAP_EVERY_MS: "1000",
+      LOG_LEVEL: "info", // for the reconciliations' times; warnings and errors are passed on
       ...extraEnv,
     },
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", "pipe", "inherit"],
   });
-  return { child, pid: child.pid as number, heapFile };
+  // The service's log: each reconciliation's time is kept, warnings and errors passed on.
+  const reconcileMs: number[] = [];
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    const entry = line.startsWith("{") ? (JSON.parse(line) as { level?: number; msg?: string; ms?: number }) : {};
+    if (entry.msg === "partner feed reconciled with its policy" && entry.ms !== undefined) reconcileMs.push(entry.ms);
+    else if ((entry.level ?? 50) >= 40) process.stdout.write(`${line}\n`);
+  });
+  return { child, pid: child.pid as number, heapFile, reconcileMs };
 });
+
+interface Burst {
+  readonly change: number;
+  readonly peakRssMb: number;
+  readonly meanRssMb: number;
+  readonly peakHeapTotalMb: number;
+}
+
+/** Each change's window (until the next change) from the probe's readings, one a second. */
+function burstsOf(heapFile: string): Burst[] {
+  const readings = readFileSync(heapFile, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { t: number; rss: number; heapTotal: number });
+  return changedAt.map((from, k) => {
+    const to = changedAt[k + 1] ?? from + EVERY_MS;
+    const w = readings.filter((r) => r.t >= from && r.t < to);
+    const rss = w.map((r) => r.rss / MB);
+    return {
+      change: k + 1,
+      peakRssMb: Math.round(Math.max(...rss)),
+      meanRssMb: rss.reduce((a, b) => a + b, 0) / Math.max(1, rss.length),
+      peakHeapTotalMb: Math.round(Math.max(...w.map((r) => r.heapTotal / MB))),
+    };
+  });
+}
 
 function heap(heapFile: string): { heapTotal: number; heapUsed: number; newSpace: number } {
   const last = readFileSync(heapFile, "utf8").trim().split("\n").at(-1) ?? "{}";
@@ -146,6 +181,7 @@ await sleep(30_000); // started, with its first exports and snapshot
 const sample = () => instances.map((i) => ({ ...residentByMapping(i.pid), ...heap(i.heapFile) }));
 const start = sample();
 const samples: { change: number; instances: ReturnType<typeof sample> }[] = [{ change: 0, instances: start }];
+const changedAt: number[] = [];
 console.log(
   `records ${RECORDS}, changes ${CHANGES} every ${EVERY_MS} ms, ${INSTANCES} instance(s), flags ${flags.join(" ")} ${values.env}`,
 );
@@ -153,21 +189,43 @@ console.log(`change 0: ${JSON.stringify(start)}`);
 for (let change = 1; change <= CHANGES; change++) {
   industry = { ...industry, minGradingStatus: industry.minGradingStatus === "confirmed" ? "indicative" : "confirmed" };
   await setPolicy(hubDb.pool, industry);
+  changedAt.push(Date.now());
   await sleep(EVERY_MS);
   samples.push({ change, instances: sample() });
   if (change % 5 === 0) console.log(`change ${change}: ${JSON.stringify(samples.at(-1)?.instances)}`);
 }
 await sleep(20_000);
 const end = sample();
+const bursts = instances.map((i) => burstsOf(i.heapFile));
 mkdirSync("bench-results", { recursive: true });
 writeFileSync(
   "bench-results/policy-change-memory.json",
-  JSON.stringify({ records: RECORDS, changes: CHANGES, everyMs: EVERY_MS, flags, samples, afterQuiet: end }, null, 1),
+  JSON.stringify(
+    {
+      records: RECORDS,
+      changes: CHANGES,
+      everyMs: EVERY_MS,
+      flags,
+      samples,
+      afterQuiet: end,
+      bursts,
+      reconcileMs: instances.map((i) => i.reconcileMs),
+    },
+    null,
+    1,
+  ),
 );
 console.log(`after 20 s quiet: ${JSON.stringify(end)}`);
 end.forEach((e, i) => {
   const s = start[i] as { rssMb: number };
-  console.log(`instance ${i + 1}: rss ${s.rssMb} -> ${e.rssMb} MB (${(((e.rssMb - s.rssMb) / s.rssMb) * 100).toFixed(1)}%)`);
+  const b = bursts[i] ?? [];
+  const most = (f: (w: Burst) => number) => Math.max(...b.map(f));
+  const mean = (f: (w: Burst) => number) => b.reduce((sum, w) => sum + f(w), 0) / Math.max(1, b.length);
+  console.log(
+    `instance ${i + 1}: rss ${s.rssMb} -> ${e.rssMb} MB (${(((e.rssMb - s.rssMb) / s.rssMb) * 100).toFixed(1)}%); ` +
+      `between changes: peak ${most((w) => w.peakRssMb)} MB, mean ${mean((w) => w.meanRssMb).toFixed(1)} MB, ` +
+      `peak heapTotal ${most((w) => w.peakHeapTotalMb)} MB; reconciliations ${instances[i]?.reconcileMs.join(", ")} ms`,
+  );
 });
 for (const i of instances) {
   i.child.kill("SIGTERM");

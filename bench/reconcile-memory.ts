@@ -6,7 +6,10 @@
  * committed size of each space), and the peak of each sampled every 20 ms during a reconciliation.
  * Writes bench-results/reconcile-memory.json. Uses the local stack's PostgreSQL only.
  *
- *   node bench/reconcile-memory.ts [--records 3000] [--changes 150]
+ * With --release-every N, a memory-reducing collection runs after every N slices (as distribution
+ * does: main.ts), which needs --expose-gc.
+ *
+ *   node --expose-gc bench/reconcile-memory.ts [--records 3000] [--changes 150] [--release-every 0]
  */
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -25,11 +28,19 @@ import { processCanonicalBatch, reconcilePartner } from "../services/distributio
 import type { DistributionDeps } from "../services/distribution/processor.ts";
 import { hotlinePolicy, industryPolicy, randomHex, sampleCanonicalRecord } from "../test/support/fixtures.ts";
 import { freshDatabase } from "../test/support/stack.ts";
+import { releaseEvery } from "../services/shared/release-memory.ts";
 import { residentByMapping } from "./pipeline/memory.ts";
 
-const { values } = parseArgs({ options: { records: { type: "string", default: "3000" }, changes: { type: "string", default: "150" } } });
+const { values } = parseArgs({
+  options: {
+    records: { type: "string", default: "3000" },
+    changes: { type: "string", default: "150" },
+    "release-every": { type: "string", default: "0" },
+  },
+});
 const RECORDS = Number(values.records);
 const CHANGES = Number(values.changes);
+const RELEASE_EVERY = Number(values["release-every"]);
 const MB = 1024 * 1024;
 
 const MIGRATIONS = fileURLToPath(new URL("../services/distribution/migrations/", import.meta.url));
@@ -71,6 +82,7 @@ const deps: DistributionDeps = {
   consumerGroup: "rss-bench",
   logger: createLogger("rss-bench", "silent"),
   policies: () => policies,
+  ...(RELEASE_EVERY > 0 ? { afterReconcileSlice: releaseEvery(RELEASE_EVERY) } : {}),
 };
 
 const grades: { uk: UkCategory; ics: "A1" | "B2" | null }[] = [
@@ -129,4 +141,8 @@ await db.drop();
 mkdirSync("bench-results", { recursive: true });
 writeFileSync("bench-results/reconcile-memory.json", JSON.stringify({ records: RECORDS, changes: CHANGES, start, samples }, null, 1));
 const end = samples.at(-1);
-console.log(`rss ${start.rss} -> ${end?.rss} MB; peak rss during a reconciliation ${Math.max(...samples.map((s) => s.peakRss))} MB`);
+const meanMs = samples.reduce((sum, s) => sum + s.ms, 0) / Math.max(1, samples.length);
+console.log(
+  `rss ${start.rss} -> ${end?.rss} MB; peak rss during a reconciliation ${Math.max(...samples.map((s) => s.peakRss))} MB, ` +
+    `peak heap used ${Math.max(...samples.map((s) => s.peakHeapUsed))} MB; ${meanMs.toFixed(0)} ms a reconciliation (release every ${RELEASE_EVERY || "-"})`,
+);

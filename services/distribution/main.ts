@@ -24,7 +24,7 @@ import { createLogger } from "../shared/logging.ts";
 import { startOpsServer } from "../shared/ops-http.ts";
 import { OutboxRelay } from "../shared/outbox-relay.ts";
 import { SHARED_MIGRATIONS } from "../shared/postgres.ts";
-import { releaseAfterBursts } from "../shared/release-memory.ts";
+import { releaseAfterBursts, releaseEvery } from "../shared/release-memory.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
 import { PgKeyRegistry } from "../shared/key-registry.ts";
@@ -44,6 +44,11 @@ export const DISTRIBUTION_MIGRATIONS = fileURLToPath(new URL("./migrations/", im
 const SERVICE_NAME = "distribution";
 /** Quiet time after the last policy change or reconciliation before freed memory is released (release-memory.ts). */
 const RELEASE_AFTER_POLICY_CHANGE_MS = 10_000;
+/**
+ * Reconciliation slices (500 records each) between two releases of freed memory: the peak of a
+ * policy change stays near that of 4,000 records whatever the data (docs/benchmarks.md).
+ */
+const RECONCILE_SLICES_PER_RELEASE = 8;
 
 /** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
 export const configShape = {
@@ -140,6 +145,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
     policies: policies.current,
     roundPolicies: policies.forRound,
     reconcileWhile: isActivePolicy,
+    afterReconcileSlice: releaseEvery(RECONCILE_SLICES_PER_RELEASE),
   };
   // Before any planning: claims of records distributed before distributed_hashes existed (a no-op afterwards).
   await backfillHashClaims(deps);

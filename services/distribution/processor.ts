@@ -61,6 +61,8 @@ export interface DistributionDeps {
    * isActivePolicy). Without it, every slice runs.
    */
   reconcileWhile?(tx: Queryable, policy: PartnerPolicy): Promise<boolean>;
+  /** After each committed slice of a reconciliation, outside its transaction (main.ts releases memory). */
+  afterReconcileSlice?(): void;
   readonly now?: () => number;
 }
 
@@ -240,6 +242,7 @@ export async function reconcilePartner(deps: DistributionDeps, policy: PartnerPo
     totals.records += slice.counts.records;
     totals.upserts += slice.counts.upserts;
     totals.removes += slice.counts.removes;
+    deps.afterReconcileSlice?.();
     if (slice.last === null) return totals.upserts + totals.removes;
     after = slice.last;
   }

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { releaseAfterBursts } from "./release-memory.ts";
+import { releaseAfterBursts, releaseEvery } from "./release-memory.ts";
 import { SERVICE_MALLOC_ENV, SERVICE_NODE_FLAGS } from "./runtime-settings.ts";
 
 const MODULE = fileURLToPath(new URL("./release-memory.ts", import.meta.url));
@@ -73,5 +73,20 @@ describe("releaseAfterBursts", () => {
     after.stop();
     vi.advanceTimersByTime(60_000);
     expect(release).not.toHaveBeenCalled();
+  });
+});
+
+describe("releaseEvery", () => {
+  it("releases on every nth call only", () => {
+    const release = vi.fn();
+    const slice = releaseEvery(4, release);
+    for (let i = 0; i < 3; i++) slice();
+    expect(release).not.toHaveBeenCalled();
+    slice();
+    expect(release).toHaveBeenCalledTimes(1);
+    for (let i = 0; i < 7; i++) slice();
+    expect(release).toHaveBeenCalledTimes(2);
+    slice();
+    expect(release).toHaveBeenCalledTimes(3);
   });
 });

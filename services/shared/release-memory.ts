@@ -39,3 +39,16 @@ export function releaseAfterBursts(quietMs: number, release: () => unknown = rel
     },
   };
 }
+
+/**
+ * Calls `release` on every `n`th call: a long run of slices (a reconciliation over every record)
+ * promotes each slice's short-lived objects and grows the heap with the data unless its pages are
+ * given back along the way.
+ */
+export function releaseEvery(n: number, release: () => unknown = releaseFreedMemory): () => void {
+  let calls = 0;
+  return () => {
+    calls++;
+    if (calls % n === 0) release();
+  };
+}
