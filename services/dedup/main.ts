@@ -40,6 +40,8 @@ const SERVICE_NAME = "dedup";
 /** Every variable the service reads, validated at start-up (infra/deploy manifests are checked against it). */
 export const configShape = {
   ...commonConfigShape,
+  /** Dedup paces the pipeline at a trickle: what it applies together travels on together. */
+  CONSUMER_TRICKLE_INTERVAL_MS: z.coerce.number().int().min(0).max(1_000).default(150),
   /** Defaults to the namespaced group the ACLs grant ("[<ns>.]hashrelay-dedup"). */
   DEDUP_CONSUMER_GROUP: z.string().min(1).optional(),
   /** Comma-separated agency ids whose grade is authoritative (besides those flagged in the registry). */

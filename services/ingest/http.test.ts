@@ -36,7 +36,7 @@ const sink: IntakeSink = {
     published.rejected.push(...batch.rejected);
   },
 };
-const ledger: SubmissionLedger = { lookup: async () => new Map(), record: async () => {} };
+const ledger: SubmissionLedger = { lookup: async () => ({ seen: new Map(), firstUse: true }), record: async () => {} };
 const importsStarted: string[] = [];
 const imports = {
   bucket: "hub",
@@ -176,5 +176,72 @@ describe("GET /openapi.json", () => {
     expect(Object.keys(importsPost?.requestBody.content ?? {})).toEqual([...ACCEPTED_MEDIA_TYPES["/v1/imports"]]);
     expect(submissions?.responses).toHaveProperty("415");
     expect(importsPost?.responses).toHaveProperty("415");
+  });
+});
+
+describe("replayed requests", () => {
+  // Claims remembered by the ledger's look-up (submissions) and by the guard (every other route).
+  const ledgerClaims = new Set<string>();
+  const guardClaims = new Set<string>();
+  const remember = (claims: Set<string>, digest: Buffer) => {
+    const first = !claims.has(digest.toString("hex"));
+    claims.add(digest.toString("hex"));
+    return first;
+  };
+  const claimingLedger: SubmissionLedger = {
+    lookup: async (_ids, claim) => ({ seen: new Map(), firstUse: claim ? remember(ledgerClaims, claim.signatureDigest) : true }),
+    record: async () => {},
+  };
+  const guarded: FastifyInstance = buildIngestApi({
+    intake: { codec, keys, ledger: claimingLedger, sink },
+    keys,
+    replay: { firstUse: async (digest) => remember(guardClaims, digest) },
+    imports,
+    metrics: createIngestMetrics(),
+    logger: createLogger("ingest", "silent"),
+    bodyLimitBytes: 1024 * 1024,
+    maxItemsPerRequest: 1,
+    ready: async () => {},
+  });
+  afterAll(() => guarded.close());
+
+  const signedPost = (path: string, body: Buffer) => {
+    const headers = { ...signRequest({ method: "POST", path, body }, signer), "content-type": "application/json" };
+    return () => guarded.inject({ method: "POST", url: path, headers, payload: body });
+  };
+
+  it("refuses a submission request sent again, in the ledger's look-up, before anything is published", async () => {
+    const send = signedPost("/v1/submissions", jsonBody());
+    expect((await send()).statusCode).toBe(202);
+    expect(published.accepted).toHaveLength(1);
+    const again = await send();
+    expect(again.statusCode).toBe(401);
+    expect(again.json()).toMatchObject({ reason: "REQUEST_REPLAYED" });
+    expect(published.accepted).toHaveLength(1);
+    expect(published.rejected).toHaveLength(0);
+    // One claim, made by the ledger: the guard was not asked as well.
+    expect(ledgerClaims.size).toBe(1);
+    expect(guardClaims.size).toBe(0);
+  });
+
+  it("refuses a replayed submission request whose items are all refused, or that has too many, without dead-lettering it again", async () => {
+    const bad = signedPost("/v1/submissions", Buffer.from("[{}]"));
+    expect((await bad()).statusCode).toBe(422);
+    expect(published.rejected).toHaveLength(1);
+    expect((await bad()).json()).toMatchObject({ reason: "REQUEST_REPLAYED" });
+    expect(published.rejected).toHaveLength(1);
+    const tooMany = signedPost(
+      "/v1/submissions",
+      Buffer.from(JSON.stringify([submissionToJson(submission()), submissionToJson(submission())])),
+    );
+    expect((await tooMany()).statusCode).toBe(413);
+    expect((await tooMany()).json()).toMatchObject({ reason: "REQUEST_REPLAYED" });
+  });
+
+  it("refuses any other route's request sent again through the guard", async () => {
+    const send = signedPost("/v1/imports", Buffer.from(JSON.stringify({ key: "imports/force-a/x.jsonl" })));
+    expect((await send()).statusCode).toBe(202);
+    expect((await send()).json()).toMatchObject({ reason: "REQUEST_REPLAYED" });
+    expect(importsStarted).toHaveLength(1);
   });
 });

@@ -21,8 +21,8 @@ import { checkMediaType } from "./media-type.ts";
 import type { BodyRoute } from "./media-type.ts";
 import type { IngestMetrics } from "./metrics.ts";
 import { OPENAPI_DOCUMENT } from "./openapi.ts";
-import { authenticateRequest } from "./request-auth.ts";
-import type { AuthenticatedAgency, RequestReplayGuard } from "./request-auth.ts";
+import { authenticateRequest, requestReplayed, verifyRequest } from "./request-auth.ts";
+import type { AuthenticatedAgency, ReplayClaim, RequestReplayGuard } from "./request-auth.ts";
 
 export interface IngestApiDeps {
   readonly intake: IntakeDeps;
@@ -41,6 +41,8 @@ export interface IngestApiDeps {
 declare module "fastify" {
   interface FastifyRequest {
     agency?: AuthenticatedAgency;
+    /** A submission request's replay check, made by the ledger's look-up (admitBatch). */
+    replayClaim?: ReplayClaim;
   }
 }
 
@@ -110,26 +112,39 @@ function addErrorHandler(app: FastifyInstance, deps: IngestApiDeps): void {
   });
 }
 
-/** Every /v1 route is an agency's: authenticate before the handler sees the body. */
+/**
+ * Every /v1 route is an agency's: authenticate before the handler sees the body. A submission
+ * request's replay check is left to the ledger's look-up, which makes it in the same round trip
+ * and before anything is published; every other route checks it here.
+ */
 function addAgencyAuthentication(app: FastifyInstance, deps: IngestApiDeps): void {
   app.addHook("preHandler", async (req) => {
     if (!req.url.startsWith("/v1/")) return;
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-    try {
-      req.agency = await authenticateRequest(
-        { method: req.method, path: req.url, body, headers: req.headers },
-        deps.keys,
-        new Date(),
-        deps.replay,
-      );
-    } catch (err) {
-      if (err instanceof SignatureError) {
-        req.log.warn({ agencyId: req.headers["x-hashrelay-agency"], reason: err.reason }, "request refused");
-        if (SIGNATURE_REASONS.has(err.reason)) deps.metrics.records.signatureFailures.labels(err.reason).inc();
+    const signed = { method: req.method, path: req.url, body, headers: req.headers };
+    await refusalsCounted(req, deps, async () => {
+      if (deps.replay && req.method === "POST" && req.routeOptions.url === "/v1/submissions") {
+        const { agencyId, keyId, claim } = await verifyRequest(signed, deps.keys, new Date());
+        req.agency = { agencyId, keyId };
+        req.replayClaim = claim;
+      } else {
+        req.agency = await authenticateRequest(signed, deps.keys, new Date(), deps.replay);
       }
-      throw err;
-    }
+    });
   });
+}
+
+/** Runs `step`, logging and counting a refused signature before passing the refusal on. */
+async function refusalsCounted<T>(req: FastifyRequest, deps: IngestApiDeps, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (err instanceof SignatureError) {
+      req.log.warn({ agencyId: req.headers["x-hashrelay-agency"], reason: err.reason }, "request refused");
+      if (SIGNATURE_REASONS.has(err.reason)) deps.metrics.records.signatureFailures.labels(err.reason).inc();
+    }
+    throw err;
+  }
 }
 
 /** Health, readiness, metrics and the OpenAPI document: unauthenticated, outside /v1. */
@@ -152,19 +167,27 @@ function requireMediaType(req: FastifyRequest, route: BodyRoute): void {
 function addSubmissionRoutes(app: FastifyInstance, deps: IngestApiDeps): void {
   app.post("/v1/submissions", async (req: FastifyRequest, reply) => {
     const agency = req.agency as AuthenticatedAgency;
+    const claim = req.replayClaim;
+    const admit = (items: IntakeItem[]) => refusalsCounted(req, deps, () => admitBatch(deps.intake, agency, "http", items, claim));
     const body = bodyOf(req);
     const media = checkMediaType(req.headers["content-type"], "/v1/submissions");
     if (!media.ok) {
       // Refused bytes are kept on the dead-letter topic, as a body that is not JSON is.
       const refused: IntakeItem = { index: 0, ok: false, reason: "UNSUPPORTED_MEDIA_TYPE", detail: media.detail, original: body };
-      deps.metrics.admitted("http", await admitBatch(deps.intake, agency, "http", [refused]));
+      deps.metrics.admitted("http", await admit([refused]));
       throw new HashrelayError("UNSUPPORTED_MEDIA_TYPE", media.detail);
     }
     const items: IntakeItem[] = parseSubmissionBatch(body);
     if (items.length > deps.maxItemsPerRequest) {
+      // Nothing is admitted, but a replay is still refused as one.
+      if (claim && deps.replay) {
+        await refusalsCounted(req, deps, async () => {
+          if (!(await deps.replay?.firstUse(claim.signatureDigest, claim.forgetAfter))) throw requestReplayed(claim);
+        });
+      }
       return sendError(reply, 413, "BODY_TOO_LARGE", `at most ${deps.maxItemsPerRequest} submissions per request; use POST /v1/imports`);
     }
-    const outcomes = await admitBatch(deps.intake, agency, "http", items);
+    const outcomes = await admit(items);
     deps.metrics.admitted("http", outcomes);
     const receipt = addToReceipt(emptyReceipt(), outcomes);
     req.log.info({ agencyId: agency.agencyId, ...receipt }, "submissions admitted");

@@ -70,7 +70,7 @@ async function importObject(chunks: Buffer[], options: { maxLineBytes: number })
   const intake: IntakeDeps = {
     codec,
     keys,
-    ledger: { lookup: async () => new Map(), record: async () => {} },
+    ledger: { lookup: async () => ({ seen: new Map(), firstUse: true }), record: async () => {} },
     sink: {
       async publish(batch) {
         accepted += batch.accepted.length;

@@ -18,6 +18,8 @@ import type { KeyLookup } from "../shared/key-registry.ts";
 import type { AuditEvent, Rejection, Submission } from "../shared/wire/records.ts";
 import type { ItemOutcome } from "../shared/wire/ingest-api.ts";
 import { partitionKey } from "./partition-key.ts";
+import { requestReplayed } from "./request-auth.ts";
+import type { ReplayClaim } from "./request-auth.ts";
 import { validateSubmission } from "../shared/wire/submission-validation.ts";
 
 export const SERVICE = "ingest";
@@ -54,8 +56,18 @@ export function contentDigest(sub: Submission): Buffer {
 
 /** Submission ids already accepted and the content digest of what was accepted under each. */
 export interface SubmissionLedger {
-  lookup(submissionIds: string[]): Promise<Map<string, Buffer>>;
+  /**
+   * The digest accepted under each of these ids, where there was one. Given a signed request's replay
+   * claim, it also remembers the claim in the same round trip; `firstUse` is false when it was made
+   * before (and true without a claim).
+   */
+  lookup(submissionIds: string[], claim?: ReplayClaim): Promise<LedgerLookup>;
   record(entries: { submissionId: string; agencyId: string; digest: Buffer }[]): Promise<void>;
+}
+
+export interface LedgerLookup {
+  readonly seen: Map<string, Buffer>;
+  readonly firstUse: boolean;
 }
 
 export interface IntakeDeps {
@@ -68,12 +80,17 @@ export interface IntakeDeps {
   readonly maxSubmissionAgeMs?: number;
 }
 
-/** Admits one batch for an authenticated agency; returns one outcome per item, in order. */
+/**
+ * Admits one batch for an authenticated agency; returns one outcome per item, in order. With the
+ * replay claim of the signed request that brought it, a request seen before is refused
+ * (REQUEST_REPLAYED) before anything is published.
+ */
 export async function admitBatch(
   deps: IntakeDeps,
   principal: { agencyId: string },
   channel: Channel,
   items: readonly IntakeItem[],
+  claim?: ReplayClaim,
 ): Promise<ItemOutcome[]> {
   const now = deps.now?.() ?? new Date();
   const outcomes: ItemOutcome[] = [];
@@ -120,7 +137,11 @@ export async function admitBatch(
   }
 
   // Idempotency: the same id with the same bytes is a retry; with other bytes, a conflict.
-  const seen = await deps.ledger.lookup(candidates.map((c) => c.accepted.submission.submissionId));
+  const { seen, firstUse } = await deps.ledger.lookup(
+    candidates.map((c) => c.accepted.submission.submissionId),
+    claim,
+  );
+  if (claim && !firstUse) throw requestReplayed(claim);
   const inBatch = new Map<string, Buffer>();
   const accepted: AcceptedSubmission[] = [];
   for (const { index, accepted: a } of candidates) {

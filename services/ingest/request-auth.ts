@@ -3,7 +3,7 @@
  * itself (headers, the bytes signed) is the contract in services/shared/wire/request-signature.ts;
  * here the same key registry that checks submission signatures decides whether the key is usable,
  * so revoking or expiring a key also shuts its HTTP access, and a replay guard refuses a request
- * seen before.
+ * seen before (for a submission, the ledger's look-up remembers the request in the same round trip).
  */
 import { createHash } from "node:crypto";
 import { SignatureError } from "../shared/errors.ts";
@@ -28,6 +28,27 @@ export interface RequestReplayGuard {
   firstUse(signatureDigest: Buffer, forgetAfter: Date): Promise<boolean>;
 }
 
+/** A verified request's signature, to be remembered until its timestamp leaves the window. */
+export interface ReplayClaim {
+  readonly signatureDigest: Buffer;
+  readonly forgetAfter: Date;
+  /** The request's timestamp header, for the refusal's text. */
+  readonly timestamp: string;
+}
+
+/** A verified request, its replay check still to make (with the guard, or in the ledger's look-up). */
+export interface VerifiedRequest extends AuthenticatedAgency {
+  readonly claim: ReplayClaim;
+}
+
+/** The refusal of a signed request seen before. */
+export function requestReplayed(claim: ReplayClaim): SignatureError {
+  return new SignatureError(
+    "REQUEST_REPLAYED",
+    `this signed request (timestamp ${claim.timestamp}) was already received; sign every request afresh`,
+  );
+}
+
 type HeaderBag = Record<string, string | string[] | undefined>;
 
 function header(headers: HeaderBag, name: string): string | undefined {
@@ -42,6 +63,20 @@ export async function authenticateRequest(
   now: Date = new Date(),
   replay?: RequestReplayGuard,
 ): Promise<AuthenticatedAgency> {
+  const { agencyId, keyId, claim } = await verifyRequest(req, keys, now);
+  if (replay && !(await replay.firstUse(claim.signatureDigest, claim.forgetAfter))) throw requestReplayed(claim);
+  return { agencyId, keyId };
+}
+
+/**
+ * Checks a request's headers, timestamp, key and signature, and leaves the replay check to the
+ * caller: only a verified signature is ever remembered, so nobody can fill the memory with garbage.
+ */
+export async function verifyRequest(
+  req: RequestToSign & { headers: HeaderBag },
+  keys: KeyLookup,
+  now: Date = new Date(),
+): Promise<VerifiedRequest> {
   const agencyId = header(req.headers, AUTH_HEADERS.agency);
   const keyId = header(req.headers, AUTH_HEADERS.keyId);
   const timestamp = header(req.headers, AUTH_HEADERS.timestamp);
@@ -61,12 +96,6 @@ export async function authenticateRequest(
   if (!requestSignatureValid(req, timestamp, key.publicKey, sig)) {
     throw new SignatureError("UNAUTHENTICATED", `request signature does not verify with key ${keyId}`);
   }
-  // Only a verified signature is remembered, so nobody can fill the memory with garbage.
-  if (replay && !(await replay.firstUse(createHash("sha256").update(sig).digest(), new Date(at + MAX_CLOCK_SKEW_MS)))) {
-    throw new SignatureError(
-      "REQUEST_REPLAYED",
-      `this signed request (timestamp ${timestamp}) was already received; sign every request afresh`,
-    );
-  }
-  return { agencyId, keyId };
+  const claim = { signatureDigest: createHash("sha256").update(sig).digest(), forgetAfter: new Date(at + MAX_CLOCK_SKEW_MS), timestamp };
+  return { agencyId, keyId, claim };
 }

@@ -74,6 +74,12 @@ export const consumerConfigShape = {
   CONSUMER_ROUND_MAX_MESSAGES: z.coerce.number().int().min(1).default(1_000),
   /** Least time between the starts of two rounds while busy: at steady load, fewer and fuller transactions. */
   CONSUMER_ROUND_INTERVAL_MS: z.coerce.number().int().min(0).max(5_000).default(300),
+  /**
+   * Least time between the starts of two small rounds (a trickle): a trickle shares rounds at this
+   * latency. Only the first consumer stage (dedup, default 150) needs it: the later ones receive its
+   * rounds as bursts.
+   */
+  CONSUMER_TRICKLE_INTERVAL_MS: z.coerce.number().int().min(0).max(1_000).default(0),
 };
 
 /** Settings every service shares. */

@@ -3,19 +3,22 @@
  * truth for "what was applied" is the service's PostgreSQL (consumer_offsets, written in the same
  * transaction as the state change). On every partition assignment it seeks to the stored offset
  * (the start when there is none). The batches of one fetch, one per partition, are applied as one
- * round (one transaction); a round starts at most every `minRoundIntervalMs`, so that at steady
- * load the next fetch brings what arrived meanwhile rather than one message per partition. A
- * partition whose apply stores an earlier next offset than its batch's end (without holding it) is
- * sought back there, so that the rest is read again with what follows. Kafka's committed offset is
- * kept in step about once a second, only so that lag shows up in the usual tools. A service gives
- * only its apply function (and, optionally, work before the transaction and after the commit, and
- * an observer told of each round's size and time, for metrics).
+ * round (one transaction); after a round its batches are held until the next may start
+ * (round-pacing.ts), so that the next fetch brings what arrived meanwhile rather than one message
+ * per partition. A partition whose apply stores an earlier next offset than its batch's end
+ * (without holding it) is sought back there, so that the rest is read again with what follows.
+ * Kafka's committed offset is kept in step about once a second, only so that lag shows up in the
+ * usual tools. A service gives only its apply function (and, optionally, work before the
+ * transaction and after the commit, and an observer told of each round's size and time, for
+ * metrics).
  */
 import type { Consumer, ConsumerCrashEvent, EachBatchPayload, Kafka } from "kafkajs";
 import { applyExactlyOnce, storedOffsets } from "./exactly-once-step.ts";
 import type { ExactlyOnceStep, FetchedMessage, PartitionBatch, PartitionOutcome, Positioned, StepOutcome } from "./exactly-once-step.ts";
 import type { Logger } from "./logging.ts";
 import type { Pool, Queryable } from "./postgres.ts";
+import { roundSpacingMs, waitBeforeRoundMs } from "./round-pacing.ts";
+import type { RoundPacing, RoundSize } from "./round-pacing.ts";
 
 export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends ExactlyOnceStep<T, R> {
   readonly kafka: Kafka;
@@ -34,9 +37,15 @@ export interface ExactlyOnceConsumerOptions<T extends Positioned, R> extends Exa
   readonly sessionTimeoutMs?: number;
   /**
    * Least time from the start of one round to the start of the next, once rounds carry several
-   * messages (a steady load); after a small round the next starts at once. 0: never wait.
+   * messages (a steady load; round-pacing.ts). 0: never wait.
    */
   readonly minRoundIntervalMs?: number;
+  /**
+   * Least time from the start of one small round (a trickle) to the start of the next: what arrives
+   * meanwhile shares one round rather than paying a transaction, a fetch and a relay send each. A
+   * message after a quiet spell is applied at once. 0 (the default): never wait.
+   */
+  readonly trickleRoundIntervalMs?: number;
   /**
    * How long a fetch waits on the broker for something new (default 2 s): an idle consumer fetches
    * this often. kafkajs also sleeps this long when every assigned partition is paused, so a consumer
@@ -65,15 +74,17 @@ export function consumerTuning(config: {
   readonly CONSUMER_SESSION_TIMEOUT_MS: number;
   readonly CONSUMER_ROUND_MAX_MESSAGES: number;
   readonly CONSUMER_ROUND_INTERVAL_MS: number;
+  readonly CONSUMER_TRICKLE_INTERVAL_MS: number;
 }): Pick<
   ExactlyOnceConsumerOptions<Positioned, unknown>,
-  "maxBytesPerPartition" | "sessionTimeoutMs" | "maxRoundMessages" | "minRoundIntervalMs"
+  "maxBytesPerPartition" | "sessionTimeoutMs" | "maxRoundMessages" | "minRoundIntervalMs" | "trickleRoundIntervalMs"
 > {
   return {
     maxBytesPerPartition: config.CONSUMER_MAX_BATCH_BYTES,
     sessionTimeoutMs: config.CONSUMER_SESSION_TIMEOUT_MS,
     maxRoundMessages: config.CONSUMER_ROUND_MAX_MESSAGES,
     minRoundIntervalMs: config.CONSUMER_ROUND_INTERVAL_MS,
+    trickleRoundIntervalMs: config.CONSUMER_TRICKLE_INTERVAL_MS,
   };
 }
 
@@ -89,18 +100,6 @@ export interface RunningConsumer {
 /** More than any topic here has partitions: every batch of a fetch joins the same round. */
 const PARTITIONS_PER_ROUND = 64;
 const KAFKA_COMMIT_INTERVAL_MS = 1_000;
-/**
- * A round at least this big means traffic is steady: the next one waits out minRoundIntervalMs,
- * unless its own batches already have at least this many messages behind them on Kafka (a backlog:
- * the fetch after it brings a full round anyway, so waiting would only slow the catch-up).
- */
-const BUSY_ROUND_MESSAGES = 8;
-/**
- * A round of at least this share of maxRoundMessages means a backlog upstream (a bulk load arriving
- * in the previous stage's relay bursts, which the broker's high watermark does not show yet): the
- * next round starts at once, as after a backlog, rather than holding the stage for the interval.
- */
-const FULL_ROUND_SHARE = 0.25;
 
 /**
  * Starts the consumer and keeps it running: kafkajs gives up for good on some errors (a broker
@@ -190,8 +189,11 @@ async function runConsumer<T extends Positioned, R>(
   let stopping = false;
   const rounds = new Rounds<T, R>({
     run: (batches) => applyExactlyOnce(o.pool, o.groupId, batches, o),
-    minIntervalMs: o.minRoundIntervalMs ?? 0,
-    maxMessages: o.maxRoundMessages ?? Number.POSITIVE_INFINITY,
+    pacing: {
+      minIntervalMs: o.minRoundIntervalMs ?? 0,
+      trickleIntervalMs: o.trickleRoundIntervalMs ?? 0,
+      maxMessages: o.maxRoundMessages ?? Number.POSITIVE_INFINITY,
+    },
     ...(o.observer ? { observer: o.observer } : {}),
     committed: (outcome) => {
       commits.note(outcome.partitions);
@@ -270,8 +272,7 @@ interface RoundEntry<T extends Positioned> {
 
 interface RoundSettings<T extends Positioned, R> {
   run(batches: readonly PartitionBatch<T>[]): Promise<StepOutcome<R>>;
-  readonly minIntervalMs: number;
-  readonly maxMessages: number;
+  readonly pacing: RoundPacing;
   readonly observer?: RoundObserver;
   committed(outcome: StepOutcome<R>): void;
 }
@@ -285,8 +286,7 @@ interface RoundSettings<T extends Positioned, R> {
 class Rounds<T extends Positioned, R> {
   private waiting: RoundEntry<T>[] = [];
   private running = false;
-  private lastStart = 0;
-  private lastMessages = 0;
+  private last: RoundSize & { startedAt: number } = { messages: 0, behind: 0, startedAt: 0 };
   private readonly settings: RoundSettings<T, R>;
 
   constructor(settings: RoundSettings<T, R>) {
@@ -304,28 +304,29 @@ class Rounds<T extends Positioned, R> {
   private async next(): Promise<void> {
     if (this.running || this.waiting.length === 0) return;
     this.running = true;
-    const { run, minIntervalMs, maxMessages, committed, observer } = this.settings;
+    const { run, pacing, committed, observer } = this.settings;
     let take = 0;
     let messages = 0;
     for (const e of this.waiting) {
-      if (take > 0 && messages + e.batch.messages.length > maxMessages) break;
+      if (take > 0 && messages + e.batch.messages.length > pacing.maxMessages) break;
       messages += e.batch.messages.length;
       take++;
     }
     const entries = this.waiting.splice(0, take);
-    // Only while busy: after a small round a message is not held back for company that is not coming,
-    // and with a backlog behind this round, or after a full round, the next fetch is full without waiting.
-    const backlog = entries.reduce((n, e) => n + e.behind, 0) >= BUSY_ROUND_MESSAGES;
-    const busy = this.lastMessages >= BUSY_ROUND_MESSAGES && this.lastMessages < maxMessages * FULL_ROUND_SHARE;
-    const wait = busy && !backlog ? this.lastStart + minIntervalMs - Date.now() : 0;
+    const behind = entries.reduce((n, e) => n + e.behind, 0);
+    const wait = waitBeforeRoundMs(this.last, behind, pacing, Date.now());
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    this.lastStart = Date.now();
-    this.lastMessages = messages;
+    const round = { messages, behind, startedAt: Date.now() };
+    this.last = round;
     const started = performance.now();
     try {
       const outcome = await run(entries.map((e) => e.batch));
       observer?.committed(messages, (performance.now() - started) / 1000);
       committed(outcome);
+      // kafkajs fetches again only once this round's batches are handed back: holding them until
+      // the round's spacing has passed lets the next fetch bring what arrives meanwhile.
+      const hold = round.startedAt + roundSpacingMs(round, pacing) - Date.now();
+      if (hold > 0) await new Promise((r) => setTimeout(r, hold));
       const byPartition = new Map(outcome.partitions.map((p) => [p.partition, p]));
       for (const e of entries) {
         const p = byPartition.get(e.batch.partition);

@@ -64,11 +64,11 @@ async function consume(db: TestDatabase, groupId: string): Promise<number[]> {
 async function roundRecorder(
   name: string,
   topicName: string,
-  options: { minRoundIntervalMs: number; maxBytesPerPartition?: number; maxRoundMessages?: number },
-): Promise<{ rounds: { at: number; messages: number }[]; applied: () => number; consumer: RunningConsumer }> {
+  options: { minRoundIntervalMs: number; trickleRoundIntervalMs?: number; maxBytesPerPartition?: number; maxRoundMessages?: number },
+): Promise<{ rounds: { at: number; messages: number; values: string[] }[]; applied: () => number; consumer: RunningConsumer }> {
   const db = await freshDatabase(name);
   cleanups.push(() => db.drop());
-  const rounds: { at: number; messages: number }[] = [];
+  const rounds: { at: number; messages: number; values: string[] }[] = [];
   let applied = 0;
   const consumer = await startExactlyOnceConsumer({
     kafka,
@@ -79,7 +79,7 @@ async function roundRecorder(
     ...options,
     apply: async (_tx, batches) => {
       const messages = batches.reduce((n, b) => n + b.messages.length, 0);
-      rounds.push({ at: Date.now(), messages });
+      rounds.push({ at: Date.now(), messages, values: batches.flatMap((b) => b.messages.map((m) => String(m.value))) });
       applied += messages;
       return { result: null };
     },
@@ -217,21 +217,23 @@ describe("exactly-once consumer rounds", () => {
     for (const r of rounds) expect(r.length === 1 || r.reduce((a, b) => a + b, 0) <= 12, `round ${r.join("+")}`).toBe(true);
   });
 
-  it("while busy starts rounds no closer together than minRoundIntervalMs; after small rounds at once", async () => {
+  it("while busy starts rounds no closer together than minRoundIntervalMs, each with what came meanwhile; after small rounds at once", async () => {
     const { rounds, applied, consumer } = await roundRecorder("eo-interval", topic, { minRoundIntervalMs: 400 });
     let busyFrom = 0;
     let quietFrom = 0;
+    const sentAt = new Map<string, number>();
     try {
       // Waits allow for a retry back-off of up to 30 s (KAFKA_RETRY_POLICY): this file runs first,
       // while a freshly started broker may still be loading its group coordinator.
       await waitFor("first round", async () => applied() >= 10, 90_000);
-      // Busy: ten messages every 50 ms. Without the interval each burst would be a round of its own.
+      // Busy: twenty messages every 50 ms. Without the interval each burst would be a round of its own.
       busyFrom = Date.now();
       for (let i = 0; i < 12; i++) {
-        await producer.send({ topic, acks: -1, messages: Array.from({ length: 10 }, (_, j) => ({ key: "busy", value: `b${i}.${j}` })) });
+        sentAt.set(`b${i}`, Date.now());
+        await producer.send({ topic, acks: -1, messages: Array.from({ length: 20 }, (_, j) => ({ key: "busy", value: `b${i}.${j}` })) });
         await new Promise((r) => setTimeout(r, 50));
       }
-      await waitFor("busy messages applied", async () => applied() >= 130, 90_000);
+      await waitFor("busy messages applied", async () => applied() >= 250, 90_000);
       // Quiet, then a trickle: one message every 150 ms, each applied on its own without waiting.
       await new Promise((r) => setTimeout(r, 600));
       quietFrom = Date.now();
@@ -250,18 +252,56 @@ describe("exactly-once consumer rounds", () => {
     const window = (busy.at(-1)?.at ?? busyFrom) - busyFrom;
     expect(busy.length).toBeLessThanOrEqual(Math.floor(window / 400) + 1);
     expect(busy.length).toBeLessThan(12);
+    // Each round is fetched once the interval has passed, not before waiting it out, so no burst waits
+    // much longer than one interval (a fetch held for the interval kept some about two).
+    const waited = busy.flatMap((r) => r.values.map((v) => r.at - (sentAt.get(v.split(".")[0] ?? "") ?? r.at)));
+    expect(Math.max(...waited)).toBeLessThan(600);
     expect(rounds.filter((r) => r.at >= quietFrom).map((r) => r.messages)).toEqual([1, 1, 1, 1]);
+  }, 300_000);
+
+  it("at a trickle fetches again only trickleRoundIntervalMs after a small round; a first message at once", async () => {
+    const { names } = await freshTopics([], 1);
+    const trickleTopic = names.submitted;
+    const { rounds, applied, consumer } = await roundRecorder("eo-trickle", trickleTopic, {
+      minRoundIntervalMs: 1_000,
+      trickleRoundIntervalMs: 400,
+    });
+    let from = 0;
+    let firstAfter = 0;
+    try {
+      await producer.send({ topic: trickleTopic, acks: -1, messages: [{ key: "t", value: "first" }] });
+      await waitFor("first round", async () => applied() >= 1, 90_000);
+      // Quiet for longer than the interval, then one message every 50 ms.
+      await new Promise((r) => setTimeout(r, 800));
+      from = Date.now();
+      for (let i = 0; i < 16; i++) {
+        await producer.send({ topic: trickleTopic, acks: -1, messages: [{ key: "t", value: `t${i}` }] });
+        if (i === 0) {
+          await waitFor("first trickle message applied", async () => applied() >= 2, 90_000);
+          firstAfter = Date.now() - from;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await waitFor("trickle applied", async () => applied() >= 17, 90_000);
+    } finally {
+      await consumer.disconnect();
+    }
+    // The first message after a quiet spell is not held back; the rest share rounds about 400 ms apart.
+    expect(firstAfter).toBeLessThan(300);
+    const trickle = rounds.filter((r) => r.at >= from);
+    expect(trickle.length).toBeLessThanOrEqual(6);
+    for (let i = 1; i < trickle.length; i++) expect((trickle[i]?.at ?? 0) - (trickle[i - 1]?.at ?? 0)).toBeGreaterThanOrEqual(380);
   }, 300_000);
 
   it("does not wait out minRoundIntervalMs while a backlog is behind the round in hand", async () => {
     const { names } = await freshTopics([], 1);
     const backlogTopic = names.submitted;
-    // 30 record batches of 10; fetches of at most ~1 KB bring one or two of them at a time.
+    // 30 record batches of 20; fetches of at most ~1 KB bring one or two of them at a time.
     for (let i = 0; i < 30; i++) {
       await producer.send({
         topic: backlogTopic,
         acks: -1,
-        messages: Array.from({ length: 10 }, (_, j) => ({ key: "b", value: `m${i}.${j}` })),
+        messages: Array.from({ length: 20 }, (_, j) => ({ key: "b", value: `m${i}.${j}` })),
       });
     }
     const { rounds, applied, consumer } = await roundRecorder("eo-backlog", backlogTopic, {
@@ -269,7 +309,7 @@ describe("exactly-once consumer rounds", () => {
       maxBytesPerPartition: 1_000,
     });
     try {
-      await waitFor("backlog applied", async () => applied() >= 300, 30_000);
+      await waitFor("backlog applied", async () => applied() >= 600, 30_000);
     } finally {
       await consumer.disconnect();
     }
@@ -285,28 +325,28 @@ describe("exactly-once consumer rounds", () => {
     const burstTopic = names.submitted;
     const { rounds, applied, consumer } = await roundRecorder("eo-full-round", burstTopic, {
       minRoundIntervalMs: 1_000,
-      maxRoundMessages: 40,
+      maxRoundMessages: 80,
     });
     let from = 0;
     try {
       await producer.send({ topic: burstTopic, acks: -1, messages: [{ key: "f", value: "first" }] });
       await waitFor("first round", async () => applied() >= 1, 90_000);
-      // Bursts of 12 (each round at least a quarter of 40) every 100 ms, each produced whole, as an
+      // Bursts of 24 (each round at least a quarter of 80) every 100 ms, each produced whole, as an
       // upstream relay does: nothing is behind a round when it is fetched, so only its size tells.
       from = Date.now();
       for (let i = 0; i < 16; i++) {
         await producer.send({
           topic: burstTopic,
           acks: -1,
-          messages: Array.from({ length: 12 }, (_, j) => ({ key: "f", value: `f${i}.${j}` })),
+          messages: Array.from({ length: 24 }, (_, j) => ({ key: "f", value: `f${i}.${j}` })),
         });
         await new Promise((r) => setTimeout(r, 100));
       }
-      await waitFor("bursts applied", async () => applied() >= 1 + 16 * 12, 90_000);
+      await waitFor("bursts applied", async () => applied() >= 1 + 16 * 24, 90_000);
     } finally {
       await consumer.disconnect();
     }
-    // Waiting 1 s after each round of 12 or more would allow at most window / 1000 + 1 rounds.
+    // Waiting 1 s after each round of 24 or more would allow at most window / 1000 + 1 rounds.
     const bursts = rounds.filter((r) => r.at >= from);
     const window = (bursts.at(-1)?.at ?? from) - from;
     expect(bursts.length).toBeGreaterThan(Math.floor(window / 1_000) + 2);
