@@ -3,8 +3,10 @@
  * synthetic canonical records are distributed before --instances distribution processes start (as
  * the services are started: runtime-settings.ts), then industry's minimum grading status flips every
  * --every-ms, --changes times (as the soak does). Samples each process's resident set by kind of
- * mapping from /proc/<pid>/smaps and its V8 heap (test/chaos/heap-probe.ts); writes
- * bench-results/policy-change-memory.json. Uses the local stack.
+ * mapping from /proc/<pid>/smaps and its V8 heap (test/chaos/heap-probe.ts), and prints each
+ * process's peak and mean resident set between changes (read every second) and each
+ * reconciliation's time (from its log); writes bench-results/policy-change-memory.json. Uses the
+ * local stack.
  *
  *   node bench/policy-change-memory.ts [--records 2300] [--changes 40] [--every-ms 3000] [--instances 1]
  *     [--flags "..."] [--env K=V,...]
