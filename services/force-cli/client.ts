@@ -3,6 +3,8 @@
  * services/shared/wire/request-signature.ts) and speaks JSON. Used by the force CLI, the demo and the tests.
  */
 import type { KeyObject } from "node:crypto";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
 import type { ReasonCode } from "../shared/errors.ts";
 import type { Submission } from "../shared/wire/records.ts";
 import { submissionToJson } from "../shared/wire/submission-json.ts";
@@ -42,10 +44,17 @@ export class IngestClient {
   }
 
   private async request(method: "GET" | "POST", path: string, body: Buffer = Buffer.alloc(0), contentType = "application/json") {
-    const headers: Record<string, string> = { ...signRequest({ method, path, body }, this.signer) };
-    if (method === "POST") headers["content-type"] = contentType;
-    const res = await fetch(new URL(path, this.baseUrl), { method, headers, ...(method === "POST" ? { body } : {}) });
-    const text = await res.text();
+    const attempt = () => {
+      // Signed afresh for every attempt: the hub refuses a request signature it has seen before.
+      const headers: Record<string, string> = { ...signRequest({ method, path, body }, this.signer) };
+      if (method === "POST") headers["content-type"] = contentType;
+      return send(new URL(path, this.baseUrl), method, headers, method === "POST" ? body : null);
+    };
+    const res = await attempt().catch((err: Error & { staleConnection?: boolean }) => {
+      if (err.staleConnection) return attempt();
+      throw err;
+    });
+    const text = res.body.toString("utf8");
     let json: unknown = null;
     try {
       json = text ? JSON.parse(text) : null;
@@ -91,4 +100,32 @@ export class IngestClient {
       await new Promise((r) => setTimeout(r, 250));
     }
   }
+}
+
+/**
+ * One HTTP exchange on Node's global agents, which keep connections alive between requests (and
+ * let an idle one go without holding the process open): a force sending many requests reuses one
+ * connection rather than paying a connection, or fetch's stream machinery, per request. A reused
+ * connection the hub closed as idle just as the request went out fails with ECONNRESET before the
+ * hub read anything: `staleConnection` says so, and the caller may sign and send it again.
+ */
+function send(
+  url: URL,
+  method: "GET" | "POST",
+  headers: Record<string, string>,
+  body: Buffer | null,
+): Promise<{ status: number; body: Buffer }> {
+  const request = url.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers: body ? { ...headers, "content-length": String(body.length) } : headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("error", reject);
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+    });
+    req.on("error", (err: NodeJS.ErrnoException) =>
+      reject(Object.assign(err, { staleConnection: req.reusedSocket && err.code === "ECONNRESET" })),
+    );
+    req.end(body ?? undefined);
+  });
 }
