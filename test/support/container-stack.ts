@@ -13,6 +13,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import pino from "pino";
 import { GenericContainer, getContainerRuntimeClient, ImageName, Wait } from "testcontainers";
 import type { StartedTestContainer } from "testcontainers";
@@ -72,10 +73,16 @@ export function useContainerEngine(): void {
   }
 }
 
+/** Every container of a test stack, started or not (the runtime client's own list shows only running ones). */
+async function stackContainers() {
+  const client = await getContainerRuntimeClient();
+  return client.container.dockerode.listContainers({ all: true, filters: { label: [STACK_LABEL] } });
+}
+
 /** Removes containers an earlier run left behind (its process is gone); refuses to start beside a live one. */
 async function removeLeftovers(): Promise<void> {
   const client = await getContainerRuntimeClient();
-  for (const info of await client.container.list()) {
+  for (const info of await stackContainers()) {
     const owner = info.Labels?.[STACK_LABEL];
     if (!owner) continue;
     const [host, pid] = owner.split(":");
@@ -192,38 +199,41 @@ export async function startContainerStack(): Promise<ContainerStack> {
   };
   try {
     const starting = [
-      new GenericContainer(imageName("hashrelay-kafka"))
-        .withLabels(ownerLabel())
-        .withExposedPorts({ container: kafkaPort, host: kafkaPort })
-        .withEnvironment({
-          // A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
-          CLUSTER_ID: randomBytes(16).toString("base64url").replace(/^-/, "A"),
-          KAFKA_CLIENT_PORT: String(kafkaPort),
-          KAFKA_HEAP_OPTS: "-Xms256m -Xmx768m",
-        })
-        // As the test runner's user: it reads the mode-600 password files and writes the log folder.
-        .withUser(`${uid}:${gid}`)
-        .withBindMounts([
-          { source: principals, target: "/principals", mode: "ro" },
-          { source: tls, target: "/tls", mode: "ro" },
-          { source: `${dir}/logs`, target: "/var/log/kafka", mode: "rw" },
-        ])
-        .withWaitStrategy(Wait.forListeningPorts())
-        .withStartupTimeout(120_000)
-        .start(),
-      new GenericContainer(imageName("hashrelay-postgres"))
-        .withLabels(ownerLabel())
-        .withExposedPorts({ container: 5432, host: pgPort })
-        .withWaitStrategy(Wait.forLogMessage("database system is ready to accept connections"))
-        .withStartupTimeout(120_000)
-        .start(),
-      new GenericContainer(imageName("hashrelay-s3proxy"))
-        .withLabels(ownerLabel())
-        .withExposedPorts({ container: 8080, host: s3Port })
-        .withEnvironment({ S3PROXY_IDENTITY: s3.identity, S3PROXY_CREDENTIAL: s3.credential, S3_BUCKET: s3.bucket })
-        .withWaitStrategy(Wait.forListeningPorts())
-        .withStartupTimeout(120_000)
-        .start(),
+      startOnFreePort(kafkaPort, () =>
+        new GenericContainer(imageName("hashrelay-kafka"))
+          .withLabels(ownerLabel())
+          .withExposedPorts({ container: kafkaPort, host: kafkaPort })
+          .withEnvironment({
+            // A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
+            CLUSTER_ID: randomBytes(16).toString("base64url").replace(/^-/, "A"),
+            KAFKA_CLIENT_PORT: String(kafkaPort),
+            KAFKA_HEAP_OPTS: "-Xms256m -Xmx768m",
+          })
+          // As the test runner's user: it reads the mode-600 password files and writes the log folder.
+          .withUser(`${uid}:${gid}`)
+          .withBindMounts([
+            { source: principals, target: "/principals", mode: "ro" },
+            { source: tls, target: "/tls", mode: "ro" },
+            { source: `${dir}/logs`, target: "/var/log/kafka", mode: "rw" },
+          ])
+          .withWaitStrategy(Wait.forListeningPorts())
+          .withStartupTimeout(120_000),
+      ),
+      startOnFreePort(pgPort, () =>
+        new GenericContainer(imageName("hashrelay-postgres"))
+          .withLabels(ownerLabel())
+          .withExposedPorts({ container: 5432, host: pgPort })
+          .withWaitStrategy(Wait.forLogMessage("database system is ready to accept connections"))
+          .withStartupTimeout(120_000),
+      ),
+      startOnFreePort(s3Port, () =>
+        new GenericContainer(imageName("hashrelay-s3proxy"))
+          .withLabels(ownerLabel())
+          .withExposedPorts({ container: 8080, host: s3Port })
+          .withEnvironment({ S3PROXY_IDENTITY: s3.identity, S3PROXY_CREDENTIAL: s3.credential, S3_BUCKET: s3.bucket })
+          .withWaitStrategy(Wait.forListeningPorts())
+          .withStartupTimeout(120_000),
+      ),
     ];
     const results = await Promise.allSettled(starting);
     for (const r of results) if (r.status === "fulfilled") started.push(r.value);
@@ -261,6 +271,48 @@ export async function startContainerStack(): Promise<ContainerStack> {
     await stop();
     throw err;
   }
+}
+
+const PORT_FREE_WAIT_MS = 60_000;
+
+/**
+ * Starts a container whose host port may still be held for a while by the previous run (podman's
+ * rootless port forwarder lets go of it some seconds after its container is gone): the engine then
+ * refuses with "address already in use" and leaves the container created but not started. Such a
+ * container is removed and the start tried again once the port can be bound, for up to a minute.
+ */
+async function startOnFreePort(hostPort: number, container: () => GenericContainer): Promise<StartedTestContainer> {
+  const deadline = Date.now() + PORT_FREE_WAIT_MS;
+  for (;;) {
+    try {
+      return await container().start();
+    } catch (err) {
+      if (!/address already in use/i.test(String((err as Error).message)) || Date.now() > deadline) throw err;
+      await removeCreated();
+      while (!(await portFree(hostPort)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1_000));
+    }
+  }
+}
+
+/** Removes this run's containers that were created but never started (a refused port binding). */
+async function removeCreated(): Promise<void> {
+  const client = await getContainerRuntimeClient();
+  const own = ownerLabel()[STACK_LABEL];
+  for (const info of await stackContainers()) {
+    if (info.Labels?.[STACK_LABEL] !== own || info.State !== "created") continue;
+    await client.container
+      .getById(info.Id)
+      .remove({ force: true, v: true })
+      .catch(() => undefined);
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen({ port, host: "0.0.0.0", exclusive: true }, () => server.close(() => resolve(true)));
+  });
 }
 
 /**
