@@ -10,14 +10,14 @@
  * (chain-walk.ts); the writes of all partitions go together, a few statements per round
  * (feed-store.ts).
  */
-import type { Applied, PartitionPosition, UnappliedBatch } from "../shared/exactly-once-step.ts";
+import type { Applied, ExactlyOnceStep, PartitionBatch, PartitionPosition, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Logger } from "../shared/logging.ts";
 import type { Pool, PoolClient } from "../shared/postgres.ts";
 import type { AvroCodec } from "../shared/wire/codec.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import { decode, walkChain } from "./chain-walk.ts";
-import type { ChainWalk } from "./chain-walk.ts";
-import { readRound, writeRound } from "./feed-store.ts";
+import type { ChainWalk, Decoded } from "./chain-walk.ts";
+import { readRound, roundReadStatement, writeRound } from "./feed-store.ts";
 import type { FeedState } from "./feed-store.ts";
 import type { TrustedHubKey } from "./verifier.ts";
 
@@ -41,6 +41,42 @@ export interface SinkResult {
 
 const HELD: SinkResult = { applied: 0, duplicates: 0, refused: 0, refusals: [], halted: true };
 
+type FeedMessage = { offset: string; value: Buffer | null };
+
+/**
+ * The sink's exactly-once step: the round's chain states and applied digests are read in the
+ * step's first round trip, right after its offset lock (readAfterLock), and the apply writes what
+ * the walks decided: two round trips and one statement of its own a round. Each message is decoded
+ * once for both.
+ */
+export function feedRoundStep(
+  deps: SinkDeps,
+): Pick<ExactlyOnceStep<FeedMessage, ReadonlyMap<number, SinkResult>>, "readAfterLock" | "apply"> {
+  const decodedOnce = new WeakMap<FeedMessage, Decoded>();
+  const decodeOnce = (m: FeedMessage): Decoded => {
+    let d = decodedOnce.get(m);
+    if (!d) {
+      d = decode(deps.codec, m);
+      decodedOnce.set(m, d);
+    }
+    return d;
+  };
+  return {
+    readAfterLock: (batches: readonly PartitionBatch<FeedMessage>[]) =>
+      roundReadStatement(
+        batches.map((b) => b.partition),
+        wantedSeqs(batches.map((b) => ({ partition: b.partition, decoded: b.messages.map(decodeOnce) }))),
+      ),
+    apply: (tx, batches, _begun, locked) =>
+      applyFeedRound(deps, tx, batches, new Date(), { decode: decodeOnce, ...(locked ? { locked } : {}) }),
+  };
+}
+
+/** The (partition, seq) pairs of a round's decodable records, whose applied digests the walks compare. */
+function wantedSeqs(partitions: readonly { partition: number; decoded: readonly Decoded[] }[]): { partition: number; seq: number }[] {
+  return partitions.flatMap(({ partition, decoded }) => decoded.flatMap((d) => (d.record ? [{ partition, seq: d.record.seq }] : [])));
+}
+
 /**
  * The partner sink's part of the exactly-once step: locks the round's chain states, walks each
  * partition's unapplied records against its chain, then writes what the walks decided. A halted
@@ -50,14 +86,17 @@ const HELD: SinkResult = { applied: 0, duplicates: 0, refused: 0, refusals: [], 
 export async function applyFeedRound(
   deps: SinkDeps,
   tx: PoolClient,
-  batches: readonly UnappliedBatch<{ offset: string; value: Buffer | null }>[],
+  batches: readonly UnappliedBatch<FeedMessage>[],
   now = new Date(),
+  read: { readonly decode?: (m: FeedMessage) => Decoded; readonly locked?: readonly Record<string, unknown>[] } = {},
 ): Promise<Applied<ReadonlyMap<number, SinkResult>>> {
-  const decodedByPartition = new Map(batches.map((b) => [b.partition, b.messages.map((m) => decode(deps.codec, m))]));
+  const decodeMessage = read.decode ?? ((m: FeedMessage) => decode(deps.codec, m));
+  const decodedByPartition = new Map(batches.map((b) => [b.partition, b.messages.map(decodeMessage)]));
   const { states, appliedDigests } = await readRound(
     tx,
     batches.map((b) => b.partition),
-    [...decodedByPartition].flatMap(([partition, ds]) => ds.flatMap((d) => (d.record ? [{ partition, seq: d.record.seq }] : []))),
+    wantedSeqs([...decodedByPartition].map(([partition, decoded]) => ({ partition, decoded }))),
+    read.locked,
   );
   // A partition halted in an earlier round is not read at all: it stays held where it was stored.
   const open = batches

@@ -3,6 +3,7 @@
  * transaction. Each one covers all partitions of the round (arrays through unnest), so a round
  * costs the same few round trips however many partitions it carries: the reads, then one write.
  */
+import { intArrayLiteral } from "../shared/exactly-once-step.ts";
 import type { PoolClient } from "../shared/postgres.ts";
 import { GENESIS_DIGEST } from "../shared/wire/feed-chain.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
@@ -37,31 +38,53 @@ export interface RoundState {
 
 type RoundRow = FeedStateRow & { seq: number | null; digest: Buffer | null };
 
+/** The round's read: chain states row-locked in partition order, and the digests applied at the wanted seqs. */
+function roundReadSql(partitions: string, seqPartitions: string, seqs: string): string {
+  return `WITH s AS (SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason, judged_to FROM feed_state
+                WHERE partition = ANY(${partitions}::int[]) ORDER BY partition FOR UPDATE)
+    SELECT s.*, NULL::bigint AS seq, NULL::bytea AS digest FROM s
+    UNION ALL
+    SELECT partition, NULL, NULL, NULL, NULL, NULL, seq, digest FROM feed_applied
+     WHERE (partition, seq) IN (SELECT * FROM unnest(${seqPartitions}::int[], ${seqs}::bigint[]))`;
+}
+
+/**
+ * The round's read as a statement without parameters (integers written as literals), for the
+ * exactly-once step to send in the round's first round trip, right after the offset lock
+ * (ExactlyOnceStep.readAfterLock); its rows go to `readRound` as `locked`.
+ */
+export function roundReadStatement(partitions: readonly number[], wanted: readonly { partition: number; seq: number }[]): string {
+  return roundReadSql(
+    intArrayLiteral(partitions),
+    intArrayLiteral(wanted.map((w) => w.partition)),
+    intArrayLiteral(wanted.map((w) => w.seq)),
+  );
+}
+
 /**
  * The partitions' chain states, created at genesis where missing, row-locked until COMMIT in
  * partition order (as the step locks consumer_offsets), with the digests already applied at the
- * round's (partition, seq) pairs: one statement once the rows exist. The step's offset lock, taken
- * before, already keeps other instances off these partitions, so the applied digests read in the
- * same statement are current.
+ * round's (partition, seq) pairs: no statement of its own once the rows exist, when the step read
+ * them after its offset lock (`locked`, the rows of `roundReadStatement`), else one. The offset
+ * lock, taken before, already keeps other instances off these partitions, so the applied digests
+ * read with the states are current.
  */
 export async function readRound(
   tx: PoolClient,
   partitions: readonly number[],
   wanted: readonly { partition: number; seq: number }[],
+  locked?: readonly Record<string, unknown>[],
 ): Promise<RoundState> {
   const read = async () => {
-    const { rows } = await tx.query<RoundRow>(
-      `WITH s AS (SELECT partition, last_seq, last_digest, bootstrap_seq, halted_reason, judged_to FROM feed_state
-                   WHERE partition = ANY($1::int[]) ORDER BY partition FOR UPDATE)
-       SELECT s.*, NULL::bigint AS seq, NULL::bytea AS digest FROM s
-       UNION ALL
-       SELECT partition, NULL, NULL, NULL, NULL, NULL, seq, digest FROM feed_applied
-        WHERE (partition, seq) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))`,
-      [partitions, wanted.map((w) => w.partition), wanted.map((w) => w.seq)],
-    );
+    const { rows } = await tx.query<RoundRow>(roundReadSql("$1", "$2", "$3"), [
+      partitions,
+      wanted.map((w) => w.partition),
+      wanted.map((w) => w.seq),
+    ]);
     return roundStateOf(rows);
   };
-  let round = await read();
+  // The rows of roundReadSql, as the parameterised read gives them (pg types each column alike).
+  let round = locked ? roundStateOf(locked as unknown as readonly RoundRow[]) : await read();
   if (round.states.size < partitions.length) {
     await tx.query(
       "INSERT INTO feed_state (partition, last_seq, last_digest) SELECT p, 0, $2 FROM unnest($1::int[]) AS p ON CONFLICT DO NOTHING",

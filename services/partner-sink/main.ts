@@ -16,7 +16,7 @@ import { createLogger } from "../shared/logging.ts";
 import type { Logger } from "../shared/logging.ts";
 import { createS3Client } from "../shared/s3.ts";
 import { topicNames } from "../shared/topics.ts";
-import { applyFeedRound } from "./applier.ts";
+import { feedRoundStep } from "./applier.ts";
 import type { SinkDeps } from "./applier.ts";
 import { bootstrapFromSnapshot } from "./bootstrap.ts";
 import { feedbackConfigShape, openFeedbackSender } from "./feedback.ts";
@@ -118,7 +118,7 @@ export async function startPartnerSink(input: SinkConfigInput): Promise<RunningS
     logger,
     // A halted partition is held at its stored offset (the halting record) and not fetched again
     // until `hashrelay-sink resume` clears the halt; watchForResumes notices that.
-    apply: (tx, batches) => applyFeedRound(deps, tx, batches),
+    ...feedRoundStep(deps),
     // A feed tail waiting for its signed chain head pauses its partition to read it again shortly;
     // with every partition paused kafkajs sleeps a whole fetch wait before it looks again.
     fetchWaitMs: 500,

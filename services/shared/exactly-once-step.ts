@@ -74,10 +74,23 @@ export interface ExactlyOnceStep<T extends Positioned, R> {
    */
   readonly readAtBegin?: string;
   /**
-   * The service's part: applies the unapplied messages of every partition in the round (ascending
-   * partition order) with `tx`; must not commit or roll back. `begun`: the rows of `readAtBegin`.
+   * A SELECT without parameters built from the round's batches (its values written as literals,
+   * integers only: `intArrayLiteral`), run right after the offset lock in the round's first round
+   * trip rather than as the apply's first statement: what the service locks and reads per
+   * partition. Its rows reach `apply` as `locked`.
    */
-  readonly apply: (tx: PoolClient, batches: readonly UnappliedBatch<T>[], begun: readonly Record<string, unknown>[]) => Promise<Applied<R>>;
+  readonly readAfterLock?: (batches: readonly PartitionBatch<T>[]) => string;
+  /**
+   * The service's part: applies the unapplied messages of every partition in the round (ascending
+   * partition order) with `tx`; must not commit or roll back. `begun`: the rows of `readAtBegin`;
+   * `locked`: those of `readAfterLock` (undefined without one).
+   */
+  readonly apply: (
+    tx: PoolClient,
+    batches: readonly UnappliedBatch<T>[],
+    begun: readonly Record<string, unknown>[],
+    locked?: readonly Record<string, unknown>[],
+  ) => Promise<Applied<R>>;
 }
 
 /** How one partition of a committed round was left. */
@@ -115,13 +128,14 @@ export async function applyExactlyOnce<T extends Positioned, R>(
   const partitions = ordered.map((b) => b.partition);
   const tx = await pool.connect();
   try {
-    const { stored, begun } = await beginRound(tx, step.applyLock, step.readAtBegin, groupId, topic, partitions);
+    const afterLock = step.readAfterLock?.(ordered);
+    const { stored, begun, locked } = await beginRound(tx, step.applyLock, step.readAtBegin, afterLock, groupId, topic, partitions);
     const unapplied = ordered.map((b): UnappliedBatch<T> => {
       const storedOffset = stored.get(b.partition) ?? 0;
       const messages = b.messages.filter((m) => Number(m.offset) >= storedOffset);
       return { topic, partition: b.partition, messages, redelivered: b.messages.length - messages.length, storedOffset };
     });
-    const applied = await step.apply(tx, unapplied, begun);
+    const applied = await step.apply(tx, unapplied, begun, locked);
     const outcomes = unapplied.map((b, i): PartitionOutcome => {
       const position = applied.positions?.get(b.partition);
       // Messages come in offset order: the batch ends at its last one (or stays where it was stored).
@@ -141,36 +155,41 @@ export async function applyExactlyOnce<T extends Positioned, R>(
 
 /*
  * A round's fixed statements go in as few round trips as the protocol allows: BEGIN, the apply lock,
- * the service's readAtBegin and the offset lock in one simple query, and the offset update with COMMIT in another. A simple
+ * the service's readAtBegin, the offset lock and the service's readAfterLock in one simple query, and the offset update with COMMIT in another. A simple
  * query takes no parameters, so its values are written as literals: the group and topic through
  * the driver's escaping, the rest are checked integers.
  */
 
 /**
  * BEGIN, the apply lock, the service's readAtBegin, then the stored next offset of each partition,
- * row-locked until COMMIT. The rows exist after a partition's first round; a round with a new
- * partition creates its row (at 0) and then locks again.
+ * row-locked until COMMIT, then the service's readAfterLock. The rows exist after a partition's
+ * first round; a round with a new partition creates its row (at 0), locks again and reads again
+ * after the lock.
  */
 async function beginRound(
   tx: PoolClient,
   applyLock: number | undefined,
   readAtBegin: string | undefined,
+  readAfterLock: string | undefined,
   group: string,
   topic: string,
   partitions: readonly number[],
-): Promise<{ stored: Map<number, number>; begun: readonly Record<string, unknown>[] }> {
+): Promise<{ stored: Map<number, number>; begun: readonly Record<string, unknown>[]; locked?: readonly Record<string, unknown>[] }> {
   const selectOffsets = `SELECT partition, next_offset FROM consumer_offsets
     WHERE consumer_group = ${tx.escapeLiteral(group)} AND topic = ${tx.escapeLiteral(topic)}
-      AND partition = ANY(${intArray(partitions)}::int[]) ORDER BY partition FOR UPDATE`;
+      AND partition = ANY(${intArrayLiteral(partitions)}::int[]) ORDER BY partition FOR UPDATE`;
   const begin = [
     "BEGIN",
     ...(applyLock === undefined ? [] : [`SELECT pg_advisory_xact_lock(${integer(applyLock)})`]),
     ...(readAtBegin === undefined ? [] : [readAtBegin]),
     selectOffsets,
+    ...(readAfterLock === undefined ? [] : [readAfterLock]),
   ];
   const results = await tx.query(begin.join(";\n"));
-  let stored = offsetsOf(lastResult(results));
-  const begun = readAtBegin === undefined ? [] : resultAt(results, begin.length - 2).rows;
+  const offsetsAt = begin.length - (readAfterLock === undefined ? 1 : 2);
+  let stored = offsetsOf(resultAt(results, offsetsAt));
+  let locked = readAfterLock === undefined ? undefined : resultAt(results, offsetsAt + 1).rows;
+  const begun = readAtBegin === undefined ? [] : resultAt(results, offsetsAt - 1).rows;
   if (stored.size < partitions.length) {
     await tx.query(
       `INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
@@ -178,15 +197,16 @@ async function beginRound(
       [group, topic, partitions.filter((p) => !stored.has(p))],
     );
     stored = offsetsOf(await tx.query(selectOffsets));
+    if (readAfterLock !== undefined) locked = (await tx.query(readAfterLock)).rows;
   }
-  return { stored, begun };
+  return { stored, begun, ...(locked === undefined ? {} : { locked }) };
 }
 
 /** Where each partition's next batch starts (null: unchanged), stored, then COMMIT. */
 async function commitRound(tx: PoolClient, group: string, topic: string, partitions: readonly PartitionOutcome[]): Promise<void> {
   const moved = partitions.filter((p): p is PartitionOutcome & { nextOffset: string } => p.nextOffset !== null);
   const update = `UPDATE consumer_offsets o SET next_offset = n.next_offset
-      FROM unnest(${intArray(moved.map((p) => p.partition))}::int[], ${intArray(moved.map((p) => Number(p.nextOffset)))}::bigint[])
+      FROM unnest(${intArrayLiteral(moved.map((p) => p.partition))}::int[], ${intArrayLiteral(moved.map((p) => Number(p.nextOffset)))}::bigint[])
         AS n(partition, next_offset)
      WHERE o.consumer_group = ${tx.escapeLiteral(group)} AND o.topic = ${tx.escapeLiteral(topic)} AND o.partition = n.partition`;
   await tx.query(moved.length ? `${update};\nCOMMIT` : "COMMIT");
@@ -195,12 +215,6 @@ async function commitRound(tx: PoolClient, group: string, topic: string, partiti
 type Rows = { rows: Record<string, unknown>[] };
 
 /** A simple query of several statements answers with one result each. */
-function lastResult(result: Rows | Rows[]): Rows {
-  const last = Array.isArray(result) ? result.at(-1) : result;
-  if (!last) throw new Error("exactly-once step: no result for the offset lock");
-  return last;
-}
-
 function resultAt(result: Rows | Rows[], i: number): Rows {
   const at = Array.isArray(result) ? result[i] : undefined;
   if (!at) throw new Error(`exactly-once step: no result for statement ${i} of the round's first query`);
@@ -216,7 +230,8 @@ function integer(n: number): string {
   return String(n);
 }
 
-function intArray(ns: readonly number[]): string {
+/** A PostgreSQL array literal of checked integers, for statements sent without parameters. */
+export function intArrayLiteral(ns: readonly number[]): string {
   return `'{${ns.map(integer).join(",")}}'`;
 }
 

@@ -7,7 +7,7 @@
  * many partitions it carries.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyFeedRound } from "../../services/partner-sink/applier.ts";
+import { feedRoundStep } from "../../services/partner-sink/applier.ts";
 import type { SinkDeps } from "../../services/partner-sink/applier.ts";
 import { SINK_MIGRATIONS } from "../../services/partner-sink/main.ts";
 import type { TrustedHubKey } from "../../services/partner-sink/verifier.ts";
@@ -33,10 +33,13 @@ const stranger = generateSigningKeyPair();
 
 let db: TestDatabase;
 let deps: SinkDeps;
+/** The step as the sink runs it (main.ts): the round's read in the step's first round trip. */
+let sink: ReturnType<typeof feedRoundStep>;
 beforeAll(async () => {
   db = await freshDatabase("sink-round");
   await migrate(db.pool, [{ namespace: "partner-sink", dir: SINK_MIGRATIONS }]);
   deps = { pool: db.pool, codec, partnerId: PARTNER, consumerGroup: "g", keys: () => keys, logger: createLogger("test", "silent") };
+  sink = feedRoundStep(deps);
 });
 afterAll(async () => {
   await db?.drop();
@@ -93,7 +96,6 @@ const batch = (partition: number, from: number, values: (FeedRecord | Buffer)[])
   partition,
   messages: values.map((v, i) => message(from + i, v)),
 });
-const sink = { apply: (tx: PoolClient, batches: Parameters<typeof applyFeedRound>[2]) => applyFeedRound(deps, tx, batches) };
 
 async function rows<T>(sql: string, values: unknown[] = []): Promise<T[]> {
   return (await db.pool.query(sql, values)).rows as T[];
@@ -291,7 +293,7 @@ describe("the sink applies a round of several feed partitions", () => {
     ]);
   });
 
-  it("applies a steady round of three partitions with two statements, however many partitions", async () => {
+  it("applies a steady round of three partitions in three round trips, however many partitions", async () => {
     // Partitions of their own (feed_state is keyed by partition), so the test above does not matter.
     const chains = new Map([3, 4, 5].map((p) => [p, chain(p)]));
     const round = (from: number) =>
@@ -299,31 +301,38 @@ describe("the sink applies a round of several feed partitions", () => {
         const kept = c.next();
         return batch(p, from, [kept, c.next(), c.next({ op: "REMOVE", value: kept.value, category: null, contentType: null })]);
       });
+    // Every statement the round sends on its connection, by its first words.
     const statements: string[] = [];
-    const counting = {
-      apply: (tx: PoolClient, batches: Parameters<typeof applyFeedRound>[2]) => {
-        const counted = new Proxy(tx, {
-          get(target, prop) {
-            const v: unknown = Reflect.get(target, prop);
-            if (prop !== "query" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
-            return (...args: unknown[]) => {
-              statements.push(String(args[0]).replace(/\s+/g, " ").trim().split(" ").slice(0, 3).join(" "));
-              return v.apply(target, args);
-            };
-          },
-        });
-        return applyFeedRound(deps, counted, batches);
+    const counted = new Proxy(db.pool, {
+      get(target, prop) {
+        const v: unknown = Reflect.get(target, prop);
+        if (prop !== "connect" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
+        return async () => {
+          const client = (await v.apply(target)) as PoolClient;
+          const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+          return new Proxy(client, {
+            get(c, p) {
+              if (p !== "query") return Reflect.get(c, p);
+              return (...args: unknown[]) => {
+                const text = typeof args[0] === "string" ? args[0] : String((args[0] as { text?: string }).text);
+                statements.push(text.replace(/\s+/g, " ").trim().split(" ").slice(0, 3).join(" "));
+                return query(...args);
+              };
+            },
+          });
+        };
       },
-    };
-    // The first round creates the partitions' feed_state rows (two statements more).
-    await applyExactlyOnce(db.pool, "steady", round(0), counting);
-    expect(statements.length).toBe(4);
+    });
+    // The first round creates the partitions' offset and feed_state rows and reads both again (five statements more).
+    await applyExactlyOnce(counted, "steady", round(0), sink);
+    expect(statements.length).toBe(8);
     statements.length = 0;
-    const steady = await applyExactlyOnce(db.pool, "steady", round(3), counting);
+    const steady = await applyExactlyOnce(counted, "steady", round(3), sink);
     expect([...steady.result.values()].map((r) => r.applied)).toEqual([3, 3, 3]);
     expect(statements).toEqual([
-      "WITH s AS", // feed_state FOR UPDATE, with the digests already applied at the round's seqs
+      "BEGIN; SELECT partition,", // the offset lock, then feed_state FOR UPDATE with the digests already applied at the round's seqs
       "WITH w0 AS", // chain heads, upserts, tombstones and feed_applied in one statement
+      "UPDATE consumer_offsets o", // the next offsets, then COMMIT
     ]);
     expect(await storedOffsets("steady")).toEqual({ 3: 6, 4: 6, 5: 6 });
   });
