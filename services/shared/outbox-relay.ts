@@ -57,6 +57,11 @@ export class OutboxRelay {
   private lastDelete = 0;
   /** The last read held more than one send's bytes: rows are waiting. */
   private cutShort = false;
+  /**
+   * A notify came while the relay was reading or sending, not sleeping: what was committed may have
+   * missed that read, so the next sleep returns at once rather than waiting for the poll.
+   */
+  private notified = false;
 
   private readonly o: OutboxRelayOptions;
 
@@ -76,7 +81,8 @@ export class OutboxRelay {
 
   /** Something was just committed to the outbox: relay it now rather than at the next poll. */
   notify(): void {
-    this.wake?.();
+    if (this.wake) this.wake();
+    else this.notified = true;
   }
 
   async stop(): Promise<void> {
@@ -87,6 +93,10 @@ export class OutboxRelay {
 
   /** Resolves true when woken by notify/stop, false when the time ran out. */
   private async sleep(ms: number): Promise<boolean> {
+    if (this.notified) {
+      this.notified = false;
+      return true;
+    }
     const woken = await new Promise<boolean>((resolve) => {
       const t = setTimeout(() => resolve(false), ms);
       this.wake = () => {
@@ -148,6 +158,8 @@ export class OutboxRelay {
   /** Relays the next chunk after what was sent; returns how many rows were sent. */
   async relayOnce(client: PoolClient): Promise<number> {
     const table = this.o.table ?? "outbox";
+    // This read sees whatever was committed before it; a notify from now on asks for another.
+    this.notified = false;
     const { rows: read } = await client.query<OutboxRow>(
       `SELECT id, topic, message_key, message_value${this.o.partitioned ? ", message_partition" : ""} FROM ${table}
         WHERE id > $2 ORDER BY id LIMIT $1`,

@@ -30,8 +30,9 @@ interface Sent {
   partition?: number;
 }
 
-function recordingProducer(sent: Sent[], sendBytes: number[] = []): RecordProducer {
+function recordingProducer(sent: Sent[], sendBytes: number[] = [], sendMs = 0): RecordProducer {
   const sendBatch: Producer["sendBatch"] = async (batch) => {
+    if (sendMs) await new Promise((res) => setTimeout(res, sendMs));
     sendBytes.push((batch.topicMessages ?? []).flatMap((t) => t.messages).reduce((n, m) => n + Buffer.byteLength(m.value as Buffer), 0));
     for (const { topic, messages } of batch.topicMessages ?? []) {
       for (const m of messages) {
@@ -61,10 +62,11 @@ function relay(
   sent: Sent[],
   o: { idleMs: number; deleteIntervalMs: number; batchSize?: number; maxSendBytes?: number },
   sendBytes: number[] = [],
+  sendMs = 0,
 ): OutboxRelay {
   return new OutboxRelay({
     pool: db.pool,
-    producer: recordingProducer(sent, sendBytes),
+    producer: recordingProducer(sent, sendBytes, sendMs),
     logger: createLogger("test", "silent"),
     lockId: 9_000_101,
     table: "relay_outbox",
@@ -127,6 +129,24 @@ describe("OutboxRelay", () => {
       r.notify();
       await waitFor("sent", async () => sent.length === 2, 10_000);
       await waitFor("deleted after a quiet poll", async () => (await remaining()) === 0, 5_000);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("relays at once what was committed and notified while it was sending, not at the next poll", async () => {
+    const sent: Sent[] = [];
+    // Each send takes 300 ms; the poll is a minute away.
+    const r = relay(sent, { idleMs: 60_000, deleteIntervalMs: 60_000 }, [], 300);
+    r.start();
+    try {
+      await enqueue(["n1"]);
+      r.notify();
+      await new Promise((res) => setTimeout(res, 100)); // n1's send is in hand
+      await enqueue(["n2"]);
+      r.notify();
+      await waitFor("n2 sent without waiting for the poll", async () => sent.length === 2, 5_000);
+      expect(sent.map((s) => s.value)).toEqual(["n1", "n2"]);
     } finally {
       await r.stop();
     }
