@@ -121,7 +121,7 @@ export async function startDedup(input: DedupConfigInput): Promise<RunningDedup>
         const value = { alg: d.alg, valuePrefix: valuePrefix(d.value), reason: d.reason, records: d.records };
         logger.warn(value, "perceptual value degenerate: kept out of near-duplicate matching and partner feeds");
       }
-      relay.notify();
+      relay.handOff(r.queued);
     },
     ...consumerTuning(config),
   });

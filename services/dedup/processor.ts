@@ -27,6 +27,7 @@ import type { Degeneracy, WorkingSet } from "./engine.ts";
 import type { NearDuplicateLinker } from "./near-duplicate-linker.ts";
 import { loadDegenerateStatus } from "./perceptual-store.ts";
 import { writeRound } from "./round-write.ts";
+import type { CommittedOutbox } from "../shared/outbox-relay.ts";
 import type { OutboxMessage } from "./round-write.ts";
 import { emptyWorkingSet, loadRecords, loadRound } from "./store.ts";
 
@@ -65,6 +66,8 @@ export interface BatchResult {
   readonly records: CanonicalRecord[];
   /** Perceptual values that became degenerate in this batch. */
   readonly degenerate: Degeneracy[];
+  /** The outbox rows the round queued, for the relay once committed. */
+  readonly queued: CommittedOutbox;
 }
 
 export type Verified =
@@ -151,7 +154,7 @@ export async function applyBatch(
   await deps.nearDuplicates.link(tx, ws);
   await loadDegenerateStatus(tx, ws); // records the linker loaded and linked
   const records = finaliseChanges(ws, deps.policy, now);
-  const inserted = await writeRound(tx, ws, {
+  const { inserted, queued } = await writeRound(tx, ws, {
     applied: applied.map(({ v: { submission: s, digest }, recordId }) => ({
       submissionId: s.submissionId,
       agencyId: s.agencyId,
@@ -166,7 +169,7 @@ export async function applyBatch(
   await deps.beforeCommit?.();
   const skipped = batches.reduce((n, b) => n + b.redelivered, 0);
   const rejectionReasons = rejections.map((r) => r.reason);
-  return { result: { applied: applied.length, rejected: rejections.length, rejectionReasons, skipped, records, degenerate } };
+  return { result: { applied: applied.length, rejected: rejections.length, rejectionReasons, skipped, records, degenerate, queued } };
 }
 
 /**

@@ -11,6 +11,7 @@
  * minus the deleted plus the inserted ones. Foreign keys are checked at the end of the statement,
  * when the new canonical records exist.
  */
+import type { CommittedOutbox } from "../shared/outbox-relay.ts";
 import type { PoolClient } from "../shared/postgres.ts";
 import { hashKey, isIdentity } from "./engine.ts";
 import type { Degeneracy, RecordState, WorkingSet } from "./engine.ts";
@@ -107,9 +108,12 @@ const WRITE_ROUND = namedStatement(
     queued AS (
       INSERT INTO outbox (topic, message_key, message_value)
       SELECT u.topic, u.key, u.value FROM unnest($39::text[], $40::text[], $41::bytea[]) WITH ORDINALITY AS u(topic, key, value, ord)
-       ORDER BY u.ord)
+       ORDER BY u.ord
+      RETURNING id)
     SELECT coalesce(json_agg(json_build_object('hash_seq', p.hash_seq, 'alg', p.alg, 'value', p.value, 'quality', p.quality,
-                                               'record_no', r.record_no)), '[]') AS inserted
+                                               'record_no', r.record_no)), '[]') AS inserted,
+           (SELECT coalesce(json_agg(id ORDER BY id), '[]') FROM queued) AS outbox_ids,
+           (SELECT coalesce(max(id), 0) FROM outbox) AS outbox_before
       FROM perceptual p JOIN records r USING (record_id)`,
 );
 
@@ -171,15 +175,25 @@ function degenerateColumns(ws: WorkingSet): Column[] {
   ];
 }
 
+/** What a round's write gives back. */
+export interface RoundWritten {
+  /** The perceptual rows it inserted, for the near-duplicate indexes. */
+  readonly inserted: NearHashRow[];
+  /** Its outbox rows with their ids, for the relay once committed (OutboxRelay.handOff). */
+  readonly queued: CommittedOutbox;
+}
+
 /**
  * Writes what the round changed and queues its outbox, in one statement (none when there is
- * nothing to write). Returns the perceptual rows it inserted, for the near-duplicate indexes.
+ * nothing to write). The outbox ids come back, with the highest id committed before them (the
+ * statement's snapshot does not see its own rows), so the relay need not read the rows back.
  */
-export async function writeRound(client: PoolClient, ws: WorkingSet, round: RoundWrite): Promise<NearHashRow[]> {
+export async function writeRound(client: PoolClient, ws: WorkingSet, round: RoundWrite): Promise<RoundWritten> {
   const changed = [...ws.records.values()].filter((r) => r.changed);
-  if (changed.length === 0 && round.applied.length === 0 && round.outbox.length === 0) return [];
+  if (changed.length === 0 && round.applied.length === 0 && round.outbox.length === 0)
+    return { inserted: [], queued: { before: 0, rows: [] } };
   const hashes = hashColumns(changed);
-  const { rows } = await client.query<{ inserted: NearHashRow[] }>({
+  const { rows } = await client.query<{ inserted: NearHashRow[]; outbox_ids: number[]; outbox_before: number }>({
     ...WRITE_ROUND,
     values: [
       ...recordColumns(changed),
@@ -197,5 +211,10 @@ export async function writeRound(client: PoolClient, ws: WorkingSet, round: Roun
       round.outbox.map((m) => m.value),
     ],
   });
-  return rows[0]?.inserted ?? [];
+  const row = rows[0];
+  const ids = row?.outbox_ids ?? [];
+  if (ids.length !== round.outbox.length)
+    throw new Error(`dedup round write: ${ids.length} outbox ids for ${round.outbox.length} messages`);
+  const queued = round.outbox.map((m, i) => ({ id: ids[i] as number, topic: m.topic, message_key: m.key, message_value: m.value }));
+  return { inserted: row?.inserted ?? [], queued: { before: row?.outbox_before ?? 0, rows: queued } };
 }

@@ -214,7 +214,7 @@ export async function startDistribution(input: DistributionConfigInput): Promise
         { partitions: partitions.map((p) => p.partition), records: r.records, skipped: r.skipped, feedRecords: r.feedRecords },
         "canonical batch distributed",
       );
-      relay.notify();
+      relay.handOff(r.queued);
     },
     ...consumerTuning(config),
   });

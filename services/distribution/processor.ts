@@ -15,6 +15,7 @@ import { reasonOf } from "../shared/errors.ts";
 import { applyExactlyOnce } from "../shared/exactly-once-step.ts";
 import type { Applied, ExactlyOnceStep, UnappliedBatch } from "../shared/exactly-once-step.ts";
 import type { Logger } from "../shared/logging.ts";
+import type { CommittedOutbox } from "../shared/outbox-relay.ts";
 import { inTransaction } from "../shared/postgres.ts";
 import type { Pool, PoolClient, Queryable } from "../shared/postgres.ts";
 import type { CanonicalRecord, FeedRecord } from "../shared/wire/records.ts";
@@ -75,6 +76,8 @@ export interface DistributionResult {
   readonly issued: readonly { readonly partnerId: string; readonly op: FeedRecord["op"] }[];
   /** The reason code of each record dead-lettered (one that did not decode). */
   readonly rejectionReasons: readonly string[];
+  /** The feed_outbox rows the round queued, for the relay once committed. */
+  readonly queued: CommittedOutbox;
 }
 
 type CanonicalMessage = { readonly offset: string; readonly value: Buffer | null };
@@ -156,7 +159,7 @@ export async function distributeBatch(
   }
   const feed = writer.finish();
   const audit = auditOutbox(deps.codec, deps.topics, disclosureEvents(writer.issued, { kind: "canonical" }, now));
-  await writeRound(tx, ledger, {
+  const queued = await writeRound(tx, ledger, {
     records: latest,
     unmappable,
     heads: feed.heads,
@@ -165,7 +168,7 @@ export async function distributeBatch(
     refs: feed.refs,
   });
   const issued = writer.issued.map((d) => ({ partnerId: d.record.partnerId, op: d.record.op }));
-  return { result: { records: applied, skipped, feedRecords: writer.issued.length, issued, rejectionReasons } };
+  return { result: { records: applied, skipped, feedRecords: writer.issued.length, issued, rejectionReasons, queued } };
 }
 
 /**

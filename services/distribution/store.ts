@@ -9,6 +9,7 @@
  * connection. Why planning is per hash is explained once, in planner.ts.
  */
 import type { AvroCodec } from "../shared/wire/codec.ts";
+import type { CommittedOutbox } from "../shared/outbox-relay.ts";
 import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import type { CanonicalRecord } from "../shared/wire/records.ts";
 import { hashKeyOf, splitHashKey } from "./planner.ts";
@@ -314,7 +315,9 @@ export interface RoundWrites {
  * in no set order, so no row is written twice: claims are replaced as "insert the new set, delete
  * what is not in it" (disjoint rows, where delete-then-insert would touch the same keys), a
  * partner's entry is either set or removed, unmappable counts come summed per category, and the
- * outbox rows are one INSERT whose ids follow the messages' order.
+ * outbox rows are one INSERT whose ids follow the messages' order. It answers with those ids and
+ * the highest feed_outbox id committed before them (the snapshot does not see its own rows), so
+ * that the relay need not read the rows back (OutboxRelay.handOff).
  */
 const WRITE_ROUND = {
   name: "distribution.write-round",
@@ -352,15 +355,22 @@ WITH applied AS (
 ), queued AS (
   INSERT INTO feed_outbox (topic, message_key, message_value, message_partition)
   SELECT * FROM unnest($28::text[], $29::text[], $30::bytea[], $31::int[])
+  RETURNING id
 ), disclosed AS (
   INSERT INTO disclosed_refs (partner_id, record_ref, record_id) SELECT * FROM unnest($36::text[], $37::text[], $38::uuid[])
   ON CONFLICT DO NOTHING
+), logged AS (
+  INSERT INTO feed_log (partner_id, partition, seq, body) SELECT * FROM unnest($32::text[], $33::int[], $34::bigint[], $35::bytea[])
 )
-INSERT INTO feed_log (partner_id, partition, seq, body) SELECT * FROM unnest($32::text[], $33::int[], $34::bigint[], $35::bytea[])`,
+SELECT (SELECT coalesce(json_agg(id ORDER BY id), '[]') FROM queued) AS outbox_ids,
+       (SELECT coalesce(max(id), 0) FROM feed_outbox) AS outbox_before`,
 };
 
-/** Writes a round: the records applied, the ledger's changes, unmappable counts, chain heads and queues (no statement when empty). */
-export async function writeRound(tx: PoolClient, ledger: FeedLedger, w: RoundWrites): Promise<void> {
+/**
+ * Writes a round: the records applied, the ledger's changes, unmappable counts, chain heads and
+ * queues (no statement when empty). Returns the outbox rows queued, with their ids, for the relay.
+ */
+export async function writeRound(tx: PoolClient, ledger: FeedLedger, w: RoundWrites): Promise<CommittedOutbox> {
   const records = [...(w.records ?? [])];
   const merges = [...ledger.changedMerges];
   const reclaimed = [...ledger.changedClaims];
@@ -373,8 +383,8 @@ export async function writeRound(tx: PoolClient, ledger: FeedLedger, w: RoundWri
   }
   const counts = [...unmappable.values()];
   const lists = [records, merges, reclaimed, upserts, removes, counts, w.heads, w.outbox, w.feedLog, w.refs];
-  if (lists.every((l) => l.length === 0)) return;
-  await tx.query({
+  if (lists.every((l) => l.length === 0)) return { before: 0, rows: [] };
+  const { rows } = await tx.query<{ outbox_ids: number[]; outbox_before: number }>({
     ...WRITE_ROUND,
     values: [
       records.map(([id]) => id),
@@ -417,6 +427,18 @@ export async function writeRound(tx: PoolClient, ledger: FeedLedger, w: RoundWri
       w.refs.map((r) => r.recordId),
     ],
   });
+  const ids = rows[0]?.outbox_ids ?? [];
+  if (ids.length !== w.outbox.length) throw new Error(`distribution round write: ${ids.length} outbox ids for ${w.outbox.length} messages`);
+  return {
+    before: rows[0]?.outbox_before ?? 0,
+    rows: w.outbox.map((m, i) => ({
+      id: ids[i] as number,
+      topic: m.topic,
+      message_key: m.key,
+      message_value: m.value,
+      message_partition: m.partition,
+    })),
+  };
 }
 
 /** The ledger's changed feed entries: set (upserts) or removed. */

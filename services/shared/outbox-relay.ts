@@ -38,12 +38,21 @@ export interface OutboxRelayOptions {
   readonly onRelayed?: (rows: number) => void;
 }
 
-interface OutboxRow {
+/** An outbox row, as the relay reads it (or as its writer hands it over: `handOff`). */
+export interface OutboxRow {
   id: number;
   topic: string;
   message_key: string | null;
   message_value: Buffer;
   message_partition?: number | null;
+}
+
+/** Rows a writer just committed, as it queued them, with where the table stood before them. */
+export interface CommittedOutbox {
+  /** The highest outbox id committed before these rows (0 when none was left in the table). */
+  readonly before: number;
+  /** In id order. */
+  readonly rows: readonly OutboxRow[];
 }
 
 export class OutboxRelay {
@@ -62,6 +71,9 @@ export class OutboxRelay {
    * missed that read, so the next sleep returns at once rather than waiting for the poll.
    */
   private notified = false;
+  /** Rows handed over since the last read (handOff), while this relay holds the table's lock. */
+  private handed: CommittedOutbox | null = null;
+  private holding = false;
 
   private readonly o: OutboxRelayOptions;
 
@@ -83,6 +95,25 @@ export class OutboxRelay {
   notify(): void {
     if (this.wake) this.wake();
     else this.notified = true;
+  }
+
+  /**
+   * The rows a writer of this process just committed, with the highest id committed before them.
+   * When that is no further than what was sent, they are exactly the next rows and go out without
+   * being read back; otherwise (another writer's rows in between, a lock just taken) the relay reads
+   * the table as it does without them. Wakes the relay.
+   */
+  handOff(committed: CommittedOutbox): void {
+    const last = this.handed?.rows.at(-1);
+    if (!this.holding) {
+      this.handed = null;
+    } else if (this.handed && last && committed.before === last.id) {
+      // Committed right after the rows not yet taken: both go out together.
+      this.handed = { ...this.handed, rows: [...this.handed.rows, ...committed.rows] };
+    } else if (committed.rows.length > 0) {
+      this.handed = committed;
+    }
+    this.notify();
   }
 
   async stop(): Promise<void> {
@@ -125,6 +156,8 @@ export class OutboxRelay {
         // What an earlier holder sent but did not delete is sent again (consumers are idempotent).
         this.sentUpTo = 0;
         this.deletedUpTo = 0;
+        this.handed = null;
+        this.holding = true;
         while (this.running) {
           const sent = await this.relayOnce(client);
           if (sent === chunk || this.cutShort) {
@@ -135,9 +168,11 @@ export class OutboxRelay {
           await this.deleteSent(client, false);
           if (!(await this.sleep(idle))) await this.deleteSent(client, true);
         }
+        this.holding = false;
         await this.deleteSent(client, true);
         await client.query("SELECT pg_advisory_unlock($1)", [this.o.lockId]);
       } catch (err) {
+        this.holding = false;
         this.o.logger.error({ err }, "outbox relay failed; retrying");
         await this.sleep(1000);
       } finally {
@@ -155,16 +190,29 @@ export class OutboxRelay {
     this.lastDelete = Date.now();
   }
 
+  /** The rows handed over, when they are exactly the next ones after what was sent. */
+  private takeHanded(): readonly OutboxRow[] | null {
+    const h = this.handed;
+    this.handed = null;
+    const first = h?.rows[0];
+    if (!h || !first || h.before > this.sentUpTo || first.id <= this.sentUpTo) return null;
+    return h.rows.length <= (this.o.batchSize ?? 1000) ? h.rows : null;
+  }
+
   /** Relays the next chunk after what was sent; returns how many rows were sent. */
   async relayOnce(client: PoolClient): Promise<number> {
     const table = this.o.table ?? "outbox";
     // This read sees whatever was committed before it; a notify from now on asks for another.
     this.notified = false;
-    const { rows: read } = await client.query<OutboxRow>(
-      `SELECT id, topic, message_key, message_value${this.o.partitioned ? ", message_partition" : ""} FROM ${table}
-        WHERE id > $2 ORDER BY id LIMIT $1`,
-      [this.o.batchSize ?? 1000, this.sentUpTo],
-    );
+    const read =
+      this.takeHanded() ??
+      (
+        await client.query<OutboxRow>(
+          `SELECT id, topic, message_key, message_value${this.o.partitioned ? ", message_partition" : ""} FROM ${table}
+            WHERE id > $2 ORDER BY id LIMIT $1`,
+          [this.o.batchSize ?? 1000, this.sentUpTo],
+        )
+      ).rows;
     if (read.length === 0) return 0;
     const limit = this.o.maxSendBytes ?? 512 * 1024;
     let bytes = 0;

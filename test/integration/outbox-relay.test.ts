@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { createLogger } from "../../services/shared/logging.ts";
 import { OutboxRelay } from "../../services/shared/outbox-relay.ts";
+import type { CommittedOutbox } from "../../services/shared/outbox-relay.ts";
+import type { PoolClient } from "../../services/shared/postgres.ts";
 import { waitFor } from "../support/processes.ts";
 import { freshDatabase } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
@@ -56,6 +58,25 @@ async function enqueue(values: string[], partition: number | null = null): Promi
   );
 }
 
+/** Queues rows as a round's write does: their ids, and the highest id committed before them. */
+async function enqueueCommitted(values: string[]): Promise<CommittedOutbox> {
+  const { rows } = await db.pool.query<{ ids: number[]; before: number }>(
+    `WITH queued AS (
+       INSERT INTO relay_outbox (topic, message_key, message_value) SELECT 't', 'k', convert_to(v, 'UTF8') FROM unnest($1::text[]) AS v
+       RETURNING id)
+     SELECT (SELECT json_agg(id ORDER BY id) FROM queued) AS ids, (SELECT coalesce(max(id), 0) FROM relay_outbox) AS before`,
+    [values],
+  );
+  const { ids, before } = rows[0] as { ids: number[]; before: number };
+  return {
+    before,
+    rows: values.map((v, i) => ({ id: ids[i] as number, topic: "t", message_key: "k", message_value: Buffer.from(v) })),
+  };
+}
+
+/** The relay's reads of the outbox table so far (the pool's queries are counted by text). */
+let outboxReads = 0;
+
 const remaining = async () => Number((await db.pool.query("SELECT count(*) AS n FROM relay_outbox")).rows[0]?.n);
 
 function relay(
@@ -64,8 +85,27 @@ function relay(
   sendBytes: number[] = [],
   sendMs = 0,
 ): OutboxRelay {
+  const counted = new Proxy(db.pool, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop);
+      if (prop !== "connect" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
+      return async () => {
+        const client = (await v.apply(target)) as PoolClient;
+        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+        return new Proxy(client, {
+          get(c, p) {
+            if (p !== "query") return Reflect.get(c, p);
+            return (...args: unknown[]) => {
+              if (/^\s*SELECT id, topic/.test(String(args[0]))) outboxReads++;
+              return query(...args);
+            };
+          },
+        });
+      };
+    },
+  });
   return new OutboxRelay({
-    pool: db.pool,
+    pool: counted,
     producer: recordingProducer(sent, sendBytes, sendMs),
     logger: createLogger("test", "silent"),
     lockId: 9_000_101,
@@ -147,6 +187,49 @@ describe("OutboxRelay", () => {
       r.notify();
       await waitFor("n2 sent without waiting for the poll", async () => sent.length === 2, 5_000);
       expect(sent.map((s) => s.value)).toEqual(["n1", "n2"]);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("sends rows handed over by their writer without reading them back, when they are the next ones", async () => {
+    const sent: Sent[] = [];
+    const r = relay(sent, { idleMs: 60_000, deleteIntervalMs: 0 });
+    r.start();
+    try {
+      await enqueue(["h0"]);
+      r.notify();
+      await waitFor("h0 sent", async () => sent.length === 1, 10_000);
+      const reads = outboxReads;
+      // Two rounds committed before the relay takes them: handed over together, no read.
+      r.handOff(await enqueueCommitted(["h1", "h2"]));
+      r.handOff(await enqueueCommitted(["h3"]));
+      await waitFor("h1 to h3 sent", async () => sent.length === 4, 10_000);
+      expect(outboxReads).toBe(reads);
+      // A row queued by someone else in between: the relay reads the table, in id order, each row once.
+      await enqueue(["other"]);
+      r.handOff(await enqueueCommitted(["h4"]));
+      await waitFor("other and h4 sent", async () => sent.length === 6, 10_000);
+      expect(outboxReads).toBeGreaterThan(reads);
+      expect(sent.map((m) => m.value)).toEqual(["h0", "h1", "h2", "h3", "other", "h4"]);
+      await waitFor("deleted", async () => (await remaining()) === 0, 5_000);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("reads the table rather than trust rows handed over before it holds the lock", async () => {
+    const sent: Sent[] = [];
+    const r = relay(sent, { idleMs: 200, deleteIntervalMs: 0 });
+    const early = await enqueueCommitted(["e1"]);
+    expect(early.before).toBe(0); // the table is empty: were the rows kept, they would pass as the next ones
+    const reads = outboxReads;
+    r.handOff(early); // not started: not holding the lock
+    r.start();
+    try {
+      await waitFor("e1 sent", async () => sent.length === 1, 10_000);
+      expect(outboxReads).toBeGreaterThan(reads);
+      expect(sent.map((m) => m.value)).toEqual(["e1"]);
     } finally {
       await r.stop();
     }
