@@ -108,8 +108,10 @@ export class OutboxRelay {
     if (!this.holding) {
       this.handed = null;
     } else if (this.handed && last && committed.before === last.id) {
-      // Committed right after the rows not yet taken: both go out together.
-      this.handed = { ...this.handed, rows: [...this.handed.rows, ...committed.rows] };
+      // Committed right after the rows not yet taken: both go out together, up to one read's worth
+      // (a relay held up by Kafka would otherwise keep every round's rows in memory).
+      const rows = [...this.handed.rows, ...committed.rows];
+      this.handed = rows.length <= (this.o.batchSize ?? 1000) ? { ...this.handed, rows } : null;
     } else if (committed.rows.length > 0) {
       this.handed = committed;
     }

@@ -218,6 +218,26 @@ describe("OutboxRelay", () => {
     }
   });
 
+  it("reads the table when more rows were handed over than one read takes", async () => {
+    const sent: Sent[] = [];
+    const r = relay(sent, { idleMs: 60_000, deleteIntervalMs: 0, batchSize: 2 }, [], 300);
+    r.start();
+    try {
+      await enqueue(["s0"]);
+      r.notify();
+      await new Promise((res) => setTimeout(res, 100)); // s0's send is in hand
+      const reads = outboxReads;
+      for (const v of ["s1", "s2", "s3"]) r.handOff(await enqueueCommitted([v]));
+      await waitFor("s1 to s3 sent", async () => sent.length === 4, 10_000);
+      // Three rows are more than a read of two: they were let go and read from the table, in order.
+      expect(outboxReads).toBeGreaterThan(reads);
+      expect(sent.map((m) => m.value)).toEqual(["s0", "s1", "s2", "s3"]);
+      await waitFor("deleted", async () => (await remaining()) === 0, 5_000);
+    } finally {
+      await r.stop();
+    }
+  });
+
   it("reads the table rather than trust rows handed over before it holds the lock", async () => {
     const sent: Sent[] = [];
     const r = relay(sent, { idleMs: 200, deleteIntervalMs: 0 });
