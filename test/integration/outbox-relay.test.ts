@@ -10,9 +10,9 @@ import type { RecordProducer } from "../../services/shared/kafka.ts";
 import { createLogger } from "../../services/shared/logging.ts";
 import { OutboxRelay } from "../../services/shared/outbox-relay.ts";
 import type { CommittedOutbox } from "../../services/shared/outbox-relay.ts";
-import type { PoolClient } from "../../services/shared/postgres.ts";
 import { waitFor } from "../support/processes.ts";
 import { freshDatabase } from "../support/stack.ts";
+import { watchedPool } from "../support/watched-pool.ts";
 import type { TestDatabase } from "../support/stack.ts";
 
 let db: TestDatabase;
@@ -85,24 +85,8 @@ function relay(
   sendBytes: number[] = [],
   sendMs = 0,
 ): OutboxRelay {
-  const counted = new Proxy(db.pool, {
-    get(target, prop) {
-      const v: unknown = Reflect.get(target, prop);
-      if (prop !== "connect" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
-      return async () => {
-        const client = (await v.apply(target)) as PoolClient;
-        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-        return new Proxy(client, {
-          get(c, p) {
-            if (p !== "query") return Reflect.get(c, p);
-            return (...args: unknown[]) => {
-              if (/^\s*SELECT id, topic/.test(String(args[0]))) outboxReads++;
-              return query(...args);
-            };
-          },
-        });
-      };
-    },
+  const counted = watchedPool(db.pool, (text) => {
+    if (/^\s*SELECT id, topic/.test(text)) outboxReads++;
   });
   return new OutboxRelay({
     pool: counted,

@@ -15,7 +15,6 @@ import { applyExactlyOnce } from "../../services/shared/exactly-once-step.ts";
 import type { FetchedMessage, PartitionBatch } from "../../services/shared/exactly-once-step.ts";
 import { createLogger } from "../../services/shared/logging.ts";
 import { migrate } from "../../services/shared/postgres.ts";
-import type { PoolClient } from "../../services/shared/postgres.ts";
 import { AvroCodec } from "../../services/shared/wire/codec.ts";
 import { GENESIS_DIGEST, feedRecordDigest } from "../../services/shared/wire/feed-chain.ts";
 import type { FeedRecord } from "../../services/shared/wire/records.ts";
@@ -23,6 +22,7 @@ import { generateSigningKeyPair, privateKeyFromPem, publicKeyFromRaw, signRecord
 import { randomHex } from "../support/fixtures.ts";
 import { freshDatabase } from "../support/stack.ts";
 import type { TestDatabase } from "../support/stack.ts";
+import { watchedPool } from "../support/watched-pool.ts";
 
 const PARTNER = "p-round";
 const codec = new AvroCodec();
@@ -303,26 +303,7 @@ describe("the sink applies a round of several feed partitions", () => {
       });
     // Every statement the round sends on its connection, by its first words.
     const statements: string[] = [];
-    const counted = new Proxy(db.pool, {
-      get(target, prop) {
-        const v: unknown = Reflect.get(target, prop);
-        if (prop !== "connect" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
-        return async () => {
-          const client = (await v.apply(target)) as PoolClient;
-          const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-          return new Proxy(client, {
-            get(c, p) {
-              if (p !== "query") return Reflect.get(c, p);
-              return (...args: unknown[]) => {
-                const text = typeof args[0] === "string" ? args[0] : String((args[0] as { text?: string }).text);
-                statements.push(text.replace(/\s+/g, " ").trim().split(" ").slice(0, 3).join(" "));
-                return query(...args);
-              };
-            },
-          });
-        };
-      },
-    });
+    const counted = watchedPool(db.pool, (text) => statements.push(text.replace(/\s+/g, " ").trim().split(" ").slice(0, 3).join(" ")));
     // The first round creates the partitions' offset and feed_state rows and reads both again (five statements more).
     await applyExactlyOnce(counted, "steady", round(0), sink);
     expect(statements.length).toBe(8);
