@@ -56,8 +56,9 @@ export function childrenOf(ppid: number): number[] {
   return out;
 }
 
+/** A local-stack process's pid, from the stack folder (HASHRELAY_STACK_DIR, as infra/stack.sh has it). */
 export function pidFile(name: string): number | undefined {
-  const f = join(REPO_ROOT, ".stack", `${name}.pid`);
+  const f = join(process.env["HASHRELAY_STACK_DIR"] ?? join(REPO_ROOT, ".stack"), `${name}.pid`);
   if (!existsSync(f)) return undefined;
   const n = Number(readFileSync(f, "utf8").trim());
   return Number.isInteger(n) && n > 0 ? n : undefined;
