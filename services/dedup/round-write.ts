@@ -11,6 +11,7 @@
  * minus the deleted plus the inserted ones. Foreign keys are checked at the end of the statement,
  * when the new canonical records exist.
  */
+import { committedOutbox } from "../shared/outbox-relay.ts";
 import type { CommittedOutbox } from "../shared/outbox-relay.ts";
 import type { PoolClient } from "../shared/postgres.ts";
 import { hashKey, isIdentity } from "./engine.ts";
@@ -211,10 +212,5 @@ export async function writeRound(client: PoolClient, ws: WorkingSet, round: Roun
       round.outbox.map((m) => m.value),
     ],
   });
-  const row = rows[0];
-  const ids = row?.outbox_ids ?? [];
-  if (ids.length !== round.outbox.length)
-    throw new Error(`dedup round write: ${ids.length} outbox ids for ${round.outbox.length} messages`);
-  const queued = round.outbox.map((m, i) => ({ id: ids[i] as number, topic: m.topic, message_key: m.key, message_value: m.value }));
-  return { inserted: row?.inserted ?? [], queued: { before: row?.outbox_before ?? 0, rows: queued } };
+  return { inserted: rows[0]?.inserted ?? [], queued: committedOutbox("dedup round write", rows[0], round.outbox) };
 }

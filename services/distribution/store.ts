@@ -9,6 +9,7 @@
  * connection. Why planning is per hash is explained once, in planner.ts.
  */
 import type { AvroCodec } from "../shared/wire/codec.ts";
+import { committedOutbox } from "../shared/outbox-relay.ts";
 import type { CommittedOutbox } from "../shared/outbox-relay.ts";
 import type { PoolClient, Queryable } from "../shared/postgres.ts";
 import type { CanonicalRecord } from "../shared/wire/records.ts";
@@ -427,18 +428,7 @@ export async function writeRound(tx: PoolClient, ledger: FeedLedger, w: RoundWri
       w.refs.map((r) => r.recordId),
     ],
   });
-  const ids = rows[0]?.outbox_ids ?? [];
-  if (ids.length !== w.outbox.length) throw new Error(`distribution round write: ${ids.length} outbox ids for ${w.outbox.length} messages`);
-  return {
-    before: rows[0]?.outbox_before ?? 0,
-    rows: w.outbox.map((m, i) => ({
-      id: ids[i] as number,
-      topic: m.topic,
-      message_key: m.key,
-      message_value: m.value,
-      message_partition: m.partition,
-    })),
-  };
+  return committedOutbox("distribution round write", rows[0], w.outbox);
 }
 
 /** The ledger's changed feed entries: set (upserts) or removed. */

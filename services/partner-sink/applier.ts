@@ -67,8 +67,7 @@ export function feedRoundStep(
         batches.map((b) => b.partition),
         wantedSeqs(batches.map((b) => ({ partition: b.partition, decoded: b.messages.map(decodeOnce) }))),
       ),
-    apply: (tx, batches, _begun, locked) =>
-      applyFeedRound(deps, tx, batches, new Date(), { decode: decodeOnce, ...(locked ? { locked } : {}) }),
+    apply: (tx, batches, _begun, locked) => applyFeedRound(deps, tx, batches, decodeOnce, locked),
   };
 }
 
@@ -81,22 +80,22 @@ function wantedSeqs(partitions: readonly { partition: number; decoded: readonly 
  * The partner sink's part of the exactly-once step: locks the round's chain states, walks each
  * partition's unapplied records against its chain, then writes what the walks decided. A halted
  * partition (in this round or an earlier one) is held, its stored offset at the halting record.
- * The result is per partition.
+ * The result is per partition. `locked`: the rows of the step's readAfterLock.
  */
-export async function applyFeedRound(
+async function applyFeedRound(
   deps: SinkDeps,
   tx: PoolClient,
   batches: readonly UnappliedBatch<FeedMessage>[],
-  now = new Date(),
-  read: { readonly decode?: (m: FeedMessage) => Decoded; readonly locked?: readonly Record<string, unknown>[] } = {},
+  decodeMessage: (m: FeedMessage) => Decoded,
+  locked: readonly Record<string, unknown>[] | undefined,
 ): Promise<Applied<ReadonlyMap<number, SinkResult>>> {
-  const decodeMessage = read.decode ?? ((m: FeedMessage) => decode(deps.codec, m));
+  const now = new Date();
   const decodedByPartition = new Map(batches.map((b) => [b.partition, b.messages.map(decodeMessage)]));
   const { states, appliedDigests } = await readRound(
     tx,
     batches.map((b) => b.partition),
     wantedSeqs([...decodedByPartition].map(([partition, decoded]) => ({ partition, decoded }))),
-    read.locked,
+    locked,
   );
   // A partition halted in an earlier round is not read at all: it stays held where it was stored.
   const open = batches

@@ -55,6 +55,29 @@ export interface CommittedOutbox {
   readonly rows: readonly OutboxRow[];
 }
 
+/**
+ * A round's write answers with the ids its outbox INSERT gave (in the messages' order) and the
+ * highest id committed before them: the rows as the relay would read them back.
+ */
+export function committedOutbox(
+  what: string,
+  answer: { outbox_ids: number[]; outbox_before: number } | undefined,
+  messages: readonly { topic: string; key: string | null; value: Buffer; partition?: number | null }[],
+): CommittedOutbox {
+  const ids = answer?.outbox_ids ?? [];
+  if (ids.length !== messages.length) throw new Error(`${what}: ${ids.length} outbox ids for ${messages.length} messages`);
+  return {
+    before: answer?.outbox_before ?? 0,
+    rows: messages.map((m, i) => ({
+      id: ids[i] as number,
+      topic: m.topic,
+      message_key: m.key,
+      message_value: m.value,
+      ...(m.partition === undefined ? {} : { message_partition: m.partition }),
+    })),
+  };
+}
+
 export class OutboxRelay {
   private running = false;
   private loop: Promise<void> | null = null;
