@@ -127,17 +127,16 @@ export class OutboxRelay {
    * the table as it does without them. Wakes the relay.
    */
   handOff(committed: CommittedOutbox): void {
-    const last = this.handed?.rows.at(-1);
-    if (!this.holding) {
-      this.handed = null;
-    } else if (this.handed && last && committed.before === last.id) {
-      // Committed right after the rows not yet taken: both go out together, up to one read's worth
-      // (a relay held up by Kafka would otherwise keep every round's rows in memory).
-      const rows = [...this.handed.rows, ...committed.rows];
-      this.handed = rows.length <= (this.o.batchSize ?? 1000) ? { ...this.handed, rows } : null;
-    } else if (committed.rows.length > 0) {
-      this.handed = committed;
-    }
+    const held = this.handed;
+    const last = held?.rows.at(-1);
+    let next: CommittedOutbox | null = held;
+    if (!this.holding) next = null;
+    // Committed right after the rows not yet taken: both go out together.
+    else if (held && last && committed.before === last.id) next = { ...held, rows: [...held.rows, ...committed.rows] };
+    else if (committed.rows.length > 0) next = committed;
+    // At most one read's worth, or the table is read instead: a relay held up by Kafka would
+    // otherwise keep every round's rows in memory.
+    this.handed = next && next.rows.length <= (this.o.batchSize ?? 1000) ? next : null;
     this.notify();
   }
 
@@ -221,7 +220,7 @@ export class OutboxRelay {
     this.handed = null;
     const first = h?.rows[0];
     if (!h || !first || h.before > this.sentUpTo || first.id <= this.sentUpTo) return null;
-    return h.rows.length <= (this.o.batchSize ?? 1000) ? h.rows : null;
+    return h.rows;
   }
 
   /** Relays the next chunk after what was sent; returns how many rows were sent. */
