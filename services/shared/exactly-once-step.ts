@@ -154,10 +154,11 @@ export async function applyExactlyOnce<T extends Positioned, R>(
 }
 
 /*
- * A round's fixed statements go in as few round trips as the protocol allows: BEGIN, the apply lock,
- * the service's readAtBegin, the offset lock and the service's readAfterLock in one simple query, and the offset update with COMMIT in another. A simple
- * query takes no parameters, so its values are written as literals: the group and topic through
- * the driver's escaping, the rest are checked integers.
+ * A round's fixed statements go in as few round trips as the protocol allows: BEGIN, the apply
+ * lock, the service's readAtBegin, the offset lock and the service's readAfterLock in one simple
+ * query, and the offset update with COMMIT in another. A simple query takes no parameters, so its
+ * values are written as literals: the group and topic through the driver's escaping, the rest are
+ * checked integers.
  */
 
 /**
