@@ -12,6 +12,7 @@
 import type { PoolClient } from "../shared/postgres.ts";
 import { NEAR_ALGORITHMS } from "../shared/wire/hash-algorithms.ts";
 import type { HashAlg } from "../shared/wire/records.ts";
+import { bound } from "../shared/pg-arrays.ts";
 
 /**
  * Most rows a catch-up reads per statement: a round's load reads a small page, which keeps the
@@ -99,7 +100,7 @@ const CATCH_UP = `SELECT ${catchUpColumns({ hashSeq: "$1::bigint", own: "$2::big
 
 /** A catch-up on its own: at start-up, and for the pages after a full one. */
 export async function readCatchUp(client: PoolClient, from: CatchUpFrom): Promise<CatchUpRows> {
-  const { rows } = await client.query<CatchUpColumns>(CATCH_UP, catchUpValues(from));
+  const { rows } = await client.query<CatchUpColumns>(bound(CATCH_UP, catchUpValues(from)));
   return catchUpRowsOf(rows[0] as CatchUpColumns, CATCH_UP_PAGE);
 }
 
@@ -119,13 +120,15 @@ export async function carriedRows(
   upToSeq: number,
 ): Promise<(Omit<NearHashRow, "hash_seq"> & { degenerate: boolean })[]> {
   const { rows } = await client.query<Omit<NearHashRow, "hash_seq"> & { degenerate: boolean }>(
-    `SELECT r.record_no, h.alg, h.value, h.quality,
+    bound(
+      `SELECT r.record_no, h.alg, h.value, h.quality,
             EXISTS (SELECT 1 FROM degenerate_hashes d WHERE d.alg = h.alg AND d.value = h.value) AS degenerate
        FROM record_hashes h JOIN canonical_records r USING (record_id)
       WHERE NOT h.exact AND h.hash_seq <= $3 AND h.record_id IN (
         SELECT x.record_id FROM record_hashes x JOIN unnest($1::text[], $2::text[]) AS w(alg, value)
           ON x.alg = w.alg AND x.value = w.value WHERE NOT x.exact)`,
-    [values.map((r) => r.alg), values.map((r) => r.value), upToSeq],
+      [values.map((r) => r.alg), values.map((r) => r.value), upToSeq],
+    ),
   );
   return rows;
 }

@@ -14,6 +14,7 @@ import type { PoolClient } from "../shared/postgres.ts";
 import type { DegenerateReason, Hash, HashAlg } from "../shared/wire/records.ts";
 import { hashKey, isIdentity } from "./engine.ts";
 import type { Degeneracy, WorkingSet } from "./engine.ts";
+import { bound } from "../shared/pg-arrays.ts";
 
 type Value = Pick<Hash, "alg" | "value">;
 
@@ -85,9 +86,11 @@ export async function loadDegenerateStatus(client: PoolClient, ws: WorkingSet): 
   const unknown = uniquePerceptual(changed, (k) => ws.degenerateKnown.has(k));
   if (unknown.length === 0) return;
   const { rows } = await client.query<{ alg: HashAlg; value: string; reason: DegenerateReason; records: number; first_seen_at: number }>(
-    `SELECT d.alg, d.value, d.reason, d.records, d.first_seen_at FROM degenerate_hashes d
+    bound(
+      `SELECT d.alg, d.value, d.reason, d.records, d.first_seen_at FROM degenerate_hashes d
        JOIN unnest($1::text[], $2::text[]) AS w(alg, value) ON d.alg = w.alg AND d.value = w.value`,
-    columns(unknown),
+      columns(unknown),
+    ),
   );
   const found = new Map(rows.map((r) => [hashKey(r), r]));
   for (const h of unknown) {
@@ -104,11 +107,13 @@ export async function recountDegenerate(client: PoolClient, ws: WorkingSet): Pro
   const touched = [...ws.degenerate.entries()].filter(([k]) => ws.perceptualStored.has(k)).map(([, d]) => d);
   if (touched.length === 0) return;
   await client.query(
-    `UPDATE degenerate_hashes d SET records = c.records
+    bound(
+      `UPDATE degenerate_hashes d SET records = c.records
        FROM (SELECT w.alg, w.value, count(h.record_id)::int AS records FROM unnest($1::text[], $2::text[]) AS w(alg, value)
                LEFT JOIN record_hashes h ON h.alg = w.alg AND h.value = w.value AND NOT h.exact
               GROUP BY w.alg, w.value) c
       WHERE d.alg = c.alg AND d.value = c.value AND d.records <> c.records`,
-    columns(touched),
+      columns(touched),
+    ),
   );
 }

@@ -18,6 +18,7 @@ import { hashKey, isIdentity } from "./engine.ts";
 import type { Degeneracy, RecordState, WorkingSet } from "./engine.ts";
 import { namedStatement } from "./named-statement.ts";
 import type { NearHashRow } from "./near-duplicate-store.ts";
+import { bound } from "../shared/pg-arrays.ts";
 
 export interface OutboxMessage {
   readonly topic: string;
@@ -194,9 +195,8 @@ export async function writeRound(client: PoolClient, ws: WorkingSet, round: Roun
   if (changed.length === 0 && round.applied.length === 0 && round.outbox.length === 0)
     return { inserted: [], queued: { before: 0, rows: [] } };
   const hashes = hashColumns(changed);
-  const { rows } = await client.query<{ inserted: NearHashRow[]; outbox_ids: number[]; outbox_before: number }>({
-    ...WRITE_ROUND,
-    values: [
+  const { rows } = await client.query<{ inserted: NearHashRow[]; outbox_ids: number[]; outbox_before: number }>(
+    bound(WRITE_ROUND, [
       ...recordColumns(changed),
       ...hashes.exact,
       ...hashes.perceptual,
@@ -210,7 +210,7 @@ export async function writeRound(client: PoolClient, ws: WorkingSet, round: Roun
       round.outbox.map((m) => m.topic),
       round.outbox.map((m) => m.key),
       round.outbox.map((m) => m.value),
-    ],
-  });
+    ]),
+  );
   return { inserted: rows[0]?.inserted ?? [], queued: committedOutbox("dedup round write", rows[0], round.outbox) };
 }

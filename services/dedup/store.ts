@@ -18,6 +18,7 @@ import { ROUND_CATCH_UP_PAGE, catchUpColumns, catchUpRowsOf, catchUpValues } fro
 import type { CatchUpColumns, CatchUpFrom, CatchUpRows } from "./near-duplicate-store.ts";
 import { addPerceptual, knowDegenerate, perceptualColumn, uncountedPerceptual } from "./perceptual-store.ts";
 import type { DegenerateColumns, PerceptualRow } from "./perceptual-store.ts";
+import { bound } from "../shared/pg-arrays.ts";
 
 export { emptyWorkingSet };
 
@@ -136,10 +137,9 @@ export async function loadRecords(client: PoolClient, ws: WorkingSet, seeds: Rec
   const nos = seeds.recordNos ?? [];
   const carrying = seeds.carrying ?? [];
   if (ids.length === 0 && nos.length === 0 && carrying.length === 0) return;
-  const { rows } = await client.query<{ records: RecordJson[] }>({
-    ...LOAD_RECORDS,
-    values: [ids, nos, carrying.map((h) => h.alg), carrying.map((h) => h.value)],
-  });
+  const { rows } = await client.query<{ records: RecordJson[] }>(
+    bound(LOAD_RECORDS, [ids, nos, carrying.map((h) => h.alg), carrying.map((h) => h.value)]),
+  );
   addRecords(ws, rows[0]?.records ?? []);
 }
 
@@ -184,9 +184,8 @@ export async function loadRound(client: PoolClient, ws: WorkingSet, load: RoundL
   const exact = load.hashes.filter((h) => isIdentity(h) && !ws.recordByHash.has(hashKey(h)));
   const retractions = load.retractions.filter((r) => !isIdentity(r.hash));
   const perceptual = uncountedPerceptual(ws, load.hashes);
-  const { rows } = await client.query<{ applied: string[]; records: RecordJson[]; perceptual: PerceptualRow[] } & CatchUpColumns>({
-    ...LOAD_ROUND,
-    values: [
+  const { rows } = await client.query<{ applied: string[]; records: RecordJson[]; perceptual: PerceptualRow[] } & CatchUpColumns>(
+    bound(LOAD_ROUND, [
       load.submissionIds,
       exact.map((h) => h.alg),
       exact.map((h) => h.value),
@@ -196,8 +195,8 @@ export async function loadRound(client: PoolClient, ws: WorkingSet, load: RoundL
       perceptual.map((h) => h.alg),
       perceptual.map((h) => h.value),
       ...catchUpValues(load.catchUp),
-    ],
-  });
+    ]),
+  );
   const row = rows[0];
   if (!row) throw new Error("dedup.load returned no row");
   addRecords(ws, row.records);

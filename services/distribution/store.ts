@@ -16,6 +16,7 @@ import type { CanonicalRecord } from "../shared/wire/records.ts";
 import { hashKeyOf, splitHashKey } from "./planner.ts";
 import type { FeedLedger, HashKey } from "./planner.ts";
 import type { FeedEntry } from "./policy.ts";
+import { bound } from "../shared/pg-arrays.ts";
 
 interface EntryRow {
   partner_id: string;
@@ -176,10 +177,9 @@ export async function loadRound(
   const listed = [...new Set(records.flatMap((r) => r.hashes.map(hashKeyOf)))];
   const split = listed.map(splitHashKey);
   const mergedInto = [...new Set(records.map((r) => r.mergedInto).filter((id): id is string => Boolean(id)))];
-  const { rows } = await tx.query<LoadRow>({
-    ...LOAD_ROUND,
-    values: [partnerIds, planned, split.map((h) => h.alg), split.map((h) => h.value), mergedInto],
-  });
+  const { rows } = await tx.query<LoadRow>(
+    bound(LOAD_ROUND, [partnerIds, planned, split.map((h) => h.alg), split.map((h) => h.value), mergedInto]),
+  );
   const row = rows[0] as LoadRow;
   const holders = addLoaded(ledger, partnerIds, planned, listed, row);
   addBodies(codec, ledger, row);
@@ -270,9 +270,11 @@ async function loadBodies(tx: PoolClient, codec: AvroCodec, ledger: FeedLedger, 
   const missing = recordIds.filter((id) => !ledger.hasRecord(id));
   if (!missing.length) return;
   const { rows } = await tx.query<{ record_id: string; body: Buffer; under_review: boolean }>(
-    `SELECT record_id, body, EXISTS (SELECT 1 FROM record_reviews v WHERE v.record_id = d.record_id AND v.state = 'open') AS under_review
+    bound(
+      `SELECT record_id, body, EXISTS (SELECT 1 FROM record_reviews v WHERE v.record_id = d.record_id AND v.state = 'open') AS under_review
        FROM distributed_records d WHERE record_id = ANY($1::uuid[])`,
-    [missing],
+      [missing],
+    ),
   );
   for (const r of rows) {
     ledger.addRecord(codec.decode("CanonicalRecord", r.body).value);
@@ -289,8 +291,7 @@ async function loadReviews(tx: PoolClient, ledger: FeedLedger, recordIds: readon
   const unknown = [...new Set(recordIds)].filter((id) => !ledger.hasReview(id));
   if (!unknown.length) return;
   const { rows } = await tx.query<{ record_id: string }>(
-    "SELECT record_id FROM record_reviews WHERE state = 'open' AND record_id = ANY($1::uuid[])",
-    [unknown],
+    bound("SELECT record_id FROM record_reviews WHERE state = 'open' AND record_id = ANY($1::uuid[])", [unknown]),
   );
   const open = new Set(rows.map((r) => r.record_id));
   for (const id of unknown) ledger.setReview(id, open.has(id));
@@ -385,9 +386,8 @@ export async function writeRound(tx: PoolClient, ledger: FeedLedger, w: RoundWri
   const counts = [...unmappable.values()];
   const lists = [records, merges, reclaimed, upserts, removes, counts, w.heads, w.outbox, w.feedLog, w.refs];
   if (lists.every((l) => l.length === 0)) return { before: 0, rows: [] };
-  const { rows } = await tx.query<{ outbox_ids: number[]; outbox_before: number }>({
-    ...WRITE_ROUND,
-    values: [
+  const { rows } = await tx.query<{ outbox_ids: number[]; outbox_before: number }>(
+    bound(WRITE_ROUND, [
       records.map(([id]) => id),
       records.map(([, r]) => r.revision),
       records.map(([, r]) => r.bytes),
@@ -426,8 +426,8 @@ export async function writeRound(tx: PoolClient, ledger: FeedLedger, w: RoundWri
       w.refs.map((r) => r.partnerId),
       w.refs.map((r) => r.recordRef),
       w.refs.map((r) => r.recordId),
-    ],
-  });
+    ]),
+  );
   return committedOutbox("distribution round write", rows[0], w.outbox);
 }
 
@@ -451,9 +451,11 @@ function entryChanges(ledger: FeedLedger): {
 export async function insertHashClaims(tx: PoolClient, claims: readonly { recordId: string; alg: string; value: string }[]): Promise<void> {
   if (!claims.length) return;
   await tx.query(
-    `INSERT INTO distributed_hashes (alg, value, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
-     ON CONFLICT DO NOTHING`,
-    [claims.map((c) => c.alg), claims.map((c) => c.value), claims.map((c) => c.recordId)],
+    bound(
+      `INSERT INTO distributed_hashes (alg, value, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+       ON CONFLICT DO NOTHING`,
+      [claims.map((c) => c.alg), claims.map((c) => c.value), claims.map((c) => c.recordId)],
+    ),
   );
 }
 
@@ -506,8 +508,10 @@ export async function takePendingBackfill(tx: PoolClient, name: string): Promise
 export async function recordDisclosedRefs(tx: PoolClient, refs: readonly DisclosedRef[]): Promise<void> {
   if (!refs.length) return;
   await tx.query(
-    `INSERT INTO disclosed_refs (partner_id, record_ref, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
-     ON CONFLICT DO NOTHING`,
-    [refs.map((r) => r.partnerId), refs.map((r) => r.recordRef), refs.map((r) => r.recordId)],
+    bound(
+      `INSERT INTO disclosed_refs (partner_id, record_ref, record_id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+       ON CONFLICT DO NOTHING`,
+      [refs.map((r) => r.partnerId), refs.map((r) => r.recordRef), refs.map((r) => r.recordId)],
+    ),
   );
 }

@@ -8,6 +8,7 @@ import type { PoolClient } from "../shared/postgres.ts";
 import { GENESIS_DIGEST } from "../shared/wire/feed-chain.ts";
 import type { FeedRecord } from "../shared/wire/records.ts";
 import type { Alert, Halt } from "./chain-walk.ts";
+import { bound } from "../shared/pg-arrays.ts";
 
 /** A partition's row of feed_state, as the apply reads it. */
 export interface FeedState {
@@ -76,11 +77,9 @@ export async function readRound(
   locked?: readonly Record<string, unknown>[],
 ): Promise<RoundState> {
   const read = async () => {
-    const { rows } = await tx.query<RoundRow>(roundReadSql("$1", "$2", "$3"), [
-      partitions,
-      wanted.map((w) => w.partition),
-      wanted.map((w) => w.seq),
-    ]);
+    const { rows } = await tx.query<RoundRow>(
+      bound(roundReadSql("$1", "$2", "$3"), [partitions, wanted.map((w) => w.partition), wanted.map((w) => w.seq)]),
+    );
     return roundStateOf(rows);
   };
   // The rows of roundReadSql, as the parameterised read gives them (pg types each column alike).
@@ -185,7 +184,7 @@ export async function writeRound(tx: PoolClient, w: RoundWrites): Promise<void> 
        SELECT * FROM unnest(${$(w.applied.map((a) => a.partition))}::int[], ${$(w.applied.map((a) => a.seq))}::bigint[], ${$(w.applied.map((a) => a.digest))}::bytea[])`);
   }
   if (ctes.length === 0) return;
-  await tx.query(`WITH ${ctes.map((c, i) => `w${i} AS (${c})`).join(",\n")}\nSELECT 1`, params);
+  await tx.query(bound(`WITH ${ctes.map((c, i) => `w${i} AS (${c})`).join(",\n")}\nSELECT 1`, params));
 }
 
 interface FeedStateUpdate {

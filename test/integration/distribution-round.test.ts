@@ -89,7 +89,7 @@ function harness(policies: PartnerPolicy[] = [hotlinePolicy(`uk-${++n}`), indust
   };
 }
 
-/** `tx` with each query's statement named in `statements` (a prepared one by its name). */
+/** `tx` with each query's statement named in `statements` (a prepared one by its name, others by their first three words). */
 function counting(tx: PoolClient, statements: string[], afterFirst?: () => Promise<void>): PoolClient {
   return new Proxy(tx, {
     get(target, prop) {
@@ -97,7 +97,8 @@ function counting(tx: PoolClient, statements: string[], afterFirst?: () => Promi
       if (prop !== "query" || typeof v !== "function") return typeof v === "function" ? v.bind(target) : v;
       return async (...args: unknown[]) => {
         const q = args[0] as string | { name?: string; text: string };
-        statements.push(typeof q === "string" ? q.replace(/\s+/g, " ").trim().split(" ").slice(0, 3).join(" ") : (q.name ?? q.text));
+        const text = typeof q === "string" ? q : q.text;
+        statements.push((typeof q === "string" ? undefined : q.name) ?? text.replace(/\s+/g, " ").trim().split(" ").slice(0, 3).join(" "));
         const result = await v.apply(target, args);
         if (statements.length === 1) await afterFirst?.();
         return result;
