@@ -1,12 +1,18 @@
 import { createRequire } from "node:module";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { correctedSendMessages, kafkajsSendMessages, producersUsingCorrection } from "./kafkajs-send-messages.ts";
+import {
+  correctedSendMessages,
+  groupMessagesPerPartition,
+  kafkajsSendMessages,
+  producersUsingCorrection,
+} from "./kafkajs-send-messages.ts";
 import type { SendMessagesDeps } from "./kafkajs-send-messages.ts";
 import { createKafka, kafkaClientConfig } from "./kafka.ts";
 
 const require = createRequire(import.meta.url);
 const createRetry = require("kafkajs/src/retry") as (o: object) => SendMessagesDeps["retrier"];
 const { KafkaJSProtocolError } = require("kafkajs/src/errors") as { KafkaJSProtocolError: new (e: object) => Error };
+const shippedGrouping = require("kafkajs/src/producer/groupMessagesPerPartition") as typeof groupMessagesPerPartition;
 const notLeader = () =>
   new KafkaJSProtocolError({
     type: "NOT_LEADER_FOR_PARTITION",
@@ -208,5 +214,23 @@ describe("a send during a broker restart, with the services' retry settings", ()
     expect(endedAt).toBeGreaterThanOrEqual(45_000);
     expect(b.produced).toEqual([]);
     expect([0, 1, 2].map((p) => b.sequences.get(`feed:${p}`) ?? 0)).toEqual([0, 0, 0]);
+  });
+});
+
+describe("groupMessagesPerPartition", () => {
+  it("groups as kafkajs's own does, asking the partitioner once per message in order", () => {
+    const messages = Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: Buffer.from(String(i)) }));
+    const partitionMetadata = [{ partitionId: 0 }, { partitionId: 1 }, { partitionId: 2 }];
+    const asked: (string | undefined)[][] = [[], []];
+    const partitionerFor = (log: (string | undefined)[]) => (o: { message: { key?: string } }) => {
+      log.push(o.message.key);
+      return (Number(o.message.key?.slice(1)) * 7) % 3;
+    };
+    const ours = groupMessagesPerPartition({ topic: "t", partitionMetadata, messages, partitioner: partitionerFor(asked[0] ?? []) });
+    const shipped = shippedGrouping({ topic: "t", partitionMetadata, messages, partitioner: partitionerFor(asked[1] ?? []) });
+    expect(ours).toEqual(shipped);
+    expect(Object.keys(ours)).toEqual(["0", "1", "2"]);
+    expect(asked[0]).toEqual(messages.map((m) => m.key));
+    expect(groupMessagesPerPartition({ topic: "t", partitionMetadata: [], messages, partitioner: () => 0 })).toEqual({});
   });
 });
