@@ -43,15 +43,16 @@ describe("encodeArray", () => {
 
 describe("boundValues", () => {
   it("encodes the arrays whose parameters the text casts to an array type, and leaves the rest", () => {
-    const text = "SELECT * FROM unnest($1::text[], $3::bigint[]) WHERE x = $2::bigint AND y = ANY($4::point[])";
+    const text = "SELECT * FROM unnest($1::text[], $3::bigint[]) WHERE x = $2::bigint AND y = ANY($4::point[]) AND z = ANY($5::constructor[])";
     expect([...arrayCasts(text)]).toEqual([
       [0, "text"],
       [2, "bigint"],
     ]);
-    const [a, b, c, d] = boundValues(text, [["x"], 5, [1], [[1, 2]]]);
+    const [a, b, c, d, e] = boundValues(text, [["x"], 5, [1], [[1, 2]], ["y"]]);
     expect(Buffer.isBuffer(a) && a.readUInt32BE(8)).toBe(25);
     expect(b).toBe(5);
     expect(Buffer.isBuffer(c) && c.readUInt32BE(8)).toBe(20);
     expect(d).toEqual([[1, 2]]);
+    expect(e).toEqual(["y"]);
   });
 });

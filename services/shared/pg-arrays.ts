@@ -128,8 +128,8 @@ function writeFixed(type: ArrayElementType, buf: Buffer, at: number, value: unkn
  * and its binary value. `null` and `undefined` elements are NULL.
  */
 export function encodeArray(type: ArrayElementType, values: readonly unknown[]): Buffer {
+  if (!Object.hasOwn(ELEMENT_OIDS, type)) throw new TypeError(`no binary array encoding for ${String(type)}[]`);
   const oid = ELEMENT_OIDS[type];
-  if (oid === undefined) throw new TypeError(`no binary array encoding for ${String(type)}[]`);
   if (values.length === 0) {
     const empty = Buffer.alloc(12);
     empty.writeUInt32BE(oid, 8);
@@ -197,8 +197,8 @@ export function arrayCasts(text: string): ReadonlyMap<number, ArrayElementType> 
   if (!casts) {
     const found = new Map<number, ArrayElementType>();
     for (const m of text.matchAll(ARRAY_CAST)) {
-      const type = m[2]?.toLowerCase() as ArrayElementType;
-      if (ELEMENT_OIDS[type] !== undefined) found.set(Number(m[1]) - 1, type);
+      const type = m[2]?.toLowerCase() ?? "";
+      if (Object.hasOwn(ELEMENT_OIDS, type)) found.set(Number(m[1]) - 1, type as ArrayElementType);
     }
     casts = found;
     if (castsByText.size >= CASTS_KEPT) castsByText.clear();
