@@ -43,7 +43,8 @@ describe("encodeArray", () => {
 
 describe("boundValues", () => {
   it("encodes the arrays whose parameters the text casts to an array type, and leaves the rest", () => {
-    const text = "SELECT * FROM unnest($1::text[], $3::bigint[]) WHERE x = $2::bigint AND y = ANY($4::point[]) AND z = ANY($5::constructor[])";
+    const text =
+      "SELECT * FROM unnest($1::text[], $3::bigint[]) WHERE x = $2::bigint AND y = ANY($4::point[]) AND z = ANY($5::constructor[])";
     expect([...arrayCasts(text)]).toEqual([
       [0, "text"],
       [2, "bigint"],
