@@ -12,11 +12,12 @@
  * Writes bench-results/pg-arrays.json.
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import pg from "pg";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { bound } from "../services/shared/pg-arrays.ts";
 import { stackEnv } from "../test/support/stack.ts";
+import { procCpuSeconds } from "./pipeline/proc.ts";
 
 const USAGE = "usage: node bench/pg-arrays.ts [--rows 700] [--statements 200]";
 
@@ -32,11 +33,11 @@ function parseArgs(argv: string[]): { rows: number; statements: number } {
   return args;
 }
 
-/** A process's CPU milliseconds from /proc (the server backend is another process on this host). */
+/** A process's CPU milliseconds (the server backend is another process on this host). */
 function procCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in clock ticks of 10 ms
+  const seconds = procCpuSeconds(pid);
+  if (seconds === null) throw new Error(`no CPU reading for process ${pid}: is the server on this host?`);
+  return seconds * 1000;
 }
 
 const INSERT = `INSERT INTO pa_rows (id, rev, alg, value, meta, body)

@@ -15,10 +15,11 @@
  *
  * Writes bench-results/pg-round-trips.json.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import pg from "pg";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { stackEnv } from "../test/support/stack.ts";
+import { procCpuSeconds } from "./pipeline/proc.ts";
 
 type Shape = "sequential" | "pipelined" | "two trips";
 const SHAPES: readonly Shape[] = ["sequential", "pipelined", "two trips"];
@@ -41,11 +42,11 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-/** A process's CPU milliseconds from /proc (the server backend is another process on this host). */
+/** A process's CPU milliseconds (the server backend is another process on this host). */
 function procCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in clock ticks of 10 ms
+  const seconds = procCpuSeconds(pid);
+  if (seconds === null) throw new Error(`no CPU reading for process ${pid}: is the server on this host?`);
+  return seconds * 1000;
 }
 
 const BEGIN = "BEGIN; SELECT pg_advisory_xact_lock(424242); SELECT next_offset FROM rt_offsets WHERE partition = 0 FOR UPDATE";
