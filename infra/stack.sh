@@ -701,6 +701,10 @@ fi
 PGDATA_DIR="$PG_DIR/data"
 PG_SOCK="$PG_DIR/run"
 PG_PIDFILE="$STACK/pg.pid"
+# Server settings for a hub's write load (docs/operators.md, "PostgreSQL"): with the defaults (128 MB
+# of shared buffers, a checkpoint per 1 GB of WAL) every checkpoint during a large import makes each
+# index page the import touches be written to the WAL whole again, and backends evict dirty pages.
+PG_SETTINGS=(-c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=15min)
 
 as_pg() { if is_root; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
@@ -743,7 +747,7 @@ start_pg() {
   local as=()
   is_root && as=(runuser -u postgres --)
   setsid -w "${as[@]}" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t "$START_TIMEOUT" \
-    -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST" start </dev/null >/dev/null 2>&1 8>&- ||
+    -o "-p $PG_PORT -k $PG_SOCK -c listen_addresses=$HOST ${PG_SETTINGS[*]}" start </dev/null >/dev/null 2>&1 8>&- ||
     { log_tail "$PG_LOG"; die "PostgreSQL did not start; see $PG_LOG"; }
   started pg
 }
