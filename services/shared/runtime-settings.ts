@@ -12,7 +12,8 @@
  * so a service with a small live JavaScript heap sits at many times that resident, mostly garbage
  * and the Buffers that garbage still holds; in a small container the same service gets other
  * defaults. Fixed values make its memory the same wherever it runs:
- *   - 16 MB semi-spaces (a 32 MB young generation);
+ *   - 8 MB semi-spaces (a 16 MB young generation): a round's objects survive a scavenge or two
+ *     whatever its size, and a larger one only kept more garbage resident (docs/operators.md);
  *   - a 1024 MB old generation. With a limit below about 2 GB V8 also grows the heap by a smaller
  *     factor after each full collection, so garbage goes sooner; a lower limit kept the resident set
  *     no lower but cost CPU in collections (docs/operators.md, "Memory", has the figures). A service
@@ -31,7 +32,7 @@
  * unmapped when freed, keep the resident set close to what is in use.
  */
 
-export const SERVICE_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=16", "--max-old-space-size=1024", "--expose-gc"];
+export const SERVICE_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=8", "--max-old-space-size=1024", "--expose-gc"];
 
 export const SERVICE_MALLOC_ENV: Readonly<Record<string, string>> = {
   MALLOC_ARENA_MAX: "2",
