@@ -2,6 +2,7 @@
 import type { RecordProducer } from "../shared/kafka.ts";
 import type { AvroCodec } from "../shared/wire/codec.ts";
 import type { Queryable } from "../shared/postgres.ts";
+import { bound } from "../shared/pg-arrays.ts";
 import type { TopicNames } from "../shared/topics.ts";
 import type { IntakeSink, SubmissionLedger } from "./intake.ts";
 import type { RequestReplayGuard } from "./request-auth.ts";
@@ -60,27 +61,23 @@ export function pgSubmissionLedger(db: Queryable, purgeEveryMs = 60_000): Submis
     async lookup(ids, claim) {
       if (!claim) {
         if (ids.length === 0) return { seen: new Map(), firstUse: true };
-        const { rows } = await db.query<{ submission_id: string; digest: Buffer }>({ ...LOOKUP, values: [ids] });
+        const { rows } = await db.query<{ submission_id: string; digest: Buffer }>(bound(LOOKUP, [ids]));
         return { seen: new Map(rows.map((r) => [r.submission_id, r.digest])), firstUse: true };
       }
       if (Date.now() - lastPurge > purgeEveryMs) {
         lastPurge = Date.now();
         await db.query(PURGE_EXPIRED_SIGNATURES);
       }
-      const { rows } = await db.query<{ first_use: boolean; submission_id: string | null; digest: Buffer | null }>({
-        ...CLAIM_AND_LOOKUP,
-        values: [ids, claim.signatureDigest, claim.forgetAfter],
-      });
+      const { rows } = await db.query<{ first_use: boolean; submission_id: string | null; digest: Buffer | null }>(
+        bound(CLAIM_AND_LOOKUP, [ids, claim.signatureDigest, claim.forgetAfter]),
+      );
       const seen = new Map<string, Buffer>();
       for (const r of rows) if (r.submission_id !== null && r.digest !== null) seen.set(r.submission_id, r.digest);
       return { seen, firstUse: rows[0]?.first_use === true };
     },
     async record(entries) {
       if (entries.length === 0) return;
-      await db.query({
-        ...RECORD,
-        values: [entries.map((e) => e.submissionId), entries.map((e) => e.agencyId), entries.map((e) => e.digest)],
-      });
+      await db.query(bound(RECORD, [entries.map((e) => e.submissionId), entries.map((e) => e.agencyId), entries.map((e) => e.digest)]));
     },
   };
 }
