@@ -15,6 +15,7 @@ const UNIT = [
   "test/deploy/**/*.test.ts",
   "test/chaos/**/*.test.ts",
   "test/*.test.ts",
+  "bench/**/*.test.ts",
 ];
 const NEEDS_STACK = ["test/integration/**/*.test.ts", "test/repo-hygiene.test.ts"];
 const IMAGES = ["test/images/**/*.test.ts"];

@@ -17,24 +17,7 @@ import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import Fastify from "fastify";
 import { REPO_ROOT } from "../services/shared/config.ts";
-
-interface Args {
-  requests: number;
-  intervalMs: number;
-}
-
-function parseArgs(argv: string[]): Args {
-  const args: Args = { requests: 400, intervalMs: 50 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n <= 0)
-      throw new Error(`${argv[i]} needs a positive integer; usage: node bench/http-floor.ts [--requests 400] [--interval-ms 50]`);
-    if (argv[i] === "--requests") args.requests = n;
-    else if (argv[i] === "--interval-ms") args.intervalMs = n;
-    else throw new Error(`unknown argument ${argv[i]}`);
-  }
-  return args;
-}
+import { positiveIntegerArgs } from "./pipeline/util.ts";
 
 /** The server process: tells its parent its port, and its CPU time whenever asked. */
 async function serve(): Promise<void> {
@@ -52,7 +35,7 @@ async function serve(): Promise<void> {
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = positiveIntegerArgs("bench/http-floor.ts", process.argv.slice(2), { requests: 400, intervalMs: 50 });
   const server = fork(import.meta.filename, ["--serve"], { stdio: "inherit" });
   const next = () => new Promise<{ port?: number; cpu?: NodeJS.CpuUsage }>((resolve) => server.once("message", resolve));
   const { port } = await next();

@@ -19,24 +19,7 @@ import { REPO_ROOT } from "../services/shared/config.ts";
 import { createDurableProducer } from "../services/shared/kafka.ts";
 import { kafkaAs, uniqueName } from "../test/support/stack.ts";
 import { pidFile, procCpuSeconds } from "./pipeline/proc.ts";
-
-interface Args {
-  messages: number;
-  intervalMs: number;
-}
-
-function parseArgs(argv: string[]): Args {
-  const args: Args = { messages: 400, intervalMs: 50 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n <= 0)
-      throw new Error(`${argv[i]} needs a positive integer; usage: node bench/kafka-floor.ts [--messages 400] [--interval-ms 50]`);
-    if (argv[i] === "--messages") args.messages = n;
-    else if (argv[i] === "--interval-ms") args.intervalMs = n;
-    else throw new Error(`unknown argument ${argv[i]}`);
-  }
-  return args;
-}
+import { positiveIntegerArgs } from "./pipeline/util.ts";
 
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 
@@ -64,7 +47,7 @@ async function consume(topic: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = positiveIntegerArgs("bench/kafka-floor.ts", process.argv.slice(2), { messages: 400, intervalMs: 50 });
   const topic = uniqueName("bench-kafka-floor");
   const kafka = kafkaAs("kafka-floor");
   const admin = kafka.admin();

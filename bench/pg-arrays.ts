@@ -18,20 +18,7 @@ import { REPO_ROOT } from "../services/shared/config.ts";
 import { bound } from "../services/shared/pg-arrays.ts";
 import { stackEnv } from "../test/support/stack.ts";
 import { procCpuSeconds } from "./pipeline/proc.ts";
-
-const USAGE = "usage: node bench/pg-arrays.ts [--rows 700] [--statements 200]";
-
-function parseArgs(argv: string[]): { rows: number; statements: number } {
-  const args = { rows: 700, statements: 200 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`${argv[i]} needs a positive integer; ${USAGE}`);
-    if (argv[i] === "--rows") args.rows = n;
-    else if (argv[i] === "--statements") args.statements = n;
-    else throw new Error(`unknown argument ${argv[i]}; ${USAGE}`);
-  }
-  return args;
-}
+import { positiveIntegerArgs } from "./pipeline/util.ts";
 
 /** A process's CPU milliseconds (the server backend is another process on this host). */
 function procCpuMs(pid: number): number {
@@ -58,7 +45,7 @@ function columns(rows: number): unknown[][] {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = positiveIntegerArgs("bench/pg-arrays.ts", process.argv.slice(2), { rows: 700, statements: 200 });
   const client = new pg.Client({ connectionString: stackEnv().databaseUrl, options: "-c jit=off" });
   await client.connect();
   const spent: Record<Form, { client: number; backend: number; n: number }> = {

@@ -20,6 +20,7 @@ import pg from "pg";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { stackEnv } from "../test/support/stack.ts";
 import { procCpuSeconds } from "./pipeline/proc.ts";
+import { positiveIntegerArgs } from "./pipeline/util.ts";
 
 type Shape = "sequential" | "pipelined" | "two trips";
 const SHAPES: readonly Shape[] = ["sequential", "pipelined", "two trips"];
@@ -27,19 +28,6 @@ const SHAPES: readonly Shape[] = ["sequential", "pipelined", "two trips"];
 interface Args {
   rounds: number;
   intervalMs: number;
-}
-
-function parseArgs(argv: string[]): Args {
-  const args: Args = { rounds: 150, intervalMs: 150 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n <= 0)
-      throw new Error(`${argv[i]} needs a positive integer; usage: node bench/pg-round-trips.ts [--rounds 150] [--interval-ms 150]`);
-    if (argv[i] === "--rounds") args.rounds = n;
-    else if (argv[i] === "--interval-ms") args.intervalMs = n;
-    else throw new Error(`unknown argument ${argv[i]}`);
-  }
-  return args;
 }
 
 /** A process's CPU milliseconds (the server backend is another process on this host). */
@@ -101,7 +89,7 @@ async function measure(shape: Shape, args: Args): Promise<{ shape: Shape; client
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = positiveIntegerArgs("bench/pg-round-trips.ts", process.argv.slice(2), { rounds: 150, intervalMs: 150 });
   const results = [];
   for (const shape of SHAPES) results.push(await measure(shape, args));
   const base = results[0] as (typeof results)[number];

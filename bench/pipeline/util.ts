@@ -1,6 +1,7 @@
 /**
  * Small helpers of the pipeline benchmark: progress log on stderr (seconds since start), number
- * formatting, nearest-rank percentiles, plain-text tables, a free port and a polling wait.
+ * formatting, nearest-rank percentiles, plain-text tables, a free port and a polling wait; and the
+ * argument parser of the small single-purpose benchmarks beside it.
  * Percentiles are nearest-rank over the sorted values, so every figure is one measured value.
  */
 import { createServer } from "node:net";
@@ -83,4 +84,27 @@ export async function waitUntil(
     }
     await sleep(everyMs);
   }
+}
+
+/**
+ * The arguments of a small benchmark that takes only counts: `--flag n` pairs over the defaults,
+ * each a positive integer, the field `intervalMs` being the flag `--interval-ms`. An unknown flag
+ * or a value that is not a positive integer is refused with the script's usage line.
+ */
+export function positiveIntegerArgs<A extends Record<string, number>>(script: string, argv: readonly string[], defaults: A): A {
+  const flagOf = (field: string) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const fieldOf = new Map(Object.keys(defaults).map((field) => [flagOf(field), field]));
+  const usage = `usage: node ${script} ${Object.entries(defaults)
+    .map(([field, n]) => `[${flagOf(field)} ${n}]`)
+    .join(" ")}`;
+  const args: Record<string, number> = { ...defaults };
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i] ?? "";
+    const field = fieldOf.get(flag);
+    if (field === undefined) throw new Error(`unknown argument ${flag}; ${usage}`);
+    const n = Number(argv[i + 1]);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} needs a positive integer; ${usage}`);
+    args[field] = n;
+  }
+  return args as A;
 }
