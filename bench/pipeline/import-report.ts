@@ -14,6 +14,7 @@ import { STAGES } from "./import.ts";
 import type { ImportResult, Stage } from "./import.ts";
 import { maxRss, rssAt } from "./memory.ts";
 import type { MemoryRecord } from "./memory.ts";
+import { BENCH_LABEL } from "./proc.ts";
 import type { Services } from "./services.ts";
 import type { Setup } from "./setup.ts";
 import { fmt, table } from "./util.ts";
@@ -124,7 +125,7 @@ export function importReportLines(b: Bench, r: ImportResult, memory: MemoryRecor
   out.push(
     `CPU from POST /v1/imports to both partner databases (${r.cpu.seconds.toFixed(1)} s): all ${cpus().length} CPUs ${r.cpu.machineBusyPercent.toFixed(0)}% busy; ` +
       `PostgreSQL ${shared("postgres server, all (shared)")} s, broker ${shared("kafka broker (shared)")} s, ` +
-      `this script ${shared("bench process (this)")} s, others' processes ${r.cpu.otherCpuSeconds.toFixed(1)} s`,
+      `this script ${shared(BENCH_LABEL)} s, others' processes ${r.cpu.otherCpuSeconds.toFixed(1)} s`,
   );
   out.push("");
   out.push(

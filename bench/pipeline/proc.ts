@@ -82,6 +82,17 @@ export function runQueueWaitSeconds(pid: number | undefined): number {
   return ns / 1e9;
 }
 
+/** This process's label: it stands in for the forces, sending and signing what they would. */
+export const BENCH_LABEL = "bench process (this)";
+
+/**
+ * Labels of what runs outside the hub: the partner sinks and their PostgreSQL backends (at the
+ * partners in production) and this process (the forces).
+ */
+export function outsideHub(label: string): boolean {
+  return label === BENCH_LABEL || label.startsWith("sink-") || label.startsWith("postgres backends of sink-");
+}
+
 export interface CpuSnapshot {
   at: number;
   machine: { busy: number; total: number };
@@ -118,7 +129,7 @@ export function cpuSampler(procs: Record<string, ServiceProcess>, pool: Pool, ou
       add("postgres server, all (shared)", pgPid);
       for (const c of childrenOf(pgPid)) add("postgres server, all (shared)", c);
     }
-    add("bench process (this)", process.pid);
+    add(BENCH_LABEL, process.pid);
     return { at: Date.now(), machine: machineJiffies(), groups: groupsMap };
   };
 }
@@ -144,12 +155,15 @@ export function cpuDelta(a: CpuSnapshot, b: CpuSnapshot) {
   const ours = Object.entries(perLabel)
     .filter(([l]) => !l.startsWith("postgres backends"))
     .reduce((n, [, v]) => n + v.cpuSeconds, 0);
+  // The hub's part: the sinks' backends are inside the whole server's figure, so they come off it too.
+  const hub = ours - Object.entries(perLabel).reduce((n, [l, v]) => n + (outsideHub(l) ? v.cpuSeconds : 0), 0);
   const machineCpuSeconds = (machineBusyPercent / 100) * cpus().length * seconds;
   return {
     seconds,
     machineBusyPercent,
     machineCpuSeconds,
     oursCpuSeconds: ours,
+    hubCpuSeconds: hub,
     otherCpuSeconds: Math.max(0, machineCpuSeconds - ours),
     perLabel,
   };

@@ -225,6 +225,12 @@ function cpuSection(b: Bench, m: Measurements, _f: Figures, l: LogFigures): stri
         ((1000 * d.oursCpuSeconds) / perItems).toFixed(2),
         "",
       ],
+      [
+        "the hub's part (all of the above but the sinks, their backends and the bench)",
+        d.hubCpuSeconds.toFixed(1),
+        ((1000 * d.hubCpuSeconds) / perItems).toFixed(2),
+        "",
+      ],
       ["other processes on the machine (not this benchmark)", d.otherCpuSeconds.toFixed(1), "", ""],
     ];
   };
