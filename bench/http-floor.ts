@@ -17,6 +17,7 @@ import { request } from "node:http";
 import type { AddressInfo } from "node:net";
 import Fastify from "fastify";
 import { REPO_ROOT } from "../services/shared/config.ts";
+import { cpuUsageMs } from "./pipeline/proc.ts";
 import { positiveIntegerArgs } from "./pipeline/util.ts";
 
 /** The server process: tells its parent its port, and its CPU time whenever asked. */
@@ -31,8 +32,6 @@ async function serve(): Promise<void> {
   process.on("message", () => process.send?.({ cpu: process.cpuUsage() }));
   process.send?.({ port: (app.server.address() as AddressInfo).port });
 }
-
-const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 
 async function main(): Promise<void> {
   const args = positiveIntegerArgs("bench/http-floor.ts", process.argv.slice(2), { requests: 400, intervalMs: 50 });
@@ -67,8 +66,8 @@ async function main(): Promise<void> {
     await post();
     await new Promise((r) => setTimeout(r, args.intervalMs));
   }
-  const client = cpuMs(process.cpuUsage(c0)) / args.requests;
-  const served = (cpuMs(await serverCpu()) - cpuMs(s0)) / args.requests;
+  const client = cpuUsageMs(process.cpuUsage(c0)) / args.requests;
+  const served = (cpuUsageMs(await serverCpu()) - cpuUsageMs(s0)) / args.requests;
   server.kill();
   mkdirSync(`${REPO_ROOT}bench-results`, { recursive: true });
   writeFileSync(

@@ -18,10 +18,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { createDurableProducer } from "../services/shared/kafka.ts";
 import { kafkaAs, uniqueName } from "../test/support/stack.ts";
-import { pidFile, procCpuSeconds } from "./pipeline/proc.ts";
+import { cpuUsageMs, pidFile, procCpuSeconds } from "./pipeline/proc.ts";
 import { positiveIntegerArgs } from "./pipeline/util.ts";
-
-const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 
 /** The consumer process: joins a group on the topic, counts what it receives, reports its CPU when asked. */
 async function consume(topic: string): Promise<void> {
@@ -85,9 +83,9 @@ async function main(): Promise<void> {
     await send();
     await new Promise((r) => setTimeout(r, args.intervalMs));
   }
-  const produced = cpuMs(process.cpuUsage(p0)) / args.messages;
+  const produced = cpuUsageMs(process.cpuUsage(p0)) / args.messages;
   const c1 = await waitReceived(100 + args.messages);
-  const consumed = (cpuMs(c1.cpu as NodeJS.CpuUsage) - cpuMs(c0)) / args.messages;
+  const consumed = (cpuUsageMs(c1.cpu as NodeJS.CpuUsage) - cpuUsageMs(c0)) / args.messages;
   const b1 = procCpuSeconds(brokerPid);
   const broker = b0 === null || b1 === null ? null : ((b1 - b0) * 1000) / args.messages;
 

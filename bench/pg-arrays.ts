@@ -4,7 +4,7 @@
  * write, `INSERT ... SELECT FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],
  * $5::jsonb[], $6::bytea[])`, with --rows rows of synthetic values (random ids, 64-hex digests, a
  * 400-byte encoded record), rolled back each time so the table stays empty. The two forms take
- * turns in blocks of ten statements on one connection; it prints this process's and the server
+ * turns in blocks of ten statements on one connection (so --statements is a multiple of 20); it prints this process's and the server
  * backend's CPU per statement for each. Temporary tables only.
  *
  *   node bench/pg-arrays.ts [--rows 700] [--statements 200]
@@ -17,15 +17,8 @@ import pg from "pg";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { bound } from "../services/shared/pg-arrays.ts";
 import { stackEnv } from "../test/support/stack.ts";
-import { procCpuSeconds } from "./pipeline/proc.ts";
+import { cpuUsageMs, procCpuMs } from "./pipeline/proc.ts";
 import { positiveIntegerArgs } from "./pipeline/util.ts";
-
-/** A process's CPU milliseconds (the server backend is another process on this host). */
-function procCpuMs(pid: number): number {
-  const seconds = procCpuSeconds(pid);
-  if (seconds === null) throw new Error(`no CPU reading for process ${pid}: is the server on this host?`);
-  return seconds * 1000;
-}
 
 const INSERT = `INSERT INTO pa_rows (id, rev, alg, value, meta, body)
   SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[])`;
@@ -46,6 +39,9 @@ function columns(rows: number): unknown[][] {
 
 async function main(): Promise<void> {
   const args = positiveIntegerArgs("bench/pg-arrays.ts", process.argv.slice(2), { rows: 700, statements: 200 });
+  // Each form gets every other block of ten: fewer, or a remainder, would leave one form short or unmeasured.
+  if (args.statements % 20 !== 0)
+    throw new Error(`--statements ${args.statements}: give a multiple of 20 (blocks of ten, the two forms in turn)`);
   const client = new pg.Client({ connectionString: stackEnv().databaseUrl, options: "-c jit=off" });
   await client.connect();
   const spent: Record<Form, { client: number; backend: number; n: number }> = {
@@ -69,7 +65,7 @@ async function main(): Promise<void> {
       const c0 = process.cpuUsage();
       for (let i = 0; i < 10; i++) await run(form);
       const c = process.cpuUsage(c0);
-      spent[form].client += (c.user + c.system) / 1000;
+      spent[form].client += cpuUsageMs(c);
       spent[form].backend += procCpuMs(backend) - b0;
       spent[form].n += 10;
     }

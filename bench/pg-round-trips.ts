@@ -19,7 +19,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import pg from "pg";
 import { REPO_ROOT } from "../services/shared/config.ts";
 import { stackEnv } from "../test/support/stack.ts";
-import { procCpuSeconds } from "./pipeline/proc.ts";
+import { cpuUsageMs, procCpuMs } from "./pipeline/proc.ts";
 import { positiveIntegerArgs } from "./pipeline/util.ts";
 
 type Shape = "sequential" | "pipelined" | "two trips";
@@ -28,13 +28,6 @@ const SHAPES: readonly Shape[] = ["sequential", "pipelined", "two trips"];
 interface Args {
   rounds: number;
   intervalMs: number;
-}
-
-/** A process's CPU milliseconds (the server backend is another process on this host). */
-function procCpuMs(pid: number): number {
-  const seconds = procCpuSeconds(pid);
-  if (seconds === null) throw new Error(`no CPU reading for process ${pid}: is the server on this host?`);
-  return seconds * 1000;
 }
 
 const BEGIN = "BEGIN; SELECT pg_advisory_xact_lock(424242); SELECT next_offset FROM rt_offsets WHERE partition = 0 FOR UPDATE";
@@ -80,7 +73,7 @@ async function measure(shape: Shape, args: Args): Promise<{ shape: Shape; client
     const c = process.cpuUsage(c0);
     return {
       shape,
-      clientMsPerRound: (c.user + c.system) / 1000 / args.rounds,
+      clientMsPerRound: cpuUsageMs(c) / args.rounds,
       backendMsPerRound: (procCpuMs(backend) - b0) / args.rounds,
     };
   } finally {

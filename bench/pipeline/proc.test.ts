@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BENCH_LABEL, type CpuSnapshot, cpuDelta } from "./proc.ts";
+import { BENCH_LABEL, type CpuSnapshot, cpuDelta, cpuUsageMs, procCpuMs } from "./proc.ts";
 
 /** A snapshot with one pid per label, at `at` ms, with the given CPU seconds so far. */
 function snapshot(at: number, cpu: Record<string, number>): CpuSnapshot {
@@ -35,5 +35,18 @@ describe("cpuDelta", () => {
 
   it("gives each label its share of one core over the interval", () => {
     expect(d.perLabel["kafka broker (shared)"]?.percentOfOneCore).toBeCloseTo(70);
+  });
+});
+
+describe("procCpuMs", () => {
+  it("reads this process's CPU in milliseconds, as process.cpuUsage() counts it", () => {
+    const ms = procCpuMs(process.pid);
+    expect(ms).toBeGreaterThan(0);
+    // /proc counts in clock ticks (10 ms): the two readings agree to a few ticks.
+    expect(Math.abs(ms - cpuUsageMs(process.cpuUsage()))).toBeLessThan(100);
+  });
+
+  it("refuses a process that is not there rather than reading it as zero", () => {
+    expect(() => procCpuMs(2 ** 22 + 1)).toThrow("no CPU reading for process 4194305");
   });
 });

@@ -29,6 +29,16 @@ export function procCpuSeconds(pid: number | undefined): number | null {
   }
 }
 
+/** A process's CPU milliseconds so far, for a process that must be there (a server backend on this host). */
+export function procCpuMs(pid: number): number {
+  const seconds = procCpuSeconds(pid);
+  if (seconds === null) throw new Error(`no CPU reading for process ${pid}: is the server on this host?`);
+  return seconds * 1000;
+}
+
+/** The milliseconds of a `process.cpuUsage()` reading, user and system together. */
+export const cpuUsageMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
+
 export function machineJiffies(): { busy: number; total: number } {
   try {
     const first = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
@@ -89,7 +99,7 @@ export const BENCH_LABEL = "bench process (this)";
  * Labels of what runs outside the hub: the partner sinks and their PostgreSQL backends (at the
  * partners in production) and this process (the forces).
  */
-export function outsideHub(label: string): boolean {
+function outsideHub(label: string): boolean {
   return label === BENCH_LABEL || label.startsWith("sink-") || label.startsWith("postgres backends of sink-");
 }
 
